@@ -1,0 +1,27 @@
+# The two commands a new user runs are `make demo` and `make test`; each sets up what it needs.
+.PHONY: setup test demo bench lint clean
+
+VENV := .venv
+PY   := $(VENV)/bin/python
+
+setup:
+	@scripts/setup.sh
+
+test: setup
+	@echo "[test] ruff"
+	@$(PY) -m ruff check octopus tests bench
+	@echo "[test] pytest"
+	@$(PY) -m pytest
+
+demo: setup
+	@$(PY) -m octopus demo
+
+bench: setup
+	@$(PY) bench/run_all.py
+
+lint: setup
+	@$(PY) -m ruff check octopus tests bench
+	@$(PY) -m ruff format --check octopus tests bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -1,0 +1,52 @@
+"""Octopus: a coordination engine — records, queries, triggers, publish/subscribe and
+synchronization recipes over a SWI-Prolog knowledge base.
+
+    >>> import octopus
+    >>> with octopus.Engine() as engine:
+    ...     engine.set("hw.pci.device.0 { vendor: 0x8086, device_id: 0x100e }")
+    ...     engine.get("_ { vendor: 32902 }").name
+    'hw.pci.device.0'
+"""
+
+from octopus.engine import Engine, Session
+from octopus.errors import (
+    ConditionFailed,
+    EngineClosed,
+    KnowledgeBaseError,
+    LockError,
+    NotFound,
+    OctopusError,
+    ParameterError,
+    ParseError,
+    QueryError,
+    TriggerNotFound,
+    WaitTimeout,
+)
+from octopus.events import Event, Mode, Subscription, Trigger
+from octopus.reading import read
+from octopus.record import Atom, Record
+
+__all__ = [
+    "Atom",
+    "ConditionFailed",
+    "Engine",
+    "EngineClosed",
+    "Event",
+    "KnowledgeBaseError",
+    "LockError",
+    "Mode",
+    "NotFound",
+    "OctopusError",
+    "ParameterError",
+    "ParseError",
+    "QueryError",
+    "Record",
+    "Session",
+    "Subscription",
+    "Trigger",
+    "TriggerNotFound",
+    "WaitTimeout",
+    "read",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+import sys
+
+from octopus.cli import main
+
+sys.exit(main())

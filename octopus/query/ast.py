@@ -1,0 +1,193 @@
+"""The abstract syntax of records and queries (grammar/octopus.ebnf), as frozen dataclasses.
+
+A parsed text is a :class:`Query`: a name pattern and a tuple of constraints. The same
+tree serves queries (get, delete, triggers, subscriptions) and records being stored
+(set, publish); :mod:`octopus.query.compile` decides what each form means where.
+Placeholders stay in the tree until :func:`bind` replaces them with typed parameters,
+so a parse can be cached and reused with different parameters.
+
+Every node prints in canonical form (``str(node)``); parsing that text gives back an
+equal tree. Positions (``pos``, a 0-based offset into the source) are kept for error
+messages but do not take part in equality.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TypeAlias
+
+from octopus.errors import ParameterError
+from octopus.record import Atom, Value, format_value, is_name
+
+__all__ = [
+    "AnyName",
+    "Constraint",
+    "Name",
+    "NamePattern",
+    "Placeholder",
+    "Query",
+    "Regex",
+    "bind",
+]
+
+# Comparison operators as they appear in the AST, with their source spelling.
+OPERATORS: dict[str, str] = {
+    "is": ":",     # key: value — equality in a query, the stored value in a set
+    "eq": "==",
+    "ne": "!=",
+    "lt": "<",
+    "le": "<=",
+    "gt": ">",
+    "ge": ">=",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Placeholder:
+    """``%d %f %s %b %n``: the ``index``-th positional parameter (0-based)."""
+
+    kind: str
+    index: int
+
+    def __str__(self) -> str:
+        return f"%{self.kind}"
+
+
+@dataclass(frozen=True, slots=True)
+class Regex:
+    """``r'...'``: a PCRE pattern, searched (not fully matched)."""
+
+    pattern: str
+
+    def __str__(self) -> str:
+        return f"r'{self.pattern}'"
+
+
+@dataclass(frozen=True, slots=True)
+class Name:
+    """An exact record name."""
+
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True, slots=True)
+class AnyName:
+    """``_``: any name."""
+
+    def __str__(self) -> str:
+        return "_"
+
+
+NamePattern: TypeAlias = Name | AnyName | Regex | Placeholder
+Operand: TypeAlias = Value | Placeholder | Regex | None  # None: the ``_`` of ``key: _``
+
+
+@dataclass(frozen=True, slots=True)
+class Constraint:
+    """One ``key op value`` item.
+
+    ``op`` is one of ``is`` (``key: value``), ``eq ne lt le gt ge``, ``any``
+    (``key: _``, value None) or ``re`` (``key: r'...'``, value a :class:`Regex`).
+    """
+
+    key: str
+    op: str
+    value: Operand
+    pos: int = field(default=-1, compare=False)
+
+    def __str__(self) -> str:
+        if self.op == "any":
+            return f"{self.key}: _"
+        if self.op == "re":
+            return f"{self.key}: {self.value}"
+        spelled = OPERATORS[self.op]
+        value = self.value
+        text = str(value) if isinstance(value, Placeholder) else format_value(value)  # type: ignore[arg-type]
+        return f"{self.key}: {text}" if spelled == ":" else f"{self.key} {spelled} {text}"
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A name pattern and its constraints, in source order."""
+
+    name: NamePattern
+    constraints: tuple[Constraint, ...] = ()
+    placeholders: int = 0
+
+    def __str__(self) -> str:
+        ordered = sorted(self.constraints, key=lambda c: c.key)  # stable: keeps a key's order
+        if not ordered:
+            return f"{self.name} {{}}"
+        return f"{self.name} {{ {', '.join(str(c) for c in ordered)} }}"
+
+
+def _bind_value(kind: str, param: object, index: int) -> Value:
+    where = f"parameter {index + 1} (%{kind})"
+    if kind == "d":
+        if isinstance(param, bool) or not isinstance(param, int):
+            raise ParameterError(f"{where} must be an int, got {type(param).__name__}")
+        return param
+    if kind == "f":
+        if isinstance(param, bool) or not isinstance(param, (int, float)):
+            raise ParameterError(f"{where} must be a float, got {type(param).__name__}")
+        value = float(param)
+        if not math.isfinite(value):
+            raise ParameterError(f"{where} must be finite, got {value!r}")
+        return value
+    if kind == "s":
+        if not isinstance(param, str):
+            raise ParameterError(f"{where} must be a str, got {type(param).__name__}")
+        _check_text(param, where)
+        return str(param)
+    if kind == "b":
+        if not isinstance(param, bool):
+            raise ParameterError(f"{where} must be a bool, got {type(param).__name__}")
+        return param
+    if kind == "n":
+        if not is_name(param):
+            raise ParameterError(f"{where} must be a valid name, got {param!r}")
+        return Atom(param)  # type: ignore[arg-type]
+    raise ParameterError(f"unknown placeholder %{kind}")
+
+
+def _check_text(text: str, where: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ParameterError(f"{where} is not valid Unicode text: {e.reason}") from None
+
+
+def _bind_name(pattern: Placeholder, param: object) -> Name:
+    if not is_name(param):
+        raise ParameterError(
+            f"parameter {pattern.index + 1} (%{pattern.kind}) in name position must be a "
+            f"valid name, got {param!r}")
+    return Name(param)  # type: ignore[arg-type]
+
+
+def bind(query: Query, params: tuple[object, ...]) -> Query:
+    """Replace every placeholder of ``query`` by its typed parameter.
+
+    Raises :class:`ParameterError` for a wrong number or type of parameters. Values
+    are bound after parsing, so a parameter can never change the query's structure.
+    """
+    if len(params) != query.placeholders:
+        raise ParameterError(
+            f"the query has {query.placeholders} placeholder(s) but {len(params)} "
+            f"parameter(s) were given")
+    if not params:
+        return query
+    name = query.name
+    if isinstance(name, Placeholder):
+        name = _bind_name(name, params[name.index])
+    constraints = tuple(
+        Constraint(c.key, c.op, _bind_value(c.value.kind, params[c.value.index], c.value.index),
+                   c.pos)
+        if isinstance(c.value, Placeholder) else c
+        for c in query.constraints
+    )
+    return Query(name, constraints, 0)

@@ -1,0 +1,164 @@
+"""The PLY lexer of the record and query language (grammar/octopus.ebnf).
+
+:class:`Lexer` is a class that never imports the parser. Token rules that are
+functions are tried in definition order (PLY's rule), which is why ``REGEX`` (``r'``)
+comes before ``NAME`` and numbers come before the one-character tokens.
+Every character that no rule accepts is a :class:`ParseError` with its line and
+column; nothing is silently skipped except whitespace.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, NoReturn
+
+import ply.lex as lex
+
+from octopus.errors import ParseError
+
+__all__ = ["Lexer", "position"]
+
+
+def position(text: str, offset: int) -> tuple[int, int]:
+    """1-based (line, column) of the 0-based ``offset`` in ``text``."""
+    line = text.count("\n", 0, offset) + 1
+    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    return line, column
+
+
+_ESCAPES = {"'": "'", "\\": "\\", "n": "\n", "t": "\t", "r": "\r"}
+# A token rule matches an unterminated string or regex too (to report it as such);
+# these tell the two apart.
+_STRING_TOKEN = re.compile(r"'(?:\\.|[^'\\])*'", re.S)
+_REGEX_TOKEN = re.compile(r"r'(?:\\.|[^'\\])*'", re.S)
+
+
+class Lexer:
+    """Tokenizes one text at a time; build once with :meth:`build`, then ``clone``."""
+
+    keywords = {"true": "TRUE", "false": "FALSE"}
+
+    tokens = (
+        "NAME", "UNDERSCORE", "INT", "FLOAT", "STRING", "REGEX", "PLACEHOLDER",
+        "TRUE", "FALSE",
+        "LBRACE", "RBRACE", "COLON", "COMMA",
+        "EQ", "NE", "LE", "GE", "LT", "GT",
+    )
+
+    t_ignore = " \t\r"
+
+    t_LBRACE = r"\{"
+    t_RBRACE = r"\}"
+    t_COLON = r":"
+    t_COMMA = r","
+    t_EQ = r"=="
+    t_NE = r"!="
+    t_LE = r"<="
+    t_GE = r">="
+    t_LT = r"<"
+    t_GT = r">"
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.lexer: Any = None
+
+    def build(self, **kwargs: Any) -> Lexer:
+        self.lexer = lex.lex(module=self, **kwargs)
+        return self
+
+    def input(self, text: str) -> None:
+        self.text = text
+        self.lexer.input(text)
+        self.lexer.lineno = 1
+
+    def token(self) -> Any:
+        return self.lexer.token()
+
+    def fail(self, message: str, offset: int, snippet: str) -> NoReturn:
+        line, column = position(self.text, offset)
+        raise ParseError(message, line=line, column=column, text=snippet)
+
+    # --- tokens with actions, in priority order -------------------------------------
+
+    def t_newline(self, t: Any) -> None:
+        r"\n+"
+        t.lexer.lineno += len(t.value)
+
+    def t_REGEX(self, t: Any) -> Any:
+        r"r'(?:\\.|[^'\\])*(?:'|\\?\Z)"
+        if not _REGEX_TOKEN.fullmatch(t.value):
+            self.fail("unterminated regular expression", t.lexpos, t.value)
+        t.value = t.value[2:-1]
+        return t
+
+    def t_STRING(self, t: Any) -> Any:
+        r"'(?:\\.|[^'\\])*(?:'|\\?\Z)"
+        if not _STRING_TOKEN.fullmatch(t.value):
+            self.fail("unterminated string", t.lexpos, t.value)
+        body = t.value[1:-1]
+        if "\\" not in body:
+            t.value = body
+            return t
+        out: list[str] = []
+        i = 0
+        while i < len(body):
+            ch = body[i]
+            if ch == "\\":
+                nxt = body[i + 1]
+                if nxt not in _ESCAPES:
+                    self.fail(f"unknown escape \\{nxt} in string", t.lexpos + 1 + i,
+                              "\\" + nxt)
+                out.append(_ESCAPES[nxt])
+                i += 2
+            else:
+                out.append(ch)
+                i += 1
+        t.value = "".join(out)
+        return t
+
+    def t_FLOAT(self, t: Any) -> Any:
+        r"-?(?:\d+\.\d+(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+)"
+        digits = t.value.lstrip("-")
+        if len(digits) > 1 and digits[0] == "0" and digits[1].isdigit():
+            self.fail("leading zeros are not allowed", t.lexpos, t.value)
+        value = float(t.value)
+        if value in (float("inf"), float("-inf")):
+            self.fail("float out of range", t.lexpos, t.value)
+        t.value = value
+        return t
+
+    def t_HEX(self, t: Any) -> Any:
+        r"-?0[xX][0-9a-fA-F]+"
+        t.type = "INT"
+        t.value = int(t.value, 16)
+        return t
+
+    def t_INT(self, t: Any) -> Any:
+        r"-?\d+"
+        digits = t.value.lstrip("-")
+        if len(digits) > 1 and digits[0] == "0":
+            self.fail("leading zeros are not allowed", t.lexpos, t.value)
+        try:
+            t.value = int(t.value)
+        except ValueError:  # more digits than int() converts (sys.get_int_max_str_digits)
+            self.fail("integer literal too long", t.lexpos, t.value[:20] + "...")
+        return t
+
+    def t_NAME(self, t: Any) -> Any:
+        r"[a-z][A-Za-z0-9._\-]*"
+        t.type = self.keywords.get(t.value, "NAME")
+        return t
+
+    def t_UNDERSCORE(self, t: Any) -> Any:
+        r"_"
+        return t
+
+    def t_PLACEHOLDER(self, t: Any) -> Any:
+        r"%[dfsbn]"
+        t.value = t.value[1]
+        return t
+
+    def t_error(self, t: Any) -> None:
+        ch = t.value[0]
+        what = "unexpected character" if ch.isprintable() else "unexpected control character"
+        self.fail(f"{what} {ch!r}", t.lexpos, ch)

@@ -1,0 +1,201 @@
+"""The PLY parser of the record and query language (grammar/octopus.ebnf).
+
+Each ``p_`` rule's docstring is its production, as in the EBNF. The grammar tables are
+built once per process, in memory (``write_tables=False``); :func:`parse` memoises
+results in a bounded LRU keyed by the text, which is safe because ASTs are immutable.
+PLY parser objects are not re-entrant, so parsing holds a lock; cached parses do not.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from functools import lru_cache
+from typing import Any, NoReturn
+
+import ply.yacc as yacc
+
+from octopus.errors import ParseError, QueryError
+from octopus.query.ast import AnyName, Constraint, Name, Placeholder, Query, Regex
+from octopus.query.lexer import Lexer, position
+from octopus.record import Atom
+
+__all__ = ["DEFAULT_MAX_LENGTH", "Parser", "parse"]
+
+DEFAULT_MAX_LENGTH = 64 * 1024
+
+
+class Parser:
+    """Builds the grammar; ``parse(text)`` returns a :class:`Query` or raises ParseError."""
+
+    tokens = Lexer.tokens
+
+    def __init__(self, *, debug: bool = False, **yacc_args: Any) -> None:
+        self.lexer = Lexer().build(reflags=int(re.VERBOSE | re.DOTALL), debug=debug)
+        self.text = ""
+        self.placeholders = 0
+        self.parser = yacc.yacc(module=self, start="query", debug=debug,
+                                write_tables=False, **yacc_args)
+
+    def parse(self, text: str) -> Query:
+        self.text = text
+        self.placeholders = 0
+        return self.parser.parse(text, lexer=self.lexer)
+
+    def fail(self, message: str, offset: int, snippet: str) -> NoReturn:
+        line, column = position(self.text, offset)
+        raise ParseError(message, line=line, column=column, text=snippet)
+
+    def placeholder(self, kind: str) -> Placeholder:
+        p = Placeholder(kind, self.placeholders)
+        self.placeholders += 1
+        return p
+
+    # --- grammar -------------------------------------------------------------------
+
+    def p_query(self, p: Any) -> None:
+        """query : name_pattern
+                 | name_pattern LBRACE RBRACE
+                 | name_pattern LBRACE constraints RBRACE
+        """
+        constraints = tuple(p[3]) if len(p) == 5 else ()
+        p[0] = Query(p[1], constraints, self.placeholders)
+
+    def p_name_pattern_name(self, p: Any) -> None:
+        """name_pattern : NAME"""
+        p[0] = Name(p[1])
+
+    def p_name_pattern_any(self, p: Any) -> None:
+        """name_pattern : UNDERSCORE"""
+        p[0] = AnyName()
+
+    def p_name_pattern_regex(self, p: Any) -> None:
+        """name_pattern : REGEX"""
+        p[0] = Regex(p[1])
+
+    def p_name_pattern_placeholder(self, p: Any) -> None:
+        """name_pattern : PLACEHOLDER"""
+        if p[1] not in ("s", "n"):
+            self.fail(f"placeholder %{p[1]} cannot stand for a name (use %s or %n)",
+                      p.lexpos(1), "%" + p[1])
+        p[0] = self.placeholder(p[1])
+
+    def p_constraints_one(self, p: Any) -> None:
+        """constraints : constraint"""
+        p[0] = [p[1]]
+
+    def p_constraints_more(self, p: Any) -> None:
+        """constraints : constraints COMMA constraint"""
+        p[1].append(p[3])
+        p[0] = p[1]
+
+    def p_constraint_value(self, p: Any) -> None:
+        """constraint : NAME COLON value"""
+        p[0] = Constraint(p[1], "is", p[3], p.lexpos(1))
+
+    def p_constraint_any(self, p: Any) -> None:
+        """constraint : NAME COLON UNDERSCORE"""
+        p[0] = Constraint(p[1], "any", None, p.lexpos(1))
+
+    def p_constraint_regex(self, p: Any) -> None:
+        """constraint : NAME COLON REGEX"""
+        p[0] = Constraint(p[1], "re", Regex(p[3]), p.lexpos(1))
+
+    def p_constraint_comparison(self, p: Any) -> None:
+        """constraint : NAME comparison value"""
+        p[0] = Constraint(p[1], p[2], p[3], p.lexpos(1))
+
+    def p_comparison(self, p: Any) -> None:
+        """comparison : EQ
+                      | NE
+                      | LT
+                      | LE
+                      | GT
+                      | GE
+        """
+        p[0] = {"==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}[p[1]]
+
+    def p_value_literal(self, p: Any) -> None:
+        """value : INT
+                 | FLOAT
+                 | STRING
+        """
+        p[0] = p[1]
+
+    def p_value_true(self, p: Any) -> None:
+        """value : TRUE"""
+        p[0] = True
+
+    def p_value_false(self, p: Any) -> None:
+        """value : FALSE"""
+        p[0] = False
+
+    def p_value_atom(self, p: Any) -> None:
+        """value : NAME"""
+        p[0] = Atom(p[1])
+
+    def p_value_placeholder(self, p: Any) -> None:
+        """value : PLACEHOLDER"""
+        p[0] = self.placeholder(p[1])
+
+    def p_error(self, t: Any) -> None:
+        if t is None:
+            self.fail("unexpected end of input", len(self.text), "")
+        self.fail(f"unexpected {_describe(t)}", t.lexpos, _source_text(self.text, t))
+
+
+def _describe(t: Any) -> str:
+    kinds = {
+        "NAME": "name", "UNDERSCORE": "'_'", "INT": "integer", "FLOAT": "float",
+        "STRING": "string", "REGEX": "regular expression", "PLACEHOLDER": "placeholder",
+        "TRUE": "'true'", "FALSE": "'false'", "LBRACE": "'{'", "RBRACE": "'}'",
+        "COLON": "':'", "COMMA": "','",
+    }
+    return kinds.get(t.type, "operator")
+
+
+def _source_text(text: str, t: Any) -> str:
+    """The token's text as written (tokens carry converted values)."""
+    end = t.lexpos + 1
+    while end < len(text) and not text[end].isspace() and text[end] not in "{},:":
+        end += 1
+    return text[t.lexpos:end] if t.type not in ("LBRACE", "RBRACE", "COLON", "COMMA") \
+        else text[t.lexpos]
+
+
+_lock = threading.Lock()
+_parser: Parser | None = None
+
+
+def _get_parser() -> Parser:
+    global _parser
+    if _parser is None:
+        _parser = Parser()
+    return _parser
+
+
+@lru_cache(maxsize=4096)
+def _parse_cached(text: str) -> Query:
+    with _lock:
+        return _get_parser().parse(text)
+
+
+def parse(text: object, *, max_length: int = DEFAULT_MAX_LENGTH) -> Query:
+    """Parse record or query text into a :class:`Query` (memoised).
+
+    Raises :class:`ParseError` (with line, column and text) for text outside the
+    grammar and :class:`QueryError` for input that is not text or is too long.
+    """
+    if not isinstance(text, str):
+        raise QueryError(f"a query must be a str, got {type(text).__name__}")
+    if len(text) > max_length:  # cheap bound before encoding a huge text
+        raise QueryError(f"the query is longer than the limit of {max_length} bytes")
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError as e:
+        line, column = position(text, e.start)
+        raise ParseError("text is not valid Unicode (lone surrogate)", line=line,
+                         column=column, text=text[e.start:e.end]) from None
+    if size > max_length:
+        raise QueryError(f"the query is {size} bytes long; the limit is {max_length}")
+    return _parse_cached(text)

@@ -1,0 +1,341 @@
+:- module(octopus_store,
+          [ store_create/2,           % +Store, -Reply
+            store_destroy/2,          % +Store, -Reply
+            store_get_by_name/3,      % +Store, +Name, -Reply
+            store_first/4,            % +Store, +NamePattern, +Constraints, -Reply
+            store_names/4,            % +Store, +NamePattern, +Constraints, -Reply
+            store_all/4,              % +Store, +NamePattern, +Constraints, -Reply
+            store_exists/4,           % +Store, +NamePattern, +Constraints, -Reply
+            store_set/7,              % +Store, +Name, +Attrs, +Constraints, +Sequential, +Rev, -Reply
+            store_delete/4,           % +Store, +Name, +Constraints, -Reply
+            store_load/4,             % +Store, +Records, +Rev0, -Reply
+            store_count/2,            % +Store, -Count
+            store_warm/2,             % +Store, -Reply
+            check_query/3,            % +NamePattern, +Constraints, -Reply
+            error_message/2           % +Error, -Message
+          ]).
+
+/** <module> The Octopus record store
+
+The only writer of store facts. Every engine owns one store: a private module Store
+(named by the Python side, never from user data) holding
+
+  - rec(Name, Rev, Dict):      one fact per record, first-argument indexed on Name;
+                               Rev is the revision of its last change, Dict its
+                               attributes in the stored form of octopus_match;
+  - attr(Key, Hash, Name):     the attribute index, one fact per attribute of every
+                               record; Hash = index_hash(Key, Value). A lookup by
+                               Key alone uses the first-argument index, a lookup by
+                               Key and Hash the JIT index on the second argument,
+                               so a query only visits records having its attributes;
+  - seq(Base, Next):           per-base-name counters of sequential sets.
+
+Revisions are allocated by the caller (which serialises all calls) and passed in.
+Every write runs inside transaction/1, so a failure half-way leaves nothing behind.
+
+Every API predicate is det and returns its Reply; errors come back as data,
+`-('$error', Kind, Message)`, never as exceptions (Kind: query, condition, prolog).
+*/
+
+:- use_module(library(error)).
+:- use_module(library(apply)).
+:- use_module(library(lists)).
+:- use_module(library(pairs)).
+:- use_module(match).
+
+%!  store_create(+Store, -Reply) is det.
+%!  store_destroy(+Store, -Reply) is det.
+%
+%   Reply is @(true): every predicate called from Python returns a reply.
+
+store_create(M, @(true)) :-
+    must_be(atom, M),
+    dynamic([M:rec/3, M:attr/3, M:seq/2]).
+
+store_destroy(M, @(true)) :-
+    retractall(M:rec(_, _, _)),
+    retractall(M:attr(_, _, _)),
+    retractall(M:seq(_, _)).
+
+%!  store_get_by_name(+Store, +Name, -Reply) is det.
+%
+%   The fast path of get for a plain name: Reply is Rev-Dict or @(none).
+
+store_get_by_name(M, Name, Reply) :-
+    (   M:rec(Name, Rev, Dict)
+    ->  Reply = Rev-Dict
+    ;   Reply = @(none)
+    ).
+
+%!  store_first(+Store, +NamePattern, +Constraints, -Reply) is det.
+%
+%   Reply is -(Name, Rev, Dict) for the first match in natural name order, or @(none).
+
+store_first(M, NP0, Cs0, Reply) :-
+    guarded(first_(M, NP0, Cs0, R), R, Reply).
+
+first_(M, NP0, Cs0, Reply) :-
+    prepare_query(NP0, Cs0, Q),
+    findall(Name, solution(M, Q, Name, _, _), Names),
+    (   Names == []
+    ->  Reply = @(none)
+    ;   natural_min(Names, First),
+        M:rec(First, Rev, Dict),
+        Reply = -(First, Rev, Dict)
+    ).
+
+natural_min([Name], Name) :- !.
+natural_min(Names, Min) :-
+    map_list_to_pairs(natural_key, Names, Keyed),
+    min_member(_-Min, Keyed).
+
+%!  store_names(+Store, +NamePattern, +Constraints, -Reply) is det.
+%
+%   Reply is the list of matching names in natural order.
+
+store_names(M, NP0, Cs0, Reply) :-
+    guarded(names_(M, NP0, Cs0, R), R, Reply).
+
+names_(M, NP0, Cs0, Sorted) :-
+    prepare_query(NP0, Cs0, Q),
+    findall(Name, solution(M, Q, Name, _, _), Names),
+    natural_sort(Names, Sorted).
+
+natural_sort(Names, Sorted) :-
+    map_list_to_pairs(natural_key, Names, Keyed),
+    msort(Keyed, SortedPairs),
+    pairs_values(SortedPairs, Sorted).
+
+%!  store_all(+Store, +NamePattern, +Constraints, -Reply) is det.
+%
+%   Reply is a list of -(Name, Rev, Dict), natural name order.
+
+store_all(M, NP0, Cs0, Reply) :-
+    guarded(all_(M, NP0, Cs0, R), R, Reply).
+
+all_(M, NP0, Cs0, Records) :-
+    prepare_query(NP0, Cs0, Q),
+    findall((Key-Name)-(-(Name, Rev, Dict)),
+            ( solution(M, Q, Name, Rev, Dict), natural_key(Name, Key) ),
+            Keyed),
+    keysort(Keyed, Sorted),       % the name breaks ties between equal natural keys (a01, a1)
+    pairs_values(Sorted, Records).
+
+%!  store_exists(+Store, +NamePattern, +Constraints, -Reply) is det.
+%
+%   Reply is @(true) or @(false).
+
+store_exists(M, NP0, Cs0, Reply) :-
+    guarded(exists_(M, NP0, Cs0, R), R, Reply).
+
+exists_(M, NP0, Cs0, Reply) :-
+    prepare_query(NP0, Cs0, Q),
+    (   solution(M, Q, _, _, _)
+    ->  Reply = @(true)
+    ;   Reply = @(false)
+    ).
+
+%!  check_query(+NamePattern, +Constraints, -Reply) is det.
+%
+%   Validate a query (regexes compile, values convert) without running it.
+%   Reply is @(true) or an error.
+
+check_query(NP0, Cs0, Reply) :-
+    guarded(prepare_query(NP0, Cs0, _), @(true), Reply).
+
+%   solution(+Store, +Query, -Name, -Rev, -Dict) is nondet.
+%
+%   Enumerate the matching records, visiting only candidates from the attribute
+%   index when the query constrains attributes.
+
+solution(M, q(exact(Name), Cs), Name, Rev, Dict) :- !,
+    M:rec(Name, Rev, Dict),
+    constraints_hold(Cs, Dict).
+solution(M, q(NP, Cs), Name, Rev, Dict) :-
+    candidate(M, Cs, Name),
+    M:rec(Name, Rev, Dict),
+    name_ok(NP, Name),
+    constraints_hold(Cs, Dict).
+
+name_ok(any, _) :- !.
+name_ok(NP, Name) :- record_matches(q(NP, []), Name, _{}).
+
+candidate(M, Cs, Name) :-
+    best_equality(M, Cs, Key, Hash), !,
+    M:attr(Key, Hash, Name).
+candidate(M, [c(Key, _, _)|_], Name) :- !,
+    M:attr(Key, _, Name).
+candidate(M, [], Name) :-
+    M:rec(Name, _, _).
+
+%   best_equality(+Store, +Constraints, -Key, -Hash) is semidet.
+%
+%   The equality constraint with the fewest index entries (counted up to a small
+%   bound, so the choice costs little even when a value is very common).
+
+best_equality(M, Cs, Key, Hash) :-
+    findall(K-H, ( member(c(K, eq, V), Cs), index_hash(K, V, H) ), Eqs),
+    (   Eqs = [Key-Hash]
+    ->  true
+    ;   Eqs = [_|_],
+        findall(N-(K-H),
+                ( member(K-H, Eqs),
+                  aggregate_all(count, limit(64, M:attr(K, H, _)), N)
+                ),
+                Counted),
+        keysort(Counted, [_-(Key-Hash)|_])
+    ).
+
+%!  store_set(+Store, +Name, +Attrs, +Constraints, +Sequential, +Rev, -Reply) is det.
+%
+%   Replace (or create) record Name with Attrs (a list of Key-Value), provided the
+%   stored record satisfies Constraints (a non-empty list needs a stored record).
+%   With Sequential = @(true), Name is a base name and the record is stored as
+%   Base<N> for the next free N of that base. Reply is the final name.
+
+store_set(M, Name, Attrs, Cs0, Seq, Rev, Reply) :-
+    guarded(transaction(set_(M, Name, Attrs, Cs0, Seq, Rev, R)), R, Reply).
+
+set_(M, Name0, Attrs, Cs0, Seq, Rev, Name) :-
+    prepare_constraints(Cs0, Cs),
+    maplist(import_pair, Attrs, Pairs),
+    dict_pairs(Dict, _, Pairs),
+    (   Seq == @(true)
+    ->  next_sequential_name(M, Name0, Name)
+    ;   Name = Name0
+    ),
+    (   Cs == []
+    ->  true
+    ;   M:rec(Name, _, Old), constraints_hold(Cs, Old)
+    ->  true
+    ;   throw(octopus(condition, "the stored record does not satisfy the set's conditions"))
+    ),
+    put_record(M, Name, Rev, Dict).
+
+import_pair(K-V0, K-V) :-
+    must_be(atom, K),
+    import_value(V0, V).
+
+next_sequential_name(M, Base, Name) :-
+    (   retract(M:seq(Base, N0)) -> true ; N0 = 0 ),
+    free_name(M, Base, N0, N, Name),
+    N1 is N + 1,
+    assertz(M:seq(Base, N1)).
+
+free_name(M, Base, N0, N, Name) :-
+    atom_concat(Base, N0, Name0),
+    (   M:rec(Name0, _, _)
+    ->  N1 is N0 + 1,
+        free_name(M, Base, N1, N, Name)
+    ;   N = N0,
+        Name = Name0
+    ).
+
+put_record(M, Name, Rev, Dict) :-
+    remove_record(M, Name, _),
+    assertz(M:rec(Name, Rev, Dict)),
+    forall(get_dict(K, Dict, V),
+           ( index_hash(K, V, H),
+             assertz(M:attr(K, H, Name))
+           )).
+
+remove_record(M, Name, Old) :-
+    (   retract(M:rec(Name, _, Old))
+    ->  forall(get_dict(K, Old, V),
+               ( index_hash(K, V, H),
+                 retract(M:attr(K, H, Name))
+               ))
+    ;   Old = @(none)
+    ).
+
+%!  store_delete(+Store, +Name, +Constraints, -Reply) is det.
+%
+%   Delete record Name if it satisfies Constraints. Reply is OldRev-OldDict, or
+%   @(none) when there was no such record (nothing changes then).
+
+store_delete(M, Name, Cs0, Reply) :-
+    guarded(transaction(delete_(M, Name, Cs0, R)), R, Reply).
+
+delete_(M, Name, Cs0, Reply) :-
+    prepare_constraints(Cs0, Cs),
+    (   M:rec(Name, Rev, Dict),
+        constraints_hold(Cs, Dict)
+    ->  remove_record(M, Name, _),
+        Reply = Rev-Dict
+    ;   Reply = @(none)
+    ).
+
+%!  store_load(+Store, +Records, +Rev0, -Reply) is det.
+%
+%   Bulk replace: Records is a list of -(Name, Attrs); the i-th (from 1) gets
+%   revision Rev0+i. All or nothing. Reply is the number of records stored.
+
+store_load(M, Records, Rev0, Reply) :-
+    guarded(transaction(load_(M, Records, Rev0, R)), R, Reply).
+
+load_(M, Records, Rev0, Count) :-
+    foldl(load_one(M), Records, Rev0, Rev),
+    Count is Rev - Rev0.
+
+load_one(M, -(Name, Attrs), Rev0, Rev) :-
+    must_be(atom, Name),
+    maplist(import_pair, Attrs, Pairs),
+    dict_pairs(Dict, _, Pairs),
+    Rev is Rev0 + 1,
+    put_record(M, Name, Rev, Dict).
+
+%!  store_count(+Store, -Count) is det.
+
+store_count(M, Count) :-
+    predicate_property(M:rec(_, _, _), number_of_clauses(Count)), !.
+store_count(_, 0).
+
+%!  store_warm(+Store, -Reply) is det.
+%
+%   Build the JIT clause indexes now (after a bulk load) instead of on the first
+%   query that needs them.
+
+store_warm(M, @(true)) :-
+    ignore(M:rec('$octopus_warm', _, _)),
+    ignore(M:attr(_, _, '$octopus_warm')),
+    (   M:attr(Key, _, _)
+    ->  ignore(M:attr(Key, 0, _))
+    ;   true
+    ).
+
+%   guarded(:Goal, ?Result, -Reply)
+%
+%   Run Goal; Reply is Result, or an error term when Goal raised or failed.
+
+:- meta_predicate guarded(0, ?, -).
+
+guarded(Goal, Result, Reply) :-
+    catch(Goal, E, true),
+    !,
+    (   var(E)
+    ->  Reply = Result
+    ;   error_reply(E, Reply)
+    ).
+guarded(_, _, -('$error', prolog, "internal error: store goal failed")).
+
+error_reply(octopus(Kind, Msg), -('$error', Kind, Msg)) :- !.
+error_reply(error(resource_error(match_limit), _),
+            -('$error', query, "a regular expression exceeded its match limit")) :- !.
+error_reply(error(resource_error(depth_limit), _),
+            -('$error', query, "a regular expression exceeded its depth limit")) :- !.
+error_reply(error(type_error(octopus_value, V), _), -('$error', query, Msg)) :- !,
+    format(string(Msg), "unsupported value: ~q", [V]).
+error_reply(E, -('$error', prolog, Msg)) :-
+    error_message(E, Msg).
+
+%!  error_message(+Error, -Message:string) is det.
+%
+%   The text print_message/2 would show for Error, on one line.
+
+error_message(E, Msg) :-
+    catch(( '$messages':translate_message(E, Lines, []),
+            with_output_to(string(Msg0), print_message_lines(current_output, '', Lines)),
+            normalize_space(string(Msg), Msg0)
+          ),
+          _,
+          format(string(Msg), "~q", [E])).

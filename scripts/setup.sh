@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Set up everything `make test` and `make demo` need, idempotently:
+#   1. an SWI-Prolog >= 9.1.12 (scripts/provision-swipl.sh finds, installs or builds one);
+#   2. .venv/ with octopus installed editable plus its test extras, janus-swi built
+#      against that SWI-Prolog;
+#   3. a record of which SWI-Prolog home the venv belongs to (.venv/octopus-swipl.env),
+#      read by octopus._prolog at import time, so nothing is needed on PATH or
+#      LD_LIBRARY_PATH at run time;
+#   4. a check that `import janus_swi` works from a clean environment.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '[setup] %s\n' "$*" >&2; }
+
+PYTHON=${PYTHON:-python3}
+VENV=.venv
+STAMP=$VENV/.octopus-setup
+
+swipl=$(scripts/provision-swipl.sh)
+home=$("$swipl" --dump-runtime-variables | sed -n 's/^PLBASE="\(.*\)";$/\1/p')
+[ -n "$home" ] || { say "cannot read PLBASE from $swipl"; exit 1; }
+
+want="$swipl|$(sha256sum pyproject.toml | cut -c1-16)"
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/python" ]; then
+    say "venv is up to date ($VENV, SWI-Prolog at $home)"
+    exit 0
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+    say "creating $VENV with $($PYTHON --version 2>&1)"
+    "$PYTHON" -m venv "$VENV"
+fi
+say "installing octopus (editable) and its test extras into $VENV"
+# janus-swi's build asks the first `swipl` on PATH where SWI-Prolog lives: put ours first.
+# --no-binary: a prebuilt janus-swi wheel would be linked against some other libswipl.
+PATH="$(dirname "$swipl"):$PATH" "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+    --no-binary janus-swi -e ".[test]" >&2
+printf 'SWI_HOME_DIR=%s\nSWIPL=%s\n' "$home" "$swipl" >"$VENV/octopus-swipl.env"
+
+say "checking that janus_swi imports from a clean environment"
+env -i HOME="$HOME" "$VENV/bin/python" -c 'import octopus._prolog as p; p.runtime().check()' >&2
+printf '%s' "$want" >"$STAMP"
+say "ready: $VENV (SWI-Prolog $("$swipl" --version | awk '{print $3}'))"
