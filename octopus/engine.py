@@ -21,6 +21,7 @@ Theory of operation:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 import weakref
@@ -443,10 +444,8 @@ class Session:
             if not arrived.wait(timeout):
                 raise WaitTimeout(f"no record matching {q!r} within {timeout} s")
         finally:
-            try:
+            with contextlib.suppress(TriggerNotFound, EngineClosed):
                 self.remove_trigger(trigger)
-            except (TriggerNotFound, EngineClosed):
-                pass
         record = events[0].record
         if record is None:  # the session or engine closed while waiting
             raise EngineClosed("closed while waiting")
