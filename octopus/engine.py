@@ -302,7 +302,7 @@ class Session:
             core.changed_locked(Mode.ON_SET, record, revision)
             if trigger is not None:
                 tq = self._query(rec, params) if not sequential else \
-                    self._query(str(record))
+                    self._query(str(record), ())
                 self._maybe_install(trigger, tq, True)
         return record
 
