@@ -92,7 +92,7 @@ def table(title: str, header: list[str], rows: list[list[Any]]) -> str:
 
 
 def _numeric(text: str) -> bool:
-    return bool(text) and (text[0].isdigit() or text[0] in "-.×") and not text.startswith("-- ")
+    return bool(text) and all(c.isdigit() or c in ",.-×%" for c in text)
 
 
 def progress(total: int, label: str) -> Callable[[int], None]:

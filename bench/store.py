@@ -75,7 +75,7 @@ def main() -> None:
     queries = [
         ("_ { vendor: 32902, device_id: 4110 }", "10 matches (target ≤ 2 ms)"),
         ("_ { vendor: 32902, device_id: 65534 }", "only the last record matches"),
-        ("_ { class: 'X', device_id: 4110 }", "no match"),
+        ("_ { vendor: 4318, device_id: 4110 }", "no match"),
         ("_ { device_id > 65270 }", "range: scans every record with the key"),
         ("r'^hw\\.pci\\.device\\.1399999$'", "name regex: scans every record"),
     ]
