@@ -237,8 +237,9 @@ barrelfish_pci_driver(Binary) :-
 %!  boot_service(?Name, ?Requires) is nondet.
 %
 %   System services that start at boot, independent of any device, and wait by name
-%   for what they need.
+%   (Requires is a query) for the service they need: the onboard NIC's driver, the
+%   boot disk's controller, the first DMA engine.
 
-boot_service(netd, "_ { service: ethernet }").
-boot_service(vfs, "_ { service: block }").
-boot_service(dma_mgr, "_ { service: dma }").
+boot_service(netd, "e1000n.0").
+boot_service(vfs, "ahcid.0").
+boot_service(dma_mgr, "ioat_dma.0").

@@ -30,11 +30,11 @@ if [ ! -x "$VENV/bin/python" ]; then
     say "creating $VENV with $($PYTHON --version 2>&1)"
     "$PYTHON" -m venv "$VENV"
 fi
-say "installing octopus (editable) and its test extras into $VENV"
+say "installing octopus (editable) and its test and demo extras into $VENV"
 # janus-swi's build asks the first `swipl` on PATH where SWI-Prolog lives: put ours first.
 # --no-binary: a prebuilt janus-swi wheel would be linked against some other libswipl.
 PATH="$(dirname "$swipl"):$PATH" "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
-    --no-binary janus-swi -e ".[test]" >&2
+    --no-binary janus-swi -e ".[test,demo]" >&2
 printf 'SWI_HOME_DIR=%s\nSWIPL=%s\n' "$home" "$swipl" >"$VENV/octopus-swipl.env"
 
 say "checking that janus_swi imports from a clean environment"

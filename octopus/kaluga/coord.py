@@ -20,7 +20,7 @@ from octopus.errors import NotFound, QueryError, TriggerNotFound
 from octopus.events import Mode, Trigger
 from octopus.record import Record
 
-__all__ = ["Barrier", "Coordination", "Names", "Primitives", "coordination"]
+__all__ = ["Barrier", "Coordination", "Names", "Primitives", "coordination", "record_text"]
 
 _KEY = re.compile(r"[a-z][A-Za-z0-9._-]*\Z")
 
@@ -48,7 +48,7 @@ def coordination(session: Session) -> Coordination:
     return Primitives(session)      # with the recipes merged: `return session`
 
 
-def _record_text(attrs: dict[str, Any]) -> tuple[str, list[Any]]:
+def record_text(attrs: dict[str, Any]) -> tuple[str, list[Any]]:
     """``"%n { k: %d, ... }"`` and its parameters: keys are checked, values are data."""
     parts, params = [], []
     for key, value in sorted(attrs.items()):
@@ -76,7 +76,7 @@ class _PrimitiveNames:
         self._s = session
 
     def register(self, name: str, **attrs: Any) -> Record:
-        text, params = _record_text(attrs)
+        text, params = record_text(attrs)
         return self._s.set(text, name, *params)
 
     def lookup(self, q: str) -> Record:

@@ -22,7 +22,8 @@ Theory of operation:
    never polls.
 5. Starting is the starter's job (:class:`Starter`); the default
    :class:`ThreadStarter` writes ``driver.<binary>.<k> { device: ..., core: ... }`` and
-   runs a Python callable for the binary in its own thread.
+   runs a Python callable for the binary in its own thread. ``after_start(order)`` then
+   runs in Kaluga's thread (the boot demo enters the ACPI barrier there).
 """
 
 from __future__ import annotations
@@ -80,14 +81,17 @@ DriverMain = Callable[[Session, DriverStart], Any]
 
 class ThreadStarter:
     """The default starter: ``driver.<binary>.<k> { device, core }`` plus the binary's
-    Python callable, run as ``main(session, order)`` in a thread of its own with a
-    session of its own. Binaries without a callable get only their record."""
+    Python callable (or ``fallback``), run as ``main(session, order)`` in a thread of
+    its own with a session of its own. Binaries without a callable get only their
+    record."""
 
     def __init__(self, session: Session, drivers: Mapping[str, DriverMain] | None = None,
-                 *, on_error: Callable[[DriverStart, BaseException], None] | None = None
+                 *, fallback: DriverMain | None = None,
+                 on_error: Callable[[DriverStart, BaseException], None] | None = None
                  ) -> None:
         self.session = session
         self.drivers = dict(drivers or {})
+        self.fallback = fallback
         self.on_error = on_error
         self.threads: list[threading.Thread] = []
         self.sessions: list[Session] = []
@@ -97,16 +101,16 @@ class ThreadStarter:
     def start(self, order: DriverStart) -> None:
         self.session.set("%n { device: %s, core: %d }", order.name, order.device.name,
                          order.core)
-        main = self.drivers.get(order.driver.binary)
+        main = self.drivers.get(order.driver.binary, self.fallback)
         if main is None:
             return
         session = self.session.session()
         thread = threading.Thread(target=self._run, args=(main, session, order),
                                   name=order.name.removeprefix("driver."), daemon=True)
-        with self._lock:
+        with self._lock:       # started under the lock: join() never sees it unstarted
             self.sessions.append(session)
             self.threads.append(thread)
-        thread.start()
+            thread.start()
 
     def _run(self, main: DriverMain, session: Session, order: DriverStart) -> None:
         try:
@@ -143,6 +147,7 @@ class Kaluga:
     def __init__(self, session: Session, *, starter: Starter | None = None,
                  platform: str | None = None, boot_core: int = 0,
                  require_spawnd: bool = True, observer: Observer | None = None,
+                 after_start: Callable[[DriverStart], Any] | None = None,
                  load_database: bool = True) -> None:
         self.session = session
         self.db = DriverDatabase(session, platform)
@@ -150,6 +155,7 @@ class Kaluga:
         self.boot_core = boot_core
         self.require_spawnd = require_spawnd
         self.observer = observer
+        self.after_start = after_start
         self.load_database = load_database
         self.decisions: dict[str, Decision] = {}
         self.instances: dict[str, DriverStart] = {}
@@ -362,3 +368,6 @@ class Kaluga:
         except Exception as e:
             log.exception("kaluga: starting %s failed", order.name)
             self.errors.append((order.name, e))
+            return
+        if self.after_start is not None:
+            self.after_start(order)
