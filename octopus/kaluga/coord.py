@@ -11,6 +11,7 @@ merged, switching is the one-line change marked below; nothing else in
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 from typing import Any, Protocol
@@ -125,14 +126,10 @@ class _PrimitiveBarrier:
                 if not gone.wait(timeout):
                     raise TimeoutError(f"barrier {self.name}: others did not leave in time")
             finally:
-                try:
+                with contextlib.suppress(TriggerNotFound):
                     self._s.remove_trigger(trigger)
-                except TriggerNotFound:
-                    pass
-        try:
+        with contextlib.suppress(NotFound):
             self._s.delete("%n", f"{self.name}.ready")
-        except NotFound:
-            pass
 
     def __enter__(self) -> _PrimitiveBarrier:
         self.enter()

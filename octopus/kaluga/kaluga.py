@@ -28,6 +28,7 @@ Theory of operation:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -187,10 +188,8 @@ class Kaluga:
 
     def stop(self, timeout: float | None = 10.0) -> None:
         for t in self._triggers:
-            try:
+            with contextlib.suppress(OctopusError):
                 self.session.remove_trigger(t)
-            except OctopusError:
-                pass
         self._triggers.clear()
         if self._thread is not None:
             self._queue.put(None)
