@@ -86,17 +86,25 @@ driver_term(Binary, Platform, Prio,
     !.
 
 %!  pci_label(+Vendor, +Device, -Label) is det.
+%!  pci_label(+Vendor, +Device, +Class, +Subclass, -Label) is det.
 %
 %   A human name for a PCI function from the pci.ids facts (pci_vendor_name/2,
-%   pci_device_name/3), or "" when they do not know it.
+%   pci_device_name/3, pci_class_name/3): vendor and device name; for a device
+%   pci.ids does not know, vendor and class name; "" when nothing is known.
 
 pci_label(V, D, Label) :-
-    (   pci_vendor_name(V, VName)
-    ->  (   pci_device_name(V, D, DName)
-        ->  format(string(Label), "~w ~w", [VName, DName])
-        ;   format(string(Label), "~w device", [VName])
+    pci_label(V, D, -1, -1, Label).
+
+pci_label(V, D, C, S, Label) :-
+    (   pci_vendor_name(V, VName), pci_device_name(V, D, DName)
+    ->  format(string(Label), "~w ~w", [VName, DName])
+    ;   pci_vendor_name(V, VName)
+    ->  pci_class_label(C, S, CName),
+        (   CName == ""
+        ->  format(string(Label), "~w device", [VName])
+        ;   format(string(Label), "~w ~w", [VName, CName])
         )
-    ;   Label = ""
+    ;   pci_class_label(C, S, Label)
     ).
 
 %!  pci_class_label(+Class, +Subclass, -Label) is det.

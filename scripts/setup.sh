@@ -20,6 +20,17 @@ swipl=$(scripts/provision-swipl.sh)
 home=$("$swipl" --dump-runtime-variables | sed -n 's/^PLBASE="\(.*\)";$/\1/p')
 [ -n "$home" ] || { say "cannot read PLBASE from $swipl"; exit 1; }
 
+# pci.ids names the PCI devices `octopus kaluga --sysfs` shows. Optional: installed when
+# apt can (as root), skipped quietly otherwise (the command then shows class codes).
+if [ ! -f /usr/share/misc/pci.ids ] && command -v apt-get >/dev/null 2>&1 \
+        && [ "$(id -u)" = 0 ]; then
+    say "installing pci.ids (PCI device names for octopus kaluga)"
+    export DEBIAN_FRONTEND=noninteractive
+    { apt-get install -y -q pci.ids >/dev/null 2>&1 \
+        || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q pci.ids >/dev/null 2>&1; }; } \
+        || say "could not install pci.ids; device names will be class codes"
+fi
+
 want="$swipl|$(sha256sum pyproject.toml | cut -c1-16)"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/python" ]; then
     say "venv is up to date ($VENV, SWI-Prolog at $home)"

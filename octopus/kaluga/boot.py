@@ -390,7 +390,6 @@ class Boot:
     def _report(self) -> BootReport:
         e = self.engine
         rows: list[DeviceRow] = []
-        # sorted here too: the store's natural order has a bug (reported, see docs)
         for rec in sorted(e.get_all(r"r'^hw\.pci\.device\.'"), key=_natural):
             label = (f"{rec['bus']:02x}:{rec['device']:02x}.{rec['function']}")
             func = next((f for f in self.machine.functions if f.slot == label), None)

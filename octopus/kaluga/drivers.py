@@ -140,9 +140,10 @@ class DriverDatabase:
             return self._ask(_KIND_GOAL, Kind=kind)
         return None
 
-    def pci_label(self, vendor: int, device: int) -> str:
+    def pci_label(self, vendor: int, device: int, klass: int = -1, subclass: int = -1) -> str:
         """A human name for a PCI function (from pci.ids facts, if loaded)."""
-        s = self.session.prolog_once("pci_label(V, D, Label)", V=vendor, D=device)
+        s = self.session.prolog_once("pci_label(V, D, C, S, Label)", V=vendor, D=device,
+                                     C=klass, S=subclass)
         return str(s["Label"]) if s else ""
 
     def requires(self, binary: str) -> list[str]:
