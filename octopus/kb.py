@@ -119,10 +119,13 @@ class KnowledgeBase:
                     while True:
                         pos, done = self._call("kb_load_chunk", self.module, self._aux,
                                                _TERMS_PER_CHUNK)
-                        report(total if done else int(pos))
                         if done:
                             break
-                    return int(self._call("kb_load_commit", self.module, self._aux, key))
+                        report(int(pos))
+                    # the commit is one transaction: the bar's last step
+                    count = int(self._call("kb_load_commit", self.module, self._aux, key))
+                    report(total)
+                    return count
             finally:
                 self._rt.call("octopus_skb", "kb_load_abort", self._aux)
 
