@@ -49,8 +49,8 @@ test(natural) :-
 
 :- begin_tests(hash).
 
-test(int_float_alike) :- index_hash(k, 1, H), index_hash(k, 1.0, H).
-test(atom_string_alike) :- index_hash(k, "x", H), index_hash(k, a-"x", H).
-test(bool_differs) :- index_hash(k, @(true), H1), index_hash(k, 1, H2), H1 \== H2.
+test(int_float_alike) :- index_hash(1, H), index_hash(1.0, H).
+test(atom_string_alike) :- index_hash("x", H), index_hash(a-"x", H).
+test(bool_differs) :- index_hash(@(true), H1), index_hash(1, H2), H1 \== H2.
 
 :- end_tests(hash).

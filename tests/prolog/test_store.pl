@@ -10,8 +10,8 @@ test(set_get) :-
 test(index_entries_follow_replace) :-
     store_set(tstore, y, [a-1], [], @(false), 2, _),
     store_set(tstore, y, [b-2], [], @(false), 3, _),
-    \+ tstore:attr(a, _, y),
-    tstore:attr(b, _, y).
+    tstore:key_index(a, TA), \+ call(tstore:TA, _, y),
+    tstore:key_index(b, TB), call(tstore:TB, _, y).
 test(condition_failed) :-
     store_set(tstore, z, [v-2], [-(v, eq, 1)], @(false), 4, R),
     R = -('$error', condition, _),
@@ -22,7 +22,7 @@ test(sequential) :-
 test(delete_removes_index) :-
     store_set(tstore, d, [k-9], [], @(false), 7, _),
     store_delete(tstore, d, [], 7-_),
-    \+ tstore:attr(k, _, d),
+    tstore:key_index(k, T), \+ call(tstore:T, _, d),
     store_delete(tstore, d, [], R), R == @(none).
 test(query_uses_index) :-
     store_set(tstore, q1, [vendor-32902, dev-1], [], @(false), 8, _),
