@@ -11,18 +11,21 @@ Compares, in one run and on the same data:
                process, timed inside Prolog (the alternative: no checks, no
                atomicity, no isolation)
 
-Ratios are against swipl's consult/1. Usage: bench/kb_load.py [--facts N]
+Ratios are against swipl's consult/1.
+
+    .venv/bin/python bench/kb_load.py [--facts N]
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common import record_results, table
 
 import octopus
 from octopus._prolog import find_swipl_home
@@ -79,13 +82,21 @@ def main() -> int:
         native = native_consult_seconds(path)
         results.append(("swipl consult/1", n, native))
     base = n / native
-    print(f"knowledge-base load, {n} facts; {platform.python_implementation()} "
-          f"{platform.python_version()} on {platform.machine()}, "
-          f"{time.strftime('%Y-%m-%d')}")
-    print(f"{'method':<18}{'facts':>10}{'seconds':>10}{'facts/s':>12}{'vs swipl':>10}")
-    for name, facts, secs in results:
-        rate = facts / secs
-        print(f"{name:<18}{facts:>10}{secs:>10.3f}{rate:>12,.0f}{rate / base:>9.2f}x")
+    labels = {"consult": "engine.consult(file)", "add_facts": "engine.add_facts(text)",
+              "add_rows": "engine.kb.add_rows(pred, rows)",
+              "pci.ids": "pci.ids (parse + add_rows)",
+              "swipl consult/1": "swipl consult/1, same file, fresh process"}
+    text = table(f"Loading {n:,} facts `pci_device_name(V, D, 'Device name number D')`",
+                 ["method", "facts", "seconds", "facts/s", "× swipl consult/1"],
+                 [[labels[name], f"{facts:,}", f"{secs:.2f}", f"{facts / secs:,.0f}",
+                   f"{facts / secs / base:.2f}"] for name, facts, secs in results])
+    text += ("\nThe knowledge base's checked, all-or-nothing, isolated load (read and check "
+             "every term, refuse other modules, commit in one transaction) runs at about the "
+             "speed of SWI-Prolog's own consult/1, which does none of that; passing values as "
+             "data (add_rows) skips parsing. In consult, read_term/3 takes ~30 % of the time, "
+             "the commit's assertz/2 ~15 %; running term_expansion hooks (expand_term/2) "
+             "tripled the read phase, so the loader only translates grammar rules.\n")
+    record_results("Knowledge-base load (bench/kb_load.py)", text)
     return 0
 
 
