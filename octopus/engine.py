@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping
@@ -550,7 +551,7 @@ class Session:
         self._check_open()
         return self._core.knowledge_base()
 
-    def consult(self, path: str, *, progress: Progress = None) -> int:
+    def consult(self, path: str | os.PathLike[str], *, progress: Progress = None) -> int:
         """Load a knowledge-base file; see :meth:`KnowledgeBase.consult`."""
         return self.kb.consult(path, progress=progress)
 
