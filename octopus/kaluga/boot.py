@@ -26,6 +26,7 @@ machine, every decision and the timeline are the same on every run.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -34,7 +35,7 @@ from typing import Any
 
 from octopus.engine import Engine, Session
 from octopus.errors import NotFound, OctopusError
-from octopus.events import Event, Mode
+from octopus.events import Event, Mode, Trigger
 from octopus.kaluga.coord import coordination, record_text
 from octopus.kaluga.drivers import DriverDatabase, DriverStart
 from octopus.kaluga.kaluga import Kaluga, ThreadStarter
@@ -159,6 +160,7 @@ class Boot:
         self._spawnds: dict[int, Record] = {}
         self._all_up = False
         self._sessions: list[Session] = []
+        self._spawn_watch: Trigger | None = None
         self.starter = ThreadStarter(self.engine, {
             "acpi": self._acpi, "cpu": self._cpu, "pci": self._pci,
             "usb_manager": self._usb_manager,
@@ -258,7 +260,8 @@ class Boot:
         barrier.leave(timeout=self.config.timeout)
         cores = self.engine.get_all(r"r'^hw\.processor\.' { enabled: true }")
         self._expected_cores = {int(r["barrelfish_id"]) for r in cores}  # type: ignore[arg-type]
-        self.engine.watch_existing(r"r'^spawn\.'", self._on_spawnd, on=Mode.ON_SET)
+        self._spawn_watch = self.engine.watch_existing(r"r'^spawn\.'", self._on_spawnd,
+                                                       on=Mode.ON_SET)
 
     def _on_spawnd(self, event: Event) -> None:
         if event.record is not None:
@@ -359,6 +362,9 @@ class Boot:
             report = self._report()
         finally:
             self.kaluga.stop()
+            if self._spawn_watch is not None and not self.engine.closed:
+                with contextlib.suppress(OctopusError):
+                    self.engine.remove_trigger(self._spawn_watch)
             self.starter.close()
             for s in self._sessions:
                 s.close()

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from octopus.engine import Session
-from octopus.errors import EngineClosed, OctopusError
+from octopus.errors import EngineClosed, NotFound, OctopusError
 from octopus.events import Event, Mode, Trigger
 from octopus.kaluga.drivers import DriverDatabase, DriverInfo, DriverStart, device_kind
 from octopus.record import Record
@@ -335,7 +335,7 @@ class Kaluga:
         trigger = Trigger(self._on_spawnd, on=Mode.ON_SET, install_if="missing")
         try:
             spawnd = self.session.get("%n", f"spawn.{core}", trigger=trigger)
-        except OctopusError:   # NotFound: the trigger is installed and will fire
+        except NotFound:       # the trigger is installed and will fire
             self.observe("wait", f"{order.name} waits for spawn.{core} "
                                  f"(trigger {trigger.id} installed)", order=order)
             return
