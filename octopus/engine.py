@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping
@@ -41,6 +42,7 @@ from octopus.errors import (
     WaitTimeout,
 )
 from octopus.events import Dispatcher, Event, Handler, Mode, QueryIndex, Subscription, Trigger
+from octopus.kb import KnowledgeBase, Progress
 from octopus.query.compile import CompiledQuery, compile_query, compile_record
 from octopus.query.parser import DEFAULT_MAX_LENGTH
 from octopus.record import Atom, Record, Value, check_value, is_name
@@ -99,6 +101,15 @@ class _Core:
         self.on_del = BitMap64()
         self.ids = itertools.count(1)
         self._dispatcher: Dispatcher | None = None
+        self._kb: KnowledgeBase | None = None
+        self._kb_lock = threading.Lock()
+
+    def knowledge_base(self) -> KnowledgeBase:
+        """The engine's knowledge base, created on first use."""
+        with self._kb_lock:
+            if self._kb is None:
+                self._kb = KnowledgeBase()
+            return self._kb
 
     @property
     def dispatcher(self) -> Dispatcher:
@@ -532,6 +543,31 @@ class Session:
         dispatcher = self._core._dispatcher
         return True if dispatcher is None else dispatcher.flush(timeout)
 
+    # --- the knowledge base (octopus.kb) --------------------------------------------
+
+    @property
+    def kb(self) -> KnowledgeBase:
+        """The engine's knowledge base (shared by all of its sessions)."""
+        self._check_open()
+        return self._core.knowledge_base()
+
+    def consult(self, path: str | os.PathLike[str], *, progress: Progress = None) -> int:
+        """Load a knowledge-base file; see :meth:`KnowledgeBase.consult`."""
+        return self.kb.consult(path, progress=progress)
+
+    def add_facts(self, text: str, *, progress: Progress = None) -> int:
+        """Add knowledge-base clauses; see :meth:`KnowledgeBase.add_facts`."""
+        return self.kb.add_facts(text, progress=progress)
+
+    def prolog(self, goal: str, *, limit: int | None = None,
+               **bindings: object) -> list[dict[str, Any]]:
+        """Solutions of a knowledge-base goal; see :meth:`KnowledgeBase.prolog`."""
+        return self.kb.prolog(goal, limit=limit, **bindings)
+
+    def prolog_once(self, goal: str, **bindings: object) -> dict[str, Any] | None:
+        """The first solution or None; see :meth:`KnowledgeBase.prolog_once`."""
+        return self.kb.prolog_once(goal, **bindings)
+
     # --- sessions --------------------------------------------------------------------
 
     def session(self) -> Session:
@@ -610,6 +646,8 @@ class Engine(Session):
             core.closed = True
             core.rt.call("octopus_store", "store_destroy", core.module)
             core.rt.call("octopus_triggers", "trigger_clear", core.module)
+        if core._kb is not None:
+            core._kb.close()
         if core._dispatcher is not None:
             core._dispatcher.stop()
 
