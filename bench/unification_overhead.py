@@ -17,7 +17,7 @@ from pathlib import Path
 from common import pci_records, per_second, progress, record_results, table
 
 import octopus
-from octopus.engine import _attrs_from_prolog
+from octopus.core import attrs_from_prolog
 from octopus.query.compile import compile_query
 from octopus.record import Record
 
@@ -50,7 +50,7 @@ def breakdown(engine: octopus.Engine, query: str, by_name: bool) -> list[list[st
         name, rev, attrs = ap("octopus_store", "store_first", module, cq.name, cq.constraints)
     prolog *= 1e6
     convert_out = max(call_out - call_in, 0.0)
-    build = us(per_second(lambda: Record._trusted(name, _attrs_from_prolog(attrs), rev)))
+    build = us(per_second(lambda: Record._trusted(name, attrs_from_prolog(attrs), rev)))
     rest = max(total - parse - call_in - prolog - convert_out - build, 0.0)
     parts = [
         ("parse (cached)", parse),

@@ -2,7 +2,7 @@
 
 Theory of operation:
 
-1. One :class:`_Core` per :class:`Engine` holds the state: a private Prolog module
+1. One :class:`~octopus.core.Core` per :class:`Engine` holds the state: a private Prolog module
    with the records (prolog/store.pl), the installed triggers and subscriptions with
    their bitmap indexes, the revision counter, the owners of ephemeral records, and
    the event dispatcher.
@@ -22,16 +22,13 @@ Theory of operation:
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from pyroaring import BitMap64
-
-from octopus._prolog import runtime
+from octopus.core import Core, attrs_from_prolog, janus_pairs
 from octopus.errors import (
     ConditionFailed,
     EngineClosed,
@@ -41,7 +38,7 @@ from octopus.errors import (
     TriggerNotFound,
     WaitTimeout,
 )
-from octopus.events import Dispatcher, Event, Handler, Mode, QueryIndex, Subscription, Trigger
+from octopus.events import Event, Handler, Mode, Subscription, Trigger
 from octopus.kb import KnowledgeBase, Progress
 from octopus.query.compile import CompiledQuery, compile_query, compile_record
 from octopus.query.parser import DEFAULT_MAX_LENGTH
@@ -49,155 +46,7 @@ from octopus.record import Atom, Record, Value, check_value, is_name
 
 __all__ = ["Engine", "Session"]
 
-_engine_numbers = itertools.count(1)
 _KNOWN_KEYS: set[str] = set()  # attribute keys already validated (bounded)
-
-
-def _attrs_from_prolog(d: dict[str, Any]) -> dict[str, Value]:
-    """Prolog's stored form (identifiers as ("a", text)) to Record attributes, sorted."""
-    attrs = dict(sorted(d.items()))
-    for k, v in attrs.items():
-        if type(v) is tuple:
-            attrs[k] = Atom(v[1])
-    return attrs
-
-
-def _pairs(attrs: Mapping[str, Value]) -> list[tuple[str, Any]]:
-    return [(k, ("a", str.__str__(v)) if isinstance(v, Atom) else v) for k, v in attrs.items()]
-
-
-class _Installed:
-    """An installed trigger or subscription."""
-
-    __slots__ = ("handler", "mode", "obj", "owner", "persist", "query")
-
-    def __init__(self, obj: Trigger | Subscription, query: CompiledQuery, mode: Mode,
-                 persist: bool, owner: Session) -> None:
-        self.obj = obj
-        self.query = query
-        self.mode = mode
-        self.persist = persist
-        self.owner = owner
-        self.handler = obj.handler
-
-
-class _Core:
-    """The shared state of one engine. Methods ending in ``_locked`` need the lock."""
-
-    def __init__(self, max_query_length: int) -> None:
-        self.rt = runtime()
-        self.number = next(_engine_numbers)
-        self.module = self.rt.new_module("octopus_db")
-        self.rt.call("octopus_store", "store_create", self.module)
-        self.max_query_length = max_query_length
-        self.lock = threading.Lock()
-        self.revision = 0
-        self.closed = False
-        self.owners: dict[str, Session] = {}          # ephemeral record -> its session
-        self.installed: dict[int, _Installed] = {}
-        self.trigger_index = QueryIndex()
-        self.subscription_index = QueryIndex()
-        self.on_set = BitMap64()
-        self.on_del = BitMap64()
-        self.ids = itertools.count(1)
-        self._dispatcher: Dispatcher | None = None
-        self._kb: KnowledgeBase | None = None
-        self._kb_lock = threading.Lock()
-
-    def knowledge_base(self) -> KnowledgeBase:
-        """The engine's knowledge base, created on first use."""
-        with self._kb_lock:
-            if self._kb is None:
-                self._kb = KnowledgeBase()
-            return self._kb
-
-    @property
-    def dispatcher(self) -> Dispatcher:
-        if self._dispatcher is None:
-            self._dispatcher = Dispatcher(f"octopus-events-{self.number}")
-        return self._dispatcher
-
-    def call(self, predicate: str, *args: Any) -> Any:
-        return self.rt.call("octopus_store", predicate, self.module, *args)
-
-    # --- changes and their events (lock held) ----------------------------------------
-
-    def changed_locked(self, mode: Mode, record: Record, revision: int) -> None:
-        """Queue an event for every installed trigger the change matches."""
-        if not self.installed:
-            return
-        watching = self.on_set if mode is Mode.ON_SET else self.on_del
-        candidates = self.trigger_index.candidates(record.name, record.attributes) & watching
-        if candidates:
-            self.fire_locked(candidates, mode, record, revision)
-
-    def fire_locked(self, candidates: BitMap64, mode: Mode, record: Record,
-                    revision: int) -> int:
-        index = self.subscription_index if mode is Mode.ON_PUBLISH else self.trigger_index
-        matched = candidates & index.certain
-        unsure = candidates - matched
-        if unsure:
-            matched |= BitMap64(self.rt.call(
-                "octopus_triggers", "trigger_match", self.module, list(unsure), record.name,
-                _pairs(record.attributes)))
-        deliveries = []
-        for qid in matched:
-            inst = self.installed[qid]
-            event_mode = mode
-            if not inst.persist:
-                self.uninstall_locked(qid)
-                event_mode = mode | Mode.REMOVED
-            deliveries.append((inst.handler, Event(event_mode, record, qid, revision)))
-        if deliveries:
-            self.dispatcher.put_many(deliveries)
-        return len(deliveries)
-
-    def install_locked(self, obj: Trigger | Subscription, query: CompiledQuery, mode: Mode,
-                       persist: bool, owner: Session) -> int:
-        qid = next(self.ids)
-        self.rt.call("octopus_triggers", "trigger_add", self.module, qid, query.name,
-                     query.constraints)
-        self.installed[qid] = _Installed(obj, query, mode, persist, owner)
-        if mode & Mode.ON_PUBLISH:
-            self.subscription_index.add(qid, query)
-        else:
-            self.trigger_index.add(qid, query)
-            if mode & Mode.ON_SET:
-                self.on_set.add(qid)
-            if mode & Mode.ON_DEL:
-                self.on_del.add(qid)
-        owner._owned_queries.add(qid)
-        return qid
-
-    def uninstall_locked(self, qid: int) -> _Installed:
-        inst = self.installed.pop(qid)
-        if inst.mode & Mode.ON_PUBLISH:
-            self.subscription_index.remove(qid)
-        else:
-            self.trigger_index.remove(qid)
-            self.on_set.discard(qid)
-            self.on_del.discard(qid)
-        self.rt.call("octopus_triggers", "trigger_remove", self.module, qid)
-        inst.owner._owned_queries.discard(qid)
-        return inst
-
-    def remove_locked(self, qid: int) -> None:
-        """Uninstall and queue the final REMOVED event."""
-        inst = self.uninstall_locked(qid)
-        self.dispatcher.put(inst.handler, Event(Mode.REMOVED, None, qid, self.revision))
-
-    def delete_locked(self, name: str, constraints: list[Any]) -> tuple[Record, int] | None:
-        reply = self.call("store_delete", name, constraints)
-        if reply is None:
-            return None
-        old_rev, attrs = reply
-        self.revision += 1
-        record = Record._trusted(name, _attrs_from_prolog(attrs), old_rev)
-        owner = self.owners.pop(name, None)
-        if owner is not None:
-            owner._ephemeral.discard(name)
-        self.changed_locked(Mode.ON_DEL, record, self.revision)
-        return record, self.revision
 
 
 class Session:
@@ -207,7 +56,7 @@ class Session:
     records, triggers and subscriptions end when it is closed.
     """
 
-    def __init__(self, core: _Core, engine: Engine | None) -> None:
+    def __init__(self, core: Core, engine: Engine | None) -> None:
         self._core = core
         self._engine = engine if engine is not None else self  # type: ignore[assignment]
         self._closed = False
@@ -250,12 +99,12 @@ class Session:
             if reply is None:
                 return None
             rev, attrs = reply
-            return Record._trusted(name, _attrs_from_prolog(attrs), rev)
+            return Record._trusted(name, attrs_from_prolog(attrs), rev)
         reply = core.call("store_first", cq.name, cq.constraints)
         if reply is None:
             return None
         name, rev, attrs = reply
-        return Record._trusted(name, _attrs_from_prolog(attrs), rev)
+        return Record._trusted(name, attrs_from_prolog(attrs), rev)
 
     # --- the store -------------------------------------------------------------------
 
@@ -291,7 +140,7 @@ class Session:
         with self._core.lock:
             self._check_open()
             rows = self._core.call("store_all", cq.name, cq.constraints)
-        return [Record._trusted(n, _attrs_from_prolog(d), rev) for n, rev, d in rows]
+        return [Record._trusted(n, attrs_from_prolog(d), rev) for n, rev, d in rows]
 
     def exists(self, q: str, *params: object, trigger: Trigger | None = None) -> bool:
         """Whether any record matches ``q``."""
@@ -382,7 +231,7 @@ class Session:
                   ) -> tuple[str, list[tuple[str, Any]], Mapping[str, Value]]:
         """(name, janus pairs, attributes) of one record for set_many, validated."""
         if isinstance(item, Record):
-            return item.name, _pairs(item._attrs), item._attrs
+            return item.name, janus_pairs(item._attrs), item._attrs
         if isinstance(item, str):
             cr = compile_record(item, max_length=self._core.max_query_length)
             if cr.conditions:
@@ -452,7 +301,7 @@ class Session:
             self._maybe_install(trigger, cq, True)
             assert trigger.id is not None
             core.dispatcher.put_many(
-                (handler, Event(Mode.ON_SET, Record._trusted(n, _attrs_from_prolog(d), rev),
+                (handler, Event(Mode.ON_SET, Record._trusted(n, attrs_from_prolog(d), rev),
                                 trigger.id, core.revision))
                 for n, rev, d in rows)
         return trigger
@@ -630,7 +479,7 @@ class Engine(Session):
         if not isinstance(max_query_length, int) or max_query_length < 1:
             raise QueryError("max_query_length must be a positive int")
         self._sessions: weakref.WeakSet[Session] = weakref.WeakSet()
-        super().__init__(_Core(max_query_length), None)
+        super().__init__(Core(max_query_length), None)
 
     def close(self) -> None:
         core = self._core
