@@ -42,6 +42,7 @@ from octopus.errors import (
 from octopus.events import Dispatcher, Event, Handler, Mode, QueryIndex, Subscription, Trigger
 from octopus.query.compile import CompiledQuery, compile_query, compile_record
 from octopus.query.parser import DEFAULT_MAX_LENGTH
+from octopus.recipes import Barrier, Election, Lock, NameService, ReadWriteLock, Semaphore
 from octopus.record import Atom, Record, Value
 
 __all__ = ["Engine", "Session"]
@@ -495,6 +496,33 @@ class Session:
         Returns at once when called from a handler."""
         dispatcher = self._core._dispatcher
         return True if dispatcher is None else dispatcher.flush(timeout)
+
+    # --- recipes: thin factories over octopus.recipes (records belong to this session) -
+
+    def lock(self, name: str, identifier: str | None = None) -> Lock:
+        """A FIFO lock with fencing tokens (:mod:`octopus.recipes.lock`)."""
+        return Lock(self, name, identifier)
+
+    def rwlock(self, name: str, identifier: str | None = None) -> ReadWriteLock:
+        """A reader/writer lock (:mod:`octopus.recipes.rwlock`)."""
+        return ReadWriteLock(self, name, identifier)
+
+    def barrier(self, name: str, n: int) -> Barrier:
+        """A double barrier for ``n`` parties (:mod:`octopus.recipes.barrier`)."""
+        return Barrier(self, name, n)
+
+    def semaphore(self, name: str, value: int = 1) -> Semaphore:
+        """A counting semaphore (:mod:`octopus.recipes.semaphore`)."""
+        return Semaphore(self, name, value)
+
+    def election(self, name: str, identifier: str | None = None) -> Election:
+        """A leader election (:mod:`octopus.recipes.election`)."""
+        return Election(self, name, identifier)
+
+    @property
+    def names(self) -> NameService:
+        """The name service (:mod:`octopus.recipes.names`)."""
+        return NameService(self)
 
     # --- sessions --------------------------------------------------------------------
 
