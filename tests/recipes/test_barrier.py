@@ -164,8 +164,7 @@ def test_context_manager_and_misuse(store: Store) -> None:
     with pytest.raises(LockError):
         store.barrier("cm", 1).leave()
     one = store.barrier("cm", 1)
-    with one:
-        with pytest.raises(LockError):
-            one.enter()
+    with one, pytest.raises(LockError):
+        one.enter()
     assert _records(store, "cm") == []
     assert isinstance(one, Barrier)

@@ -51,6 +51,6 @@ class Threads:
         for t in self.threads:
             t.join(max(end - time.monotonic(), 0.0))
         stuck = [t.name for t in self.threads if t.is_alive()]
+        assert not stuck, f"threads still running: {stuck}"
         if self.errors:
             raise self.errors[0]
-        assert not stuck, f"threads still running: {stuck}"
