@@ -21,6 +21,7 @@ Theory of operation:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 import weakref
@@ -302,7 +303,7 @@ class Session:
             core.changed_locked(Mode.ON_SET, record, revision)
             if trigger is not None:
                 tq = self._query(rec, params) if not sequential else \
-                    self._query(str(record))
+                    self._query(str(record), ())
                 self._maybe_install(trigger, tq, True)
         return record
 
@@ -444,10 +445,8 @@ class Session:
             if not arrived.wait(timeout):
                 raise WaitTimeout(f"no record matching {q!r} within {timeout} s")
         finally:
-            try:
+            with contextlib.suppress(TriggerNotFound, EngineClosed):
                 self.remove_trigger(trigger)
-            except (TriggerNotFound, EngineClosed):
-                pass
         record = events[0].record
         if record is None:  # the session or engine closed while waiting
             raise EngineClosed("closed while waiting")

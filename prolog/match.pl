@@ -194,12 +194,16 @@ number_runs(Codes, [N|Rest]) :-
     text_runs(Codes1, Rest).
 
 take_run([C|Cs], Kind, [C|Run], Rest) :-
-    code_kind(C, Kind), !,
+    code_kind(C, Kind0),
+    Kind0 == Kind, !,
     take_run(Cs, Kind, Run, Rest).
 take_run(Cs, _, [], Cs).
 
-code_kind(C, digit) :- C >= 0'0, C =< 0'9, !.
-code_kind(_, nondigit).
+code_kind(C, Kind) :-
+    (   C >= 0'0, C =< 0'9
+    ->  Kind = digit
+    ;   Kind = nondigit
+    ).
 
 %!  regex_compile(+Pattern, -Regex) is det.
 %
