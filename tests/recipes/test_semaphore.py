@@ -16,6 +16,7 @@ from .threads import PATIENCE, Threads, eventually
 def test_peak_concurrency_equals_value_under_eight_threads(store: Store, value: int) -> None:
     holding, peak, grants = [0], [0], [0]
     full = threading.Condition()
+    reached = threading.Event()  # `value` permits were held at once
 
     def worker() -> None:
         sem = store.semaphore("pool", value)
@@ -25,9 +26,11 @@ def test_peak_concurrency_equals_value_under_eight_threads(store: Store, value: 
                     holding[0] += 1
                     grants[0] += 1
                     peak[0] = max(peak[0], holding[0])
+                    if holding[0] == value:
+                        reached.set()
                     full.notify_all()
-                    if grants[0] <= value:  # the first `value` holders wait for each other,
-                        assert full.wait_for(lambda: holding[0] >= value, PATIENCE)
+                    if grants[0] <= value:  # the first `value` holders wait for each other
+                        assert full.wait_for(reached.is_set, PATIENCE)
                     assert holding[0] <= value
                 store.exists("_ { semaphore: 'pool' }")  # some work while holding
                 with full:
