@@ -1,5 +1,5 @@
-"""A hypothesis state machine for the lock: acquire, release, timeouts and session ends in
-random order across several sessions, checked against a FIFO-queue model.
+"""A hypothesis state machine for the lock: acquire, release, timeouts, cancelled waiters and
+session ends in random order across several sessions, checked against a FIFO-queue model.
 
 After every step the machine waits until the store has settled (every blocked acquire
 that can proceed has), then checks: the store's queue is the model's queue; exactly the
@@ -88,6 +88,17 @@ class LockMachine(RuleBasedStateMachine):
         head.lock.release()
         assert not head.lock.held
 
+    @precondition(lambda self: len(self.queue) > 1)
+    @rule(data=st.data())
+    def cancel_a_waiter(self, data: st.DataObject) -> None:
+        """A waiter gives up from anywhere in the queue (the path a timeout takes)."""
+        c = data.draw(st.sampled_from(self.queue[1:]))
+        c.lock.cancel()
+        assert c.thread is not None
+        c.thread.join(SETTLE)
+        assert not c.thread.is_alive() and not c.lock.held
+        self.queue.remove(c)
+
     @rule(s=st.integers(0, SESSIONS - 1))
     def close_session(self, s: int) -> None:
         """Its holders and waiters vanish from the queue, without release()."""
@@ -134,6 +145,6 @@ class LockMachine(RuleBasedStateMachine):
 
 
 LockMachine.TestCase.settings = settings(
-    max_examples=25, stateful_step_count=12, deadline=None,
+    max_examples=50, stateful_step_count=20, deadline=None,
     suppress_health_check=[HealthCheck.too_slow])
 test_lock_state_machine = LockMachine.TestCase
