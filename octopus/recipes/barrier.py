@@ -41,10 +41,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from types import TracebackType
 
 from octopus.errors import LockError
-from octopus.events import Event, Mode, Trigger
+from octopus.events import Mode, Trigger
 from octopus.recipes.lock import Lock
 from octopus.recipes.store import (
     Store,
@@ -95,15 +94,8 @@ class Barrier:
         if self._entry is not None:
             raise LockError(f"barrier {self.name!r}: already entered; leave() first")
         deadline = deadline_after(timeout)
-        opened: list[Record] = []
-        wake = threading.Event()
-
-        def on_open(event: Event) -> None:  # on the event thread: never block here
-            if event.record is not None:
-                opened.append(event.record)
-            wake.set()
-
-        watch = self.store.watch("_ { barrier: %s, upto: _ }", on_open, self.name,
+        wake = threading.Event()  # set when a round opens: installed before our entry
+        watch = self.store.watch("_ { barrier: %s, upto: _ }", flag_setter(wake), self.name,
                                  on=Mode.ON_SET)
         try:
             entry = self.store.set("%n { barrier: %s }", self._base, self.name,
@@ -112,12 +104,12 @@ class Barrier:
             while True:
                 wake.clear()
                 snapshot = self.store.get_all("_ { barrier: %s }", self.name)
-                if self._in(list(opened)) or self._in(snapshot):
+                if self._in(snapshot):  # our round's marker stays while our entry does
                     return True
                 if len(self._waiting(snapshot)) >= self.n:
                     self._open()
                 elif not wake.wait(remaining(deadline)):
-                    return self._give_up(opened)
+                    return self._give_up()
         except BaseException:
             self._forget()
             raise
@@ -133,10 +125,9 @@ class Barrier:
                 self.store.set("%n { barrier: %s, first: %d, upto: %d }",
                                f"{self.name}.round_{upto}", self.name, first, upto)
 
-    def _give_up(self, opened: list[Record]) -> bool:
+    def _give_up(self) -> bool:
         with self._gate:  # no round opens while we look and withdraw
-            if self._in(list(opened)) or self._in(self.store.get_all("_ { barrier: %s }",
-                                                                     self.name)):
+            if self._in(self.store.get_all("_ { barrier: %s }", self.name)):
                 return True
             self._forget()
             return False
@@ -176,8 +167,7 @@ class Barrier:
         self.enter()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.leave()
 
     def __repr__(self) -> str:

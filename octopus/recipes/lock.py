@@ -33,17 +33,16 @@ handlers run on the event thread that would deliver the wake-up.
 from __future__ import annotations
 
 import threading
-from functools import partial
-from types import TracebackType
 
 from octopus.errors import LockError
-from octopus.events import Event, Mode, Trigger
+from octopus.events import Mode, Trigger
 from octopus.recipes.store import (
     Store,
     check_name,
     deadline_after,
     delete_quietly,
     discard,
+    flag_setter,
     remaining,
     sequence_number,
 )
@@ -137,21 +136,14 @@ class Lock:
             self._wake.clear()
             if not blocking or self._cancelled:
                 return False
-            fired: list[Event] = []
-            watch = Trigger(partial(self._woken, fired), on=Mode.ON_DEL, install_if="found")
+            # Any event (the deletion, or REMOVED because our session closed) is a
+            # reason to look at the queue again; so is a stray one.
+            watch = Trigger(flag_setter(self._wake), on=Mode.ON_DEL, install_if="found")
             if not self.store.exists("%n", blocker.name, trigger=watch):
                 continue  # gone already: look again
-            woken = self._wake.wait(remaining(deadline))
-            if not fired:
-                discard(self.store, watch)  # timed out or cancelled: stop watching
-            if not woken:
+            if not self._wake.wait(remaining(deadline)) or self._cancelled:
+                discard(self.store, watch)
                 return False
-
-    def _woken(self, fired: list[Event], event: Event) -> None:
-        # On the event thread: never block here. Any event (the deletion, or REMOVED
-        # because our session closed) is a reason to look at the queue again.
-        fired.append(event)
-        self._wake.set()
 
     def _withdraw(self) -> None:
         if self._entry is not None:
@@ -181,8 +173,7 @@ class Lock:
         self.acquire()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()
 
     def __repr__(self) -> str:

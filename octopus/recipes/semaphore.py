@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from types import TracebackType
 
 from octopus.errors import LockError
 from octopus.events import Mode, Trigger
@@ -102,8 +101,7 @@ class Semaphore:
         self.acquire()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()
 
     def __repr__(self) -> str:
