@@ -106,7 +106,7 @@ class Lock:
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         """Take the lock; False if not blocking and busy, on timeout, or if cancelled."""
         deadline = deadline_after(timeout)
-        if not (self._local.acquire(True, -1 if timeout is None else max(timeout, 0))
+        if not (self._local.acquire(True, -1 if deadline is None else remaining(deadline))
                 if blocking else self._local.acquire(False)):
             return False
         try:

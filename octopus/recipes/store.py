@@ -73,11 +73,15 @@ def check_name(name: object, what: str = "name") -> str:
 
 
 def deadline_after(timeout: float | None) -> float | None:
-    """The monotonic time at which ``timeout`` seconds from now end (None: never)."""
+    """The monotonic time at which ``timeout`` seconds from now end (None: never).
+
+    A negative timeout means "do not wait"; one too long to wait for means "forever"."""
     if timeout is None:
         return None
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or math.isnan(timeout):
         raise LockError(f"timeout must be a number of seconds or None, got {timeout!r}")
+    if timeout >= threading.TIMEOUT_MAX:
+        return None
     return time.monotonic() + max(timeout, 0.0)
 
 

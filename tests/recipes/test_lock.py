@@ -230,6 +230,16 @@ def test_bad_arguments_are_typed_errors(store: Store) -> None:
         lock.acquire(timeout="soon")  # type: ignore[arg-type]
     assert lock.acquire(timeout=-1)  # a negative timeout is "do not wait"
     lock.release()
+    for forever in (float("inf"), 1e300):  # too long to wait for: no timeout
+        assert lock.acquire(timeout=forever)
+        lock.release()
+    with pytest.raises(LockError):
+        lock.acquire(timeout=float("nan"))
+    with pytest.raises(LockError):
+        store.barrier("ok", 2).enter(timeout="1")  # type: ignore[arg-type]
+    with pytest.raises(LockError):
+        store.semaphore("ok", 2).acquire(timeout=[1])  # type: ignore[arg-type]
+    assert store.get_names("r'^ok'") == []
 
 
 def test_lock_from_a_handler_without_blocking(store: Store) -> None:
