@@ -5,7 +5,7 @@ of code is a line of a module that holds a Python token other than a comment or 
 docstring; blank lines, comments and docstrings are not counted (they are shown apart).
 ``store.py`` is the protocol and the helpers every recipe shares.
 
-    .venv/bin/python bench/loc.py
+    .venv/bin/python bench/loc.py            # print, and update bench/RESULTS.md
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import io
 import sys
 import tokenize
 from pathlib import Path
+
+from common import record_results, table
 
 RECIPES = Path(__file__).resolve().parent.parent / "octopus" / "recipes"
 PAPER = {"barrier.py": ("Barriers", 102), "lock.py": ("Locks", 87),
@@ -48,21 +50,24 @@ def count(path: Path) -> tuple[int, int, int]:
 
 
 def main() -> int:
-    rows = []
+    rows, over = [], []
     for path in sorted(RECIPES.glob("*.py")):
         if path.name == "__init__.py":
             continue
         code, docs, total = count(path)
         paper_name, paper_loc = PAPER.get(path.name, ("", None))
-        rows.append((path.name, paper_name, paper_loc, code, docs, total))
-    print(f"{'module':<14} {'paper (C)':>16} {'ours: code':>11} {'docstrings':>11} "
-          f"{'all lines':>10}")
-    over = []
-    for name, paper_name, paper_loc, code, docs, total in rows:
-        paper = f"{paper_name} {paper_loc}" if paper_loc else "-"
-        print(f"{name:<14} {paper:>16} {code:>11} {docs:>11} {total:>10}")
+        paper = f"{paper_name}: {paper_loc}" if paper_loc else "--"
+        rows.append([path.name, paper, str(code), str(docs), str(total)])
         if code >= LIMIT:
-            over.append(name)
+            over.append(path.name)
+    text = table("Lines per recipe module, beside Table 1 of the paper",
+                 ["module", "paper (lines of C)", "ours: code lines", "docstring lines",
+                  "all lines"], rows)
+    if "--no-record" not in sys.argv:
+        record_results("Recipe sizes (bench/loc.py)",
+                       "Code lines: lines with a Python token other than a comment or a "
+                       "docstring. `store.py` is the protocol and helpers all recipes share."
+                       "\n\n" + text)
     if over:
         print(f"over the {LIMIT}-line limit: {', '.join(over)}", file=sys.stderr)
         return 1

@@ -9,8 +9,7 @@ in-process alternative, reported as ratios:
    waits per round);
 4. semaphore throughput under 8 threads (vs threading.BoundedSemaphore).
 
-    .venv/bin/python bench/recipes.py             # print the tables
-    .venv/bin/python bench/recipes.py --append bench/RESULTS.md
+    .venv/bin/python bench/recipes.py             # print the tables, update RESULTS.md
 
 The octopus numbers include everything a caller pays: query parsing (cached), the
 Prolog store, trigger matching and the dispatcher thread's wake-up.
@@ -19,9 +18,6 @@ Prolog store, trigger matching and the dispatcher thread's wake-up.
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
 import statistics
 import threading
 import time
@@ -29,18 +25,9 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
+from common import record_results, table
+
 import octopus
-
-
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown cpu"
 
 
 def uncontended(engine: octopus.Engine, ops: int) -> list[list[str]]:
@@ -59,7 +46,7 @@ def uncontended(engine: octopus.Engine, ops: int) -> list[list[str]]:
             ("Lock", per_op(lock.acquire, lock.release), per_op(plain.acquire, plain.release)),
             ("Semaphore", per_op(sem.acquire, sem.release),
              per_op(plain_sem.acquire, plain_sem.release))):
-        rows.append([what, f"{ours:.1f}", f"{theirs:.3f}", f"{ours / theirs:,.0f}x"])
+        rows.append([what, f"{ours:.1f}", f"{theirs:.3f}", f"{ours / theirs:,.0f}"])
     return rows
 
 
@@ -129,21 +116,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1.5, help="per contended run")
     parser.add_argument("--ops", type=int, default=3000, help="uncontended iterations")
     parser.add_argument("--rounds", type=int, default=30, help="barrier rounds per n")
-    parser.add_argument("--append", metavar="FILE", help="append the tables to FILE")
+    parser.add_argument("--no-record", action="store_true", help="do not touch RESULTS.md")
     args = parser.parse_args()
-
-    out: list[str] = []
-
-    def table(title: str, header: list[str], rows: list[list[str]]) -> None:
-        out.extend([f"**{title}**", "", "| " + " | ".join(header) + " |",
-                    "|" + "---|" * len(header)])
-        out.extend("| " + " | ".join(r) + " |" for r in rows)
-        out.append("")
-        print("\n".join(out[-len(rows) - 5:]), flush=True)
+    out = [f"Settings: {args.seconds} s per contended run, {args.ops} uncontended pairs, "
+           f"{args.rounds} barrier rounds per n.\n"]
 
     with octopus.Engine() as engine:
-        table("Uncontended acquire + release (µs per pair)",
-              ["primitive", "octopus", "threading", "ratio"], uncontended(engine, args.ops))
+        out.append(table("Uncontended acquire + release (µs per pair)",
+                         ["primitive", "octopus", "threading", "× threading"],
+                         uncontended(engine, args.ops)))
 
         rows = []
         for threads in (2, 4, 8, 16):
@@ -153,17 +134,18 @@ def main() -> None:
             p_tput, p_mean, p_fair = contended(lambda i, p=plain: p, threads, args.seconds)
             rows.append([str(threads), f"{o_tput:,.0f}", f"{o_mean:.2f}", f"{o_fair:.1f}",
                          f"{p_tput:,.0f}", f"{p_mean:.4f}", f"{p_fair:,.0f}",
-                         f"{p_tput / o_tput:,.0f}x"])
-        table("Contended lock: grants/s, mean wait (ms), fairness = max wait / mean wait",
-              ["threads", "octopus grants/s", "mean wait", "max/mean",
-               "threading grants/s", "mean wait", "max/mean", "threading faster by"], rows)
+                         f"{p_tput / o_tput:,.0f}"])
+        out.append(table(
+            "Contended lock: grants/s, mean wait (ms), fairness = max wait / mean wait",
+            ["threads", "octopus grants/s", "mean wait", "max/mean", "threading grants/s",
+             "mean wait", "max/mean", "threading ×"], rows))
 
         rows = []
         for n in (2, 4, 8, 12, 16):
             ours, theirs = barrier_rounds(engine, n, args.rounds)
-            rows.append([str(n), f"{ours:.2f}", f"{theirs:.3f}", f"{ours / theirs:,.0f}x"])
-        table("Double barrier: ms per round (enter + leave)",
-              ["n", "octopus", "threading.Barrier x2", "ratio"], rows)
+            rows.append([str(n), f"{ours:.2f}", f"{theirs:.3f}", f"{ours / theirs:,.0f}"])
+        out.append(table("Double barrier: ms per round (enter + leave)",
+                         ["n", "octopus", "threading.Barrier, 2 waits", "× threading"], rows))
 
         rows = []
         for value in (1, 2, 4):
@@ -172,20 +154,14 @@ def main() -> None:
             plain_sem = threading.BoundedSemaphore(value)
             p_tput, _, p_fair = contended(lambda i, p=plain_sem: p, 8, args.seconds)
             rows.append([str(value), f"{o_tput:,.0f}", f"{o_fair:.1f}", f"{p_tput:,.0f}",
-                         f"{p_fair:,.0f}", f"{p_tput / o_tput:,.0f}x"])
-        table("Semaphore under 8 threads: acquisitions/s, fairness = max wait / mean wait",
-              ["value", "octopus acq/s", "max/mean", "threading acq/s", "max/mean",
-               "threading faster by"], rows)
+                         f"{p_fair:,.0f}", f"{p_tput / o_tput:,.0f}"])
+        out.append(table(
+            "Semaphore under 8 threads: acquisitions/s, fairness = max wait / mean wait",
+            ["value", "octopus acq/s", "max/mean", "threading acq/s", "max/mean",
+             "threading ×"], rows))
 
-    if args.append:
-        stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-        head = (f"## Recipes (bench/recipes.py) — {stamp}\n\n"
-                f"Machine: {_cpu()}, {os.cpu_count()} cores (shared), "
-                f"{platform.system()} {platform.release()}, Python {platform.python_version()}. "
-                f"Settings: {args.seconds} s per contended run, {args.ops} uncontended "
-                f"pairs, {args.rounds} barrier rounds.\n")
-        with open(args.append, "a") as f:
-            f.write("\n" + head + "\n" + "\n".join(out) + "\n")
+    if not args.no_record:
+        record_results("Recipes (bench/recipes.py)", "\n".join(out))
 
 
 if __name__ == "__main__":

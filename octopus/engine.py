@@ -44,16 +44,21 @@ from octopus.events import Dispatcher, Event, Handler, Mode, QueryIndex, Subscri
 from octopus.query.compile import CompiledQuery, compile_query, compile_record
 from octopus.query.parser import DEFAULT_MAX_LENGTH
 from octopus.recipes import Barrier, Election, Lock, NameService, ReadWriteLock, Semaphore
-from octopus.record import Atom, Record, Value
+from octopus.record import Atom, Record, Value, check_value, is_name
 
 __all__ = ["Engine", "Session"]
 
 _engine_numbers = itertools.count(1)
+_KNOWN_KEYS: set[str] = set()  # attribute keys already validated (bounded)
 
 
-def _attrs_from_prolog(d: Mapping[str, Any]) -> dict[str, Value]:
+def _attrs_from_prolog(d: dict[str, Any]) -> dict[str, Value]:
     """Prolog's stored form (identifiers as ("a", text)) to Record attributes, sorted."""
-    return {k: (Atom(v[1]) if type(v) is tuple else v) for k, v in sorted(d.items())}
+    attrs = dict(sorted(d.items()))
+    for k, v in attrs.items():
+        if type(v) is tuple:
+            attrs[k] = Atom(v[1])
+    return attrs
 
 
 def _pairs(attrs: Mapping[str, Value]) -> list[tuple[str, Any]]:
@@ -118,8 +123,13 @@ class _Core:
 
     def fire_locked(self, candidates: BitMap64, mode: Mode, record: Record,
                     revision: int) -> int:
-        matched = self.rt.call("octopus_triggers", "trigger_match", self.module,
-                               list(candidates), record.name, _pairs(record.attributes))
+        index = self.subscription_index if mode is Mode.ON_PUBLISH else self.trigger_index
+        matched = candidates & index.certain
+        unsure = candidates - matched
+        if unsure:
+            matched |= BitMap64(self.rt.call(
+                "octopus_triggers", "trigger_match", self.module, list(unsure), record.name,
+                _pairs(record.attributes)))
         deliveries = []
         for qid in matched:
             inst = self.installed[qid]
@@ -241,12 +251,16 @@ class Session:
 
     def get(self, q: str, *params: object, trigger: Trigger | None = None) -> Record:
         """The first record matching ``q`` in natural name order; NotFound if none."""
-        cq = self._query(q, params)
-        self._check_trigger(trigger)
-        with self._core.lock:
-            self._check_open()
+        core = self._core
+        cq = compile_query(q, params, core.max_query_length)
+        if trigger is not None:
+            self._check_trigger(trigger)
+        with core.lock:
+            if self._closed or core.closed:
+                self._check_open()
             record = self._fetch_locked(cq)
-            self._maybe_install(trigger, cq, record is not None)
+            if trigger is not None:
+                self._maybe_install(trigger, cq, record is not None)
         if record is None:
             raise NotFound(f"no record matches {q!r}")
         return record
@@ -340,9 +354,9 @@ class Session:
         Bad input raises before its batch changes anything.
         """
         total = 0
-        chunk: list[Record] = []
+        chunk: list[tuple[str, list[tuple[str, Any]], Mapping[str, Value]]] = []
         for item in records:
-            chunk.append(self._as_record(item))
+            chunk.append(self._load_row(item))
             if len(chunk) >= batch:
                 total += self._load_batch(chunk)
                 chunk = []
@@ -354,33 +368,56 @@ class Session:
                 progress(total)
         return total
 
-    def _as_record(self, item: Record | str | tuple[str, Mapping[str, Value]]) -> Record:
+    def _load_row(self, item: Record | str | tuple[str, Mapping[str, Value]]
+                  ) -> tuple[str, list[tuple[str, Any]], Mapping[str, Value]]:
+        """(name, janus pairs, attributes) of one record for set_many, validated."""
         if isinstance(item, Record):
-            return item
+            return item.name, _pairs(item._attrs), item._attrs
         if isinstance(item, str):
             cr = compile_record(item, max_length=self._core.max_query_length)
             if cr.conditions:
                 raise QueryError("set_many does not take conditions")
-            return Record._trusted(cr.name, cr.attributes, 0)
+            return cr.name, cr.pairs, cr.attributes
         try:
             name, attrs = item
-            return Record(name, attrs)
-        except (TypeError, ValueError) as e:
-            raise QueryError(f"not a record: {item!r} ({e})") from None
+            if not is_name(name):
+                raise ValueError(f"invalid record name {name!r}")
+            pairs = []
+            for key, value in attrs.items():
+                if key not in _KNOWN_KEYS:
+                    if not is_name(key):
+                        raise ValueError(f"invalid attribute key {key!r}")
+                    if len(_KNOWN_KEYS) < 10_000:
+                        _KNOWN_KEYS.add(key)
+                kind = type(value)
+                if kind is str:
+                    if not value.isascii():
+                        value.encode("utf-8")  # lone surrogates cannot cross to Prolog
+                elif kind is Atom:
+                    if not is_name(value):
+                        raise ValueError(f"invalid identifier {value!r}")
+                    value = ("a", str.__str__(value))
+                elif kind is not int and kind is not bool:
+                    check_value(value)
+                pairs.append((key, value))
+        except (TypeError, ValueError, AttributeError) as e:
+            raise QueryError(f"not a record: {item!r:.200} ({e})") from None
+        return name, pairs, attrs
 
-    def _load_batch(self, chunk: list[Record]) -> int:
-        rows = [(r.name, _pairs(r.attributes)) for r in chunk]
+    def _load_batch(self, chunk: list[tuple[str, list[tuple[str, Any]],
+                                            Mapping[str, Value]]]) -> int:
         core = self._core
         with core.lock:
             self._check_open()
             base = core.revision
-            count = core.call("store_load", rows, base)
+            count = core.call("store_load", [(name, pairs) for name, pairs, _ in chunk], base)
             core.revision = base + count
-            for i, r in enumerate(chunk, start=1):
-                self._own_locked(r.name, False)
-                if core.installed:
-                    stored = Record._trusted(r.name, dict(r.attributes), base + i)
-                    core.changed_locked(Mode.ON_SET, stored, base + i)
+            if core.owners:
+                for name, _, _ in chunk:
+                    self._own_locked(name, False)
+            if core.installed:
+                for i, (name, _, attrs) in enumerate(chunk, start=1):
+                    core.changed_locked(Mode.ON_SET, Record(name, attrs, base + i), base + i)
         return int(count)
 
     # --- triggers, waiting, publish/subscribe --------------------------------------

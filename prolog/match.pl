@@ -91,12 +91,12 @@ op_name(Op, _) :-
 %   Convert a value as janus delivers it from Python into its stored form.
 
 import_value(V, V) :- number(V), !.
+import_value(A, S) :-
+    atom(A), !,
+    atom_string(A, S).
 import_value(@(B), @(B)) :- !,
     must_be(boolean, B).
 import_value(a-A, a-S) :- !,
-    atom_string(A, S).
-import_value(A, S) :-
-    atom(A), !,
     atom_string(A, S).
 import_value(S, S) :-
     string(S), !.

@@ -199,7 +199,6 @@ store_set(M, Name, Attrs, Cs0, Seq, Rev, Reply) :-
 set_(M, Name0, Attrs, Cs0, Seq, Rev, Name) :-
     prepare_constraints(Cs0, Cs),
     maplist(import_pair, Attrs, Pairs),
-    dict_pairs(Dict, _, Pairs),
     (   Seq == @(true)
     ->  next_sequential_name(M, Name0, Name)
     ;   Name = Name0
@@ -210,10 +209,10 @@ set_(M, Name0, Attrs, Cs0, Seq, Rev, Name) :-
     ->  true
     ;   throw(octopus(condition, "the stored record does not satisfy the set's conditions"))
     ),
-    put_record(M, Name, Rev, Dict).
+    put_record(M, Name, Rev, Pairs).
 
 import_pair(K-V0, K-V) :-
-    must_be(atom, K),
+    (   atom(K) -> true ; must_be(atom, K) ),
     import_value(V0, V).
 
 next_sequential_name(M, Base, Name) :-
@@ -231,17 +230,22 @@ free_name(M, Base, N0, N, Name) :-
         Name = Name0
     ).
 
-put_record(M, Name, Rev, Dict) :-
+put_record(M, Name, Rev, Pairs) :-
+    dict_pairs(Dict, _, Pairs),
     remove_record(M, Name, _),
     assertz(M:rec(Name, Rev, Dict)),
-    forall(get_dict(K, Dict, V),
-           ( index_hash(K, V, H),
-             assertz(M:attr(K, H, Name))
-           )).
+    index_pairs(Pairs, M, Name).
+
+index_pairs([], _, _).
+index_pairs([K-V|Pairs], M, Name) :-
+    index_hash(K, V, H),
+    assertz(M:attr(K, H, Name)),
+    index_pairs(Pairs, M, Name).
 
 remove_record(M, Name, Old) :-
-    (   retract(M:rec(Name, _, Old))
-    ->  forall(get_dict(K, Old, V),
+    (   M:rec(Name, _, _)
+    ->  retract(M:rec(Name, _, Old)),
+        forall(get_dict(K, Old, V),
                ( index_hash(K, V, H),
                  retract(M:attr(K, H, Name))
                ))
@@ -278,11 +282,10 @@ load_(M, Records, Rev0, Count) :-
     Count is Rev - Rev0.
 
 load_one(M, -(Name, Attrs), Rev0, Rev) :-
-    must_be(atom, Name),
+    (   atom(Name) -> true ; must_be(atom, Name) ),
     maplist(import_pair, Attrs, Pairs),
-    dict_pairs(Dict, _, Pairs),
     Rev is Rev0 + 1,
-    put_record(M, Name, Rev, Dict).
+    put_record(M, Name, Rev, Pairs).
 
 %!  store_count(+Store, -Count) is det.
 
