@@ -168,3 +168,29 @@ def test_context_manager_and_misuse(store: Store) -> None:
         one.enter()
     assert _records(store, "cm") == []
     assert isinstance(one, Barrier)
+
+
+@pytest.mark.parametrize("rounds", [4, pytest.param(40, marks=pytest.mark.slow)])
+def test_parties_that_time_out_and_retry_never_make_a_short_round(store: Store,
+                                                                   rounds: int) -> None:
+    """Withdrawals race with the opening of rounds; each round still admits exactly n."""
+    n = 4
+    admitted: list[int] = []
+    guard = threading.Lock()
+
+    def party(i: int) -> None:
+        rng = random.Random(i)
+        barrier = store.barrier("retry", n)
+        for _ in range(rounds):
+            while not barrier.enter(timeout=rng.choice([0.0, 0.001, 0.005, 0.02])):
+                pass  # withdrew: try again
+            with guard:
+                admitted.append(barrier._round["upto"])  # type: ignore[index]
+            assert barrier.leave()
+
+    threads = Threads()
+    for i in range(n):
+        threads.start(party, i)
+    threads.join(120)
+    assert sorted(admitted.count(u) for u in set(admitted)) == [n] * rounds
+    assert _records(store, "retry") == []
