@@ -9,14 +9,18 @@ entries ``<name>_<k> { rwlock: '<name>', mode: 'read' | 'write' }``.
   deletion of the last writer entry before its own. Readers queued after a waiting
   writer wait for that writer: a stream of readers cannot starve a writer.
 
-Everything else (tokens, timeouts and withdrawal, ``cancel()``, a holder's session
-ending, errors) is as for :class:`octopus.recipes.lock.Lock`, whose acquire/release
-machinery both halves reuse; only the entry and the blocking rule differ. Read tokens
-are the entries' sequence numbers too, so concurrent readers have distinct tokens and
-any writer's token is higher than those of the readers it came after.
+Everything else (tokens, timeouts and withdrawal, ``cancel()``) is as for
+:class:`octopus.recipes.lock.Lock`, whose acquire/release machinery both halves reuse;
+only the entry and the blocking rule differ. Read tokens are the entries' sequence
+numbers too, so concurrent readers have distinct tokens and any writer's token is
+higher than those of the readers it came after.
 
 ``engine.rwlock(name)`` gives one reader and one writer contender (``.read``,
 ``.write``) sharing an identifier; a thread uses one of them at a time.
+
+Failure modes: as for a Lock (a holder whose session ends lets the next in; releasing
+what one does not hold raises :class:`LockError`). There is no upgrade: holding
+``.read`` and asking for ``.write`` queues behind oneself until the timeout.
 """
 
 from __future__ import annotations
