@@ -150,9 +150,11 @@ class QueryIndex:
             table, key = self.by_name, query.exact_name
         else:
             table, key = None, None
-            for c in query.query.constraints:
-                if c.op in ("is", "eq"):
-                    table, key = self.by_value, (c.key, _value_key(c.value))  # type: ignore[arg-type]
+            for k, op, value in query.constraints:
+                if op == "eq":
+                    if type(value) is tuple:        # an identifier, ("a", text)
+                        value = value[1]
+                    table, key = self.by_value, (k, _value_key(value))
                     break
             if table is None and query.constraints:
                 table, key = self.by_key, query.constraints[0][0]

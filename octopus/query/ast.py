@@ -29,6 +29,8 @@ __all__ = [
     "Query",
     "Regex",
     "bind",
+    "bind_name",
+    "bind_value",
 ]
 
 # Comparison operators as they appear in the AST, with their source spelling.
@@ -125,7 +127,8 @@ class Query:
         return f"{self.name} {{ {', '.join(str(c) for c in ordered)} }}"
 
 
-def _bind_value(kind: str, param: object, index: int) -> Value:
+def bind_value(kind: str, param: object, index: int) -> Value:
+    """The typed value of the ``index``-th parameter for placeholder ``%kind``."""
     where = f"parameter {index + 1} (%{kind})"
     if kind == "d":
         if isinstance(param, bool) or not isinstance(param, int):
@@ -161,7 +164,8 @@ def _check_text(text: str, where: str) -> None:
         raise ParameterError(f"{where} is not valid Unicode text: {e.reason}") from None
 
 
-def _bind_name(pattern: Placeholder, param: object) -> Name:
+def bind_name(pattern: Placeholder, param: object) -> Name:
+    """The name a ``%s``/``%n`` placeholder in name position binds to."""
     if not is_name(param):
         raise ParameterError(
             f"parameter {pattern.index + 1} (%{pattern.kind}) in name position must be a "
@@ -183,9 +187,9 @@ def bind(query: Query, params: tuple[object, ...]) -> Query:
         return query
     name = query.name
     if isinstance(name, Placeholder):
-        name = _bind_name(name, params[name.index])
+        name = bind_name(name, params[name.index])
     constraints = tuple(
-        Constraint(c.key, c.op, _bind_value(c.value.kind, params[c.value.index], c.value.index),
+        Constraint(c.key, c.op, bind_value(c.value.kind, params[c.value.index], c.value.index),
                    c.pos)
         if isinstance(c.value, Placeholder) else c
         for c in query.constraints
