@@ -18,17 +18,58 @@ from typing import TYPE_CHECKING, Any
 from pyroaring import BitMap64
 
 from octopus._prolog import runtime
+from octopus.errors import QueryError
 from octopus.events import Dispatcher, Event, Mode, QueryIndex, Subscription, Trigger
 from octopus.kb import KnowledgeBase
-from octopus.query.compile import CompiledQuery
-from octopus.record import Atom, Record, Value
+from octopus.query.compile import CompiledQuery, compile_record
+from octopus.record import Atom, Record, Value, check_value, is_name
 
 if TYPE_CHECKING:
     from octopus.engine import Session
 
-__all__ = ["Core", "attrs_from_prolog", "janus_pairs"]
+__all__ = ["BulkRow", "Core", "attrs_from_prolog", "bulk_row", "janus_pairs"]
 
 _engine_numbers = itertools.count(1)
+_KNOWN_KEYS: set[str] = set()  # attribute keys already validated (bounded)
+
+# One record of a bulk load: name, attributes in janus encoding, attributes.
+BulkRow = tuple[str, list[tuple[str, Any]], Mapping[str, Value]]
+
+
+def bulk_row(item: Record | str | tuple[str, Mapping[str, Value]], max_length: int) -> BulkRow:
+    """Validate one item of ``set_many`` (a Record, record text or ``(name, attrs)``)."""
+    if isinstance(item, Record):
+        return item.name, janus_pairs(item._attrs), item._attrs
+    if isinstance(item, str):
+        cr = compile_record(item, max_length=max_length)
+        if cr.conditions:
+            raise QueryError("set_many does not take conditions")
+        return cr.name, cr.pairs, cr.attributes
+    try:
+        name, attrs = item
+        if not is_name(name):
+            raise ValueError(f"invalid record name {name!r}")
+        pairs = []
+        for key, value in attrs.items():
+            if key not in _KNOWN_KEYS:
+                if not is_name(key):
+                    raise ValueError(f"invalid attribute key {key!r}")
+                if len(_KNOWN_KEYS) < 10_000:
+                    _KNOWN_KEYS.add(key)
+            kind = type(value)
+            if kind is str:
+                if not value.isascii():
+                    value.encode("utf-8")  # lone surrogates cannot cross to Prolog
+            elif kind is Atom:
+                if not is_name(value):
+                    raise ValueError(f"invalid identifier {value!r}")
+                value = ("a", str.__str__(value))
+            elif kind is not int and kind is not bool:
+                check_value(value)
+            pairs.append((key, value))
+    except (TypeError, ValueError, AttributeError) as e:
+        raise QueryError(f"not a record: {item!r:.200} ({e})") from None
+    return name, pairs, attrs
 
 
 def attrs_from_prolog(d: dict[str, Any]) -> dict[str, Value]:
@@ -163,6 +204,29 @@ class Core:
         """Uninstall and queue the final REMOVED event."""
         inst = self.uninstall_locked(qid)
         self.dispatcher.put(inst.handler, Event(Mode.REMOVED, None, qid, self.revision))
+
+    def own_locked(self, name: str, owner: Session | None) -> None:
+        """Record ``name`` as ``owner``'s ephemeral record (None: nobody's). A set
+        replaces the whole record, its ownership included."""
+        previous = self.owners.pop(name, None)
+        if previous is not None:
+            previous._ephemeral.discard(name)
+        if owner is not None:
+            self.owners[name] = owner
+            owner._ephemeral.add(name)
+
+    def load_locked(self, chunk: list[BulkRow]) -> int:
+        """Store a batch of records in one transaction and fire their triggers."""
+        if self.owners:
+            for name, _, _ in chunk:
+                self.own_locked(name, None)
+        base = self.revision
+        count = int(self.call("store_load", [(name, pairs) for name, pairs, _ in chunk], base))
+        self.revision = base + count
+        if self.installed:
+            for i, (name, _, attrs) in enumerate(chunk, start=1):
+                self.changed_locked(Mode.ON_SET, Record(name, attrs, base + i), base + i)
+        return count
 
     def delete_locked(self, name: str, constraints: list[Any]) -> tuple[Record, int] | None:
         reply = self.call("store_delete", name, constraints)

@@ -28,7 +28,7 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from octopus.core import Core, attrs_from_prolog, janus_pairs
+from octopus.core import BulkRow, Core, attrs_from_prolog, bulk_row
 from octopus.errors import (
     ConditionFailed,
     EngineClosed,
@@ -43,7 +43,7 @@ from octopus.kb import KnowledgeBase, Progress
 from octopus.query.compile import CompiledQuery, compile_query, compile_record
 from octopus.query.parser import DEFAULT_MAX_LENGTH
 from octopus.recipes import Barrier, Election, Lock, NameService, ReadWriteLock, Semaphore
-from octopus.record import Atom, Record, Value, check_value, is_name
+from octopus.record import Record, Value, natural_key
 
 __all__ = ["Engine", "Session"]
 
@@ -173,22 +173,13 @@ class Session:
                 raise
             core.revision = revision
             record = Record._trusted(name, cr.attributes, revision)
-            self._own_locked(name, ephemeral)
+            core.own_locked(name, self if ephemeral else None)
             core.changed_locked(Mode.ON_SET, record, revision)
             if trigger is not None:
                 tq = self._query(rec, params) if not sequential else \
                     self._query(str(record), ())
                 self._maybe_install(trigger, tq, True)
         return record
-
-    def _own_locked(self, name: str, ephemeral: bool) -> None:
-        owners = self._core.owners
-        previous = owners.pop(name, None)
-        if previous is not None:
-            previous._ephemeral.discard(name)
-        if ephemeral:
-            owners[name] = self
-            self._ephemeral.add(name)
 
     def delete(self, q: str, *params: object, trigger: Trigger | None = None) -> Record:
         """Delete the named record if it matches ``q``; return it. NotFound otherwise."""
@@ -214,9 +205,9 @@ class Session:
         Bad input raises before its batch changes anything.
         """
         total = 0
-        chunk: list[tuple[str, list[tuple[str, Any]], Mapping[str, Value]]] = []
+        chunk: list[BulkRow] = []
         for item in records:
-            chunk.append(self._load_row(item))
+            chunk.append(bulk_row(item, self._core.max_query_length))
             if len(chunk) >= batch:
                 total += self._load_batch(chunk)
                 chunk = []
@@ -228,57 +219,11 @@ class Session:
                 progress(total)
         return total
 
-    def _load_row(self, item: Record | str | tuple[str, Mapping[str, Value]]
-                  ) -> tuple[str, list[tuple[str, Any]], Mapping[str, Value]]:
-        """(name, janus pairs, attributes) of one record for set_many, validated."""
-        if isinstance(item, Record):
-            return item.name, janus_pairs(item._attrs), item._attrs
-        if isinstance(item, str):
-            cr = compile_record(item, max_length=self._core.max_query_length)
-            if cr.conditions:
-                raise QueryError("set_many does not take conditions")
-            return cr.name, cr.pairs, cr.attributes
-        try:
-            name, attrs = item
-            if not is_name(name):
-                raise ValueError(f"invalid record name {name!r}")
-            pairs = []
-            for key, value in attrs.items():
-                if key not in _KNOWN_KEYS:
-                    if not is_name(key):
-                        raise ValueError(f"invalid attribute key {key!r}")
-                    if len(_KNOWN_KEYS) < 10_000:
-                        _KNOWN_KEYS.add(key)
-                kind = type(value)
-                if kind is str:
-                    if not value.isascii():
-                        value.encode("utf-8")  # lone surrogates cannot cross to Prolog
-                elif kind is Atom:
-                    if not is_name(value):
-                        raise ValueError(f"invalid identifier {value!r}")
-                    value = ("a", str.__str__(value))
-                elif kind is not int and kind is not bool:
-                    check_value(value)
-                pairs.append((key, value))
-        except (TypeError, ValueError, AttributeError) as e:
-            raise QueryError(f"not a record: {item!r:.200} ({e})") from None
-        return name, pairs, attrs
-
-    def _load_batch(self, chunk: list[tuple[str, list[tuple[str, Any]],
-                                            Mapping[str, Value]]]) -> int:
+    def _load_batch(self, chunk: list[BulkRow]) -> int:
         core = self._core
         with core.lock:
             self._check_open()
-            base = core.revision
-            count = core.call("store_load", [(name, pairs) for name, pairs, _ in chunk], base)
-            core.revision = base + count
-            if core.owners:
-                for name, _, _ in chunk:
-                    self._own_locked(name, False)
-            if core.installed:
-                for i, (name, _, attrs) in enumerate(chunk, start=1):
-                    core.changed_locked(Mode.ON_SET, Record(name, attrs, base + i), base + i)
-        return int(count)
+            return core.load_locked(chunk)
 
     # --- triggers, waiting, publish/subscribe --------------------------------------
 
@@ -480,7 +425,7 @@ class Session:
 
     def _release_locked(self) -> None:
         core = self._core
-        for name in sorted(self._ephemeral):
+        for name in sorted(self._ephemeral, key=natural_key):
             core.delete_locked(name, [])
         for qid in sorted(self._owned_queries):
             core.remove_locked(qid)
