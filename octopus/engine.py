@@ -104,7 +104,11 @@ class Session:
         reply = core.call("store_first", cq.name, cq.constraints)
         if reply is None:
             return None
-        name, rev, attrs = reply
+        if type(reply) is list:     # several matches: take the first in natural order
+            name = min(reply, key=natural_key)
+            rev, attrs = core.call("store_get_by_name", name)
+        else:
+            name, rev, attrs = reply
         return Record._trusted(name, attrs_from_prolog(attrs), rev)
 
     # --- the store -------------------------------------------------------------------
@@ -133,6 +137,7 @@ class Session:
             self._check_open()
             names: list[str] = self._core.call("store_names", cq.name, cq.constraints)
             self._maybe_install(trigger, cq, bool(names))
+        names.sort(key=natural_key)
         return names
 
     def get_all(self, q: str, *params: object) -> list[Record]:
@@ -141,6 +146,7 @@ class Session:
         with self._core.lock:
             self._check_open()
             rows = self._core.call("store_all", cq.name, cq.constraints)
+        rows.sort(key=lambda row: natural_key(row[0]))
         return [Record._trusted(n, attrs_from_prolog(d), rev) for n, rev, d in rows]
 
     def exists(self, q: str, *params: object, trigger: Trigger | None = None) -> bool:
@@ -244,6 +250,7 @@ class Session:
         with core.lock:
             self._check_open()
             rows = core.call("store_all", cq.name, cq.constraints)
+            rows.sort(key=lambda row: natural_key(row[0]))
             self._maybe_install(trigger, cq, True)
             assert trigger.id is not None
             core.dispatcher.put_many(

@@ -24,7 +24,7 @@ __all__ = ["Atom", "Record", "Value", "format_value", "is_name", "natural_key"]
 
 _NAME_RE = re.compile(r"[a-z][A-Za-z0-9._\-]*\Z")
 _KEYWORDS = frozenset({"true", "false"})
-_DIGITS_RE = re.compile(r"(\d+)")
+_DIGITS_RE = re.compile(r"[0-9]+")
 
 
 class Atom(str):
@@ -45,12 +45,22 @@ def is_name(text: object) -> bool:
     return isinstance(text, str) and bool(_NAME_RE.match(text)) and text not in _KEYWORDS
 
 
-def natural_key(name: str) -> tuple[Any, ...]:
+def _number_run(match: re.Match[str]) -> str:
+    digits = match.group().lstrip("0") or "0"
+    return "\x00" + chr(len(digits)) + digits
+
+
+def natural_key(name: str) -> str:
     """Sort key for natural name order: digit runs compare as numbers, the rest by
-    code point (``obj2 < obj10 < objb``); the name itself breaks ties (``a01``/``a1``)."""
-    parts: list[Any] = _DIGITS_RE.split(name)
-    parts[1::2] = [int(p) for p in parts[1::2]]
-    return (parts, name)
+    code point (``obj2 < obj10 < objb``); the name itself breaks ties (``a01``/``a1``).
+
+    Each digit run becomes ``NUL, length, digits`` (leading zeros dropped) and the key
+    ends with ``NUL NUL name``, so it is one string compared in C: a shorter number
+    sorts first, equal lengths compare digit by digit, NUL (which no name contains)
+    makes a text run that ends sort before one that goes on — exactly like comparing
+    lists of text runs and numbers — and only names equal in that order reach the
+    tie-break."""
+    return _DIGITS_RE.sub(_number_run, name) + "\x00\x00" + name
 
 
 def format_string(text: str) -> str:

@@ -5,7 +5,6 @@
             record_matches/3,         % +Query, +Name, +Dict
             constraints_hold/2,       % +Constraints, +Dict
             index_hash/2,             % +Value, -Hash
-            natural_key/2,            % +Name, -Key
             regex_compile/2           % +Pattern, -Regex
           ]).
 
@@ -171,39 +170,6 @@ hash_form(V, F) :-
     ).
 hash_form(a-S, S) :- !.
 hash_form(V, V).
-
-%!  natural_key(+Name, -Key) is det.
-%
-%   Key orders names naturally under the standard order of terms: runs of digits
-%   compare as numbers, everything else by code point (obj2 < obj10 < objb).
-%   Key alternates strings and integers, starting (and ending) with a string.
-
-natural_key(Name, Key) :-
-    atom_codes(Name, Codes),
-    text_runs(Codes, Key).
-
-text_runs(Codes, [S|Rest]) :-
-    take_run(Codes, nondigit, Run, Codes1),
-    string_codes(S, Run),
-    number_runs(Codes1, Rest).
-
-number_runs([], []) :- !.
-number_runs(Codes, [N|Rest]) :-
-    take_run(Codes, digit, Run, Codes1),
-    number_codes(N, Run),
-    text_runs(Codes1, Rest).
-
-take_run([C|Cs], Kind, [C|Run], Rest) :-
-    code_kind(C, Kind0),
-    Kind0 == Kind, !,
-    take_run(Cs, Kind, Run, Rest).
-take_run(Cs, _, [], Cs).
-
-code_kind(C, Kind) :-
-    (   C >= 0'0, C =< 0'9
-    ->  Kind = digit
-    ;   Kind = nondigit
-    ).
 
 %!  regex_compile(+Pattern, -Regex) is det.
 %

@@ -47,7 +47,6 @@ Every API predicate is det and returns its Reply; errors come back as data,
 :- use_module(library(error)).
 :- use_module(library(apply)).
 :- use_module(library(lists)).
-:- use_module(library(pairs)).
 :- use_module(match).
 
 %!  store_create(+Store, -Reply) is det.
@@ -99,7 +98,9 @@ store_get_by_name(M, Name, Reply) :-
 
 %!  store_first(+Store, +NamePattern, +Constraints, -Reply) is det.
 %
-%   Reply is -(Name, Rev, Dict) for the first match in natural name order, or @(none).
+%   Reply is @(none) when nothing matches, -(Name, Rev, Dict) when exactly one record
+%   does, and otherwise the list of matching names (the caller picks the first in
+%   natural order, which is cheaper in Python than in Prolog, and fetches it).
 
 store_first(M, NP0, Cs0, Reply) :-
     guarded(first_(M, NP0, Cs0, R), R, Reply).
@@ -109,47 +110,33 @@ first_(M, NP0, Cs0, Reply) :-
     findall(Name, solution(M, Q, Name, _, _), Names),
     (   Names == []
     ->  Reply = @(none)
-    ;   natural_min(Names, First),
-        M:rec(First, Rev, Dict),
-        Reply = -(First, Rev, Dict)
+    ;   Names = [Only]
+    ->  M:rec(Only, Rev, Dict),
+        Reply = -(Only, Rev, Dict)
+    ;   Reply = Names
     ).
-
-natural_min([Name], Name) :- !.
-natural_min(Names, Min) :-
-    map_list_to_pairs(natural_key, Names, Keyed),
-    min_member(_-Min, Keyed).
 
 %!  store_names(+Store, +NamePattern, +Constraints, -Reply) is det.
 %
-%   Reply is the list of matching names in natural order.
+%   Reply is the list of matching names, unordered (the caller sorts).
 
 store_names(M, NP0, Cs0, Reply) :-
     guarded(names_(M, NP0, Cs0, R), R, Reply).
 
-names_(M, NP0, Cs0, Sorted) :-
+names_(M, NP0, Cs0, Names) :-
     prepare_query(NP0, Cs0, Q),
-    findall(Name, solution(M, Q, Name, _, _), Names),
-    natural_sort(Names, Sorted).
-
-natural_sort(Names, Sorted) :-
-    map_list_to_pairs(natural_key, Names, Keyed),
-    msort(Keyed, SortedPairs),
-    pairs_values(SortedPairs, Sorted).
+    findall(Name, solution(M, Q, Name, _, _), Names).
 
 %!  store_all(+Store, +NamePattern, +Constraints, -Reply) is det.
 %
-%   Reply is a list of -(Name, Rev, Dict), natural name order.
+%   Reply is a list of -(Name, Rev, Dict), unordered (the caller sorts).
 
 store_all(M, NP0, Cs0, Reply) :-
     guarded(all_(M, NP0, Cs0, R), R, Reply).
 
 all_(M, NP0, Cs0, Records) :-
     prepare_query(NP0, Cs0, Q),
-    findall((Key-Name)-(-(Name, Rev, Dict)),
-            ( solution(M, Q, Name, Rev, Dict), natural_key(Name, Key) ),
-            Keyed),
-    keysort(Keyed, Sorted),       % the name breaks ties between equal natural keys (a01, a1)
-    pairs_values(Sorted, Records).
+    findall(-(Name, Rev, Dict), solution(M, Q, Name, Rev, Dict), Records).
 
 %!  store_exists(+Store, +NamePattern, +Constraints, -Reply) is det.
 %
@@ -203,7 +190,7 @@ candidate(M, [], Name) :-
 %   best_equality(+Store, +Constraints, -Table, -Hash) is semidet.
 %
 %   The equality constraint with the fewest index entries (counted up to a small
-%   bound, so the choice costs little even when a value is very common). A key
+%   bound of 32, so the choice costs little even when a value is very common). A key
 %   without a table means no record has it: Table is then [] (no candidates).
 
 best_equality(M, Cs, Table, Hash) :-
@@ -220,7 +207,7 @@ best_equality(M, Cs, Table, Hash) :-
                 ( member(T-H, Eqs),
                   (   T == []
                   ->  N = 0
-                  ;   aggregate_all(count, limit(64, indexed(M, T, H, _)), N)
+                  ;   aggregate_all(count, limit(32, indexed(M, T, H, _)), N)
                   )
                 ),
                 Counted),

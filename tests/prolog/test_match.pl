@@ -40,10 +40,6 @@ test(own_limit, [throws(octopus(query, _))]) :- holds([-(s, re, '(*LIMIT_MATCH=1
 test(exact) :- prepare_query(obj1, [], Q), record_matches(Q, obj1, _{}).
 test(any) :- prepare_query(@(none), [], Q), record_matches(Q, whatever, _{}).
 test(regex_search) :- prepare_query(re-'obj', [], Q), record_matches(Q, my_obj_1, _{}).
-test(natural) :-
-    maplist(natural_key, [obj10, obj2, objb], Ks),
-    msort(Ks, Sorted),
-    Sorted == [["obj", 2, ""], ["obj", 10, ""], ["objb"]].
 
 :- end_tests(names).
 
