@@ -17,6 +17,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run the demonstration")
     demo.set_defaults(func=_demo)
+    from octopus.server.cli import add_commands as add_server_commands
+
+    add_server_commands(sub)
     args = parser.parse_args(argv)
     return int(args.func(args))
 
