@@ -24,23 +24,30 @@ from octopus.errors import (
 )
 from octopus.events import Event, Mode, Subscription, Trigger
 from octopus.reading import read
+from octopus.recipes import Barrier, Election, Lock, NameService, ReadWriteLock, Semaphore
 from octopus.record import Atom, Record
 
 __all__ = [
     "Atom",
+    "Barrier",
     "ConditionFailed",
+    "Election",
     "Engine",
     "EngineClosed",
     "Event",
     "KnowledgeBaseError",
+    "Lock",
     "LockError",
     "Mode",
+    "NameService",
     "NotFound",
     "OctopusError",
     "ParameterError",
     "ParseError",
     "QueryError",
+    "ReadWriteLock",
     "Record",
+    "Semaphore",
     "Session",
     "Subscription",
     "Trigger",

@@ -2,7 +2,7 @@
 
 Theory of operation:
 
-1. One :class:`_Core` per :class:`Engine` holds the state: a private Prolog module
+1. One :class:`~octopus.core.Core` per :class:`Engine` holds the state: a private Prolog module
    with the records (prolog/store.pl), the installed triggers and subscriptions with
    their bitmap indexes, the revision counter, the owners of ephemeral records, and
    the event dispatcher.
@@ -21,15 +21,14 @@ Theory of operation:
 
 from __future__ import annotations
 
-import itertools
+import contextlib
+import os
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from pyroaring import BitMap64
-
-from octopus._prolog import runtime
+from octopus.core import Core, attrs_from_prolog, janus_pairs
 from octopus.errors import (
     ConditionFailed,
     EngineClosed,
@@ -39,143 +38,16 @@ from octopus.errors import (
     TriggerNotFound,
     WaitTimeout,
 )
-from octopus.events import Dispatcher, Event, Handler, Mode, QueryIndex, Subscription, Trigger
+from octopus.events import Event, Handler, Mode, Subscription, Trigger
+from octopus.kb import KnowledgeBase, Progress
 from octopus.query.compile import CompiledQuery, compile_query, compile_record
 from octopus.query.parser import DEFAULT_MAX_LENGTH
-from octopus.record import Atom, Record, Value
+from octopus.recipes import Barrier, Election, Lock, NameService, ReadWriteLock, Semaphore
+from octopus.record import Atom, Record, Value, check_value, is_name
 
 __all__ = ["Engine", "Session"]
 
-_engine_numbers = itertools.count(1)
-
-
-def _attrs_from_prolog(d: Mapping[str, Any]) -> dict[str, Value]:
-    """Prolog's stored form (identifiers as ("a", text)) to Record attributes, sorted."""
-    return {k: (Atom(v[1]) if type(v) is tuple else v) for k, v in sorted(d.items())}
-
-
-def _pairs(attrs: Mapping[str, Value]) -> list[tuple[str, Any]]:
-    return [(k, ("a", str.__str__(v)) if isinstance(v, Atom) else v) for k, v in attrs.items()]
-
-
-class _Installed:
-    """An installed trigger or subscription."""
-
-    __slots__ = ("handler", "mode", "obj", "owner", "persist", "query")
-
-    def __init__(self, obj: Trigger | Subscription, query: CompiledQuery, mode: Mode,
-                 persist: bool, owner: Session) -> None:
-        self.obj = obj
-        self.query = query
-        self.mode = mode
-        self.persist = persist
-        self.owner = owner
-        self.handler = obj.handler
-
-
-class _Core:
-    """The shared state of one engine. Methods ending in ``_locked`` need the lock."""
-
-    def __init__(self, max_query_length: int) -> None:
-        self.rt = runtime()
-        self.number = next(_engine_numbers)
-        self.module = self.rt.new_module("octopus_db")
-        self.rt.call("octopus_store", "store_create", self.module)
-        self.max_query_length = max_query_length
-        self.lock = threading.Lock()
-        self.revision = 0
-        self.closed = False
-        self.owners: dict[str, Session] = {}          # ephemeral record -> its session
-        self.installed: dict[int, _Installed] = {}
-        self.trigger_index = QueryIndex()
-        self.subscription_index = QueryIndex()
-        self.on_set = BitMap64()
-        self.on_del = BitMap64()
-        self.ids = itertools.count(1)
-        self._dispatcher: Dispatcher | None = None
-
-    @property
-    def dispatcher(self) -> Dispatcher:
-        if self._dispatcher is None:
-            self._dispatcher = Dispatcher(f"octopus-events-{self.number}")
-        return self._dispatcher
-
-    def call(self, predicate: str, *args: Any) -> Any:
-        return self.rt.call("octopus_store", predicate, self.module, *args)
-
-    # --- changes and their events (lock held) ----------------------------------------
-
-    def changed_locked(self, mode: Mode, record: Record, revision: int) -> None:
-        """Queue an event for every installed trigger the change matches."""
-        if not self.installed:
-            return
-        watching = self.on_set if mode is Mode.ON_SET else self.on_del
-        candidates = self.trigger_index.candidates(record.name, record.attributes) & watching
-        if candidates:
-            self.fire_locked(candidates, mode, record, revision)
-
-    def fire_locked(self, candidates: BitMap64, mode: Mode, record: Record,
-                    revision: int) -> int:
-        matched = self.rt.call("octopus_triggers", "trigger_match", self.module,
-                               list(candidates), record.name, _pairs(record.attributes))
-        deliveries = []
-        for qid in matched:
-            inst = self.installed[qid]
-            event_mode = mode
-            if not inst.persist:
-                self.uninstall_locked(qid)
-                event_mode = mode | Mode.REMOVED
-            deliveries.append((inst.handler, Event(event_mode, record, qid, revision)))
-        if deliveries:
-            self.dispatcher.put_many(deliveries)
-        return len(deliveries)
-
-    def install_locked(self, obj: Trigger | Subscription, query: CompiledQuery, mode: Mode,
-                       persist: bool, owner: Session) -> int:
-        qid = next(self.ids)
-        self.rt.call("octopus_triggers", "trigger_add", self.module, qid, query.name,
-                     query.constraints)
-        self.installed[qid] = _Installed(obj, query, mode, persist, owner)
-        if mode & Mode.ON_PUBLISH:
-            self.subscription_index.add(qid, query)
-        else:
-            self.trigger_index.add(qid, query)
-            if mode & Mode.ON_SET:
-                self.on_set.add(qid)
-            if mode & Mode.ON_DEL:
-                self.on_del.add(qid)
-        owner._owned_queries.add(qid)
-        return qid
-
-    def uninstall_locked(self, qid: int) -> _Installed:
-        inst = self.installed.pop(qid)
-        if inst.mode & Mode.ON_PUBLISH:
-            self.subscription_index.remove(qid)
-        else:
-            self.trigger_index.remove(qid)
-            self.on_set.discard(qid)
-            self.on_del.discard(qid)
-        self.rt.call("octopus_triggers", "trigger_remove", self.module, qid)
-        inst.owner._owned_queries.discard(qid)
-        return inst
-
-    def remove_locked(self, qid: int) -> None:
-        """Uninstall and queue the final REMOVED event."""
-        inst = self.uninstall_locked(qid)
-        self.dispatcher.put(inst.handler, Event(Mode.REMOVED, None, qid, self.revision))
-
-    def delete_locked(self, name: str, constraints: list[Any]) -> tuple[Record, int] | None:
-        reply = self.call("store_delete", name, constraints)
-        if reply is None:
-            return None
-        old_rev, attrs = reply
-        self.revision += 1
-        record = Record._trusted(name, _attrs_from_prolog(attrs), old_rev)
-        owner = self.owners.pop(name, None)
-        if owner is not None:
-            owner._ephemeral.discard(name)
-        self.changed_locked(Mode.ON_DEL, record, self.revision)
-        return record, self.revision
+_KNOWN_KEYS: set[str] = set()  # attribute keys already validated (bounded)
 
 
 class Session:
@@ -185,7 +57,7 @@ class Session:
     records, triggers and subscriptions end when it is closed.
     """
 
-    def __init__(self, core: _Core, engine: Engine | None) -> None:
+    def __init__(self, core: Core, engine: Engine | None) -> None:
         self._core = core
         self._engine = engine if engine is not None else self  # type: ignore[assignment]
         self._closed = False
@@ -228,23 +100,27 @@ class Session:
             if reply is None:
                 return None
             rev, attrs = reply
-            return Record._trusted(name, _attrs_from_prolog(attrs), rev)
+            return Record._trusted(name, attrs_from_prolog(attrs), rev)
         reply = core.call("store_first", cq.name, cq.constraints)
         if reply is None:
             return None
         name, rev, attrs = reply
-        return Record._trusted(name, _attrs_from_prolog(attrs), rev)
+        return Record._trusted(name, attrs_from_prolog(attrs), rev)
 
     # --- the store -------------------------------------------------------------------
 
     def get(self, q: str, *params: object, trigger: Trigger | None = None) -> Record:
         """The first record matching ``q`` in natural name order; NotFound if none."""
-        cq = self._query(q, params)
-        self._check_trigger(trigger)
-        with self._core.lock:
-            self._check_open()
+        core = self._core
+        cq = compile_query(q, params, core.max_query_length)
+        if trigger is not None:
+            self._check_trigger(trigger)
+        with core.lock:
+            if self._closed or core.closed:
+                self._check_open()
             record = self._fetch_locked(cq)
-            self._maybe_install(trigger, cq, record is not None)
+            if trigger is not None:
+                self._maybe_install(trigger, cq, record is not None)
         if record is None:
             raise NotFound(f"no record matches {q!r}")
         return record
@@ -265,7 +141,7 @@ class Session:
         with self._core.lock:
             self._check_open()
             rows = self._core.call("store_all", cq.name, cq.constraints)
-        return [Record._trusted(n, _attrs_from_prolog(d), rev) for n, rev, d in rows]
+        return [Record._trusted(n, attrs_from_prolog(d), rev) for n, rev, d in rows]
 
     def exists(self, q: str, *params: object, trigger: Trigger | None = None) -> bool:
         """Whether any record matches ``q``."""
@@ -301,7 +177,7 @@ class Session:
             core.changed_locked(Mode.ON_SET, record, revision)
             if trigger is not None:
                 tq = self._query(rec, params) if not sequential else \
-                    self._query(str(record))
+                    self._query(str(record), ())
                 self._maybe_install(trigger, tq, True)
         return record
 
@@ -338,9 +214,9 @@ class Session:
         Bad input raises before its batch changes anything.
         """
         total = 0
-        chunk: list[Record] = []
+        chunk: list[tuple[str, list[tuple[str, Any]], Mapping[str, Value]]] = []
         for item in records:
-            chunk.append(self._as_record(item))
+            chunk.append(self._load_row(item))
             if len(chunk) >= batch:
                 total += self._load_batch(chunk)
                 chunk = []
@@ -352,33 +228,56 @@ class Session:
                 progress(total)
         return total
 
-    def _as_record(self, item: Record | str | tuple[str, Mapping[str, Value]]) -> Record:
+    def _load_row(self, item: Record | str | tuple[str, Mapping[str, Value]]
+                  ) -> tuple[str, list[tuple[str, Any]], Mapping[str, Value]]:
+        """(name, janus pairs, attributes) of one record for set_many, validated."""
         if isinstance(item, Record):
-            return item
+            return item.name, janus_pairs(item._attrs), item._attrs
         if isinstance(item, str):
             cr = compile_record(item, max_length=self._core.max_query_length)
             if cr.conditions:
                 raise QueryError("set_many does not take conditions")
-            return Record._trusted(cr.name, cr.attributes, 0)
+            return cr.name, cr.pairs, cr.attributes
         try:
             name, attrs = item
-            return Record(name, attrs)
-        except (TypeError, ValueError) as e:
-            raise QueryError(f"not a record: {item!r} ({e})") from None
+            if not is_name(name):
+                raise ValueError(f"invalid record name {name!r}")
+            pairs = []
+            for key, value in attrs.items():
+                if key not in _KNOWN_KEYS:
+                    if not is_name(key):
+                        raise ValueError(f"invalid attribute key {key!r}")
+                    if len(_KNOWN_KEYS) < 10_000:
+                        _KNOWN_KEYS.add(key)
+                kind = type(value)
+                if kind is str:
+                    if not value.isascii():
+                        value.encode("utf-8")  # lone surrogates cannot cross to Prolog
+                elif kind is Atom:
+                    if not is_name(value):
+                        raise ValueError(f"invalid identifier {value!r}")
+                    value = ("a", str.__str__(value))
+                elif kind is not int and kind is not bool:
+                    check_value(value)
+                pairs.append((key, value))
+        except (TypeError, ValueError, AttributeError) as e:
+            raise QueryError(f"not a record: {item!r:.200} ({e})") from None
+        return name, pairs, attrs
 
-    def _load_batch(self, chunk: list[Record]) -> int:
-        rows = [(r.name, _pairs(r.attributes)) for r in chunk]
+    def _load_batch(self, chunk: list[tuple[str, list[tuple[str, Any]],
+                                            Mapping[str, Value]]]) -> int:
         core = self._core
         with core.lock:
             self._check_open()
             base = core.revision
-            count = core.call("store_load", rows, base)
+            count = core.call("store_load", [(name, pairs) for name, pairs, _ in chunk], base)
             core.revision = base + count
-            for i, r in enumerate(chunk, start=1):
-                self._own_locked(r.name, False)
-                if core.installed:
-                    stored = Record._trusted(r.name, dict(r.attributes), base + i)
-                    core.changed_locked(Mode.ON_SET, stored, base + i)
+            if core.owners:
+                for name, _, _ in chunk:
+                    self._own_locked(name, False)
+            if core.installed:
+                for i, (name, _, attrs) in enumerate(chunk, start=1):
+                    core.changed_locked(Mode.ON_SET, Record(name, attrs, base + i), base + i)
         return int(count)
 
     # --- triggers, waiting, publish/subscribe --------------------------------------
@@ -403,7 +302,7 @@ class Session:
             self._maybe_install(trigger, cq, True)
             assert trigger.id is not None
             core.dispatcher.put_many(
-                (handler, Event(Mode.ON_SET, Record._trusted(n, _attrs_from_prolog(d), rev),
+                (handler, Event(Mode.ON_SET, Record._trusted(n, attrs_from_prolog(d), rev),
                                 trigger.id, core.revision))
                 for n, rev, d in rows)
         return trigger
@@ -443,10 +342,8 @@ class Session:
             if not arrived.wait(timeout):
                 raise WaitTimeout(f"no record matching {q!r} within {timeout} s")
         finally:
-            try:
+            with contextlib.suppress(TriggerNotFound, EngineClosed):
                 self.remove_trigger(trigger)
-            except (TriggerNotFound, EngineClosed):
-                pass
         record = events[0].record
         if record is None:  # the session or engine closed while waiting
             raise EngineClosed("closed while waiting")
@@ -495,6 +392,58 @@ class Session:
         Returns at once when called from a handler."""
         dispatcher = self._core._dispatcher
         return True if dispatcher is None else dispatcher.flush(timeout)
+
+    # --- the knowledge base (octopus.kb) --------------------------------------------
+
+    @property
+    def kb(self) -> KnowledgeBase:
+        """The engine's knowledge base (shared by all of its sessions)."""
+        self._check_open()
+        return self._core.knowledge_base()
+
+    def consult(self, path: str | os.PathLike[str], *, progress: Progress = None) -> int:
+        """Load a knowledge-base file; see :meth:`KnowledgeBase.consult`."""
+        return self.kb.consult(path, progress=progress)
+
+    def add_facts(self, text: str, *, progress: Progress = None) -> int:
+        """Add knowledge-base clauses; see :meth:`KnowledgeBase.add_facts`."""
+        return self.kb.add_facts(text, progress=progress)
+
+    def prolog(self, goal: str, *, limit: int | None = None,
+               **bindings: object) -> list[dict[str, Any]]:
+        """Solutions of a knowledge-base goal; see :meth:`KnowledgeBase.prolog`."""
+        return self.kb.prolog(goal, limit=limit, **bindings)
+
+    def prolog_once(self, goal: str, **bindings: object) -> dict[str, Any] | None:
+        """The first solution or None; see :meth:`KnowledgeBase.prolog_once`."""
+        return self.kb.prolog_once(goal, **bindings)
+
+    # --- recipes: thin factories over octopus.recipes (records belong to this session) -
+
+    def lock(self, name: str, identifier: str | None = None) -> Lock:
+        """A FIFO lock with fencing tokens (:mod:`octopus.recipes.lock`)."""
+        return Lock(self, name, identifier)
+
+    def rwlock(self, name: str, identifier: str | None = None) -> ReadWriteLock:
+        """A reader/writer lock (:mod:`octopus.recipes.rwlock`)."""
+        return ReadWriteLock(self, name, identifier)
+
+    def barrier(self, name: str, n: int) -> Barrier:
+        """A double barrier for ``n`` parties (:mod:`octopus.recipes.barrier`)."""
+        return Barrier(self, name, n)
+
+    def semaphore(self, name: str, value: int = 1) -> Semaphore:
+        """A counting semaphore (:mod:`octopus.recipes.semaphore`)."""
+        return Semaphore(self, name, value)
+
+    def election(self, name: str, identifier: str | None = None) -> Election:
+        """A leader election (:mod:`octopus.recipes.election`)."""
+        return Election(self, name, identifier)
+
+    @property
+    def names(self) -> NameService:
+        """The name service (:mod:`octopus.recipes.names`)."""
+        return NameService(self)
 
     # --- sessions --------------------------------------------------------------------
 
@@ -558,7 +507,7 @@ class Engine(Session):
         if not isinstance(max_query_length, int) or max_query_length < 1:
             raise QueryError("max_query_length must be a positive int")
         self._sessions: weakref.WeakSet[Session] = weakref.WeakSet()
-        super().__init__(_Core(max_query_length), None)
+        super().__init__(Core(max_query_length), None)
 
     def close(self) -> None:
         core = self._core
@@ -574,6 +523,8 @@ class Engine(Session):
             core.closed = True
             core.rt.call("octopus_store", "store_destroy", core.module)
             core.rt.call("octopus_triggers", "trigger_clear", core.module)
+        if core._kb is not None:
+            core._kb.close()
         if core._dispatcher is not None:
             core._dispatcher.stop()
 

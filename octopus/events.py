@@ -11,7 +11,8 @@ Theory of operation (the guarantees of SPEC sections 4 and 5):
    selective thing it requires: its exact name, else one ``key == value`` it requires,
    else one key it requires, else the bitmap of unconstrained queries); then Prolog
    runs the full match on the candidates only. Non-matching triggers therefore cost
-   (almost) nothing.
+   (almost) nothing. Candidates whose query is a bare name or ``_`` match by being
+   candidates and skip the Prolog step.
 3. Events are appended to the :class:`Dispatcher` queue under the engine lock, hence
    in revision order, and delivered by one dispatcher thread per engine, in that
    order. Handlers never run under the engine lock and may call the engine.
@@ -135,6 +136,9 @@ class QueryIndex:
         self.by_value: dict[tuple[str, Any], BitMap64] = {}
         self.by_key: dict[str, BitMap64] = {}
         self.unconstrained = BitMap64()
+        # Queries a record matches whenever it is a candidate for them (a plain name or
+        # `_`, no constraints): they need no full match in Prolog.
+        self.certain = BitMap64()
         self.slot: dict[int, tuple[dict[Any, BitMap64] | None, Any]] = {}
 
     def __len__(self) -> int:
@@ -152,6 +156,8 @@ class QueryIndex:
                     break
             if table is None and query.constraints:
                 table, key = self.by_key, query.constraints[0][0]
+        if not query.constraints and not isinstance(query.name, tuple):
+            self.certain.add(qid)
         if table is None:
             self.unconstrained.add(qid)
         else:
@@ -163,6 +169,7 @@ class QueryIndex:
 
     def remove(self, qid: int) -> None:
         table, key = self.slot.pop(qid)
+        self.certain.discard(qid)
         if table is None:
             self.unconstrained.discard(qid)
             return

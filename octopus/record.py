@@ -151,6 +151,9 @@ class Record:
     def __len__(self) -> int:
         return len(self._attrs)
 
+    def __bool__(self) -> bool:
+        return True  # a record without attributes is still a record
+
     def get(self, key: str, default: Any = None) -> Any:
         return self._attrs.get(key, default)
 

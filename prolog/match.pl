@@ -4,7 +4,7 @@
             import_value/2,           % +Value0, -Value
             record_matches/3,         % +Query, +Name, +Dict
             constraints_hold/2,       % +Constraints, +Dict
-            index_hash/3,             % +Key, +Value, -Hash
+            index_hash/2,             % +Value, -Hash
             natural_key/2,            % +Name, -Key
             regex_compile/2           % +Pattern, -Regex
           ]).
@@ -91,12 +91,12 @@ op_name(Op, _) :-
 %   Convert a value as janus delivers it from Python into its stored form.
 
 import_value(V, V) :- number(V), !.
+import_value(A, S) :-
+    atom(A), !,
+    atom_string(A, S).
 import_value(@(B), @(B)) :- !,
     must_be(boolean, B).
 import_value(a-A, a-S) :- !,
-    atom_string(A, S).
-import_value(A, S) :-
-    atom(A), !,
     atom_string(A, S).
 import_value(S, S) :-
     string(S), !.
@@ -154,14 +154,14 @@ ordered(S, V, Order) :-
 text(S, S) :- string(S), !.
 text(a-S, S).
 
-%!  index_hash(+Key, +Value, -Hash) is det.
+%!  index_hash(+Value, -Hash) is det.
 %
-%   Hash of a key and a value such that values equal under value_eq/2 hash alike:
-%   integral floats hash as integers, identifiers as their text.
+%   Hash of a value such that values equal under value_eq/2 hash alike: integral
+%   floats hash as integers, identifiers as their text.
 
-index_hash(Key, V, Hash) :-
+index_hash(V, Hash) :-
     hash_form(V, F),
-    term_hash(Key-F, Hash).
+    term_hash(F, Hash).
 
 hash_form(V, F) :-
     float(V), !,
@@ -194,12 +194,16 @@ number_runs(Codes, [N|Rest]) :-
     text_runs(Codes1, Rest).
 
 take_run([C|Cs], Kind, [C|Run], Rest) :-
-    code_kind(C, Kind), !,
+    code_kind(C, Kind0),
+    Kind0 == Kind, !,
     take_run(Cs, Kind, Run, Rest).
 take_run(Cs, _, [], Cs).
 
-code_kind(C, digit) :- C >= 0'0, C =< 0'9, !.
-code_kind(_, nondigit).
+code_kind(C, Kind) :-
+    (   C >= 0'0, C =< 0'9
+    ->  Kind = digit
+    ;   Kind = nondigit
+    ).
 
 %!  regex_compile(+Pattern, -Regex) is det.
 %

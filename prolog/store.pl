@@ -23,11 +23,18 @@ The only writer of store facts. Every engine owns one store: a private module St
   - rec(Name, Rev, Dict):      one fact per record, first-argument indexed on Name;
                                Rev is the revision of its last change, Dict its
                                attributes in the stored form of octopus_match;
-  - attr(Key, Hash, Name):     the attribute index, one fact per attribute of every
-                               record; Hash = index_hash(Key, Value). A lookup by
-                               Key alone uses the first-argument index, a lookup by
-                               Key and Hash the JIT index on the second argument,
-                               so a query only visits records having its attributes;
+  - key_index(Key, Table):     the attribute index is one dynamic predicate per
+                               attribute key, Table(Hash, Name), with one fact per
+                               record having the key; Hash = index_hash(Value).
+                               Table names come from a counter ('attr$17'), never
+                               from user data. A lookup by key scans exactly the
+                               records having the key; a lookup by key and value
+                               uses the first-argument index of that key's table.
+                               (One shared attr(Key, Hash, Name) table was tried
+                               first: a heavy value such as class 'C' on most
+                               records then shares its hash bucket with rare
+                               values of other keys, and a lookup that should
+                               visit 10 clauses visited 66,000.)
   - seq(Base, Next):           per-base-name counters of sequential sets.
 
 Revisions are allocated by the caller (which serialises all calls) and passed in.
@@ -50,12 +57,35 @@ Every API predicate is det and returns its Reply; errors come back as data,
 
 store_create(M, @(true)) :-
     must_be(atom, M),
-    dynamic([M:rec/3, M:attr/3, M:seq/2]).
+    dynamic([M:rec/3, M:key_index/2, M:seq/2]).
 
 store_destroy(M, @(true)) :-
     retractall(M:rec(_, _, _)),
-    retractall(M:attr(_, _, _)),
+    forall(M:key_index(_, Table), abolish(M:Table/2)),
+    retractall(M:key_index(_, _)),
     retractall(M:seq(_, _)).
+
+%   key_table(+Store, +Key, -Table) is semidet.
+%   key_table_create(+Store, +Key, -Table) is det.
+%   indexed(+Store, +Table, ?Hash, ?Name) is nondet.
+%
+%   The index table of Key; calling one of its facts.
+
+key_table(M, Key, Table) :-
+    M:key_index(Key, Table).
+
+key_table_create(M, Key, Table) :-
+    (   M:key_index(Key, Table0)
+    ->  Table = Table0
+    ;   flag(octopus_key_table, N, N + 1),
+        atom_concat('attr$', N, Table),
+        dynamic(M:Table/2),
+        assertz(M:key_index(Key, Table))
+    ).
+
+indexed(M, Table, Hash, Name) :-
+    Goal =.. [Table, Hash, Name],
+    call(M:Goal).
 
 %!  store_get_by_name(+Store, +Name, -Reply) is det.
 %
@@ -161,29 +191,40 @@ name_ok(any, _) :- !.
 name_ok(NP, Name) :- record_matches(q(NP, []), Name, _{}).
 
 candidate(M, Cs, Name) :-
-    best_equality(M, Cs, Key, Hash), !,
-    M:attr(Key, Hash, Name).
+    best_equality(M, Cs, Table, Hash), !,
+    Table \== [],
+    indexed(M, Table, Hash, Name).
 candidate(M, [c(Key, _, _)|_], Name) :- !,
-    M:attr(Key, _, Name).
+    key_table(M, Key, Table),
+    indexed(M, Table, _, Name).
 candidate(M, [], Name) :-
     M:rec(Name, _, _).
 
-%   best_equality(+Store, +Constraints, -Key, -Hash) is semidet.
+%   best_equality(+Store, +Constraints, -Table, -Hash) is semidet.
 %
 %   The equality constraint with the fewest index entries (counted up to a small
-%   bound, so the choice costs little even when a value is very common).
+%   bound, so the choice costs little even when a value is very common). A key
+%   without a table means no record has it: Table is then [] (no candidates).
 
-best_equality(M, Cs, Key, Hash) :-
-    findall(K-H, ( member(c(K, eq, V), Cs), index_hash(K, V, H) ), Eqs),
-    (   Eqs = [Key-Hash]
+best_equality(M, Cs, Table, Hash) :-
+    findall(T-H,
+            ( member(c(K, eq, V), Cs),
+              ( key_table(M, K, T) -> true ; T = [] ),
+              index_hash(V, H)
+            ),
+            Eqs),
+    (   Eqs = [Table-Hash]
     ->  true
     ;   Eqs = [_|_],
-        findall(N-(K-H),
-                ( member(K-H, Eqs),
-                  aggregate_all(count, limit(64, M:attr(K, H, _)), N)
+        findall(N-(T-H),
+                ( member(T-H, Eqs),
+                  (   T == []
+                  ->  N = 0
+                  ;   aggregate_all(count, limit(64, indexed(M, T, H, _)), N)
+                  )
                 ),
                 Counted),
-        keysort(Counted, [_-(Key-Hash)|_])
+        keysort(Counted, [_-(Table-Hash)|_])
     ).
 
 %!  store_set(+Store, +Name, +Attrs, +Constraints, +Sequential, +Rev, -Reply) is det.
@@ -199,7 +240,6 @@ store_set(M, Name, Attrs, Cs0, Seq, Rev, Reply) :-
 set_(M, Name0, Attrs, Cs0, Seq, Rev, Name) :-
     prepare_constraints(Cs0, Cs),
     maplist(import_pair, Attrs, Pairs),
-    dict_pairs(Dict, _, Pairs),
     (   Seq == @(true)
     ->  next_sequential_name(M, Name0, Name)
     ;   Name = Name0
@@ -210,10 +250,10 @@ set_(M, Name0, Attrs, Cs0, Seq, Rev, Name) :-
     ->  true
     ;   throw(octopus(condition, "the stored record does not satisfy the set's conditions"))
     ),
-    put_record(M, Name, Rev, Dict).
+    put_record(M, Name, Rev, Pairs).
 
 import_pair(K-V0, K-V) :-
-    must_be(atom, K),
+    (   atom(K) -> true ; must_be(atom, K) ),
     import_value(V0, V).
 
 next_sequential_name(M, Base, Name) :-
@@ -231,19 +271,28 @@ free_name(M, Base, N0, N, Name) :-
         Name = Name0
     ).
 
-put_record(M, Name, Rev, Dict) :-
+put_record(M, Name, Rev, Pairs) :-
+    dict_pairs(Dict, _, Pairs),
     remove_record(M, Name, _),
     assertz(M:rec(Name, Rev, Dict)),
-    forall(get_dict(K, Dict, V),
-           ( index_hash(K, V, H),
-             assertz(M:attr(K, H, Name))
-           )).
+    index_pairs(Pairs, M, Name).
+
+index_pairs([], _, _).
+index_pairs([K-V|Pairs], M, Name) :-
+    key_table_create(M, K, Table),
+    index_hash(V, H),
+    Fact =.. [Table, H, Name],
+    assertz(M:Fact),
+    index_pairs(Pairs, M, Name).
 
 remove_record(M, Name, Old) :-
-    (   retract(M:rec(Name, _, Old))
-    ->  forall(get_dict(K, Old, V),
-               ( index_hash(K, V, H),
-                 retract(M:attr(K, H, Name))
+    (   M:rec(Name, _, _)
+    ->  retract(M:rec(Name, _, Old)),
+        forall(get_dict(K, Old, V),
+               ( key_table(M, K, Table),
+                 index_hash(V, H),
+                 Fact =.. [Table, H, Name],
+                 retract(M:Fact)
                ))
     ;   Old = @(none)
     ).
@@ -278,11 +327,10 @@ load_(M, Records, Rev0, Count) :-
     Count is Rev - Rev0.
 
 load_one(M, -(Name, Attrs), Rev0, Rev) :-
-    must_be(atom, Name),
+    (   atom(Name) -> true ; must_be(atom, Name) ),
     maplist(import_pair, Attrs, Pairs),
-    dict_pairs(Dict, _, Pairs),
     Rev is Rev0 + 1,
-    put_record(M, Name, Rev, Dict).
+    put_record(M, Name, Rev, Pairs).
 
 %!  store_count(+Store, -Count) is det.
 
@@ -297,11 +345,10 @@ store_count(_, 0).
 
 store_warm(M, @(true)) :-
     ignore(M:rec('$octopus_warm', _, _)),
-    ignore(M:attr(_, _, '$octopus_warm')),
-    (   M:attr(Key, _, _)
-    ->  ignore(M:attr(Key, 0, _))
-    ;   true
-    ).
+    forall(M:key_index(_, Table),
+           ( ignore(indexed(M, Table, 0, _)),
+             ignore(indexed(M, Table, _, '$octopus_warm'))
+           )).
 
 %   guarded(:Goal, ?Result, -Reply)
 %

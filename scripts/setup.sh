@@ -20,6 +20,17 @@ swipl=$(scripts/provision-swipl.sh)
 home=$("$swipl" --dump-runtime-variables | sed -n 's/^PLBASE="\(.*\)";$/\1/p')
 [ -n "$home" ] || { say "cannot read PLBASE from $swipl"; exit 1; }
 
+# pci.ids names the PCI devices `octopus kaluga --sysfs` shows. Optional: installed when
+# apt can (as root), skipped quietly otherwise (the command then shows class codes).
+if [ ! -f /usr/share/misc/pci.ids ] && command -v apt-get >/dev/null 2>&1 \
+        && [ "$(id -u)" = 0 ]; then
+    say "installing pci.ids (PCI device names for octopus kaluga)"
+    export DEBIAN_FRONTEND=noninteractive
+    { apt-get install -y -q pci.ids >/dev/null 2>&1 \
+        || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q pci.ids >/dev/null 2>&1; }; } \
+        || say "could not install pci.ids; device names will be class codes"
+fi
+
 want="$swipl|$(sha256sum pyproject.toml | cut -c1-16)"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/python" ]; then
     say "venv is up to date ($VENV, SWI-Prolog at $home)"
@@ -30,11 +41,11 @@ if [ ! -x "$VENV/bin/python" ]; then
     say "creating $VENV with $($PYTHON --version 2>&1)"
     "$PYTHON" -m venv "$VENV"
 fi
-say "installing octopus (editable) and its test extras into $VENV"
+say "installing octopus (editable) and its test and demo extras into $VENV"
 # janus-swi's build asks the first `swipl` on PATH where SWI-Prolog lives: put ours first.
 # --no-binary: a prebuilt janus-swi wheel would be linked against some other libswipl.
 PATH="$(dirname "$swipl"):$PATH" "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
-    --no-binary janus-swi -e ".[test]" >&2
+    --no-binary janus-swi -e ".[test,demo]" >&2
 printf 'SWI_HOME_DIR=%s\nSWIPL=%s\n' "$home" "$swipl" >"$VENV/octopus-swipl.env"
 
 say "checking that janus_swi imports from a clean environment"

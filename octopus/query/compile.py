@@ -38,11 +38,7 @@ class CompiledQuery:
     query: Query
     name: Any                       # str | None | ("re", pattern)
     constraints: list[tuple[str, str, Any]]
-
-    @property
-    def exact_name(self) -> str | None:
-        """The record name when the query names exactly one record, else None."""
-        return self.name if isinstance(self.name, str) else None
+    exact_name: str | None          # the record name when the query names exactly one
 
     @property
     def keys(self) -> frozenset[str]:
@@ -88,7 +84,9 @@ def _encode_name(q: Query) -> Any:
 
 
 def _query_from_ast(q: Query) -> CompiledQuery:
-    return CompiledQuery(q, _encode_name(q), [_encode_constraint(c) for c in q.constraints])
+    name = _encode_name(q)
+    return CompiledQuery(q, name, [_encode_constraint(c) for c in q.constraints],
+                         name if isinstance(name, str) else None)
 
 
 def _record_from_ast(q: Query, *, what: str) -> CompiledRecord:

@@ -10,7 +10,7 @@ column; nothing is silently skipped except whitespace.
 from __future__ import annotations
 
 import re
-from typing import Any, NoReturn
+from typing import Any, ClassVar, NoReturn
 
 import ply.lex as lex
 
@@ -36,7 +36,7 @@ _REGEX_TOKEN = re.compile(r"r'(?:\\.|[^'\\])*'", re.S)
 class Lexer:
     """Tokenizes one text at a time; build once with :meth:`build`, then ``clone``."""
 
-    keywords = {"true": "TRUE", "false": "FALSE"}
+    keywords: ClassVar[dict[str, str]] = {"true": "TRUE", "false": "FALSE"}
 
     tokens = (
         "NAME", "UNDERSCORE", "INT", "FLOAT", "STRING", "REGEX", "PLACEHOLDER",

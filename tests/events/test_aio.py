@@ -1,0 +1,127 @@
+"""octopus.aio: the asyncio twin over the same core."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+
+import pytest
+
+import octopus
+from octopus import Mode
+from octopus.aio import AsyncEngine
+
+
+def run(coro: object) -> object:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def test_awaitable_store_calls_share_the_core() -> None:
+    async def main() -> None:
+        with octopus.Engine() as sync:
+            engine = AsyncEngine(sync)
+            r = await engine.set("x { a: 1 }")
+            assert sync.get("x") == r
+            assert (await engine.get("_ { a: 1 }")).name == "x"
+            assert await engine.get_names("_") == ["x"]
+            assert await engine.exists("x")
+            assert [r.name for r in await engine.get_all("_")] == ["x"]
+            assert (await engine.delete("x")).name == "x"
+            with pytest.raises(octopus.NotFound):
+                await engine.get("x")
+            await engine.close()
+            assert not sync.closed      # a wrapped engine stays open
+
+    run(main())
+
+
+def test_watch_stream_and_its_removal() -> None:
+    async def main() -> None:
+        async with AsyncEngine() as engine:
+            stream = await engine.watch("_ { a: _ }")
+            await engine.set("y { a: 2 }")
+            await engine.delete("y")
+            modes = []
+            async for event in stream:
+                modes.append(event.mode)
+                if event.mode & Mode.ON_DEL:
+                    break
+            assert modes == [Mode.ON_SET, Mode.ON_DEL]
+            await stream.aclose()
+            assert not engine.engine._core.installed
+
+    run(main())
+
+
+def test_watch_existing_and_lazy_start() -> None:
+    async def main() -> None:
+        async with AsyncEngine() as engine:
+            await engine.set("d2 { k: 1 }")
+            await engine.set("d1 { k: 1 }")
+            seen = []
+            async for event in engine.watch("_ { k: 1 }", existing=True):
+                seen.append(event.record.name)
+                if len(seen) == 2:
+                    break
+            assert seen == ["d1", "d2"]
+
+    run(main())
+
+
+def test_stream_ends_when_its_session_closes() -> None:
+    async def main() -> None:
+        async with AsyncEngine() as engine:
+            session = await engine.session()
+            stream = await session.watch("x")
+            await session.close()
+            assert [e async for e in stream] == []
+
+    run(main())
+
+
+def test_wait_for_timeout_and_cancellation_leave_no_trigger() -> None:
+    async def main() -> None:
+        async with AsyncEngine() as engine:
+            async def later() -> None:
+                await asyncio.sleep(0.05)
+                await engine.set("late { v: 1 }")
+
+            task = asyncio.create_task(later())
+            assert (await engine.wait_for("late", timeout=5))["v"] == 1
+            await task
+            with pytest.raises(octopus.WaitTimeout):
+                await engine.wait_for("never", timeout=0.05)
+            waiter = asyncio.create_task(engine.wait_for("never"))
+            await asyncio.sleep(0.05)
+            waiter.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiter
+            await asyncio.sleep(0.05)
+            assert not engine.engine._core.installed
+
+    run(main())
+
+
+def test_subscribe_stream_and_break_removes_the_subscription() -> None:
+    async def main() -> None:
+        async with AsyncEngine() as engine:
+            async def consume() -> list[int]:
+                got = []
+                async for msg in engine.subscribe("_ { topic: 'x' }"):
+                    got.append(msg.record["n"])
+                    if len(got) == 2:
+                        break
+                return got
+
+            task = asyncio.create_task(consume())
+            while not engine.engine._core.installed:
+                await asyncio.sleep(0.01)
+            assert await engine.publish("m { topic: 'x', n: 1 }") == 1
+            await engine.publish("m { topic: 'y', n: 9 }")
+            await engine.publish("m { topic: 'x', n: 2 }")
+            assert await task == [1, 2]
+            gc.collect()
+            await asyncio.sleep(0.05)
+            assert not engine.engine._core.installed
+
+    run(main())
