@@ -51,6 +51,7 @@ from octopus.errors import (
 from octopus.events import Dispatcher, Event, Handler, Mode, Subscription, Trigger
 from octopus.query.ast import bind
 from octopus.query.parser import parse
+from octopus.recipes import Barrier, Election, Lock, NameService, ReadWriteLock, Semaphore
 from octopus.record import Atom, Record, Value
 
 from .resp import ProtocolError, Push, ReplyError, encode_command, reply_parser
@@ -591,8 +592,37 @@ class Client(_Base):
         Returns at once when called from a handler."""
         if threading.current_thread() is self._dispatcher.thread:
             return True
-        self._call(_Request(["FLUSH"], _decode_ok))
+        if not self._closed:
+            with contextlib.suppress(EngineClosed):   # lost meanwhile: no more events
+                self._call(_Request(["FLUSH"], _decode_ok))
         return self._dispatcher.flush(timeout)
+
+    # --- recipes: the same factories as Session (records belong to this connection) -----
+
+    def lock(self, name: str, identifier: str | None = None) -> Lock:
+        """A FIFO lock with fencing tokens (:mod:`octopus.recipes.lock`)."""
+        return Lock(self, name, identifier)
+
+    def rwlock(self, name: str, identifier: str | None = None) -> ReadWriteLock:
+        """A reader/writer lock (:mod:`octopus.recipes.rwlock`)."""
+        return ReadWriteLock(self, name, identifier)
+
+    def barrier(self, name: str, n: int) -> Barrier:
+        """A double barrier for ``n`` parties (:mod:`octopus.recipes.barrier`)."""
+        return Barrier(self, name, n)
+
+    def semaphore(self, name: str, value: int = 1) -> Semaphore:
+        """A counting semaphore (:mod:`octopus.recipes.semaphore`)."""
+        return Semaphore(self, name, value)
+
+    def election(self, name: str, identifier: str | None = None) -> Election:
+        """A leader election (:mod:`octopus.recipes.election`)."""
+        return Election(self, name, identifier)
+
+    @property
+    def names(self) -> NameService:
+        """The name service (:mod:`octopus.recipes.names`)."""
+        return NameService(self)
 
     # --- sessions ---------------------------------------------------------------------------
 

@@ -164,6 +164,7 @@ class Server:
         self.addresses: list[str] = []
         self._servers: list[asyncio.AbstractServer] = []
         self._unix_paths: list[str] = []
+        self._stop: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
         # Placeholder kinds are read with a bound no tighter than the request's own; the
         # engine applies its query-length limit when it compiles the query.
         self.max_query_length = self.config.max_request
@@ -195,6 +196,13 @@ class Server:
         self._servers.append(srv)
         self._unix_paths.append(path)
         self.addresses.append(f"unix://{path}")
+
+    def stop_soon(self) -> None:
+        """Ask a server started by :func:`run` to stop (from any thread)."""
+        if self._stop is not None:
+            loop, stop = self._stop
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(lambda: stop.done() or stop.set_result(None))
 
     async def serve_forever(self) -> None:
         await asyncio.gather(*(s.serve_forever() for s in self._servers))
@@ -832,6 +840,7 @@ def run(engine: Engine, *, host: str | None = None, port: int = 6380,
             await server.start_tcp(host, port)
         loop = asyncio.get_running_loop()
         stop = loop.create_future()
+        server._stop = (loop, stop)
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
