@@ -10,7 +10,8 @@ import time
 from .conftest import ROOT, ServerProcess, python_env
 
 
-def octopus(server: ServerProcess, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def octopus(server: ServerProcess, *args: str,
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "octopus", *args, "--url", server.unix_url],
                           capture_output=True, text=True, timeout=timeout, env=python_env(),
                           cwd=ROOT)
