@@ -185,7 +185,8 @@ def _serve(args: argparse.Namespace) -> int:
     from .server import ServerConfig, run
 
     config = ServerConfig(password=args.requirepass or os.environ.get("OCTOPUS_PASSWORD"),
-                          max_clients=args.max_clients, output_limit=args.output_limit)
+                          max_clients=args.max_clients, output_limit=args.output_limit,
+                          reply_cache=0 if args.no_reply_cache else 4096)
     engine = Engine(max_query_length=args.max_query_length or DEFAULT_MAX_LENGTH)
     try:
         for path in args.load:
@@ -247,6 +248,8 @@ def add_commands(sub: Any) -> None:
                    help="drop a client with more unsent output than this")
     s.add_argument("--max-query-length", type=int, default=0, metavar="BYTES")
     s.add_argument("--no-uvloop", action="store_true", help="use asyncio's own event loop")
+    s.add_argument("--no-reply-cache", action="store_true",
+                   help="send every GET to the engine (no revision-checked reply cache)")
     s.set_defaults(func=_guarded(_serve))
 
     _client_command(sub, "get", _get, "print the first record matching a query")

@@ -81,14 +81,6 @@ class Push(list):  # type: ignore[type-arg]
 # --- the server's parser ---------------------------------------------------------------
 
 
-def _length(buf: bytearray, start: int, end: int, what: str) -> int:
-    """A non-negative decimal length from ``buf[start:end]``, strictly validated."""
-    digits = buf[start:end]
-    if not digits or len(digits) > _MAX_DIGITS or not digits.isdigit():
-        raise ProtocolError(f"invalid {what} length {bytes(digits)[:20]!r}")
-    return int(digits)
-
-
 class RequestParser:
     """Split a client's byte stream into commands (lists of ``bytes``).
 
@@ -104,6 +96,8 @@ class RequestParser:
         self.max_request = max_request
         self.max_inline = max_inline
         self._buf = bytearray()
+        self._need = 0               # bytes that must be buffered before parsing again
+        self._wanted = 0
 
     def set_limits(self, *, max_args: int, max_bulk: int) -> None:
         self.max_args = max_args
@@ -119,16 +113,22 @@ class RequestParser:
     def commands(self, limit: int = 1 << 30) -> list[list[bytes]]:
         """Every complete command buffered (at most ``limit``); raises ProtocolError."""
         buf = self._buf
+        if len(buf) < self._need:    # a long argument is still arriving: do not re-copy
+            return []
+        self._need = 0
+        data = bytes(buf)            # one copy; slices of bytes are the arguments
         out: list[list[bytes]] = []
         pos = 0
-        size = len(buf)
+        size = len(data)
         try:
             while pos < size and len(out) < limit:
-                if buf[pos] == 0x2A:  # '*'
-                    parsed = self._multibulk(buf, pos, size)
+                if data[pos] == 0x2A:  # '*'
+                    parsed = self._multibulk(data, pos, size)
                 else:
-                    parsed = self._inline(buf, pos, size)
+                    parsed = self._inline(data, pos, size)
                 if parsed is None:
+                    self._need = self._wanted - pos if self._wanted else 0
+                    self._wanted = 0
                     break
                 args, pos = parsed
                 if args:
@@ -138,53 +138,62 @@ class RequestParser:
                 del buf[:pos]
         return out
 
-    def _multibulk(self, buf: bytearray, pos: int, size: int
+    def _multibulk(self, data: bytes, pos: int, size: int
                    ) -> tuple[list[bytes], int] | None:
-        eol = buf.find(CRLF, pos, pos + 3 + _MAX_DIGITS)
+        # The hot path of the server: kept inline, one find per header.
+        eol = data.find(b"\r\n", pos, pos + 3 + _MAX_DIGITS)
         if eol < 0:
             if size - pos >= 3 + _MAX_DIGITS:
                 raise ProtocolError("invalid multibulk length")
             return None
-        count = _length(buf, pos + 1, eol, "multibulk")
+        digits = data[pos + 1:eol]
+        if not digits or not digits.isdigit():
+            raise ProtocolError(f"invalid multibulk length {digits[:20]!r}")
+        count = int(digits)
         if count > self.max_args:
             raise ProtocolError(f"invalid multibulk length {count} (limit {self.max_args})")
         pos = eol + 2
         args: list[bytes] = []
         total = 0
         max_bulk = self.max_bulk
+        max_request = self.max_request
         for _ in range(count):
             if pos >= size:
                 return None
-            if buf[pos] != 0x24:  # '$'
-                raise ProtocolError(f"expected '$', got {chr(buf[pos])!r}")
-            eol = buf.find(CRLF, pos, pos + 3 + _MAX_DIGITS)
+            if data[pos] != 0x24:  # '$'
+                raise ProtocolError(f"expected '$', got {chr(data[pos])!r}")
+            eol = data.find(b"\r\n", pos, pos + 3 + _MAX_DIGITS)
             if eol < 0:
                 if size - pos >= 3 + _MAX_DIGITS:
                     raise ProtocolError("invalid bulk length")
                 return None
-            n = _length(buf, pos + 1, eol, "bulk")
+            digits = data[pos + 1:eol]
+            if not digits or not digits.isdigit():
+                raise ProtocolError(f"invalid bulk length {digits[:20]!r}")
+            n = int(digits)
             if n > max_bulk:
                 raise ProtocolError(f"invalid bulk length {n} (limit {max_bulk})")
             total += n
-            if total > self.max_request:
-                raise ProtocolError(f"request larger than {self.max_request} bytes")
+            if total > max_request:
+                raise ProtocolError(f"request larger than {max_request} bytes")
             start = eol + 2
             end = start + n
             if end + 2 > size:
+                self._wanted = end + 2
                 return None
-            if buf[end] != 0x0D or buf[end + 1] != 0x0A:
+            if data[end:end + 2] != b"\r\n":
                 raise ProtocolError("bulk string not terminated by CRLF")
-            args.append(bytes(buf[start:end]))
+            args.append(data[start:end])
             pos = end + 2
         return args, pos
 
-    def _inline(self, buf: bytearray, pos: int, size: int) -> tuple[list[bytes], int] | None:
-        eol = buf.find(b"\n", pos, pos + self.max_inline + 1)
+    def _inline(self, data: bytes, pos: int, size: int) -> tuple[list[bytes], int] | None:
+        eol = data.find(b"\n", pos, pos + self.max_inline + 1)
         if eol < 0:
             if size - pos > self.max_inline:
                 raise ProtocolError(f"inline request longer than {self.max_inline} bytes")
             return None
-        line = bytes(buf[pos:eol]).rstrip(b"\r")
+        line = data[pos:eol].rstrip(b"\r")
         try:
             text = line.decode("utf-8")
             words = shlex.split(text, posix=True) if text.strip() else []

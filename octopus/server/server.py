@@ -79,6 +79,7 @@ class ServerConfig:
     max_request: int = 4 << 20           # bytes in one command
     max_inline: int = 64 << 10           # bytes in one inline command line
     max_pipeline: int = 1024             # parsed, unanswered commands per connection
+    reply_cache: int = 4096              # GET replies kept while the revision is unchanged
 
 
 def is_loopback(host: str) -> bool:
@@ -168,6 +169,10 @@ class Server:
         # Placeholder kinds are read with a bound no tighter than the request's own; the
         # engine applies its query-length limit when it compiles the query.
         self.max_query_length = self.config.max_request
+        # GET replies by (arguments, format), each with the revision it was read at. The
+        # store changes only with a new revision, so a reply read at the current one is
+        # what the engine would answer now (see ``Connection.cmd_get``).
+        self.replies: dict[tuple[object, ...], tuple[int, bytes]] = {}
 
     async def start_tcp(self, host: str = "127.0.0.1", port: int = 6380) -> int:
         """Listen on TCP; returns the port (useful with ``port=0``)."""
@@ -614,10 +619,30 @@ class Connection(asyncio.Protocol):
     # --- commands: the store ---------------------------------------------------------------
 
     def cmd_get(self, args: list[bytes]) -> bytes:
+        cache = self.server.replies if self.config.reply_cache else None
+        engine = self.server.engine
+        if cache is not None:
+            key = (self.tagged, *args[1:])
+            hit = cache.get(key)
+            if hit is not None and hit[0] == engine.revision:
+                self._session()
+                return hit[1]
         q, params, rest = self._query(args)
         session = self._session()
         if not rest:
-            return self._record(session.get(q, *params))
+            # A reply may be kept only if no change completed while it was read: a change
+            # bumps the revision before it releases the engine lock, so an unchanged
+            # revision around the call means the reply is the state at that revision.
+            before = engine.revision
+            try:
+                reply = self._record(session.get(q, *params))
+            except NotFound as e:
+                reply = encode_error("NotFound", str(e))
+            if cache is not None and engine.revision == before:
+                if len(cache) >= self.config.reply_cache:
+                    cache.clear()
+                cache[key] = (before, reply)
+            return reply
         return self._with_trigger(self._trigger_options(rest),
                                   lambda t: self._record(session.get(q, *params, trigger=t)))
 

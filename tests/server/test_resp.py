@@ -160,3 +160,14 @@ def test_reply_parser_refuses_unknown_types() -> None:
     p.feed(b"?what\r\n")
     with pytest.raises(ProtocolError):
         p.gets()
+
+
+def test_long_argument_arriving_in_pieces() -> None:
+    big = "x" * 300_000
+    stream = encode_command(["SET", "r { a: %s }", big]) + encode_command(["PING"])
+    p = RequestParser()
+    got: list[list[bytes]] = []
+    for i in range(0, len(stream), 1000):
+        p.feed(stream[i:i + 1000])
+        got += p.commands()
+    assert got == [[b"SET", b"r { a: %s }", big.encode()], [b"PING"]]
