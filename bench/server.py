@@ -104,11 +104,16 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
     ap.add_argument("--repeat", type=int, default=2, help="runs per point (best is kept)")
     ap.add_argument("--no-record", action="store_true", help="do not touch RESULTS.md")
+    ap.add_argument("--ratio", type=int, default=0, metavar="PAIRS",
+                    help="only measure the 50-client ratio: PAIRS interleaved runs")
     args = ap.parse_args()
     for tool in ("redis-server", "redis-benchmark", "redis-cli"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is not installed (scripts/setup.sh installs it where apt can)")
     scale = 0.1 if args.quick else 1.0
+    if args.ratio:
+        ratio_only(args.ratio, args.no_record)
+        return
 
     def requests(rps_guess: float) -> int:
         return max(2000, int(rps_guess * 2.5 * scale))   # about 2.5 s per point
@@ -159,6 +164,27 @@ def main() -> None:
     if not args.no_record and not args.quick:
         record_results("Server vs Redis (bench/server.py)", "\n".join(out))
     print(machine())
+
+
+def ratio_only(pairs: int, no_record: bool) -> None:
+    """Interleaved Redis/Octopus runs at 50 clients (no pipelining): the median ratio of
+    back-to-back pairs is steadier on a shared machine than one run of each."""
+    rows, ratios = [], []
+    with redis_server() as rport, octopus_server() as oport:
+        for i in range(pairs):
+            r = benchmark(rport, 50, 1, 150_000)
+            o = benchmark(oport, 50, 1, 75_000)
+            ratios.append(o / r)
+            rows.append([f"{i + 1}", f"{r:,.0f}", f"{o:,.0f}", f"{o / r:.2f}"])
+            print(rows[-1], file=sys.stderr, flush=True)
+    ratios.sort()
+    median = ratios[len(ratios) // 2]
+    text = table("Octopus/Redis at 50 clients, back-to-back pairs (no pipelining)",
+                 ["pair", "redis req/s", "octopus req/s", "× redis"], rows)
+    text += f"\nMedian ratio {median:.2f}× (min {ratios[0]:.2f}, max {ratios[-1]:.2f}).\n"
+    print(text)
+    if not no_record:
+        record_results("Server vs Redis at 50 clients (bench/server.py --ratio)", text)
 
 
 def redis_version() -> str:
