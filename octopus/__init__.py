@@ -26,10 +26,13 @@ from octopus.events import Event, Mode, Subscription, Trigger
 from octopus.reading import read
 from octopus.recipes import Barrier, Election, Lock, NameService, ReadWriteLock, Semaphore
 from octopus.record import Atom, Record
+from octopus.server.client import AsyncClient, Client, connect, connect_async
 
 __all__ = [
+    "AsyncClient",
     "Atom",
     "Barrier",
+    "Client",
     "ConditionFailed",
     "Election",
     "Engine",
@@ -53,6 +56,8 @@ __all__ = [
     "Trigger",
     "TriggerNotFound",
     "WaitTimeout",
+    "connect",
+    "connect_async",
     "read",
 ]
 

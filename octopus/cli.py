@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="pci.ids file for device names (default: the system's)")
     kaluga.add_argument("--no-names", action="store_true", help="do not load pci.ids")
     kaluga.set_defaults(func=_kaluga)
+    from octopus.server.cli import add_commands as add_server_commands
+
+    add_server_commands(sub)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -31,6 +31,22 @@ if [ ! -f /usr/share/misc/pci.ids ] && command -v apt-get >/dev/null 2>&1 \
         || say "could not install pci.ids; device names will be class codes"
 fi
 
+# redis-cli, redis-benchmark and redis-server: the server's tests use redis-cli as an
+# outside client (they skip without it) and bench/server.py compares with a real Redis.
+# Installed when apt can (as root), skipped with a note otherwise.
+if ! command -v redis-cli >/dev/null 2>&1 || ! command -v redis-server >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        say "installing redis-tools and redis-server (outside clients and the benchmark baseline)"
+        export DEBIAN_FRONTEND=noninteractive
+        { apt-get install -y -q redis-tools redis-server >/dev/null 2>&1 \
+            || { apt-get update -q >/dev/null 2>&1 \
+                 && apt-get install -y -q redis-tools redis-server >/dev/null 2>&1; }; } \
+            || say "could not install redis-tools/redis-server; redis-cli tests will skip"
+    else
+        say "redis-cli not found and apt is not usable here; redis-cli tests will skip"
+    fi
+fi
+
 want="$swipl|$(sha256sum pyproject.toml | cut -c1-16)"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/python" ]; then
     say "venv is up to date ($VENV, SWI-Prolog at $home)"
@@ -41,11 +57,11 @@ if [ ! -x "$VENV/bin/python" ]; then
     say "creating $VENV with $($PYTHON --version 2>&1)"
     "$PYTHON" -m venv "$VENV"
 fi
-say "installing octopus (editable) and its test and demo extras into $VENV"
+say "installing octopus (editable) and its test, demo and bench extras into $VENV"
 # janus-swi's build asks the first `swipl` on PATH where SWI-Prolog lives: put ours first.
 # --no-binary: a prebuilt janus-swi wheel would be linked against some other libswipl.
 PATH="$(dirname "$swipl"):$PATH" "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
-    --no-binary janus-swi -e ".[test,demo]" >&2
+    --no-binary janus-swi -e ".[test,demo,bench]" >&2
 printf 'SWI_HOME_DIR=%s\nSWIPL=%s\n' "$home" "$swipl" >"$VENV/octopus-swipl.env"
 
 say "checking that janus_swi imports from a clean environment"

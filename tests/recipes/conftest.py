@@ -27,7 +27,17 @@ def _engine() -> Iterator[octopus.Engine]:
         engine.close()
 
 
+@contextmanager
+def _client() -> Iterator[Any]:
+    """A network client of a real server (sockets, RESP, sessions) with a fresh engine."""
+    from octopus.server.testing import serve_in_thread
+
+    with serve_in_thread() as url, octopus.connect(url) as client:
+        yield client
+
+
 STORES: dict[str, Callable[[], AbstractContextManager[Any]]] = {
+    "client": _client,
     "engine": _engine,
 }
 

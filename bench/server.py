@@ -1,0 +1,221 @@
+"""The paper's Figure 2, side by side: redis-benchmark against a real redis-server and
+against ``octopus serve``, with the same command shape — ``GET`` of one record whose
+payload is 256 bytes — for 1, 10, 50 and 100 clients, without and with pipelining
+(``-P 16``). Prints a table, writes bench/server_throughput.png and the RESULTS.md
+section, and reports the Octopus/Redis ratio at 50 clients (the paper: 0.67×).
+
+Server variants measured in the same run (each is one optimisation switched off/on):
+
+* ``octopus``            the default: uvloop event loop, revision-checked reply cache
+* ``--no-reply-cache``   every GET goes to the engine (Prolog) — the plain translation
+* ``--no-uvloop``        asyncio's own event loop
+
+Runs interleave Redis and Octopus and keep the best of ``--repeat`` runs of each point,
+because the 2-core machine is shared and noisy.
+
+    .venv/bin/python bench/server.py [--quick] [--repeat N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import HERE, machine, record_results, table
+
+ROOT = HERE.parent
+PAYLOAD = "x" * 256
+CLIENTS = [1, 10, 50, 100]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("the server exited during start-up")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[int]:
+    port = free_port()
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--save", "",
+                             "--appendonly", "no", "--bind", "127.0.0.1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, proc)
+        subprocess.run(["redis-cli", "-p", str(port), "SET", "bench.rec", PAYLOAD],
+                       check=True, capture_output=True)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@contextlib.contextmanager
+def octopus_server(*flags: str) -> Iterator[int]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "octopus", "serve", "--port", str(port),
+                             *flags], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            cwd=ROOT)
+    try:
+        wait_port(port, proc)
+        subprocess.run(["redis-cli", "-p", str(port), "SET",
+                        "bench.rec { payload: %s }", PAYLOAD], check=True, capture_output=True)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def benchmark(port: int, clients: int, pipeline: int, requests: int) -> float:
+    """Requests per second reported by redis-benchmark for ``GET bench.rec``."""
+    r = subprocess.run(["redis-benchmark", "-p", str(port), "-c", str(clients), "-n",
+                        str(requests), "-P", str(pipeline), "-q", "GET", "bench.rec"],
+                       capture_output=True, text=True, timeout=600)
+    m = re.findall(r"([\d.]+) requests per second", r.stdout.replace("\r", "\n"))
+    if not m:
+        raise RuntimeError(f"redis-benchmark said: {r.stdout[-300:]} {r.stderr[-300:]}")
+    return float(m[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
+    ap.add_argument("--repeat", type=int, default=2, help="runs per point (best is kept)")
+    ap.add_argument("--no-record", action="store_true", help="do not touch RESULTS.md")
+    ap.add_argument("--ratio", type=int, default=0, metavar="PAIRS",
+                    help="only measure the 50-client ratio: PAIRS interleaved runs")
+    args = ap.parse_args()
+    for tool in ("redis-server", "redis-benchmark", "redis-cli"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is not installed (scripts/setup.sh installs it where apt can)")
+    scale = 0.1 if args.quick else 1.0
+    if args.ratio:
+        ratio_only(args.ratio, args.no_record)
+        return
+
+    def requests(rps_guess: float) -> int:
+        return max(2000, int(rps_guess * 2.5 * scale))   # about 2.5 s per point
+
+    variants = [("octopus", ()), ("octopus --no-reply-cache", ("--no-reply-cache",)),
+                ("octopus --no-uvloop", ("--no-uvloop",))]
+    results: dict[tuple[str, int, int], float] = {}
+    for pipeline in (1, 16):
+        for name, flags in [("redis", ()), *variants]:
+            ctx = redis_server() if name == "redis" else octopus_server(*flags)
+            with ctx as port:
+                guess = 20000.0 * (pipeline if name == "redis" else 1)
+                for clients in CLIENTS:
+                    best = 0.0
+                    for _ in range(args.repeat):
+                        best = max(best, benchmark(port, clients, pipeline, requests(guess)))
+                    guess = best
+                    results[(name, pipeline, clients)] = best
+                    print(f"{name:28} -P {pipeline:<2} -c {clients:<3} {best:>11,.0f} req/s",
+                          file=sys.stderr, flush=True)
+
+    names = ["redis", *(v[0] for v in variants)]
+    out = []
+    for pipeline in (1, 16):
+        rows = []
+        for clients in CLIENTS:
+            redis = results[("redis", pipeline, clients)]
+            row = [f"{clients}", f"{redis:,.0f}"]
+            for name in names[1:]:
+                v = results[(name, pipeline, clients)]
+                row += [f"{v:,.0f}", f"{v / redis:.2f}"]
+            rows.append(row)
+        header = ["clients", "redis req/s"]
+        for name in names[1:]:
+            header += [f"{name} req/s", "× redis"]
+        title = ("GET of a 256-byte record, no pipelining" if pipeline == 1
+                 else "GET of a 256-byte record, pipelined (-P 16)")
+        out.append(table(title, header, rows))
+    ratio = results[("octopus", 1, 50)] / results[("redis", 1, 50)]
+    ratio_p = results[("octopus", 16, 50)] / results[("redis", 16, 50)]
+    summary = (f"At 50 clients Octopus reaches {ratio:.2f}× Redis without pipelining and "
+               f"{ratio_p:.2f}× with -P 16 (the paper: 0.67×).")
+    print(summary)
+    png = plot(results, names)
+    out.append(f"{summary}\n\nPlot: `bench/{png.name}`. redis-server "
+               f"{redis_version()}, redis-benchmark and both servers on the same 2 cores, "
+               f"over TCP on loopback; best of {args.repeat} runs per point.")
+    if not args.no_record and not args.quick:
+        record_results("Server vs Redis (bench/server.py)", "\n".join(out))
+    print(machine())
+
+
+def ratio_only(pairs: int, no_record: bool) -> None:
+    """Interleaved Redis/Octopus runs at 50 clients (no pipelining): the median ratio of
+    back-to-back pairs is steadier on a shared machine than one run of each."""
+    rows, ratios = [], []
+    with redis_server() as rport, octopus_server() as oport:
+        for i in range(pairs):
+            r = benchmark(rport, 50, 1, 150_000)
+            o = benchmark(oport, 50, 1, 75_000)
+            ratios.append(o / r)
+            rows.append([f"{i + 1}", f"{r:,.0f}", f"{o:,.0f}", f"{o / r:.2f}"])
+            print(rows[-1], file=sys.stderr, flush=True)
+    ratios.sort()
+    median = ratios[len(ratios) // 2]
+    text = table("Octopus/Redis at 50 clients, back-to-back pairs (no pipelining)",
+                 ["pair", "redis req/s", "octopus req/s", "× redis"], rows)
+    text += f"\nMedian ratio {median:.2f}× (min {ratios[0]:.2f}, max {ratios[-1]:.2f}).\n"
+    print(text)
+    if not no_record:
+        record_results("Server vs Redis at 50 clients (bench/server.py --ratio)", text)
+
+
+def redis_version() -> str:
+    r = subprocess.run(["redis-server", "--version"], capture_output=True, text=True)
+    m = re.search(r"v=(\S+)", r.stdout)
+    return m.group(1) if m else "?"
+
+
+def plot(results: dict[tuple[str, int, int], float], names: list[str]) -> Path:
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, pipeline in zip(axes, (1, 16), strict=True):
+        for name in names:
+            ys = [results[(name, pipeline, c)] / 1000 for c in CLIENTS]
+            ax.plot(CLIENTS, ys, marker="o", label=name,
+                    linewidth=2.5 if name in ("redis", "octopus") else 1.2)
+        ax.set_xlabel("clients")
+        ax.set_ylabel("thousand GETs / s")
+        ax.set_title("no pipelining" if pipeline == 1 else "pipelined (-P 16)")
+        ax.set_xticks(CLIENTS)
+        ax.grid(alpha=0.3)
+        ax.set_ylim(bottom=0)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Throughput of GET (256-byte payload): Octopus vs Redis (cf. paper Fig. 2)")
+    fig.tight_layout()
+    path = HERE / "server_throughput.png"
+    fig.savefig(path, dpi=110)
+    return path
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Placeholder parameters on the wire: they travel as text and are typed again by the
+query's own placeholders (``%d`` int, ``%f`` float, ``%b`` bool, ``%s``/``%n`` text), so
+``redis-cli GET "_ { port: %d }" 80`` and the Python client bind the same values."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from octopus.errors import ParameterError, QueryError
+from octopus.query.ast import Placeholder
+from octopus.query.parser import parse
+
+__all__ = ["FLOAT_RE", "placeholder_kinds", "text", "typed_params", "wire_param"]
+
+INT_RE = re.compile(rb"[+-]?[0-9]+\Z")
+FLOAT_RE = re.compile(rb"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
+
+
+@lru_cache(maxsize=4096)
+def placeholder_kinds(query: str, max_length: int) -> tuple[str, ...]:
+    """The kinds (``d f s b n``) of the query's placeholders, by parameter position."""
+    parsed = parse(query, max_length=max_length)
+    kinds = [""] * parsed.placeholders
+    if isinstance(parsed.name, Placeholder):
+        kinds[parsed.name.index] = parsed.name.kind
+    for c in parsed.constraints:
+        if isinstance(c.value, Placeholder):
+            kinds[c.value.index] = c.value.kind
+    return tuple(kinds)
+
+
+def text(raw: bytes, what: str = "the query") -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise QueryError(f"{what} is not valid UTF-8") from None
+
+
+def wire_param(kind: str, raw: bytes, index: int) -> object:
+    """A parameter from its wire text, typed by its placeholder."""
+    where = f"parameter {index + 1} (%{kind})"
+    if kind == "d":
+        if len(raw) > 4096 or not INT_RE.match(raw):
+            raise ParameterError(f"{where} must be an integer, got {raw[:40]!r}")
+        return int(raw)
+    if kind == "f":
+        if len(raw) > 400 or not FLOAT_RE.match(raw):
+            raise ParameterError(f"{where} must be a number, got {raw[:40]!r}")
+        return float(raw)
+    if kind == "b":
+        if raw in (b"true", b"1"):
+            return True
+        if raw in (b"false", b"0"):
+            return False
+        raise ParameterError(f"{where} must be true or false, got {raw[:40]!r}")
+    return text(raw, where)
+
+
+def typed_params(query: str, raw: list[bytes], max_length: int
+                 ) -> tuple[tuple[object, ...], list[bytes]]:
+    """Type the first parameters of ``raw`` by the query's placeholders; return them
+    and the arguments that follow (options)."""
+    kinds = placeholder_kinds(query, max_length)
+    n = len(kinds)
+    if len(raw) < n:
+        raise ParameterError(f"the query has {n} placeholder(s) but {len(raw)} "
+                             "parameter(s) were given")
+    return tuple(wire_param(k, raw[j], j) for j, k in enumerate(kinds)), raw[n:]
