@@ -2,7 +2,6 @@
 
 - :mod:`octopus.kaluga.kaluga`: :class:`Kaluga` watches device records and starts the
   drivers the knowledge base names (:mod:`octopus.kaluga.drivers`).
-- :mod:`octopus.kaluga.coord`: the barrier and name service it uses (one place).
 - :mod:`octopus.kaluga.machine`, :mod:`octopus.kaluga.boot`: a simulated x86 machine
   booting with no hard-coded ordering (``octopus demo``).
 - :mod:`octopus.kaluga.sysfs`: this machine's real PCI functions (``octopus kaluga``).

@@ -28,15 +28,15 @@ from __future__ import annotations
 
 import contextlib
 import random
+import re
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from octopus.engine import Engine, Session
-from octopus.errors import NotFound, OctopusError
+from octopus.errors import NotFound, OctopusError, QueryError, WaitTimeout
 from octopus.events import Event, Mode, Trigger
-from octopus.kaluga.coord import coordination, record_text
 from octopus.kaluga.drivers import DriverDatabase, DriverStart
 from octopus.kaluga.kaluga import Kaluga, ThreadStarter
 from octopus.kaluga.machine import Machine, PciBridge, PciFunction, generate
@@ -100,6 +100,36 @@ def _t(record: Record | None) -> int:
     return value if isinstance(value, int) else 0
 
 
+_KEY = re.compile(r"[a-z][A-Za-z0-9._-]*\Z")
+
+
+def record_text(attrs: dict[str, Any]) -> tuple[str, list[Any]]:
+    """``"%n { k: %d, ... }"`` and its parameters: keys are checked, values are data."""
+    parts, params = [], []
+    for key, value in sorted(attrs.items()):
+        if not _KEY.match(key):
+            raise QueryError(f"not an attribute key: {key!r}")
+        if isinstance(value, bool):
+            spec = "%b"
+        elif isinstance(value, int):
+            spec = "%d"
+        elif isinstance(value, float):
+            spec = "%f"
+        elif isinstance(value, str):
+            spec = "%s"
+        else:
+            raise QueryError(f"attribute {key}: cannot store a {type(value).__name__}")
+        parts.append(f"{key}: {spec}")
+        params.append(value)
+    return "%n { " + ", ".join(parts) + " }", params
+
+
+def _passed(ok: bool, what: str, timeout: float | None) -> None:
+    """Recipes report a timeout by returning False; the boot treats it as a failure."""
+    if not ok:
+        raise WaitTimeout(f"{what}: not passed within {timeout} s")
+
+
 class Participant:
     """One thread's view: its session, its simulated clock and its entries."""
 
@@ -109,7 +139,7 @@ class Participant:
         self.session = session
         self.t = t
         self.rng = random.Random(f"{boot.config.seed}/{who}")
-        self.names = coordination(session).names
+        self.names = session.names
 
     def log(self, kind: str, text: str) -> None:
         self.boot.timeline.add(self.t, self.who, kind, text)
@@ -133,9 +163,13 @@ class Participant:
         self.log("register", f"registers {name}")
         return rec
 
-    def wait(self, q: str) -> Record:
+    def wait(self, q: str, *, service: bool = True) -> Record:
+        """Wait for a registered service (the name service) or, with ``service=False``,
+        for any record (``wait_for``)."""
         self.log("wait", f"waits for {q}")
-        rec = self.names.wait(q, timeout=self.boot.config.timeout)
+        timeout = self.boot.config.timeout
+        rec = (self.names.wait(q, timeout=timeout) if service
+               else self.session.wait_for(q, timeout=timeout))
         self.see(rec)
         self.log("trigger", f"{q} → {rec.name} is there")
         self.t += self.rng.randint(2, 5)          # resuming costs a little
@@ -208,20 +242,25 @@ class Boot:
                 self._spawn(str(s["Name"]), self._boot_service, str(s["Name"]),
                             str(s["Requires"]), p.t)
 
-    def _spawnd(self, core: int, t: int) -> None:
-        session = self.engine.session()      # stays open: spawnd lives on
+    def _lasting_session(self) -> Session:
+        """A session that stays open until the boot ends: the service it registers (an
+        ephemeral name) lives on after the thread that started it has returned."""
+        session = self.engine.session()
         with self._lock:
             self._sessions.append(session)
+        return session
+
+    def _spawnd(self, core: int, t: int) -> None:
+        session = self._lasting_session()
         p = self._participant(f"spawnd.{core}", session, t)
         p.work(300, 700, f"spawnd starts on core {core}")
         p.register(f"spawn.{core}", core=core, service="spawnd")
 
     def _boot_service(self, name: str, requires: str, t: int) -> None:
-        with self.engine.session() as session:
-            p = self._participant(name, session, t)
-            p.wait(requires)
-            p.work(500, 2000, f"{name} starts")
-            p.register(name, service=name, uses=requires)
+        p = self._participant(name, self._lasting_session(), t)
+        p.wait(requires)
+        p.work(500, 2000, f"{name} starts")
+        p.register(name, service=name, uses=requires)
 
     # --- Kaluga's side of the boot ------------------------------------------------
 
@@ -250,14 +289,15 @@ class Boot:
         if order.driver.binary != "acpi":
             return
         t = self._start_time(order)
-        coord = coordination(self.engine)
-        barrier = coord.barrier("barrier.acpi", 2)
+        barrier = self.engine.barrier("barrier.acpi", 2)
         self.timeline.add(t + 1, "kaluga", "barrier", "enters barrier.acpi (2 parties)")
-        barrier.enter(timeout=self.config.timeout)
-        acpi = coord.names.lookup("acpi")
+        _passed(barrier.enter(timeout=self.config.timeout), "enter barrier.acpi",
+                self.config.timeout)
+        acpi = self.engine.names.lookup("acpi")
         self.timeline.add(max(t + 1, _t(acpi)), "kaluga", "barrier",
                           "barrier.acpi passed: every core and root bridge is reported")
-        barrier.leave(timeout=self.config.timeout)
+        _passed(barrier.leave(timeout=self.config.timeout), "leave barrier.acpi",
+                self.config.timeout)
         cores = self.engine.get_all(r"r'^hw\.processor\.' { enabled: true }")
         self._expected_cores = {int(r["barrelfish_id"]) for r in cores}  # type: ignore[arg-type]
         self._spawn_watch = self.engine.watch_existing(r"r'^spawn\.'", self._on_spawnd,
@@ -297,10 +337,12 @@ class Boot:
         for i, bus in enumerate(self.machine.root_buses):
             p.record(f"hw.pci.rootbridge.{i}", bus=bus, segment=0)
         p.register("acpi", service="acpi")
-        barrier = coordination(session).barrier("barrier.acpi", 2)
+        barrier = session.barrier("barrier.acpi", 2)
         p.log("barrier", "enters barrier.acpi")
-        barrier.enter(timeout=self.config.timeout)
-        barrier.leave(timeout=self.config.timeout)
+        _passed(barrier.enter(timeout=self.config.timeout), "enter barrier.acpi",
+                self.config.timeout)
+        _passed(barrier.leave(timeout=self.config.timeout), "leave barrier.acpi",
+                self.config.timeout)
 
     def _cpu(self, session: Session, order: DriverStart) -> None:
         core = order.device["barrelfish_id"]
@@ -311,7 +353,7 @@ class Boot:
 
     def _pci(self, session: Session, order: DriverStart) -> None:
         p = self._participant(self._who(order), session, self._start_time(order))
-        p.wait("all_spawnds_up")
+        p.wait("all_spawnds_up", service=False)
         for bridge in session.get_all(r"r'^hw\.pci\.rootbridge\.'"):
             p.see(bridge)
             bus = bridge["bus"]

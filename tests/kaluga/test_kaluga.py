@@ -9,7 +9,6 @@ import pytest
 
 import octopus
 from octopus.kaluga import DriverStart, Kaluga, ThreadStarter
-from octopus.kaluga.coord import coordination
 
 E10K = "vendor: 0x8086, device_id: 0x10fb, class: 2, subclass: 0, prog_if: 0"
 MLX4 = "vendor: 0x15b3, device_id: 0x1003, class: 2, subclass: 0, prog_if: 0"
@@ -185,8 +184,8 @@ def test_thread_starter_and_recursive_discovery(engine: octopus.Engine) -> None:
 
     def nic(session: octopus.Session, order: DriverStart) -> None:
         ran.append((order.name, threading.current_thread().name))
-        coordination(session).names.register(order.name.removeprefix("driver."),
-                                             core=order.core)
+        session.names.register(order.name.removeprefix("driver."),
+                               core=order.core)
 
     starter = ThreadStarter(engine, {"pci": bus_driver, "e10k": nic})
     with Kaluga(engine, starter=starter, platform="barrelfish") as kaluga:
@@ -209,31 +208,3 @@ def test_starting_twice_is_refused(engine: octopus.Engine) -> None:
         kaluga.start()
 
 
-def test_primitive_barrier_and_names(engine: octopus.Engine) -> None:
-    coord = coordination(engine)
-    passed: list[int] = []
-
-    def party(i: int) -> None:
-        with engine.session() as s:
-            barrier = coordination(s).barrier("barrier.t", 3)
-            barrier.enter(timeout=10)
-            passed.append(i)
-            barrier.leave(timeout=10)
-
-    threads = [threading.Thread(target=party, args=(i,)) for i in range(3)]
-    for t in threads[:2]:
-        t.start()
-    with pytest.raises(octopus.WaitTimeout):        # two of three parties: no pass
-        engine.wait_for("barrier.t.ready", timeout=0.2)
-    assert passed == []
-    threads[2].start()
-    for t in threads:
-        t.join(10)
-    assert sorted(passed) == [0, 1, 2]
-    assert engine.get_names(r"r'^barrier\.t'") == []          # nothing of the round remains
-    coord.names.register("svc.a", service="x", core=1)
-    assert coord.names.lookup("_ { service: x }").name == "svc.a"
-    assert coord.names.wait("svc.a", timeout=1)["core"] == 1
-    coord.names.unregister("svc.a")
-    with pytest.raises(octopus.WaitTimeout):
-        coord.names.wait("svc.a", timeout=0.05)
