@@ -8,13 +8,15 @@ Records:
   upto: <last> }`` naming the sequence numbers of exactly the ``n`` entries it lets in.
   It is not ephemeral (its round must not vanish with the party that opened it).
 
-``enter()``: write an entry, then wait for a marker whose ``[first, upto]`` contains the
-entry's number. The entries not covered by any existing marker are the ones waiting
-for the next round; the party that sees ``n`` of them writes the marker for the first
-``n`` (under an internal lock ``<name>.gate``, so a round opens once and a withdrawing
-party cannot be counted behind its back). Because a marker names its entries, a stale
-marker from an earlier round can never let a later entry through - in the original, a
-release record left from an earlier round did exactly that.
+``enter()``: write an entry, then wait (``wait_for``) for the marker whose ``[first,
+upto]`` contains the entry's number: a party waits for its own round only, so opening
+a round wakes just the parties it admits. The entries not covered by any marker are
+the ones waiting. Each arrival counts them after writing its entry (so the last of any
+``n`` sees them all); one that sees ``n`` or more writes a marker for each ``n`` of
+them, oldest first, under an internal lock ``<name>.gate`` (so a round opens once and
+a withdrawing party cannot be counted behind its back). Because a marker names its
+entries, a stale marker from an earlier round can never let a later entry through -
+in the original, a release record left from an earlier round did exactly that.
 
 ``leave()``: delete the entry, then wait until no entry of the round is left, deleting
 every marker whose round is empty (whoever sees it empty does; deleting twice is
@@ -39,25 +41,23 @@ the parties watching the last remaining entry: O(n) wake-ups per departure at wo
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterable
-
-from octopus.errors import LockError
-from octopus.events import Mode, Trigger
+from octopus.errors import LockError, WaitTimeout
 from octopus.recipes.lock import Lock
 from octopus.recipes.store import (
     Store,
+    add_entry,
     check_name,
     deadline_after,
     delete_quietly,
-    discard,
-    flag_setter,
+    numbered,
     remaining,
-    sequence_number,
+    wait_deleted,
 )
 from octopus.record import Record
 
 __all__ = ["Barrier"]
+
+_ROUND_OF = "_ { barrier: %s, first <= %d, upto >= %d }"  # the marker covering entry k
 
 
 class Barrier:
@@ -69,98 +69,79 @@ class Barrier:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise LockError(f"a barrier needs an int n >= 1 parties, got {n!r}")
         self.n = n
-        self._base = name + "_"
         self._gate = Lock(store, name + ".gate")
-        self._entry: str | None = None
-        self._seq = -1
+        self._entry: int | None = None  # the number of our entry
         self._round: Record | None = None  # the marker that let us in
 
-    def _in(self, records: Iterable[Record]) -> bool:
-        """Whether one of ``records`` is a marker covering our entry (remember it)."""
-        for r in records:
-            if "upto" in r.attributes and r["first"] <= self._seq <= r["upto"]:
-                self._round = r
-                return True
-        return False
+    def _read(self) -> tuple[list[Record], list[int]]:
+        """The round markers, and the numbers of the entries in ascending order."""
+        records = self.store.get_all("_ { barrier: %s }", self.name)
+        return [r for r in records if "upto" in r.attributes], list(numbered(records, self.name))
 
-    def _waiting(self, records: list[Record]) -> list[int]:
-        """Numbers of the entries no marker covers yet (every marker covers a prefix)."""
-        floor = max((r["upto"] for r in records if "upto" in r.attributes), default=-1)
-        numbers = (sequence_number(r.name, self._base) for r in records)
-        return sorted(k for k in numbers if k is not None and k > floor)
+    def _waiting(self, markers: list[Record], entries: list[int]) -> list[int]:
+        """The entries no marker covers: those above the last round (rounds open in order)."""
+        floor = max((m["upto"] for m in markers), default=-1)
+        return [k for k in entries if k > floor]
 
     def enter(self, timeout: float | None = None) -> bool:
         """Wait until ``n`` parties are in; False (and withdrawn) on timeout."""
         if self._entry is not None:
             raise LockError(f"barrier {self.name!r}: already entered; leave() first")
         deadline = deadline_after(timeout)
-        wake = threading.Event()  # set when a round opens: installed before our entry
-        watch = self.store.watch("_ { barrier: %s, upto: _ }", flag_setter(wake), self.name,
-                                 on=Mode.ON_SET)
         try:
-            entry = self.store.set("%n { barrier: %s }", self._base, self.name,
-                                   sequential=True, ephemeral=True)
-            self._entry, self._seq = entry.name, int(entry.name[len(self._base):])
-            while True:
-                wake.clear()
-                snapshot = self.store.get_all("_ { barrier: %s }", self.name)
-                if self._in(snapshot):  # our round's marker stays while our entry does
-                    return True
-                if len(self._waiting(snapshot)) >= self.n:
-                    self._open()
-                elif not wake.wait(remaining(deadline)):
-                    return self._give_up()
+            self._entry = add_entry(self.store, self.name, barrier=self.name)
+            if len(self._waiting(*self._read())) >= self.n:
+                self._open()
+            try:  # our round's marker, once there, stays while our entry does
+                self._round = self.store.wait_for(_ROUND_OF, self.name, self._entry,
+                                                  self._entry, timeout=remaining(deadline))
+            except WaitTimeout:
+                return self._give_up()
+            return True
         except BaseException:
             self._forget()
             raise
-        finally:
-            discard(self.store, watch)
 
     def _open(self) -> None:
         with self._gate:
-            waiting = self._waiting(self.store.get_all("_ { barrier: %s }", self.name))
-            if len(waiting) >= self.n:
+            waiting = self._waiting(*self._read())
+            while len(waiting) >= self.n:  # a round for each n waiting, oldest first
                 first, upto = waiting[0], waiting[self.n - 1]
                 # Not ephemeral: the round outlives its opener; the last leaver deletes it.
                 self.store.set("%n { barrier: %s, first: %d, upto: %d }",
                                f"{self.name}.round_{upto}", self.name, first, upto)
+                waiting = waiting[self.n:]
 
     def _give_up(self) -> bool:
         with self._gate:  # no round opens while we look and withdraw
-            if self._in(self.store.get_all("_ { barrier: %s }", self.name)):
+            rounds = self.store.get_all(_ROUND_OF, self.name, self._entry, self._entry)
+            if rounds:
+                self._round = rounds[0]
                 return True
             self._forget()
             return False
 
     def _forget(self) -> None:
         if self._entry is not None:
-            delete_quietly(self.store, self._entry)
+            delete_quietly(self.store, f"{self.name}_{self._entry}")
         self._entry, self._round = None, None
 
     def leave(self, timeout: float | None = None) -> bool:
         """Leave, and wait until every party of the round has left; False on timeout."""
-        if self._round is None or self._entry is None:
+        if self._round is None:
             raise LockError(f"barrier {self.name!r}: leave() without enter()")
         deadline = deadline_after(timeout)
         first, upto = self._round["first"], self._round["upto"]
         self._forget()
         while True:
-            snapshot = self.store.get_all("_ { barrier: %s }", self.name)
-            numbers = [k for k in (sequence_number(r.name, self._base) for r in snapshot)
-                       if k is not None]
-            for r in snapshot:  # a marker whose round is empty is of no use to anyone
-                if "upto" in r.attributes and not any(
-                        r["first"] <= k <= r["upto"] for k in numbers):
-                    delete_quietly(self.store, r.name)
-            left = [k for k in numbers if first <= k <= upto]
+            markers, entries = self._read()
+            for marker in markers:  # a marker whose round is empty is of no use to anyone
+                if not any(marker["first"] <= k <= marker["upto"] for k in entries):
+                    delete_quietly(self.store, marker.name)
+            left = [k for k in entries if first <= k <= upto]
             if not left:
                 return True
-            gone = threading.Event()
-            watch = Trigger(flag_setter(gone), on=Mode.ON_DEL, install_if="found")
-            if not self.store.exists("%n", f"{self._base}{left[-1]}", trigger=watch):
-                continue
-            if not gone.wait(remaining(deadline)):
-                discard(self.store, watch)
+            if not wait_deleted(self.store, f"{self.name}_{left[-1]}", deadline):
                 return False
 
     def __enter__(self) -> Barrier:

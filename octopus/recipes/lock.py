@@ -35,23 +35,23 @@ from __future__ import annotations
 import threading
 
 from octopus.errors import LockError
-from octopus.events import Mode, Trigger
 from octopus.recipes.store import (
+    Acquirable,
     Store,
+    add_entry,
     check_name,
     deadline_after,
     delete_quietly,
-    discard,
-    flag_setter,
+    numbered,
     remaining,
-    sequence_number,
+    wait_deleted,
 )
 from octopus.record import Record
 
 __all__ = ["Lock"]
 
 
-class Lock:
+class Lock(Acquirable):
     """A distributed FIFO lock named ``name`` on ``store`` (a session or client)."""
 
     kind = "lock"  # the attribute that names the lock in its entries
@@ -62,34 +62,31 @@ class Lock:
         if identifier is not None and not isinstance(identifier, str):
             raise LockError(f"identifier must be a string, got {identifier!r}")
         self.identifier = identifier
-        self._base = name + "_"
         self._local = threading.Lock()
         self._wake = threading.Event()
         self._cancelled = False
-        self._entry: str | None = None
-        self._token: int | None = None
+        self._entry: int | None = None  # the number of our entry, while we have one
+        self._token: int | None = None  # the same number, while we hold the lock
 
     # --- what subclasses change ----------------------------------------------------
 
-    def _entry_fields(self) -> tuple[str, tuple[object, ...]]:
-        """Extra attribute text and parameters of this contender's entry."""
-        return ("", ()) if self.identifier is None else (", owner: %s", (self.identifier,))
+    def _attributes(self) -> dict[str, str | None]:
+        """The attributes of this contender's entry (None: left out)."""
+        return {self.kind: self.name, "owner": self.identifier}
 
-    def _blocker(self, queue: list[Record], index: int) -> Record | None:
-        """The entry that contender ``queue[index]`` waits for; None: it holds the lock."""
-        return queue[index - 1] if index else None
+    def _blocker(self, ahead: list[Record]) -> Record | None:
+        """The entry to wait for, given the entries ``ahead`` of ours; None: we hold it."""
+        return ahead[-1] if ahead else None
 
     # --- the queue -------------------------------------------------------------------
 
-    def _queue(self) -> list[Record]:
-        """This lock's entries, in order."""
-        entries = self.store.get_all(f"_ {{ {self.kind}: %s }}", self.name)
-        numbered = [(sequence_number(r.name, self._base), r) for r in entries]
-        return [r for k, r in sorted((k, r) for k, r in numbered if k is not None)]
+    def _queue(self) -> dict[int, Record]:
+        """This lock's entries by number, in order."""
+        return numbered(self.store.get_all(f"_ {{ {self.kind}: %s }}", self.name), self.name)
 
     def contenders(self) -> list[str]:
         """Identifiers (or entry names) of holders and waiters, in queue order."""
-        return [str(r.get("owner", r.name)) for r in self._queue()]
+        return [str(r.get("owner", r.name)) for r in self._queue().values()]
 
     @property
     def held(self) -> bool:
@@ -106,50 +103,46 @@ class Lock:
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         """Take the lock; False if not blocking and busy, on timeout, or if cancelled."""
         deadline = deadline_after(timeout)
-        if not (self._local.acquire(True, -1 if deadline is None else remaining(deadline))
-                if blocking else self._local.acquire(False)):
+        # Threads sharing this object take turns here first, as on a threading.Lock.
+        if not self._local.acquire(blocking, -1 if deadline is None or not blocking
+                                   else remaining(deadline)):
             return False
+        self._cancelled = False
+        granted = False
         try:
-            self._cancelled = False
-            extra, params = self._entry_fields()
-            entry = self.store.set(f"%n {{ {self.kind}: %s{extra} }}", self._base, self.name,
-                                   *params, sequential=True, ephemeral=True)
-            self._entry = entry.name
-            if self._wait_turn(blocking, deadline):
-                self._token = sequence_number(entry.name, self._base)
-                return True
-        except BaseException:
-            self._withdraw()
-            raise
-        self._withdraw()
-        return False
+            self._entry = add_entry(self.store, self.name, **self._attributes())
+            granted = self._wait_turn(blocking, deadline)
+        finally:
+            if not granted:  # not blocking, timed out, cancelled or failed: leave the queue
+                self._withdraw()
+        return granted
 
     def _wait_turn(self, blocking: bool, deadline: float | None) -> bool:
-        while True:
-            queue = self._queue()
-            index = next((i for i, r in enumerate(queue) if r.name == self._entry), None)
-            if index is None:
-                raise LockError(f"lock {self.name!r}: our entry {self._entry} vanished")
-            blocker = self._blocker(queue, index)
-            if blocker is None:
-                return True
-            self._wake.clear()
-            if not blocking or self._cancelled:
+        """Wait until no entry ahead blocks ours, then hold the lock; False: gave up."""
+        while (blocker := self._blocker(self._ahead())) is not None:
+            # Give up if we may not wait, the wait times out, or cancel() woke us; any
+            # other wake-up (the deletion, REMOVED as our session closed, a stray event)
+            # is a reason to look at the queue again.
+            if not blocking or not wait_deleted(self.store, blocker.name, deadline, self._wake) \
+                    or self._cancelled:
                 return False
-            # Any event (the deletion, or REMOVED because our session closed) is a
-            # reason to look at the queue again; so is a stray one.
-            watch = Trigger(flag_setter(self._wake), on=Mode.ON_DEL, install_if="found")
-            if not self.store.exists("%n", blocker.name, trigger=watch):
-                continue  # gone already: look again
-            if not self._wake.wait(remaining(deadline)) or self._cancelled:
-                discard(self.store, watch)
-                return False
+        self._token = self._entry
+        return True
 
-    def _withdraw(self) -> None:
-        if self._entry is not None:
-            delete_quietly(self.store, self._entry)
-        self._entry = self._token = None
-        self._local.release()
+    def _ahead(self) -> list[Record]:
+        """The entries queued before ours, in order."""
+        queue = self._queue()
+        if self._entry not in queue:
+            raise LockError(f"lock {self.name!r}: our entry {self.name}_{self._entry} vanished")
+        return [r for k, r in queue.items() if k < self._entry]
+
+    def _withdraw(self) -> bool:
+        """Delete our entry (if any) and free this object; False if the entry was gone."""
+        entry, self._entry, self._token = self._entry, None, None
+        try:
+            return entry is not None and delete_quietly(self.store, f"{self.name}_{entry}")
+        finally:
+            self._local.release()
 
     def cancel(self) -> None:
         """Make a pending ``acquire()`` withdraw and return False."""
@@ -158,23 +151,10 @@ class Lock:
 
     def release(self) -> None:
         """Give the lock to the next contender; LockError if this object does not hold it."""
-        if self._token is None or self._entry is None:
+        if self._token is None:
             raise LockError(f"lock {self.name!r} is not held by this object")
-        entry = self._entry
-        self._entry = self._token = None
-        try:
-            if not delete_quietly(self.store, entry):
-                raise LockError(f"lock {self.name!r} was lost before release: "
-                                f"its entry {entry} is gone (session ended?)")
-        finally:
-            self._local.release()
-
-    def __enter__(self) -> Lock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
+        if not self._withdraw():
+            raise LockError(f"lock {self.name!r} was lost before release (session ended?)")
 
     def __repr__(self) -> str:
         state = f"held token={self._token}" if self.held else "not held"

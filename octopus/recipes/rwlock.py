@@ -36,9 +36,8 @@ class _Side(Lock):
     kind = "rwlock"
     mode = ""
 
-    def _entry_fields(self) -> tuple[str, tuple[object, ...]]:
-        extra, params = super()._entry_fields()
-        return ", mode: %s" + extra, (self.mode, *params)
+    def _attributes(self) -> dict[str, str | None]:
+        return {**super()._attributes(), "mode": self.mode}
 
 
 class ReadLock(_Side):
@@ -46,8 +45,8 @@ class ReadLock(_Side):
 
     mode = "read"
 
-    def _blocker(self, queue: list[Record], index: int) -> Record | None:
-        writers = [r for r in queue[:index] if r.get("mode") == "write"]
+    def _blocker(self, ahead: list[Record]) -> Record | None:
+        writers = [r for r in ahead if r.get("mode") == "write"]
         return writers[-1] if writers else None
 
 

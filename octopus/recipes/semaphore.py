@@ -29,7 +29,9 @@ from octopus.errors import LockError
 from octopus.events import Mode, Trigger
 from octopus.recipes.lock import Lock
 from octopus.recipes.store import (
+    Acquirable,
     Store,
+    add_entry,
     check_name,
     deadline_after,
     delete_quietly,
@@ -41,7 +43,7 @@ from octopus.recipes.store import (
 __all__ = ["Semaphore"]
 
 
-class Semaphore:
+class Semaphore(Acquirable):
     """At most ``value`` holders at a time of the semaphore ``name`` on ``store``."""
 
     def __init__(self, store: Store, name: str, value: int = 1) -> None:
@@ -66,10 +68,9 @@ class Semaphore:
                 leases = self.store.get_names("_ { semaphore: %s }", self.name, trigger=watch)
                 if len(leases) < self.value:
                     discard(self.store, watch)
-                    lease = self.store.set("%n { semaphore: %s }", self.name + "_", self.name,
-                                           sequential=True, ephemeral=True)
+                    lease = add_entry(self.store, self.name, semaphore=self.name)
                     with self._mutex:
-                        self._leases.append(lease.name)
+                        self._leases.append(f"{self.name}_{lease}")
                     return True
                 if not blocking or not freed.wait(remaining(deadline)):
                     discard(self.store, watch)
@@ -96,13 +97,6 @@ class Semaphore:
     def holders(self) -> list[str]:
         """Names of all current leases of this semaphore (every holder's, not only ours)."""
         return self.store.get_names("_ { semaphore: %s }", self.name)
-
-    def __enter__(self) -> Semaphore:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
 
     def __repr__(self) -> str:
         return f"<Semaphore {self.name!r} value={self.value} held={self.held}>"

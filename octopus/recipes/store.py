@@ -4,11 +4,17 @@
 :class:`octopus.Session` (hence :class:`octopus.Engine`) implements it in-process; the
 network client of ``octopus.connect()`` implements it with the same names and
 signatures, so one recipe module serves both. A recipe owns no state in the store
-beyond its records, which it writes as ephemeral records of the store's session: they
-vanish when that session ends.
+beyond its records, which (but for a barrier's round markers) it writes as ephemeral
+records of the store's session: they vanish when that session ends.
 
 Handlers given to triggers run on the store's event thread. The recipes' handlers only
 set a :class:`threading.Event`; all waiting happens in the caller's thread.
+
+Most recipes keep their parties in *entries*: sequential ephemeral records
+``<name>_<k> { <kind>: '<name>', ... }`` whose number ``k`` gives their order
+(:func:`add_entry`, :func:`numbered`), and a waiter waits for the deletion of one
+record at a time (:func:`wait_deleted`). The locks and the semaphore share the
+``with`` statement of :class:`Acquirable`.
 """
 
 from __future__ import annotations
@@ -17,21 +23,26 @@ import contextlib
 import math
 import threading
 import time
-from typing import Protocol, runtime_checkable
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from typing import Protocol, Self, runtime_checkable
 
 from octopus.errors import EngineClosed, LockError, NotFound, QueryError, TriggerNotFound
-from octopus.events import Handler, Mode, Trigger
+from octopus.events import Event, Handler, Mode, Trigger
 from octopus.record import Record, is_name
 
 __all__ = [
+    "Acquirable",
     "Store",
+    "add_entry",
     "check_name",
     "deadline_after",
     "delete_quietly",
     "discard",
     "flag_setter",
+    "numbered",
     "remaining",
-    "sequence_number",
+    "wait_deleted",
 ]
 
 
@@ -63,6 +74,24 @@ class Store(Protocol):
     def session(self) -> Store: ...
 
     def close(self) -> None: ...
+
+
+class Acquirable(ABC):
+    """A recipe object taken with ``acquire()`` and given back with ``release()``;
+    ``with obj:`` does both (asyncio's locks share their ``async with`` the same way)."""
+
+    @abstractmethod
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool: ...
+
+    @abstractmethod
+    def release(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 def check_name(name: object, what: str = "name") -> str:
@@ -112,9 +141,48 @@ def flag_setter(flag: threading.Event) -> Handler:
     return lambda event: flag.set()
 
 
-def sequence_number(name: str, base: str) -> int | None:
-    """k for a sequential record ``<base><k>``, None for any other name."""
-    rest = name[len(base):]
-    if name.startswith(base) and rest.isascii() and rest.isdigit():
-        return int(rest)
-    return None
+def add_entry(store: Store, name: str, **attributes: str | None) -> int:
+    """Write the next entry ``<name>_<k> { <attributes> }`` (sequential, ephemeral) and
+    return its k. An attribute whose value is None is left out."""
+    present = {key: value for key, value in attributes.items() if value is not None}
+    fields = ", ".join(f"{key}: %s" for key in present)
+    entry = store.set(f"%n {{ {fields} }}", name + "_", *present.values(),
+                      sequential=True, ephemeral=True)
+    return int(entry.name[len(name) + 1:])
+
+
+def numbered(records: Iterable[Record], name: str) -> dict[int, Record]:
+    """The entries ``<name>_<k>`` among ``records`` by their k, in ascending order."""
+    entries: dict[int, Record] = {}
+    for record in records:
+        k = record.name[len(name) + 1:]
+        if record.name.startswith(name + "_") and k.isascii() and k.isdigit():
+            entries[int(k)] = record
+    return dict(sorted(entries.items()))
+
+
+def wait_deleted(store: Store, name: str, deadline: float | None,
+                 wake: threading.Event | None = None) -> bool:
+    """Wait until record ``name`` is deleted; False if ``deadline`` passes first.
+
+    True at once if there is no such record, and True as soon as ``wake`` is set: by the
+    deletion, by the trigger's REMOVED event when the store's session closes, or by the
+    caller for a reason of its own (which it must note elsewhere: ``wake`` is cleared on
+    return, ready for the next wait). The caller looks again after any of them. No
+    trigger outlives the call.
+    """
+    wake = threading.Event() if wake is None else wake
+    fired = threading.Event()  # a one-shot trigger that fired is gone by itself
+
+    def on_delete(event: Event) -> None:  # on the event thread: only set flags
+        fired.set()
+        wake.set()
+
+    watch = Trigger(on_delete, on=Mode.ON_DEL, install_if="found")
+    if not store.exists("%n", name, trigger=watch):  # reads and watches in one call
+        return True
+    woken = wake.wait(remaining(deadline))
+    wake.clear()
+    if not fired.is_set():
+        discard(store, watch)
+    return woken
