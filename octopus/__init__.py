@@ -26,7 +26,8 @@ from octopus.events import Event, Mode, Subscription, Trigger
 from octopus.reading import read
 from octopus.recipes import Barrier, Election, Lock, NameService, ReadWriteLock, Semaphore
 from octopus.record import Atom, Record
-from octopus.server.client import AsyncClient, Client, connect, connect_async
+from octopus.server.async_client import AsyncClient, connect_async
+from octopus.server.client import Client, connect
 
 __all__ = [
     "AsyncClient",
