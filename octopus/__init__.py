@@ -3,7 +3,7 @@ synchronization recipes over a SWI-Prolog knowledge base.
 
     >>> import octopus
     >>> with octopus.Engine() as engine:
-    ...     engine.set("hw.pci.device.0 { vendor: 0x8086, device_id: 0x100e }")
+    ...     _ = engine.set("hw.pci.device.0 { vendor: 0x8086, device_id: 0x100e }")
     ...     engine.get("_ { vendor: 32902 }").name
     'hw.pci.device.0'
 """
