@@ -3,7 +3,7 @@ synchronization recipes over a SWI-Prolog knowledge base.
 
     >>> import octopus
     >>> with octopus.Engine() as engine:
-    ...     engine.set("hw.pci.device.0 { vendor: 0x8086, device_id: 0x100e }")
+    ...     _ = engine.set("hw.pci.device.0 { vendor: 0x8086, device_id: 0x100e }")
     ...     engine.get("_ { vendor: 32902 }").name
     'hw.pci.device.0'
 """
@@ -26,7 +26,8 @@ from octopus.events import Event, Mode, Subscription, Trigger
 from octopus.reading import read
 from octopus.recipes import Barrier, Election, Lock, NameService, ReadWriteLock, Semaphore
 from octopus.record import Atom, Record
-from octopus.server.client import AsyncClient, Client, connect, connect_async
+from octopus.server.async_client import AsyncClient, connect_async
+from octopus.server.client import Client, connect
 
 __all__ = [
     "AsyncClient",

@@ -47,7 +47,6 @@ from octopus.record import Record, Value, natural_key
 
 __all__ = ["Engine", "Session"]
 
-_KNOWN_KEYS: set[str] = set()  # attribute keys already validated (bounded)
 
 
 class Session:

@@ -90,4 +90,4 @@ class WaitTimeout(OctopusError, TimeoutError):
 
 
 class LockError(OctopusError, RuntimeError):
-    """Raised on misuse of a recipe, such as releasing a lock one does not hold."""
+    """Raised when a recipe is misused, such as releasing a lock one does not hold."""

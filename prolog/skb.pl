@@ -43,7 +43,7 @@ Every API predicate is det and returns its Reply; errors come back as data,
 :- use_module(library(error)).
 :- use_module(library(lists)).
 :- use_module(library(pairs)).
-:- use_module(store, [error_message/2]).
+:- use_module(reply).
 
 %!  kb_create(+KB, +Aux, -Reply) is det.
 
@@ -351,19 +351,5 @@ export_value(D, E) :- is_dict(D), !,
 export_value(T, S) :-
     format(string(S), "~q", [T]).
 
-%   guarded(:Goal, ?Result, -Reply)
-
-:- meta_predicate guarded(0, ?, -).
-
 guarded(Goal, Result, Reply) :-
-    catch(Goal, E, true),
-    !,
-    (   var(E)
-    ->  Reply = Result
-    ;   error_reply(E, Reply)
-    ).
-guarded(_, _, -('$error', kb, "knowledge base goal failed")).
-
-error_reply(octopus(Kind, Msg), -('$error', Kind, Msg)) :- !.
-error_reply(E, -('$error', kb, Msg)) :-
-    error_message(E, Msg).
+    guarded(Goal, Result, kb, Reply).

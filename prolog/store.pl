@@ -11,8 +11,7 @@
             store_load/4,             % +Store, +Records, +Rev0, -Reply
             store_count/2,            % +Store, -Count
             store_warm/2,             % +Store, -Reply
-            check_query/3,            % +NamePattern, +Constraints, -Reply
-            error_message/2           % +Error, -Message
+            check_query/3             % +NamePattern, +Constraints, -Reply
           ]).
 
 /** <module> The Octopus record store
@@ -40,14 +39,15 @@ The only writer of store facts. Every engine owns one store: a private module St
 Revisions are allocated by the caller (which serialises all calls) and passed in.
 Every write runs inside transaction/1, so a failure half-way leaves nothing behind.
 
-Every API predicate is det and returns its Reply; errors come back as data,
-`-('$error', Kind, Message)`, never as exceptions (Kind: query, condition, prolog).
+Every API predicate is det and returns its Reply; errors come back as data
+(prolog/reply.pl), never as exceptions.
 */
 
 :- use_module(library(error)).
 :- use_module(library(apply)).
 :- use_module(library(lists)).
 :- use_module(match).
+:- use_module(reply).
 
 %!  store_create(+Store, -Reply) is det.
 %!  store_destroy(+Store, -Reply) is det.
@@ -337,39 +337,5 @@ store_warm(M, @(true)) :-
              ignore(indexed(M, Table, _, '$octopus_warm'))
            )).
 
-%   guarded(:Goal, ?Result, -Reply)
-%
-%   Run Goal; Reply is Result, or an error term when Goal raised or failed.
-
-:- meta_predicate guarded(0, ?, -).
-
 guarded(Goal, Result, Reply) :-
-    catch(Goal, E, true),
-    !,
-    (   var(E)
-    ->  Reply = Result
-    ;   error_reply(E, Reply)
-    ).
-guarded(_, _, -('$error', prolog, "internal error: store goal failed")).
-
-error_reply(octopus(Kind, Msg), -('$error', Kind, Msg)) :- !.
-error_reply(error(resource_error(match_limit), _),
-            -('$error', query, "a regular expression exceeded its match limit")) :- !.
-error_reply(error(resource_error(depth_limit), _),
-            -('$error', query, "a regular expression exceeded its depth limit")) :- !.
-error_reply(error(type_error(octopus_value, V), _), -('$error', query, Msg)) :- !,
-    format(string(Msg), "unsupported value: ~q", [V]).
-error_reply(E, -('$error', prolog, Msg)) :-
-    error_message(E, Msg).
-
-%!  error_message(+Error, -Message:string) is det.
-%
-%   The text print_message/2 would show for Error, on one line.
-
-error_message(E, Msg) :-
-    catch(( '$messages':translate_message(E, Lines, []),
-            with_output_to(string(Msg0), print_message_lines(current_output, '', Lines)),
-            normalize_space(string(Msg), Msg0)
-          ),
-          _,
-          format(string(Msg), "~q", [E])).
+    guarded(Goal, Result, prolog, Reply).

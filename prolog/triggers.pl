@@ -16,7 +16,7 @@ of those candidates against the changed record.
 :- use_module(library(apply)).
 :- use_module(library(error)).
 :- use_module(match).
-:- use_module(store, [error_message/2]).
+:- use_module(reply).
 
 %!  trigger_add(+Store, +Id, +NamePattern, +Constraints, -Reply) is det.
 %
@@ -24,17 +24,11 @@ of those candidates against the changed record.
 %   error term.
 
 trigger_add(M, Id, NP0, Cs0, Reply) :-
-    catch(( prepare_query(NP0, Cs0, Q),
-            (   current_predicate(M:trig/2) -> true ; dynamic(M:trig/2) ),
-            assertz(M:trig(Id, Q)),
-            Reply = @(true)
-          ),
-          E,
-          error_reply(E, Reply)).
-
-error_reply(octopus(Kind, Msg), -('$error', Kind, Msg)) :- !.
-error_reply(E, -('$error', prolog, Msg)) :-
-    error_message(E, Msg).
+    guarded(( prepare_query(NP0, Cs0, Q),
+              (   current_predicate(M:trig/2) -> true ; dynamic(M:trig/2) ),
+              assertz(M:trig(Id, Q))
+            ),
+            @(true), prolog, Reply).
 
 %!  trigger_remove(+Store, +Id, -Reply) is det.
 

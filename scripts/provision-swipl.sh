@@ -60,6 +60,13 @@ run_as_root() {
     fi
 }
 
+# apt-get install, refreshing the package lists first if the install fails on stale ones.
+apt_install() {
+    run_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >&2 \
+        || { run_as_root apt-get update -q >&2 \
+             && run_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >&2; }
+}
+
 # ---- 1. what is already here ----------------------------------------------------------
 if [ -n "${SWIPL:-}" ]; then
     usable "$SWIPL" && found "$SWIPL"
@@ -78,7 +85,7 @@ if command -v apt-cache >/dev/null 2>&1; then
     if [ -n "$candidate" ] && [ "$candidate" != "(none)" ] \
         && dpkg --compare-versions "$candidate" ge "$MIN_VERSION_TEXT"; then
         say "apt offers swi-prolog-nox $candidate; installing it"
-        if run_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q swi-prolog-nox >&2; then
+        if apt_install swi-prolog-nox; then
             usable /usr/bin/swipl && found /usr/bin/swipl
         fi
         say "installing swi-prolog-nox failed; trying a source build"
@@ -154,7 +161,7 @@ for pkg in "${BUILD_DEPS[@]}"; do
 done
 if [ "${#missing[@]}" -gt 0 ]; then
     say "installing build dependencies: ${missing[*]}"
-    run_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >&2 \
+    apt_install "${missing[@]}" \
         || manual_routes "could not install build dependencies (${missing[*]})"
 fi
 

@@ -20,7 +20,8 @@ from octopus.errors import OctopusError
 from octopus.events import Event, Mode
 from octopus.record import Atom, Record
 
-from .client import DEFAULT_URL, Client, connect
+from .client import Client, connect
+from .client_base import DEFAULT_URL
 from .params import typed_params
 
 __all__ = ["add_commands"]

@@ -1,0 +1,338 @@
+"""What the sync :class:`~octopus.server.client.Client` and the asyncio
+:class:`~octopus.server.async_client.AsyncClient` share, none of it doing I/O: server
+URLs, each Session call as a command with the decoder of its reply (:class:`_Requests`),
+typed records and events from TAGGED replies and pushes, server errors mapped back to
+the exceptions of :mod:`octopus.errors`, and the per-connection state (:class:`_Base`).
+How the clients behave is in the docstring of :mod:`octopus.server.client`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from octopus import errors
+from octopus.errors import (
+    EngineClosed,
+    OctopusError,
+    ParseError,
+    QueryError,
+    TriggerNotFound,
+)
+from octopus.events import Event, Handler, Mode, Subscription, Trigger
+from octopus.query.ast import bind
+from octopus.query.parser import parse
+from octopus.record import Atom, Record, Value
+
+from .resp import ProtocolError, Push, ReplyError, encode_command
+
+__all__ = ["DEFAULT_URL", "AuthenticationError", "decode_event", "decode_record",
+           "error_from_reply", "parse_url"]
+
+DEFAULT_URL = "tcp://127.0.0.1:6380"
+_NO_LIMIT = 1 << 40
+
+
+class AuthenticationError(OctopusError):
+    """Raised when the server refuses the password (or wants one that was not given)."""
+
+
+# --- the wire format ----------------------------------------------------------------------
+
+
+def parse_url(url: str) -> tuple[str, Any]:
+    """``unix:///path`` -> ("unix", path); ``tcp://host:port`` -> ("tcp", (host, port))."""
+    if not isinstance(url, str):
+        raise QueryError(f"a server URL must be a str, got {type(url).__name__}")
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        path = unquote(parts.netloc + parts.path)
+        if not path:
+            raise QueryError(f"no socket path in {url!r}")
+        return "unix", path
+    if parts.scheme in ("tcp", "redis"):
+        try:
+            port = parts.port or 6380
+        except ValueError:
+            raise QueryError(f"invalid port in {url!r}") from None
+        return "tcp", (parts.hostname or "127.0.0.1", port)
+    raise QueryError(f"unsupported server URL {url!r}: use unix:///path or tcp://host:port")
+
+
+def _param_text(value: object) -> str:
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def _query_args(q: object, params: tuple[object, ...]) -> list[Any]:
+    """The query and its parameters as command arguments; bad parameters raise here,
+    exactly as the engine would."""
+    if not isinstance(q, str):
+        raise QueryError(f"a query must be a str, got {type(q).__name__}")
+    if not params:
+        return [q]
+    bind(parse(q, max_length=_NO_LIMIT), params)
+    return [q, *(_param_text(p) for p in params)]
+
+
+_ERRORS: dict[str, type[OctopusError]] = {
+    name: getattr(errors, name) for name in errors.__all__
+}
+_PARSE_POSITION = re.compile(r"^(.*) at line (\d+), column (\d+)$", re.S)
+
+
+def error_from_reply(reply: ReplyError) -> OctopusError:
+    """The exception a server error reply stands for."""
+    code, message = reply.code, reply.message
+    if code == "ParseError":
+        m = _PARSE_POSITION.match(message)
+        if m:
+            return ParseError(m.group(1), line=int(m.group(2)), column=int(m.group(3)),
+                              text="")
+    if code in ("NOAUTH", "WRONGPASS"):
+        return AuthenticationError(str(reply))
+    cls = _ERRORS.get(code)
+    if cls is None:
+        return OctopusError(str(reply))
+    return cls(message)
+
+
+def _check(reply: Any) -> Any:
+    if type(reply) is ReplyError:
+        raise error_from_reply(reply)
+    return reply
+
+
+def _value(tagged: bytes) -> Value:
+    tag, body = tagged[:1], tagged[1:]
+    if tag == b"s":
+        return body.decode()
+    if tag == b"i":
+        return int(body)
+    if tag == b"a":
+        return Atom(body.decode())
+    if tag == b"f":
+        return float(body)
+    if tag == b"b":
+        return body == b"1"
+    raise ProtocolError(f"unknown value tag {tagged[:10]!r}")
+
+
+def decode_record(reply: Any) -> Record:
+    """A record in the TAGGED format: ``[name, revision, key, value, ...]``."""
+    reply = _check(reply)
+    it = iter(reply[2:])
+    attrs = {k.decode(): _value(v) for k, v in zip(it, it, strict=True)}
+    return Record(reply[0].decode(), attrs, reply[1])
+
+
+def _decode_names(reply: Any) -> list[str]:
+    return [n.decode() for n in _check(reply)]
+
+
+def _decode_records(reply: Any) -> list[Record]:
+    return [decode_record(r) for r in _check(reply)]
+
+
+def _decode_bool(reply: Any) -> bool:
+    return bool(_check(reply))
+
+
+def _decode_int(reply: Any) -> int:
+    return int(_check(reply))
+
+
+def _decode_ok(reply: Any) -> None:
+    _check(reply)
+
+
+def decode_event(push: Push) -> tuple[bytes, Event]:
+    """``[kind, id, mode, revision, record]`` -> (kind, Event)."""
+    kind, qid, mode, revision, record = push
+    event_mode = Mode(0)
+    for name in mode.decode().split("|"):
+        event_mode |= Mode[name]
+    rec = decode_record(record) if record is not None else None
+    return kind, Event(event_mode, rec, qid, revision)
+
+
+_ON = {Mode.ON_SET: "SET", Mode.ON_DEL: "DEL", Mode.ON_SET | Mode.ON_DEL: "SETDEL"}
+
+
+class _Request:
+    """One command: its bytes, how to decode its reply, and what to do with a trigger."""
+
+    __slots__ = ("data", "decode", "obj", "query")
+
+    def __init__(self, args: list[Any], decode: Callable[[Any], Any],
+                 obj: Trigger | Subscription | None = None) -> None:
+        self.data = encode_command(args)
+        self.decode = decode
+        self.obj = obj
+        self.query = args[1] if obj is not None else None
+
+
+def _check_trigger(trigger: Trigger | None) -> None:
+    if trigger is None:
+        return
+    if not isinstance(trigger, Trigger):
+        raise QueryError(f"trigger must be an octopus.Trigger, got {type(trigger).__name__}")
+    if trigger.installed:
+        raise QueryError("this Trigger object is already installed; make a new one")
+
+
+def _triggered(cmd: str, q: str, params: tuple[object, ...], decode: Callable[[Any], Any],
+               trigger: Trigger | None, extra: tuple[str, ...] = ()) -> _Request:
+    """A store command, with the trigger options when a trigger is given."""
+    args = [cmd, *_query_args(q, params), *extra]
+    if trigger is None:
+        return _Request(args, decode)
+    _check_trigger(trigger)
+    args += ["TRIGGER", _ON[trigger.on], "PERSIST" if trigger.persist else "ONCE",
+             trigger.install_if.upper()]
+
+    def decode_pair(reply: Any) -> Any:
+        return decode(_check(reply)[1])
+
+    return _Request(args, decode_pair, trigger)
+
+
+class _Requests:
+    """The commands of the API, shared by the sync and async clients."""
+
+    @staticmethod
+    def get(q: str, params: tuple[object, ...], trigger: Trigger | None) -> _Request:
+        return _triggered("GET", q, params, decode_record, trigger)
+
+    @staticmethod
+    def get_names(q: str, params: tuple[object, ...], trigger: Trigger | None) -> _Request:
+        return _triggered("NAMES", q, params, _decode_names, trigger)
+
+    @staticmethod
+    def get_all(q: str, params: tuple[object, ...]) -> _Request:
+        return _Request(["GETALL", *_query_args(q, params)], _decode_records)
+
+    @staticmethod
+    def exists(q: str, params: tuple[object, ...], trigger: Trigger | None) -> _Request:
+        return _triggered("EXISTS", q, params, _decode_bool, trigger)
+
+    @staticmethod
+    def set(rec: str, params: tuple[object, ...], sequential: bool, ephemeral: bool,
+            trigger: Trigger | None) -> _Request:
+        extra = (("SEQUENTIAL",) if sequential else ()) + (("EPHEMERAL",) if ephemeral else ())
+        return _triggered("SET", rec, params, decode_record, trigger, extra)
+
+    @staticmethod
+    def delete(q: str, params: tuple[object, ...], trigger: Trigger | None) -> _Request:
+        return _triggered("DEL", q, params, decode_record, trigger)
+
+    @staticmethod
+    def watch(q: str, handler: Handler, params: tuple[object, ...], on: Mode, persist: bool,
+              existing: bool) -> _Request:
+        trigger = Trigger(handler, on=on, persist=persist)
+        flags = [*(("SET",) if on & Mode.ON_SET else ()), *(("DEL",) if on & Mode.ON_DEL else ()),
+                 "PERSIST" if persist else "ONCE", *(("EXISTING",) if existing else ())]
+        return _Request(["WATCH", *_query_args(q, params), *flags],
+                        lambda reply: trigger, trigger)
+
+    @staticmethod
+    def remove_trigger(trigger: Trigger | int) -> _Request:
+        qid = trigger.id if isinstance(trigger, Trigger) else trigger
+        if isinstance(qid, bool) or not isinstance(qid, int) or qid < 0:
+            raise TriggerNotFound(f"no installed trigger {qid!r}")
+        return _Request(["UNWATCH", str(qid)], _decode_ok)
+
+    @staticmethod
+    def subscribe(q: str, handler: Handler, params: tuple[object, ...]) -> _Request:
+        if not callable(handler):
+            raise QueryError("a subscription's handler must be callable")
+        sub = Subscription(handler, q, 0)
+        return _Request(["SUBSCRIBE", *_query_args(q, params)], lambda reply: sub, sub)
+
+    @staticmethod
+    def unsubscribe(subscription: Subscription | int) -> _Request:
+        qid = subscription.id if isinstance(subscription, Subscription) else subscription
+        if isinstance(qid, bool) or not isinstance(qid, int) or qid < 0:
+            raise TriggerNotFound(f"no subscription {qid!r}")
+        return _Request(["UNSUBSCRIBE", str(qid)], _decode_ok)
+
+    @staticmethod
+    def publish(message: str, params: tuple[object, ...]) -> _Request:
+        return _Request(["PUBLISH", *_query_args(message, params)], _decode_int)
+
+
+def _installed_id(reply: Any, obj: Trigger | Subscription) -> int | None:
+    """The id the server gave ``obj`` (None if it was not installed)."""
+    if type(reply) is ReplyError:
+        return None
+    if isinstance(obj, Subscription) or isinstance(reply, int):
+        return reply if isinstance(reply, int) else None
+    return reply[0] if isinstance(reply, list) and reply[0] is not None else None
+
+
+class _Base:
+    """State shared by both clients: the URL, the FIFO, the installed handlers."""
+
+    def __init__(self, url: str, password: str | None, name: str | None) -> None:
+        self.url = url
+        self._address = parse_url(url)
+        self._password = password
+        self._name = name
+        self._pending: deque[Any] = deque()
+        self._handlers: dict[int, Trigger | Subscription] = {}
+        self._closed = False
+        self._quitting = False
+        self._lost: str | None = None
+
+    def _handshake(self) -> list[_Request]:
+        hello = ["HELLO", "3"]
+        if self._password is not None:
+            hello += ["AUTH", "default", self._password]
+        if self._name:
+            hello += ["SETNAME", self._name]
+        return [_Request(hello, _check), _Request(["CLIENT", "FORMAT", "TAGGED"], _check)]
+
+    def _on_reply(self, request: _Request, reply: Any) -> None:
+        """Runs where replies are read, before the next frame: registers triggers."""
+        obj = request.obj
+        if obj is None:
+            return
+        qid = _installed_id(reply, obj)
+        if qid is None:
+            return
+        obj.id = qid
+        if isinstance(obj, Trigger):
+            obj.query = request.query
+        self._handlers[qid] = obj
+
+    def _event(self, push: Push) -> tuple[Handler, Event] | None:
+        _, event = decode_event(push)
+        if event.mode & Mode.REMOVED:
+            obj = self._handlers.pop(event.trigger_id, None)
+        else:
+            obj = self._handlers.get(event.trigger_id)
+        return None if obj is None else (obj.handler, event)
+
+    def _removed_events(self) -> list[tuple[Handler, Event]]:
+        """The last events of every handler when the connection ends."""
+        handlers, self._handlers = self._handlers, {}
+        return [(obj.handler, Event(Mode.REMOVED, None, qid, 0))
+                for qid, obj in sorted(handlers.items())]
+
+    def _closed_error(self) -> EngineClosed:
+        if self._lost is not None and not self._quitting:
+            return EngineClosed(f"the connection to {self.url} was lost: {self._lost}")
+        return EngineClosed("the client is closed")
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<{type(self).__name__} {self.url} {state}>"
+

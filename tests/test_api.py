@@ -1,0 +1,46 @@
+"""The public surface: what `import octopus` offers, and the exception tree of SPEC §3."""
+
+from __future__ import annotations
+
+import doctest
+
+import pytest
+
+import octopus
+from octopus import errors
+
+
+def test_public_names_are_pinned() -> None:
+    assert octopus.__all__ == [
+        "AsyncClient", "Atom", "Barrier", "Client", "ConditionFailed", "Election", "Engine",
+        "EngineClosed", "Event", "KnowledgeBaseError", "Lock", "LockError", "Mode",
+        "NameService", "NotFound", "OctopusError", "ParameterError", "ParseError", "QueryError",
+        "ReadWriteLock", "Record", "Semaphore", "Session", "Subscription", "Trigger",
+        "TriggerNotFound", "WaitTimeout", "connect", "connect_async", "read",
+    ]
+    assert octopus.__all__ == sorted(octopus.__all__)
+    for name in octopus.__all__:
+        assert getattr(octopus, name) is not None
+
+
+@pytest.mark.parametrize(("error", "bases"), [
+    (errors.QueryError, (errors.OctopusError,)),
+    (errors.ParseError, (errors.QueryError,)),
+    (errors.ParameterError, (errors.QueryError,)),
+    (errors.NotFound, (errors.OctopusError, KeyError)),
+    (errors.ConditionFailed, (errors.OctopusError,)),
+    (errors.TriggerNotFound, (errors.OctopusError,)),
+    (errors.EngineClosed, (errors.OctopusError,)),
+    (errors.KnowledgeBaseError, (errors.OctopusError,)),
+    (errors.WaitTimeout, (errors.OctopusError, TimeoutError)),
+    (errors.LockError, (errors.OctopusError, RuntimeError)),
+])
+def test_exception_tree(error: type[Exception], bases: tuple[type[Exception], ...]) -> None:
+    for base in bases:
+        assert issubclass(error, base)
+    assert error.__doc__ and error.__doc__.startswith("Raised when")
+
+
+def test_package_docstring_example_runs() -> None:
+    failures, tried = doctest.testmod(octopus, verbose=False)
+    assert tried > 0 and failures == 0
