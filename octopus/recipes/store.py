@@ -87,7 +87,8 @@ class Acquirable(ABC):
     def release(self) -> None: ...
 
     def __enter__(self) -> Self:
-        self.acquire()
+        if not self.acquire():  # a blocking acquire fails only when cancel()ed
+            raise LockError(f"{self!r}: acquire was cancelled")
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -132,6 +132,26 @@ def test_cancel_makes_a_waiting_acquire_return_false(store: Store) -> None:
     b.release()
 
 
+def test_cancelled_with_statement_raises_instead_of_running_unlocked(store: Store) -> None:
+    a, b = store.lock("cw"), store.lock("cw", "b")
+    a.acquire()
+    ran: list[bool] = []
+
+    def enter() -> None:
+        with b:
+            ran.append(True)
+
+    threads = Threads()
+    threads.start(enter)
+    eventually(lambda: "b" in a.contenders(), "b queued")
+    b.cancel()
+    with pytest.raises(LockError, match="cancelled"):
+        threads.join()              # re-raises what the thread hit
+    assert ran == []
+    assert a.contenders() == ["cw_0"]
+    a.release()
+
+
 def test_holder_session_closing_lets_the_next_waiter_in(store: Store) -> None:
     s = store.session()
     dead = s.lock("hs")
