@@ -191,10 +191,7 @@ def _serve(args: argparse.Namespace) -> int:
     engine = Engine(max_query_length=args.max_query_length or DEFAULT_MAX_LENGTH)
     try:
         for path in args.load:
-            consult = getattr(engine, "consult", None)
-            if consult is None:
-                raise OctopusError("this build has no knowledge base: --load is unavailable")
-            consult(path)
+            engine.consult(path)        # trusted application code, loaded before serving
 
         def ready(server: Any) -> None:
             print("octopus serving on " + " ".join(server.addresses), file=sys.stderr,

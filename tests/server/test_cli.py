@@ -6,6 +6,9 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+import pytest
 
 from .conftest import ROOT, ServerProcess, python_env
 
@@ -61,3 +64,18 @@ def test_watch_streams_events(server: ServerProcess) -> None:
 def test_wait_times_out(server: ServerProcess) -> None:
     r = octopus(server, "wait", "cli.never", "--timeout", "0.2")
     assert r.returncode == 1 and "WaitTimeout" in r.stderr
+
+
+def test_serve_loads_knowledge_base_files_before_serving(tmp_path: Path) -> None:
+    good = tmp_path / "drivers.pl"
+    good.write_text("driver_for(0x8086, e1000n).\n")
+    srv = ServerProcess(tmp_path, "--load", str(good))
+    try:
+        assert srv.alive
+    finally:
+        srv.stop()
+    bad = tmp_path / "broken.pl"
+    bad.write_text("driver_for(0x8086, e1000n.\n")
+    (tmp_path / "second").mkdir()
+    with pytest.raises(RuntimeError, match=r"KnowledgeBaseError|syntax"):
+        ServerProcess(tmp_path / "second", "--load", str(bad))
