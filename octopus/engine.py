@@ -42,14 +42,14 @@ from octopus.events import Event, Handler, Mode, Subscription, Trigger
 from octopus.kb import KnowledgeBase, Progress
 from octopus.query.compile import CompiledQuery, compile_query, compile_record
 from octopus.query.parser import DEFAULT_MAX_LENGTH
-from octopus.recipes import Barrier, Election, Lock, NameService, ReadWriteLock, Semaphore
+from octopus.recipes.factories import RecipeFactories
 from octopus.record import Record, Value, natural_key
 
 __all__ = ["Engine", "Session"]
 
 
 
-class Session:
+class Session(RecipeFactories):
     """The Octopus API (SPEC section 3-5). Obtain one from :meth:`Engine.session`.
 
     Thread-safe: every method may be called from any thread. A session's ephemeral
@@ -368,33 +368,6 @@ class Session:
     def prolog_once(self, goal: str, **bindings: object) -> dict[str, Any] | None:
         """The first solution or None; see :meth:`KnowledgeBase.prolog_once`."""
         return self.kb.prolog_once(goal, **bindings)
-
-    # --- recipes: thin factories over octopus.recipes (records belong to this session) -
-
-    def lock(self, name: str, identifier: str | None = None) -> Lock:
-        """A FIFO lock with fencing tokens (:mod:`octopus.recipes.lock`)."""
-        return Lock(self, name, identifier)
-
-    def rwlock(self, name: str, identifier: str | None = None) -> ReadWriteLock:
-        """A reader/writer lock (:mod:`octopus.recipes.rwlock`)."""
-        return ReadWriteLock(self, name, identifier)
-
-    def barrier(self, name: str, n: int) -> Barrier:
-        """A double barrier for ``n`` parties (:mod:`octopus.recipes.barrier`)."""
-        return Barrier(self, name, n)
-
-    def semaphore(self, name: str, value: int = 1) -> Semaphore:
-        """A counting semaphore (:mod:`octopus.recipes.semaphore`)."""
-        return Semaphore(self, name, value)
-
-    def election(self, name: str, identifier: str | None = None) -> Election:
-        """A leader election (:mod:`octopus.recipes.election`)."""
-        return Election(self, name, identifier)
-
-    @property
-    def names(self) -> NameService:
-        """The name service (:mod:`octopus.recipes.names`)."""
-        return NameService(self)
 
     # --- sessions --------------------------------------------------------------------
 

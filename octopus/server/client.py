@@ -43,7 +43,7 @@ from octopus.errors import (
     WaitTimeout,
 )
 from octopus.events import Dispatcher, Event, Handler, Mode, Subscription, Trigger
-from octopus.recipes import Barrier, Election, Lock, NameService, ReadWriteLock, Semaphore
+from octopus.recipes.factories import RecipeFactories
 from octopus.record import Record
 
 from .client_base import (
@@ -90,7 +90,7 @@ class _Pending:
         self.error: BaseException | None = None
 
 
-class Client(_Base):
+class Client(_Base, RecipeFactories):
     """A connection to an Octopus server with the API of :class:`octopus.Session`.
 
     Thread-safe; a context manager. Handlers run on the client's dispatcher thread.
@@ -292,33 +292,6 @@ class Client(_Base):
             with contextlib.suppress(EngineClosed):   # lost meanwhile: no more events
                 self._call(_Request(["FLUSH"], _decode_ok))
         return self._dispatcher.flush(timeout)
-
-    # --- recipes: the same factories as Session (records belong to this connection) -----
-
-    def lock(self, name: str, identifier: str | None = None) -> Lock:
-        """A FIFO lock with fencing tokens (:mod:`octopus.recipes.lock`)."""
-        return Lock(self, name, identifier)
-
-    def rwlock(self, name: str, identifier: str | None = None) -> ReadWriteLock:
-        """A reader/writer lock (:mod:`octopus.recipes.rwlock`)."""
-        return ReadWriteLock(self, name, identifier)
-
-    def barrier(self, name: str, n: int) -> Barrier:
-        """A double barrier for ``n`` parties (:mod:`octopus.recipes.barrier`)."""
-        return Barrier(self, name, n)
-
-    def semaphore(self, name: str, value: int = 1) -> Semaphore:
-        """A counting semaphore (:mod:`octopus.recipes.semaphore`)."""
-        return Semaphore(self, name, value)
-
-    def election(self, name: str, identifier: str | None = None) -> Election:
-        """A leader election (:mod:`octopus.recipes.election`)."""
-        return Election(self, name, identifier)
-
-    @property
-    def names(self) -> NameService:
-        """The name service (:mod:`octopus.recipes.names`)."""
-        return NameService(self)
 
     # --- sessions ---------------------------------------------------------------------------
 
