@@ -21,7 +21,6 @@ Theory of operation:
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 import weakref
@@ -36,9 +35,8 @@ from octopus.errors import (
     OctopusError,
     QueryError,
     TriggerNotFound,
-    WaitTimeout,
 )
-from octopus.events import Event, Handler, Mode, Subscription, Trigger
+from octopus.events import Event, Handler, Mode, Subscription, Trigger, wait_with_trigger
 from octopus.kb import KnowledgeBase, Progress
 from octopus.query.compile import CompiledQuery, compile_query, compile_record
 from octopus.query.parser import DEFAULT_MAX_LENGTH
@@ -277,25 +275,7 @@ class Session(RecipeFactories):
         core = self._core
         if core._dispatcher is not None and threading.current_thread() is core._dispatcher.thread:
             raise OctopusError("wait_for from an event handler would deadlock the dispatcher")
-        arrived = threading.Event()
-        events: list[Event] = []
-
-        def handler(event: Event) -> None:
-            events.append(event)
-            arrived.set()
-
-        trigger = Trigger(handler, on=Mode.ON_SET, install_if="missing")
-        try:
-            return self.get(q, *params, trigger=trigger)
-        except NotFound:
-            pass
-        try:
-            if not arrived.wait(timeout):
-                raise WaitTimeout(f"no record matching {q!r} within {timeout} s")
-        finally:
-            with contextlib.suppress(TriggerNotFound, EngineClosed):
-                self.remove_trigger(trigger)
-        record = events[0].record
+        record = wait_with_trigger(self.get, self.remove_trigger, q, params, timeout)
         if record is None:  # the session or engine closed while waiting
             raise EngineClosed("closed while waiting")
         return record

@@ -25,6 +25,7 @@ Theory of operation (the guarantees of SPEC sections 4 and 5):
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import threading
@@ -35,11 +36,12 @@ from typing import Any, Literal
 
 from pyroaring import BitMap64
 
-from octopus.errors import QueryError
+from octopus.errors import EngineClosed, NotFound, QueryError, TriggerNotFound, WaitTimeout
 from octopus.query.compile import CompiledQuery
 from octopus.record import Record, Value
 
-__all__ = ["Dispatcher", "Event", "Mode", "QueryIndex", "Subscription", "Trigger"]
+__all__ = ["Dispatcher", "Event", "Mode", "QueryIndex", "Subscription", "Trigger",
+           "wait_with_trigger"]
 
 log = logging.getLogger("octopus.events")
 
@@ -196,6 +198,35 @@ class QueryIndex:
                 if bitmap is not None:
                     found.append(bitmap)
         return found[0] if len(found) == 1 else BitMap64.union(*found)
+
+
+def wait_with_trigger(get: Callable[..., Record], remove: Callable[[Trigger], None],
+                      q: str, params: tuple[object, ...], timeout: float | None) -> Record | None:
+    """``wait_for`` on any store: the record ``get(q, *params, trigger=t)`` finds now, else
+    the record of the first ON_SET event of ``t`` (installed only if nothing matched).
+
+    Returns None if the trigger ended without an event (its session closed); raises
+    WaitTimeout after ``timeout`` seconds. Leaves no trigger behind however it ends.
+    """
+    arrived = threading.Event()
+    events: list[Event] = []
+
+    def handler(event: Event) -> None:
+        events.append(event)
+        arrived.set()
+
+    trigger = Trigger(handler, on=Mode.ON_SET, install_if="missing")
+    try:
+        return get(q, *params, trigger=trigger)
+    except NotFound:
+        pass
+    try:
+        if not arrived.wait(timeout):
+            raise WaitTimeout(f"no record matching {q!r} within {timeout} s")
+    finally:
+        with contextlib.suppress(TriggerNotFound, EngineClosed):
+            remove(trigger)
+    return events[0].record
 
 
 class Dispatcher:

@@ -37,12 +37,16 @@ from typing import Any
 
 from octopus.errors import (
     EngineClosed,
-    NotFound,
     OctopusError,
-    TriggerNotFound,
-    WaitTimeout,
 )
-from octopus.events import Dispatcher, Event, Handler, Mode, Subscription, Trigger
+from octopus.events import (
+    Dispatcher,
+    Handler,
+    Mode,
+    Subscription,
+    Trigger,
+    wait_with_trigger,
+)
 from octopus.recipes.factories import RecipeFactories
 from octopus.record import Record
 
@@ -248,25 +252,7 @@ class Client(_Base, RecipeFactories):
         (WaitTimeout after ``timeout`` seconds). Must not be called from a handler."""
         if threading.current_thread() is self._dispatcher.thread:
             raise OctopusError("wait_for from an event handler would deadlock the dispatcher")
-        arrived = threading.Event()
-        events: list[Event] = []
-
-        def handler(event: Event) -> None:
-            events.append(event)
-            arrived.set()
-
-        trigger = Trigger(handler, on=Mode.ON_SET, install_if="missing")
-        try:
-            return self.get(q, *params, trigger=trigger)
-        except NotFound:
-            pass
-        try:
-            if not arrived.wait(timeout):
-                raise WaitTimeout(f"no record matching {q!r} within {timeout} s")
-        finally:
-            with contextlib.suppress(TriggerNotFound, EngineClosed):
-                self.remove_trigger(trigger)
-        record = events[0].record
+        record = wait_with_trigger(self.get, self.remove_trigger, q, params, timeout)
         if record is None:
             raise self._closed_error() if self._closed else EngineClosed("closed while waiting")
         return record
