@@ -113,6 +113,37 @@ class EventStream:
         await self.aclose()
 
 
+async def await_with_trigger(
+        get: Callable[..., Awaitable[Record]], remove: Callable[[Trigger], Awaitable[None]],
+        handler_for: Callable[[Callable[[Event], None]], Callable[[Event], None]],
+        q: str, params: tuple[object, ...], timeout: float | None) -> Record | None:
+    """``wait_for`` on any awaitable store (the twin of
+    :func:`octopus.events.wait_with_trigger`): the record ``get`` finds now, else the one
+    of the first ON_SET event. ``handler_for(put)`` makes the trigger's handler from a
+    callback that must run on the event loop. None if the trigger ended without an event;
+    WaitTimeout on timeout; the trigger is removed however it ends (cancellation too).
+    """
+    loop = asyncio.get_running_loop()
+    arrived: asyncio.Future[Event] = loop.create_future()
+
+    def put(event: Event) -> None:
+        if not arrived.done():
+            arrived.set_result(event)
+
+    trigger = Trigger(handler_for(put), on=Mode.ON_SET, install_if="missing")
+    try:
+        return await get(q, *params, trigger=trigger)
+    except NotFound:
+        pass
+    try:
+        event = await asyncio.wait_for(asyncio.shield(arrived), timeout)
+    except TimeoutError:
+        raise WaitTimeout(f"no record matching {q!r} within {timeout} s") from None
+    finally:
+        await remove(trigger)
+    return event.record
+
+
 class AsyncSession:
     """Awaitable twin of :class:`octopus.Session`."""
 
@@ -174,26 +205,12 @@ class AsyncSession:
 
         Raises WaitTimeout after ``timeout`` seconds; cancellation removes the trigger."""
         loop = asyncio.get_running_loop()
-        arrived: asyncio.Future[Event] = loop.create_future()
-
-        def put(event: Event) -> None:
-            if not arrived.done():
-                arrived.set_result(event)
-
-        trigger = Trigger(_deliver(loop, put), on=Mode.ON_SET, install_if="missing")
-        try:
-            return await self.get(q, *params, trigger=trigger)
-        except NotFound:
-            pass
-        try:
-            event = await asyncio.wait_for(asyncio.shield(arrived), timeout)
-        except TimeoutError:
-            raise WaitTimeout(f"no record matching {q!r} within {timeout} s") from None
-        finally:
-            await self._run(_remove_quietly, self.sync.remove_trigger, trigger)
-        if event.record is None:
+        record = await await_with_trigger(
+            self.get, lambda t: self._run(_remove_quietly, self.sync.remove_trigger, t),
+            lambda put: _deliver(loop, put), q, params, timeout)
+        if record is None:
             raise EngineClosed("closed while waiting")
-        return event.record
+        return record
 
     def watch(self, q: str, *params: object, on: Mode = Mode.ON_SET | Mode.ON_DEL,
               existing: bool = False) -> EventStream:

@@ -11,12 +11,11 @@ import inspect
 from collections import deque
 from typing import Any
 
+from octopus.aio import await_with_trigger
 from octopus.errors import (
     EngineClosed,
-    NotFound,
     OctopusError,
     TriggerNotFound,
-    WaitTimeout,
 )
 from octopus.events import Event, Handler, Mode, Subscription, Trigger
 from octopus.record import Record
@@ -175,28 +174,16 @@ class AsyncClient(_Base):
         await self._call(_Requests.remove_trigger(trigger))
 
     async def wait_for(self, q: str, *params: object, timeout: float | None = None) -> Record:
-        loop = asyncio.get_running_loop()
-        arrived: asyncio.Future[Event] = loop.create_future()
-
-        def handler(event: Event) -> None:
-            if not arrived.done():
-                arrived.set_result(event)
-
-        trigger = Trigger(handler, on=Mode.ON_SET, install_if="missing")
-        try:
-            return await self.get(q, *params, trigger=trigger)
-        except NotFound:
-            pass
-        try:
-            event = await asyncio.wait_for(asyncio.shield(arrived), timeout)
-        except TimeoutError:
-            raise WaitTimeout(f"no record matching {q!r} within {timeout} s") from None
-        finally:
+        async def remove(trigger: Trigger) -> None:
             with contextlib.suppress(TriggerNotFound, EngineClosed):
                 await self.remove_trigger(trigger)
-        if event.record is None:
+
+        # Handlers of this client already run on the event loop: no hand-over needed.
+        record = await await_with_trigger(self.get, remove, lambda put: put, q, params,
+                                          timeout)
+        if record is None:
             raise self._closed_error() if self._closed else EngineClosed("closed while waiting")
-        return event.record
+        return record
 
     async def subscribe(self, q: str, handler: Handler, *params: object) -> Subscription:
         return await self._call(  # type: ignore[no-any-return]
