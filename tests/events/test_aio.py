@@ -38,7 +38,7 @@ def test_awaitable_store_calls_share_the_core() -> None:
 def test_watch_stream_and_its_removal() -> None:
     async def main() -> None:
         async with AsyncEngine() as engine:
-            stream = await engine.watch("_ { a: _ }")
+            stream = await engine.events("_ { a: _ }")
             await engine.set("y { a: 2 }")
             await engine.delete("y")
             modes = []
@@ -48,7 +48,7 @@ def test_watch_stream_and_its_removal() -> None:
                     break
             assert modes == [Mode.ON_SET, Mode.ON_DEL]
             await stream.aclose()
-            assert not engine.engine._core.installed
+            assert not len(engine.engine._core.registry)
 
     run(main())
 
@@ -59,7 +59,7 @@ def test_watch_existing_and_lazy_start() -> None:
             await engine.set("d2 { k: 1 }")
             await engine.set("d1 { k: 1 }")
             seen = []
-            async for event in engine.watch("_ { k: 1 }", existing=True):
+            async for event in engine.events("_ { k: 1 }", existing=True):
                 seen.append(event.record.name)
                 if len(seen) == 2:
                     break
@@ -72,7 +72,7 @@ def test_stream_ends_when_its_session_closes() -> None:
     async def main() -> None:
         async with AsyncEngine() as engine:
             session = await engine.session()
-            stream = await session.watch("x")
+            stream = await session.events("x")
             await session.close()
             assert [e async for e in stream] == []
 
@@ -97,7 +97,7 @@ def test_wait_for_timeout_and_cancellation_leave_no_trigger() -> None:
             with pytest.raises(asyncio.CancelledError):
                 await waiter
             await asyncio.sleep(0.05)
-            assert not engine.engine._core.installed
+            assert not len(engine.engine._core.registry)
 
     run(main())
 
@@ -107,14 +107,14 @@ def test_subscribe_stream_and_break_removes_the_subscription() -> None:
         async with AsyncEngine() as engine:
             async def consume() -> list[int]:
                 got = []
-                async for msg in engine.subscribe("_ { topic: 'x' }"):
+                async for msg in engine.messages("_ { topic: 'x' }"):
                     got.append(msg.record["n"])
                     if len(got) == 2:
                         break
                 return got
 
             task = asyncio.create_task(consume())
-            while not engine.engine._core.installed:
+            while not len(engine.engine._core.registry):
                 await asyncio.sleep(0.01)
             assert await engine.publish("m { topic: 'x', n: 1 }") == 1
             await engine.publish("m { topic: 'y', n: 9 }")
@@ -122,6 +122,6 @@ def test_subscribe_stream_and_break_removes_the_subscription() -> None:
             assert await task == [1, 2]
             gc.collect()
             await asyncio.sleep(0.05)
-            assert not engine.engine._core.installed
+            assert not len(engine.engine._core.registry)
 
     run(main())

@@ -10,9 +10,9 @@ import pytest
 
 import octopus
 from octopus import Event, Mode, NotFound, Trigger, TriggerNotFound
-from octopus.events import QueryIndex
 from octopus.query.compile import compile_query
 from octopus.record import Record
+from octopus.registry import QueryIndex
 
 
 class Recorder:
@@ -162,7 +162,7 @@ def test_invalid_trigger_query_installs_nothing(engine: octopus.Engine) -> None:
     t = Trigger(Recorder())
     with pytest.raises(octopus.QueryError):
         engine.exists("_ { a: r'(' }", trigger=t)
-    assert not t.installed and not engine._core.installed
+    assert not t.installed and not len(engine._core.registry)
 
 
 def test_numbers_and_types_match_triggers_like_queries(engine: octopus.Engine) -> None:
@@ -333,7 +333,7 @@ def test_hundred_thousand_live_triggers(engine: octopus.Engine) -> None:
     for t in triggers[:1000]:
         engine.remove_trigger(t)
     engine.flush()
-    assert len(engine._core.installed) == 99_000
+    assert len(engine._core.registry) == 99_000
 
 
 def test_wait_for(engine: octopus.Engine) -> None:
@@ -346,7 +346,7 @@ def test_wait_for(engine: octopus.Engine) -> None:
     with pytest.raises(TimeoutError):
         engine.wait_for("never", timeout=0.01)
     engine.flush()
-    assert not engine._core.installed
+    assert not len(engine._core.registry)
 
 
 def test_wait_for_from_a_handler_is_refused(engine: octopus.Engine) -> None:

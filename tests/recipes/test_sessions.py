@@ -132,5 +132,5 @@ def _has_core(store: Store) -> bool:
     return hasattr(store, "_core")
 
 
-def _installed(store: Store) -> dict[int, object]:
-    return store._core.installed if _has_core(store) else {}  # type: ignore[attr-defined]
+def _installed(store: Store) -> list[object]:
+    return list(store._core.registry) if _has_core(store) else []  # type: ignore[attr-defined]
