@@ -22,7 +22,7 @@ from octopus.errors import QueryError
 from octopus.events import Dispatcher, Event, Mode, QueryIndex, Subscription, Trigger
 from octopus.kb import KnowledgeBase
 from octopus.query.compile import CompiledQuery, compile_record
-from octopus.record import Atom, Record, Value, check_value, is_name
+from octopus.record import Atom, Record, Value, check_value, is_name, short_repr
 
 if TYPE_CHECKING:
     from octopus.engine import Session
@@ -64,11 +64,11 @@ def bulk_row(item: Record | str | tuple[str, Mapping[str, Value]], max_length: i
                 if not is_name(value):
                     raise ValueError(f"invalid identifier {value!r}")
                 value = ("a", str.__str__(value))
-            elif kind is not int and kind is not bool:
-                check_value(value)
+            elif kind is not bool:
+                check_value(value)  # ints too: they have a range (octopus.record)
             pairs.append((key, value))
     except (TypeError, ValueError, AttributeError) as e:
-        raise QueryError(f"not a record: {item!r:.200} ({e})") from None
+        raise QueryError(f"not a record: {short_repr(item, 200)} ({e})") from None
     return name, pairs, attrs
 
 

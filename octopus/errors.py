@@ -1,10 +1,14 @@
 """The exceptions Octopus raises.
 
 Every error the public API raises for bad input or a failed precondition is one of
-these; nothing else escapes for bad input. The tree::
+these; nothing else escapes for bad input. The rule for bad input: a bad argument
+(query or record text, a placeholder parameter, a value or name given to ``Record``,
+an argument of the wrong type) is a :class:`QueryError` or one of its subclasses, and
+``QueryError`` is also the builtin ``ValueError``, so code written against Python's own
+convention keeps working. The tree::
 
     OctopusError
-    ├── QueryError              the query or record text (or its use) is invalid
+    ├── QueryError              bad input: text, parameters, values (also a ValueError)
     │   ├── ParseError          the text does not follow the grammar (line, column, text)
     │   └── ParameterError      placeholder parameters of the wrong number or type
     ├── NotFound                no record matched (also a KeyError)
@@ -38,8 +42,9 @@ class OctopusError(Exception):
     """Base class of every Octopus error."""
 
 
-class QueryError(OctopusError):
-    """Raised when a query or record is invalid or used where it does not fit."""
+class QueryError(OctopusError, ValueError):
+    """Raised when an argument is bad input: a query or record that is invalid or used
+    where it does not fit, a value or name that cannot be stored, a wrong argument type."""
 
 
 class ParseError(QueryError):

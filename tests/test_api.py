@@ -24,7 +24,7 @@ def test_public_names_are_pinned() -> None:
 
 
 @pytest.mark.parametrize(("error", "bases"), [
-    (errors.QueryError, (errors.OctopusError,)),
+    (errors.QueryError, (errors.OctopusError, ValueError)),
     (errors.ParseError, (errors.QueryError,)),
     (errors.ParameterError, (errors.QueryError,)),
     (errors.NotFound, (errors.OctopusError, KeyError)),

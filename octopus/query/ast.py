@@ -18,7 +18,15 @@ from dataclasses import dataclass, field
 from typing import TypeAlias
 
 from octopus.errors import ParameterError
-from octopus.record import Atom, Value, format_value, is_name
+from octopus.record import (
+    MAX_INT_DIGITS,
+    Atom,
+    Value,
+    format_value,
+    int_in_range,
+    is_name,
+    short_repr,
+)
 
 __all__ = [
     "AnyName",
@@ -128,16 +136,27 @@ class Query:
 
 
 def bind_value(kind: str, param: object, index: int) -> Value:
-    """The typed value of the ``index``-th parameter for placeholder ``%kind``."""
+    """The typed value of the ``index``-th parameter for placeholder ``%kind``.
+
+    Raises :class:`ParameterError` for a parameter of the wrong type or outside the
+    value range (the same range as literals: see :func:`octopus.record.int_in_range`).
+    """
     where = f"parameter {index + 1} (%{kind})"
     if kind == "d":
         if isinstance(param, bool) or not isinstance(param, int):
             raise ParameterError(f"{where} must be an int, got {type(param).__name__}")
-        return param
+        if not int_in_range(param):
+            raise ParameterError(f"{where} has more than {MAX_INT_DIGITS} decimal digits "
+                                 f"({short_repr(param)})")
+        return int(param)
     if kind == "f":
         if isinstance(param, bool) or not isinstance(param, (int, float)):
             raise ParameterError(f"{where} must be a float, got {type(param).__name__}")
-        value = float(param)
+        try:
+            value = float(param)
+        except OverflowError:  # an int beyond the float range
+            raise ParameterError(f"{where} is out of the float range "
+                                 f"({short_repr(param)})") from None
         if not math.isfinite(value):
             raise ParameterError(f"{where} must be finite, got {value!r}")
         return value
@@ -152,7 +171,7 @@ def bind_value(kind: str, param: object, index: int) -> Value:
         return param
     if kind == "n":
         if not is_name(param):
-            raise ParameterError(f"{where} must be a valid name, got {param!r}")
+            raise ParameterError(f"{where} must be a valid name, got {short_repr(param)}")
         return Atom(param)  # type: ignore[arg-type]
     raise ParameterError(f"unknown placeholder %{kind}")
 
@@ -169,7 +188,7 @@ def bind_name(pattern: Placeholder, param: object) -> Name:
     if not is_name(param):
         raise ParameterError(
             f"parameter {pattern.index + 1} (%{pattern.kind}) in name position must be a "
-            f"valid name, got {param!r}")
+            f"valid name, got {short_repr(param)}")
     return Name(param)  # type: ignore[arg-type]
 
 

@@ -10,6 +10,7 @@ from functools import lru_cache
 from octopus.errors import ParameterError, QueryError
 from octopus.query.ast import Placeholder
 from octopus.query.parser import parse
+from octopus.record import MAX_INT_DIGITS, int_from_decimal
 
 __all__ = ["FLOAT_RE", "placeholder_kinds", "text", "typed_params", "wire_param"]
 
@@ -41,9 +42,11 @@ def wire_param(kind: str, raw: bytes, index: int) -> object:
     """A parameter from its wire text, typed by its placeholder."""
     where = f"parameter {index + 1} (%{kind})"
     if kind == "d":
-        if len(raw) > 4096 or not INT_RE.match(raw):
-            raise ParameterError(f"{where} must be an integer, got {raw[:40]!r}")
-        return int(raw)
+        # The range itself is checked where every %d is bound (octopus.query.ast).
+        if len(raw) > MAX_INT_DIGITS + 1 or not INT_RE.match(raw):
+            raise ParameterError(f"{where} must be an integer of at most {MAX_INT_DIGITS} "
+                                 f"digits, got {raw[:40]!r}")
+        return int_from_decimal(raw.decode("ascii"))
     if kind == "f":
         if len(raw) > 400 or not FLOAT_RE.match(raw):
             raise ParameterError(f"{where} must be a number, got {raw[:40]!r}")
