@@ -135,6 +135,50 @@ class Query:
         return f"{self.name} {{ {', '.join(str(c) for c in ordered)} }}"
 
 
+# --- building trees fast ----------------------------------------------------------
+# A frozen dataclass's __init__ sets each field through object.__setattr__ by name,
+# which is most of the cost of building a tree from an already-validated parse (the
+# fast path of octopus.query.fast). These build the same objects through the slots'
+# descriptors; they check nothing, so only parsers use them.
+
+_new = object.__new__
+_name_text = Name.text.__set__  # type: ignore[attr-defined]
+_c_key = Constraint.key.__set__  # type: ignore[attr-defined]
+_c_op = Constraint.op.__set__  # type: ignore[attr-defined]
+_c_value = Constraint.value.__set__  # type: ignore[attr-defined]
+_c_pos = Constraint.pos.__set__  # type: ignore[attr-defined]
+_q_name = Query.name.__set__  # type: ignore[attr-defined]
+_q_constraints = Query.constraints.__set__  # type: ignore[attr-defined]
+_q_placeholders = Query.placeholders.__set__  # type: ignore[attr-defined]
+
+
+def make_name(text: str) -> Name:
+    """``Name(text)``, built faster (no checks)."""
+    n = _new(Name)
+    _name_text(n, text)
+    return n
+
+
+def make_constraint(key: str, op: str, value: Operand, pos: int) -> Constraint:
+    """``Constraint(key, op, value, pos)``, built faster (no checks)."""
+    c = _new(Constraint)
+    _c_key(c, key)
+    _c_op(c, op)
+    _c_value(c, value)
+    _c_pos(c, pos)
+    return c
+
+
+def make_query(name: NamePattern, constraints: tuple[Constraint, ...],
+               placeholders: int) -> Query:
+    """``Query(name, constraints, placeholders)``, built faster (no checks)."""
+    q = _new(Query)
+    _q_name(q, name)
+    _q_constraints(q, constraints)
+    _q_placeholders(q, placeholders)
+    return q
+
+
 def bind_value(kind: str, param: object, index: int) -> Value:
     """The typed value of the ``index``-th parameter for placeholder ``%kind``.
 

@@ -5,10 +5,11 @@ query's own placeholders (``%d`` int, ``%f`` float, ``%b`` bool, ``%s``/``%n`` t
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+import sys
 
 from octopus.errors import ParameterError, QueryError
 from octopus.query.ast import Placeholder
+from octopus.query.cache import bounded_lru
 from octopus.query.parser import parse
 from octopus.record import MAX_INT_DIGITS, int_from_decimal
 
@@ -18,7 +19,13 @@ INT_RE = re.compile(rb"[+-]?[0-9]+\Z")
 FLOAT_RE = re.compile(rb"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
 
 
-@lru_cache(maxsize=4096)
+def _kinds_size(args: tuple[str, int], kinds: tuple[str, ...]) -> int:
+    # The query text is the key (up to the server's limit, megabytes); the kinds are
+    # interned one-letter strings, 8 bytes a slot.
+    return sys.getsizeof(args[0]) + 8 * len(kinds) + 200
+
+
+@bounded_lru(maxsize=4096, maxbytes=8 << 20, weigh=_kinds_size)
 def placeholder_kinds(query: str, max_length: int) -> tuple[str, ...]:
     """The kinds (``d f s b n``) of the query's placeholders, by parameter position."""
     parsed = parse(query, max_length=max_length)

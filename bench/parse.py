@@ -1,0 +1,138 @@
+"""Parsing texts not seen before: the PLY parser against the fast path, per form.
+
+    .venv/bin/python bench/parse.py [--texts 2000] [--repeat 7] [--no-record]
+
+For each form, ``--texts`` distinct texts (so no memo helps) are parsed by
+``parse_ply`` (PLY alone), ``parse_fast`` (the fast path alone) and ``parse`` with an
+empty memo (what a new text costs in practice: checks, fast path or PLY, memo put);
+then ``parse`` again on the same texts (memo hits). Methods are interleaved in each of
+``--repeat`` rounds and the best round is kept, so the ratios compare like with like on
+a noisy machine. The last table runs ``Engine.set`` on new texts with the fast path on
+and off (the issue's "embedded set of a text not seen before").
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from common import record_results, table
+
+import octopus
+from octopus.query import parser as parser_module
+from octopus.query.fast import parse_fast
+from octopus.query.parser import parse, parse_ply
+from octopus.record import Record
+
+FORMS: list[tuple[str, Callable[[int], str]]] = [
+    ("bare name", lambda i: f"hw.pci.device.{i}"),
+    ("canonical record, 5 attributes (str(Record))", lambda i: str(Record(
+        f"hw.pci.device.{i}", {"bus": i % 256, "class": "C", "device_id": i,
+                               "label": f"dev {i}", "vendor": 0x8086}))),
+    ("hand-written record, 5 attributes (hex, unsorted)",
+     lambda i: f"hw.pci.device.{i} {{ vendor: 0x8086, device_id: {i}, class: 'C', "
+               f"bus: {i % 256}, label: 'dev {i}' }}"),
+    ("record, 20 attributes of every kind", lambda i: f"big.{i} {{ " + ", ".join(
+        f"k{j}: " + [f"{i + j}", f"-2.5e{j}", f"'it\\'s {i}'", "eth0", "true"][j % 5]
+        for j in range(20)) + " }"),
+    ("query _ { key: value }", lambda i: f"_ {{ device_id: {i} }}"),
+    ("query _ { k1: v1, k2: v2 }", lambda i: f"_ {{ vendor: 0x8086, device_id: {i} }}"),
+    ("query _ { k > v }", lambda i: f"_ {{ device_id > {i} }}"),
+    ("query with placeholders", lambda i: f"dev{i} {{ a: %d, b: %s, c >= %f }}"),
+    ("query with regexes", lambda i: f"r'^hw\\.pci\\.{i}' {{ label: r'dev {i}$', bus: _ }}"),
+]
+
+
+def best_us(funcs: dict[str, Callable[[], Any]], n: int, repeat: int,
+            before: dict[str, Callable[[], None]]) -> dict[str, float]:
+    """Best-of-``repeat`` µs per text of each function, interleaved per round."""
+    best = dict.fromkeys(funcs, float("inf"))
+    for _ in range(repeat):
+        for name, run in funcs.items():
+            if name in before:
+                before[name]()
+            t0 = time.perf_counter()
+            run()
+            best[name] = min(best[name], (time.perf_counter() - t0) / n * 1e6)
+    return best
+
+
+def forms_table(n: int, repeat: int) -> str:
+    rows = []
+    for label, make in FORMS:
+        texts = [make(i) for i in range(n)]
+        for t in texts[:20]:  # the bench measures the same thing on both paths
+            assert parse_fast(t) == parse_ply(t), t
+
+        def ply(texts: list[str] = texts) -> None:
+            for t in texts:
+                parse_ply(t)
+
+        def fast(texts: list[str] = texts) -> None:
+            for t in texts:
+                parse_fast(t)
+
+        def parsed(texts: list[str] = texts) -> None:
+            for t in texts:
+                parse(t)
+
+        us = best_us({"ply": ply, "fast": fast, "new": parsed, "cached": parsed}, n, repeat,
+                     {"new": parser_module._memo.clear})
+        declined = sum(parse_fast(t) is None for t in texts)
+        rows.append([label, f"{us['ply']:.1f}", f"{us['fast']:.1f}", f"{us['new']:.1f}",
+                     f"{us['cached']:.2f}", f"{us['ply'] / us['new']:.1f}×",
+                     f"{declined / n:.0%}"])
+        print(f"  {label}: PLY {us['ply']:.1f} µs, parse() {us['new']:.1f} µs", file=sys.stderr)
+    return table(f"Parsing a text not seen before ({n:,} distinct texts per form; "
+                 f"best of {repeat} interleaved rounds)",
+                 ["form", "PLY µs", "fast path µs", "parse() new µs", "parse() cached µs",
+                  "PLY / parse()", "declined"], rows)
+
+
+def set_table(n: int, repeat: int) -> str:
+    engine = octopus.Engine()
+    form = FORMS[1][1]
+    real_fast = parser_module.parse_fast
+    rows = []
+    rounds: dict[str, float] = {"fast path": float("inf"), "PLY only": float("inf")}
+    for r in range(repeat):
+        for mode in rounds:
+            parser_module.parse_fast = real_fast if mode == "fast path" else \
+                (lambda text: None)
+            texts = [form(i) for i in range((2 * r + (mode == "PLY only")) * n,
+                                            (2 * r + (mode == "PLY only") + 1) * n)]
+            t0 = time.perf_counter()
+            for t in texts:
+                engine.set(t)
+            rounds[mode] = min(rounds[mode], (time.perf_counter() - t0) / n * 1e6)
+    parser_module.parse_fast = real_fast
+    text = form(0)
+    engine.set(text)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        engine.set(text)
+    cached = (time.perf_counter() - t0) / n * 1e6
+    engine.close()
+    for mode, us in rounds.items():
+        rows.append([f"new texts, {mode}", f"{us:.1f}", f"{us / cached:.2f}"])
+    rows.append(["the same text again (every cache hit)", f"{cached:.1f}", "1.00"])
+    return table(f"Embedded Engine.set of a canonical 5-attribute record ({n:,} per round, "
+                 f"store growing)", ["case", "µs per set", "× same text"], rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--texts", type=int, default=2000)
+    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--no-record", action="store_true", help="do not touch RESULTS.md")
+    args = ap.parse_args()
+    out = [forms_table(args.texts, args.repeat), set_table(args.texts, 3)]
+    if not args.no_record:
+        record_results("Parsing (bench/parse.py)", "\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
