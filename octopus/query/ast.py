@@ -39,6 +39,9 @@ __all__ = [
     "bind",
     "bind_name",
     "bind_value",
+    "make_constraint",
+    "make_name",
+    "make_query",
 ]
 
 # Comparison operators as they appear in the AST, with their source spelling.

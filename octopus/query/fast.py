@@ -46,7 +46,7 @@ from octopus.query.ast import (
 )
 from octopus.record import Atom
 
-__all__ = ["parse_fast"]
+__all__ = ["parse_fast", "parse_name"]
 
 # Possessive quantifiers: every token below ends where PLY's would, so giving characters
 # back could never help a match; not trying keeps each match linear.
@@ -66,29 +66,37 @@ _BARE_NAME = re.compile(_NAME)
 _HEAD = re.compile(
     _WS + r"(?:r'(" + _QUOTED + r")'|(" + _NAME + r")|(_)|%([sn]))" + _WS +
     r"(?:(\{)" + _WS + r"(?:(\})" + _WS + r")?)?", re.S)
-# One item with the separator before it ("{" for the first, "," for the others).
-# The value's alternatives are PLY's token rules in PLY's order; exactly one matches,
-# and as the value's group is the last group, ``lastindex`` says which.
+# One item with the separator before it ("{" for the first, "," for the others; the
+# loop checks which). The value's alternatives are PLY's token rules in PLY's order;
+# exactly one matches, and as the value's group is the last group, ``lastindex`` says
+# which.
 _ITEM = re.compile(
-    r"[{,]" + _WS + r"(" + _NAME + r")" + _WS + r"(:|==|!=|<=|>=|<|>)" + _WS +
+    r"([{,])" + _WS + r"(" + _NAME + r")" + _WS + r"(:|==|!=|<=|>=|<|>)" + _WS +
     r"(?:"
-    r"r'(" + _QUOTED + r")'"                                        # 3 regex body
-    r"|'(" + _QUOTED + r")'"                                        # 4 string body
-    r"|(-?(?:" + _DIGITS + r"\.[0-9]++(?:" + _EXPONENT + r")?"      # 5 float
+    r"r'(" + _QUOTED + r")'"                                        # 4 regex body
+    r"|'(" + _QUOTED + r")'"                                        # 5 string body
+    r"|(-?(?:" + _DIGITS + r"\.[0-9]++(?:" + _EXPONENT + r")?"      # 6 float
     r"|\.[0-9]++(?:" + _EXPONENT + r")?"
     r"|" + _DIGITS + _EXPONENT + r"))"
-    r"|(-?0[xX][0-9a-fA-F]++)"                                      # 6 hex integer
-    r"|(-?" + _DIGITS + r")"                                        # 7 decimal integer
-    r"|(" + _NAME + r")"                                            # 8 identifier, true, false
-    r"|(_)"                                                         # 9 "key: _"
-    r"|%([dfsbn])"                                                  # 10 placeholder
+    r"|(-?0[xX][0-9a-fA-F]++)"                                      # 7 hex integer
+    r"|(-?" + _DIGITS + r")"                                        # 8 decimal integer
+    r"|(" + _NAME + r")"                                            # 9 identifier, true, false
+    r"|(_)"                                                         # 10 "key: _"
+    r"|%([dfsbn])"                                                  # 11 placeholder
     r")" + _WS, re.S)
-_REGEX, _STRING, _FLOAT, _HEX, _INT, _IDENT, _ANY, _PLACEHOLDER = range(3, 11)
+_REGEX, _STRING, _FLOAT, _HEX, _INT, _IDENT, _ANY, _PLACEHOLDER = range(4, 12)
 _CLOSE = re.compile(r"\}" + _WS)
 
 _OPS = {":": "is", "==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
 _ESCAPE = re.compile(r"\\(.)", re.S)
 _ESCAPES = {"'": "'", "\\": "\\", "n": "\n", "t": "\t", "r": "\r"}
+
+
+def parse_name(text: str) -> Query | None:
+    """The PLY parser's result for a bare record name (``hw.pci.device.7``), else None."""
+    if _BARE_NAME.fullmatch(text) is None or text in _KEYWORDS:
+        return None
+    return make_query(make_name(text), (), 0)
 
 
 def parse_fast(text: str) -> Query | None:
@@ -121,8 +129,8 @@ def parse_fast(text: str) -> Query | None:
     next_item = _ITEM.scanner(text, end).match
     while (m := next_item()) is not None:
         kind: int = m.lastindex  # type: ignore[assignment]
-        key, op, token = m.group(1, 2, kind)
-        if key in _KEYWORDS:
+        separator, key, op, token = m.group(1, 2, 3, kind)
+        if key in _KEYWORDS or (separator == "{" and constraints):
             return None
         op = _OPS[op]
         value: object
@@ -155,7 +163,7 @@ def parse_fast(text: str) -> Query | None:
             op, value = "re", Regex(token)
         else:
             op, value = "any", None
-        constraints.append(make_constraint(key, op, value, m.start(1)))  # type: ignore[arg-type]
+        constraints.append(make_constraint(key, op, value, m.start(2)))  # type: ignore[arg-type]
         end = m.end()
     if not constraints or _CLOSE.fullmatch(text, end) is None:
         return None

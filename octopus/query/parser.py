@@ -7,7 +7,9 @@ the dominant forms (bare names, canonical records, simple queries) at a fraction
 cost and returns exactly what PLY would, or declines. Errors always come from PLY.
 
 :func:`parse` memoises results in an LRU bounded in entries and in bytes
-(:mod:`octopus.query.cache`), which is safe because ASTs are immutable. PLY parser
+(:mod:`octopus.query.cache`), which is safe because ASTs are immutable. Bare names are
+not memoised: reading one costs less than a memo lookup, and keys drawn at random from
+millions of names would only push the useful entries out. PLY parser
 objects are not re-entrant, so a PLY parse holds a lock; cached and fast parses do not.
 """
 
@@ -23,7 +25,7 @@ import ply.yacc as yacc
 from octopus.errors import ParseError, QueryError
 from octopus.query.ast import AnyName, Constraint, Name, Placeholder, Query, Regex
 from octopus.query.cache import LRUCache
-from octopus.query.fast import parse_fast
+from octopus.query.fast import parse_fast, parse_name
 from octopus.query.lexer import Lexer, position
 from octopus.record import Atom
 
@@ -210,6 +212,9 @@ def parse(text: object, *, max_length: int = DEFAULT_MAX_LENGTH) -> Query:
         raise QueryError(f"a query must be a str, got {type(text).__name__}")
     if len(text) > max_length:  # cheap bound before encoding a huge text
         raise QueryError(f"the query is longer than the limit of {max_length} bytes")
+    query = parse_name(text)
+    if query is not None:  # cheaper than the memo, and names would crowd it out
+        return query
     query = _memo.get(text)
     if query is None:
         _check_encoding(text, max_length)

@@ -92,10 +92,16 @@ NAME = st.one_of(NAMES, ODD_NAMES)
 TEXT = st.text(st.characters(codec=None, exclude_categories=()), max_size=12)  # incl. surrogates
 
 
+def hex_text(n: int) -> str:
+    return ("-" if n < 0 else "") + f"{abs(n):#x}"
+
+
 def ints() -> st.SearchStrategy[str]:
     return st.one_of(
         st.integers(-(10**20), 10**20).map(str),
-        st.integers(-(2**64), 2**64).map(lambda n: ("-" if n < 0 else "") + f"{abs(n):#x}"),
+        st.integers(-(2**64), 2**64).map(hex_text),
+        st.integers(-(2**1200), 2**1200).map(hex_text),
+        st.integers(-(10**400), 10**400).map(str),
         st.integers(0, 16).map(lambda k: "0x" + "F" * k),     # "0x" alone is an error
         st.integers(MAX_INT_DIGITS - 2, MAX_INT_DIGITS + 2).map(lambda k: "9" * k),
         st.integers(295, 305).map(lambda k: "7" * k),          # around the fast path's limit
@@ -137,6 +143,8 @@ NAME_PATTERNS = st.one_of(NAME, st.just("_"), regexes(), PLACEHOLDERS)
 
 @st.composite
 def grammar_texts(draw: st.DrawFn) -> str:
+    """Grammar-shaped texts whose tokens are drawn from valid and invalid spellings
+    alike (most are errors somewhere)."""
     parts = [draw(WS), draw(NAME_PATTERNS)]
     if draw(st.booleans()):
         parts += [draw(SOME_WS), "{"]
@@ -151,12 +159,67 @@ def grammar_texts(draw: st.DrawFn) -> str:
     return "".join(parts)
 
 
+# Valid texts, then at most one odd token in them: each way the fast path must decline
+# (or must not) is met in an otherwise valid text, where nothing else hides it.
+KEYS = NAMES.filter(lambda n: n not in ("true", "false"))
+VALID_SCALARS = st.one_of(
+    st.integers(-(10**20), 10**20).map(str),
+    st.integers(-(10**400), 10**400).map(str),
+    st.integers(-(2**1200), 2**1200).map(hex_text),
+    st.sampled_from(["0", "-0", "0x0", "0XfF", "-0x10", "9" * MAX_INT_DIGITS,
+                     "-0x" + "f" * 3570, "7" * 300, "7" * 301]),
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.sampled_from([".5", "-.5", "0.0", "-0.0", "1e5", "1E+5", "2.5e-3", "0e0", "1.5E-07",
+                     "1." + "0" * 400, "." + "9" * 50]),
+    TEXT.map(format_string),
+    st.lists(st.sampled_from(["a", "é", "\\'", "\\\\", "\\n", "\\t", "\\r", "\n", "😀"]),
+             max_size=5).map(lambda parts: "'" + "".join(parts) + "'"),
+    KEYS, st.sampled_from(["true", "false", "truex", "false.1", "%d", "%f", "%s", "%b", "%n"]),
+)
+VALID_REGEXES = st.lists(st.sampled_from(["a", ".", "\\.", "\\'", "\\\\", "\\q", "^", "$",
+                                          "é", "\n", " ", "(?i)"]),
+                         max_size=5).map(lambda parts: "r'" + "".join(parts) + "'")
+VALID_OPS = st.sampled_from([":", ":", ":", "==", "!=", "<", "<=", ">", ">="])
+VALID_NAME_PATTERNS = st.one_of(KEYS, st.just("_"), VALID_REGEXES, st.sampled_from(["%s", "%n"]))
+ODD_VALUES = st.sampled_from([
+    "'a\\qb'", "'\\x'", "'\\'", "1e400", "-1e400", "00.5", "01", "-007", "0x", "٣", "1٣",
+    "1" + "0" * MAX_INT_DIGITS, "0x" + "f" * 3600, "1.e5", "5.", "'open", "r'open", "%x", "%",
+    "--1", "+1", "1_0", "1e", "1.5e", ".", "-", "0x1g", "12abc", "'a'b'", "r'a'b'"])
+ODD_KEYS = st.sampled_from(["true", "false", "_a", "A", "1a", "_", "'a'", "%s"])
+ODD_OPS = st.sampled_from(["=", "=<", "=>", "<>", "::", "! =", ""])
+ODD_NAME_PATTERNS = st.sampled_from(["true", "false", "%d", "%f", "%b", "A", "_x", "r'x",
+                                     "'x'", "1", ""])
+
+
+@st.composite
+def near_valid_texts(draw: st.DrawFn) -> str:
+    n = draw(st.integers(0, 5))
+    odd = draw(st.integers(-1, 3 * n + 1))      # which token is odd (-1: none)
+    name = draw(ODD_NAME_PATTERNS if odd == 3 * n else VALID_NAME_PATTERNS)
+    parts = [draw(WS), name, draw(SOME_WS)]
+    if n or draw(st.booleans()):
+        parts.append("{")
+        for i in range(n):
+            key = draw(ODD_KEYS if odd == 3 * i else KEYS)
+            op = draw(ODD_OPS if odd == 3 * i + 1 else VALID_OPS)
+            if odd == 3 * i + 2:
+                value = draw(ODD_VALUES)
+            elif op == ":":
+                value = draw(st.one_of(VALID_SCALARS, VALID_REGEXES, st.just("_")))
+            else:
+                value = draw(VALID_SCALARS)
+            parts += ["," if i else "", draw(SOME_WS), key, draw(SOME_WS), op,
+                      draw(SOME_WS), value, draw(SOME_WS)]
+        parts += ["," if odd == 3 * n + 1 and n else "", "}", draw(WS)]
+    return "".join(parts)
+
+
 ALPHABET = "{}:,'\\r%_-.0123456789eExX \t\n\r<>=!aZbt_٣\udcff\x00\x0b😀"
 
 
 @st.composite
 def mutated(draw: st.DrawFn) -> str:
-    text = draw(grammar_texts())
+    text = draw(st.one_of(grammar_texts(), near_valid_texts()))
     for _ in range(draw(st.integers(1, 3))):
         if not text:
             break
@@ -195,7 +258,15 @@ def records(draw: st.DrawFn) -> Record:
 @example("r'x'")
 @example("r'x' { a: r'y', b: _ }")
 @example("x{a:'it\\'s',b:-.5e3,c:0XfF,d:%n}")
+@example("   _{a0000:   _{a0000:0}")  # found by hypothesis: "{" where "," belongs
 def test_grammar_texts(text: str) -> None:
+    check_fast(text)
+    check_parse(text)
+
+
+@settings(max_examples=1500)
+@given(near_valid_texts())
+def test_near_valid_texts(text: str) -> None:
     check_fast(text)
     check_parse(text)
 
