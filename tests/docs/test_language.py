@@ -37,6 +37,9 @@ def test_the_language_guide_is_all_examples_that_run() -> None:
     fences = [m.group(1).split()[0] if m.group(1).split() else ""
               for m in re.finditer(r"^```(.*)$", text, re.M)][::2]
     assert fences and all(info == "octopus" for info in fences), fences
+    prose = re.sub(r"^```.*?^```", "", text, flags=re.M | re.S)
+    indented = [line for line in prose.splitlines() if line.startswith("    ")]
+    assert not indented, f"an indented code block is an example that never runs: {indented}"
     steps = sum(len(e.steps) for e in examples_of(LANGUAGE))
     assert len(examples_of(LANGUAGE)) >= 25 and steps >= 200
 
