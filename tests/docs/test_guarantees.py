@@ -7,6 +7,7 @@ in docs/guarantees.md).
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import threading
 from pathlib import Path
@@ -23,6 +24,7 @@ REFERENCE = re.compile(r"`(tests/[\w/]+\.py)::([\w:]+)(?:\[[^\]`]*\])?`")
 ITEM = re.compile(r"^\d+\. ")
 
 
+@functools.cache
 def defined_tests(path: Path) -> set[str]:
     """``name`` and ``Class::method`` for every test function and class of a module."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
