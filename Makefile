@@ -1,5 +1,5 @@
 # The two commands a new user runs are `make demo` and `make test`; each sets up what it needs.
-.PHONY: setup test demo bench lint clean
+.PHONY: setup test demo bench lint docs clean
 
 VENV := .venv
 PY   := $(VENV)/bin/python
@@ -18,6 +18,9 @@ demo: setup
 
 bench: setup
 	@$(PY) bench/run_all.py
+
+docs: setup
+	@$(PY) scripts/api_reference.py
 
 lint: setup
 	@$(PY) -m ruff check octopus tests bench
