@@ -6,7 +6,8 @@ parse costs ~100 µs. Most texts are a bare name (``hw.pci.device.7``), a record
 canonical form (``name { k: v, ... }``, as ``str(Record)`` prints it, or written by
 hand with other spacing) or a simple query (``_ { key: value }``, ``_ { k > v }``).
 :func:`parse_fast` reads those (in fact every valid text, except numbers written with
-more than 300 characters) with a few anchored regular expressions and returns the :class:`~octopus.query.ast.Query` the PLY parser (the grammar's authority,
+more than 300 characters) with a few anchored regular expressions and returns the
+:class:`~octopus.query.ast.Query` the PLY parser (the grammar's authority,
 :mod:`octopus.query.parser`) would return for the same text: the same tree, the same
 value types (``int``/``float``/``bool``/``str``/:class:`~octopus.record.Atom`), the
 same placeholder numbering and the same positions.
