@@ -2,6 +2,9 @@
 
     .venv/bin/python bench/parse.py [--texts 2000] [--repeat 7] [--no-record]
 
+Prints the tables, writes bench/parse.png and (unless --no-record) the RESULTS.md
+section.
+
 For each form, ``--texts`` distinct texts (so no memo helps) are parsed by
 ``parse_ply`` (PLY alone), ``parse_fast`` (the fast path alone) and ``parse`` with an
 empty memo (what a new text costs in practice: checks, fast path or PLY, memo put);
@@ -17,12 +20,14 @@ off (the issue's "embedded set of a text not seen before").
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from common import record_results, table
+from common import HERE, record_results, table
 
 import octopus
 from octopus.query import parser as parser_module
@@ -63,8 +68,9 @@ def best_us(funcs: dict[str, Callable[[], Any]], n: int, repeat: int,
     return best
 
 
-def forms_table(n: int, repeat: int) -> str:
+def forms_table(n: int, repeat: int) -> tuple[str, list[tuple[str, float, float]]]:
     rows = []
+    plotted = []
     for label, make in FORMS:
         texts = [make(i) for i in range(n)]
         for t in texts[:20]:  # the bench measures the same thing on both paths
@@ -88,11 +94,12 @@ def forms_table(n: int, repeat: int) -> str:
         rows.append([label, f"{us['ply']:.1f}", f"{us['fast']:.1f}", f"{us['new']:.1f}",
                      f"{us['cached']:.2f}", f"{us['ply'] / us['new']:.1f}×",
                      f"{declined / n:.0%}"])
+        plotted.append((label, us["ply"], us["new"]))
         print(f"  {label}: PLY {us['ply']:.1f} µs, parse() {us['new']:.1f} µs", file=sys.stderr)
     return table(f"Parsing a text not seen before ({n:,} distinct texts per form; "
                  f"best of {repeat} interleaved rounds)",
                  ["form", "PLY µs", "fast path µs", "parse() new µs", "parse() cached µs",
-                  "PLY / parse()", "declined"], rows)
+                  "PLY / parse()", "declined"], rows), plotted
 
 
 def lexer_table(n: int, repeat: int) -> str:
@@ -149,13 +156,39 @@ def set_table(n: int, repeat: int) -> str:
                  f"store growing)", ["case", "µs per set", "× same text"], rows)
 
 
+def plot(plotted: list[tuple[str, float, float]]) -> Path:
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 4.8))
+    labels = [label for label, _, _ in plotted][::-1]
+    ys = range(len(labels))
+    ax.barh([y + 0.2 for y in ys], [p for _, p, _ in plotted][::-1], height=0.4,
+            label="PLY")
+    ax.barh([y - 0.2 for y in ys], [f for _, _, f in plotted][::-1], height=0.4,
+            label="parse() (fast path)")
+    ax.axvline(20, color="grey", linestyle="--", linewidth=1)
+    ax.text(20, len(labels) - 0.4, " 20 µs goal", color="grey", fontsize=8)
+    ax.set_yticks(list(ys), labels, fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("µs to parse a text not seen before (log scale)")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    path = HERE / "parse.png"
+    fig.savefig(path, dpi=110)
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--texts", type=int, default=2000)
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--no-record", action="store_true", help="do not touch RESULTS.md")
     args = ap.parse_args()
-    out = [forms_table(args.texts, args.repeat), lexer_table(args.texts, args.repeat),
+    forms, plotted = forms_table(args.texts, args.repeat)
+    png = plot(plotted)
+    out = [forms + f"\nPlot: `bench/{png.name}`.\n", lexer_table(args.texts, args.repeat),
            set_table(args.texts, 3)]
     if not args.no_record:
         record_results("Parsing (bench/parse.py)", "\n".join(out))
