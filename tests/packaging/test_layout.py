@@ -80,3 +80,12 @@ def test_setup_error_says_what_to_install() -> None:
     assert "pip install --force-reinstall --no-cache-dir --no-binary janus-swi janus-swi" in text
     assert "`make setup`" in text and "PATH" in text
     assert octopus.SetupError is SetupError and isinstance(e, octopus.OctopusError)
+
+
+def test_the_octopus_command_is_in_the_environment() -> None:
+    # The README says: after `make setup`, the command is .venv/bin/octopus (or `octopus`
+    # after `source .venv/bin/activate`).
+    command = Path(sys.prefix, "bin", "octopus")
+    r = subprocess.run([str(command), "--version"], capture_output=True, text=True,
+                       timeout=60, cwd="/")
+    assert (r.returncode, r.stdout) == (0, f"octopus {octopus.__version__}\n")
