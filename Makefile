@@ -1,5 +1,5 @@
 # The two commands a new user runs are `make demo` and `make test`; each sets up what it needs.
-.PHONY: setup test wheel-smoke demo bench lint clean
+.PHONY: setup test wheel-smoke demo bench lint docs clean
 
 VENV := .venv
 PY   := $(VENV)/bin/python
@@ -24,6 +24,9 @@ demo: setup
 
 bench: setup
 	@$(PY) bench/run_all.py
+
+docs: setup
+	@$(PY) scripts/api_reference.py
 
 lint: setup
 	@$(PY) -m ruff check octopus tests bench scripts examples

@@ -1,6 +1,6 @@
 """Records: a name and attributes, with their canonical text form.
 
-A :class:`Record` is immutable. Its ``str()`` is the canonical text of SPEC section 1:
+A :class:`Record` is immutable. Its ``str()`` is the canonical text of docs/language.md:
 ``name { k1: v1, k2: v2 }`` with keys in byte order, integers in decimal, floats in
 Python ``repr`` form, strings single-quoted with ``'`` and ``\\`` escaped, identifiers
 bare, booleans ``true``/``false``; ``name {}`` when there are no attributes. Parsing the

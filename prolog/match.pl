@@ -10,7 +10,7 @@
 
 /** <module> Pure record matching for the Octopus store
 
-This module knows how a query matches a record (SPEC section 2) and nothing about
+This module knows how a query matches a record (docs/language.md) and nothing about
 where records are kept. It never asserts store facts; its only state is a bounded cache
 of compiled regular expressions.
 

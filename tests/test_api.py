@@ -1,4 +1,4 @@
-"""The public surface: what `import octopus` offers, and the exception tree of SPEC §3."""
+"""The public surface: what `import octopus` offers; the exception tree (docs/guarantees.md)."""
 
 from __future__ import annotations
 
