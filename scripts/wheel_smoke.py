@@ -42,6 +42,11 @@ def package() -> None:
                  "kaluga.pl"):
         assert (where / "prolog" / name).is_file(), name
     assert issubclass(octopus.SetupError, octopus.OctopusError)
+    from importlib import metadata
+
+    shipped = [str(f) for f in metadata.files("octopus") or []]
+    assert any(f.endswith("licenses/LICENSE") for f in shipped), "no LICENSE in the wheel"
+    assert not [f for f in shipped if f.startswith(("tests/", "bench/", "examples/"))]
 
 
 def engine() -> None:
