@@ -15,8 +15,8 @@ def test_public_names_are_pinned() -> None:
         "AsyncClient", "Atom", "Barrier", "Client", "ConditionFailed", "Election", "Engine",
         "EngineClosed", "Event", "KnowledgeBaseError", "Lock", "LockError", "Mode",
         "NameService", "NotFound", "OctopusError", "ParameterError", "ParseError", "QueryError",
-        "ReadWriteLock", "Record", "Semaphore", "Session", "Subscription", "Trigger",
-        "TriggerNotFound", "WaitTimeout", "connect", "connect_async", "read",
+        "ReadWriteLock", "Record", "Semaphore", "Session", "SetupError", "Subscription",
+        "Trigger", "TriggerNotFound", "WaitTimeout", "connect", "connect_async", "read",
     ]
     assert octopus.__all__ == sorted(octopus.__all__)
     for name in octopus.__all__:
@@ -34,6 +34,7 @@ def test_public_names_are_pinned() -> None:
     (errors.KnowledgeBaseError, (errors.OctopusError,)),
     (errors.WaitTimeout, (errors.OctopusError, TimeoutError)),
     (errors.LockError, (errors.OctopusError, RuntimeError)),
+    (errors.SetupError, (errors.OctopusError,)),
 ])
 def test_exception_tree(error: type[Exception], bases: tuple[type[Exception], ...]) -> None:
     for base in bases:
