@@ -40,19 +40,14 @@ import subprocess
 import sys
 import tempfile
 import threading
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from octopus.errors import KnowledgeBaseError, OctopusError, QueryError
+from octopus.errors import KnowledgeBaseError, OctopusError, QueryError, SetupError
 
 __all__ = ["PrologRuntime", "find_swipl_home", "runtime"]
 
 MIN_PLVERSION = 90112
-
-
-class SetupError(OctopusError):
-    """SWI-Prolog could not be found or loaded (run `make test` or scripts/setup.sh)."""
 
 
 def _dump_runtime_variables(swipl: str) -> dict[str, str]:
@@ -140,10 +135,17 @@ def _import_janus(home: str) -> Any:
 
 
 def _prolog_dir() -> Path:
-    source = Path(__file__).resolve().parent.parent / "prolog"
-    if (source / "store.pl").exists():
-        return source
-    return Path(str(resources.files("octopus.prolog")))
+    """The directory of the .pl files: ``octopus/prolog/`` in an installed package,
+    ``prolog/`` beside ``octopus/`` in a source checkout. A real directory either way:
+    Prolog consults files by path (``importlib.resources`` would hand back a
+    MultiplexedPath for this namespace directory, whose text is no path)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "prolog", here.parent / "prolog"):
+        if (candidate / "store.pl").is_file():
+            return candidate
+    raise SetupError(f"the Prolog files of octopus are missing (looked for store.pl in "
+                     f"{here / 'prolog'} and {here.parent / 'prolog'}); the package is "
+                     "incomplete: reinstall it", hint=False)
 
 
 class _Detacher:

@@ -49,7 +49,7 @@ from octopus.errors import ConditionFailed, EngineClosed, NotFound, QueryError, 
 from octopus.events import Dispatcher, Event, Handler, Mode, Subscription, Trigger
 from octopus.kb import KnowledgeBase
 from octopus.query.compile import CompiledQuery, compile_query, compile_record
-from octopus.record import Atom, Record, Value, check_value, is_name, natural_key
+from octopus.record import Atom, Record, Value, check_value, is_name, natural_key, short_repr
 from octopus.registry import TriggerRegistry
 
 __all__ = ["Change", "ChangeOp", "Core", "Observer"]
@@ -458,11 +458,11 @@ class Core:
                 elif type(value) is str:
                     if not value.isascii():
                         value.encode("utf-8")  # lone surrogates cannot cross to Prolog
-                else:
-                    check_value(value)
+                elif type(value) is not bool:
+                    check_value(value)  # ints too: they have a range (octopus.record)
                 checked[key] = value
         except (TypeError, ValueError, AttributeError) as e:
-            raise QueryError(f"not a record: {item!r:.200} ({e})") from None
+            raise QueryError(f"not a record: {short_repr(item, 200)} ({e})") from None
         return name, encode_attributes(checked), checked
 
     # --- triggers and publish/subscribe --------------------------------------------------

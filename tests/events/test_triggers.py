@@ -1,4 +1,4 @@
-"""SPEC section 4: triggers, their installation, delivery guarantees and the index."""
+"""docs/guarantees.md §Triggers: their installation, delivery guarantees and the index."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Sessions and ephemeral records: the ground the recipes stand on (SPEC section 3)."""
+"""Sessions and ephemeral records, the ground the recipes stand on (docs/guarantees.md)."""
 
 from __future__ import annotations
 

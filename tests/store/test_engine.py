@@ -1,4 +1,4 @@
-"""SPEC section 3: the Engine API, one test per rule."""
+"""The Engine API (docs/language.md, docs/guarantees.md), one test per rule."""
 
 from __future__ import annotations
 
