@@ -580,13 +580,14 @@ class Core:
                 "events_pending": dispatcher.pending if dispatcher is not None else 0,
             }
 
-    def close(self) -> None:
-        """Close every session, then give back the Prolog modules and the dispatcher.
-        Closing twice is harmless."""
+    def close(self, last: int | None = None) -> None:
+        """Close every session (in the order they were opened, ``last`` at the end: the
+        engine's own), then give back the Prolog modules and the dispatcher. Closing
+        twice is harmless."""
         with self.lock:
             if self.closed:
                 return
-            for sid in list(self._sessions):
+            for sid in sorted(self._sessions, key=lambda sid: (sid == last, sid)):
                 self._close_session_locked(sid)
             self.closed = True
             self._finalizer.detach()

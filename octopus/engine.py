@@ -197,8 +197,9 @@ class Engine(Session):
         super().__init__(core, core.open_session())
 
     def close(self) -> None:
-        """Close every session of the engine, then the engine. Closing twice is harmless."""
-        self._core.close()
+        """Close every other session of the engine, then its own, then the engine.
+        Closing twice is harmless."""
+        self._core.close(last=self._sid)
 
     def __enter__(self) -> Engine:
         return self

@@ -43,7 +43,7 @@ def check_timeout(timeout: object, what: str = "timeout") -> float | None:
     if isinstance(timeout, bool) or not isinstance(timeout, int | float):
         raise QueryError(f"{what} must be a number of seconds or None, "
                          f"got {type(timeout).__name__}")
-    if math.isnan(timeout):
+    if isinstance(timeout, float) and math.isnan(timeout):
         raise QueryError(f"{what} must be a number of seconds or None, got nan")
     if timeout >= threading.TIMEOUT_MAX:
         return None

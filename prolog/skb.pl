@@ -16,7 +16,7 @@ from user data):
 
   - KB:  the knowledge base proper. Every clause of every loaded file or text is
          asserted here, every directive runs here, every goal is called here. So a
-         file that defines, asserts or retracts rec/3, attr/3, seq/2, trig/2, ...
+         file that defines, asserts or retracts rec/3, key_index/2, seq/2, trig/2, ...
          defines its own KB:rec/3 and never touches a store module.
   - Aux: bookkeeping of loads: the open stream and the terms read so far
          ('$stream'/1, '$term'/1) and, per consulted file, the clause references
