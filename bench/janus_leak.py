@@ -40,8 +40,10 @@ def main() -> None:
     element = janus.query_once('string_concat("a", "b", S), X = S-S')["X"][0]
     # One reference from the tuple, one from getrefcount's argument: 2 without the bug.
     refs = sys.getrefcount(element) - 1
-    print(f"| reply            | bytes kept per call |\n|------------------|---------------------|\n"
-          f"| pair  S-S        | {pair:19.1f} |\n| list  [S, S]     | {listed:19.1f} |")
+    print("| reply            | bytes kept per call |")
+    print("|------------------|---------------------|")
+    print(f"| pair  S-S        | {pair:19.1f} |")
+    print(f"| list  [S, S]     | {listed:19.1f} |")
     print(f"references held on a tuple element: {refs} (1 expected)")
     print("janus-swi leaks tuple elements" if refs > 1 else "janus-swi does not leak tuples")
 
