@@ -103,7 +103,7 @@ store_get_by_name(M, Name, Reply) :-
 %   natural order, which is cheaper in Python than in Prolog, and fetches it).
 
 store_first(M, NP0, Cs0, Reply) :-
-    guarded(first_(M, NP0, Cs0, R), R, Reply).
+    guarded(with_regex_budget(first_(M, NP0, Cs0, R)), R, Reply).
 
 first_(M, NP0, Cs0, Reply) :-
     prepare_query(NP0, Cs0, Q),
@@ -121,7 +121,7 @@ first_(M, NP0, Cs0, Reply) :-
 %   Reply is the list of matching names, unordered (the caller sorts).
 
 store_names(M, NP0, Cs0, Reply) :-
-    guarded(names_(M, NP0, Cs0, R), R, Reply).
+    guarded(with_regex_budget(names_(M, NP0, Cs0, R)), R, Reply).
 
 names_(M, NP0, Cs0, Names) :-
     prepare_query(NP0, Cs0, Q),
@@ -132,7 +132,7 @@ names_(M, NP0, Cs0, Names) :-
 %   Reply is a list of -(Name, Rev, Dict), unordered (the caller sorts).
 
 store_all(M, NP0, Cs0, Reply) :-
-    guarded(all_(M, NP0, Cs0, R), R, Reply).
+    guarded(with_regex_budget(all_(M, NP0, Cs0, R)), R, Reply).
 
 all_(M, NP0, Cs0, Records) :-
     prepare_query(NP0, Cs0, Q),
@@ -143,7 +143,7 @@ all_(M, NP0, Cs0, Records) :-
 %   Reply is @(true) or @(false).
 
 store_exists(M, NP0, Cs0, Reply) :-
-    guarded(exists_(M, NP0, Cs0, R), R, Reply).
+    guarded(with_regex_budget(exists_(M, NP0, Cs0, R)), R, Reply).
 
 exists_(M, NP0, Cs0, Reply) :-
     prepare_query(NP0, Cs0, Q),
@@ -231,6 +231,7 @@ set_(M, Name0, Attrs, Cs0, Seq, Rev, Name) :-
     ->  next_sequential_name(M, Name0, Name)
     ;   Name = Name0
     ),
+    check_name(Name),
     (   Cs == []
     ->  true
     ;   M:rec(Name, _, Old), constraints_hold(Cs, Old)

@@ -24,7 +24,7 @@ of those candidates against the changed record.
 %   error term.
 
 trigger_add(M, Id, NP0, Cs0, Reply) :-
-    guarded(( prepare_query(NP0, Cs0, Q),
+    guarded(( prepare_trigger_query(NP0, Cs0, Q),
               (   current_predicate(M:trig/2) -> true ; dynamic(M:trig/2) ),
               assertz(M:trig(Id, Q))
             ),
