@@ -20,7 +20,12 @@ from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Any, TypeAlias
 
-__all__ = ["Atom", "Record", "Value", "format_value", "is_name", "natural_key"]
+__all__ = ["MAX_NAME_LENGTH", "Atom", "Record", "Value", "format_value", "is_name",
+           "natural_key"]
+
+# Names, keys and identifiers: a regex runs on a name at every write that a name-regex
+# trigger sees, so names stay within the regex subject limit (prolog/match.pl).
+MAX_NAME_LENGTH = 1024
 
 _NAME_RE = re.compile(r"[a-z][A-Za-z0-9._\-]*\Z")
 _KEYWORDS = frozenset({"true", "false"})
@@ -41,8 +46,10 @@ Value: TypeAlias = int | float | str | bool
 
 
 def is_name(text: object) -> bool:
-    """True if ``text`` is a valid record name or attribute key."""
-    return isinstance(text, str) and bool(_NAME_RE.match(text)) and text not in _KEYWORDS
+    """True if ``text`` is a valid record name or attribute key (at most
+    :data:`MAX_NAME_LENGTH` characters)."""
+    return (isinstance(text, str) and len(text) <= MAX_NAME_LENGTH
+            and bool(_NAME_RE.match(text)) and text not in _KEYWORDS)
 
 
 def _number_run(match: re.Match[str]) -> str:

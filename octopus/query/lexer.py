@@ -15,6 +15,7 @@ from typing import Any, ClassVar, NoReturn
 import ply.lex as lex
 
 from octopus.errors import ParseError
+from octopus.record import MAX_NAME_LENGTH
 
 __all__ = ["Lexer", "position"]
 
@@ -146,6 +147,10 @@ class Lexer:
 
     def t_NAME(self, t: Any) -> Any:
         r"[a-z][A-Za-z0-9._\-]*"
+        if len(t.value) > MAX_NAME_LENGTH:
+            self.fail(f"a name, key or identifier may have at most {MAX_NAME_LENGTH} "
+                      f"characters; this one has {len(t.value)}", t.lexpos,
+                      t.value[:20] + "...")
         t.type = self.keywords.get(t.value, "NAME")
         return t
 
