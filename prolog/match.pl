@@ -105,7 +105,7 @@ prepare_name(Name, exact(Name)) :-
 %
 %   As prepare_query/3, for a query that will run on every write (a trigger or a
 %   subscription): each of its regexes must also stay within the match limit on the
-%   probe texts of probe_texts/2, else octopus(query, Message) is raised.
+%   probe texts of probe_text/3, else octopus(query, Message) is raised.
 
 prepare_trigger_query(NP0, Cs0, Q) :-
     prepare_query(NP0, Cs0, Q),
@@ -657,16 +657,16 @@ costly_regex(Source, What) :-
            [Source, Steps, What, Length]),
     throw(octopus(query, Msg)).
 
-%!  probe_texts(+Source, -Text, -What) is nondet.
+%!  probe_text(+Source, -Text, -What) is nondet.
 %
-%   The texts a trigger regex is probed with, each as long as the subject limit and
-%   ending in U+0001 (a character patterns rarely accept, so searches must fail
-%   after trying everything): each of the first 16 distinct characters of the
-%   pattern repeated, and the pattern itself repeated.
+%   The texts a trigger regex is probed with, each as long as the subject limit:
+%   each of the first 16 distinct characters of the pattern repeated, and the pattern
+%   itself repeated; each once as it is and once with its last character replaced by
+%   U+0001 (a character patterns rarely accept, so that a search has to fail after
+%   trying everything, which is where backtracking explodes).
 
 probe_text(Source, Text, What) :-
     regex_limit(subject_length, Length),
-    Fill is Length - 1,
     string_codes(Source, Codes),
     list_to_set(Codes, Distinct),
     (   length(Distinct, N), N > 16
@@ -674,14 +674,19 @@ probe_text(Source, Text, What) :-
     ;   First = Distinct
     ),
     (   member(C, First),
-        length(Cs, Fill),
+        length(Cs, Length),
         maplist(=(C), Cs),
-        format(string(What), "'~c' repeated", [C])
+        format(string(What0), "'~c' repeated", [C])
     ;   Codes \== [],
-        repeat_to(Codes, Fill, Cs),
-        What = "the pattern repeated"
+        repeat_to(Codes, Length, Cs),
+        What0 = "the pattern repeated"
     ),
-    append(Cs, [1], TextCodes),
+    (   TextCodes = Cs,
+        What = What0
+    ;   append(Init, [_], Cs),
+        append(Init, [1], TextCodes),
+        format(string(What), "~w, then U+0001", [What0])
+    ),
     string_codes(Text, TextCodes).
 
 repeat_to(Codes, N, Cs) :-
