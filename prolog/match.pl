@@ -9,6 +9,7 @@
             index_hash/2,             % +Value, -Hash
             check_name/1,             % +Name
             regex_compile/2,          % +Pattern, -Regex
+            regex_compile/3,          % +Kind, +Pattern, -Regex
             regex_match/3,            % +Regex, +Text, +Where
             regex_limit/2,            % ?Limit, ?Value
             with_regex_budget/1       % :Goal
@@ -37,7 +38,7 @@ A prepared query is `q(NamePattern, Constraints)`:
 
   - NamePattern is `exact(Name)`, `any` or `re(Regex)`;
   - each constraint is `c(Key, Op, Value)`, Op one of `eq ne lt le gt ge any re`
-    (for `re`, Value is a compiled regex, `rx(Source, Blob)`).
+    (for `re`, Value is a compiled regex, see regex_compile/3).
 
 Matching rules: a constrained key the record lacks never matches (also for `ne`);
 numbers compare by their exact values, as Python compares them (1 = 1.0, but
@@ -90,25 +91,29 @@ docs/decisions.md):
 %   NamePattern0 is a name atom, `@(none)` for `_`, or `re-Pattern`. Raises
 %   octopus(query, Message) for an invalid regex or name.
 
-prepare_query(NP0, Cs0, q(NP, Cs)) :-
-    prepare_name(NP0, NP),
-    prepare_constraints(Cs0, Cs).
+prepare_query(NP0, Cs0, Q) :-
+    prepare_query(query, NP0, Cs0, Q).
 
-prepare_name(@(none), any) :- !.
-prepare_name(re-Pattern, re(Re)) :- !,
-    regex_compile(Pattern, Re).
-prepare_name(Name, exact(Name)) :-
+prepare_query(Kind, NP0, Cs0, q(NP, Cs)) :-
+    prepare_name(NP0, Kind, NP),
+    maplist(prepare_constraint(Kind), Cs0, Cs).
+
+prepare_name(@(none), _, any) :- !.
+prepare_name(re-Pattern, Kind, re(Re)) :- !,
+    regex_compile(Kind, Pattern, Re).
+prepare_name(Name, _, exact(Name)) :-
     must_be(atom, Name),
     check_name(Name).
 
 %!  prepare_trigger_query(+NamePattern0, +Constraints0, -Query) is det.
 %
 %   As prepare_query/3, for a query that will run on every write (a trigger or a
-%   subscription): each of its regexes must also stay within the match limit on the
-%   probe texts of probe_text/3, else octopus(query, Message) is raised.
+%   subscription): its regexes get the smaller trigger match limit, and each must
+%   stay within it on the probe texts of probe_text/3, else octopus(query, Message)
+%   is raised.
 
 prepare_trigger_query(NP0, Cs0, Q) :-
-    prepare_query(NP0, Cs0, Q),
+    prepare_query(trigger, NP0, Cs0, Q),
     Q = q(NP, Cs),
     (   NP = re(Rx) -> probe_regex(Rx) ; true ),
     forall(member(c(_, re, Rx), Cs), probe_regex(Rx)).
@@ -133,13 +138,13 @@ check_name(Name) :-
 %   Constraints0 is a list of -(Key, Op, Value) triples from Python.
 
 prepare_constraints(Cs0, Cs) :-
-    maplist(prepare_constraint, Cs0, Cs).
+    maplist(prepare_constraint(query), Cs0, Cs).
 
-prepare_constraint(-(Key, Op0, V0), c(Key, Op, V)) :-
+prepare_constraint(Kind, -(Key, Op0, V0), c(Key, Op, V)) :-
     must_be(atom, Key),
     op_name(Op0, Op),
     (   Op == re
-    ->  regex_compile(V0, V)
+    ->  regex_compile(Kind, V0, V)
     ;   Op == any
     ->  V = V0
     ;   import_value(V0, V)
@@ -286,7 +291,9 @@ hash_form(V, V).
 %       program limit, i.e. to at most ~2 KiB (a step may walk the whole program,
 %       and X{1000} repeats X's program 1000 times);
 %     - subject_length: characters of the text a regex runs against;
-%     - match_steps: PCRE2 match steps (backtracking frames) for a whole search;
+%     - match_steps, trigger_match_steps: PCRE2 match steps (backtracking frames)
+%       for a whole search, in a query and in a trigger or subscription;
+%     - quick_steps: the steps per start position of the first, unanchored try;
 %     - name_length: characters in a record name;
 %     - query_cpu_base, query_cpu_per_text: a query that runs regexes stops once its
 %       CPU time exceeds base + per_text * (texts matched so far), in seconds (Prolog
@@ -295,9 +302,13 @@ hash_form(V, V).
 regex_limit(pattern_length, 1000).
 regex_limit(capture_groups, 64).
 regex_limit(compiled_copies, 32).
-regex_limit(subject_length, 1024).
+regex_limit(subject_length, Max) :-
+    subject_length_limit(Max).
 regex_limit(match_steps, Steps) :-
-    effective_match_steps(Steps).
+    effective_match_steps(query, Steps).
+regex_limit(trigger_match_steps, Steps) :-
+    effective_match_steps(trigger, Steps).
+regex_limit(quick_steps, 16).
 regex_limit(name_length, 1024).
 regex_limit(query_cpu_base, Seconds) :-
     current_prolog_flag(octopus_regex_cpu_base, Seconds).
@@ -307,26 +318,32 @@ regex_limit(query_cpu_per_text, Seconds) :-
 :- create_prolog_flag(octopus_regex_cpu_base, 1.0, [type(float), keep(true)]).
 :- create_prolog_flag(octopus_regex_cpu_per_text, 0.0001, [type(float), keep(true)]).
 
-wanted_match_steps(20000).
+subject_length_limit(1024).
 
-%   The match limit actually used: the wanted one unless this PCRE2 was built with a
+wanted_match_steps(query, 20000).
+wanted_match_steps(trigger, 5000).
+
+%   The match limits actually used: the wanted ones unless this PCRE2 was built with a
 %   depth limit, match limit or heap limit that could be reached first (a reached
 %   depth or heap limit is an error code pcre4pl does not handle). Defaults are 10M
 %   steps, 10M depth and 20 GB of heap; a frame is under 256 bytes plus 16 per group.
 
-:- dynamic effective_match_steps/1.
+:- dynamic effective_match_steps/2.
 
 set_effective_match_steps :-
-    wanted_match_steps(Wanted),
+    retractall(effective_match_steps(_, _)),
+    forall(wanted_match_steps(Kind, Wanted),
+           ( effective_steps(Wanted, Steps),
+             assertz(effective_match_steps(Kind, Steps)) )).
+
+effective_steps(Wanted, Steps) :-
     regex_limit(capture_groups, Groups),
     pcre_config(matchlimit, Wanted, MatchLimit),
     pcre_config(depthlimit, Wanted, DepthLimit),
     pcre_config(heaplimit, 20000000, HeapKiB),
     FrameBytes is 256 + 16 * (Groups + 1),
     HeapSteps is (HeapKiB * 1024 - 1048576) // FrameBytes,
-    Steps is max(100, min(Wanted, min(MatchLimit, min(DepthLimit, HeapSteps)))),
-    retractall(effective_match_steps(_)),
-    assertz(effective_match_steps(Steps)).
+    Steps is max(100, min(Wanted, min(MatchLimit, min(DepthLimit, HeapSteps)))).
 
 pcre_config(Key, Default, Value) :-
     Term =.. [Key, Value0],
@@ -338,23 +355,31 @@ pcre_config(Key, Default, Value) :-
 :- initialization(set_effective_match_steps, now).
 
 %!  regex_compile(+Pattern, -Regex) is det.
+%!  regex_compile(+Kind, +Pattern, -Regex) is det.
 %
-%   Validate and compile Pattern (atom or string) into Regex, `rx(Source, Blob)`,
-%   caching the result. Raises octopus(query, Message) for bad syntax and for every
-%   pattern the limits refuse (see the module comment). The cache is bounded (oldest
-%   entries go first); library(pcre)'s own cache is not used because it never
-%   shrinks.
+%   Validate and compile Pattern (atom or string) into Regex for a `query` (the
+%   default) or a `trigger` (which includes subscriptions), caching the result.
+%   Regex is `rx(Source, Quick, Bounded)`: Quick is the pattern as written under a
+%   match limit of quick_steps per start position (PCRE2's own unanchored search, with
+%   all its start-of-match optimisations), Bounded the anchored whole-search form
+%   under the match limit of Kind; regex_match/3 tries Quick first. Raises
+%   octopus(query, Message) for bad syntax and for every pattern the limits refuse
+%   (see the module comment). The cache is bounded (oldest entries go first);
+%   library(pcre)'s own cache is not used because it never shrinks.
 
-:- dynamic regex_cached/2, regex_probed/1.
+:- dynamic regex_cached/3, regex_probed/1.
 
 regex_cache_limit(1024).
 
 regex_compile(Pattern, Rx) :-
+    regex_compile(query, Pattern, Rx).
+
+regex_compile(Kind, Pattern, Rx) :-
     regex_key(Pattern, Key),
-    (   regex_cached(Key, Rx0)
+    (   regex_cached(Key, Kind, Rx0)
     ->  Rx = Rx0
-    ;   compile_regex(Key, Rx),
-        remember_regex(Key, Rx)
+    ;   compile_regex(Kind, Key, Rx),
+        remember_regex(Key, Kind, Rx)
     ).
 
 regex_key(Pattern, Key) :-
@@ -365,13 +390,16 @@ regex_key(Pattern, Key) :-
 
 compile_options([never_backslash_c(true), utf_check(true)]).
 
-compile_regex(Key, rx(Source, Re)) :-
+compile_regex(Kind, Key, rx(Source, Quick, Re)) :-
     atom_string(Key, Source),
     check_pattern(Source),
     compile_options(Options),
     catch(re_compile(Source, _, Options), error(E, _), bad_regex(Source, E)),
     split_start_options(Source, Start, Body),
-    regex_limit(match_steps, Steps),
+    regex_limit(quick_steps, QuickSteps),
+    format(string(Plain), "~s(*LIMIT_MATCH=~d)~s", [Start, QuickSteps, Body]),
+    re_compile(Plain, Quick, Options),
+    kind_steps(Kind, Steps),
     (   line_start_prefix(Body)
     ->  LineStart = "(?<!.)"
     ;   LineStart = ""
@@ -390,6 +418,9 @@ compile_regex(Key, rx(Source, Re)) :-
     ;   regex_error(Source, "it is too large once compiled (a repeated group such as \c
                              (...){1000} is compiled once per repetition)")
     ).
+
+kind_steps(query, Steps) :- regex_limit(match_steps, Steps).
+kind_steps(trigger, Steps) :- regex_limit(trigger_match_steps, Steps).
 
 %   A leading .* or .+ (no alternative anywhere) can only match from where a `.`
 %   cannot extend backwards, so the search need only try those start positions, as
@@ -544,16 +575,16 @@ start_option(Name) :-
                      'BSR_ANYCRLF', 'BSR_UNICODE', 'NO_AUTO_POSSESS',
                      'NO_DOTSTAR_ANCHOR', 'NO_JIT', 'NO_START_OPT']).
 
-remember_regex(Key, Rx) :-
+remember_regex(Key, Kind, Rx) :-
     flag(octopus_regex_cache_size, N, N+1),
     regex_cache_limit(Limit),
     (   N >= Limit,
-        retract(regex_cached(Old, _))
+        retract(regex_cached(Old, _, _))
     ->  flag(octopus_regex_cache_size, M, M-1),
         retractall(regex_probed(Old))
     ;   true
     ),
-    assertz(regex_cached(Key, Rx)).
+    assertz(regex_cached(Key, Kind, Rx)).
 
 %!  regex_match(+Regex, +Text, +Where) is semidet.
 %
@@ -565,26 +596,63 @@ remember_regex(Key, Rx) :-
 %   limit; both are resource errors, which trigger matching counts as no match.
 %   Inside with_regex_budget/1, charges the query's budget.
 
-regex_match(rx(Source, Re), Text, Where) :-
+regex_match(rx(Source, Quick, Bounded), Text, Where) :-
     atom_length(Text, Length),
-    regex_limit(subject_length, Max),
+    subject_length_limit(Max),
     (   Length =< Max
     ->  true
     ;   throw(error(resource_error(regex_subject_length), regex(Source, Where, Length)))
     ),
-    (   catch(re_match(Re, Text), error(resource_error(match_limit), _),
-              throw(error(resource_error(match_limit), regex(Source, Where, Length))))
-    ->  charge_budget(Source)
+    catch(( pcre_match(Quick, Text) -> Found = true ; Found = false ),
+          error(resource_error(match_limit), _),
+          Found = unknown),
+    (   Found == unknown
+    ->  (   catch(pcre_match(Bounded, Text), error(resource_error(match_limit), _),
+                  throw(error(resource_error(match_limit), regex(Source, Where, Length))))
+        ->  charge_budget(Source)
+        ;   charge_budget(Source),
+            fail
+        )
     ;   charge_budget(Source),
-        fail
+        Found == true
     ).
+
+%   search(+Quick, +Bounded, +Text) is semidet.
+%
+%   What regex_match/3 does, without the checks and the context of errors. Most
+%   patterns settle within a few steps per start position, and PCRE2's start
+%   optimisations skip most positions: Quick answers them at PCRE2's own speed. Quick
+%   stops at the first start position that needs more steps (its cost is at most
+%   quick_steps per character, within the match limit for the longest text), and the
+%   bounded whole-search form answers instead. Both forms mean the same.
+search(Quick, Bounded, Text) :-
+    catch(( pcre_match(Quick, Text) -> Found = true ; Found = false ),
+          error(resource_error(match_limit), _),
+          Found = unknown),
+    (   Found == unknown
+    ->  pcre_match(Bounded, Text)
+    ;   Found == true
+    ).
+
+%   pcre_match(+Regex, +Text) is semidet.
+%
+%   re_match/2 for a compiled Regex, without library(pcre)'s option handling (which
+%   costs a microsecond, more than a typical search): its foreign predicate when this
+%   version has it.
+:- if(catch(current_predicate(pcre:re_match_/3), _, fail)).
+pcre_match(Regex, Text) :-
+    pcre:re_match_(Regex, Text, []).
+:- else.
+pcre_match(Regex, Text) :-
+    re_match(Regex, Text).
+:- endif.
 
 %!  with_regex_budget(:Goal) is semidet.
 %
 %   Run Goal once, charging every regex search it makes to one budget: once the CPU
 %   time used since the start exceeds query_cpu_base + query_cpu_per_text * Texts
-%   (Texts: the texts searched so far), the next search raises octopus(query,
-%   Message). The allowance per text keeps big stores searchable (a store of a
+%   (Texts: the texts searched so far), a search within the next 8 raises
+%   octopus(query, Message). The allowance per text keeps big stores searchable (a store of a
 %   million names takes a few seconds, which is its size, not a pattern's doing);
 %   the base stops a pattern that is slow on every text within about a second.
 
@@ -600,23 +668,31 @@ with_regex_budget(Goal) :-
         once(Goal),
         nb_delete('$octopus_regex_budget')).
 
+%   The clock is read every 8th text (reading it costs about as much as a short
+%   search); a query may overrun its budget by at most 8 searches.
 charge_budget(Source) :-
-    (   nb_current('$octopus_regex_budget', Budget),
-        Budget = budget(T0, N0, Base, PerText)
-    ->  N is N0 + 1,
+    (   nb_current('$octopus_regex_budget', Budget)
+    ->  arg(2, Budget, N0),
+        N is N0 + 1,
         nb_setarg(2, Budget, N),
-        statistics(cputime, T),
-        (   T - T0 =< Base + PerText * N
-        ->  true
-        ;   format(string(Msg),
-                   "the query was stopped after ~3f s of CPU time spent mostly in \c
-                    regular expressions (r'~s' and others ran on ~D texts; the limit \c
-                    is ~w s plus ~w s per text); narrow the query (an exact name, a \c
-                    key: value constraint) or simplify the pattern",
-                   [T - T0, Source, N, Base, PerText]),
-            throw(octopus(query, Msg))
+        (   N /\ 7 =:= 0
+        ->  check_budget(Budget, N, Source)
+        ;   true
         )
     ;   true
+    ).
+
+check_budget(budget(T0, _, Base, PerText), N, Source) :-
+    statistics(cputime, T),
+    (   T - T0 =< Base + PerText * N
+    ->  true
+    ;   format(string(Msg),
+               "the query was stopped after ~3f s of CPU time spent mostly in regular \c
+                expressions (r'~s' and others ran on ~D texts; the limit is ~w s plus \c
+                ~w s per text); narrow the query (an exact name, a key: value \c
+                constraint) or simplify the pattern",
+               [T - T0, Source, N, Base, PerText]),
+        throw(octopus(query, Msg))
     ).
 
 %   probe_regex(+Regex) is det.
@@ -625,17 +701,18 @@ charge_budget(Source) :-
 %   the match limit on each probe text, or octopus(query, Message) is raised. Probing
 %   a pattern costs at most as much CPU as a query's regex budget allows.
 
-probe_regex(rx(Source, Re)) :-
+probe_regex(rx(Source, Quick, Bounded)) :-
     atom_string(Key, Source),
     (   regex_probed(Key)
     ->  true
     ;   statistics(cputime, T0),
-        forall(probe_text(Source, Text, What), probe_one(Source, Re, Text, What, T0)),
+        forall(probe_text(Source, Text, What),
+               probe_one(Source, Quick, Bounded, Text, What, T0)),
         assertz(regex_probed(Key))
     ).
 
-probe_one(Source, Re, Text, What, T0) :-
-    (   catch(re_match(Re, Text), error(resource_error(match_limit), _),
+probe_one(Source, Quick, Bounded, Text, What, T0) :-
+    (   catch(search(Quick, Bounded, Text), error(resource_error(match_limit), _),
               costly_regex(Source, What))
     ->  true
     ;   true
@@ -648,7 +725,7 @@ probe_one(Source, Re, Text, What, T0) :-
     ).
 
 costly_regex(Source, What) :-
-    regex_limit(match_steps, Steps),
+    regex_limit(trigger_match_steps, Steps),
     regex_limit(subject_length, Length),
     format(string(Msg),
            "regular expression r'~s' is too costly for a trigger or subscription, \c
@@ -660,19 +737,24 @@ costly_regex(Source, What) :-
 %!  probe_text(+Source, -Text, -What) is nondet.
 %
 %   The texts a trigger regex is probed with, each as long as the subject limit:
-%   each of the first 16 distinct characters of the pattern repeated, and the pattern
-%   itself repeated; each once as it is and once with its last character replaced by
-%   U+0001 (a character patterns rarely accept, so that a search has to fail after
-%   trying everything, which is where backtracking explodes).
+%   each of the first 16 distinct characters of the pattern repeated, then one
+%   character of each common class (letters, digits, space, punctuation of names,
+%   non-ASCII, newline) repeated, and the pattern itself repeated; each once as it is
+%   and once with its last character replaced by U+0001 (a character patterns rarely
+%   accept, so that a search has to fail after trying everything, which is where
+%   backtracking explodes).
 
 probe_text(Source, Text, What) :-
     regex_limit(subject_length, Length),
     string_codes(Source, Codes),
     list_to_set(Codes, Distinct),
     (   length(Distinct, N), N > 16
-    ->  length(First, 16), append(First, _, Distinct)
-    ;   First = Distinct
+    ->  length(First0, 16), append(First0, _, Distinct)
+    ;   First0 = Distinct
     ),
+    string_codes("aZ7 .-_é\n,", Classes),
+    append(First0, Classes, First1),
+    list_to_set(First1, First),
     (   member(C, First),
         length(Cs, Length),
         maplist(=(C), Cs),

@@ -48,6 +48,8 @@ def test_the_limits_are_the_documented_ones() -> None:
     assert limit("pattern_length") == 1000
     assert limit("capture_groups") == 64
     assert limit("match_steps") == 20000
+    assert limit("trigger_match_steps") == 5000
+    assert limit("quick_steps") == 16
     assert limit("name_length") == MAX_NAME_LENGTH == 1024
 
 
