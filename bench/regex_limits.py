@@ -70,7 +70,7 @@ AFTER_GOAL = (
     "          ( var(_E) -> O = match ; _E = resource_error(_L) -> O = _L ; O = other ) "
     "        ; O = nomatch ), "
     "        T is (_T1 - _T0) / N ), "
-    "      octopus(query, _), (O = refused, T = 0))")
+    "      error(octopus_error(query, _), _), (O = refused, T = 0))")
 
 
 def measure(goal: str, jobs: list[tuple[str, str, int]]) -> list[tuple[str, float]]:

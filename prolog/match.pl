@@ -17,7 +17,7 @@
 
 /** <module> Pure record matching for the Octopus store
 
-This module knows how a query matches a record (docs/architecture.md, docs/decisions.md)
+This module knows how a query matches a record (docs/language.md, docs/decisions.md)
 and nothing about where records are kept. It never asserts store facts; its only state
 is a bounded cache of compiled regular expressions.
 
@@ -28,11 +28,14 @@ Value representation (what the store keeps and what travels back to Python):
   | integer     | integer          | int            |
   | float       | float            | float          |
   | string      | string           | str            |
-  | identifier  | a-String         | ("a", str)     |
+  | identifier  | [String]         | [str]          |
   | boolean     | @(true), @(false)| bool           |
 
 From Python, a `str` arrives as an atom and is taken as a string; an identifier arrives
-as the pair `a-Atom`; booleans arrive as `@(true)`/`@(false)`.
+as the one-element list `[Atom]`; booleans arrive as `@(true)`/`@(false)`. Identifiers
+are one-element lists rather than pairs because janus-swi 1.5.3 leaks the elements of
+every pair it converts to a Python tuple (see octopus/adapter.py); lists convert
+cleanly.
 
 A prepared query is `q(NamePattern, Constraints)`:
 
@@ -82,6 +85,7 @@ docs/decisions.md):
 :- use_module(library(error)).
 :- use_module(library(apply)).
 :- use_module(library(lists)).
+:- use_module(errors).
 
 :- meta_predicate with_regex_budget(0).
 
@@ -89,7 +93,7 @@ docs/decisions.md):
 %
 %   Turn the query as it comes from Python into q(NamePattern, Constraints).
 %   NamePattern0 is a name atom, `@(none)` for `_`, or `re-Pattern`. Raises
-%   octopus(query, Message) for an invalid regex or name.
+%   octopus_error(query, Message) for an invalid regex or name.
 
 prepare_query(NP0, Cs0, Q) :-
     prepare_query(query, NP0, Cs0, Q).
@@ -109,7 +113,7 @@ prepare_name(Name, _, exact(Name)) :-
 %
 %   As prepare_query/3, for a query that will run on every write (a trigger or a
 %   subscription): its regexes get the smaller trigger match limit, and each must
-%   stay within it on the probe texts of probe_text/3, else octopus(query, Message)
+%   stay within it on the probe texts of probe_text/3, else octopus_error(query, Message)
 %   is raised.
 
 prepare_trigger_query(NP0, Cs0, Q) :-
@@ -120,7 +124,7 @@ prepare_trigger_query(NP0, Cs0, Q) :-
 
 %!  check_name(+Name) is det.
 %
-%   Raise octopus(query, Message) if Name is longer than the name limit.
+%   Raise octopus_error(query, Message) if Name is longer than the name limit.
 
 check_name(Name) :-
     atom_length(Name, Length),
@@ -128,9 +132,8 @@ check_name(Name) :-
     (   Length =< Max
     ->  true
     ;   sub_atom(Name, 0, 40, _, Start),
-        format(string(Msg), "a record name may have at most ~D characters; ~w... has ~D",
-               [Max, Start, Length]),
-        throw(octopus(query, Msg))
+        octopus_error(query, "a record name may have at most ~D characters; ~w... has ~D",
+                      [Max, Start, Length])
     ).
 
 %!  prepare_constraints(+Constraints0, -Constraints) is det.
@@ -142,19 +145,14 @@ prepare_constraints(Cs0, Cs) :-
 
 prepare_constraint(Kind, -(Key, Op0, V0), c(Key, Op, V)) :-
     must_be(atom, Key),
-    op_name(Op0, Op),
+    must_be(oneof([eq, ne, lt, le, gt, ge, any, re]), Op0),
+    Op = Op0,
     (   Op == re
     ->  regex_compile(Kind, V0, V)
     ;   Op == any
     ->  V = V0
     ;   import_value(V0, V)
     ).
-
-op_name(is, eq) :- !.
-op_name(Op, Op) :-
-    memberchk(Op, [eq, ne, lt, le, gt, ge, any, re]), !.
-op_name(Op, _) :-
-    domain_error(octopus_operator, Op).
 
 %!  import_value(+Value0, -Value) is det.
 %
@@ -166,7 +164,7 @@ import_value(A, S) :-
     atom_string(A, S).
 import_value(@(B), @(B)) :- !,
     must_be(boolean, B).
-import_value(a-A, a-S) :- !,
+import_value([A], [S]) :- !,
     atom_string(A, S).
 import_value(S, S) :-
     string(S), !.
@@ -219,7 +217,7 @@ ordered(S, V, Order) :-
     compare(Order, T1, T2).
 
 text(S, S) :- string(S), !.
-text(a-S, S).
+text([S], S).
 
 %!  compare_numbers(-Order, +X, +Y) is det.
 %
@@ -272,7 +270,7 @@ hash_form(V, F) :-
     ->  F is integer(V)
     ;   F = V
     ).
-hash_form(a-S, S) :- !.
+hash_form([S], S) :- !.
 hash_form(V, V).
 
 
@@ -359,11 +357,12 @@ pcre_config(Key, Default, Value) :-
 %
 %   Validate and compile Pattern (atom or string) into Regex for a `query` (the
 %   default) or a `trigger` (which includes subscriptions), caching the result.
-%   Regex is `rx(Source, Quick, Bounded)`: Quick is the pattern as written under a
+%   Regex is `rx(Source, Steps, Quick, Bounded)`: Steps is the match limit of Kind,
+%   Quick the pattern as written under a
 %   match limit of quick_steps per start position (PCRE2's own unanchored search, with
 %   all its start-of-match optimisations), Bounded the anchored whole-search form
 %   under the match limit of Kind; regex_match/3 tries Quick first. Raises
-%   octopus(query, Message) for bad syntax and for every pattern the limits refuse
+%   octopus_error(query, Message) for bad syntax and for every pattern the limits refuse
 %   (see the module comment). The cache is bounded (oldest entries go first);
 %   library(pcre)'s own cache is not used because it never shrinks.
 
@@ -390,7 +389,7 @@ regex_key(Pattern, Key) :-
 
 compile_options([never_backslash_c(true), utf_check(true)]).
 
-compile_regex(Kind, Key, rx(Source, Quick, Re)) :-
+compile_regex(Kind, Key, rx(Source, Steps, Quick, Re)) :-
     atom_string(Key, Source),
     check_pattern(Source),
     compile_options(Options),
@@ -442,8 +441,7 @@ bad_regex(S, E) :-
     regex_error(S, Why).
 
 regex_error(Source, Why) :-
-    format(string(Msg), "invalid regular expression r'~s': ~w", [Source, Why]),
-    throw(octopus(query, Msg)).
+    octopus_error(query, "invalid regular expression r'~s': ~w", [Source, Why]).
 
 %   check_pattern(+Source) is det.
 %
@@ -590,25 +588,27 @@ remember_regex(Key, Kind, Rx) :-
 %
 %   True if Regex (from regex_compile/2) finds a match in Text (atom or string).
 %   Where (`name` or `key(Key)`) only serves error messages. Raises
-%   error(resource_error(regex_subject_length), regex(Source, Where, Length)) when
-%   Text is longer than the subject limit and error(resource_error(match_limit),
-%   regex(Source, Where, Length)) when the search needs more steps than the match
-%   limit; both are resource errors, which trigger matching counts as no match.
+%   error(resource_error(regex_subject_length), regex(Source, Where, Length, Limit))
+%   when Text is longer than the subject limit and error(resource_error(match_limit),
+%   regex(Source, Where, Length, Limit)) when the search needs more steps than the
+%   match limit; both are resource errors, which trigger matching counts as no match.
 %   Inside with_regex_budget/1, charges the query's budget.
 
-regex_match(rx(Source, Quick, Bounded), Text, Where) :-
+regex_match(rx(Source, Steps, Quick, Bounded), Text, Where) :-
     atom_length(Text, Length),
     subject_length_limit(Max),
     (   Length =< Max
     ->  true
-    ;   throw(error(resource_error(regex_subject_length), regex(Source, Where, Length)))
+    ;   throw(error(resource_error(regex_subject_length),
+                    regex(Source, Where, Length, Max)))
     ),
     catch(( pcre_match(Quick, Text) -> Found = true ; Found = false ),
           error(resource_error(match_limit), _),
           Found = unknown),
     (   Found == unknown
     ->  (   catch(pcre_match(Bounded, Text), error(resource_error(match_limit), _),
-                  throw(error(resource_error(match_limit), regex(Source, Where, Length))))
+                  throw(error(resource_error(match_limit),
+                              regex(Source, Where, Length, Steps))))
         ->  charge_budget(Source)
         ;   charge_budget(Source),
             fail
@@ -652,7 +652,7 @@ pcre_match(Regex, Text) :-
 %   Run Goal once, charging every regex search it makes to one budget: once the CPU
 %   time used since the start exceeds query_cpu_base + query_cpu_per_text * Texts
 %   (Texts: the texts searched so far), a search within the next 8 raises
-%   octopus(query, Message). The allowance per text keeps big stores searchable (a store of a
+%   octopus_error(query, Message). The allowance per text keeps big stores searchable (a store of a
 %   million names takes a few seconds, which is its size, not a pattern's doing);
 %   the base stops a pattern that is slow on every text within about a second.
 
@@ -692,16 +692,16 @@ check_budget(budget(T0, _, Base, PerText), N, Source) :-
                 ~w s per text); narrow the query (an exact name, a key: value \c
                 constraint) or simplify the pattern",
                [T - T0, Source, N, Base, PerText]),
-        throw(octopus(query, Msg))
+        octopus_error(query, Msg)
     ).
 
 %   probe_regex(+Regex) is det.
 %
 %   A trigger's or subscription's regex runs on every write, so it must stay within
-%   the match limit on each probe text, or octopus(query, Message) is raised. Probing
+%   the match limit on each probe text, or octopus_error(query, Message) is raised. Probing
 %   a pattern costs at most as much CPU as a query's regex budget allows.
 
-probe_regex(rx(Source, Quick, Bounded)) :-
+probe_regex(rx(Source, _, Quick, Bounded)) :-
     atom_string(Key, Source),
     (   regex_probed(Key)
     ->  true
@@ -732,7 +732,7 @@ costly_regex(Source, What) :-
             which runs it on every write: it exceeds the match limit of ~D steps on \c
             ~w (~D characters); avoid nested quantifiers such as (a+)+ or (.*,)*",
            [Source, Steps, What, Length]),
-    throw(octopus(query, Msg)).
+    octopus_error(query, Msg).
 
 %!  probe_text(+Source, -Text, -What) is nondet.
 %

@@ -14,7 +14,7 @@
 %   engine accepts are safe to give to pcre4pl directly).
 
 oracle(Pattern, Text, Ours, Plain) :-
-    (   catch(regex_compile(Pattern, Rx), octopus(query, _), fail)
+    (   catch(regex_compile(Pattern, Rx), error(octopus_error(query, _), _), fail)
     ->  catch(( regex_match(Rx, Text, name) -> Ours = true ; Ours = false ),
               error(resource_error(_), _), Ours = limit),
         atom_concat('(*LIMIT_MATCH=100000)', Pattern, Limited),
