@@ -67,18 +67,21 @@ docs/decisions.md):
      Prolog text, hence valid UTF-8. \C is refused at compile time.
   2. The work of one search is bounded. PCRE2's match limit counts steps per start
      position, so an unanchored search may cost the subject length times the limit
-     (a quadratic scan). Every pattern P therefore runs as the single anchored
-     search \A(?s:.*?)(?:P), whose lazy prefix tries the start positions itself, so
-     the match limit bounds the whole search. Together with the subject length and
-     the compiled pattern size limits, this bounds the CPU of one search (measured
-     in bench/regex_limits.py). Backtracking verbs that act on start positions
-     ((*COMMIT) (*PRUNE) (*SKIP) (*THEN)) and (*NOTEMPTY...) would mean something
-     else under that wrapper and are refused.
+     (a quadratic scan). A search therefore first runs the pattern as written with a
+     tiny limit per start position (which settles most patterns at PCRE2's own
+     speed, and costs at most that limit per character), and otherwise runs it as
+     the single anchored search \A(?s:.*?)(?:P), whose lazy prefix tries the start
+     positions itself, so the match limit bounds the whole search. Together with the
+     subject length and the compiled pattern size limits, this bounds the CPU of one
+     search (measured in bench/regex_limits.py). Backtracking verbs that act on start
+     positions ((*COMMIT) (*PRUNE) (*SKIP) (*THEN)) and (*NOTEMPTY...) would mean
+     something else under that wrapper and are refused.
   3. The work of one query is bounded: inside with_regex_budget/1, a query that has
      used more CPU than a base plus an allowance per text matched stops with a
      query error.
-  4. Trigger and subscription regexes run on every write: prepare_trigger_query/3
-     refuses, at install time, those that exceed the match limit on probe texts.
+  4. Trigger and subscription regexes run on every write: they get a smaller match
+     limit, and prepare_trigger_query/3 refuses, at install time, those that exceed
+     it on probe texts.
 */
 
 :- use_module(library(pcre)).
