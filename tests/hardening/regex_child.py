@@ -2,8 +2,9 @@
 
 Reads ``{"patterns": [...], "texts": [...]}`` as JSON on stdin. For each pattern it
 prints ``{"start": i}`` (so a crash names its pattern) and then one result line. Paths:
-get, get_names, get_all and exists with the pattern on names and on values; a trigger
-and a subscription with the pattern, followed by a set and a publish that they see; and
+get, get_names, get_all and exists with the pattern on names and on values (in the text
+and as a %r parameter); a trigger and a subscription with the pattern, followed by a set
+and a publish that they see; and
 the oracle comparing the engine's search with PCRE2's own on short texts. Any exception
 that is not an OctopusError is reported as a bug; an abort ends the process, which the
 parent sees as a failed test.
@@ -90,6 +91,14 @@ def run_pattern(engine: octopus.Engine, pattern: str, texts: list[str]) -> dict[
                 engine.publish, "%s { s: %s, long: %s }", name, value, value)
         if sub is not None:
             engine.unsubscribe(sub)
+    # %r passes the pattern as a parameter, with no quoting at all
+    outcomes["get_names/%r"] = attempt(engine.get_names, "_ { s: %r }", pattern)
+    outcomes["exists/%r name"] = attempt(engine.exists, "%r", pattern)
+    try:
+        engine.remove_trigger(engine.watch("%r", lambda event: None, pattern))
+        outcomes["watch/%r"] = "installed"
+    except octopus.OctopusError as e:
+        outcomes["watch/%r"] = type(e).__name__
     engine.flush()
     janus = runtime().janus
     oracle = []

@@ -68,6 +68,8 @@ def test_known_killers_are_query_errors() -> None:
             assert outcomes["get_names/value"] == "QueryError", pattern
             assert outcomes["watch/value"] == "QueryError", pattern
             assert outcomes["subscribe/name"] == "QueryError", pattern
+            assert outcomes["get_names/%r"] == "QueryError", pattern
+            assert outcomes["watch/%r"] == "QueryError", pattern
         assert outcomes["get_names/long"] == "QueryError", pattern  # over the subject limit
         assert all(v in ("ok", "none", "installed", "QueryError", "NotFound")
                    for v in outcomes.values()), (pattern, outcomes)
