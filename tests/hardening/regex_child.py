@@ -4,8 +4,8 @@ Reads ``{"patterns": [...], "texts": [...]}`` as JSON on stdin. For each pattern
 prints ``{"start": i}`` (so a crash names its pattern) and then one result line. Paths:
 get, get_names, get_all and exists with the pattern on names and on values (in the text
 and as a %r parameter); a trigger and a subscription with the pattern, followed by a set
-and a publish that they see; and
-the oracle comparing the engine's search with PCRE2's own on short texts. Any exception
+and a publish that they see; and the oracle comparing the engine's search with PCRE2's
+own on short texts. Any exception
 that is not an OctopusError is reported as a bug; an abort ends the process, which the
 parent sees as a failed test.
 """
