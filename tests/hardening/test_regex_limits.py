@@ -7,6 +7,8 @@ backtracking, long texts); the ones that did are in test_regex_abort.py, in a ch
 
 from __future__ import annotations
 
+import logging
+
 from collections.abc import Iterator
 
 import pytest
@@ -202,6 +204,27 @@ def test_costly_trigger_patterns_are_refused_at_install(engine: octopus.Engine,
     engine.set("m { s: 'aaa' }")
     engine.flush()
     assert got == []
+
+
+def test_a_trigger_slow_on_a_crafted_value_is_removed_not_paid_for_by_every_write(
+        engine: octopus.Engine, caplog: pytest.LogCaptureFixture) -> None:
+    # This pattern passes the probes at install, yet costs ~10 ms of CPU on a value made
+    # for it: rather than tax every later write, the trigger is removed (its owner gets
+    # REMOVED and a warning is logged); ordinary triggers on the same change go on.
+    got, handler = collect()
+    slow = engine.watch("_ { s: r'(?:\\p{Greek}?){20}(?=\\p{Greek}*x)' }", handler)
+    fine = engine.watch("_ { s: r'^α' }", handler)
+    sub = engine.subscribe("_ { s: r'(?:\\p{Greek}?){20}(?=\\p{Greek}*x)' }", handler)
+    with caplog.at_level(logging.WARNING, logger="octopus.events"):
+        engine.set("v { s: %s }", "α" * 1024)          # the write goes through
+        engine.publish("m { s: %s }", "α" * 1024)
+        engine.flush()
+    assert engine.get("v")["s"] == "α" * 1024
+    removed = {e.trigger_id for e in got if e.mode == Mode.REMOVED}
+    assert removed == {slow.id, sub.id}
+    assert [e.trigger_id for e in got if e.mode & Mode.ON_SET] == [fine.id]
+    assert engine.stats()["triggers"] == 1 and engine.stats()["subscriptions"] == 0
+    assert f"trigger {slow.id}" in caplog.text and "CPU budget" in caplog.text
 
 
 @pytest.mark.parametrize("pattern", [r"^(web|db|cache)\d+$", r"error|warn", r"^hw\.pci\.",
