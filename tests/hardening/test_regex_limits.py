@@ -8,7 +8,6 @@ backtracking, long texts); the ones that did are in test_regex_abort.py, in a ch
 from __future__ import annotations
 
 import logging
-
 from collections.abc import Iterator
 
 import pytest
