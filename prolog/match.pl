@@ -248,7 +248,8 @@ compare_numbers(Order, X, Y) :-
 
 integer_float_order(I, F, Order) :-
     (   F =:= float_integer_part(F)         % float against float: exact
-    ->  J is integer(F),                    % exact for an integral float
+    ->  J is truncate(F),                   % exact for an integral float (integer/1
+                                            % saturates at 2^63-1 in 9.2.9)
         compare(Order, I, J)
     ;   Floor is floor(F),                  % an integer; I =\= F
         (   I =< Floor -> Order = (<) ; Order = (>) )
@@ -270,7 +271,7 @@ index_hash(V, Hash) :-
 hash_form(V, F) :-
     float(V), !,
     (   V =:= float_integer_part(V)
-    ->  F is integer(V)
+    ->  F is truncate(V)                 % exact; integer/1 saturates at 2^63-1
     ;   F = V
     ).
 hash_form([S], S) :- !.

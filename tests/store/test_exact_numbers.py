@@ -99,3 +99,20 @@ def test_big_integers_near_floats(engine: octopus.Engine, stored: int | float,
     assert engine.get_names(f"_ {{ v >= {ph(probe)}, v <= {ph(probe)} }}", probe,
                             probe) == expected
     assert engine.get_names(f"r {{ v == {ph(probe)} }}", probe) == expected
+
+
+@pytest.mark.parametrize(("stored", "probe"), [
+    (2**63 - 1, float(2**63)),      # SWI-Prolog 9.2.9's integer/1 gives 2^63-1 for 2.0^63
+    (2**63, float(2**63)),
+    (float(2**63), 2**63),
+    (float(2**64), 2**64),
+    (-(2**63) - 1, float(-(2**63))),
+])
+def test_integers_around_2_to_the_63(engine: octopus.Engine, stored: int | float,
+                                     probe: int | float) -> None:
+    engine.set(f"r {{ v: {ph(stored)} }}", stored)
+    expected = ["r"] if stored == probe else []
+    assert engine.get_names(f"_ {{ v: {ph(probe)} }}", probe) == expected      # the index
+    assert engine.get_names(f"r {{ v: {ph(probe)} }}", probe) == expected      # by name
+    assert engine.get_names(f"_ {{ v >= {ph(probe)}, v <= {ph(probe)} }}", probe,
+                            probe) == expected
