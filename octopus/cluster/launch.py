@@ -200,7 +200,7 @@ class OctopusNode:
         return f"tcp://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60.0) -> OctopusNode:
-        args = [sys.executable, "-m", "octopus", "--log-level", "info", "serve",
+        args = [sys.executable, "-m", "octopus", "serve", "--log-level", "info",
                 "--port", str(self.port), "--etcd", self.etcd, "--prefix", self.prefix,
                 "--lease-ttl", str(self.lease_ttl), "--no-uvloop", *self.extra_args]
         with open(self.log, "ab") as out:
