@@ -200,12 +200,20 @@ class OctopusNode:
         return f"tcp://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60.0) -> OctopusNode:
+        self.spawn()
+        return self.wait_ready(timeout)
+
+    def spawn(self) -> None:
+        """Start the process without waiting for it (see :meth:`wait_ready`)."""
         args = [sys.executable, "-m", "octopus", "serve", "--log-level", "info",
                 "--port", str(self.port), "--etcd", self.etcd, "--prefix", self.prefix,
                 "--lease-ttl", str(self.lease_ttl), "--no-uvloop", *self.extra_args]
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
                                          start_new_session=True)
+
+    def wait_ready(self, timeout: float = 60.0) -> OctopusNode:
+        """Wait until the node serves."""
         _wait_port(self.port, timeout, self.proc, self.log)
         return self
 
