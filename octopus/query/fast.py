@@ -65,7 +65,7 @@ _BARE_NAME = re.compile(_NAME)
 # then "{" (and "}" at once for an empty body). Groups: regex body, name, "_", the
 # placeholder's kind, "{", "}".
 _HEAD = re.compile(
-    _WS + r"(?:r'(" + _QUOTED + r")'|(" + _NAME + r")|(_)|%([sn]))" + _WS +
+    _WS + r"(?:r'(" + _QUOTED + r")'|(" + _NAME + r")|(_)|%([snrp]))" + _WS +
     r"(?:(\{)" + _WS + r"(?:(\})" + _WS + r")?)?", re.S)
 # One item with the separator before it ("{" for the first, "," for the others; the
 # loop checks which). The value's alternatives are PLY's token rules in PLY's order;
@@ -83,7 +83,7 @@ _ITEM = re.compile(
     r"|(-?" + _DIGITS + r")"                                        # 8 decimal integer
     r"|(" + _NAME + r")"                                            # 9 identifier, true, false
     r"|(_)"                                                         # 10 "key: _"
-    r"|%([dfsbn])"                                                  # 11 placeholder
+    r"|%([dfsbnrp])"                                                # 11 placeholder
     r")" + _WS, re.S)
 _REGEX, _STRING, _FLOAT, _HEX, _INT, _IDENT, _ANY, _PLACEHOLDER = range(4, 12)
 _CLOSE = re.compile(r"\}" + _WS)
@@ -156,6 +156,10 @@ def parse_fast(text: str) -> Query | None:
             if not math.isfinite(value):
                 return None
         elif kind == _PLACEHOLDER:
+            if token in "rp":           # a pattern: only after ':' (PLY says why not)
+                if op != "is":
+                    return None
+                op = "re"
             value = Placeholder(token, placeholders)
             placeholders += 1
         elif op != "is":  # "_" and regexes only follow ':'

@@ -163,7 +163,7 @@ class Lexer:
         return t
 
     def t_PLACEHOLDER(self, t: Any) -> Any:
-        r"%[dfsbn]"
+        r"%[dfsbnrp]"
         t.value = t.value[1]
         return t
 
