@@ -684,7 +684,10 @@ class Replica:
         for marker in markers:
             hook = self.hooks.pop(marker, None)
             if hook is not None:
-                hook(names)
+                try:
+                    hook(names)
+                except OctopusError as e:   # e.g. Prolog refused the trigger's query
+                    log.error("could not install the trigger of write %s: %s", marker, e)
         while self._beats and self._beats[0][1] <= revision:
             self._confirm(*self._beats.popleft())
 
