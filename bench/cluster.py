@@ -58,8 +58,12 @@ def worker(kind: str, target: str, threads: int, seconds: float, tag: str) -> No
     stop = threading.Event()
 
     def run(i: int) -> None:
-        op = _op(kind, target, i, tag)
-        op()                                    # connect and warm up
+        try:
+            op = _op(kind, target, i, tag)
+            op()                                # connect and warm up
+        except BaseException:
+            start.abort()                       # the run fails instead of hanging
+            raise
         start.wait()
         while not stop.is_set():
             t0 = time.perf_counter()
@@ -102,25 +106,6 @@ def _op(kind: str, target: str, i: int, tag: str) -> Any:
                 lock.release()
 
             return grant
-    from octopus.cluster.etcd import Etcd
-
-    etcd = Etcd(urls[i % len(urls):] + urls[:i % len(urls)])
-    key = f"/bench{tag}/{os.getpid()}.{i}".encode()
-    if kind == "etcd-put":
-        return lambda: etcd.put(key, b'{"a":{"v":1}}')
-    if kind == "etcd-get":
-        etcd.put(key, b'{"a":{"v":1,"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}}')
-        return lambda: etcd.range(key)
-    if kind == "etcd-lock":
-        lease, _ = etcd.lease_grant(10)
-        alive = threading.Thread(target=_keep, args=(etcd, lease), daemon=True)
-        alive.start()
-
-        def etcd_grant() -> None:
-            owner = etcd.lock(f"/lk{tag}".encode(), lease, timeout=60)
-            etcd.unlock(owner)
-
-        return etcd_grant
     if kind == "zk-lock":
         from kazoo.client import KazooClient
 
@@ -149,6 +134,25 @@ def _op(kind: str, target: str, i: int, tag: str) -> Any:
         path = f"/g{tag}-{os.getpid()}-{i}"
         zk.ensure_path(path)
         return lambda: zk.get(path)
+    from octopus.cluster.etcd import Etcd
+
+    etcd = Etcd(urls[i % len(urls):] + urls[:i % len(urls)])
+    key = f"/bench{tag}/{os.getpid()}.{i}".encode()
+    if kind == "etcd-put":
+        return lambda: etcd.put(key, b'{"a":{"v":1}}')
+    if kind == "etcd-get":
+        etcd.put(key, b'{"a":{"v":1,"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}}')
+        return lambda: etcd.range(key)
+    if kind == "etcd-lock":
+        lease, _ = etcd.lease_grant(10)
+        alive = threading.Thread(target=_keep, args=(etcd, lease), daemon=True)
+        alive.start()
+
+        def etcd_grant() -> None:
+            owner = etcd.lock(f"/lk{tag}".encode(), lease, timeout=60)
+            etcd.unlock(owner)
+
+        return etcd_grant
     raise SystemExit(f"unknown kind {kind}")
 
 
