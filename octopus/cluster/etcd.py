@@ -175,14 +175,31 @@ class _Connection:
         status = int(head[9:12])
         at = head.find(b"\r\ncontent-length:")
         if at < 0:
-            raise http.client.HTTPException("etcd sent a reply without a Content-Length")
-        length = int(head[at + 17:head.find(b"\r\n", at + 2) if
-                          head.find(b"\r\n", at + 2) > 0 else len(head)])
+            if b"transfer-encoding: chunked" not in head:
+                raise http.client.HTTPException("etcd sent a reply of unknown length")
+            return status, self._chunked()
+        eol = head.find(b"\r\n", at + 2)
+        length = int(head[at + 17:eol if eol > 0 else len(head)])
         while len(self.buf) < length:
             self._fill()
         data = bytes(self.buf[:length])
         del self.buf[:length]
         return status, data
+
+    def _chunked(self) -> bytes:
+        """A body in HTTP/1.1 chunks (Go sends large replies so)."""
+        body = bytearray()
+        buf = self.buf
+        while True:
+            while (eol := buf.find(b"\r\n")) < 0:
+                self._fill()
+            size = int(buf[:eol].split(b";")[0], 16)
+            while len(buf) < eol + 2 + size + 2:
+                self._fill()
+            body += buf[eol + 2:eol + 2 + size]
+            del buf[:eol + 2 + size + 2]     # a last chunk of size 0 has no trailers here
+            if size == 0:
+                return bytes(body)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -445,40 +462,77 @@ def _error(reply: Any, status: int) -> EtcdError | Unavailable:
 class Watch:
     """One watch stream. Iterate it for responses (dicts: ``header``, ``events``,
     ``compact_revision``, ``canceled``); :meth:`close` from any thread ends the
-    iteration (with an OSError in the iterating thread, which should expect one)."""
+    iteration (with an OSError in the iterating thread, which should expect one).
+
+    The stream is read straight from the socket (HTTP/1.1 chunks, one JSON message per
+    line): http.client's line reading over chunks cost more than applying the change."""
 
     def __init__(self, endpoint: str, index: int, host: str, port: int,
                  request: dict[str, Any], connect_timeout: float) -> None:
         self.endpoint = endpoint
         self.index = index
-        self._conn = http.client.HTTPConnection(host, port, timeout=connect_timeout)
         self._closed = False
-        self._conn.request("POST", "/v3/watch", json.dumps(request).encode(),
-                           {"Content-Type": "application/json"})
-        self._response = self._conn.getresponse()
-        if self._response.status != 200:
-            data = self._response.read()
+        self._buf = bytearray()
+        self._sock = socket.create_connection((host, port), connect_timeout)
+        try:
+            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            body = json.dumps(request).encode()
+            self._sock.sendall(b"POST /v3/watch HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: "
+                               b"application/json\r\nContent-Length: %d\r\n\r\n%s"
+                               % (host.encode(), port, len(body), body))
+            while (end := self._buf.find(b"\r\n\r\n")) < 0:
+                self._fill()
+            head = bytes(self._buf[:end]).lower()
+            del self._buf[:end + 4]
+            status = int(head[9:12])
+            if status != 200 or b"transfer-encoding: chunked" not in head:
+                self._sock.settimeout(1.0)
+                with contextlib.suppress(OSError):
+                    while len(self._buf) < 65536:
+                        self._fill()
+                text = bytes(self._buf).decode(errors="replace")
+                try:
+                    reply = json.loads(text[text.find("{"):]) if "{" in text else {}
+                except ValueError:
+                    reply = {"error": text[:200]}
+                raise _error(reply if isinstance(reply, dict) else {}, status)
+        except BaseException:
             self.close()
-            try:
-                reply = json.loads(data)
-            except ValueError:
-                reply = {"error": data[:200].decode(errors="replace")}
-            raise _error(reply, self._response.status)
-        sock = self._conn.sock
-        if sock is not None:
-            # A quiet stream is normal; a dead peer is found by the health checks (which
-            # close the watch) and by TCP keep-alive.
-            sock.settimeout(None)
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            raise
+        # A quiet stream is normal; a dead peer is found by the health checks (which
+        # close the watch) and by TCP keep-alive.
+        self._sock.settimeout(None)
+        with contextlib.suppress(OSError):
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+
+    def _fill(self) -> None:
+        data = self._sock.recv(1 << 16)
+        if not data:
+            raise ConnectionResetError(f"etcd at {self.endpoint} ended the watch stream")
+        self._buf += data
+
+    def _lines(self) -> Iterator[bytes]:
+        """The stream's lines, across chunk boundaries."""
+        pending = bytearray()
+        buf = self._buf
+        while not self._closed:
+            while (eol := buf.find(b"\r\n")) < 0:
+                self._fill()
+            size = int(buf[:eol].split(b";")[0], 16)
+            if size == 0:
+                raise ConnectionResetError(f"etcd at {self.endpoint} ended the watch stream")
+            while len(buf) < eol + 2 + size + 2:
+                self._fill()
+            pending += buf[eol + 2:eol + 2 + size]
+            del buf[:eol + 2 + size + 2]
+            while (nl := pending.find(b"\n")) >= 0:
+                line = bytes(pending[:nl])
+                del pending[:nl + 1]
+                yield line
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        response = self._response
-        while not self._closed:
-            line = response.readline()
-            if not line:
-                raise ConnectionResetError(f"etcd at {self.endpoint} ended the watch stream")
-            line = line.strip()
+        for raw in self._lines():
+            line = raw.strip()
             if not line:
                 continue
             message = json.loads(line)
@@ -498,9 +552,7 @@ class Watch:
         if self._closed:
             return
         self._closed = True
-        sock = self._conn.sock
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        with contextlib.suppress(Exception):
-            self._conn.close()
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            self._sock.close()

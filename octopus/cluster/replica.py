@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import heapq
 import itertools
 import logging
 import secrets
@@ -161,6 +162,9 @@ class Replica:
         self.hooks: dict[str, Hook] = {}                   # marker -> run when applied
         self.published: dict[str, int] = {}                # own message -> deliveries here
         self._keepalive_due: dict[int, float] = {}         # lease -> when to refresh
+        # Writers waiting for a revision, each woken alone when it is applied (waking
+        # every writer on every change cost more than the rest of the write path).
+        self._waiters: list[tuple[int, int, threading.Event]] = []
 
         self._ids = itertools.count(1)
         self._stop = threading.Event()
@@ -223,6 +227,7 @@ class Replica:
                 thread.join(10)
         self.etcd.close()
         with self.cond:
+            self._wake_locked()
             self.cond.notify_all()
 
     # --- the write path (point 2) -------------------------------------------------------
@@ -264,8 +269,12 @@ class Replica:
 
     def _wait_applied(self, revision: int, deadline: float) -> None:
         with self.cond:
-            self.cond.wait_for(lambda: self.applied >= revision or self._stop.is_set(),
-                               max(deadline - time.monotonic(), 0.5))
+            if self.applied >= revision:
+                return
+            woken = threading.Event()
+            heapq.heappush(self._waiters, (revision, next(self._ids), woken))
+        woken.wait(max(deadline - time.monotonic(), 0.5))
+        with self.cond:
             if self.applied >= revision:
                 return
             raise Unavailable(f"the change was committed at revision {revision}, but this "
@@ -682,8 +691,14 @@ class Replica:
                               "record (key %r): %s", rev, unb64(kv.get("key", ""))[:80], e)
             if revision:
                 self._finish_locked(revision, markers, names)
+            self._wake_locked()
             self.cond.notify_all()
         core._after_write()
+
+    def _wake_locked(self) -> None:
+        waiters = self._waiters
+        while waiters and (waiters[0][0] <= self.applied or self._stop.is_set()):
+            heapq.heappop(waiters)[2].set()
 
     def _finish_locked(self, revision: int, markers: list[str], names: set[str]) -> None:
         self.core.apply_revision_locked(revision)
@@ -812,6 +827,7 @@ class Replica:
             self.counters = counters
             core.apply_revision_locked(revision)
             self.applied = revision
+            self._wake_locked()
             self.cond.notify_all()
         self._confirm(started, revision)
         if reason is not None:
