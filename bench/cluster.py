@@ -40,7 +40,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-SECONDS = 4.0          # each throughput measurement
+SECONDS = 3.0          # each throughput measurement
+ROUNDS = 3             # interleaved rounds of the throughput rows
 PROCESSES = 2          # client worker processes
 THREADS = 8            # client threads per worker process (16 clients in all)
 TTL = 2                # the nodes' lease TTL for the fail-over measurement
@@ -288,6 +289,7 @@ def main() -> None:
 
     from octopus.cluster.launch import EtcdCluster, OctopusNode
 
+    load = os.getloadavg()[0]
     rows: list[list[Any]] = []
     lock_rows: list[list[Any]] = []
     fail_rows: list[list[Any]] = []
@@ -301,26 +303,43 @@ def main() -> None:
             n.wait_ready()
         urls3 = ",".join(n.url for n in three)
         try:
-            etcd_put, etcd_put_ms = run_workers("etcd-put", etcd.url)
-            etcd_get, etcd_get_ms = run_workers("etcd-get", etcd.url)
-            w1, w1_ms = run_workers("octo-set", one.url)
-            w3, w3_ms = run_workers("octo-set", urls3)
-            r1, r1_ms = run_workers("octo-get", one.url)
-            r3, r3_ms = run_workers("octo-get", urls3)
+            # Interleaved rounds: the machine's load changes from minute to minute, so
+            # each ratio is taken within one round and the median round is reported.
+            rounds: list[dict[str, tuple[float, float]]] = []
+            for _ in range(ROUNDS):
+                rounds.append({
+                    "etcd-put": run_workers("etcd-put", etcd.url),
+                    "w1": run_workers("octo-set", one.url),
+                    "w3": run_workers("octo-set", urls3),
+                    "etcd-get": run_workers("etcd-get", etcd.url),
+                    "r1": run_workers("octo-get", one.url),
+                    "r3": run_workers("octo-get", urls3),
+                })
+
+            def med(key: str, base: str | None = None) -> tuple[float, float, float]:
+                rates = [r[key][0] for r in rounds]
+                ratios = [r[key][0] / r[base][0] for r in rounds] if base else [1.0]
+                return (statistics.median(rates),
+                        statistics.median(r[key][1] for r in rounds),
+                        statistics.median(ratios))
+
+            def row(kind: str, label: str, key: str, base: str,
+                    extra: str = "") -> list[Any]:
+                rate, ms, ratio = med(key, base if key != base else None)
+                return [kind, label, f"{rate:,.0f}", f"{ms:.2f}", f"{ratio:.2f}{extra}"]
+
+            scale = statistics.median(r["r3"][0] / r["r1"][0] for r in rounds)
             rows += [
-                ["writes", "etcd put (JSON gateway)", f"{etcd_put:,.0f}", f"{etcd_put_ms:.2f}",
-                 "1.00"],
-                ["writes", "octopus set, 1 node", f"{w1:,.0f}", f"{w1_ms:.2f}",
-                 f"{w1 / etcd_put:.2f}"],
-                ["writes", "octopus set, 3 nodes", f"{w3:,.0f}", f"{w3_ms:.2f}",
-                 f"{w3 / etcd_put:.2f}"],
-                ["reads", "etcd range (linearizable)", f"{etcd_get:,.0f}", f"{etcd_get_ms:.2f}",
-                 "1.00"],
-                ["reads", "octopus get, 1 node", f"{r1:,.0f}", f"{r1_ms:.2f}",
-                 f"{r1 / etcd_get:.2f}"],
-                ["reads", "octopus get, 3 nodes", f"{r3:,.0f}", f"{r3_ms:.2f}",
-                 f"{r3 / etcd_get:.2f} ({r3 / r1:.2f}× 1 node)"],
+                row("writes", "etcd put (JSON gateway)", "etcd-put", "etcd-put"),
+                row("writes", "octopus set, 1 node", "w1", "etcd-put"),
+                row("writes", "octopus set, 3 nodes", "w3", "etcd-put"),
+                row("reads", "etcd range (linearizable)", "etcd-get", "etcd-get"),
+                row("reads", "octopus get, 1 node", "r1", "etcd-get"),
+                row("reads", "octopus get, 3 nodes", "r3", "etcd-get",
+                    f" ({scale:.2f}× 1 node)"),
             ]
+            etcd_put = med("etcd-put")[0]
+            etcd_get = med("etcd-get")[0]
             # Lock latency: one client alone; contended: 6 contenders over the nodes.
             _, e_lat = run_workers("etcd-lock", etcd.url, processes=1, threads=1)
             _, o_lat = run_workers("octo-lock", urls3, processes=1, threads=1)
@@ -360,8 +379,10 @@ def main() -> None:
     text = (
         f"3 etcd {etcd_version()} members and the Octopus nodes on loopback, {clients} "
         f"clients in {PROCESSES} worker processes ({THREADS} threads each), "
-        f"{SECONDS:g} s per row. The ratio column divides by etcd's own figure from the "
-        "same client count.\n\n"
+        f"{SECONDS:g} s per measurement, {ROUNDS} interleaved rounds (medians; each ratio "
+        "is taken within a round). The ratio column divides by etcd's own figure from the "
+        f"same client count. Load average at the start: {load:.1f} on "
+        f"{os.cpu_count()} cores (other work shares this machine).\n\n"
         + table("Throughput", ["kind", "system", "ops/s", "median ms", "× etcd"], rows)
         + "\n"
         + table("Locks", ["lock", "acquire+release ms (alone)", "× etcd",

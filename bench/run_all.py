@@ -12,7 +12,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ["store", "unification_overhead", "parse", "triggers", "recipes", "kb_load", "server",
-           "loc"]
+           "cluster", "loc"]
 
 
 def main() -> int:
