@@ -19,12 +19,13 @@ the changed record. Each write is one assert or retract, atomic by itself.
 
 %!  trigger_add(+Store, +Id, +NamePattern, +Constraints, -Reply) is det.
 %
-%   Prepare (validate, compile regexes) and remember a query. Reply is @(true).
+%   Prepare (validate, compile regexes, probe their cost: prepare_trigger_query/3)
+%   and remember a query. Reply is @(true).
 %   Raises a query error (and remembers nothing) for an invalid query.
 
 trigger_add(M, Id, NP0, Cs0, @(true)) :-
     must_be(integer, Id),
-    prepare_query(NP0, Cs0, Q),
+    prepare_trigger_query(NP0, Cs0, Q),
     assertz(M:trig(Id, Q)).
 
 %!  trigger_remove(+Store, +Id, -Reply) is det.

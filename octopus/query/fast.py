@@ -45,14 +45,16 @@ from octopus.query.ast import (
     make_name,
     make_query,
 )
-from octopus.record import Atom
+from octopus.record import MAX_NAME_LENGTH, Atom
 
 __all__ = ["parse_fast", "parse_name"]
 
 # Possessive quantifiers: every token below ends where PLY's would, so giving characters
 # back could never help a match; not trying keeps each match linear.
 _WS = r"[ \t\r\n]*+"                      # PLY's t_ignore plus t_newline, nothing else
-_NAME = r"[a-z][A-Za-z0-9._\-]*+"
+# At most MAX_NAME_LENGTH characters: a longer name stops matching where a name may not
+# stop, so the text declines and PLY reports the length.
+_NAME = r"[a-z][A-Za-z0-9._\-]{0," + str(MAX_NAME_LENGTH - 1) + "}+"
 _QUOTED = r"[^'\\]*+(?:\\.[^'\\]*+)*+"    # a string or regex body, escapes paired
 _DIGITS = r"(?:0|[1-9][0-9]*+)"           # no leading zeros
 _EXPONENT = r"[eE][+-]?[0-9]++"
