@@ -191,7 +191,12 @@ class OctopusNode:
         self.prefix = prefix
         self.lease_ttl = lease_ttl
         self.port = port or free_ports(1)[0]
-        self.log = log or Path(tempfile.mkstemp(prefix="octopus-node-", suffix=".log")[1])
+        self._own_log = log is None
+        if log is None:
+            fd, name = tempfile.mkstemp(prefix="octopus-node-", suffix=".log")
+            os.close(fd)
+            log = Path(name)
+        self.log = log
         self.extra_args = list(extra_args)
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -231,10 +236,15 @@ class OctopusNode:
                 self.proc = None
 
     def stop(self) -> None:
+        """Stop the process (a stopped one is continued first); a log file made here
+        is removed."""
         if self.proc is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGCONT)
             self.kill(signal.SIGTERM)
+        if self._own_log:
+            with contextlib.suppress(OSError):
+                self.log.unlink()
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

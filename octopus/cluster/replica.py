@@ -209,12 +209,14 @@ class Replica:
             self.sid_of.clear()
             self._keepalive_due.clear()
         last = 0
-        for lease in leases:
+        for i, lease in enumerate(leases):
             try:
                 last = max(last, self.etcd.lease_revoke(lease, timeout=2.0))
             except OctopusError as e:
-                log.warning("could not revoke lease %x (%s): its records go when it expires",
-                            lease, e)
+                # etcd is out of reach: do not wait 2 s for each of the others too.
+                log.warning("could not revoke %d lease(s) (%s): their records go when they "
+                            "expire, within %d s", len(leases) - i, e, self.lease_ttl)
+                break
         if last:
             with self.cond:
                 self.cond.wait_for(lambda: self.applied >= last, 2.0)

@@ -59,7 +59,9 @@ def _lock_survives(kill: str, nodes: list[OctopusNode]) -> None:
     """A holder on node A, a waiter on node B; SIGKILL ``kill`` (the node or the
     holder's process); the waiter gets the lock within TTL + 1 s, after the holder's
     exit in the shared log, with a greater token."""
-    log = Path(tempfile.mkstemp(suffix=".log")[1])
+    fd, name = tempfile.mkstemp(suffix=".log")
+    os.close(fd)
+    log = Path(name)
     holder = _holder(nodes[0].url, log)
     granted = threading.Event()
     waiter = octopus.connect(nodes[1].url)
