@@ -19,6 +19,8 @@ convention keeps working. The tree::
     ├── WaitTimeout             a wait gave up (also the builtin TimeoutError)
     ├── LockError               misuse of a recipe, e.g. releasing an unheld lock
     │                           (also a RuntimeError)
+    ├── Unavailable             a replicated engine cannot reach a quorum of its etcd
+    │                           cluster (or its node), so a write or sync cannot be made
     └── SetupError              SWI-Prolog or janus-swi is missing or unusable (the
                                 message says what to install)
 """
@@ -37,6 +39,7 @@ __all__ = [
     "QueryError",
     "SetupError",
     "TriggerNotFound",
+    "Unavailable",
     "WaitTimeout",
 ]
 
@@ -99,6 +102,13 @@ class WaitTimeout(OctopusError, TimeoutError):
 
 class LockError(OctopusError, RuntimeError):
     """Raised when a recipe is misused, such as releasing a lock one does not hold."""
+
+
+class Unavailable(OctopusError):
+    """Raised when a write, ``sync()`` or session change of a replicated engine cannot
+    be made because a quorum of its etcd cluster cannot be reached (docs/cluster.md).
+    Reads go on from the local replica meanwhile. When the message says the outcome is
+    unknown, the change may or may not have been made: look before retrying it."""
 
 
 class SetupError(OctopusError):
