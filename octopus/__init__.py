@@ -12,6 +12,7 @@ from octopus.engine import Engine, Session
 from octopus.errors import (
     ConditionFailed,
     EngineClosed,
+    InvariantViolated,
     KnowledgeBaseError,
     LockError,
     NotFound,
@@ -19,6 +20,7 @@ from octopus.errors import (
     ParameterError,
     ParseError,
     QueryError,
+    RuleError,
     SetupError,
     TriggerNotFound,
     Unavailable,
@@ -28,6 +30,7 @@ from octopus.events import Event, Mode, Subscription, Trigger
 from octopus.reading import read
 from octopus.recipes import Barrier, Election, Lock, NameService, ReadWriteLock, Semaphore
 from octopus.record import Atom, Record
+from octopus.rules import Invariant, RowEvent, RuleLimits, RuleWatch
 from octopus.server.async_client import AsyncClient, connect_async
 from octopus.server.client import Client, connect
 
@@ -41,6 +44,8 @@ __all__ = [
     "Engine",
     "EngineClosed",
     "Event",
+    "Invariant",
+    "InvariantViolated",
     "KnowledgeBaseError",
     "Lock",
     "LockError",
@@ -53,6 +58,10 @@ __all__ = [
     "QueryError",
     "ReadWriteLock",
     "Record",
+    "RowEvent",
+    "RuleError",
+    "RuleLimits",
+    "RuleWatch",
     "Semaphore",
     "Session",
     "SetupError",

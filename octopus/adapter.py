@@ -2,8 +2,10 @@
 Python values and Prolog terms, in both directions.
 
 No other module knows the name of a Prolog predicate or the shape of its reply: the
-core asks :class:`PrologStore` for ``first(query) -> Record | None`` and the knowledge
-base asks :class:`PrologKnowledgeBase` for ``query(...) -> list[dict]``. The calls
+core asks :class:`PrologStore` for ``first(query) -> Record | None``, the knowledge
+base asks :class:`PrologKnowledgeBase` for ``query(...) -> list[dict]`` and the rules
+(:mod:`octopus.rules`) ask :class:`PrologRules` to compile and install derived watches
+and invariants. The calls
 themselves run through :mod:`octopus._prolog` (the only module importing janus).
 
 Values on the way in (what :func:`encode_value` makes and janus converts):
@@ -33,14 +35,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from octopus._prolog import PrologRuntime, runtime
-from octopus.errors import KnowledgeBaseError, OctopusError
+from octopus.errors import InvariantViolated, KnowledgeBaseError, OctopusError, RuleError
 from octopus.record import Atom, Record, Value
 
 __all__ = [
     "EncodedConstraint",
     "EncodedName",
     "PrologKnowledgeBase",
+    "PrologRules",
     "PrologStore",
+    "RuleRow",
     "decode_attributes",
     "encode_attributes",
     "encode_value",
@@ -78,6 +82,36 @@ def _record(name: str, revision: int, d: Mapping[str, Any]) -> Record:
     return Record._trusted(name, decode_attributes(d), revision)
 
 
+#: One row a write left for the derived watches (prolog/rules.pl, rules_change/8):
+#: ``(revision or None for a delete, watch id, kind, values)``; kind is ``"set"`` or
+#: ``"del"`` (values: the row), ``"removed"`` (the watch exceeded its limit; values:
+#: the reason) or ``"violated"`` (a session's end broke an invariant; the row's text).
+RuleRow = tuple[int | None, int, str, Any]
+
+
+def _row_value(value: Any) -> Any:
+    """A value of a derived row as prolog/rules.pl exports it (export_value/2)."""
+    kind = type(value)
+    if kind is list:
+        return Atom(value[0])
+    if kind is dict:
+        if "list" in value:
+            return [_row_value(v) for v in value["list"]]
+        return str(value["text"])
+    return value
+
+
+def _refusal(reply: Mapping[str, Any]) -> OctopusError:
+    """The exception for a write an invariant refused (store.pl, rules_refusal/2)."""
+    if "violation" in reply:
+        invariant, row = reply["violation"]
+        return InvariantViolated(f"invariant {invariant} would be violated by {row}; "
+                                 "nothing changed", invariant=str(invariant), row=str(row))
+    invariant, reason = reply["unchecked"]
+    return RuleError(f"invariant {invariant} could not be checked ({reason}); the write "
+                     "is refused (nothing changed)")
+
+
 class PrologStore:
     """One engine's records, key index tables, sequence counters and trigger queries:
     a private module of prolog/store.pl and prolog/triggers.pl.
@@ -92,6 +126,25 @@ class PrologStore:
         self._rt = rt or runtime()
         self.module = self._rt.new_module("octopus_db")
         self._rt.call(self._STORE, "store_create", self.module)
+        #: Rows for the derived watches left by the last write (see :data:`RuleRow`):
+        #: emptied at the start of every write, read by the rules' observer of the
+        #: change stream in the same critical section.
+        self.rows: list[RuleRow] = []
+
+    def _write(self, predicate: str, *args: Any) -> Any:
+        """A write: its value, with the rows it leaves for the derived watches kept in
+        :attr:`rows`; an invariant's refusal raised."""
+        self.rows = []
+        reply = self._call(predicate, *args)
+        if type(reply) is dict:
+            rows = reply.get("rows")
+            if rows is None:
+                raise _refusal(reply)
+            self.rows = [(rev, qid, kind, [_row_value(v) for v in values]
+                          if kind in ("set", "del") else values)
+                         for rev, qid, kind, values in rows]
+            return reply["value"]
+        return reply
 
     @property
     def rt(self) -> PrologRuntime:
@@ -148,18 +201,23 @@ class PrologStore:
         """Store a record at ``revision`` if the stored one meets ``conditions``; the
         final name (a sequential set appends its number), or None if the conditions
         did not hold (nothing changed)."""
-        reply = self._call("store_set", name, pairs, conditions, sequential, revision)
+        reply = self._write("store_set", name, pairs, conditions, sequential, revision)
         return None if reply is False else str(reply)
 
-    def delete(self, name: str, constraints: Sequence[EncodedConstraint]) -> Record | None:
-        """Delete the record if it meets ``constraints``; the deleted record, or None."""
-        reply = self._call("store_delete", name, constraints)
+    def delete(self, name: str, constraints: Sequence[EncodedConstraint],
+               forced: bool = False) -> Record | None:
+        """Delete the record if it meets ``constraints``; the deleted record, or None.
+        ``forced`` (a session's end; no constraints): invariants do not refuse it."""
+        if forced:
+            reply = self._write("store_expire", name)
+        else:
+            reply = self._write("store_delete", name, constraints)
         return None if reply is None else _record(name, reply[0], reply[1])
 
     def load(self, rows: Iterable[tuple[str, Sequence[tuple[str, Any]]]],
              base_revision: int) -> int:
         """Store rows (name, pairs) in one transaction; the i-th gets revision base+i."""
-        return int(self._call("store_load", list(rows), base_revision))
+        return int(self._write("store_load", list(rows), base_revision))
 
     def warm(self) -> None:
         """Build the clause indexes now rather than on the first query needing them."""
@@ -253,3 +311,100 @@ class PrologKnowledgeBase:
     def destroy(self) -> None:
         """Drop every fact and rule."""
         self._call("kb_destroy", self.module, self._aux)
+
+
+
+#: How a derived watch or invariant is given to :meth:`PrologRules.install`:
+#: ``("goal", text, bindings)``, ``("relation", name, args)`` (None: any value) or
+#: ``("invariant", name, text)``.
+RuleSpec = tuple[str, str, Any]
+
+
+def _rule_arg(value: Any) -> Any:
+    """A binding or relation argument as rules_install/8 imports it (import_arg/2)."""
+    if type(value) is Atom:
+        return [str.__str__(value)]
+    return value
+
+
+class PrologRules:
+    """One engine's derived watches and invariants: a module of prolog/rules.pl next to
+    its store and knowledge base. Errors are :class:`~octopus.errors.RuleError`.
+
+    Not thread-safe by itself: the core calls it under its lock."""
+
+    _RULES = "octopus_rules"
+
+    def __init__(self, store: PrologStore, kb_module: str) -> None:
+        self._rt = store.rt
+        self.module = self._rt.new_module("octopus_rules")
+        self._store = store.module
+        self._kb = kb_module
+        self._call("rules_create", self.module, self._store)
+
+    def _call(self, predicate: str, *args: Any) -> Any:
+        try:
+            return self._rt.call(self._RULES, predicate, *args)
+        except RuleError:
+            raise
+        except OctopusError as e:
+            raise RuleError(str(e)) from None
+
+    @staticmethod
+    def attach_view(kb_module: str, store: PrologStore) -> None:
+        """Define the read-only record view (record/1, attr/3) of ``store`` in the
+        knowledge-base module ``kb_module``."""
+        store.rt.call(PrologRules._RULES, "rules_view", kb_module, store.module)
+
+    def parse(self, text: str) -> list[tuple[str, int, list[str]]]:
+        """The relations ``text`` defines, checked against the rule family as if it
+        were loaded: ``(name, arity, argument names)``. Nothing is loaded."""
+        return [(str(n), int(a), [str(x) for x in names])
+                for n, a, names in self._call("rules_parse", self._kb, text)]
+
+    def declare(self, relations: list[tuple[str, int, list[str]]]) -> None:
+        """Make relations returned by :meth:`parse` watchable by name."""
+        self._call("rules_declare", self.module, [list(r) for r in relations])
+
+    def relation(self, name: str, arity: int) -> list[str]:
+        """The argument names of the declared relation ``name/arity`` (RuleError if
+        there is none)."""
+        return [str(n) for n in self._call("rules_relation", self.module, name, arity, [])]
+
+    def install(self, qid: int, spec: RuleSpec, limits: list[int],
+                initial: bool) -> tuple[list[str], list[list[Any]]]:
+        """Compile and install watch or invariant ``qid``: the row's variable names and,
+        if ``initial`` (always for an invariant), the current rows in standard order.
+        InvariantViolated if an invariant already has a row (nothing installed)."""
+        kind, a, b = spec
+        if kind == "goal":
+            arg: Any = ["goal", a, [[k, _rule_arg(v)] for k, v in b]]
+        elif kind == "relation":
+            arg = ["relation", a, [_rule_arg(v) for v in b]]
+        else:
+            arg = ["invariant", a, b]
+        reply = self._call("rules_install", self.module, self._kb, self._store, qid, arg,
+                           limits, initial)
+        if type(reply) is dict:
+            raise InvariantViolated(f"invariant {a} is already violated by "
+                                    f"{reply['violated']}", invariant=a,
+                                    row=str(reply["violated"]))
+        names, rows = reply
+        return [str(n) for n in names], [[_row_value(v) for v in row] for row in rows]
+
+    def remove(self, qid: int) -> bool:
+        """Uninstall watch or invariant ``qid``; whether it was installed."""
+        return bool(self._call("rules_remove", self.module, self._store, qid))
+
+    def explain(self, goal: str, bindings: list[tuple[str, Any]],
+                inferences: int) -> list[tuple[str, str, int]]:
+        """For each literal of ``goal`` in order, up to the first that fails: its text,
+        ``"ok"``/``"fail"``/``"unknown"``, and how many solutions the goal has up to it
+        (at most 100 counted; -1 unknown)."""
+        reply = self._call("rules_explain", self._kb, self._store, goal,
+                           [[k, _rule_arg(v)] for k, v in bindings], [inferences])
+        return [(str(t), str(s), int(n)) for t, s, n in reply]
+
+    def destroy(self) -> None:
+        """Uninstall everything and forget the declared relations."""
+        self._call("rules_destroy", self.module, self._store)

@@ -39,6 +39,12 @@ Theory of operation (the guarantees are in docs/guarantees.md):
    (:meth:`Core.apply_set_locked` and its siblings), which changes the store at etcd's
    revision, under the lock, and commits the change to the observers exactly as a local
    write does. Reads, triggers and the knowledge base are the same on both paths.
+8. **Rules** (:mod:`octopus.rules`, docs/rules.md), created on first use, are the
+   second observer of the change stream: the rows of derived watches that a write
+   makes appear or disappear come back with the write from Prolog and are queued
+   with its commit; an invariant refuses a write inside the store's transaction, so
+   a refused write changes nothing and commits nothing. A session's end deletes its
+   ephemeral records whatever the invariants say (``forced``).
 """
 
 from __future__ import annotations
@@ -51,13 +57,21 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from octopus.adapter import PrologStore, encode_attributes
-from octopus.errors import ConditionFailed, EngineClosed, NotFound, QueryError, TriggerNotFound
+from octopus.adapter import PrologRules, PrologStore, RuleSpec, encode_attributes
+from octopus.errors import (
+    ConditionFailed,
+    EngineClosed,
+    NotFound,
+    QueryError,
+    RuleError,
+    TriggerNotFound,
+)
 from octopus.events import Dispatcher, Event, Handler, Mode, Subscription, Trigger
 from octopus.kb import KnowledgeBase
 from octopus.query.compile import CompiledQuery, CompiledRecord, compile_query, compile_record
 from octopus.record import Atom, Record, Value, check_value, is_name, natural_key, short_repr
 from octopus.registry import TriggerRegistry
+from octopus.rules import Invariant, RowHandler, RuleEngine, RuleWatch, check_on
 
 __all__ = ["Change", "ChangeOp", "Core", "Observer", "ReplicatedWrites"]
 
@@ -126,13 +140,14 @@ class _Resources:
         self.store: PrologStore | None = store
         self.kb: KnowledgeBase | None = None
         self.dispatcher: Dispatcher | None = None
+        self.rules: RuleEngine | None = None
 
     def release(self, *, at_safe_point: bool) -> None:
-        store, kb, dispatcher = self.store, self.kb, self.dispatcher
-        self.store = self.kb = None
+        store, kb, dispatcher, rules = self.store, self.kb, self.dispatcher, self.rules
+        self.store = self.kb = self.rules = None
         if dispatcher is not None:
             dispatcher.stop(timeout=5.0 if at_safe_point else 0)
-        for release in (store and store.destroy, kb and kb.close):
+        for release in (rules and rules.destroy, store and store.destroy, kb and kb.close):
             if release:
                 if at_safe_point:
                     release()
@@ -179,6 +194,7 @@ class Core:
         self._session_ids = itertools.count(1)
         self._observers: list[Observer] = [self._deliver_triggers]
         self._kb_lock = threading.Lock()
+        self._rules: RuleEngine | None = None       # rules over live records (point 8)
         #: The replicated write path (point 7), set by octopus.cluster; None: local.
         self.replicated: ReplicatedWrites | None = None
         self._finalizer = weakref.finalize(self, _release_dropped, self._resources)
@@ -210,7 +226,7 @@ class Core:
     def _close_session_locked(self, sid: int) -> None:
         if self.replicated is None:
             for name in sorted(self._sessions[sid], key=natural_key):
-                self._delete_locked(name, [])
+                self._delete_locked(name, [], forced=True)
         else:
             # A replica's ephemeral records are etcd's: they go with the session's lease
             # and come back as deletions through the apply path.
@@ -218,6 +234,8 @@ class Core:
                 self._owners.pop(name, None)
         for qid in self.registry.owned_by(sid):
             self._remove_locked(qid)
+        if self._rules is not None:
+            self._rules.session_closed_locked(sid, self.revision)
         del self._sessions[sid]
 
     def _check_core(self) -> None:
@@ -434,8 +452,11 @@ class Core:
         self._after_write()
         return record
 
-    def _delete_locked(self, name: str, constraints: list[Any]) -> Record | None:
-        record = self.store.delete(name, constraints)
+    def _delete_locked(self, name: str, constraints: list[Any],
+                       forced: bool = False) -> Record | None:
+        """Delete ``name`` if it meets ``constraints`` and commit the change; ``forced``
+        (a session's end): invariants do not refuse it."""
+        record = self.store.delete(name, constraints, forced)
         if record is None:
             return None
         self.revision += 1
@@ -671,13 +692,103 @@ class Core:
     # --- the knowledge base, statistics, teardown ------------------------------------------
 
     def knowledge_base(self) -> KnowledgeBase:
-        """The engine's knowledge base, created on first use."""
+        """The engine's knowledge base, created on first use, with the view of this
+        engine's records (docs/rules.md)."""
         with self._kb_lock:
             self._check_core()
             kb = self._resources.kb
             if kb is None:
-                kb = self._resources.kb = KnowledgeBase()
+                kb = KnowledgeBase()
+                PrologRules.attach_view(kb.module, self.store)
+                self._resources.kb = kb
             return kb
+
+    # --- rules over live records (point 8; octopus.rules) ---------------------------------
+
+    def rule_engine(self) -> RuleEngine:
+        """The engine's rules, created on first use (with the knowledge base)."""
+        rules = self._rules
+        if rules is None:
+            kb = self.knowledge_base()
+            with self.lock:
+                self._check_core()
+                if self._rules is None:
+                    self._rules = RuleEngine(self.store, kb.module, lambda: self.dispatcher)
+                    self._resources.rules = self._rules
+                    self._observers.append(self._rules.observe)
+                rules = self._rules
+        return rules
+
+    def load_rules(self, text: str) -> list[str]:
+        """Check ``text`` against the rule family, load it into the knowledge base and
+        declare the relations it defines; their ``name/arity``."""
+        if not isinstance(text, str):
+            raise QueryError(f"rules must be a str, got {type(text).__name__}")
+        rules = self.rule_engine()
+        relations = rules.prolog.parse(text)
+        self.knowledge_base().add_facts(text, progress=False)
+        with self.lock:
+            self._check_core()
+            rules.prolog.declare(relations)
+        return [f"{name}/{arity}" for name, arity, _ in relations]
+
+    def watch_rule(self, sid: int, spec: RuleSpec, query: str, handler: RowHandler, on: Mode,
+                   existing: bool) -> RuleWatch:
+        """Install a derived watch (see :mod:`octopus.rules`)."""
+        if not callable(handler):
+            raise QueryError("a rule watch's handler must be callable")
+        watch = RuleWatch(handler, query, check_on(on))
+        rules = self.rule_engine()
+        with self.lock:
+            self._check_open(sid)
+            rules.watch_locked(sid, spec, watch, bool(existing), self.revision,
+                               lambda w: self.remove_rule_watch(sid, w))
+        return watch
+
+    def remove_rule_watch(self, sid: int, watch: RuleWatch | int) -> None:
+        """Remove a derived watch this session installed; its handler gets REMOVED."""
+        with self.lock:
+            self._check_open(sid)
+            rules = self._rules
+            qid = rules.lookup(sid, watch) if rules is not None else None
+            if rules is None or qid is None:
+                raise TriggerNotFound(f"no installed rule watch {watch!r}")
+            rules.remove_locked(qid, self.revision)
+
+    def invariant(self, name: str, text: str) -> Invariant:
+        """Install an invariant (see :mod:`octopus.rules`)."""
+        if not isinstance(name, str) or not name:
+            raise RuleError(f"an invariant's name must be a non-empty str, got {name!r}")
+        if not isinstance(text, str):
+            raise RuleError(f"an invariant's rules must be a str, got {type(text).__name__}")
+        if self.replicated is not None:
+            raise RuleError("invariants are not available on a replica of a cluster: "
+                            "a replica's writes are decided by etcd, which cannot run "
+                            "them (docs/rules.md)")
+        rules = self.rule_engine()
+        with self.lock:
+            self._check_core()
+            return rules.invariant_locked(name, text, self.remove_invariant)
+
+    def remove_invariant(self, inv: Invariant | str) -> None:
+        """Lift an invariant."""
+        with self.lock:
+            self._check_core()
+            if self._rules is None:
+                raise TriggerNotFound(f"no invariant {inv!r}")
+            self._rules.remove_invariant_locked(inv)
+
+    def invariants(self) -> list[Invariant]:
+        with self.lock:
+            return [] if self._rules is None else self._rules.invariants()
+
+    def explain_rule(self, goal: str,
+                     bindings: list[tuple[str, Any]]) -> list[tuple[str, str, int]]:
+        """Which literal of ``goal`` stops it (prolog/rules.pl, rules_explain/6)."""
+        rules = self.rule_engine()
+        with self.lock:
+            self._check_core()
+            return rules.prolog.explain(goal, bindings, rules.limits.install_inferences)
 
     def count(self) -> int:
         with self.lock:
@@ -703,6 +814,8 @@ class Core:
                 "triggers": self.registry.trigger_count,
                 "subscriptions": self.registry.subscription_count,
                 "events_pending": dispatcher.pending if dispatcher is not None else 0,
+                "rule_watches": self._rules.watch_count if self._rules is not None else 0,
+                "invariants": self._rules.invariant_count if self._rules is not None else 0,
             }
 
     def close(self, last: int | None = None) -> None:

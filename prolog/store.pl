@@ -8,6 +8,7 @@
             store_exists/4,           % +Store, +NamePattern, +Constraints, -Reply
             store_set/7,              % +Store, +Name, +Attrs, +Constraints, +Sequential, +Rev, -Reply
             store_delete/4,           % +Store, +Name, +Constraints, -Reply
+            store_expire/3,           % +Store, +Name, -Reply
             store_load/4,             % +Store, +Records, +Rev0, -Reply
             store_count/2,            % +Store, -Count
             store_keys/2,             % +Store, -Count
@@ -37,7 +38,13 @@ by the Python side from a counter, never from user data) holding
                                record goes is abolished after the transaction, so
                                keys that no record has any more cost nothing.
   - seq(Base, Next):           per-base-name counters of sequential sets;
-  - trig(Id, Query):           installed trigger queries (prolog/triggers.pl).
+  - trig(Id, Query):           installed trigger queries (prolog/triggers.pl);
+  - '$rules'(Rules):           present while derived watches or invariants exist
+                               (prolog/rules.pl): every write then hands each record
+                               it changes to rules_change/8 inside its transaction,
+                               which returns the rows of watches that appear or
+                               disappear, or throws when an invariant would be
+                               violated (the transaction, hence the write, is undone).
 
 Revisions are allocated by the caller (which serialises all calls) and passed in.
 Every write of records and their index entries runs inside transaction/1, so a
@@ -53,6 +60,7 @@ raised as error(Formal, Context) terms (prolog/errors.pl).
 :- use_module(library(lists)).
 :- use_module(match).
 :- use_module(errors).
+:- use_module(rules, [rules_change/8]).
 
 %!  store_create(+Store, -Reply) is det.
 %!  store_destroy(+Store, -Reply) is det.
@@ -61,7 +69,7 @@ raised as error(Formal, Context) terms (prolog/errors.pl).
 
 store_create(M, @(true)) :-
     must_be(atom, M),
-    dynamic([M:rec/3, M:key_index/2, M:seq/2, M:trig/2, M:empty_table/1]).
+    dynamic([M:rec/3, M:key_index/2, M:seq/2, M:trig/2, M:empty_table/1, M:'$rules'/1]).
 
 store_destroy(M, @(true)) :-
     must_be(atom, M),
@@ -70,6 +78,7 @@ store_destroy(M, @(true)) :-
     retractall(M:key_index(_, _)),
     retractall(M:seq(_, _)),
     retractall(M:trig(_, _)),
+    retractall(M:'$rules'(_)),
     abolish_empty_tables(M).
 
 %   key_table(+Store, +Key, -Table) is semidet.
@@ -209,17 +218,25 @@ best_equality(M, Cs, Table, Hash) :-
 %   With Sequential = @(true), Name is a base name and the record is stored as
 %   Base<N> for the next free N of that base. Reply is the final name, or @(false)
 %   when the conditions do not hold (nothing changed then).
+%
+%   With rules (rules_reply/3): _{value: Final, rows: Rows} when watches have rows to
+%   deliver, and _{violation: [Invariant, RowText]} or _{unchecked: [Invariant,
+%   Reason]} when an invariant refuses the write (nothing changed then).
 
 store_set(M, Name, Attrs, Cs0, Seq, Rev, Reply) :-
     prepare_constraints(Cs0, Cs),
     maplist(import_pair, Attrs, Pairs),
-    (   transaction(set_(M, Name, Pairs, Cs, Seq, Rev, Final))
-    ->  Reply = Final,
-        abolish_empty_tables(M)
+    (   catch(transaction(set_(M, Name, Pairs, Cs, Seq, Rev, Final, Rows)),
+              Refusal, rules_refusal(Refusal, Reply))
+    ->  (   var(Reply)
+        ->  rules_reply(Final, Rows, Reply),
+            abolish_empty_tables(M)
+        ;   true                      % an invariant refused it: the transaction undid all
+        )
     ;   Reply = @(false)              % the conditions failed: the transaction undid all
     ).
 
-set_(M, Name0, Pairs, Cs, Seq, Rev, Name) :-
+set_(M, Name0, Pairs, Cs, Seq, Rev, Name, Rows) :-
     (   Seq == @(true)
     ->  next_sequential_name(M, Name0, Name)
     ;   Name = Name0
@@ -230,7 +247,28 @@ set_(M, Name0, Pairs, Cs, Seq, Rev, Name) :-
     ;   M:rec(Name, _, Old),
         constraints_hold(Cs, Old)
     ),
-    put_record(M, Name, Rev, Pairs).
+    (   M:'$rules'(_)
+    ->  ( M:rec(Name, _, Old1) -> true ; Old1 = none ),
+        put_record(M, Name, Rev, Pairs),
+        M:rec(Name, _, New),
+        rules_change(M, Name, Old1, New, Rev, @(false), [], Rows)
+    ;   put_record(M, Name, Rev, Pairs),
+        Rows = []
+    ).
+
+%   rules_reply(+Value, +Rows, -Reply): Value alone without rows to deliver.
+
+rules_reply(Value, [], Value) :- !.
+rules_reply(Value, Rows0, _{value: Value, rows: Rows}) :-
+    reverse(Rows0, Rows).                 % rules_change/8 adds the newest first
+
+%   rules_refusal(+Ball, -Reply): an invariant's refusal as a reply; rethrow others.
+
+rules_refusal(octopus_violation(Invariant, Row), _{violation: [Invariant, Row]}) :- !.
+rules_refusal(octopus_unchecked(Invariant, Reason),
+              _{unchecked: [Invariant, Reason]}) :- !.
+rules_refusal(E, _) :-
+    throw(E).
 
 import_pair(K-V0, K-V) :-
     (   atom(K) -> true ; must_be(atom, K) ),
@@ -299,36 +337,72 @@ abolish_empty_tables(M) :-
 %!  store_delete(+Store, +Name, +Constraints, -Reply) is det.
 %
 %   Delete record Name if it satisfies Constraints. Reply is [OldRev, OldDict], or
-%   @(none) when there was no such record (nothing changes then).
+%   @(none) when there was no such record (nothing changes then); with rules, as for
+%   store_set/7 (the value being [OldRev, OldDict]).
 
 store_delete(M, Name, Cs0, Reply) :-
     prepare_constraints(Cs0, Cs),
-    transaction(delete_(M, Name, Cs, Reply)),
-    abolish_empty_tables(M).
+    delete_reply(M, Name, Cs, @(false), Reply).
 
-delete_(M, Name, Cs, Reply) :-
+%!  store_expire(+Store, +Name, -Reply) is det.
+%
+%   Delete record Name, as store_delete/4 without constraints, for a session that
+%   ends: invariants do not refuse it (a session's end cannot be refused); a
+%   violation it causes comes back as a row of kind violated.
+
+store_expire(M, Name, Reply) :-
+    delete_reply(M, Name, [], @(true), Reply).
+
+delete_reply(M, Name, Cs, Forced, Reply) :-
+    catch(transaction(delete_(M, Name, Cs, Forced, Value, Rows)),
+          Refusal, rules_refusal(Refusal, Reply)),
+    (   var(Reply)
+    ->  rules_reply(Value, Rows, Reply),
+        abolish_empty_tables(M)
+    ;   true
+    ).
+
+delete_(M, Name, Cs, Forced, Reply, Rows) :-
     (   M:rec(Name, Rev, Dict),
         constraints_hold(Cs, Dict)
     ->  remove_record(M, Name),
-        Reply = [Rev, Dict]
-    ;   Reply = @(none)
+        Reply = [Rev, Dict],
+        (   M:'$rules'(_)
+        ->  rules_change(M, Name, Dict, none, @(none), Forced, [], Rows)
+        ;   Rows = []
+        )
+    ;   Reply = @(none),
+        Rows = []
     ).
 
 %!  store_load(+Store, +Records, +Rev0, -Reply) is det.
 %
 %   Bulk replace: Records is a list of -(Name, Attrs); the i-th (from 1) gets
-%   revision Rev0+i. All or nothing. Reply is the number of records stored.
+%   revision Rev0+i. All or nothing. Reply is the number of records stored; with
+%   rules, as for store_set/7 (the value being the number).
 
-store_load(M, Records, Rev0, Count) :-
-    transaction(foldl(load_one(M), Records, Rev0, Rev)),
-    abolish_empty_tables(M),
-    Count is Rev - Rev0.
+store_load(M, Records, Rev0, Reply) :-
+    catch(transaction(foldl(load_one(M), Records, Rev0-[], Rev-Rows)),
+          Refusal, rules_refusal(Refusal, Reply)),
+    (   var(Reply)
+    ->  abolish_empty_tables(M),
+        Count is Rev - Rev0,
+        rules_reply(Count, Rows, Reply)
+    ;   true
+    ).
 
-load_one(M, -(Name, Attrs), Rev0, Rev) :-
+load_one(M, -(Name, Attrs), Rev0-Rows0, Rev-Rows) :-
     (   atom(Name) -> true ; must_be(atom, Name) ),
     maplist(import_pair, Attrs, Pairs),
     Rev is Rev0 + 1,
-    put_record(M, Name, Rev, Pairs).
+    (   M:'$rules'(_)
+    ->  ( M:rec(Name, _, Old) -> true ; Old = none ),
+        put_record(M, Name, Rev, Pairs),
+        M:rec(Name, _, New),
+        rules_change(M, Name, Old, New, Rev, @(false), Rows0, Rows)
+    ;   put_record(M, Name, Rev, Pairs),
+        Rows = Rows0
+    ).
 
 %!  store_count(+Store, -Count) is det.
 %
