@@ -211,6 +211,11 @@ class Session(RecipeFactories):
         return self._core.watch_rule(self._sid, ("relation", relation, values), query,
                                      handler, on, existing)
 
+    def remove_rule_watch(self, watch: RuleWatch | int) -> None:
+        """Remove a derived watch this session installed (as ``watch.remove()``); its
+        handler gets REMOVED. TriggerNotFound for any other."""
+        self._core.remove_rule_watch(self._sid, watch)
+
     def explain_rule(self, goal: str, **bindings: object) -> list[tuple[str, str, int]]:
         """Why ``goal`` has no solution (or what it has): for each of its literals in
         order, up to the first that fails, ``(literal, "ok" | "fail" | "unknown",

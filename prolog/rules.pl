@@ -178,7 +178,7 @@ v_get(K, D, V) :-
 
 view_value(S, V) :- number(S), !, V = S.
 view_value(S, V) :- string(S), !, V = S.
-view_value([S], V) :- !, atom_string(V, S).
+view_value([S], V) :- !, atom_string(A, S), V = A.
 view_value(@(B), @(B)).
 
 %   view_hash(+Value, -Hash) is semidet: the index hash of the stored values a view
@@ -515,8 +515,15 @@ variant_(true, _, P, P, N, N) :- !.
 variant_((A, B), Ctx, P0, P, N0, N) :- !,
     variant_(A, Ctx, P0, P1, N0, N1),
     variant_(B, Ctx, P1, P, N1, N).
-variant_((A ; B), Ctx, P0, P, N0, N) :-
-    \+ A = (_ -> _), \+ A = (_ *-> _), !,
+variant_(G, Ctx, P0, P, N0, N) :-
+    if_then_else(G), !,
+    (   reads_records(Ctx, G)
+    ->  octopus_error(kb, "if-then-else over records is not in the rule family (write \c
+                           the cases as clauses, with negation)")
+    ;   P0 = [kb(G)|P],
+        N0 = N
+    ).
+variant_((A ; B), Ctx, P0, P, N0, N) :- !,
     (   variant_(A, Ctx, P0, P, N0, N)
     ;   variant_(B, Ctx, P0, P, N0, N)
     ).
@@ -531,15 +538,17 @@ variant_(\+ G, Ctx, P0, P, N0, N) :- !,
 variant_(record(X), _, [view(record(X))|P], P, N, N) :- !.
 variant_(attr(X, K, V), _, [view(attr(X, K, V))|P], P, N, N) :- !.
 variant_(G, _, [bi(G)|P], P, N, N) :-
-    builtin(G, _), !.
+    builtin(G, _), !,
+    (   arithmetic(G), impure_arithmetic(G)
+    ->  octopus_error(kb, "~q evaluates something that changes by itself (random, \c
+                           the clock): not in the rule family", [G])
+    ;   true
+    ).
 variant_(G, Ctx, P0, P, N0, N) :-
     reads_records(Ctx, G), !,
     unfold(Ctx, G, P0, P, N0, N).
 variant_(G, Ctx, [kb(G)|P], P, N, N) :-
-    known_goal(Ctx, G), !.
-variant_(G, _, _, _, _, _) :-
-    functor(G, Name, Arity),
-    octopus_error(kb, "unknown procedure in a rule: ~w/~w", [Name, Arity]).
+    static_goal(Ctx, G), !.
 
 %   A goal the rule calls and that reads records must be a rule of the knowledge base
 %   (or of the text being declared) whose clauses are unfolded in turn.
@@ -592,7 +601,7 @@ link(GVs, Copy-Pos, Conj) :-
     (   distinct_vars(Copy)
     ->  GVs = Copy,
         Conj = Pos
-    ;   Conj = [bi(GVs = Copy)|Pos]
+    ;   Conj = [bi('$link'(GVs, Copy))|Pos]
     ).
 
 distinct_vars(L) :-
@@ -601,21 +610,58 @@ distinct_vars(L) :-
     length(L, N),
     length(S, N).
 
+if_then_else((_ -> _ ; _)).
+if_then_else((_ *-> _ ; _)).
+if_then_else((_ -> _)).
+if_then_else((_ *-> _)).
+
 control(G) :-
+    callable(G),
     functor(G, Name, Arity),
-    memberchk(Name/Arity, [ (->)/2, (*->)/2, (!)/0, findall/3, findall/4, forall/2,
+    memberchk(Name/Arity, [ (->)/2, (*->)/2, (;)/2, (',')/2, (\+)/1, findall/3, findall/4,
+                            forall/2,
                             aggregate_all/3, aggregate_all/4, bagof/3, setof/3,
                             call/1, call/2, call/3, call/4, call/5, call/6, once/1,
                             ignore/1, not/1, catch/3, (^)/2, limit/2, offset/2,
                             order_by/2, distinct/1, distinct/2 ]).
 
-known_goal(ctx(KB, Pending, _), G) :-
+%   static_goal(+Ctx, +Goal) is det.
+%
+%   Goal reads no record and may be called by a rule: a predicate of the knowledge
+%   base (or of the text being declared), a builtin of builtin/2, or a control
+%   construct or aggregate (if-then-else, \+, findall/3, ...) over such goals. A rule
+%   calls nothing else: no system predicate with an effect (assertz/1, halt/0, I/O),
+%   whatever the knowledge base may do in its own code. Raises otherwise.
+
+static_goal(_, G) :-
+    var(G), !,
+    octopus_error(kb, "a rule may not call a variable goal").
+static_goal(_, G) :-
+    builtin(G, _), !.
+static_goal(ctx(KB, Pending, _), G) :-
+    callable(G),
     functor(G, Name, Arity),
     (   memberchk(Name/Arity-_, Pending)
-    ->  true
-    ;   control(G)
-    ->  true
-    ;   predicate_property(KB:G, defined)
+    ;   current_predicate(KB:Name/Arity),
+        functor(H, Name, Arity),
+        predicate_property(KB:H, implementation_module(KB))
+    ), !.
+static_goal(Ctx, G) :-
+    control(G), !,
+    (   meta_var(G)
+    ->  octopus_error(kb, "a rule may not call a variable goal")
+    ;   forall(sub_goal(G, Sub), static_goal(Ctx, Sub))
+    ).
+static_goal(_, G) :-
+    (   callable(G)
+    ->  functor(G, Name, Arity)
+    ;   Name = G, Arity = 0
+    ),
+    (   functor(H, Name, Arity), predicate_property(system:H, defined)
+    ->  octopus_error(kb, "~w/~w is not allowed in a rule (rules call record/1, attr/3, \c
+                           knowledge-base predicates and pure builtins: docs/rules.md)",
+                      [Name, Arity])
+    ;   octopus_error(kb, "unknown procedure in a rule: ~w/~w", [Name, Arity])
     ).
 
 %   reads_records(+Ctx, +Goal) is semidet.
@@ -674,6 +720,19 @@ meta_goal_arg(G, Sub) :-
     strip_carets(Sub0, Sub),
     nonvar(Sub).
 
+%   meta_var(+Goal): a goal argument of Goal is a variable (call(G), findall(X, G, L)).
+
+meta_var(G) :-
+    functor(G, Name, Arity),
+    functor(Spec, Name, Arity),
+    predicate_property(system:Spec, meta_predicate(Spec)),
+    arg(I, Spec, S),
+    ( integer(S) ; S == (^) ),
+    arg(I, G, Sub0),
+    strip_carets(Sub0, Sub),
+    var(Sub),
+    !.
+
 strip_carets(G, G) :- var(G), !.
 strip_carets(_^G0, G) :- !, strip_carets(G0, G).
 strip_carets(G, G).
@@ -697,7 +756,8 @@ defining_bodies(ctx(KB, _, _), G, Bodies) :-
 %   of them suffices). Arithmetic ones fail on non-numbers instead of raising.
 
 builtin(true, []).
-builtin(_ = _, []).
+builtin('$link'(_, _), []).             % a negation's equation (negation/3)
+builtin(_ = _, any([1, 2])).
 builtin(_ \= _, [1, 2]).
 builtin(_ == _, [1, 2]).
 builtin(_ \== _, [1, 2]).
@@ -752,6 +812,16 @@ builtin(ground(_), [1]).
 arithmetic(G) :-
     functor(G, Name, 2),
     memberchk(Name, [<, >, =<, >=, =:=, =\=, is]).
+
+%   impure_arithmetic(+G): G evaluates something that changes by itself (random,
+%   the clock): its truth would change without a change of the records.
+
+impure_arithmetic(G) :-
+    sub_term(T, G),
+    callable(T),
+    functor(T, Name, _),
+    memberchk(Name, [random, random_float, cputime, realtime]),
+    !.
 
 
                  /*******************************
@@ -947,6 +1017,8 @@ bound_term(T, Bound) :-
 literal_goal(bi(G), _, _, _, Goal) :- !,
     (   arithmetic(G)
     ->  Goal = octopus_rules:arith(G)
+    ;   G = '$link'(A, B)
+    ->  Goal = (A = B)
     ;   Goal = G
     ).
 literal_goal(kb(G), _, KB, _, KB:G) :- !.
@@ -969,7 +1041,21 @@ literal_text(L, Text) :-
 %   argument is not a number.
 
 arith(G) :-
+    G =.. [_|Args],
+    (   G = (_ is _)
+    ->  Args = [_, Expr],
+        numeric(Expr)
+    ;   maplist(numeric, Args)
+    ),
     catch(G, error(E, _), arith_error(E)).
+
+%   numeric(+Expr): every leaf of Expr is a number (SWI-Prolog would evaluate a
+%   one-character string as its code: "9" > 1 holds there; here it is false).
+
+numeric(X) :- number(X), !.
+numeric(X) :- compound(X), !, X =.. [_|Args], maplist(numeric, Args).
+numeric(pi).
+numeric(e).
 
 arith_error(type_error(_, _)) :- !, fail.
 arith_error(evaluation_error(_)) :- !, fail.
