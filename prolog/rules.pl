@@ -54,8 +54,10 @@ limit rejects the write (it cannot be checked, so it is not given up silently).
 
 Data lives in two modules per engine, named by the Python side from a counter:
 
-  - Rules: watch(Id, Kind, Names), gen(Id, G, N, S, Head, Kind), check(Id, S, Head),
-    scan(Id, S, Head), gen_key(Key, Id, G), gen_anykey(Id, G), gen_exists(Id, G),
+  - Rules: store(Store), watch(Id, Kind, Names), scan(Id, Head), check1(Id, Head),
+    check0(Id, OverName, Overlay, Head), gen1(Id, G, N, Head, Kind), gen0(Id, G, N,
+    OverName, Overlay, Head, Kind) (compile_variant/6), gen_key(Key, Id, G),
+    watched_key(Key), gen_anykey(Id, G), gen_exists(Id, G),
     limit(Id, Inferences), relation(Name, Arity, ArgNames);
   - the store module holds '$rules'(Rules) while any watch or invariant exists: the
     store's writes call rules_change/8 only then.
@@ -139,6 +141,27 @@ v_attr(s(M, On, Od), X, K, V) :-
         v_get(K, Od, V)
     ).
 
+%   v_attr_const(+State, ?Name, +Key, +Stored, +Hash): attr(Name, Key, V) for a value
+%   V known in advance, given in its stored form and with its index hash.
+
+v_attr_const(S, X, K, Stored, _) :-
+    atom(X),
+    !,
+    v_dict(S, X, D),
+    get_dict(K, D, Stored).
+v_attr_const(s(M, On, Od), X, K, Stored, H) :-
+    var(X),
+    (   M:key_index(K, Table),
+        Goal =.. [Table, H, X],
+        catch(M:Goal, error(existence_error(procedure, _), _), fail),
+        X \== On,
+        M:rec(X, _, D),
+        get_dict(K, D, Stored)
+    ;   Od \== none,
+        X = On,
+        get_dict(K, Od, Stored)
+    ).
+
 v_dict(s(M, On, Od), X, D) :-
     (   X == On
     ->  Od \== none,
@@ -200,8 +223,11 @@ view_hash(@(B), H) :- ( B == true ; B == false ), !, index_hash(@(B), H).
 rules_create(R, M, @(true)) :-
     must_be(atom, R),
     must_be(atom, M),
-    dynamic([ R:watch/3, R:gen/6, R:check/3, R:scan/3, R:gen_key/3, R:gen_anykey/2,
-              R:gen_exists/2, R:limit/2, R:relation/3, M:'$rules'/1 ]).
+    retractall(R:store(_)),
+    dynamic([ R:watch/3, R:gen0/7, R:gen1/5, R:check0/4, R:check1/2, R:scan/2,
+              R:gen_key/3, R:watched_key/1, R:gen_anykey/2, R:store/1,
+              R:gen_exists/2, R:limit/2, R:relation/3, M:'$rules'/1 ]),
+    assertz(R:store(M)).
 
 rules_destroy(R, M, @(true)) :-
     retractall(M:'$rules'(_)),
@@ -912,16 +938,28 @@ inputs_bound(Is, G, Bound) :-
            ( arg(I, G, Arg), term_variables(Arg, Vs),
              forall(member(V, Vs), bound_var(V, Bound)) )).
 
+%   compile_variant(+R, +KB, +Id, +H, +Pos, +Negs)
+%
+%   The clauses of one variant, each planned for what is bound when it runs and
+%   compiled twice where it must read both states: once against the store as it is
+%   (plain(M), the store's module M known when compiling, so record reads are direct
+%   calls), once with the changed record's overlay (over(M, On, Od), On and Od
+%   arguments of the clause): scan/2 (every row now), check1/2 and check0/4 (is this
+%   row true after, before the change), gen1/5 and gen0/7 (a generator).
+
 compile_variant(R, KB, Id, H, Pos, Negs) :-
+    R:store(M),
     negs_as_literals(Negs, NegLits),
     append(Pos, NegLits, All),
-    plan(All, [], H, KB, S, ScanBody),              % every row: nothing bound
-    assertz(R:(scan(Id, S, H) :- ScanBody)),
+    plan(All, [], H, KB, plain(M), ScanBody),       % every row: nothing bound
+    assertz(R:(scan(Id, H) :- ScanBody)),
     term_variables(H, HVs),
-    plan(All, HVs, H, KB, S2, CheckBody),           % one row: the row bound
-    assertz(R:(check(Id, S2, H) :- CheckBody)),
+    plan(All, HVs, H, KB, plain(M), Check1),        % one row: the row bound
+    assertz(R:(check1(Id, H) :- Check1)),
+    plan(All, HVs, H, KB, over(M, On, Od), Check0),
+    assertz(R:(check0(Id, On, Od, H) :- Check0)),
     forall(generator(Pos, Negs, Kind, Lit, Rest),
-           compile_generator(R, KB, Id, H, Kind, Lit, Rest)).
+           compile_generator(R, KB, M, Id, H, Kind, Lit, Rest)).
 
 negs_as_literals([], []).
 negs_as_literals([N|Ns], [neg(N)|Ls]) :- negs_as_literals(Ns, Ls).
@@ -944,16 +982,22 @@ generator(Pos, Negs, neg, L, Rest) :-
     L = view(_),
     append(Pos, NegRest, Rest).
 
-compile_generator(R, KB, Id, H, Kind, view(Lit), Rest) :-
+compile_generator(R, KB, M, Id, H, Kind, view(Lit), Rest) :-
     lit_name(Lit, NameArg),
+    term_variables(NameArg, Named),         % the name is given: bound when it runs
     term_variables(Lit, Bound0),            % the literal runs first: all bound after it
-    plan(Rest, Bound0, H, KB, S, RestBody),
-    view_goal(Lit, S, FirstGoal),
-    conj(FirstGoal, RestBody, Body),
     flag(octopus_rules_gen, G, G + 1),
-    assertz(R:(gen(Id, G, NameArg, S, H, Kind) :- Body)),
+    plan(Rest, Bound0, H, KB, plain(M), Rest1),
+    view_goal(Lit, plain(M), Named, First1),
+    conj(First1, Rest1, Body1),
+    assertz(R:(gen1(Id, G, NameArg, H, Kind) :- Body1)),
+    plan(Rest, Bound0, H, KB, over(M, On, Od), Rest0),
+    view_goal(Lit, over(M, On, Od), Named, First0),
+    conj(First0, Rest0, Body0),
+    assertz(R:(gen0(Id, G, NameArg, On, Od, H, Kind) :- Body0)),
     (   Lit = attr(_, K, _), atom(K)
-    ->  assertz(R:gen_key(K, Id, G))
+    ->  assertz(R:gen_key(K, Id, G)),
+        (   R:watched_key(K) -> true ; assertz(R:watched_key(K)) )
     ;   Lit = attr(_, _, _)
     ->  assertz(R:gen_anykey(Id, G))
     ;   assertz(R:gen_exists(Id, G))
@@ -962,14 +1006,14 @@ compile_generator(R, KB, Id, H, Kind, view(Lit), Rest) :-
 lit_name(record(X), X).
 lit_name(attr(X, _, _), X).
 
-%   plan(+Lits, +Bound, +Head, +KB, -S, -Body)
+%   plan(+Lits, +Bound, +Head, +KB, +S, -Body)
 %
 %   Order Lits for evaluation given the variables Bound: ready builtins and
 %   negations first (they only filter), then view literals whose record is known,
 %   then attr/3 with a known key and value (an index lookup), knowledge-base goals
 %   with a bound first argument, attr/3 with a known key, other knowledge-base goals,
-%   and last the scans; the order written among equals. S is the state variable the
-%   view literals read.
+%   and last the scans; the order written among equals. S is the state the view
+%   literals read (view_goal/4).
 
 plan([], _, _, _, _, true) :- !.
 plan(Lits, Bound, Head, KB, S, Body) :-
@@ -1015,27 +1059,117 @@ bound_term(T, Bound) :-
     forall(member(V, Vs), bound_var(V, Bound)).
 
 literal_goal(bi(G), _, _, _, Goal) :- !,
-    (   arithmetic(G)
+    (   arithmetic(G), G \= (_ is _), simple_comparison(G, Tests)
+    ->  conj_list(Tests, G, Goal)             % number(V) tests, then the comparison
+    ;   arithmetic(G)
     ->  Goal = octopus_rules:arith(G)
     ;   G = '$link'(A, B)
     ->  Goal = (A = B)
     ;   Goal = G
     ).
 literal_goal(kb(G), _, KB, _, KB:G) :- !.
-literal_goal(view(L), _, _, S, Goal) :- !,
-    view_goal(L, S, Goal).
+literal_goal(view(L), Bound, _, S, Goal) :- !,
+    view_goal(L, S, Bound, Goal).
 literal_goal(neg(Lits), Bound, KB, S, \+ Body) :-
     plan(Lits, Bound, Lits, KB, S, Body).
 
-view_goal(view(L), S, G) :- !, view_goal(L, S, G).
-view_goal(record(X), S, octopus_rules:v_record(S, X)).
-view_goal(attr(X, K, V), S, octopus_rules:v_attr(S, X, K, V)).
+%   view_goal(+Literal, +State, +Bound, -Code)
+%
+%   The code of a view literal in State, given the variables Bound before it, inlined
+%   into the compiled clause (the store's module is known, so its facts are called
+%   directly). plain(M) reads the store; over(M, On, Od) reads it with record On
+%   replaced by Od (a dict, or none: absent). A value known when compiling is matched
+%   in its stored form (stored_form/3); a variable key falls back to v_attr/4.
+
+view_goal(record(X), plain(M), _, M:rec(X, _, _)) :- !.
+view_goal(record(X), over(M, On, Od), Bound, Code) :- !,
+    (   bound_term(X, Bound)
+    ->  Code = ( X == On -> Od \== none ; M:rec(X, _, _) )
+    ;   Code = ( M:rec(X, _, _), X \== On ; Od \== none, X = On )
+    ).
+view_goal(attr(X, K, V), S, Bound, Code) :-
+    atom(K), !,
+    (   nonvar(V), \+ compound_value(V)
+    ->  (   stored_form(V, Stored, Hash)
+        ->  Match = get_dict(K, D, Stored),
+            Index = Hash
+        ;   Match = fail, Index = _
+        )
+    ;   Match = ( get_dict(K, D, Value), octopus_rules:view_value(Value, V) ),
+        (   bound_term(V, Bound)
+        ->  Index = hash(V)
+        ;   Index = _
+        )
+    ),
+    (   bound_term(X, Bound)
+    ->  (   S = plain(M)
+        ->  Code = ( M:rec(X, _, D), Match )
+        ;   S = over(M, On, Od),
+            Code = ( ( X == On -> Od \== none, D = Od ; M:rec(X, _, D) ), Match )
+        )
+    ;   index_code(Index, M0, K, X, Entries),
+        (   S = plain(M)
+        ->  M0 = M,
+            Code = ( Entries, M:rec(X, _, D), Match )
+        ;   S = over(M, On, Od),
+            M0 = M,
+            Code = ( Entries, X \== On, M:rec(X, _, D), Match
+                   ; Od \== none, X = On, D = Od, Match
+                   )
+        )
+    ).
+view_goal(attr(X, K, V), plain(M), _, octopus_rules:v_attr(s(M, [], none), X, K, V)).
+view_goal(attr(X, K, V), over(M, On, Od), _, octopus_rules:v_attr(s(M, On, Od), X, K, V)).
+
+%   index_code(+Index, +M, +K, ?X, -Code): the names in key K's index table, all of
+%   them or those with the value's hash (computed now, or when the code runs).
+
+index_code(Index, M, K, X, Code) :-
+    (   var(Index)
+    ->  Code = octopus_rules:table_entry(M, K, _, X)
+    ;   Index = hash(V)
+    ->  Code = ( octopus_rules:view_hash(V, H), octopus_rules:table_entry(M, K, H, X) )
+    ;   Code = octopus_rules:table_entry(M, K, Index, X)
+    ).
+
+%   table_entry(+M, +K, ?Hash, -Name): an entry of key K's index table (called under
+%   the engine's lock: no table disappears meanwhile).
+
+table_entry(M, K, H, X) :-
+    M:key_index(K, Table),
+    Goal =.. [Table, H, X],
+    call(M:Goal).
+
+%   A value known when the rule is compiled is compared in its stored form, with its
+%   index hash computed once (no conversion per record read).
+
+compound_value(V) :- compound(V), V \= @(_).
+
+stored_form(V, [S], H) :- atom(V), !, atom_string(V, S), index_hash(S, H).
+stored_form(V, V, H) :- string(V), !, index_hash(V, H).
+stored_form(V, V, H) :- number(V), !, index_hash(V, H).
+stored_form(@(B), @(B), H) :- ( B == true ; B == false ), index_hash(@(B), H).
 
 literal_text(L, Text) :-
     (   L = bi(G) ; L = kb(G) ; L = view(G) ; L = neg(G) ), !,
     copy_term(G, C),
     numbervars(C, 0, _),
     format(string(Text), "~W", [C, [quoted(true), numbervars(true)]]).
+
+%   simple_comparison(+G, -Tests): G compares numbers and variables only: it needs no
+%   error handling, just number/1 tests on its variables (numbers never raise).
+
+simple_comparison(G, Tests) :-
+    G =.. [_, A, B],
+    simple_side(A, TA),
+    simple_side(B, TB),
+    append(TA, TB, Tests).
+
+simple_side(X, []) :- number(X), !.
+simple_side(X, [number(X)]) :- var(X).
+
+conj_list([], G, G).
+conj_list([T|Ts], G, (T, Rest)) :- conj_list(Ts, G, Rest).
 
 %   arith(+Goal): an arithmetic comparison or is/2, false (not an error) when an
 %   argument is not a number.
@@ -1071,9 +1205,8 @@ arith_error(E) :- throw(error(E, _)).
 %   Every row of watch Id now, sorted, within Inferences; an error past MaxRows.
 
 initial_rows(R, M, Id, Inferences, MaxRows, Rows) :-
-    S = s(M, [], none),
     Take is MaxRows + 1,
-    limited(findall(H, limit(Take, R:scan(Id, S, H)), Hs), Inferences, Outcome),
+    limited(findall(H, limit(Take, R:scan(Id, H)), Hs), Inferences, Outcome),
     (   Outcome == exceeded
     ->  octopus_error(kb, "the rule needed more than ~D inferences to compute its \c
                            rows (a rule that loops or explodes?)", [Inferences])
@@ -1108,82 +1241,104 @@ limited(Goal, Inferences, Outcome) :-
 %
 %   Called by the store inside the transaction of a write, after it: record Name
 %   went from Old to New (dicts, or none), at revision Rev. Rows is Rows0 preceded
-%   (newest first: the store reverses the list once) by [Rev, Id, Kind, Row] for every row of a watch that appears (Kind set) or
-%   disappears (del), and [Rev, Id, removed, Reason] for a watch that exceeded its
-%   limit on this change (it is removed). An invariant that gains a row throws
-%   octopus_violation(Name, RowText), unless Forced is @(true) (a session's end,
-%   which cannot be refused): then [Rev, Id, violated, RowText] is added.
+%   (newest first: the store reverses the list once) by [Rev, Id, Kind, Row] for
+%   every row of a watch that appears (Kind set) or disappears (del), and [Rev, Id,
+%   removed, Reason] for a watch that exceeded its limit on this change (it is
+%   removed). An invariant that gains a row throws octopus_violation(Name, RowText),
+%   unless Forced is @(true) (a session's end, which cannot be refused): then [Rev,
+%   Id, violated, RowText] is added.
+%
+%   The watches concerned are evaluated under one inference limit, the sum of
+%   theirs; only if that is exceeded (or something raises) are they evaluated again
+%   one by one, each under its own, to find which one to remove or refuse.
 
 rules_change(M, Name, Old, New, Rev, Forced, Rows0, Rows) :-
     (   M:'$rules'(R)
-    ->  changed(Old, New, Keys, Exists),
-        findall(Id-G, relevant(R, Keys, Exists, Id, G), IGs0),
-        (   IGs0 == []
+    ->  (   Old == New
         ->  Rows = Rows0
-        ;   sort(IGs0, IGs),
-            group_pairs_by_key(IGs, Groups),
-            foldl(evaluate(R, M, Name, Old, Rev, Forced), Groups, Rows0, Rows)
+        ;   findall(Id-G, relevant(R, Old, New, Id, G), IGs0),
+            (   IGs0 == []
+            ->  Rows = Rows0
+            ;   sort(IGs0, IGs),
+                group_pairs_by_key(IGs, Groups),
+                evaluate_all(R, M, Name, Old, Rev, Forced, Groups, Rows0, Rows)
+            )
         )
     ;   Rows = Rows0
     ).
 
-%   changed(+Old, +New, -Keys, -Exists): the keys whose value differs (present in
-%   one only, or different), and whether the record came or went.
+%   relevant(+R, +Old, +New, -Id, -G) is nondet: generator G of watch Id reads what
+%   the change changed: a key some generator reads whose value differs (present in
+%   one only, or different), the record's existence, or (a generator reading any
+%   key) anything. Only the keys generators read are compared, so the cost does not
+%   grow with the size of the record.
 
-changed(none, none, [], false) :- !.
-changed(none, New, Keys, true) :- !, dict_keys_(New, Keys).
-changed(Old, none, Keys, true) :- !, dict_keys_(Old, Keys).
-changed(Old, New, Keys, false) :-
-    dict_pairs(Old, _, OP),
-    dict_pairs(New, _, NP),
-    diff_pairs(OP, NP, Keys).
+relevant(R, Old, New, Id, G) :-
+    R:watched_key(K),
+    value_of(K, Old, V0),
+    value_of(K, New, V1),
+    V0 \== V1,
+    R:gen_key(K, Id, G).
+relevant(R, _, _, Id, G) :-
+    R:gen_anykey(Id, G).
+relevant(R, Old, New, Id, G) :-
+    ( Old == none ; New == none ),
+    R:gen_exists(Id, G).
 
-dict_keys_(D, Keys) :- dict_pairs(D, _, Ps), pairs_keys(Ps, Keys).
+value_of(_, none, none) :- !.
+value_of(K, D, V) :- ( get_dict(K, D, V0) -> V = V0 ; V = none ).
 
-diff_pairs([], Ps, Ks) :- !, pairs_keys(Ps, Ks).
-diff_pairs(Ps, [], Ks) :- !, pairs_keys(Ps, Ks).
-diff_pairs([K1-V1|T1], [K2-V2|T2], Ks) :-
-    compare(O, K1, K2),
-    (   O == (=)
-    ->  (   V1 == V2 -> Ks = Ks1 ; Ks = [K1|Ks1] ),
-        diff_pairs(T1, T2, Ks1)
-    ;   O == (<)
-    ->  Ks = [K1|Ks1],
-        diff_pairs(T1, [K2-V2|T2], Ks1)
-    ;   Ks = [K2|Ks1],
-        diff_pairs([K1-V1|T1], T2, Ks1)
+evaluate_all(R, M, Name, Old, Rev, Forced, Groups, Rows0, Rows) :-
+    aggregate_all(sum(I), ( member(Id-_, Groups), R:limit(Id, I) ), Budget),
+    catch(call_with_inference_limit(
+              foldl(evaluate_one(R, M, Name, Old, Rev, Forced), Groups, Rows0, Rows1),
+              Budget, Result),
+          E, true),
+    (   var(E), Result \== inference_limit_exceeded
+    ->  Rows = Rows1
+    ;   nonvar(E), E = octopus_violation(_, _)
+    ->  throw(E)
+    ;   foldl(evaluate(R, M, Name, Old, Rev, Forced), Groups, Rows0, Rows)
     ).
 
-relevant(R, Keys, _, Id, G) :-
-    member(K, Keys),
-    R:gen_key(K, Id, G).
-relevant(R, Keys, _, Id, G) :-
-    Keys \== [],
-    R:gen_anykey(Id, G).
-relevant(R, _, true, Id, G) :-
-    R:gen_exists(Id, G).
+%   evaluate_one(+R, +M, +Name, +Old, +Rev, +Forced, +Id-Gens, +Rows0, -Rows): the
+%   rows of watch Id (no limit of its own: evaluate_all/9 has one).
+
+evaluate_one(R, M, Name, Old, Rev, Forced, Id-Gs, Rows0, Rows) :-
+    R:watch(Id, Kind, Names),
+    (   Kind = invariant(_) -> Need = appear ; Need = both ),
+    delta(R, Id, Gs, Name, Old, Need, Appear, Disappear),
+    outcome(Kind, Names, Id, Rev, Forced, Appear, Disappear, Rows0, Rows).
+
+%   evaluate(..., +Id-Gens, +Rows0, -Rows): the same, under Id's own limit; a watch
+%   over it is removed, an invariant refuses the change.
 
 evaluate(R, M, Name, Old, Rev, Forced, Id-Gs, Rows0, Rows) :-
     (   R:watch(Id, Kind, Names),
         R:limit(Id, Inferences)
-    ->  S0 = s(M, Name, Old),
-        S1 = s(M, [], none),
-        limited(delta(R, Id, Gs, Name, S0, S1, Appear, Disappear), Inferences, Outcome),
+    ->  (   Kind = invariant(_) -> Need = appear ; Need = both ),
+        limited(delta(R, Id, Gs, Name, Old, Need, Appear, Disappear), Inferences,
+                Outcome),
         (   Outcome \== done
         ->  failed(R, Id, Kind, Outcome, Inferences, Rev, Forced, Rows0, Rows)
-        ;   Kind = invariant(InvName), Appear = [Row|_]
-        ->  row_text(Row, Names, Text),
-            (   Forced == @(true)
-            ->  Rows = [[Rev, Id, violated, Text]|Rows0]
-            ;   throw(octopus_violation(InvName, Text))
-            )
-        ;   Kind = invariant(_)
-        ->  Rows = Rows0
-        ;   foldl(row_out(Rev, Id, del), Disappear, Rows0, Rows1),
-            foldl(row_out(Rev, Id, set), Appear, Rows1, Rows)
+        ;   outcome(Kind, Names, Id, Rev, Forced, Appear, Disappear, Rows0, Rows)
+        )
+    ;   Rows = Rows0
+    ),
+    _ = M.
+
+outcome(invariant(InvName), Names, Id, Rev, Forced, Appear, _, Rows0, Rows) :- !,
+    (   Appear = [Row|_]
+    ->  row_text(Row, Names, Text),
+        (   Forced == @(true)
+        ->  Rows = [[Rev, Id, violated, Text]|Rows0]
+        ;   throw(octopus_violation(InvName, Text))
         )
     ;   Rows = Rows0
     ).
+outcome(watch, _, Id, Rev, _, Appear, Disappear, Rows0, Rows) :-
+    foldl(row_out(Rev, Id, del), Disappear, Rows0, Rows1),
+    foldl(row_out(Rev, Id, set), Appear, Rows1, Rows).
 
 %   failed(+R, +Id, +Kind, +Outcome, +Inferences, +Rev, +Forced, +Rows0, -Rows)
 %
@@ -1213,35 +1368,48 @@ row_out(Rev, Id, Kind, Row, Rows0, Rows) :-
     export_row(Row, Values),
     Rows = [[Rev, Id, Kind, Values]|Rows0].
 
-%   delta(+R, +Id, +Gens, +Name, +S0, +S1, -Appear, -Disappear)
+%   delta(+R, +Id, +Gens, +Name, +Old, +Need, -Appear, -Disappear)
 %
-%   The candidates of the generators Gens in S0 and S1, each checked: a candidate
-%   found by a positive generator in a state is true there without a check, so a
-%   row found by positive generators in both states (the usual update that changes
-%   nothing) costs no check at all.
+%   The candidates of the generators Gens after the change (gen1) and before it
+%   (gen0: the store with record Name as Old), each checked: a candidate found by a
+%   positive generator in a state is true there without a check, so a row found by
+%   positive generators in both states (the usual update that changes nothing) costs
+%   no check at all. Need is both, or appear (an invariant): a row that appears has
+%   a derivation after the change through Name, or a negation that held before it
+%   through Name and no longer does, so the positive generators run after the change
+%   and the negative ones before it only.
 
-delta(R, Id, Gs, Name, S0, S1, Appear, Disappear) :-
+delta(R, Id, Gs, Name, Old, Need, Appear, Disappear) :-
     findall(H-Known,
             ( member(G, Gs),
-              (   R:gen(Id, G, Name, S0, H, Kind), known(Kind, 0, Known)
-              ;   R:gen(Id, G, Name, S1, H, Kind), known(Kind, 1, Known)
+              (   Need == both
+              ->  (   R:gen0(Id, G, Name, Name, Old, H, Kind), known(Kind, 0, Known)
+                  ;   R:gen1(Id, G, Name, H, Kind), known(Kind, 1, Known)
+                  )
+              ;   (   R:gen1(Id, G, Name, H, pos), Known = 1
+                  ;   R:gen0(Id, G, Name, Name, Old, H, neg), Known = none
+                  )
               ) ),
             Found),
-    msort(Found, Sorted),
-    group_pairs_by_key(Sorted, Candidates),
-    partition_rows(Candidates, R, Id, S0, S1, Appear, Disappear).
+    (   Found == []
+    ->  Appear = [],
+        Disappear = []
+    ;   msort(Found, Sorted),
+        group_pairs_by_key(Sorted, Candidates),
+        partition_rows(Candidates, R, Id, Name, Old, Appear, Disappear)
+    ).
 
 known(pos, State, State).
 known(neg, _, none).
 
 partition_rows([], _, _, _, _, [], []).
-partition_rows([H-Known|Hs], R, Id, S0, S1, Appear, Disappear) :-
+partition_rows([H-Known|Hs], R, Id, Name, Old, Appear, Disappear) :-
     (   memberchk(1, Known) -> In1 = true
-    ;   \+ \+ R:check(Id, S1, H) -> In1 = true
+    ;   \+ \+ R:check1(Id, H) -> In1 = true
     ;   In1 = false
     ),
     (   memberchk(0, Known) -> In0 = true
-    ;   \+ \+ R:check(Id, S0, H) -> In0 = true
+    ;   \+ \+ R:check0(Id, Name, Old, H) -> In0 = true
     ;   In0 = false
     ),
     (   In1 == true, In0 == false
@@ -1250,7 +1418,7 @@ partition_rows([H-Known|Hs], R, Id, S0, S1, Appear, Disappear) :-
     ->  Appear = Appear1, Disappear = [H|Disappear1]
     ;   Appear = Appear1, Disappear = Disappear1
     ),
-    partition_rows(Hs, R, Id, S0, S1, Appear1, Disappear1).
+    partition_rows(Hs, R, Id, Name, Old, Appear1, Disappear1).
 
 %!  rules_remove(+Rules, +Store, +Id, -Reply) is det.
 %
@@ -1270,10 +1438,13 @@ rules_remove(R, M, Id, Reply) :-
 forget(R, Id) :-
     retractall(R:watch(Id, _, _)),
     retractall(R:limit(Id, _)),
-    retractall(R:gen(Id, _, _, _, _, _)),
-    retractall(R:check(Id, _, _)),
-    retractall(R:scan(Id, _, _)),
+    retractall(R:gen0(Id, _, _, _, _, _, _)),
+    retractall(R:gen1(Id, _, _, _, _)),
+    retractall(R:check0(Id, _, _, _)),
+    retractall(R:check1(Id, _)),
+    retractall(R:scan(Id, _)),
     retractall(R:gen_key(_, Id, _)),
+    forall(( R:watched_key(K), \+ R:gen_key(K, _, _) ), retract(R:watched_key(K))),
     retractall(R:gen_anykey(Id, _)),
     retractall(R:gen_exists(Id, _)).
 
@@ -1328,8 +1499,7 @@ rules_explain(KB, M, Text, Bindings, [Inferences|_], Reply) :-
     ),
     negs_as_literals(Negs, NL),
     append(Pos, NL, Lits),
-    S = s(M, [], none),
-    explain_prefix(Lits, KB, S, [], Inferences, Reply).
+    explain_prefix(Lits, KB, plain(M), [], Inferences, Reply).
 
 explain_prefix([], _, _, _, _, []).
 explain_prefix([L|Ls], KB, S, Done, Inferences, [[Text, Status, Count]|Rest]) :-
@@ -1351,7 +1521,12 @@ explain_prefix([L|Ls], KB, S, Done, Inferences, [[Text, Status, Count]|Rest]) :-
     ;   explain_prefix(Ls, KB, S, Done1, Inferences, Rest)
     ).
 
-literal_goals([], _, _, true).
-literal_goals([L|Ls], KB, S, (G, Gs)) :-
-    literal_goal(L, [], KB, S, G),
-    literal_goals(Ls, KB, S, Gs).
+literal_goals(Lits, KB, S, Goal) :-
+    literal_goals(Lits, [], KB, S, Goal).
+
+literal_goals([], _, _, _, true).
+literal_goals([L|Ls], Bound, KB, S, (G, Gs)) :-
+    literal_goal(L, Bound, KB, S, G),
+    term_variables(L, Vs),
+    append(Vs, Bound, Bound1),
+    literal_goals(Ls, Bound1, KB, S, Gs).
