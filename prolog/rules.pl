@@ -1204,7 +1204,7 @@ arith_error(E) :- throw(error(E, _)).
 %
 %   Every row of watch Id now, sorted, within Inferences; an error past MaxRows.
 
-initial_rows(R, M, Id, Inferences, MaxRows, Rows) :-
+initial_rows(R, _, Id, Inferences, MaxRows, Rows) :-
     Take is MaxRows + 1,
     limited(findall(H, limit(Take, R:scan(Id, H)), Hs), Inferences, Outcome),
     (   Outcome == exceeded
@@ -1304,7 +1304,7 @@ evaluate_all(R, M, Name, Old, Rev, Forced, Groups, Rows0, Rows) :-
 %   evaluate_one(+R, +M, +Name, +Old, +Rev, +Forced, +Id-Gens, +Rows0, -Rows): the
 %   rows of watch Id (no limit of its own: evaluate_all/9 has one).
 
-evaluate_one(R, M, Name, Old, Rev, Forced, Id-Gs, Rows0, Rows) :-
+evaluate_one(R, _, Name, Old, Rev, Forced, Id-Gs, Rows0, Rows) :-
     R:watch(Id, Kind, Names),
     (   Kind = invariant(_) -> Need = appear ; Need = both ),
     delta(R, Id, Gs, Name, Old, Need, Appear, Disappear),
@@ -1313,7 +1313,7 @@ evaluate_one(R, M, Name, Old, Rev, Forced, Id-Gs, Rows0, Rows) :-
 %   evaluate(..., +Id-Gens, +Rows0, -Rows): the same, under Id's own limit; a watch
 %   over it is removed, an invariant refuses the change.
 
-evaluate(R, M, Name, Old, Rev, Forced, Id-Gs, Rows0, Rows) :-
+evaluate(R, _, Name, Old, Rev, Forced, Id-Gs, Rows0, Rows) :-
     (   R:watch(Id, Kind, Names),
         R:limit(Id, Inferences)
     ->  (   Kind = invariant(_) -> Need = appear ; Need = both ),
@@ -1324,8 +1324,7 @@ evaluate(R, M, Name, Old, Rev, Forced, Id-Gs, Rows0, Rows) :-
         ;   outcome(Kind, Names, Id, Rev, Forced, Appear, Disappear, Rows0, Rows)
         )
     ;   Rows = Rows0
-    ),
-    _ = M.
+    ).
 
 outcome(invariant(InvName), Names, Id, Rev, Forced, Appear, _, Rows0, Rows) :- !,
     (   Appear = [Row|_]
