@@ -50,6 +50,7 @@ Theory of operation (the guarantees are in docs/guarantees.md):
 from __future__ import annotations
 
 import enum
+import hashlib
 import itertools
 import threading
 import weakref
@@ -726,7 +727,10 @@ class Core:
             raise QueryError(f"rules must be a str, got {type(text).__name__}")
         rules = self.rule_engine()
         relations = rules.prolog.parse(text)
-        self.knowledge_base().add_facts(text, progress=False)
+        # Keyed by the text, as consult() is by the file: loading the same rules again
+        # replaces them rather than doubling every clause.
+        key = "rules:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+        self.knowledge_base()._load(("text", text), key, False, "rules")
         with self.lock:
             self._check_core()
             rules.prolog.declare(relations)

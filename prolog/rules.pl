@@ -513,8 +513,22 @@ check_variants(Variants0, Variants) :-
     max_variants(Max),
     (   N > Max
     ->  octopus_error(kb, "the rule unfolds into ~D variants (at most ~D)", [N, Max])
-    ;   Variants = Variants0
+    ;   maplist(separate_negations, Variants0, Variants)
     ).
+
+%   separate_negations(+Variant0, -Variant): the variables of a negation that occur
+%   neither in the row nor in a positive literal are its own (existential), even if
+%   another negation has them too (\+ a(X), \+ b(X): no X with a(X), and no X with
+%   b(X)); unfolding one negation into several can leave them shared, so each
+%   negation gets fresh copies of them.
+
+separate_negations(H-Pos-Negs0, H-Pos-Negs) :-
+    term_variables(H-Pos, Outer),
+    maplist(own_copy(Outer), Negs0, Negs).
+
+own_copy(Outer, Neg0, Neg) :-
+    copy_term(Outer-Neg0, Outer1-Neg),
+    Outer1 = Outer.
 
 max_variants(256).
 

@@ -300,3 +300,48 @@ def test_knowledge_base_facts_a_rule_calls_cannot_reach_the_store(
     engine.flush()
     assert [ev.row for ev in events] == [("x", 1)]
     assert engine.get_names("_") == ["x"]                 # nothing planted in the store
+
+
+def test_loading_the_same_rules_again_replaces_them(kaluga_like: octopus.Engine) -> None:
+    e = kaluga_like
+    e.set("d0 { class: net }")
+    assert e.prolog("unbound(D)") == [{"D": "d0"}]
+    e.rules(RULES)                                      # again: not every clause twice
+    assert e.prolog("unbound(D)") == [{"D": "d0"}]
+    assert len(e.prolog("pci_class(C)")) == 2
+
+
+def test_negations_unfolded_from_one_keep_their_own_variables(engine: octopus.Engine) -> None:
+    # \+ serves(_, D) unfolds into one negation per clause of serves/2; the instance
+    # (and the assignment record) of each is its own, not shared with the other, so the
+    # rule is safe and each negation looks for an instance of its own.
+    engine.rules("serves(I, D) :- attr(I, device, D).\n"
+                 "serves(I, D) :- attr(A, assigned, D), attr(A, instance, I), record(I).\n"
+                 "unbound(D) :- attr(D, class, _), \\+ serves(_, D).\n")
+    events: list[RowEvent] = []
+    engine.watch_relation("unbound", events.append, existing=True)
+
+    def delivered() -> set[object]:
+        engine.flush()
+        now: set[object] = set()
+        for ev in events:
+            assert ev.row is not None
+            if ev.mode is Mode.ON_SET:
+                now.add(ev.row[0])
+            elif ev.mode is Mode.ON_DEL:
+                now.discard(ev.row[0])
+        assert now == {s["D"] for s in engine.prolog("unbound(D)")}
+        return now
+
+    engine.set("dev0 { class: net }")
+    engine.set("dev1 { class: net }")
+    assert delivered() == {"dev0", "dev1"}
+    engine.set("drv { device: dev0 }")
+    assert delivered() == {"dev1"}
+    engine.set("as { assigned: dev1, instance: drv }")
+    assert delivered() == set()
+    engine.delete("drv")                                # serves neither now
+    assert delivered() == {"dev0", "dev1"}
+    engine.set("drv2")
+    engine.set("as { assigned: dev1, instance: drv2 }")
+    assert delivered() == {"dev0"}
