@@ -68,9 +68,19 @@ from octopus.errors import (
     TriggerNotFound,
 )
 from octopus.events import Dispatcher, Event, Handler, Mode, Subscription, Trigger
+from octopus.explain import Holding, SessionInfo, WaitExplanation, check_limit
 from octopus.kb import KnowledgeBase
 from octopus.query.compile import CompiledQuery, CompiledRecord, compile_query, compile_record
-from octopus.record import Atom, Record, Value, check_value, is_name, natural_key, short_repr
+from octopus.record import (
+    Atom,
+    Record,
+    Value,
+    check_value,
+    format_value,
+    is_name,
+    natural_key,
+    short_repr,
+)
 from octopus.registry import TriggerRegistry
 from octopus.rules import Invariant, RowHandler, RuleEngine, RuleWatch, check_on
 
@@ -170,6 +180,25 @@ def _bury_dropped() -> None:
         release()
 
 
+def _constraint_texts(cq: CompiledQuery) -> list[str]:
+    """The query's constraints as text, in the order of ``cq.constraints``."""
+    texts = []
+    for key, op, value in cq.constraints:
+        if op == "any":
+            texts.append(f"{key}: _")
+        elif op == "re":
+            texts.append(f"{key}: r'{value}'")
+        else:
+            texts.append(f"{key} {_SPELLED[op]} {format_value(value)}")
+    return texts
+
+
+#: the longest name a session may be given (explanations show it)
+MAX_SESSION_NAME = 200
+
+_SPELLED = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
+
+
 def _release_dropped(resources: _Resources) -> None:
     resources.release(at_safe_point=False)
 
@@ -192,6 +221,7 @@ class Core:
         self._resources = _Resources(self.store)
         self._sessions: dict[int, set[str]] = {}       # open session -> its ephemeral names
         self._owners: dict[str, int] = {}              # ephemeral record -> its session
+        self._session_names: dict[int, str] = {}       # sessions that were given a name
         self._session_ids = itertools.count(1)
         self._observers: list[Observer] = [self._deliver_triggers]
         self._kb_lock = threading.Lock()
@@ -238,6 +268,60 @@ class Core:
         if self._rules is not None:
             self._rules.session_closed_locked(sid, self.revision)
         del self._sessions[sid]
+        self._session_names.pop(sid, None)
+
+    def name_session(self, sid: int, name: str | None) -> None:
+        """Give session ``sid`` a name (None: none) that explanations show."""
+        if name is not None and not isinstance(name, str):
+            raise QueryError(f"a session name must be a str or None, got {type(name).__name__}")
+        if name is not None and len(name) > MAX_SESSION_NAME:
+            raise QueryError(f"a session name is at most {MAX_SESSION_NAME} characters")
+        with self.lock:
+            self._check_open(sid)
+            if name:
+                self._session_names[sid] = name
+            else:
+                self._session_names.pop(sid, None)
+
+    def session_name(self, sid: int) -> str | None:
+        return self._session_names.get(sid)
+
+    def _session_info(self, sid: int | None) -> SessionInfo | None:
+        return None if sid is None else SessionInfo(sid, self._session_names.get(sid))
+
+    # --- explanations (octopus.explain) -------------------------------------------------
+
+    def explain_wait(self, sid: int, q: object, params: tuple[object, ...],
+                     limit: int) -> WaitExplanation:
+        """Why a ``wait_for(q)`` would block: one atomic look at the records matching
+        it (with the sessions keeping them), the record of its exact name and the
+        constraints it fails, and the sessions waiting for it."""
+        cq = self._query(q, params)
+        limit = check_limit(limit)
+        text = str(cq.query)
+        with self.lock:
+            self._check_open(sid)
+            records = self.store.all(cq.prolog_name, cq.prolog_constraints)
+            records.sort(key=lambda r: natural_key(r.name))
+            truncated = len(records) > limit
+            matching = tuple(Holding(r, self._session_info(self._owners.get(r.name)))
+                             for r in records[:limit])
+            record: Record | None = None
+            unmet: list[str] = []
+            name = cq.exact_name
+            if name is not None:
+                record = self.store.get(name)
+                if record is None:
+                    unmet.append("missing")
+                elif not matching:
+                    unmet = [spelled for spelled, pc in zip(
+                                 _constraint_texts(cq), cq.prolog_constraints, strict=True)
+                             if not self.store.exists(name, [pc])]
+            waiters = sorted({inst.owner for inst in self.registry
+                              if not inst.is_subscription and not inst.persist
+                              and inst.mode == Mode.ON_SET and str(inst.query.query) == text})
+            infos = tuple(SessionInfo(w, self._session_names.get(w)) for w in waiters)
+        return WaitExplanation(text, matching, record, tuple(unmet), infos, truncated, name)
 
     def _check_core(self) -> None:
         if self.closed:

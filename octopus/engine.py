@@ -16,6 +16,7 @@ from typing import Any
 from octopus.core import Change, Core
 from octopus.errors import OctopusError, QueryError
 from octopus.events import Handler, Mode, Subscription, Trigger
+from octopus.explain import DEFAULT_LIMIT, WaitExplanation
 from octopus.kb import KnowledgeBase, Progress
 from octopus.query.parser import DEFAULT_MAX_LENGTH
 from octopus.recipes.factories import RecipeFactories
@@ -114,6 +115,14 @@ class Session(RecipeFactories):
         if self._core.on_dispatcher_thread():
             raise OctopusError("wait_for from an event handler would deadlock the dispatcher")
         return wait_for(self, q, params, timeout)
+
+    def explain_wait(self, q: str, *params: object,
+                     limit: int = DEFAULT_LIMIT) -> WaitExplanation:
+        """Why ``wait_for(q)`` would block, or not (:class:`~octopus.explain.WaitExplanation`):
+        the records matching now with the sessions keeping them, the record of the
+        query's exact name and the constraints it fails, and the sessions waiting for
+        ``q``. One atomic look; lists at most ``limit`` records."""
+        return self._core.explain_wait(self._sid, q, params, limit)
 
     def subscribe(self, q: str, handler: Handler, *params: object) -> Subscription:
         """Receive every message published from now on that matches ``q`` (ON_PUBLISH)."""
@@ -230,6 +239,20 @@ class Session(RecipeFactories):
     def session(self) -> Session:
         """A new session of this engine (a context manager)."""
         return Session(self._core, self._core.open_session())
+
+    @property
+    def id(self) -> int:
+        """The session's id in its engine (explanations name sessions by it)."""
+        return self._sid
+
+    @property
+    def name(self) -> str | None:
+        """The name explanations show for this session (None: none)."""
+        return self._core.session_name(self._sid)
+
+    @name.setter
+    def name(self, name: str | None) -> None:
+        self._core.name_session(self._sid, name)
 
     @property
     def revision(self) -> int:

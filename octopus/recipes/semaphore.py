@@ -27,8 +27,10 @@ import threading
 
 from octopus.errors import LockError
 from octopus.events import Mode, Trigger
+from octopus.explain import SemaphoreExplanation
 from octopus.recipes.lock import Lock
 from octopus.recipes.store import (
+    WHY_LIMIT,
     Acquirable,
     Store,
     add_entry,
@@ -37,6 +39,7 @@ from octopus.recipes.store import (
     delete_quietly,
     discard,
     flag_setter,
+    numbered,
     remaining,
 )
 
@@ -97,6 +100,18 @@ class Semaphore(Acquirable):
     def holders(self) -> list[str]:
         """Names of all current leases of this semaphore (every holder's, not only ours)."""
         return self.store.get_names("_ { semaphore: %s }", self.name)
+
+    def why(self) -> SemaphoreExplanation:
+        """The permits held (with the sessions holding them) and the queue of would-be
+        holders, in order (:class:`~octopus.explain.SemaphoreExplanation`)."""
+        leases = self.store.explain_wait("_ { semaphore: %s }", self.name, limit=WHY_LIMIT)
+        queue = self.store.explain_wait("_ { lock: %s }", self.name + ".queue",
+                                        limit=WHY_LIMIT)
+        order = numbered([h.record for h in queue.matching], self.name + ".queue")
+        by_name = {h.record.name: h for h in queue.matching}
+        return SemaphoreExplanation(self.name, self.value, leases.matching,
+                                    tuple(by_name[r.name] for r in order.values()),
+                                    self.held, leases.truncated or queue.truncated)
 
     def __repr__(self) -> str:
         return f"<Semaphore {self.name!r} value={self.value} held={self.held}>"

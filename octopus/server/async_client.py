@@ -18,9 +18,11 @@ from octopus.errors import (
     OctopusError,
 )
 from octopus.events import Event, Handler, Mode, Subscription, Trigger
+from octopus.explain import DEFAULT_LIMIT, WaitExplanation
 from octopus.recipes.awaitable import AsyncRecipeFactories
 from octopus.recipes.store import Store
 from octopus.record import Record
+from octopus.rules import RowHandler, RuleWatch
 from octopus.waiting import wait_for_async
 
 from .client_base import (
@@ -124,6 +126,10 @@ class _LoopBridge:
     def wait_for(self, q: str, *params: object, timeout: float | None = None) -> Record:
         return self._wait(self._client.wait_for(q, *params, timeout=timeout))
 
+    def explain_wait(self, q: str, *params: object,
+                     limit: int = DEFAULT_LIMIT) -> WaitExplanation:
+        return self._wait(self._client.explain_wait(q, *params, limit=limit))
+
     def session(self) -> Store:
         return _LoopBridge(self._wait(self._client.session()), self._loop, self._loop_thread)
 
@@ -203,6 +209,23 @@ class AsyncClient(_Base, AsyncStreams, AsyncRecipeFactories):
 
     async def get_all(self, q: str, *params: object) -> list[Record]:
         return await self._call(_Requests.get_all(q, params))  # type: ignore[no-any-return]
+
+    async def explain_wait(self, q: str, *params: object,
+                           limit: int = DEFAULT_LIMIT) -> WaitExplanation:
+        """As :meth:`octopus.Client.explain_wait`."""
+        return await self._call(  # type: ignore[no-any-return]
+            _Requests.explain_wait(q, params, limit))
+
+    async def watch_relation(self, relation: str, handler: RowHandler, *args: object,
+                             on: Mode = Mode.ON_SET | Mode.ON_DEL,
+                             existing: bool = False) -> RuleWatch:
+        """As :meth:`octopus.Client.watch_relation`; remove the watch with
+        :meth:`remove_rule_watch` (``watch.remove()`` cannot await)."""
+        return await self._call(  # type: ignore[no-any-return]
+            _Requests.watch_relation(relation, handler, args, on, existing))
+
+    async def remove_rule_watch(self, watch: RuleWatch | int) -> None:
+        await self._call(_Requests.remove_rule_watch(watch))
 
     async def exists(self, q: str, *params: object, trigger: Trigger | None = None) -> bool:
         return await self._call(  # type: ignore[no-any-return]

@@ -27,17 +27,19 @@ from octopus.errors import (
     WaitTimeout,
 )
 from octopus.events import Event, Mode, Subscription, Trigger
+from octopus.explain import DEFAULT_LIMIT, MAX_LIMIT
 from octopus.record import Record
+from octopus.rules import RowEvent, RuleWatch
 
 from .params import FLOAT_RE, typed_params
 from .params import text as _text
 from .resp import ProtocolError, RequestParser, encode, encode_error
-from .wire import record_tagged
+from .wire import explanation_reply, record_tagged, untag_value
 
 if TYPE_CHECKING:
     from .server import Server, ServerConfig
 
-__all__ = ["OK", "VERSION", "Commands", "Reply"]
+__all__ = ["MAX_RULE_WATCHES", "OK", "VERSION", "Commands", "Reply"]
 
 log = logging.getLogger("octopus.server")
 
@@ -45,6 +47,10 @@ VERSION = "0.1.0"
 OK = b"+OK\r\n"
 
 Reply = bytes | Coroutine[Any, Any, bytes]
+
+#: derived watches (RWATCH) one connection may have installed at once: each costs work
+#: on every write that can change its relation
+MAX_RULE_WATCHES = 256
 
 
 class _Quit(Exception):
@@ -65,11 +71,13 @@ class Commands:
     parser: RequestParser
     session: Session | None
     owned: dict[int, Trigger | Subscription]
+    rule_watches: dict[int, RuleWatch]      # RWATCH: their own ids, apart from triggers
     loop: asyncio.AbstractEventLoop | None
 
     _end_session: Callable[[], None]        # closes the session (QUIT, before its reply)
     _on_trigger_event: Callable[[Event], None]   # handlers of the triggers installed here
     _on_message_event: Callable[[Event], None]   # and of the subscriptions
+    _on_row_event: Callable[[RowEvent], None]    # and of the derived watches
 
     # --- dispatch -----------------------------------------------------------------------------
 
@@ -102,6 +110,14 @@ class Commands:
         if self.session is None:
             raise EngineClosed("the connection's session is closed")
         return self.session
+
+    def _name_session(self) -> None:
+        """Explanations (WHY) name a connection's session ``connection <id>`` and the
+        name the client gave itself."""
+        if self.session is not None:
+            name = f"connection {self.id}" + (f" ({self.name})" if self.name else "")
+            with contextlib.suppress(OctopusError):
+                self.session.name = name[:200]
 
     def _query(self, args: list[bytes], i: int = 1) -> tuple[str, tuple[object, ...], list[bytes]]:
         """The query text at ``args[i]``, its parameters, and the remaining arguments."""
@@ -199,6 +215,7 @@ class Commands:
                 i += 3
             elif opt == b"SETNAME" and i + 1 < len(args):
                 self.name = _text(args[i + 1], "the client name")
+                self._name_session()
                 i += 2
             else:
                 raise _ArgumentError(f"syntax error in HELLO option {_printable(args[i])!r}")
@@ -216,6 +233,7 @@ class Commands:
         if sub == b"SETNAME":
             _arity(args, 3, 3)
             self.name = _text(args[2], "the client name")
+            self._name_session()
             return OK
         if sub == b"GETNAME":
             return encode(self.name or None, self.proto)
@@ -430,6 +448,67 @@ class Commands:
             raise _ArgumentError("PUBLISH takes one message and its parameters")
         return b":%d\r\n" % self._session().publish(q, *params)
 
+    def cmd_why(self, args: list[bytes]) -> bytes:
+        """``WHY query [params] [LIMIT n]``: why a WAIT for the query would block."""
+        q, params, rest = self._query(args)
+        limit = DEFAULT_LIMIT
+        if rest:
+            if len(rest) != 2 or rest[0].upper() != b"LIMIT" or not rest[1].isdigit() \
+                    or not 1 <= int(rest[1][:6]) <= MAX_LIMIT:
+                raise _ArgumentError(f"WHY takes a query, its parameters and LIMIT n "
+                                     f"(1 to {MAX_LIMIT})")
+            limit = int(rest[1])
+        explanation = self._session().explain_wait(q, *params, limit=limit)
+        return encode(explanation_reply(explanation, self.tagged), self.proto)
+
+    def cmd_rwatch(self, args: list[bytes]) -> bytes:
+        """``RWATCH relation [SET] [DEL] [EXISTING] [ARGS value ...]``: watch a relation
+        the server's rules declared; each argument a tagged value (``a``, ``s``, ``i``,
+        ``f``, ``b``) or ``_`` for any. Arguments are data: never Prolog text."""
+        _arity(args, 2, 2 + 3 + 1 + 64)
+        relation = _text(args[1], "the relation")
+        on = Mode(0)
+        existing = False
+        values: list[object] = []
+        rest = args[2:]
+        for i, opt in enumerate(rest):
+            word = opt.upper()
+            if word == b"SET":
+                on |= Mode.ON_SET
+            elif word == b"DEL":
+                on |= Mode.ON_DEL
+            elif word == b"EXISTING":
+                existing = True
+            elif word == b"ARGS":
+                try:
+                    values = [untag_value(v) for v in rest[i + 1:]]
+                except (ValueError, UnicodeDecodeError) as e:
+                    raise _ArgumentError(f"RWATCH ARGS: {e}") from None
+                break
+            else:
+                raise _ArgumentError(f"unknown RWATCH option {_printable(opt)!r}; expected "
+                                     "SET, DEL, EXISTING or ARGS value ...")
+        if len(self.rule_watches) >= MAX_RULE_WATCHES:
+            raise _ArgumentError(f"this connection has {MAX_RULE_WATCHES} derived watches "
+                                 "installed (the most it may have); RUNWATCH some first")
+        watch = self._session().watch_relation(relation, self._on_row_event, *values,
+                                               on=on or (Mode.ON_SET | Mode.ON_DEL),
+                                               existing=existing)
+        assert watch.id is not None
+        self.rule_watches[watch.id] = watch
+        return encode([watch.id, list(watch.names)], self.proto)
+
+    def cmd_runwatch(self, args: list[bytes]) -> bytes:
+        _arity(args, 2, 2)
+        if not args[1].isdigit() or len(args[1]) > 19:
+            raise _ArgumentError(f"invalid id {_printable(args[1])!r}")
+        watch = self.rule_watches.get(int(args[1]))
+        if watch is None:
+            raise TriggerNotFound(f"no derived watch {int(args[1])} on this connection")
+        self._session().remove_rule_watch(watch)
+        self.rule_watches.pop(int(args[1]), None)     # now: its REMOVED push comes later
+        return OK
+
     def cmd_flush(self, args: list[bytes]) -> Reply:
         _arity(args, 1, 1)
         engine = self.server.engine
@@ -469,6 +548,6 @@ _COMMANDS: dict[bytes, Callable[[Commands, list[bytes]], Reply]] = {
     for name in ("ping", "echo", "quit", "auth", "hello", "client", "select", "command",
                  "config", "info", "revision", "get", "names", "getall", "exists", "set",
                  "del", "wait", "watch", "unwatch", "subscribe", "unsubscribe", "publish",
-                 "flush")
+                 "flush", "why", "rwatch", "runwatch")
 }
 _BEFORE_AUTH = frozenset({b"AUTH", b"HELLO", b"QUIT"})

@@ -43,10 +43,11 @@ from dataclasses import dataclass
 from octopus.engine import Engine, Session
 from octopus.errors import EngineClosed, OctopusError
 from octopus.events import Event, Mode, Subscription, Trigger
+from octopus.rules import RowEvent, RuleWatch
 
 from .commands import OK, VERSION, Commands, _Quit
 from .resp import ProtocolError, Push, RequestParser, encode, encode_error
-from .wire import mode_text, record_tagged, record_text
+from .wire import mode_text, record_tagged, record_text, row_reply
 
 __all__ = ["Server", "ServerConfig", "is_loopback"]
 
@@ -215,6 +216,7 @@ class Connection(Commands, asyncio.Protocol):
             self.parser.set_limits(max_args=10, max_bulk=16384)
         self.queue: deque[list[bytes]] = deque()
         self.owned: dict[int, Trigger | Subscription] = {}
+        self.rule_watches: dict[int, RuleWatch] = {}
         self.session: Session | None = None
         self.transport: asyncio.Transport | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -240,6 +242,7 @@ class Connection(Commands, asyncio.Protocol):
         transport.set_write_buffer_limits(high=256 << 10)
         try:
             self.session = server.engine.session()
+            self.session.name = f"connection {self.id}"
         except EngineClosed:
             transport.write(encode_error("EngineClosed", "the server is shutting down"))
             transport.close()
@@ -263,6 +266,7 @@ class Connection(Commands, asyncio.Protocol):
             except Exception:
                 log.exception("closing the session of connection %d", self.id)
         self.owned.clear()
+        self.rule_watches.clear()
 
     def data_received(self, data: bytes) -> None:
         if self.closed or self.closing:
@@ -352,6 +356,19 @@ class Connection(Commands, asyncio.Protocol):
         with contextlib.suppress(RuntimeError):
             self.loop.call_soon_threadsafe(self._push, b"message", event)  # type: ignore[union-attr]
 
+    def _on_row_event(self, event: RowEvent) -> None:
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(self._push_row, event)  # type: ignore[union-attr]
+
+    def _push_row(self, event: RowEvent) -> None:
+        if event.mode & Mode.REMOVED:
+            self.rule_watches.pop(event.trigger_id, None)
+        if self.closed or self.transport is None or self.transport.is_closing():
+            return
+        frame = Push([b"row", event.trigger_id, mode_text(event.mode), event.revision,
+                      row_reply(event.names, event.row, self.tagged)])
+        self._write_push(frame)
+
     def _push(self, kind: bytes, event: Event) -> None:
         if event.mode & Mode.REMOVED:
             self.owned.pop(event.trigger_id, None)
@@ -361,6 +378,10 @@ class Connection(Commands, asyncio.Protocol):
         if event.record is not None:
             record = record_tagged(event.record) if self.tagged else record_text(event.record)
         frame = Push([kind, event.trigger_id, mode_text(event.mode), event.revision, record])
+        self._write_push(frame)
+
+    def _write_push(self, frame: Push) -> None:
+        assert self.transport is not None
         self.transport.write(encode(frame, self.proto))
         if self.transport.get_write_buffer_size() > self.config.output_limit:
             self.server.stats.output_limit_disconnections += 1
