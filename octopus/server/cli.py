@@ -359,7 +359,8 @@ def _serve(args: argparse.Namespace) -> int:
     config = ServerConfig(password=password, max_clients=args.max_clients,
                           output_limit=args.output_limit,
                           reply_cache=0 if args.no_reply_cache else 4096)
-    engine = Engine(max_query_length=args.max_query_length or DEFAULT_MAX_LENGTH)
+    engine = Engine(max_query_length=args.max_query_length or DEFAULT_MAX_LENGTH,
+                    path=args.data, fsync=args.fsync)
     started: list[Server] = []
     try:
         for path in args.load:
@@ -435,6 +436,15 @@ def add_commands(sub: Any, **parser_args: Any) -> None:
                         "(default %(default)s)")
     s.add_argument("--max-query-length", type=_positive, default=None, metavar="BYTES",
                    help="longest query or record text accepted (default 65536)")
+    s.add_argument("--data", metavar="DIR", default=None,
+                   help="keep the records in this directory (journal and snapshots; created "
+                        "if needed) and recover them at start; without it the server "
+                        "forgets everything when it stops")
+    s.add_argument("--fsync", choices=("always", "everysec", "no"), default="everysec",
+                   help="with --data: always = answer a write once it is on disk; everysec "
+                        "= fsync once a second (a crash of the process loses nothing, a "
+                        "power loss about a second); no = leave it to the OS (default "
+                        "%(default)s)")
     s.add_argument("--no-uvloop", action="store_true", help="use asyncio's own event loop")
     s.add_argument("--no-reply-cache", action="store_true",
                    help="send every GET to the engine (no revision-checked reply cache)")
