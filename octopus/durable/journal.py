@@ -36,7 +36,7 @@ import threading
 import time
 from pathlib import Path
 
-from octopus.errors import PersistenceError
+from octopus.errors import PersistenceError, QueryError
 
 from . import files
 from .format import journal_header
@@ -61,8 +61,8 @@ class Journal:
 
     def __init__(self, directory: Path, fsync: str) -> None:
         if fsync not in FSYNC_POLICIES:
-            raise PersistenceError(f"fsync must be one of {', '.join(FSYNC_POLICIES)}, got "
-                                   f"{fsync!r}")
+            raise QueryError(f"fsync must be one of {', '.join(FSYNC_POLICIES)}, got "
+                             f"{fsync!r}")
         self.directory = directory
         self.fsync = fsync
         self.generation = 0

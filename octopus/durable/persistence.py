@@ -46,7 +46,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from octopus.errors import KnowledgeBaseError, PersistenceError
+from octopus.errors import KnowledgeBaseError, PersistenceError, QueryError
 
 from . import files
 from .format import (
@@ -84,12 +84,12 @@ class Persistence:
                  compact_ratio: float, compact_min_bytes: int) -> None:
         if isinstance(compact_ratio, bool) or not isinstance(compact_ratio, int | float) \
                 or not compact_ratio > 0:
-            raise PersistenceError(f"compact_ratio must be a positive number, got "
-                                   f"{compact_ratio!r}")
+            raise QueryError(f"compact_ratio must be a positive number, got "
+                             f"{compact_ratio!r}")
         if isinstance(compact_min_bytes, bool) or not isinstance(compact_min_bytes, int) \
                 or compact_min_bytes < 0:
-            raise PersistenceError(f"compact_min_bytes must be an int >= 0, got "
-                                   f"{compact_min_bytes!r}")
+            raise QueryError(f"compact_min_bytes must be an int >= 0, got "
+                             f"{compact_min_bytes!r}")
         self.core = core
         self.directory = Path(directory)
         self.journal = Journal(self.directory, fsync)
