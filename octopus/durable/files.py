@@ -20,7 +20,10 @@ class FileOps:
     """Thin wrappers over ``os``: whole writes, data syncs, directory syncs."""
 
     def open_append(self, path: Path, *, create: bool) -> int:
-        flags = os.O_WRONLY | os.O_CLOEXEC | (os.O_CREAT | os.O_EXCL if create else 0)
+        # O_APPEND: after a failed write is cut off with ftruncate, the next write goes
+        # to the new end, not to the old file position (which would leave a hole).
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | (os.O_CREAT | os.O_EXCL if create
+                                                            else 0)
         return os.open(path, flags, 0o644)
 
     def write(self, fd: int, data: bytes) -> None:

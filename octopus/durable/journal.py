@@ -34,6 +34,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from octopus.errors import PersistenceError, QueryError
@@ -84,6 +85,7 @@ class Journal:
         self._syncing = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.on_failure: Callable[[], None] = lambda: None   # wakes whoever repairs
 
     # --- files ---------------------------------------------------------------------------
 
@@ -182,6 +184,7 @@ class Journal:
                           "memory state can be written", why)
                 self.failure = why
             self._cond.notify_all()
+        self.on_failure()
 
     def behind(self, why: str) -> None:
         """Memory holds a change the journal does not (see Core: a session's ephemeral

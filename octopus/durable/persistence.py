@@ -104,6 +104,7 @@ class Persistence:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.journal.on_failure = self._wake.set
         self.snapshot_bytes = 0
         self.snapshot_records = 0
         self.last_snapshot = 0.0
@@ -148,6 +149,10 @@ class Persistence:
             self._lock.release()
             self._lock = None
             raise
+        if self.journal.failure is None:
+            for leftover in state.leftovers:    # of a rewrite that did not finish
+                with contextlib.suppress(OSError):
+                    files.ops.unlink(leftover)
         self.core.set_write_ahead(self)
         self.core.knowledge_base().journal = self
         self.recovery_seconds = time.perf_counter() - started
