@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from octopus.errors import KnowledgeBaseError, PersistenceError, QueryError
+from octopus.record import natural_key
 
 from . import files
 from .format import (
@@ -159,7 +160,7 @@ class Persistence:
         self.recovered_revision = self.core.revision
         if ephemeral:
             # The sessions of the previous run are gone: so are their records.
-            self.ephemeral_expired = self.core.expire(sorted(ephemeral))
+            self.ephemeral_expired = self.core.expire(sorted(ephemeral, key=natural_key))
         self._thread = threading.Thread(target=self._maintain, daemon=True,
                                         name=f"octopus-snapshots-{self.directory.name}")
         self._thread.start()
