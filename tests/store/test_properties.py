@@ -185,6 +185,17 @@ class StoreModel(RuleBasedStateMachine):
             del self.model[name]
             self.revision += 1
 
+    @rule(data=st.data())
+    def delete_existing(self, data: st.DataObject) -> None:
+        # Sequential names too: their counter, not the free names, says what comes next.
+        if not self.model:
+            return
+        name = data.draw(st.sampled_from(sorted(self.model)))
+        r = self.engine.delete(name)
+        assert r.revision == self.model[name][1]
+        del self.model[name]
+        self.revision += 1
+
     @rule(base=st.sampled_from(["q", "q_"]))
     def sequential(self, base: str) -> None:
         n = self.seq.get(base, 0)
