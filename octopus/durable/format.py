@@ -96,11 +96,12 @@ def journal_header(generation: int) -> bytes:
     return head + _HEADER_CRC.pack(zlib.crc32(head))
 
 
-def entry(payload: list[Any]) -> bytes:
+def entry(payload: list[Any], _encode: Any = _encoder.encode, _pack: Any = _LENGTH.pack,
+          _crc: Any = zlib.crc32) -> bytes:
     """One framed journal entry for ``payload`` (a JSON array)."""
-    data = _encoder.encode(payload).encode()
-    length = _LENGTH.pack(len(data))
-    return SYNC + length + _LENGTH.pack(zlib.crc32(data, zlib.crc32(length))) + data
+    data = _encode(payload).encode()
+    length = _pack(len(data))
+    return b"".join((SYNC, length, _pack(_crc(data, _crc(length))), data))
 
 
 def encode_attrs(attrs: dict[str, Value]) -> dict[str, Any]:

@@ -63,8 +63,12 @@ from .format import (
 from .journal import Journal, journal_path
 from .recovery import DataState, inspect, snapshot_path
 
+from octopus.core import ChangeOp
+
 if TYPE_CHECKING:
     from octopus.core import Change, Core
+
+_SET = ChangeOp.SET
 
 __all__ = ["Persistence"]
 
@@ -106,6 +110,8 @@ class Persistence:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.journal.on_failure = self._wake.set
+        self._snapshot_bytes = 0
+        self._compact_at = 0.0
         self.snapshot_bytes = 0
         self.snapshot_records = 0
         self.last_snapshot = 0.0
@@ -294,13 +300,11 @@ class Persistence:
     # --- the write-ahead (octopus.core.WriteAhead) --------------------------------------------
 
     def log(self, changes: Sequence[Change]) -> int:
-        from octopus.core import ChangeOp
-
         first = changes[0]
         if len(changes) > 1:
             payload: list[Any] = ["b", first.revision - 1,
                                   [[c.name, encode_attrs(c.record._attrs)] for c in changes]]
-        elif first.op is ChangeOp.SET:
+        elif first.op is _SET:
             payload = ["s", first.revision, first.name, encode_attrs(first.record._attrs),
                        0 if first.owner is None else 1,
                        None if first.counter is None else list(first.counter)]
@@ -309,9 +313,10 @@ class Persistence:
         return self._append(entry(payload))
 
     def _append(self, data: bytes) -> int:
-        position = self.journal.append(data)
+        journal = self.journal
+        position = journal.append(data)
         self._last = (position, len(data))
-        if self.journal.offset > self._threshold() and not self._wake.is_set():
+        if journal.offset > self._compact_at and not self._wake.is_set():
             self._wake.set()
         return position
 
@@ -362,6 +367,15 @@ class Persistence:
 
     def _threshold(self) -> float:
         return max(self.compact_min_bytes, self.compact_ratio * self.snapshot_bytes)
+
+    @property
+    def snapshot_bytes(self) -> int:
+        return self._snapshot_bytes
+
+    @snapshot_bytes.setter
+    def snapshot_bytes(self, size: int) -> None:
+        self._snapshot_bytes = size
+        self._compact_at = self._threshold()
 
     def _maintain(self) -> None:
         while not self._stop.is_set():
