@@ -429,21 +429,25 @@ class Core:
                 if self._wal is None:
                     name = self.store.set(cr.name, cr.pairs, cr.conditions, bool(sequential),
                                           revision)
-                    ticket = 0
+                    change, ticket = None, 0
                 else:
-                    name, ticket = self._set_logged(self._wal, cr.name, cr.pairs,
-                                                    cr.attributes, cr.conditions,
-                                                    bool(sequential), revision, owner)
+                    change, ticket = self._set_logged(self._wal, cr.name, cr.pairs,
+                                                      cr.attributes, cr.conditions,
+                                                      bool(sequential), revision, owner)
+                    name = None if change is None else change.name
                 if name is None:
                     if tq is not None:
                         self._install_locked(sid, trigger, tq, False)
                     raise ConditionFailed(
                         "the stored record does not satisfy the set's conditions")
                 self.revision = revision
-                record = Record._trusted(name, cr.attributes, revision)
+                if change is None:
+                    change = Change(revision, ChangeOp.SET, name,
+                                    Record._trusted(name, cr.attributes, revision), owner)
+                record = change.record
                 if owner is not None or name in self._owners:
                     self._own(name, owner)
-                self._commit(Change(revision, ChangeOp.SET, name, record, owner))
+                self._commit(change)
                 if tq is not None:
                     self._install_locked(sid, trigger, tq.renamed(name) if sequential else tq,
                                          True)
@@ -455,9 +459,9 @@ class Core:
 
     def _set_logged(self, wal: WriteAhead, name: str, pairs: list[tuple[str, Any]],
                     attributes: dict[str, Value], conditions: list[Any], sequential: bool,
-                    revision: int, owner: int | None) -> tuple[str | None, int]:
-        """A set through the write-ahead: decide (plan), log, apply. The final name (None
-        if the conditions failed: nothing logged) and the ticket."""
+                    revision: int, owner: int | None) -> tuple[Change | None, int]:
+        """A set through the write-ahead: decide (plan), log, apply. The change (None if
+        the conditions failed: nothing logged) and the ticket."""
         counter = None
         if conditions or sequential:
             plan = self.store.plan_set(name, conditions, sequential)
@@ -468,14 +472,15 @@ class Core:
                 assert after is not None
                 counter = (name, after)
             name = final
-        record = Record._trusted(name, attributes, revision)
-        ticket = wal.log([Change(revision, ChangeOp.SET, name, record, owner, counter)])
+        change = Change(revision, ChangeOp.SET, name, Record._trusted(name, attributes, revision),
+                        owner, counter)
+        ticket = wal.log([change])
         try:
             self.store.put(name, pairs, counter, revision)
         except BaseException:
             wal.retract(ticket)
             raise
-        return name, ticket
+        return change, ticket
 
     def delete(self, sid: int, q: object, params: tuple[object, ...],
                trigger: Trigger | None = None) -> Record:

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from octopus.errors import PersistenceError
-from octopus.record import Atom, Value
+from octopus.record import Atom, Value, int_from_decimal, int_text
 
 __all__ = [
     "BLOCK",
@@ -64,8 +64,10 @@ __all__ = [
     "encode_rows",
     "entry",
     "journal_header",
+    "json_attrs",
     "read_footer",
     "scan_journal",
+    "set_entry",
     "snapshot_trailer",
     "verify_snapshot",
 ]
@@ -86,7 +88,10 @@ BLOCK = 1 << 20              # snapshot data checksummed per block
 
 _encoder = json.JSONEncoder(ensure_ascii=False, check_circular=False, allow_nan=False,
                             separators=(",", ":"))
-_decoder = json.JSONDecoder()
+# Integers are read with the record module's own conversion, so a journal reads back
+# even where a program lowered the interpreter's int/str digit limit.
+_decoder = json.JSONDecoder(parse_int=int_from_decimal)
+_string: Any = json.encoder.encode_basestring       # type: ignore[attr-defined]
 
 
 # --- entries -----------------------------------------------------------------------------
@@ -102,6 +107,36 @@ def entry(payload: list[Any], _encode: Any = _encoder.encode, _pack: Any = _LENG
     data = _encode(payload).encode()
     length = _pack(len(data))
     return b"".join((SYNC, length, _pack(_crc(data, _crc(length))), data))
+
+
+def _json_value(v: Value) -> str:
+    kind = type(v)
+    if kind is str:
+        return str(_string(v))
+    if kind is int:
+        return int_text(v)                  # type: ignore[arg-type]
+    if kind is bool:
+        return "true" if v else "false"
+    if kind is float:
+        return float.__repr__(v)            # type: ignore[arg-type]
+    return '["' + str.__str__(v) + '"]'     # an Atom: a name, nothing to escape  # type: ignore[arg-type]
+
+
+def json_attrs(attrs: dict[str, Value]) -> str:
+    """``encode_attrs(attrs)`` as JSON text, written directly: keys and identifiers are
+    names (``[a-z][A-Za-z0-9._-]*``, nothing to escape), strings go through json's own
+    escaping, floats and ints print as json prints them. Equal to the encoder's output
+    (tests/durable/test_format.py), three times faster."""
+    return "{" + ",".join(['"' + k + '":' + _json_value(v) for k, v in attrs.items()]) + "}"
+
+
+def set_entry(revision: int, name: str, attrs: dict[str, Value], flags: int,
+              counter: tuple[str, int] | None) -> bytes:
+    """The framed entry of a set: ``["s", revision, name, attrs, flags, counter]``."""
+    tail = "null]" if counter is None else f'["{counter[0]}",{counter[1]}]]'
+    data = f'["s",{revision},"{name}",{json_attrs(attrs)},{flags},{tail}'.encode()
+    length = _LENGTH.pack(len(data))
+    return b"".join((SYNC, length, _LENGTH.pack(zlib.crc32(data, zlib.crc32(length))), data))
 
 
 def encode_attrs(attrs: dict[str, Value]) -> dict[str, Any]:

@@ -46,6 +46,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from octopus.core import ChangeOp
 from octopus.errors import KnowledgeBaseError, PersistenceError, QueryError
 from octopus.record import natural_key
 
@@ -58,12 +59,11 @@ from .format import (
     encode_attrs,
     encode_rows,
     entry,
+    set_entry,
     snapshot_trailer,
 )
 from .journal import Journal, journal_path
 from .recovery import DataState, inspect, snapshot_path
-
-from octopus.core import ChangeOp
 
 if TYPE_CHECKING:
     from octopus.core import Change, Core
@@ -305,9 +305,8 @@ class Persistence:
             payload: list[Any] = ["b", first.revision - 1,
                                   [[c.name, encode_attrs(c.record._attrs)] for c in changes]]
         elif first.op is _SET:
-            payload = ["s", first.revision, first.name, encode_attrs(first.record._attrs),
-                       0 if first.owner is None else 1,
-                       None if first.counter is None else list(first.counter)]
+            return self._append(set_entry(first.revision, first.name, first.record._attrs,
+                                          0 if first.owner is None else 1, first.counter))
         else:
             payload = ["d", first.revision, first.name]
         return self._append(entry(payload))
