@@ -85,7 +85,7 @@ store_destroy(M, @(true)) :-
     retractall(M:key_index(_, _)),
     retractall(M:seq(_, _)),
     retractall(M:trig(_, _)),
-    abolish_empty_tables(M).
+    retractall(M:empty_table(_)).
 
 %   key_table(+Store, +Key, -Table) is semidet.
 %   key_table_create(+Store, +Key, -Table) is det.
@@ -274,7 +274,6 @@ put_record(M, Name, Rev, Pairs) :-
 index_pairs([], _, _).
 index_pairs([K-V|Pairs], M, Name) :-
     key_table_create(M, K, Table),
-    retractall(M:empty_table(Table)),
     index_hash(V, H),
     Fact =.. [Table, H, Name],
     assertz(M:Fact),
@@ -282,9 +281,12 @@ index_pairs([K-V|Pairs], M, Name) :-
 
 %   remove_record(+Store, +Name) is det.
 %
-%   Remove the record and its index entries, if there is one. A key table left
-%   without entries is unlisted from key_index/2 and noted in empty_table/1, to be
-%   abolished once the transaction is over (abolish/1 is not transactional).
+%   Remove the record and its index entries, if there is one. Each key table it
+%   leaves is noted in empty_table/1 as possibly empty; abolish_empty_tables/1
+%   checks each noted table once after the transaction, unlists and abolishes those
+%   left without entries (abolish/1 is not transactional). Checking here, once per
+%   removed entry, cost a scan over the entries removed before it and not yet
+%   reclaimed: replacing 5,000 records in one transaction took 219 us each.
 
 remove_record(M, Name) :-
     (   retract(M:rec(Name, _, Old))
@@ -297,17 +299,18 @@ unindex(M, K, V, Name) :-
     index_hash(V, H),
     Fact =.. [Table, H, Name],
     retract(M:Fact),
-    (   indexed(M, Table, _, _)
+    (   M:empty_table(Table)
     ->  true
-    ;   retract(M:key_index(K, Table)),
-        assertz(M:empty_table(Table))
+    ;   assertz(M:empty_table(Table))
     ).
 
 abolish_empty_tables(M) :-
     forall(retract(M:empty_table(Table)),
-           (   M:key_index(_, Table)
-           ->  true                    % taken again by a later write
-           ;   abolish(M:Table/2)
+           (   indexed(M, Table, _, _)
+           ->  true                    % still has entries (or taken again)
+           ;   retract(M:key_index(_, Table))
+           ->  abolish(M:Table/2)
+           ;   true
            )).
 
 %!  store_delete(+Store, +Name, +Constraints, -Reply) is det.
@@ -441,14 +444,15 @@ advance_counter([Base, Next], M) :-
 
 %!  store_replay(+Store, +Ops, -Reply) is det.
 %
-%   Apply journal entries in order, in one transaction: each is
-%   [s, Rev, Name, Attrs, Counter] (store_put/6) or [d, Name] (delete if present).
-%   Every entry is idempotent: applied on top of a snapshot that already holds
-%   some of them, the result is the same. Reply is the number of entries.
+%   Apply journal entries in order: each is [s, Rev, Name, Attrs, Counter]
+%   (store_put/6) or [d, Name] (delete if present). Every entry is idempotent:
+%   applied on top of a snapshot that already holds some of them, the result is the
+%   same. Not a transaction (for recovery only: a store whose replay failed is thrown
+%   away). Reply is the number of entries.
 
 store_replay(M, Ops, Count) :-
     must_be(list, Ops),
-    transaction(maplist(replay_op(M), Ops)),
+    maplist(replay_op(M), Ops),
     abolish_empty_tables(M),
     length(Ops, Count).
 
