@@ -311,10 +311,12 @@ def restart(records: int) -> tuple[str, dict[str, float]]:
         with octopus.Engine(path=data, fsync="no", compact_min_bytes=1 << 40) as e:
             e.set_many(pci_records(records), batch=10000)
             out["load"] = time.perf_counter() - t
+            print(f"loaded {records:,} records in {out['load']:.1f} s", flush=True)
             out["journal_bytes"] = sum(p.stat().st_size for p in data.glob("journal-*"))
         t = time.perf_counter()
         with octopus.Engine(path=data, compact_min_bytes=1 << 40) as e:
             out["from_journal"] = time.perf_counter() - t
+            print(f"restart from the journal: {out['from_journal']:.1f} s", flush=True)
             assert e.count() == records
             t = time.perf_counter()
             e.compact()
@@ -323,6 +325,7 @@ def restart(records: int) -> tuple[str, dict[str, float]]:
         t = time.perf_counter()
         with octopus.Engine(path=data) as e:
             out["from_snapshot"] = time.perf_counter() - t
+            print(f"restart from the snapshot: {out['from_snapshot']:.1f} s", flush=True)
             assert e.count() == records
             t = time.perf_counter()
             e.get("hw.pci.device.777")
@@ -345,7 +348,7 @@ def restart(records: int) -> tuple[str, dict[str, float]]:
         with redis_server(rd, "--appendonly", "yes", "--appendfsync", "no",
                           "--aof-use-rdb-preamble", "no",
                           "--auto-aof-rewrite-percentage", "0") as port:
-            r = redis.Redis(port=port)
+            r = redis.Redis(port=port, socket_timeout=3600)
             pipe = r.pipeline(transaction=False)
             for i, (name, attrs) in enumerate(pci_records(records)):
                 pipe.hset(name, mapping=attrs)
