@@ -140,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "print the records a start would recover, in natural "
                                       "order; repair: cut a corrupt or torn journal tail, "
                                       "after saying what it drops (docs/durability.md)")
-    data.add_argument("action", choices=("check", "dump", "repair"))
+    data.add_argument("action", choices=("check", "dump", "repair"),
+                      help="check, dump or repair (see above)")
     data.add_argument("directory", metavar="DIR", help="the data directory (serve --data)")
     data.add_argument("--json", action="store_true", help="dump: JSON lines")
     data.set_defaults(func=_data)

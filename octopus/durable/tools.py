@@ -91,7 +91,7 @@ def dump(directory: Path, out: TextIO, *, as_json: bool = False) -> int:
 
 def repair(directory: Path, out: TextIO) -> int:
     """Cut the journal at its first bad entry (saying what goes); the number of
-    entries dropped."""
+    readable entries dropped with it."""
     try:
         lock = files.DirectoryLock(directory)
     except BlockingIOError:
@@ -122,7 +122,8 @@ def repair(directory: Path, out: TextIO) -> int:
         for s in later:
             files.ops.unlink(s.path)
         files.ops.sync_directory(directory)
-        print(f"repaired: {dropped} entries dropped", file=out)
+        print(f"repaired: dropped the bad entry and {dropped} readable entries after it",
+              file=out)
         return dropped
     finally:
         lock.release()
