@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from octopus.core import ChangeOp
-from octopus.errors import KnowledgeBaseError, PersistenceError, QueryError
+from octopus.errors import KnowledgeBaseError, OctopusError, PersistenceError, QueryError
 from octopus.record import natural_key
 
 from . import files
@@ -151,15 +151,20 @@ class Persistence:
             if refusal is not None:
                 raise PersistenceError(refusal)
             ephemeral = self._recover(state)
+            for leftover in state.leftovers:    # of a rewrite that did not finish
+                with contextlib.suppress(OSError):
+                    files.ops.unlink(leftover)
             self._open_journal(state)
+        except OctopusError as e:
+            self._lock.release()
+            self._lock = None
+            if isinstance(e, PersistenceError):
+                raise
+            raise PersistenceError(f"cannot recover {self.directory}: {e}") from None
         except BaseException:
             self._lock.release()
             self._lock = None
             raise
-        if self.journal.failure is None:
-            for leftover in state.leftovers:    # of a rewrite that did not finish
-                with contextlib.suppress(OSError):
-                    files.ops.unlink(leftover)
         self.core.set_write_ahead(self)
         self.core.knowledge_base().journal = self
         self.recovery_seconds = time.perf_counter() - started
@@ -396,8 +401,8 @@ class Persistence:
         """Write a snapshot of the whole state and start the next journal generation
         (point 3); the older generation is removed. PersistenceError if it cannot."""
         with self._compact_lock:
-            if self._lock is None:
-                raise PersistenceError("the engine is closed")
+            if self._lock is None or self._stop.is_set():
+                raise PersistenceError("the engine is closing")
             generation = self.journal.generation + 1
             directory = self.directory
             tmp = directory / f"snapshot-{generation:08d}.tmp"
@@ -488,12 +493,15 @@ class Persistence:
         }
 
     def stop(self) -> None:
-        """Stop the background snapshots (waiting for one under way)."""
+        """Stop the background snapshots, waiting for one under way (a snapshot asked
+        for after this raises PersistenceError)."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
         self._thread = None
+        with self._compact_lock:        # a compact() called by the user, under way
+            pass
 
     def close(self) -> None:
         """Sync and close the journal, release the directory (after the core closed)."""

@@ -20,7 +20,14 @@ from pathlib import Path
 
 from octopus.errors import PersistenceError
 
-from .format import Footer, JournalScan, read_footer, scan_journal, verify_snapshot
+from .format import (
+    JOURNAL_HEADER,
+    Footer,
+    JournalScan,
+    read_footer,
+    scan_journal,
+    verify_snapshot,
+)
 
 __all__ = ["DataState", "inspect", "snapshot_path"]
 
@@ -107,6 +114,17 @@ def inspect(directory: Path, *, decode: bool = True, verify: bool = True) -> Dat
             raise PersistenceError(f"{directory}: journal generations jump from {previous} "
                                    f"to {generation}: journal-{previous + 1:08d}.log is "
                                    "missing")
+    if wanted:
+        newest = journals[wanted[-1]]
+        try:
+            torn_header = newest.stat().st_size < JOURNAL_HEADER
+        except OSError:
+            torn_header = False
+        if torn_header:
+            # Created by a rewrite that died before its header was on disk: it holds
+            # nothing, and no snapshot of its generation exists.
+            state.leftovers.append(newest)
+            wanted.pop()
     for generation in wanted:
         scan = scan_journal(journals[generation], decode=decode)
         if scan.generation != generation:

@@ -467,3 +467,31 @@ def test_snapshot_pause_is_reported_and_writers_go_on(tmp_path: Path) -> None:
         assert during > 0                       # writers were not stopped for the copy
         assert 0 < stats["last_snapshot_pause_ms"] <= stats["max_snapshot_pause_ms"]
         assert stats["last_snapshot_seconds"] * 1e3 > stats["last_snapshot_pause_ms"]
+
+
+@pytest.mark.parametrize("size", [0, 5])
+def test_a_journal_whose_header_never_reached_the_disk_is_dropped(tmp_path: Path,
+                                                                   size: int) -> None:
+    # A rewrite creates journal G+1 (header, fsync) before anything goes into it; a
+    # crash before its header is on disk leaves an empty or short file, and no snapshot.
+    d = tmp_path / "d"
+    with octopus.Engine(path=d) as e:
+        e.set("a { v: 1 }")
+        e.compact()
+        e.set("b { v: 2 }")
+        before = contents(e)
+    (d / "journal-00000003.log").write_bytes(b"OCTJR"[:size])
+    with octopus.Engine(path=d) as e:
+        assert contents(e) == before
+        e.set("c")
+    assert not (d / "journal-00000003.log").exists() or \
+        (d / "journal-00000003.log").stat().st_size >= 22
+    with octopus.Engine(path=d) as e:
+        assert e.count() == 3
+
+
+def test_compact_after_close_is_refused(tmp_path: Path) -> None:
+    e = octopus.Engine(path=tmp_path / "d")
+    e.close()
+    with pytest.raises(octopus.OctopusError):
+        e.compact()
