@@ -302,46 +302,84 @@ def throughput(seconds: float, rounds: int = 3) -> tuple[str, dict[str, float]]:
 # --- 3. restart ------------------------------------------------------------------------------
 
 
+_OPEN = """
+import json, sys, time
+t0 = time.perf_counter()
+import octopus
+from octopus._prolog import runtime
+from octopus.adapter import PrologStore
+runtime()
+t1 = time.perf_counter()
+path, what = sys.argv[1], sys.argv[2]
+out = {"import": t1 - t0}
+if what == "load":
+    sys.path.insert(0, sys.argv[4])
+    from common import pci_records
+    with octopus.Engine(path=path, fsync="no", compact_min_bytes=1 << 40) as e:
+        e.set_many(pci_records(int(sys.argv[3])), batch=10000)
+    out["load"] = time.perf_counter() - t1
+elif what == "parts":
+    import glob
+    store = PrologStore()
+    t = time.perf_counter()
+    store.restore(glob.glob(path + "/snapshot-*.snap")[0])
+    out["restore"] = time.perf_counter() - t
+    t = time.perf_counter()
+    store.warm()
+    out["warm"] = time.perf_counter() - t
+else:
+    with octopus.Engine(path=path, compact_min_bytes=1 << 40) as e:
+        out["open"] = time.perf_counter() - t1
+        out["count"] = e.count()
+        if what == "compact":
+            t = time.perf_counter()
+            e.compact()
+            out["compact"] = time.perf_counter() - t
+            out["snapshot_bytes"] = e.stats()["snapshot_bytes"]
+        t = time.perf_counter()
+        e.get("hw.pci.device.777")
+        e.get_names("_ { vendor: 32902, device_id: 4110 }")
+        out["first_queries"] = time.perf_counter() - t
+print(json.dumps(out))
+"""
+
+
+def octopus_process(path: Path, what: str, *args: str) -> dict[str, float]:
+    """Run one step in a fresh process (as a restarted server would start); its times
+    (``import``: Python importing octopus and starting SWI-Prolog; ``open``: the engine
+    opening its directory), and ``process`` the whole run."""
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-c", _OPEN, str(path), what, *args],
+                       capture_output=True, text=True, cwd=ROOT, check=True)
+    out: dict[str, float] = json.loads(r.stdout.strip().splitlines()[-1])
+    out["process"] = time.perf_counter() - t0
+    return out
+
+
 def restart(records: int) -> tuple[str, dict[str, float]]:
     d = Path(tempfile.mkdtemp(dir=WORK))
     out: dict[str, float] = {}
     try:
         data = d / "octopus"
-        t = time.perf_counter()
-        with octopus.Engine(path=data, fsync="no", compact_min_bytes=1 << 40) as e:
-            e.set_many(pci_records(records), batch=10000)
-            out["load"] = time.perf_counter() - t
-            print(f"loaded {records:,} records in {out['load']:.1f} s", flush=True)
-            out["journal_bytes"] = sum(p.stat().st_size for p in data.glob("journal-*"))
-        t = time.perf_counter()
-        with octopus.Engine(path=data, compact_min_bytes=1 << 40) as e:
-            out["from_journal"] = time.perf_counter() - t
-            print(f"restart from the journal: {out['from_journal']:.1f} s", flush=True)
-            assert e.count() == records
-            t = time.perf_counter()
-            e.compact()
-            out["compact"] = time.perf_counter() - t
-            out["snapshot_bytes"] = e.stats()["snapshot_bytes"]  # type: ignore[assignment]
-        t = time.perf_counter()
-        with octopus.Engine(path=data) as e:
-            out["from_snapshot"] = time.perf_counter() - t
-            print(f"restart from the snapshot: {out['from_snapshot']:.1f} s", flush=True)
-            assert e.count() == records
-            t = time.perf_counter()
-            e.get("hw.pci.device.777")
-            e.get_names("_ { vendor: 32902, device_id: 4110 }")
-            out["first_queries"] = time.perf_counter() - t
-        # The restore alone and the index warm-up alone, from the same snapshot.
-        from octopus.adapter import PrologStore
-        (snap,) = data.glob("snapshot-*.snap")
-        store = PrologStore()
-        t = time.perf_counter()
-        store.restore(str(snap))
-        out["restore_only"] = time.perf_counter() - t
-        t = time.perf_counter()
-        store.warm()
-        out["warm_only"] = time.perf_counter() - t
-        store.destroy()
+        step = octopus_process(data, "load", str(records), str(Path(__file__).parent))
+        out["load"] = step["load"]
+        out["journal_bytes"] = sum(p.stat().st_size for p in data.glob("journal-*"))
+        print(f"loaded {records:,} records in {out['load']:.1f} s", flush=True)
+        step = octopus_process(data, "compact")
+        assert step["count"] == records
+        out["from_journal"] = step["import"] + step["open"]
+        out["compact"] = step["compact"]
+        out["snapshot_bytes"] = step["snapshot_bytes"]
+        print(f"restart from the journal: {out['from_journal']:.1f} s", flush=True)
+        step = octopus_process(data, "open")
+        assert step["count"] == records
+        out["from_snapshot"] = step["import"] + step["open"]
+        out["first_queries"] = step["first_queries"]
+        out["import"] = step["import"]
+        print(f"restart from the snapshot: {out['from_snapshot']:.1f} s", flush=True)
+        step = octopus_process(data, "parts")
+        out["restore_only"] = step["restore"]
+        out["warm_only"] = step["warm"]
 
         # Redis: the same records as hashes of 5 fields, written through the AOF.
         rd = d / "redis"
@@ -376,13 +414,15 @@ def restart(records: int) -> tuple[str, dict[str, float]]:
         shutil.rmtree(d, ignore_errors=True)
     n = records
     rows = [
-        ["octopus, from its snapshot (restore + warm indexes)", f"{out['from_snapshot']:.2f}",
+        ["octopus, from its snapshot (process start to open)", f"{out['from_snapshot']:.2f}",
          f"{out['from_snapshot'] / out['redis_rdb']:.2f}", f"{out['snapshot_bytes'] / n:.0f}"],
         ["  of which: restore alone", f"{out['restore_only']:.2f}", "", ""],
         ["  of which: warming the indexes", f"{out['warm_only']:.2f}", "", ""],
+        ["  of which: starting Python, importing octopus and SWI-Prolog",
+         f"{out['import']:.2f}", "", ""],
         ["octopus, from its journal alone (no snapshot yet)", f"{out['from_journal']:.2f}",
          f"{out['from_journal'] / out['redis_aof']:.2f}", f"{out['journal_bytes'] / n:.0f}"],
-        ["redis-server from its RDB", f"{out['redis_rdb']:.2f}", "1.00",
+        ["redis-server from its RDB (process start to PING)", f"{out['redis_rdb']:.2f}", "1.00",
          f"{out['redis_rdb_bytes'] / n:.0f}"],
         ["redis-server from its AOF (no RDB preamble)", f"{out['redis_aof']:.2f}", "1.00",
          f"{out['redis_aof_bytes'] / n:.0f}"],

@@ -66,6 +66,7 @@ raised as error(Formal, Context) terms (prolog/errors.pl).
 :- use_module(library(error)).
 :- use_module(library(apply)).
 :- use_module(library(lists)).
+:- use_module(library(pairs)).
 :- use_module(match).
 :- use_module(errors).
 
@@ -520,29 +521,38 @@ restore_(M, In, Count) :-
     ;   domain_error(octopus_snapshot, Header)
     ),
     fast_read(In, Term),
-    restore_terms(Term, M, In, 0, Count).
+    restore_terms(Term, M, In, [], [], 0, Count).
 
-restore_terms(rec(Name, Rev, Dict), M, In, N0, N) :- !,
+% Records of one shape (the same keys) follow each other; their key tables are
+% looked up once per shape, not once per value.
+restore_terms(rec(Name, Rev, Dict), M, In, Keys0, Tables0, N0, N) :- !,
     assertz(M:rec(Name, Rev, Dict)),
-    forall(get_dict(K, Dict, V), restore_index(M, K, V, Name)),
+    dict_pairs(Dict, _, Pairs),
+    pairs_keys_values(Pairs, Keys, Values),
+    (   Keys == Keys0
+    ->  Tables = Tables0
+    ;   maplist(key_table_create(M), Keys, Tables)
+    ),
+    restore_index(Tables, Values, M, Name),
     N1 is N0 + 1,
     fast_read(In, Term),
-    restore_terms(Term, M, In, N1, N).
-restore_terms(seq(Base, Next), M, In, N0, N) :- !,
+    restore_terms(Term, M, In, Keys, Tables, N1, N).
+restore_terms(seq(Base, Next), M, In, Keys, Tables, N0, N) :- !,
     assertz(M:seq(Base, Next)),
     fast_read(In, Term),
-    restore_terms(Term, M, In, N0, N).
-restore_terms(end(N), _, _, N0, N) :- !,
+    restore_terms(Term, M, In, Keys, Tables, N0, N).
+restore_terms(end(N), _, _, _, _, N0, N) :- !,
     (   N == N0
     ->  true
     ;   domain_error(octopus_snapshot_count(N0), N)
     ).
-restore_terms(Term, _, _, _, _) :-
+restore_terms(Term, _, _, _, _, _, _) :-
     domain_error(octopus_snapshot_term, Term).
 
-% No record is replaced here, so nothing is unindexed: one assert per key.
-restore_index(M, K, V, Name) :-
-    key_table_create(M, K, Table),
+% No record is replaced here, so nothing is unindexed: one assert per value.
+restore_index([], [], _, _).
+restore_index([Table|Tables], [V|Vs], M, Name) :-
     index_hash(V, H),
     Fact =.. [Table, H, Name],
-    assertz(M:Fact).
+    assertz(M:Fact),
+    restore_index(Tables, Vs, M, Name).
