@@ -28,7 +28,10 @@ class FileOps:
 
     def write(self, fd: int, data: bytes) -> None:
         """Write all of ``data`` (a short write is retried; an error raises)."""
-        view = memoryview(data)
+        n = os.write(fd, data)
+        if n == len(data):
+            return
+        view = memoryview(data)[n:]
         while view:
             n = os.write(fd, view)
             if n <= 0:

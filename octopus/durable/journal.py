@@ -143,10 +143,9 @@ class Journal:
                 raise PersistenceError(f"the journal in {self.directory} cannot be written "
                                        f"({self.failure}); nothing was changed")
             fd = self.fd
-            assert fd is not None
             start = self.offset
             try:
-                files.ops.write(fd, data)
+                files.ops.write(fd, data)       # type: ignore[arg-type]  # set unless broken
             except OSError as e:
                 self.write_errors += 1
                 try:
