@@ -12,7 +12,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ["store", "unification_overhead", "parse", "triggers", "regex_limits", "recipes",
-           "kb_load", "server", "loc"]
+           "kb_load", "server", "cluster", "loc"]
 
 
 def main() -> int:

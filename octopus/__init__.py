@@ -22,6 +22,7 @@ from octopus.errors import (
     QueryError,
     SetupError,
     TriggerNotFound,
+    Unavailable,
     WaitTimeout,
 )
 from octopus.events import Event, Mode, Subscription, Trigger
@@ -60,6 +61,7 @@ __all__ = [
     "Subscription",
     "Trigger",
     "TriggerNotFound",
+    "Unavailable",
     "WaitTimeout",
     "connect",
     "connect_async",

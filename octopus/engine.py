@@ -10,7 +10,7 @@ tests/test_parity.py checks that they stay twins.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from octopus.core import Change, Core
@@ -128,6 +128,21 @@ class Session(RecipeFactories):
         Returns at once when called from a handler."""
         return self._core.flush(timeout)
 
+    # --- consistency (docs/cluster.md) ----------------------------------------------
+
+    def sync(self, timeout: float | None = None) -> int:
+        """Make the next reads linearizable: wait until this engine has applied every
+        change committed anywhere in its cluster before the call; return the revision it
+        has then. Unavailable if the cluster has no quorum. Returns at once on an engine
+        that is not a replica (it is always in sync)."""
+        return self._core.sync(self._sid, timeout)
+
+    def staleness(self) -> float:
+        """At most how many seconds old this engine's state may be: 0.0 when it is not
+        a replica or has heard from a quorum of its cluster within the last heartbeat;
+        growing while the quorum is out of reach (reads go on meanwhile)."""
+        return self._core.staleness()
+
     # --- the knowledge base (octopus.kb) --------------------------------------------
 
     @property
@@ -204,12 +219,21 @@ class Engine(Session):
 
     def __init__(self, *, max_query_length: int = DEFAULT_MAX_LENGTH,
                  path: str | os.PathLike[str] | None = None, fsync: str = "everysec",
-                 compact_ratio: float = 1.0, compact_min_bytes: int = 16 << 20) -> None:
+                 compact_ratio: float = 1.0, compact_min_bytes: int = 16 << 20,
+                 etcd: str | Sequence[str] | None = None, prefix: str = "/octopus/",
+                 lease_ttl: int = 10) -> None:
+        """With ``etcd`` (endpoint URLs, a list or comma-separated), the engine is a
+        replica of the cluster stored under ``prefix`` in that etcd cluster: it joins
+        the servers and engines already there (docs/cluster.md). Its sessions are etcd
+        leases of ``lease_ttl`` seconds. A replica keeps its state in etcd, so ``path``
+        and ``etcd`` do not go together."""
         if isinstance(max_query_length, bool) or not isinstance(max_query_length, int) \
                 or max_query_length < 1:
             raise QueryError("max_query_length must be a positive int")
         if path is not None and not isinstance(path, str | os.PathLike):
             raise QueryError(f"path must be a str or path, got {type(path).__name__}")
+        if path is not None and etcd is not None:
+            raise QueryError("a replica's state is in etcd: give path= or etcd=, not both")
         core = Core(max_query_length)
         self._persistence: Persistence | None = None
         if path is not None:
@@ -223,6 +247,14 @@ class Engine(Session):
                 core.close()
                 raise
             self._persistence = persistence
+        if etcd is not None:
+            from octopus.cluster.replica import Replica
+
+            try:
+                Replica(core, etcd, prefix=prefix, lease_ttl=lease_ttl).start()
+            except BaseException:
+                core.close()
+                raise
         super().__init__(core, core.open_session())
 
     def close(self) -> None:

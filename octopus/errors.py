@@ -20,6 +20,8 @@ convention keeps working. The tree::
     ├── LockError               misuse of a recipe, e.g. releasing an unheld lock
     │                           (also a RuntimeError)
     ├── PersistenceError        a durable engine cannot write or read its data directory
+    ├── Unavailable             a replicated engine cannot reach a quorum of its etcd
+    │                           cluster (or its node), so a write or sync cannot be made
     └── SetupError              SWI-Prolog or janus-swi is missing or unusable (the
                                 message says what to install)
 """
@@ -39,6 +41,7 @@ __all__ = [
     "QueryError",
     "SetupError",
     "TriggerNotFound",
+    "Unavailable",
     "WaitTimeout",
 ]
 
@@ -117,6 +120,13 @@ class PersistenceError(OctopusError):
     def __init__(self, message: str, *, applied: bool = False) -> None:
         super().__init__(message)
         self.applied = applied
+
+
+class Unavailable(OctopusError):
+    """Raised when a write, ``sync()`` or session change of a replicated engine cannot
+    be made because a quorum of its etcd cluster cannot be reached (docs/cluster.md).
+    Reads go on from the local replica meanwhile. When the message says the outcome is
+    unknown, the change may or may not have been made: look before retrying it."""
 
 
 class SetupError(OctopusError):

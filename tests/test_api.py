@@ -16,7 +16,8 @@ def test_public_names_are_pinned() -> None:
         "EngineClosed", "Event", "KnowledgeBaseError", "Lock", "LockError", "Mode",
         "NameService", "NotFound", "OctopusError", "ParameterError", "ParseError",
         "PersistenceError", "QueryError", "ReadWriteLock", "Record", "Semaphore", "Session",
-        "SetupError", "Subscription", "Trigger", "TriggerNotFound", "WaitTimeout", "connect",
+        "SetupError", "Subscription", "Trigger", "TriggerNotFound", "Unavailable",
+        "WaitTimeout", "connect",
         "connect_async", "read",
     ]
     assert octopus.__all__ == sorted(octopus.__all__)
@@ -37,6 +38,7 @@ def test_public_names_are_pinned() -> None:
     (errors.LockError, (errors.OctopusError, RuntimeError)),
     (errors.SetupError, (errors.OctopusError,)),
     (errors.PersistenceError, (errors.OctopusError,)),
+    (errors.Unavailable, (errors.OctopusError,)),
 ])
 def test_exception_tree(error: type[Exception], bases: tuple[type[Exception], ...]) -> None:
     for base in bases:

@@ -156,6 +156,11 @@ def _decode_int(reply: Any) -> int:
     return int(_check(reply))
 
 
+def _decode_float(reply: Any) -> float:
+    value = _check(reply)
+    return float(value.decode() if isinstance(value, bytes) else value)
+
+
 def _decode_ok(reply: Any) -> None:
     _check(reply)
 
