@@ -299,3 +299,13 @@ def test_restart_in_another_process_sees_the_same(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, env={**os.environ})
     assert out.stdout.split() == ["100", "100", "42"]
+
+
+def test_durable_or_replicated_not_both(tmp_path: Path) -> None:
+    with pytest.raises(QueryError, match="not both"):
+        octopus.Engine(path=tmp_path / "d", etcd="http://127.0.0.1:1")
+    assert not (tmp_path / "d").exists()
+    out = subprocess.run([sys.executable, "-m", "octopus", "serve", "--data", str(tmp_path / "d"),
+                          "--etcd", "http://127.0.0.1:1"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 2 and "do not go together" in out.stderr
