@@ -41,6 +41,7 @@ crc32 per 1 MiB block of the data section.
 from __future__ import annotations
 
 import json
+import mmap
 import struct
 import zlib
 from collections.abc import Iterator
@@ -65,6 +66,7 @@ __all__ = [
     "entry",
     "journal_header",
     "json_attrs",
+    "payloads",
     "read_footer",
     "scan_journal",
     "set_entry",
@@ -176,7 +178,7 @@ def decode_rows(value: Any) -> Any:
 
 @dataclass
 class JournalScan:
-    """What a journal file holds: its entries (payloads with their offsets) up to the
+    """What a journal file holds: its entries (offsets, payloads if decoded) up to the
     first bad one; ``bad_offset`` is where that is (None: the file is whole) and
     ``torn`` whether it is a torn tail (no valid entry after it) rather than
     corruption before the tail (``valid_after`` entries follow)."""
@@ -184,7 +186,8 @@ class JournalScan:
     path: Path
     generation: int
     size: int
-    entries: list[tuple[int, list[Any]]] = field(default_factory=list)
+    entries: list[tuple[int, list[Any] | None]] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)   # payload bytes of each entry
     end: int = JOURNAL_HEADER            # offset after the last good entry
     bad_offset: int | None = None
     reason: str = ""
@@ -235,8 +238,22 @@ def _parse_header(data: bytes, path: Path) -> int:
 
 def scan_journal(path: Path, *, decode: bool = True) -> JournalScan:
     """Read a journal file: every good entry, and what is wrong after them if
-    anything. Raises PersistenceError only for a missing or corrupt header."""
-    data = path.read_bytes()
+    anything. Raises PersistenceError only for a missing or corrupt header. Without
+    ``decode`` the entries are only checked (payloads None; :func:`payloads` reads them
+    one by one later, so a large journal is never all in memory as Python objects)."""
+    with path.open("rb") as f:
+        try:
+            data: Any = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except ValueError:                  # an empty file cannot be mapped
+            data = b""
+    try:
+        return _scan(path, data, decode)
+    finally:
+        if isinstance(data, mmap.mmap):
+            data.close()
+
+
+def _scan(path: Path, data: Any, decode: bool) -> JournalScan:
     generation = _parse_header(data, path)
     scan = JournalScan(path, generation, len(data))
     pos = JOURNAL_HEADER
@@ -248,15 +265,9 @@ def scan_journal(path: Path, *, decode: bool = True) -> JournalScan:
             scan.bad_offset, scan.reason = pos, why
             break
         start = pos + ENTRY_HEAD
-        if decode:
-            try:
-                payload = _decoder.decode(data[start:start + length].decode())
-            except (UnicodeDecodeError, ValueError) as e:
-                raise PersistenceError(f"{path}: entry at offset {pos} has a good checksum "
-                                       f"but cannot be read ({e})") from None
-            scan.entries.append((pos, payload))
-        else:
-            scan.entries.append((pos, []))
+        scan.entries.append((pos, _decode(path, pos, data[start:start + length])
+                             if decode else None))
+        scan.lengths.append(length)
         pos = start + length
         scan.end = pos
     if scan.bad_offset is not None:
@@ -279,9 +290,28 @@ def _count_valid_after(data: bytes, start: int) -> int:
     return count
 
 
-def iter_payloads(scan: JournalScan) -> Iterator[list[Any]]:
-    for _, payload in scan.entries:
-        yield payload
+def _decode(path: Path, offset: int, raw: bytes) -> list[Any]:
+    try:
+        payload = _decoder.decode(raw.decode())
+    except (UnicodeDecodeError, ValueError) as e:
+        raise PersistenceError(f"{path}: entry at offset {offset} has a good checksum but "
+                               f"cannot be read ({e})") from None
+    if not isinstance(payload, list) or not payload:
+        raise PersistenceError(f"{path}: entry at offset {offset} is not a journal entry")
+    return payload
+
+
+def payloads(scan: JournalScan) -> Iterator[tuple[int, list[Any]]]:
+    """The entries of a scanned journal as (offset, payload), decoded one at a time
+    from the file (the scan checked them)."""
+    if all(p is not None for _, p in scan.entries):
+        yield from scan.entries                         # type: ignore[misc]
+        return
+    with scan.path.open("rb") as f, \
+            mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        for (offset, _), length in zip(scan.entries, scan.lengths, strict=True):
+            start = offset + ENTRY_HEAD
+            yield offset, _decode(scan.path, offset, data[start:start + length])
 
 
 # --- snapshots ---------------------------------------------------------------------------

@@ -59,6 +59,7 @@ from .format import (
     encode_attrs,
     encode_rows,
     entry,
+    payloads,
     set_entry,
     snapshot_trailer,
 )
@@ -146,7 +147,7 @@ class Persistence:
             raise PersistenceError(f"cannot lock the data directory {self.directory}: "
                                    f"{_reason(e)}") from None
         try:
-            state = inspect(self.directory)
+            state = inspect(self.directory, decode=False)
             refusal = state.refusal()
             if refusal is not None:
                 raise PersistenceError(refusal)
@@ -202,12 +203,14 @@ class Persistence:
             self.last_snapshot = state.footer.created
         for payload in kb:
             self._replay_kb(payload)
-        cancelled = _cancelled(state)
         ops: list[list[Any]] = []
-        for n, scan in enumerate(state.journals):
-            for i, (offset, payload) in enumerate(scan.entries):
-                if (n, i) in cancelled:
-                    continue
+        # A knowledge-base entry is applied when the next one is met (or at the end):
+        # an "x" right after it means its load failed when it was made. Loads are
+        # serialised, and records do not depend on the knowledge base, so holding one
+        # back across record entries changes nothing.
+        held: list[Any] | None = None
+        for scan in state.journals:
+            for offset, payload in payloads(scan):
                 try:
                     revision = max(revision, self._replay(payload, ops, ephemeral))
                 except (KeyError, IndexError, TypeError, ValueError) as e:
@@ -216,9 +219,14 @@ class Persistence:
                 if len(ops) >= _REPLAY_BATCH:
                     core.store.replay(ops)
                     ops = []
-                if payload[0] in ("k", "r"):
-                    self._replay_kb(payload)
-                    _remember_kb(kb, payload)
+                if payload[0] in ("k", "r", "x"):
+                    if held is not None and payload[0] != "x":
+                        self._replay_kb(held)
+                        _remember_kb(kb, held)
+                    held = payload if payload[0] != "x" else None
+        if held is not None:
+            self._replay_kb(held)
+            _remember_kb(kb, held)
         if ops:
             core.store.replay(ops)
         self._kb_entries = kb
@@ -249,9 +257,6 @@ class Persistence:
                 ephemeral.discard(name)
             return int(rev0) + len(rows)
         if kind in ("k", "r", "x"):
-            if ops:
-                self.core.store.replay(ops)
-                ops.clear()
             return 0
         raise ValueError(f"unknown entry kind {kind!r}")
 
@@ -511,23 +516,6 @@ class Persistence:
             if self._lock is not None:
                 self._lock.release()
                 self._lock = None
-
-
-def _cancelled(state: DataState) -> set[tuple[int, int]]:
-    """The knowledge-base entries that failed when they were made: each is the last
-    knowledge-base entry before an "x" (loads are serialised, so nothing else is)."""
-    cancelled: set[tuple[int, int]] = set()
-    last: tuple[int, int] | None = None
-    for n, scan in enumerate(state.journals):
-        for i, (_, payload) in enumerate(scan.entries):
-            if payload and payload[0] in ("k", "r"):
-                last = (n, i)
-            elif payload and payload[0] == "x":
-                cancelled.add((n, i))
-                if last is not None:
-                    cancelled.add(last)
-                    last = None
-    return cancelled
 
 
 def _remember_kb(kb: list[list[Any]], payload: list[Any]) -> None:

@@ -20,6 +20,7 @@ from octopus.errors import PersistenceError
 from octopus.record import Atom, natural_key
 
 from . import files
+from .format import payloads
 from .recovery import DataState, inspect
 
 __all__ = ["check", "dump", "repair"]
@@ -45,12 +46,15 @@ def _describe(state: DataState) -> list[str]:
 def check(directory: Path, out: TextIO) -> int:
     """Print what the directory holds; 0 if a start would load it as it is, 1 if it
     would cut a torn tail first; PersistenceError if a start would refuse."""
-    state = inspect(directory)
+    state = inspect(directory, decode=False)
     for line in _describe(state):
         print(line, file=out)
     refusal = state.refusal()
     if refusal is not None:
         raise PersistenceError(refusal)
+    for scan in state.journals:
+        for _ in payloads(scan):        # each entry's JSON, read one at a time
+            pass
     problems = state.problems()
     for problem in problems:
         print(f"  warning: {problem} (a start cuts it)", file=out)
@@ -65,7 +69,7 @@ def dump(directory: Path, out: TextIO, *, as_json: bool = False) -> int:
 
     from .persistence import Persistence
 
-    state = inspect(directory)
+    state = inspect(directory, decode=False)
     refusal = state.refusal()
     if refusal is not None:
         raise PersistenceError(refusal)
@@ -97,7 +101,7 @@ def repair(directory: Path, out: TextIO) -> int:
     except BlockingIOError:
         raise PersistenceError(f"{directory} is in use by an engine: stop it first") from None
     try:
-        state = inspect(directory)
+        state = inspect(directory, decode=False)
         bad = next((i for i, s in enumerate(state.journals) if s.bad_offset is not None), None)
         if bad is None:
             print(f"{directory}: nothing to repair", file=out)
