@@ -399,8 +399,12 @@ class Persistence:
                     self.compact()
                 except PersistenceError as e:
                     log.warning("snapshot not written: %s", e)
-                    if self.journal.failure is None:
-                        self._stop.wait(_RETRY_SECONDS)   # do not spin on a full disk
+                except Exception:       # a bug: say so, and keep the thread alive
+                    log.exception("snapshot not written")
+                else:
+                    continue
+                if self.journal.failure is None:
+                    self._stop.wait(_RETRY_SECONDS)   # do not spin on a full disk
 
     def compact(self) -> None:
         """Write a snapshot of the whole state and start the next journal generation
