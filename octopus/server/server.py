@@ -182,6 +182,8 @@ class Server:
                       ("protocol_errors", s.protocol_errors),
                       ("output_limit_disconnections", s.output_limit_disconnections)],
             "store": [("revision", self.engine.revision), ("records", self.engine.count())],
+            "persistence": [("durable", int(self.engine.path is not None)),
+                            *self.engine.persistence().items()],
         }
         wanted = section.lower()
         lines: list[str] = []
