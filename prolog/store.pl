@@ -248,14 +248,15 @@ store_set(M, Name, Attrs, Cs0, Seq, Rev, Reply) :-
     prepare_constraints(Cs0, Cs),
     maplist(import_pair, Attrs, Pairs),
     (   catch(transaction(set_(M, Name, Pairs, Cs, Seq, Rev, Final, Rows)),
-              Refusal, rules_refusal(Refusal, Reply))
-    ->  (   var(Reply)
-        ->  rules_reply(Final, Rows, Reply),
+              Refusal, rules_refusal(Refusal, Refused))
+    ->  (   var(Refused)
+        ->  rules_reply(Final, Rows, Reply0),
             abolish_empty_tables(M)
-        ;   true                      % an invariant refused it: the transaction undid all
+        ;   Reply0 = Refused          % an invariant refused it: the transaction undid all
         )
-    ;   Reply = @(false)              % the conditions failed: the transaction undid all
-    ).
+    ;   Reply0 = @(false)             % the conditions failed: the transaction undid all
+    ),
+    Reply = Reply0.                   % (Reply may come bound: unified only at the end)
 
 set_(M, Name0, Pairs, Cs, Seq, Rev, Name, Rows) :-
     (   Seq == @(true)
@@ -379,12 +380,13 @@ store_expire(M, Name, Reply) :-
 
 delete_reply(M, Name, Cs, Forced, Reply) :-
     catch(transaction(delete_(M, Name, Cs, Forced, Value, Rows)),
-          Refusal, rules_refusal(Refusal, Reply)),
-    (   var(Reply)
-    ->  rules_reply(Value, Rows, Reply),
+          Refusal, rules_refusal(Refusal, Refused)),
+    (   var(Refused)
+    ->  rules_reply(Value, Rows, Reply0),
         abolish_empty_tables(M)
-    ;   true
-    ).
+    ;   Reply0 = Refused
+    ),
+    Reply = Reply0.
 
 delete_(M, Name, Cs, Forced, Reply, Rows) :-
     (   M:rec(Name, Rev, Dict),
@@ -407,13 +409,14 @@ delete_(M, Name, Cs, Forced, Reply, Rows) :-
 
 store_load(M, Records, Rev0, Reply) :-
     catch(transaction(foldl(load_one(M), Records, Rev0-[], Rev-Rows)),
-          Refusal, rules_refusal(Refusal, Reply)),
-    (   var(Reply)
+          Refusal, rules_refusal(Refusal, Refused)),
+    (   var(Refused)
     ->  abolish_empty_tables(M),
         Count is Rev - Rev0,
-        rules_reply(Count, Rows, Reply)
-    ;   true
-    ).
+        rules_reply(Count, Rows, Reply0)
+    ;   Reply0 = Refused
+    ),
+    Reply = Reply0.
 
 load_one(M, -(Name, Attrs), Rev0-Rows0, Rev-Rows) :-
     (   atom(Name) -> true ; must_be(atom, Name) ),
@@ -504,12 +507,13 @@ store_put(M, Name, Attrs, Counter, Rev, Reply) :-
     (   atom(Name) -> true ; must_be(atom, Name) ),
     maplist(import_pair, Attrs, Pairs),
     catch(transaction(put_rules(M, Name, Pairs, Counter, Rev, Rows)),
-          Refusal, rules_refusal(Refusal, Reply)),
-    (   var(Reply)
-    ->  rules_reply(@(true), Rows, Reply),
+          Refusal, rules_refusal(Refusal, Refused)),
+    (   var(Refused)
+    ->  rules_reply(@(true), Rows, Reply0),
         abolish_empty_tables(M)
-    ;   true
-    ).
+    ;   Reply0 = Refused
+    ),
+    Reply = Reply0.
 
 put_(M, Name, Pairs, Counter, Rev) :-
     advance_counter(Counter, M),
@@ -551,13 +555,13 @@ store_trial_load(M, Records, Rev0, Reply) :-
     trial(foldl(load_one(M), Records, Rev0-[], _), Reply).
 
 trial(Goal, Reply) :-
-    (   catch(snapshot(Goal), Refusal, rules_refusal(Refusal, Reply))
+    (   catch(snapshot(Goal), Refusal, rules_refusal(Refusal, Refused))
     ->  true
     ;   true
     ),
-    (   var(Reply)
+    (   var(Refused)
     ->  Reply = @(true)
-    ;   true
+    ;   Reply = Refused
     ).
 
 advance_counter(@(none), _) :- !.
