@@ -16,7 +16,7 @@ from typing import Any
 from octopus.core import Change, Core
 from octopus.errors import OctopusError, QueryError
 from octopus.events import Handler, Mode, Subscription, Trigger
-from octopus.kb import KnowledgeBase, Progress
+from octopus.kb import KnowledgeBase, Progress, Solutions
 from octopus.query.parser import DEFAULT_MAX_LENGTH
 from octopus.recipes.factories import RecipeFactories
 from octopus.record import Record, Value
@@ -140,14 +140,20 @@ class Session(RecipeFactories):
         """Add knowledge-base clauses; see :meth:`KnowledgeBase.add_facts`."""
         return self.kb.add_facts(text, progress=progress)
 
-    def prolog(self, goal: str, *, limit: int | None = None,
+    def prolog(self, goal: str, *, limit: int | None = None, timeout: float | None = None,
                **bindings: object) -> list[dict[str, Any]]:
         """Solutions of a knowledge-base goal; see :meth:`KnowledgeBase.prolog`."""
-        return self.kb.prolog(goal, limit=limit, **bindings)
+        return self.kb.prolog(goal, limit=limit, timeout=timeout, **bindings)
 
-    def prolog_once(self, goal: str, **bindings: object) -> dict[str, Any] | None:
+    def prolog_once(self, goal: str, *, timeout: float | None = None,
+                    **bindings: object) -> dict[str, Any] | None:
         """The first solution or None; see :meth:`KnowledgeBase.prolog_once`."""
-        return self.kb.prolog_once(goal, **bindings)
+        return self.kb.prolog_once(goal, timeout=timeout, **bindings)
+
+    def prolog_iter(self, goal: str, *, batch: int = 1, timeout: float | None = None,
+                    **bindings: object) -> Solutions:
+        """Solutions one step at a time; see :meth:`KnowledgeBase.prolog_iter`."""
+        return self.kb.prolog_iter(goal, batch=batch, timeout=timeout, **bindings)
 
     # --- sessions --------------------------------------------------------------------
 

@@ -16,7 +16,8 @@ from octopus.engine import Session
 from octopus.server.async_client import AsyncClient
 from octopus.server.client import Client
 
-IN_PROCESS_ONLY = {"kb", "consult", "add_facts", "prolog", "prolog_once", "set_many"}
+IN_PROCESS_ONLY = {"kb", "consult", "add_facts", "prolog", "prolog_once", "prolog_iter",
+                   "set_many"}
 NETWORK_ONLY = {"info"}
 ASYNC_ONLY = {"events", "messages"}
 RECIPE_FACTORIES = {"lock", "rwlock", "barrier", "semaphore", "election", "names"}
