@@ -125,6 +125,11 @@ class Session(RecipeFactories):
         Returns at once when called from a handler."""
         return self._core.flush(timeout)
 
+    def on_handler_thread(self) -> bool:
+        """Whether the caller is a handler of this engine's events (its dispatcher
+        thread): a wait there could never see the event that ends it."""
+        return self._core.on_dispatcher_thread()
+
     # --- the knowledge base (octopus.kb) --------------------------------------------
 
     @property
