@@ -64,7 +64,6 @@ octopus_error(kb, Message) (prolog/errors.pl).
 :- use_module(library(ordsets)).
 :- use_module(library(pairs)).
 :- use_module(library(sandbox)).
-:- use_module(library(time)).
 :- use_module(errors).
 
 :- dynamic null_output/1.
@@ -286,8 +285,9 @@ keep(KB, _, Line, Clause) :-
     octopus_error(kb, "line ~w: the knowledge base may not name module ~q", [Line, M]).
 keep(_, _, _, (:- module(_, _))) :- !.
 keep(_, _, _, (:- discontiguous(_))) :- !.     % asserted clauses may be discontiguous
-keep(KB, _, Line, (:- op(P, T, Ops))) :- !,
-    catch(op(P, T, KB:Ops), E, at_line(Line, E)).   % KB:op(...) would be global
+keep(KB, Aux, Line, (:- op(P, T, Ops))) :- !,
+    catch(op(P, T, KB:Ops), E, at_line(Line, E)),   % KB:op(...) would be global
+    retractall(Aux:'$verdict'(_, _)).               % goal texts may read differently
 keep(_, Aux, Line, (:- Directive)) :- !,
     (   directive_kind(Directive, Kind)
     ->  assertz(Aux:'$term'(directive(Line, Kind)))
@@ -629,37 +629,103 @@ limit_error(error(resource_error(Stack), _)) :-
 limit_error(E) :-
     throw(E).
 
-%   The deadline: an alarm in the running thread or engine that throws
-%   time_limit_exceeded, set up and taken down as call_with_time_limit/2 does
-%   (install(false), install_alarm/1, remove_alarm/1), with signals blocked while
-%   arming and disarming. Every armed call disarms inside the catch/3 that sees its
-%   exceptions, so no alarm outlives its call (an alarm left for a destroyed engine
-%   would signal nobody). The alarm fires once: KB's catch/3 cannot swallow it, and
-%   a library predicate that did would still leave the inference limit. (An alarm
-%   that re-armed itself from its handler, with remove(true), crashed SWI-Prolog
-%   9.2.9 in remove_alarm/1 within a few hundred calls.)
+%   The deadline. Each armed call sends arm(Target, Call, Deadline) to a message
+%   queue: the thread or engine running it, a number for this call, when it must
+%   end; disarming sends disarm(Call). One watchdog thread takes the messages every
+%   20 ms and signals each target past its deadline, once, with expired(Call). The
+%   handler throws only if its target is still in that call: a signal that arrives
+%   after the call ended, or in another call, does nothing. The one signal may come
+%   while a call recovers from another exception, so the API predicates turn a
+%   stray time_limit_exceeded into their error too (limit_error/1). Signalling once
+%   means a library predicate that swallows the exception (KB's own catch/3 cannot)
+%   lets the goal go on; the inference limit still stops it. (Signalling again every
+%   round made the later signals land in the recovery code, outside any catch/3.)
+%
+%   A message queue, not a dynamic predicate: directives run inside the load's
+%   transaction, whose asserts the watchdog would not see until the commit. Not
+%   library(time)'s alarms: an alarm per call woke its scheduler thread twice, which
+%   cost 25-35 us of process time per goal (twice the goal); and an alarm that
+%   re-armed itself from its handler, with remove(true), crashed SWI-Prolog 9.2.9 in
+%   remove_alarm/1 within a few hundred calls.
 
 arm(Deadline) :-
-    sig_atomic(arm_(Deadline)).
-
-arm_(Deadline) :-
-    alarm_at(Deadline, octopus_skb:expired, Id, [install(false)]),
-    install_alarm(Id),
-    nb_setval(octopus_alarm, Id).
-
-expired :-
-    throw(time_limit_exceeded).
+    thread_self(Me),
+    flag(octopus_call, Call, Call + 1),
+    watchdog,
+    sig_atomic(( thread_send_message(octopus_deadlines, arm(Me, Call, Deadline)),
+                 nb_setval(octopus_call, Call) )).
 
 disarm :-
     sig_atomic(disarm_).
 
 disarm_ :-
-    (   nb_current(octopus_alarm, Id),
-        Id \== none
-    ->  nb_setval(octopus_alarm, none),
-        remove_alarm(Id)
+    (   nb_current(octopus_call, Call),
+        Call \== none
+    ->  nb_setval(octopus_call, none),
+        thread_send_message(octopus_deadlines, disarm(Call))
     ;   true
     ).
+
+expired(Call) :-
+    (   nb_current(octopus_call, Call)
+    ->  throw(time_limit_exceeded)
+    ;   true
+    ).
+
+%   watchdog: start the queue and the watchdog thread unless they are there.
+
+watchdog :-
+    (   flag(octopus_watchdog, 1, 1)
+    ->  true
+    ;   with_mutex(octopus_watchdog,
+                   (   flag(octopus_watchdog, 1, 1)
+                   ->  true
+                   ;   message_queue_create(_, [alias(octopus_deadlines),
+                                                max_size(1000000)]),
+                       thread_create(watch(t), _, [alias(octopus_watchdog), detached(true)]),
+                       flag(octopus_watchdog, _, 1)
+                   ))
+    ).
+
+%   watch(+Armed): the watchdog's loop. Armed lists the calls running now, as
+%   a(Call, Target, Deadline, Rest) ... t: a handful, one per thread or engine in a
+%   goal. Nothing may end the loop (the queue would fill), so each round is caught.
+
+watch(Armed0) :-
+    sleep(0.02),
+    catch(watch_round(Armed0, Armed), _, Armed = Armed0),
+    watch(Armed).
+
+watch_round(Armed0, Armed) :-
+    take_messages(Armed0, Armed1),
+    get_time(Now),
+    expire(Armed1, Now, Armed).
+
+expire(t, _, t).
+expire(a(Call, Target, Deadline, Rest0), Now, Armed) :-
+    expire(Rest0, Now, Rest),
+    (   Deadline =< Now
+    ->  catch(thread_signal(Target, octopus_skb:expired(Call)), _, true),
+        Armed = Rest
+    ;   Armed = a(Call, Target, Deadline, Rest)
+    ).
+
+take_messages(Armed0, Armed) :-
+    (   thread_get_message(octopus_deadlines, Message, [timeout(0)])
+    ->  message(Message, Armed0, Armed1),
+        take_messages(Armed1, Armed)
+    ;   Armed = Armed0
+    ).
+
+message(arm(Target, Call, Deadline), t, a(Call, Target, Deadline, t)) :- !.
+message(arm(Target, Call, Deadline), Armed, a(Call, Target, Deadline, Armed)).
+message(disarm(Call), Armed0, Armed) :-
+    drop(Armed0, Call, Armed).
+
+drop(t, _, t).
+drop(a(Call, _, _, Rest), Call, Rest) :- !.
+drop(a(C, T, D, Rest0), Call, a(C, T, D, Rest)) :-
+    drop(Rest0, Call, Rest).
 
 
                  /*******************************
@@ -694,11 +760,12 @@ kb_query(KB, Aux, Text, Bindings, Limits0, [Max, Strict], Solutions) :-
     ;   Take = Max
     ),
     Size = size(0),
-    (   here_within(findall(S, ( limit(Take, KB:Goal),
-                                 export_solution(Outs, S),
-                                 account(Size, S, Bytes) ),
-                            Solutions0),
-                    Deadline, Inferences, Stack)
+    (   catch(here_within(findall(S, ( limit(Take, KB:Goal),
+                                       export_solution(Outs, S),
+                                       account(Size, S, Bytes) ),
+                                  Solutions0),
+                          Deadline, Inferences, Stack),
+              E, limit_error(E))
     ->  true
     ;   Solutions0 = []
     ),
@@ -715,7 +782,9 @@ kb_query(KB, Aux, Text, Bindings, Limits0, [Max, Strict], Solutions) :-
 %   query costs 1.6 ms, its run 50 us. Only the verdict on the goal *before* its
 %   bindings is remembered: a goal that is safe with its variables unknown is safe
 %   whatever data they are bound to (a variable in a called position would have
-%   made it unsafe). The module scan (wall 3) runs on the bound goal every time.
+%   made it unsafe). The module scan (wall 3) runs on the bound goal, unless the goal
+%   names no module at all: binding values are data from janus (atoms, numbers,
+%   strings, lists, dicts, tuples as -/N), which never hold a M:G term.
 
 goal(KB, Aux, Text, Bindings, Goal, Outs) :-
     catch(term_string(Goal, Text, [variable_names(VNs), module(KB)]),
@@ -734,6 +803,8 @@ goal(KB, Aux, Text, Bindings, Goal, Outs) :-
     maplist(bind_input(VNs), Bindings),
     include(output_var(Bindings), VNs, Outs),
     (   Verdict == safe
+    ->  true
+    ;   Verdict == safe_if_no_module
     ->  check_modules(KB, Goal)
     ;   check_goal(KB, Goal)
     ).
@@ -742,7 +813,10 @@ verdict(KB, Goal, Verdict) :-
     copy_term(Goal, Open),
     (   \+ other_module(KB, Open, _),
         catch(safe_goal(KB:Open), _, fail)
-    ->  Verdict = safe
+    ->  (   sub_term(Sub, Goal), compound(Sub), ( Sub = _:_ ; Sub = @(_, _) )
+        ->  Verdict = safe_if_no_module
+        ;   Verdict = safe
+        )
     ;   Verdict = check
     ).
 

@@ -61,7 +61,8 @@ raised as error(Formal, Context) terms (prolog/errors.pl).
 
 store_create(M, @(true)) :-
     must_be(atom, M),
-    dynamic([M:rec/3, M:key_index/2, M:seq/2, M:trig/2, M:empty_table/1]).
+    dynamic([M:rec/3, M:key_index/2, M:seq/2, M:trig/2, M:empty_table/1,
+             M:free_table/1]).
 
 store_destroy(M, @(true)) :-
     must_be(atom, M),
@@ -84,8 +85,11 @@ key_table(M, Key, Table) :-
 key_table_create(M, Key, Table) :-
     (   M:key_index(Key, Table0)
     ->  Table = Table0
-    ;   flag(octopus_key_table, N, N + 1),
-        atom_concat('attr$', N, Table),
+    ;   (   retract(M:free_table(Table1))
+        ->  Table = Table1          % SWI-Prolog never frees a predicate: reuse the name
+        ;   flag(octopus_key_table, N, N + 1),
+            atom_concat('attr$', N, Table)
+        ),
         dynamic(M:Table/2),
         assertz(M:key_index(Key, Table))
     ).
@@ -292,7 +296,8 @@ abolish_empty_tables(M) :-
     forall(retract(M:empty_table(Table)),
            (   M:key_index(_, Table)
            ->  true                    % taken again by a later write
-           ;   abolish(M:Table/2)
+           ;   abolish(M:Table/2),
+               assertz(M:free_table(Table))
            )).
 
 %!  store_delete(+Store, +Name, +Constraints, -Reply) is det.
