@@ -31,6 +31,12 @@ Guarantees:
    the knowledge base while other threads change the store. Loading new rules waits
    for the goals running at that moment, so a goal never runs code it was not checked
    against.
+7. A durable engine journals every load (the text of a consulted file, added facts,
+   rows) after it was read and checked and before it is committed; one that then
+   fails to commit (a refused or failing directive, a limit) is cancelled in the
+   journal (octopus/durable/). Recovery loads the journaled text again through the
+   same sandbox, within the limits the engine was made with. Facts a goal asserts
+   through ``prolog()`` are not journaled.
 """
 
 from __future__ import annotations
@@ -46,7 +52,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 from octopus.adapter import PrologKnowledgeBase
 from octopus.errors import EngineClosed, KnowledgeBaseError
@@ -56,6 +62,16 @@ __all__ = ["KnowledgeBase", "Limits", "Progress", "Solutions"]
 #: ``progress`` argument of the loaders: ``None`` draws a bar for large inputs on a
 #: terminal, ``True`` always, ``False`` never; a callable gets ``(done, total)``.
 Progress = bool | Callable[[int, int], None] | None
+
+
+class KnowledgeJournal(Protocol):
+    """Where a durable engine journals knowledge-base loads (octopus/durable/)."""
+
+    def log_kb_text(self, key: str | None, text: str) -> int: ...
+    def log_kb_rows(self, predicate: str, rows: list[list[object]]) -> int: ...
+    def cancel_kb(self) -> None: ...
+    def acknowledge(self, ticket: int) -> None: ...
+
 
 _VARIABLE = re.compile(r"[A-Z_][A-Za-z0-9_]*\Z")
 _PREDICATE = re.compile(r"[a-z][A-Za-z0-9_]*\Z")
@@ -184,6 +200,7 @@ class KnowledgeBase:
         # (a finalizer may run on any thread at any moment), the next call closes them
         self._abandoned: collections.deque[int] = collections.deque()
         self._closed = False
+        self.journal: KnowledgeJournal | None = None
 
     @property
     def limits(self) -> Limits:
@@ -211,8 +228,24 @@ class KnowledgeBase:
         resolved = Path(path).resolve()
         if not resolved.is_file():
             raise KnowledgeBaseError(f"no such file: {path}")
-        return self._load(("file", str(resolved)), str(resolved), progress,
-                          f"consult {resolved.name}")
+        source = ("file", str(resolved))
+        if self.journal is not None:
+            # The journal keeps the text that was loaded, not the file name: the file
+            # may change or go before the next start.
+            try:
+                source = ("text", resolved.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError) as e:
+                raise KnowledgeBaseError(f"cannot read {path}: {e}") from None
+        return self._load(source, str(resolved), progress, f"consult {resolved.name}")
+
+    def replay_text(self, key: str | None, text: str) -> int:
+        """Load journaled text again, journaling nothing (a durable engine starting)."""
+        return self._load(("text", text), key, False, "replay", journal=False)
+
+    def replay_rows(self, predicate: str, rows: list[list[object]]) -> int:
+        """Add journaled rows again, journaling nothing."""
+        with self._load_lock:
+            return self._prolog.add_rows(predicate, rows)
 
     def add_facts(self, text: str, *, progress: Progress = None) -> int:
         """Add the clauses in ``text`` (Prolog syntax); return how many were added."""
@@ -221,8 +254,9 @@ class KnowledgeBase:
         return self._load(("text", text), None, progress, "add facts")
 
     def _load(self, source: tuple[str, str], key: str | None, progress: Progress,
-              what: str) -> int:
+              what: str, *, journal: bool = True) -> int:
         self._check_open()
+        journaled = self.journal if journal else None
         with self._load_lock:
             self._check_open()
             total = self._prolog.load_begin(source)
@@ -233,10 +267,21 @@ class KnowledgeBase:
                         if done:
                             break
                         report(pos)
+                    ticket = 0
+                    if journaled is not None:
+                        assert source[0] == "text"
+                        ticket = journaled.log_kb_text(key, source[1])
                     # the commit is one transaction: the bar's last step
-                    with self._gate.exclusive():
-                        count = self._prolog.load_commit(key, self._limits._prolog())
+                    try:
+                        with self._gate.exclusive():
+                            count = self._prolog.load_commit(key, self._limits._prolog())
+                    except BaseException:
+                        if journaled is not None:
+                            journaled.cancel_kb()
+                        raise
                     report(total)
+                    if journaled is not None:
+                        journaled.acknowledge(ticket)
                     return count
             finally:
                 self._prolog.load_abort()
@@ -260,12 +305,27 @@ class KnowledgeBase:
                 _check_value(row, predicate)
                 batch.append(list(row))
                 if len(batch) >= _ROWS_PER_BATCH:
-                    count += self._prolog.add_rows(predicate, batch)
+                    count += self._add_rows(predicate, batch)
                     batch = []
                     report(count)
             if batch:
-                count += self._prolog.add_rows(predicate, batch)
+                count += self._add_rows(predicate, batch)
             report(count)
+        return count
+
+    def _add_rows(self, predicate: str, batch: list[list[object]]) -> int:
+        self._check_open()
+        journal = self.journal
+        if journal is None:
+            return self._prolog.add_rows(predicate, batch)
+        with self._load_lock:       # journal entries and commits in the same order
+            ticket = journal.log_kb_rows(predicate, batch)
+            try:
+                count = self._prolog.add_rows(predicate, batch)
+            except BaseException:
+                journal.cancel_kb()
+                raise
+        journal.acknowledge(ticket)
         return count
 
     # --- querying --------------------------------------------------------------------

@@ -213,3 +213,18 @@ def test_server_placeholder_kinds_memo_is_bounded_in_bytes() -> None:
         assert len(kinds(placeholder_query(2000, f"k{i}"), 4 << 20)) == 2000
     assert kinds.cache.nbytes <= kinds.cache.maxbytes
     assert len(kinds.cache) < 300
+
+
+def test_compiled_texts_are_cached_within_their_byte_bounds() -> None:
+    from octopus.query import compile as compiled
+
+    long = compiled._cached_query.long           # type: ignore[attr-defined]
+    short = compiled._cached_query.short         # type: ignore[attr-defined]
+    for i in range(3000):                         # past both tiers' limits
+        compiled.compile_query(f"_ {{ k{i}: {i} }}")
+        compiled.compile_query("_ { " + ", ".join(f"a{j}: {i}" for j in range(40)) + " }")
+    assert short.cache_info().currsize <= 2048
+    assert long.cache.nbytes <= 16 << 20 and len(long.cache) <= 512
+    huge = "_ { " + ", ".join(f"k{j}: %d" for j in range(20_000)) + " }"
+    compiled.compile_query(huge, tuple(range(20_000)), 1 << 22)
+    assert long.cache.nbytes <= 16 << 20         # one huge text is not kept
