@@ -147,7 +147,11 @@ def _check_value(value: object, where: str) -> None:
 
 class _Gate:
     """Goals share the knowledge base; committing a load takes it alone, so that no goal
-    runs code it was not checked against. A waiting commit goes before new goals."""
+    runs code it was not checked against. A waiting commit goes before new goals.
+
+    ``with gate.shared():`` around a goal, ``with gate.exclusive():`` around a commit.
+    The shared side is on every call's path, so it is a plain context manager that
+    notifies only when a commit waits (a generator-based one cost 3 us a call)."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())
@@ -155,18 +159,20 @@ class _Gate:
         self._committing = False
         self._waiting = 0
 
-    @contextmanager
-    def shared(self) -> Iterator[None]:
+    def shared(self) -> _Gate:
+        return self
+
+    def __enter__(self) -> None:
         with self._cond:
-            self._cond.wait_for(lambda: not self._committing and not self._waiting)
+            while self._committing or self._waiting:
+                self._cond.wait()
             self._goals += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._goals -= 1
-                if not self._goals:
-                    self._cond.notify_all()
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self._goals -= 1
+            if not self._goals and self._waiting:
+                self._cond.notify_all()     # only a commit waits for the goals to end
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
@@ -174,8 +180,11 @@ class _Gate:
             self._waiting += 1
             try:
                 self._cond.wait_for(lambda: not self._committing and not self._goals)
-            finally:
+            except BaseException:
                 self._waiting -= 1
+                self._cond.notify_all()     # goals held back for this commit go on
+                raise
+            self._waiting -= 1
             self._committing = True
         try:
             yield

@@ -761,8 +761,8 @@ kb_query(KB, Aux, Text, Bindings, Limits0, [Max, Strict], Solutions) :-
     ),
     Size = size(0),
     (   catch(here_within(findall(S, ( limit(Take, KB:Goal),
-                                       export_solution(Outs, S),
-                                       account(Size, S, Bytes) ),
+                                       export_solution(Outs, S, B),
+                                       account(Size, B, Bytes) ),
                                   Solutions0),
                           Deadline, Inferences, Stack),
               E, limit_error(E))
@@ -847,10 +847,9 @@ engine_setup(Stack) :-
     null_output(Null),
     set_output(Null).
 
-%   account(!Size, +Solution, +Max): add the size of Solution to Size; raise past Max.
+%   account(!Size, +Bytes, +Max): add Bytes to Size; raise past Max.
 
-account(Size, Solution, Max) :-
-    value_size(Solution, Bytes),
+account(Size, Bytes, Max) :-
     arg(1, Size, Total0),
     Total is Total0 + Bytes,
     (   Total > Max
@@ -858,43 +857,73 @@ account(Size, Solution, Max) :-
     ;   nb_setarg(1, Size, Total)
     ).
 
-%   value_size(+Exported, -Bytes): roughly what the value takes once converted.
+%   export_solution(+Outs, -Solution, -Bytes): the solution as a dict (see
+%   kb_query/7) and roughly what it takes once converted: 64 bytes per solution,
+%   16 per value and per list cell, plus the length of every atom and string.
+%   Measured while exporting: a separate walk over the exported dict, through
+%   foldl/4, cost 2.5 us a solution, more than finding and exporting it.
 
-value_size(V, 16) :- var(V), !.
-value_size(V, Bytes) :- atom(V), !, atom_length(V, L), Bytes is L + 16.
-value_size(V, Bytes) :- string(V), !, string_length(V, L), Bytes is L + 16.
-value_size(V, Bytes) :- integer(V), !, Bytes is 16 + msb(abs(V) + 1) // 8.
-value_size(V, 16) :- atomic(V), !.
-value_size(D, Bytes) :- is_dict(D), !,
-    dict_pairs(D, _, Pairs),
-    foldl(pair_size, Pairs, 64, Bytes).
-value_size(T, Bytes) :-
-    T =.. [_|Args],
-    foldl(add_size, Args, 16, Bytes).
-
-pair_size(K-V, B0, B) :- value_size(K, BK), value_size(V, BV), B is B0 + BK + BV.
-add_size(V, B0, B) :- value_size(V, BV), B is B0 + BV.
-
-export_solution(Outs, Solution) :-
-    maplist(export_binding, Outs, Pairs),
+export_solution(Outs, Solution, Bytes) :-
+    export_bindings(Outs, Pairs, 64, Bytes),
     dict_pairs(Solution, solution, Pairs).
 
-export_binding(Name=Value, Name-Exported) :-
-    export_value(Value, Exported).
+export_bindings([], [], B, B).
+export_bindings([Name=Value|Outs], [Name-Exported|Pairs], B0, B) :-
+    atomic_size(Name, B0, B1),
+    export_value(Value, Exported, B1, B2),
+    export_bindings(Outs, Pairs, B2, B).
 
-export_value(V, @(none)) :- var(V), !.
-export_value(V, V) :- atomic(V), !.
-export_value(@(B), @(B)) :- ( B == true ; B == false ; B == none ), !.
-export_value(L, E) :- is_list(L), !, maplist(export_value, L, E).
-export_value(K-V, _{'$pair': [KE, VE]}) :- !, export_value(K, KE), export_value(V, VE).
-export_value(D, _{'$dict': E}) :- is_dict(D), !,
-    dict_pairs(D, Tag, Pairs),
-    pairs_keys_values(Pairs, Keys, Values),
-    maplist(export_value, Values, EValues),
-    pairs_keys_values(EPairs, Keys, EValues),
-    dict_pairs(E, Tag, EPairs).
-export_value(T, S) :-
-    format(string(S), "~q", [T]).
+export_value(V, E, B0, B) :-
+    (   var(V)
+    ->  E = @(none),
+        B is B0 + 16
+    ;   atomic(V)
+    ->  E = V,
+        atomic_size(V, B0, B)
+    ;   V = @(X), ( X == true ; X == false ; X == none )
+    ->  E = V,
+        B is B0 + 16
+    ;   is_list(V)
+    ->  export_list(V, E, B0, B)
+    ;   V = K-W
+    ->  E = _{'$pair': [KE, WE]},
+        B1 is B0 + 64,
+        export_value(K, KE, B1, B2),
+        export_value(W, WE, B2, B)
+    ;   is_dict(V)
+    ->  dict_pairs(V, Tag, Pairs),
+        B1 is B0 + 64,
+        export_pairs(Pairs, EPairs, B1, B),
+        dict_pairs(D, Tag, EPairs),
+        E = _{'$dict': D}
+    ;   format(string(E), "~q", [V]),
+        string_length(E, L),
+        B is B0 + L + 16
+    ).
+
+export_list([], [], B, B).
+export_list([V|Vs], [E|Es], B0, B) :-
+    B1 is B0 + 16,
+    export_value(V, E, B1, B2),
+    export_list(Vs, Es, B2, B).
+
+export_pairs([], [], B, B).
+export_pairs([K-V|Pairs], [K-E|EPairs], B0, B) :-
+    atomic_size(K, B0, B1),
+    export_value(V, E, B1, B2),
+    export_pairs(Pairs, EPairs, B2, B).
+
+atomic_size(V, B0, B) :-
+    (   atom(V)
+    ->  atom_length(V, L),
+        B is B0 + L + 16
+    ;   string(V)
+    ->  string_length(V, L),
+        B is B0 + L + 16
+    ;   integer(V)
+    ->  B is B0 + 16 + msb(abs(V) + 1) // 8
+    ;   B is B0 + 16
+    ).
 
 
                  /*******************************
@@ -917,12 +946,12 @@ kb_iter_open(KB, Aux, Text, Bindings, Limits0, Id) :-
     assertz(Aux:'$iter_seq'(Id)),
     assertz(Aux:'$iter'(Id, Engine, KB:Goal, Gen)).
 
-%   steps(:Goal, +Outs, +Inferences, +Stack, -Solution) is nondet.
+%   steps(:Goal, +Outs, +Inferences, +Stack, -Sized) is nondet.
 %
 %   The engine's goal: every step (one engine_post/3 of deadline(D)) runs until the
-%   next solution within the deadline and Inferences.
+%   next solution within the deadline and Inferences. Sized is sized(Solution, Bytes).
 
-steps(Goal, Outs, Inferences, Stack, Solution) :-
+steps(Goal, Outs, Inferences, Stack, sized(Solution, Bytes)) :-
     engine_setup(Stack),
     fetch_arm,
     (   catch(( call_with_inference_limit(Goal, Inferences, R), disarm ), E,
@@ -931,7 +960,7 @@ steps(Goal, Outs, Inferences, Stack, Solution) :-
         fail
     ),
     inference_result(R, Inferences),
-    export_solution(Outs, Solution),
+    export_solution(Outs, Solution, Bytes),
     (   true
     ;   fetch_arm,
         fail
@@ -986,8 +1015,8 @@ next_(KB, Aux, Id, Engine, KB:Goal, Gen0, Max, Timeout, Bytes, Solutions, Done) 
 
 take(0, _, _, _, [], more) :- !.
 take(N, Engine, Deadline, Bytes, Solutions, Done) :-
-    catch(( engine_post(Engine, deadline(Deadline), S)
-          ->  account(size(0), S, Bytes),
+    catch(( engine_post(Engine, deadline(Deadline), sized(S, SBytes))
+          ->  account(size(0), SBytes, Bytes),
               Next = solution(S)
           ;   Next = end
           ),
