@@ -102,7 +102,8 @@ def main() -> int:
                      f"{after / before:.2f}x"])
     table(f"Knowledge-base calls, µs of CPU per call, best of {args.rounds} interleaved "
           f"rounds (bench/kb_sandbox_cost.py)",
-          ["call", "before the sandbox", "sandboxed", "added", "ratio"], rows)
+          ["call", "before" if args.before != BEFORE else "before the sandbox",
+           "this checkout", "added", "ratio"], rows)
     return 0
 
 
