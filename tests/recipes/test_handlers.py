@@ -26,7 +26,9 @@ def from_handler(store: Store, call: Callable[[], Any]) -> Any:
     outcome: list[Any] = []
     done = threading.Event()
 
-    def handler(event: object) -> None:
+    def handler(event: octopus.Event) -> None:
+        if event.mode is not Mode.ON_SET:
+            return          # removing the trigger delivers REMOVED: run the call once
         try:
             outcome.append(call())
         except Exception as e:
