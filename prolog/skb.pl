@@ -85,7 +85,7 @@ kb_create(KB, Aux, @(true)) :-
     must_be(atom, KB),
     must_be(atom, Aux),
     dynamic([Aux:'$stream'/1, Aux:'$term'/1, Aux:'$source'/2, Aux:'$iter'/4,
-             Aux:'$generation'/1, Aux:'$iter_seq'/1, Aux:'$verdict'/2]),
+             Aux:'$generation'/1, Aux:'$iter_seq'/1, Aux:'$verdict'/4]),
     retractall(Aux:'$generation'(_)),
     assertz(Aux:'$generation'(0)),
     retractall(Aux:'$iter_seq'(_)),
@@ -162,7 +162,7 @@ kb_destroy(KB, Aux, @(true)) :-
     abort_(Aux),
     forall(Aux:'$iter'(Id, _, _, _), close_iter(Aux, Id)),
     retractall(Aux:'$source'(_, _)),
-    retractall(Aux:'$verdict'(_, _)),
+    retractall(Aux:'$verdict'(_, _, _, _)),
     forall(( current_predicate(KB:Name/Arity),
              functor(Head, Name, Arity),
              \+ predicate_property(KB:Head, imported_from(_)),
@@ -287,7 +287,7 @@ keep(_, _, _, (:- module(_, _))) :- !.
 keep(_, _, _, (:- discontiguous(_))) :- !.     % asserted clauses may be discontiguous
 keep(KB, Aux, Line, (:- op(P, T, Ops))) :- !,
     catch(op(P, T, KB:Ops), E, at_line(Line, E)),   % KB:op(...) would be global
-    retractall(Aux:'$verdict'(_, _)).               % goal texts may read differently
+    retractall(Aux:'$verdict'(_, _, _, _)).         % goal texts may read differently
 keep(_, Aux, Line, (:- Directive)) :- !,
     (   directive_kind(Directive, Kind)
     ->  assertz(Aux:'$term'(directive(Line, Kind)))
@@ -376,7 +376,7 @@ kb_load_commit(KB, Aux, Key, Limits, Count) :-
                        abort_(Aux)),
           E,
           ( drop_new_predicates(KB, Before), throw(E) )),
-    retractall(Aux:'$verdict'(_, _)),
+    retractall(Aux:'$verdict'(_, _, _, _)),
     retract(Aux:'$generation'(G0)),
     G is G0 + 1,
     assertz(Aux:'$generation'(G)).
@@ -777,28 +777,24 @@ kb_query(KB, Aux, Text, Bindings, Limits0, [Max, Strict], Solutions) :-
 
 %   goal(+KB, +Aux, +Text, +Bindings, -Goal, -Outs): the checked goal and its outputs.
 %
-%   The sandbox's verdict on a goal text is remembered (at most 256 texts of up to
-%   2000 characters, forgotten whenever a load commits): the analysis of a Kaluga
-%   query costs 1.6 ms, its run 50 us. Only the verdict on the goal *before* its
-%   bindings is remembered: a goal that is safe with its variables unknown is safe
-%   whatever data they are bound to (a variable in a called position would have
-%   made it unsafe). The module scan (wall 3) runs on the bound goal, unless the goal
-%   names no module at all: binding values are data from janus (atoms, numbers,
-%   strings, lists, dicts, tuples as -/N), which never hold a M:G term.
+%   The sandbox's verdict on a goal text is remembered with the parsed goal (at most
+%   256 texts of up to 2000 characters, forgotten whenever a load commits or an
+%   operator is declared, which could change how the text reads): the analysis of a
+%   Kaluga query costs 1.6 ms, its run 50 us, and parsing its text 5 us where taking
+%   the remembered term (a fresh copy, as every clause retrieval is) costs 0.3 us.
+%   Only the verdict on the goal *before* its bindings is remembered: a goal that is
+%   safe with its variables unknown is safe whatever data they are bound to (a
+%   variable in a called position would have made it unsafe). The module scan (wall
+%   3) runs on the bound goal, unless the goal names no module at all: binding values
+%   are data from janus (atoms, numbers, strings, lists, dicts, tuples as -/N), which
+%   never hold a M:G term.
 
 goal(KB, Aux, Text, Bindings, Goal, Outs) :-
-    catch(term_string(Goal, Text, [variable_names(VNs), module(KB)]),
-          error(syntax_error(What), _),
-          ( error_text(error(syntax_error(What), _), M0),
-            octopus_error(kb, "syntax error in goal: ~s", [M0]) )),
-    (   callable(Goal)
+    (   Aux:'$verdict'(Text, Verdict, Goal, VNs)
     ->  true
-    ;   octopus_error(kb, "not a goal: ~q", [Text])
-    ),
-    (   Aux:'$verdict'(Text, Verdict)
-    ->  true
-    ;   verdict(KB, Goal, Verdict),
-        remember(Aux, Text, Verdict)
+    ;   parse_goal(KB, Text, Goal, VNs),
+        verdict(KB, Goal, Verdict),
+        remember(Aux, Text, Verdict, Goal, VNs)
     ),
     maplist(bind_input(VNs), Bindings),
     include(output_var(Bindings), VNs, Outs),
@@ -807,6 +803,16 @@ goal(KB, Aux, Text, Bindings, Goal, Outs) :-
     ;   Verdict == safe_if_no_module
     ->  check_modules(KB, Goal)
     ;   check_goal(KB, Goal)
+    ).
+
+parse_goal(KB, Text, Goal, VNs) :-
+    catch(term_string(Goal, Text, [variable_names(VNs), module(KB)]),
+          error(syntax_error(What), _),
+          ( error_text(error(syntax_error(What), _), M0),
+            octopus_error(kb, "syntax error in goal: ~s", [M0]) )),
+    (   callable(Goal)
+    ->  true
+    ;   octopus_error(kb, "not a goal: ~q", [Text])
     ).
 
 verdict(KB, Goal, Verdict) :-
@@ -820,13 +826,13 @@ verdict(KB, Goal, Verdict) :-
     ;   Verdict = check
     ).
 
-remember(Aux, Text, Verdict) :-
+remember(Aux, Text, Verdict, Goal, VNs) :-
     (   string_length(Text, Len), Len =< 2000
-    ->  (   predicate_property(Aux:'$verdict'(_, _), number_of_clauses(N)), N >= 256
-        ->  retractall(Aux:'$verdict'(_, _))
+    ->  (   predicate_property(Aux:'$verdict'(_, _, _, _), number_of_clauses(N)), N >= 256
+        ->  retractall(Aux:'$verdict'(_, _, _, _))
         ;   true
         ),
-        assertz(Aux:'$verdict'(Text, Verdict))
+        assertz(Aux:'$verdict'(Text, Verdict, Goal, VNs))
     ;   true
     ).
 

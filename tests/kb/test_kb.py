@@ -227,3 +227,13 @@ def test_closed_engine() -> None:
         e.prolog("a(X)")
     with pytest.raises(EngineClosed):
         kb.prolog("a(X)")
+
+
+def test_a_goal_text_reads_again_after_an_operator_changes(engine: octopus.Engine) -> None:
+    """Goal texts are remembered parsed: declaring an operator forgets them."""
+    goal = "X = (a ~> b ~> c), X = (L ~> _)"
+    engine.add_facts(":- op(700, xfy, ~>).")
+    assert engine.prolog(goal) == [{"X": "~>(a,~>(b,c))", "L": "a"}]
+    assert engine.prolog(goal) == [{"X": "~>(a,~>(b,c))", "L": "a"}]     # remembered
+    engine.add_facts(":- op(700, yfx, ~>).")
+    assert engine.prolog(goal) == [{"X": "~>(~>(a,b),c)", "L": "~>(a,b)"}]
