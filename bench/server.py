@@ -14,6 +14,12 @@ Runs interleave Redis and Octopus and keep the best of ``--repeat`` runs of each
 because the 2-core machine is shared and noisy.
 
     .venv/bin/python bench/server.py [--quick] [--repeat N]
+
+``--getset`` measures what a change to the request path costs: ``GET`` (reply cache
+hits) and ``SET`` (always an engine call) at 50 clients, without and with ``-P 16``,
+best of ``--repeat`` runs, plus the stall probe: the round-trip time of ``PING`` and of
+an uncached ``GET`` from one client while another sends distinct 1 MiB queries full of
+``%`` (each one ~0.3 s of parsing). ``--label`` names the run in RESULTS.md.
 """
 
 from __future__ import annotations
@@ -88,10 +94,11 @@ def octopus_server(*flags: str) -> Iterator[int]:
         proc.wait(10)
 
 
-def benchmark(port: int, clients: int, pipeline: int, requests: int) -> float:
-    """Requests per second reported by redis-benchmark for ``GET bench.rec``."""
+def benchmark(port: int, clients: int, pipeline: int, requests: int,
+              command: tuple[str, ...] = ("GET", "bench.rec")) -> float:
+    """Requests per second reported by redis-benchmark for ``command``."""
     r = subprocess.run(["redis-benchmark", "-p", str(port), "-c", str(clients), "-n",
-                        str(requests), "-P", str(pipeline), "-q", "GET", "bench.rec"],
+                        str(requests), "-P", str(pipeline), "-q", *command],
                        capture_output=True, text=True, timeout=600)
     m = re.findall(r"([\d.]+) requests per second", r.stdout.replace("\r", "\n"))
     if not m:
@@ -106,6 +113,9 @@ def main() -> None:
     ap.add_argument("--no-record", action="store_true", help="do not touch RESULTS.md")
     ap.add_argument("--ratio", type=int, default=0, metavar="PAIRS",
                     help="only measure the 50-client ratio: PAIRS interleaved runs")
+    ap.add_argument("--getset", action="store_true",
+                    help="only GET/SET at 50 clients (-P 1 and 16) and the stall probe")
+    ap.add_argument("--label", default="", help="a name for the --getset run")
     args = ap.parse_args()
     for tool in ("redis-server", "redis-benchmark", "redis-cli"):
         if shutil.which(tool) is None:
@@ -113,6 +123,9 @@ def main() -> None:
     scale = 0.1 if args.quick else 1.0
     if args.ratio:
         ratio_only(args.ratio, args.no_record)
+        return
+    if args.getset:
+        getset(args.repeat, scale, args.label, args.no_record or args.quick)
         return
 
     def requests(rps_guess: float) -> int:
@@ -185,6 +198,79 @@ def ratio_only(pairs: int, no_record: bool) -> None:
     print(text)
     if not no_record:
         record_results("Server vs Redis at 50 clients (bench/server.py --ratio)", text)
+
+
+SET_COMMAND = ("SET", "bench.set { payload: '" + PAYLOAD + "' }")
+
+
+def getset(repeat: int, scale: float, label: str, no_record: bool) -> None:
+    """GET and SET at 50 clients, without and with -P 16, then the stall probe."""
+    rows = []
+    with octopus_server() as port:
+        for name, command in (("GET", ("GET", "bench.rec")), ("SET", SET_COMMAND)):
+            for pipeline in (1, 16):
+                n = int((100_000 if pipeline == 1 else 400_000) * scale)
+                best = max(benchmark(port, 50, pipeline, n, command) for _ in range(repeat))
+                rows.append([name, f"{pipeline}", f"{best:,.0f}"])
+                print(rows[-1], file=sys.stderr, flush=True)
+        stall = stall_probe(port)
+    text = table(f"octopus {label}: 50 clients, best of {repeat}".replace("  ", " "),
+                 ["command", "-P", "req/s"], rows)
+    text += "\n" + table("Round trips of another client while one sends 1 MiB '%' queries",
+                         ["command", "median ms", "max ms", "slow requests done meanwhile"],
+                         stall)
+    print(text)
+    print(machine())
+    if not no_record:
+        record_results(f"Server GET/SET at 50 clients{' (' + label + ')' if label else ''} "
+                       "(bench/server.py --getset)", text)
+
+
+def stall_probe(port: int, probes: int = 30) -> list[list[str]]:
+    """PING and an uncached GET from one client while another client keeps sending
+    distinct 1 MiB queries full of ``%`` (finding: each stalled the whole event loop)."""
+    import threading
+
+    from octopus.server.resp import ReplyParser, encode_command
+
+    def roundtrip(s: socket.socket, parser: ReplyParser, command: list[str]) -> object:
+        s.sendall(encode_command(command))
+        while (reply := parser.gets()) is False:
+            parser.feed(s.recv(1 << 20))
+        return reply
+
+    stop = threading.Event()
+    done = [0]
+
+    def slow() -> None:
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            p = ReplyParser()
+            i = 0
+            while not stop.is_set():
+                i += 1
+                roundtrip(s, p, ["GET", f"_ {{ a: 'x{i}" + "%" * ((1 << 20) - 40) + "' }"])
+                done[0] += 1
+
+    thread = threading.Thread(target=slow)
+    thread.start()
+    time.sleep(0.5)
+    rows = []
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        p = ReplyParser()
+        for name, command in (("PING", ["PING"]), ("EXISTS (engine call)", ["EXISTS", "bench.rec"])):
+            times = []
+            before = done[0]
+            for _ in range(probes):
+                t0 = time.perf_counter()
+                roundtrip(s, p, command)
+                times.append(time.perf_counter() - t0)
+                time.sleep(0.02)
+            times.sort()
+            rows.append([name, f"{times[len(times) // 2] * 1000:.2f}",
+                         f"{times[-1] * 1000:.1f}", f"{done[0] - before}"])
+    stop.set()
+    thread.join()
+    return rows
 
 
 def redis_version() -> str:
