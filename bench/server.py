@@ -257,7 +257,8 @@ def stall_probe(port: int, probes: int = 30) -> list[list[str]]:
     rows = []
     with socket.create_connection(("127.0.0.1", port)) as s:
         p = ReplyParser()
-        for name, command in (("PING", ["PING"]), ("EXISTS (engine call)", ["EXISTS", "bench.rec"])):
+        for name, command in (("PING", ["PING"]),
+                              ("EXISTS (engine call)", ["EXISTS", "bench.rec"])):
             times = []
             before = done[0]
             for _ in range(probes):

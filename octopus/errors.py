@@ -13,8 +13,10 @@ these; nothing else escapes for bad input. The tree::
     ├── EngineClosed            the engine, session or connection is closed
     ├── KnowledgeBaseError      a Prolog error from the knowledge base (message included)
     ├── WaitTimeout             a wait gave up (also the builtin TimeoutError)
-    └── LockError               misuse of a recipe, e.g. releasing an unheld lock
-                                (also a RuntimeError)
+    ├── LockError               misuse of a recipe, e.g. releasing an unheld lock
+    │                           (also a RuntimeError)
+    └── LimitExceeded           a configured limit was reached, e.g. the triggers one
+                                server connection may install
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ __all__ = [
     "ConditionFailed",
     "EngineClosed",
     "KnowledgeBaseError",
+    "LimitExceeded",
     "LockError",
     "NotFound",
     "OctopusError",
@@ -91,3 +94,7 @@ class WaitTimeout(OctopusError, TimeoutError):
 
 class LockError(OctopusError, RuntimeError):
     """Raised when a recipe is misused, such as releasing a lock one does not hold."""
+
+
+class LimitExceeded(OctopusError):
+    """Raised when a configured limit would be passed (the request changes nothing)."""

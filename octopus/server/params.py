@@ -17,9 +17,21 @@ INT_RE = re.compile(rb"[+-]?[0-9]+\Z")
 FLOAT_RE = re.compile(rb"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
 
 
-@lru_cache(maxsize=4096)
+# Queries up to this many characters have their placeholder kinds cached: 4,096 entries
+# of at most 1 KiB (and their kinds) keep the cache near 10 MB at worst, however long
+# the queries sent are.
+CACHED_QUERY_LENGTH = 1024
+
+
 def placeholder_kinds(query: str, max_length: int) -> tuple[str, ...]:
-    """The kinds (``d f s b n``) of the query's placeholders, by parameter position."""
+    """The kinds (``d f s b n``) of the query's placeholders, by parameter position.
+    Parses the query: a CPU-bound call (the server runs it off its event loop)."""
+    if len(query) <= CACHED_QUERY_LENGTH:
+        return _cached_kinds(query, max_length)
+    return _kinds(query, max_length)
+
+
+def _kinds(query: str, max_length: int) -> tuple[str, ...]:
     parsed = parse(query, max_length=max_length)
     kinds = [""] * parsed.placeholders
     if isinstance(parsed.name, Placeholder):
@@ -28,6 +40,9 @@ def placeholder_kinds(query: str, max_length: int) -> tuple[str, ...]:
         if isinstance(c.value, Placeholder):
             kinds[c.value.index] = c.value.kind
     return tuple(kinds)
+
+
+_cached_kinds = lru_cache(maxsize=4096)(_kinds)
 
 
 def text(raw: bytes, what: str = "the query") -> str:

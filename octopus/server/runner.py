@@ -1,0 +1,270 @@
+"""The threads that run the server's engine calls, so that the event loop never parses a
+query or waits for Prolog (:class:`EngineRunner`).
+
+Why not ``loop.run_in_executor``: a round trip through a ``ThreadPoolExecutor`` and
+asyncio futures costs ~70 µs here, more than the engine call it carries; and a pool
+wakes a thread per call, so under load several threads fight the event loop for the
+GIL, which janus releases and takes back at every Prolog call (a ``set`` took 18 µs
+alone and 114 µs next to a busy Python thread). This runner:
+
+* hands a call over with a deque append and a semaphore, and hands results back with
+  a deque append and one loop wake-up for all the results ready by then;
+* keeps one thread awake while calls are short: it takes queued calls one after the
+  other. Another thread is woken only when every awake one has been on its current
+  call for more than ``stall`` seconds (a long parse, a slow Prolog scan), so a slow
+  request delays the others by about ``stall`` at most;
+* *settles* once per loop iteration that made calls: the loop thread waits (without
+  the GIL) up to ``handoff`` seconds for the calls it made to finish, then delivers
+  their results at once. Short calls thus run as they would inline — nobody competes
+  for the GIL at their Prolog calls, and their replies leave in the same iteration —
+  while the loop never waits for a call that has stalled.
+
+It is also a :class:`concurrent.futures.Executor` (``submit``), so
+:class:`octopus.aio.AsyncSession` shares the same threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from typing import Any, TypeVar
+
+__all__ = ["EngineRunner"]
+
+log = logging.getLogger("octopus.server")
+
+T = TypeVar("T")
+A = TypeVar("A")
+Done = Callable[[Any, BaseException | None], None]
+Job = tuple[Callable[[Any], Any], Any, Done | None]
+
+
+class _Worker:
+    __slots__ = ("running", "since", "thread", "wake")
+
+    def __init__(self) -> None:
+        self.wake = threading.Semaphore(0)
+        self.running = False                  # on a call now
+        self.since = 0.0                      # when it woke or began its current call
+        self.thread: threading.Thread | None = None
+
+
+class EngineRunner(Executor):
+    """Up to ``workers`` threads that run blocking calls for one event loop (made on
+    the loop's thread).
+
+    :meth:`call` (from the loop thread) runs ``func(arg)`` on a thread and then
+    ``on_done(result, error)`` on the loop. Calls start in the order they were made but
+    may finish in any order; a caller that needs order waits for one call before
+    making the next (a connection has at most one call outstanding).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, workers: int, *,
+                 stall: float = 0.002, handoff: float = 0.002,
+                 name: str = "octopus-serve") -> None:
+        self._loop = loop
+        self._loop_thread = threading.get_ident()
+        self.stall = stall
+        self.handoff = handoff
+        self._jobs: deque[Job] = deque()
+        self._done: deque[tuple[Done, Any, BaseException | None]] = deque()
+        self._lock = threading.Lock()
+        self._progress = threading.Condition(self._lock)   # a call finished
+        self._idle: list[_Worker] = []        # asleep on their semaphore
+        self._awake: list[_Worker] = []       # taking calls
+        self._settle_scheduled = False
+        self._settling = False                # the loop waits in _settle
+        self._wake_scheduled = False          # _deliver is scheduled on the loop
+        self._stall_check: asyncio.TimerHandle | None = None
+        self._closed = False
+        self.calls = 0
+        self.loop_wakeups = 0                 # results delivered by a loop wake-up
+        self.extra_wakes = 0                  # threads woken because the awake ones stalled
+        for i in range(max(1, workers)):
+            w = _Worker()
+            w.thread = threading.Thread(target=self._work, args=(w,), name=f"{name}-{i}")
+            self._idle.append(w)
+            w.thread.start()
+
+    # --- from the loop ---------------------------------------------------------------------
+
+    def call(self, func: Callable[[A], T], arg: A, on_done: Done) -> None:
+        """Run ``func(arg)`` on a worker thread, then ``on_done(result, error)`` on the
+        loop (``error`` is the exception ``func`` raised, else None)."""
+        self._put((func, arg, on_done))
+
+    def _put(self, job: Job) -> None:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the engine runner has shut down")
+            self._jobs.append(job)
+            self.calls += 1
+            if not self._awake:
+                self._wake_one()
+            elif self._stall_check is None:
+                self._stall_check = self._loop.call_later(self.stall, self._check_stall)
+        if not self._settle_scheduled and self.handoff > 0:
+            self._settle_scheduled = True
+            self._loop.call_soon(self._settle)
+
+    def _busy(self, now: float) -> bool:
+        """Calls are queued, or an awake thread is on a call that has not stalled
+        (lock held)."""
+        if self._jobs:
+            return True
+        stall = self.stall
+        return any(w.running and now - w.since <= stall for w in self._awake)
+
+    def _settle(self) -> None:
+        """Wait (without the GIL) up to ``handoff`` seconds while the threads work on
+        the calls made so far, then deliver the results (see the module docstring)."""
+        self._settle_scheduled = False
+        deadline = time.monotonic() + self.handoff
+        with self._lock:
+            self._settling = True
+            try:
+                while True:
+                    now = time.monotonic()
+                    if now >= deadline or not self._busy(now):
+                        break
+                    self._progress.wait(deadline - now)
+            finally:
+                self._settling = False
+        if self._done:
+            self._deliver()
+
+    def _wake_one(self) -> bool:
+        """Wake an idle thread (lock held); False if none is idle."""
+        if not self._idle:
+            return False
+        w = self._idle.pop()
+        w.since = time.monotonic()
+        self._awake.append(w)
+        w.wake.release()
+        return True
+
+    def _check_stall(self) -> None:
+        self._stall_check = None
+        with self._lock:
+            if not self._jobs or self._closed:
+                return
+            now = time.monotonic()
+            if all(now - w.since > self.stall for w in self._awake) and self._wake_one():
+                self.extra_wakes += 1
+            self._stall_check = self._loop.call_later(self.stall, self._check_stall)
+
+    def _deliver(self) -> None:
+        self._wake_scheduled = False
+        done = self._done
+        while done:
+            on_done, result, error = done.popleft()
+            try:
+                on_done(result, error)
+            except Exception:
+                log.exception("delivering the result of an engine call")
+
+    def _woken(self) -> None:
+        self.loop_wakeups += 1
+        self._deliver()
+
+    # --- concurrent.futures.Executor ---------------------------------------------------------
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future: Future[T] = Future()
+
+        def run(cancel: bool) -> None:
+            if cancel:
+                future.cancel()
+                return
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as e:
+                future.set_exception(e)
+            else:
+                future.set_result(result)
+
+        if threading.get_ident() == self._loop_thread:
+            self._put((run, False, None))
+            return future
+        with self._lock:                      # from another thread: the loop's timers
+            if self._closed:                  # are not ours to arm
+                raise RuntimeError("the engine runner has shut down")
+            self._jobs.append((run, False, None))
+            now = time.monotonic()
+            if not self._awake or all(now - w.since > self.stall for w in self._awake):
+                self._wake_one()
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop the threads once the queued calls have run (or are dropped, with
+        ``cancel_futures``: a ``submit`` future is cancelled, a ``call`` forgotten)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            dropped = list(self._jobs) if cancel_futures else []
+            if cancel_futures:
+                self._jobs.clear()
+            workers = self._idle + self._awake
+            self._idle.clear()
+        if self._stall_check is not None:
+            self._stall_check.cancel()
+        for func, _, on_done in dropped:
+            if on_done is None:
+                func(True)
+        for w in workers:
+            w.wake.release()
+        if wait:
+            for w in workers:
+                if w.thread is not None:
+                    w.thread.join()
+
+    # --- the threads -------------------------------------------------------------------------
+
+    def _work(self, me: _Worker) -> None:
+        jobs = self._jobs
+        done = self._done
+        lock = self._lock
+        while True:
+            me.wake.acquire()
+            while True:
+                with lock:
+                    if not jobs:
+                        if self._closed:
+                            return
+                        self._awake.remove(me)
+                        self._idle.append(me)
+                        break
+                    func, arg, on_done = jobs.popleft()
+                    me.running = True
+                    me.since = time.monotonic()
+                if on_done is None:
+                    func(arg)
+                else:
+                    try:
+                        result, error = func(arg), None
+                    except BaseException as e:   # a SystemExit must not end the thread
+                        result, error = None, e
+                    done.append((on_done, result, error))
+                with lock:
+                    me.running = False
+                    settling = self._settling
+                    if settling:
+                        self._progress.notify()
+                # The loop delivers what is done when its wait in _settle ends; else wake
+                # it, once for everything ready by then: _deliver clears the flag before
+                # it empties the deque, and a result is appended before the flag is read.
+                if on_done is not None and not settling and not self._wake_scheduled:
+                    self._wake_scheduled = True
+                    with contextlib.suppress(RuntimeError):    # the loop has closed
+                        self._loop.call_soon_threadsafe(self._woken)
+            if self._closed:
+                return
