@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from octopus import errors
@@ -241,7 +241,7 @@ class _Requests:
         flags = [*(("SET",) if on & Mode.ON_SET else ()), *(("DEL",) if on & Mode.ON_DEL else ()),
                  "PERSIST" if persist else "ONCE", *(("EXISTING",) if existing else ())]
         return _Request(["WATCH", *_query_args(q, params), *flags],
-                        lambda reply: trigger, trigger)
+                        lambda reply: _installed(reply, trigger), trigger)
 
     @staticmethod
     def remove_trigger(trigger: Trigger | int) -> _Request:
@@ -255,7 +255,8 @@ class _Requests:
         if not callable(handler):
             raise QueryError("a subscription's handler must be callable")
         sub = Subscription(handler, q, 0)
-        return _Request(["SUBSCRIBE", *_query_args(q, params)], lambda reply: sub, sub)
+        return _Request(["SUBSCRIBE", *_query_args(q, params)],
+                        lambda reply: _installed(reply, sub), sub)
 
     @staticmethod
     def unsubscribe(subscription: Subscription | int) -> _Request:
@@ -267,6 +268,16 @@ class _Requests:
     @staticmethod
     def publish(message: str, params: tuple[object, ...]) -> _Request:
         return _Request(["PUBLISH", *_query_args(message, params)], _decode_int)
+
+
+_Handle = TypeVar("_Handle", Trigger, Subscription)
+
+
+def _installed(reply: Any, obj: _Handle) -> _Handle:
+    """``obj`` once the server installed it; the server's error (e.g. LimitExceeded)
+    raised otherwise."""
+    _check(reply)
+    return obj
 
 
 def _installed_id(reply: Any, obj: Trigger | Subscription) -> int | None:

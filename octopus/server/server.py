@@ -424,8 +424,11 @@ class Connection(asyncio.Protocol):
         try:
             while not self.write_paused:
                 if not queue:
-                    self._apply_limits(layer.limits)   # AUTH changes them
-                    commands = self.parser.commands(self.config.max_pipeline)
+                    # Before AUTH one command at a time, so that the commands after a
+                    # successful AUTH are parsed with the larger limits (as Redis does).
+                    self._apply_limits(layer.limits)
+                    commands = self.parser.commands(
+                        self.config.max_pipeline if layer.authed else 1)
                     if not commands:
                         break
                     queue.extend(commands)
