@@ -14,10 +14,12 @@ alone and 114 µs next to a busy Python thread). This runner:
   call for more than ``stall`` seconds (a long parse, a slow Prolog scan), so a slow
   request delays the others by about ``stall`` at most;
 * *settles* once per loop iteration that made calls: the loop thread waits (without
-  the GIL) up to ``handoff`` seconds for the calls it made to finish, then delivers
-  their results at once. Short calls thus run as they would inline — nobody competes
-  for the GIL at their Prolog calls, and their replies leave in the same iteration —
-  while the loop never waits for a call that has stalled.
+  the GIL) while the threads make progress on the calls it made, then delivers their
+  results at once. Short calls thus run as they would inline — nobody competes for
+  the GIL at their Prolog calls (janus releases and retakes it at each one: a ``set``
+  next to a busy thread cost 2-5 times its CPU), and their replies leave in the same
+  iteration — while the loop stops waiting as soon as every awake thread has been on
+  one call for more than ``stall`` (and at the latest after ``handoff`` seconds).
 
 It is also a :class:`concurrent.futures.Executor` (``submit``), so
 :class:`octopus.aio.AsyncSession` shares the same threads.
@@ -66,7 +68,7 @@ class EngineRunner(Executor):
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, workers: int, *,
-                 stall: float = 0.002, handoff: float = 0.002,
+                 stall: float = 0.002, handoff: float = 0.05,
                  name: str = "octopus-serve") -> None:
         self._loop = loop
         self._loop_thread = threading.get_ident()
@@ -113,17 +115,24 @@ class EngineRunner(Executor):
             self._settle_scheduled = True
             self._loop.call_soon(self._settle)
 
-    def _busy(self, now: float) -> bool:
-        """Calls are queued, or an awake thread is on a call that has not stalled
-        (lock held)."""
-        if self._jobs:
-            return True
+    def _progressing(self, now: float) -> bool:
+        """Work is queued or running on a thread that has not stalled (lock held). When
+        calls are queued and every awake thread has stalled, wake another one."""
         stall = self.stall
+        fresh = any(now - w.since <= stall for w in self._awake)
+        if self._jobs:
+            if fresh:
+                return True
+            if self._wake_one():
+                self.extra_wakes += 1
+                return True
+            return False                      # every thread is stuck: stop waiting
         return any(w.running and now - w.since <= stall for w in self._awake)
 
     def _settle(self) -> None:
-        """Wait (without the GIL) up to ``handoff`` seconds while the threads work on
-        the calls made so far, then deliver the results (see the module docstring)."""
+        """Wait (without the GIL) while the threads make progress on the calls made so
+        far — at most ``handoff`` seconds — then deliver the results (see the module
+        docstring)."""
         self._settle_scheduled = False
         deadline = time.monotonic() + self.handoff
         with self._lock:
@@ -131,9 +140,9 @@ class EngineRunner(Executor):
             try:
                 while True:
                     now = time.monotonic()
-                    if now >= deadline or not self._busy(now):
+                    if now >= deadline or not self._progressing(now):
                         break
-                    self._progress.wait(deadline - now)
+                    self._progress.wait(min(deadline - now, self.stall))
             finally:
                 self._settling = False
         if self._done:
@@ -257,8 +266,8 @@ class EngineRunner(Executor):
                 with lock:
                     me.running = False
                     settling = self._settling
-                    if settling:
-                        self._progress.notify()
+                    if settling and not jobs:       # only when the loop may stop waiting:
+                        self._progress.notify()     # each wake-up costs it the GIL
                 # The loop delivers what is done when its wait in _settle ends; else wake
                 # it, once for everything ready by then: _deliver clears the flag before
                 # it empties the deque, and a result is appended before the flag is read.

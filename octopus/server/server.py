@@ -137,8 +137,7 @@ class Server:
     def runner(self) -> EngineRunner:
         """The threads that run engine calls (shared by every connection)."""
         if self._runner is None:
-            self._runner = EngineRunner(asyncio.get_running_loop(), self.config.workers,
-                                        handoff=float(os.environ.get("OCTOPUS_HANDOFF", 0.002)))
+            self._runner = EngineRunner(asyncio.get_running_loop(), self.config.workers)
         return self._runner
 
     async def start_tcp(self, host: str = "127.0.0.1", port: int = 6380) -> int:
@@ -450,8 +449,7 @@ class Connection(asyncio.Protocol):
             self._write(b"".join(out))
         if action is not None:
             self._start(action)
-        else:
-            self._flow_control()
+        self._flow_control()
 
     def _start(self, action: Action) -> None:
         """Begin what the layer asked for (anything but a reply)."""
@@ -653,9 +651,6 @@ def run(engine: Engine, *, host: str | None = None, port: int = 6380,
         if not config.password:
             raise OctopusError("listening on a non-loopback address needs --requirepass")
     _raise_fd_limit()
-    if os.environ.get("OCTOPUS_SWITCH"):
-        import sys
-        sys.setswitchinterval(float(os.environ["OCTOPUS_SWITCH"]))
 
     async def main() -> None:
         import signal
