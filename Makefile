@@ -1,5 +1,5 @@
 # The two commands a new user runs are `make demo` and `make test`; each sets up what it needs.
-.PHONY: setup test demo bench lint clean
+.PHONY: setup test wheel-smoke demo bench lint docs clean
 
 VENV := .venv
 PY   := $(VENV)/bin/python
@@ -9,9 +9,15 @@ setup:
 
 test: setup
 	@echo "[test] ruff"
-	@$(PY) -m ruff check octopus tests bench
+	@$(PY) -m ruff check octopus tests bench scripts examples
 	@echo "[test] pytest"
 	@$(PY) -m pytest
+	@echo "[test] wheel-smoke"
+	@scripts/wheel-smoke.sh
+
+# Build the wheel, install it into a fresh venv outside the checkout, run it from there.
+wheel-smoke: setup
+	@scripts/wheel-smoke.sh
 
 demo: setup
 	@$(PY) -m octopus demo
@@ -19,8 +25,11 @@ demo: setup
 bench: setup
 	@$(PY) bench/run_all.py
 
+docs: setup
+	@$(PY) scripts/api_reference.py
+
 lint: setup
-	@$(PY) -m ruff check octopus tests bench
+	@$(PY) -m ruff check octopus tests bench scripts examples
 	@$(PY) -m ruff format --check octopus tests bench
 
 clean:

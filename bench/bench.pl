@@ -1,5 +1,5 @@
 :- module(octopus_bench,
-          [ time_get_by_name/4,   % +Store, +Name, +N, -SecondsPerCall
+          [ time_get/4,   % +Store, +Name, +N, -SecondsPerCall
             time_first/5,         % +Store, +NamePattern, +Constraints, +N, -SecondsPerCall
             noop/3,               % +A, +B, -Reply
             noop/4,               % +A, +B, +C, -Reply
@@ -12,10 +12,10 @@ predicates that measure janus call and conversion costs on their own. */
 
 :- use_module('../prolog/store').
 
-%!  time_get_by_name(+Store, +Name, +N, -PerCall) is det.
-time_get_by_name(M, Name, N, PerCall) :-
+%!  time_get(+Store, +Name, +N, -PerCall) is det.
+time_get(M, Name, N, PerCall) :-
     get_time(T0),
-    forall(between(1, N, _), store_get_by_name(M, Name, _)),
+    forall(between(1, N, _), store_get(M, Name, _)),
     get_time(T1),
     PerCall is (T1 - T0) / N.
 
@@ -30,10 +30,10 @@ noop(_, _, @(true)).
 noop(_, _, _, @(true)).
 
 %!  const_record(+Store, +Name, -Reply) is det.
-%   A reply shaped like store_get_by_name's, with no lookup.
-const_record(_, _, 7-_{bus: 3, device: 1, vendor: 32902, device_id: 4110, class: "C"}).
+%   A reply shaped like store_get's, with no lookup.
+const_record(_, _, [7, _{bus: 3, device: 1, vendor: 32902, device_id: 4110, class: "C"}]).
 
 %!  const_match(+Store, +NamePattern, +Constraints, -Reply) is det.
 %   A reply shaped like store_first's, with no lookup.
-const_match(_, _, _, -('hw.pci.device.7', 7,
-                       _{bus: 3, device: 1, vendor: 32902, device_id: 4110, class: "C"})).
+const_match(_, _, _, ['hw.pci.device.7', 7,
+                      _{bus: 3, device: 1, vendor: 32902, device_id: 4110, class: "C"}]).

@@ -49,22 +49,22 @@ def main() -> None:
     ]))
 
     # --- get by name ------------------------------------------------------------------
-    rt = engine._core.rt
-    module = engine._core.module
+    rt = engine._core.store.rt
+    module = engine._core.store.module
     name = f"hw.pci.device.{n // 2}"
     rng = random.Random(7)
     hot = [f"hw.pci.device.{rng.randrange(n)}" for _ in range(1000)]
     it = iter(range(10**12))
     octo = per_second(lambda: engine.get(name))
     octo_hot = per_second(lambda: engine.get(hot[next(it) % 1000]))
-    raw = per_second(lambda: rt.janus.apply_once("octopus_store", "store_get_by_name", module,
+    raw = per_second(lambda: rt.janus.apply_once("octopus_store", "store_get", module,
                                                  name))
     py = per_second(lambda: plain[name])
     rows = [
         ["octopus Engine.get(name)", f"{octo:,.0f}", f"{1e6 / octo:.1f}", "1.00"],
         ["octopus Engine.get, 1,000 names rotating", f"{octo_hot:,.0f}", f"{1e6 / octo_hot:.1f}",
          f"{octo_hot / octo:.2f}"],
-        ["raw janus apply_once(store_get_by_name)", f"{raw:,.0f}", f"{1e6 / raw:.1f}",
+        ["raw janus apply_once(store_get)", f"{raw:,.0f}", f"{1e6 / raw:.1f}",
          f"{raw / octo:.2f}"],
         ["Python dict lookup", f"{py:,.0f}", f"{1e6 / py:.2f}", f"{py / octo:.0f}"],
     ]

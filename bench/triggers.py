@@ -60,14 +60,13 @@ def main() -> None:
         with octopus.Engine() as engine:
             install_non_matching(engine, n)
             core = engine._core
-            everything = sorted(core.installed)
+            everything = sorted(inst.id for inst in core.registry)
             pairs = [("vendor", 0x8086), ("device_id", 4110)]
 
             def set_and_test_all(core: object = core, everything: list[int] = everything,
                                  pairs: list[tuple[str, int]] = pairs) -> None:
                 engine.set("hw.pci.device.7 { vendor: 0x8086, device_id: 4110 }")
-                engine._core.rt.call("octopus_triggers", "trigger_match", engine._core.module,
-                                     everything, "hw.pci.device.7", pairs)
+                engine._core.store.trigger_match(everything, "hw.pci.device.7", pairs)
 
             rate = per_second(set_and_test_all, seconds=0.7, batch=5)
             rows.append([f"{n:,}", "same, every trigger tested in Prolog (no index)",

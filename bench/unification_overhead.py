@@ -20,7 +20,7 @@ from pathlib import Path
 from common import pci_records, per_second, progress, record_results, table
 
 import octopus
-from octopus.core import attrs_from_prolog
+from octopus.adapter import decode_attributes
 from octopus.query.compile import compile_query
 from octopus.record import Record, natural_key
 
@@ -31,9 +31,9 @@ def us(rate: float) -> float:
 
 def breakdown(engine: octopus.Engine, query: str, by_name: bool) -> list[list[str]]:
     core = engine._core
-    rt = core.rt
+    rt = core.store.rt
     ap = rt.janus.apply_once
-    module = core.module
+    module = core.store.module
     cq = compile_query(query)
     total = us(per_second(lambda: engine.get(query)))
     parse = us(per_second(lambda: compile_query(query, (), core.max_query_length)))
@@ -41,30 +41,32 @@ def breakdown(engine: octopus.Engine, query: str, by_name: bool) -> list[list[st
         call_in = us(per_second(lambda: ap("octopus_bench", "noop", module, cq.exact_name)))
         call_out = us(per_second(lambda: ap("octopus_bench", "const_record", module,
                                             cq.exact_name)))
-        prolog = rt.call("octopus_bench", "time_get_by_name", module, cq.exact_name, 200_000)
-        reply = ap("octopus_store", "store_get_by_name", module, cq.exact_name)
+        prolog = rt.call("octopus_bench", "time_get", module, cq.exact_name, 200_000)
+        reply = ap("octopus_store", "store_get", module, cq.exact_name)
         name, (rev, attrs) = cq.exact_name, reply
     else:
-        call_in = us(per_second(lambda: ap("octopus_bench", "noop", module, cq.name,
-                                           cq.constraints)))
-        call_out = us(per_second(lambda: ap("octopus_bench", "const_match", module, cq.name,
-                                            cq.constraints)))
-        prolog = rt.call("octopus_bench", "time_first", module, cq.name, cq.constraints, 2000)
-        reply = ap("octopus_store", "store_first", module, cq.name, cq.constraints)
-        if isinstance(reply, list):
+        call_in = us(per_second(lambda: ap("octopus_bench", "noop", module, cq.prolog_name,
+                                           cq.prolog_constraints)))
+        call_out = us(per_second(lambda: ap("octopus_bench", "const_match", module, cq.prolog_name,
+                                            cq.prolog_constraints)))
+        prolog = rt.call("octopus_bench", "time_first", module, cq.prolog_name,
+                         cq.prolog_constraints, 2000)
+        reply = ap("octopus_store", "store_first", module, cq.prolog_name,
+                   cq.prolog_constraints)
+        if isinstance(reply, dict):
             # Several matches: the engine picks the first in natural order in Python and
             # fetches it by name — a second call, counted in each stage.
-            name = min(reply, key=natural_key)
+            name = min(reply["names"], key=natural_key)
             call_in += us(per_second(lambda: ap("octopus_bench", "noop", module, name)))
             call_out += us(per_second(lambda: ap("octopus_bench", "const_record", module,
                                                  name)))
-            prolog += rt.call("octopus_bench", "time_get_by_name", module, name, 200_000)
-            rev, attrs = ap("octopus_store", "store_get_by_name", module, name)
+            prolog += rt.call("octopus_bench", "time_get", module, name, 200_000)
+            rev, attrs = ap("octopus_store", "store_get", module, name)
         else:
             name, rev, attrs = reply
     prolog *= 1e6
     convert_out = max(call_out - call_in, 0.0)
-    build = us(per_second(lambda: Record._trusted(name, attrs_from_prolog(attrs), rev)))
+    build = us(per_second(lambda: Record._trusted(name, decode_attributes(attrs), rev)))
     rest = max(total - parse - call_in - prolog - convert_out - build, 0.0)
     parts = [
         ("parse (cached)", parse),
@@ -85,7 +87,7 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=1_400_000)
     n = ap.parse_args().records
     engine = octopus.Engine()
-    engine._core.rt.consult(Path(__file__).resolve().parent / "bench.pl")
+    engine._core.store.rt.consult(Path(__file__).resolve().parent / "bench.pl")
     engine.set_many(pci_records(n), batch=10_000, progress=progress(n, "load"))
     engine.warm()
     time.sleep(0.1)

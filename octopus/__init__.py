@@ -19,6 +19,7 @@ from octopus.errors import (
     ParameterError,
     ParseError,
     QueryError,
+    SetupError,
     TriggerNotFound,
     WaitTimeout,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "Record",
     "Semaphore",
     "Session",
+    "SetupError",
     "Subscription",
     "Trigger",
     "TriggerNotFound",

@@ -9,16 +9,26 @@ Nothing else imports ``janus_swi``. This module
 * attaches a Prolog engine to every Python thread that calls Prolog (a thread without
   one crashes the process) and detaches it when the thread ends;
 * calls only fixed predicates with data as arguments (never goal text built from user
-  input) and turns error replies into Octopus exceptions.
+  input) and turns Prolog errors into Octopus exceptions.
+
+Which predicates are called, with what, and what their replies mean is the business of
+:mod:`octopus.adapter`; this module only runs the calls.
 
 Theory of operation:
 
 1. ``runtime()`` returns the process-wide :class:`PrologRuntime`, created on first use
    under a lock.
 2. ``PrologRuntime.call(module, predicate, *args)`` runs ``module:predicate(*args, Reply)``
-   and returns Reply converted to Python. Store predicates report errors as data,
-   ``("$error", kind, message)``; :meth:`call` raises the matching exception.
+   and returns Reply converted to Python. Octopus' predicates raise standard
+   ``error(Formal, Context)`` terms (prolog/errors.pl); :meth:`call` asks
+   ``describe_error/2`` what one means and raises :class:`~octopus.errors.QueryError`
+   (the caller's input cannot be used), :class:`~octopus.errors.KnowledgeBaseError`
+   (a knowledge-base load or goal failed) or :class:`~octopus.errors.OctopusError`
+   (an error Octopus did not expect, with Prolog's message).
 3. The GIL is released while Prolog runs. Callers serialise store access themselves.
+4. A thread's Prolog engine is detached by the thread itself when it ends; never by
+   another thread, and not while the interpreter is shutting down (detaching then,
+   from the main thread, corrupted the heap: ``free(): invalid pointer`` at exit).
 """
 
 from __future__ import annotations
@@ -30,21 +40,14 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from octopus.errors import ConditionFailed, KnowledgeBaseError, OctopusError, QueryError
+from octopus.errors import KnowledgeBaseError, OctopusError, QueryError, SetupError
 
 __all__ = ["PrologRuntime", "find_swipl_home", "runtime"]
 
 MIN_PLVERSION = 90112
-_ERROR_TAG = "$error"
-
-
-class SetupError(OctopusError):
-    """SWI-Prolog could not be found or loaded (run `make test` or scripts/setup.sh)."""
 
 
 def _dump_runtime_variables(swipl: str) -> dict[str, str]:
@@ -132,21 +135,32 @@ def _import_janus(home: str) -> Any:
 
 
 def _prolog_dir() -> Path:
-    source = Path(__file__).resolve().parent.parent / "prolog"
-    if (source / "store.pl").exists():
-        return source
-    return Path(str(resources.files("octopus.prolog")))
+    """The directory of the .pl files: ``octopus/prolog/`` in an installed package,
+    ``prolog/`` beside ``octopus/`` in a source checkout. A real directory either way:
+    Prolog consults files by path (``importlib.resources`` would hand back a
+    MultiplexedPath for this namespace directory, whose text is no path)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "prolog", here.parent / "prolog"):
+        if (candidate / "store.pl").is_file():
+            return candidate
+    raise SetupError(f"the Prolog files of octopus are missing (looked for store.pl in "
+                     f"{here / 'prolog'} and {here.parent / 'prolog'}); the package is "
+                     "incomplete: reinstall it", hint=False)
 
 
 class _Detacher:
-    """Lives in a thread-local slot; when the thread ends, detaches its Prolog engine."""
+    """Lives in a thread-local slot; when its thread ends, detaches the thread's Prolog
+    engine (only from that thread, and not during interpreter shutdown)."""
 
-    __slots__ = ("janus",)
+    __slots__ = ("janus", "thread")
 
     def __init__(self, janus: Any) -> None:
         self.janus = janus
+        self.thread = threading.get_ident()
 
     def __del__(self) -> None:
+        if sys.is_finalizing() or threading.get_ident() != self.thread:
+            return
         with contextlib.suppress(Exception):
             self.janus.detach_engine()
 
@@ -164,7 +178,7 @@ class PrologRuntime:
         self._local = threading.local()
         self._owner = threading.get_ident()   # this thread has Prolog's main engine
         self.prolog_dir = _prolog_dir()
-        for name in ("match.pl", "store.pl", "triggers.pl", "skb.pl"):
+        for name in ("errors.pl", "match.pl", "store.pl", "triggers.pl", "skb.pl"):
             self.consult(self.prolog_dir / name)
         self._module_seq = 0
         self._module_lock = threading.Lock()
@@ -188,12 +202,23 @@ class PrologRuntime:
         if threading.get_ident() != self._owner and not hasattr(self._local, "engine"):
             self.attach()
         try:
-            reply = self._apply_once(module, predicate, *args)
+            return self._apply_once(module, predicate, *args)
         except self.janus.PrologError as e:
-            raise OctopusError(f"Prolog error in {module}:{predicate}: {e}") from None
-        if type(reply) is tuple and len(reply) == 3 and reply[0] == _ERROR_TAG:
-            raise_error(reply[1], reply[2])
-        return reply
+            raise self._exception(module, predicate, e) from None
+
+    def _exception(self, module: str, predicate: str, error: Any) -> OctopusError:
+        """The Octopus exception for a Prolog error raised by a call."""
+        if error.term is None:      # janus refused the call before Prolog ran
+            return OctopusError(f"{module}:{predicate}: {error.message}")
+        try:
+            kind, message = self._apply_once("octopus_errors", "describe_error", error.term)
+        except self.janus.PrologError:
+            kind, message = "prolog", "an error that could not be described"
+        if kind == "query":
+            return QueryError(message)
+        if kind == "kb":
+            return KnowledgeBaseError(message)
+        return OctopusError(f"Prolog error in {module}:{predicate}: {message}")
 
     def new_module(self, prefix: str) -> str:
         """A fresh Prolog module name (from a counter, never from user data)."""
@@ -210,16 +235,6 @@ class PrologRuntime:
               f"{version % 100} at {self.home}")
 
 
-def raise_error(kind: str, message: str) -> None:
-    if kind == "query":
-        raise QueryError(message)
-    if kind == "condition":
-        raise ConditionFailed(message)
-    if kind == "kb":
-        raise KnowledgeBaseError(message)
-    raise OctopusError(message)
-
-
 _runtime: PrologRuntime | None = None
 _runtime_lock = threading.Lock()
 
@@ -234,11 +249,3 @@ def runtime() -> PrologRuntime:
                 _runtime = PrologRuntime()
             rt = _runtime
     return rt
-
-
-@contextlib.contextmanager
-def attached() -> Iterator[PrologRuntime]:
-    """``with attached() as rt:`` for code that makes several calls in a row."""
-    rt = runtime()
-    rt.attach()
-    yield rt

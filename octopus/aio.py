@@ -1,20 +1,28 @@
-"""The asyncio twin of the engine: the same core, awaitable.
+"""The asyncio twins of the engine's session: the same core, awaited.
 
-:class:`AsyncEngine` wraps an :class:`octopus.Engine` (its own, or one you pass in) and
-:class:`AsyncSession` wraps a :class:`octopus.Session`; neither keeps any state of its
-own beyond what bridges threads and the event loop. Store calls run on a small thread
-pool (the engine's lock may be held by another thread, and a large query takes a while;
-the event loop never blocks on either). Events cross from the engine's dispatcher thread
-to the loop with ``call_soon_threadsafe``.
+:class:`AsyncSession` is a thin handle on an :class:`octopus.Session`, :class:`AsyncEngine`
+on an :class:`octopus.Engine` (its own, or one you pass in). They have the methods of
+:class:`~octopus.server.async_client.AsyncClient` with the same signatures (and so the
+methods of ``Session``, awaited); tests/test_parity.py keeps the four in step.
 
     async with AsyncEngine() as engine:
         await engine.set("x { a: 1 }")
-        async for event in engine.watch("_ { a: _ }"):
+        async for event in engine.events("_ { a: _ }"):
             ...
 
-Cancellation: cancelling ``wait_for`` removes its trigger; an event stream from
-``watch``/``subscribe`` removes its trigger or subscription when closed (``aclose()``,
-``async with``, or when the stream is garbage collected after ``break``).
+How they work:
+
+1. Store calls run on a small thread pool: the engine's lock may be held by another
+   thread and a large query takes a while, and the event loop must never wait for
+   either.
+2. Handlers run on the event loop, as the async client's do (a handler that returns an
+   awaitable runs as a task; ``flush()`` waits for those tasks too). Events cross from
+   the engine's dispatcher thread with ``call_soon_threadsafe``, at most
+   ``max_pending_handlers`` at a time: past that the dispatcher thread waits, and so,
+   in turn, do writers (the engine's dispatcher queue is bounded).
+3. ``wait_for`` is :func:`octopus.waiting.wait_for_async`: cancelled at any await
+   point, it leaves no trigger behind. :meth:`AsyncStreams.events` and
+   :meth:`AsyncStreams.messages` give triggers and subscriptions as async iterators.
 """
 
 from __future__ import annotations
@@ -22,40 +30,119 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
+import logging
+import threading
 import weakref
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from octopus.engine import Engine, Session
-from octopus.errors import EngineClosed, NotFound, TriggerNotFound, WaitTimeout
-from octopus.events import Event, Mode, Subscription, Trigger
+from octopus.errors import EngineClosed, OctopusError, QueryError, TriggerNotFound
+from octopus.events import Event, Handler, Mode, Subscription, Trigger
+from octopus.recipes.awaitable import AsyncRecipeFactories
+from octopus.recipes.store import Store
 from octopus.record import Record, Value
+from octopus.waiting import wait_for_async
 
-__all__ = ["AsyncEngine", "AsyncSession", "EventStream"]
+__all__ = ["AsyncEngine", "AsyncSession", "AsyncStreams", "EventStream", "LoopHandlers"]
 
 T = TypeVar("T")
+log = logging.getLogger("octopus.events")
 
 
-def _deliver(loop: asyncio.AbstractEventLoop,
-             put: Callable[[Event], None]) -> Callable[[Event], None]:
-    """A handler (dispatcher thread) that hands events to ``put`` on ``loop``."""
+class LoopHandlers:
+    """Runs handlers on one event loop, tracking the tasks of async handlers so that
+    ``flush`` can wait for them. Shared by AsyncSession and AsyncClient."""
 
-    def handler(event: Event) -> None:
-        # RuntimeError: the loop is closed, so nobody is listening any more.
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(put, event)
+    def __init__(self, max_pending: int = 10_000) -> None:
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._slots = threading.BoundedSemaphore(max_pending)
 
-    return handler
+    def run(self, handler: Handler, event: Event) -> None:
+        """Run ``handler(event)`` now (on the loop)."""
+        try:
+            result = handler(event)
+        except Exception:
+            log.exception("handler of trigger %s raised on %s event",
+                          event.trigger_id, event.mode)
+            return
+        if inspect.isawaitable(result):
+            task = asyncio.ensure_future(result)
+            self._tasks.add(task)
+            task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Future[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("async handler raised", exc_info=task.exception())
+
+    def from_thread(self, loop: asyncio.AbstractEventLoop, handler: Handler) -> Handler:
+        """A handler for the engine's dispatcher thread that runs ``handler`` on
+        ``loop``; it waits for a slot when the loop is ``max_pending`` events behind."""
+
+        def on_loop(event: Event) -> None:
+            try:
+                self.run(handler, event)
+            finally:
+                self._slots.release()
+
+        def hop(event: Event) -> None:
+            self._slots.acquire()
+            try:
+                loop.call_soon_threadsafe(on_loop, event)
+            except RuntimeError:    # the loop is closed: nobody to tell
+                self._slots.release()
+
+        return hop
+
+    async def flush(self) -> None:
+        """Wait for the handlers already handed to the loop, and their tasks."""
+        await asyncio.sleep(0)
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
 
-def _remove_quietly(remove: Callable[[Any], None], handle: Any) -> None:
-    with contextlib.suppress(TriggerNotFound, EngineClosed):
-        remove(handle)
+class _Buffer:
+    """The events an :class:`EventStream` has not yet given out. The handler holds this,
+    not the stream, so a stream nobody iterates any more can be garbage collected."""
+
+    def __init__(self, limit: int) -> None:
+        self.queue: asyncio.Queue[Event] = asyncio.Queue()
+        self.limit = limit
+        self.overflow = False
+
+    def put(self, event: Event) -> None:   # runs on the loop
+        if self.overflow:
+            return
+        if self.queue.qsize() >= self.limit:
+            self.overflow = True
+            event = Event(Mode.REMOVED, None, event.trigger_id, event.revision)
+        self.queue.put_nowait(event)
 
 
-Starter = Callable[[Callable[[Event], None]],
-                  Awaitable[tuple[Trigger | Subscription, Callable[[], None]]]]
+_removals: set[asyncio.Future[Any]] = set()     # removals of collected streams, running
+
+
+def _remove_later(loop: asyncio.AbstractEventLoop,
+                  remove: Callable[[Any], Awaitable[None]], holder: list[Any]) -> None:
+    """A stream was garbage collected while installed: remove its trigger on its loop."""
+    if not holder:
+        return
+    handle = holder.pop()
+
+    async def removal() -> None:
+        with contextlib.suppress(OctopusError):
+            await remove(handle)
+
+    def start() -> None:
+        task = asyncio.ensure_future(removal())
+        _removals.add(task)
+        task.add_done_callback(_removals.discard)
+
+    with contextlib.suppress(RuntimeError):     # the loop is closed: so is the engine's use
+        loop.call_soon_threadsafe(start)
 
 
 class EventStream:
@@ -63,27 +150,47 @@ class EventStream:
 
     ``await stream`` installs the trigger or subscription at once (changes from then
     on are seen); otherwise it is installed when iteration starts. Iteration ends after
-    the final ``Mode.REMOVED`` event (removed elsewhere, or its session closed).
+    the final ``Mode.REMOVED`` event (removed elsewhere, or its session closed). The
+    trigger is removed by ``aclose()``, ``async with``, or when the stream is garbage
+    collected (after a ``break``). At most ``max_buffered`` events wait to be read: a
+    reader that falls further behind gets an OctopusError and the stream is removed
+    (like a Redis client past its output buffer limit), instead of events piling up.
     """
 
-    def __init__(self, start: Starter) -> None:
-        self._start = start
-        self._queue: asyncio.Queue[Event] | None = None
-        self._finalizer: weakref.finalize | None = None
+    def __init__(self, install: Callable[[Handler], Awaitable[Trigger | Subscription]],
+                 remove: Callable[[Any], Awaitable[None]],
+                 max_buffered: int = 10_000) -> None:
+        self._install = install
+        self._remove = remove
+        self._buffer = _Buffer(max_buffered)
+        self._holder: list[Trigger | Subscription] = []     # the installed handle
+        self._started = False
         self._done = False
-        self.handle: Trigger | Subscription | None = None
+        self._finalizer: weakref.finalize | None = None
 
-    async def _started(self) -> EventStream:
-        if self._queue is None:
-            loop = asyncio.get_running_loop()
-            queue: asyncio.Queue[Event] = asyncio.Queue()
-            self.handle, remove = await self._start(_deliver(loop, queue.put_nowait))
-            self._queue = queue
-            self._finalizer = weakref.finalize(self, remove)
+    @property
+    def handle(self) -> Trigger | Subscription | None:
+        """The installed trigger or subscription (None before start and after close)."""
+        return self._holder[0] if self._holder else None
+
+    async def _start(self) -> EventStream:
+        if not self._started:
+            self._started = True
+            installing = asyncio.ensure_future(self._install(self._buffer.put))
+            try:
+                handle = await asyncio.shield(installing)
+            except asyncio.CancelledError:
+                with contextlib.suppress(BaseException):
+                    self._holder.append(await installing)
+                await self.aclose()
+                raise
+            self._holder.append(handle)
+            self._finalizer = weakref.finalize(self, _remove_later, asyncio.get_running_loop(),
+                                               self._remove, self._holder)
         return self
 
     def __await__(self) -> Generator[Any, None, EventStream]:
-        return self._started().__await__()
+        return self._start().__await__()
 
     def __aiter__(self) -> EventStream:
         return self
@@ -91,156 +198,175 @@ class EventStream:
     async def __anext__(self) -> Event:
         if self._done:
             raise StopAsyncIteration
-        await self._started()
-        assert self._queue is not None and self._finalizer is not None
-        event = await self._queue.get()
+        await self._start()
+        event = await self._buffer.queue.get()
         if event.mode == Mode.REMOVED:
             self._done = True
-            self._finalizer.detach()
+            if self._buffer.overflow:
+                await self.aclose()
+                raise OctopusError(f"the event stream fell {self._buffer.limit} events "
+                                   f"behind and was removed")
+            self._holder.clear()
             raise StopAsyncIteration
         return event
 
     async def aclose(self) -> None:
         """Remove the trigger or subscription (idempotent)."""
         self._done = True
-        if self._finalizer is not None and self._finalizer.alive:
-            await asyncio.get_running_loop().run_in_executor(None, self._finalizer)
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        if self._holder:
+            handle = self._holder.pop()
+            with contextlib.suppress(TriggerNotFound, EngineClosed):
+                await self._remove(handle)
 
     async def __aenter__(self) -> EventStream:
-        return await self._started()
+        return await self._start()
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
 
-async def await_with_trigger(
-        get: Callable[..., Awaitable[Record]], remove: Callable[[Trigger], Awaitable[None]],
-        handler_for: Callable[[Callable[[Event], None]], Callable[[Event], None]],
-        q: str, params: tuple[object, ...], timeout: float | None) -> Record | None:
-    """``wait_for`` on any awaitable store (the twin of
-    :func:`octopus.events.wait_with_trigger`): the record ``get`` finds now, else the one
-    of the first ON_SET event. ``handler_for(put)`` makes the trigger's handler from a
-    callback that must run on the event loop. None if the trigger ended without an event;
-    WaitTimeout on timeout; the trigger is removed however it ends (cancellation too).
-    """
-    loop = asyncio.get_running_loop()
-    arrived: asyncio.Future[Event] = loop.create_future()
+class AsyncStreams:
+    """``events`` and ``messages`` for an asyncio twin that has the Session methods."""
 
-    def put(event: Event) -> None:
-        if not arrived.done():
-            arrived.set_result(event)
+    watch: Callable[..., Awaitable[Trigger]]
+    watch_existing: Callable[..., Awaitable[Trigger]]
+    subscribe: Callable[..., Awaitable[Subscription]]
+    remove_trigger: Callable[[Trigger | int], Awaitable[None]]
+    unsubscribe: Callable[[Subscription | int], Awaitable[None]]
 
-    trigger = Trigger(handler_for(put), on=Mode.ON_SET, install_if="missing")
-    try:
-        return await get(q, *params, trigger=trigger)
-    except NotFound:
-        pass
-    try:
-        event = await asyncio.wait_for(asyncio.shield(arrived), timeout)
-    except TimeoutError:
-        raise WaitTimeout(f"no record matching {q!r} within {timeout} s") from None
-    finally:
-        await remove(trigger)
-    return event.record
+    def events(self, q: str, *params: object, on: Mode = Mode.ON_SET | Mode.ON_DEL,
+               existing: bool = False, max_buffered: int = 10_000) -> EventStream:
+        """Changes matching ``q`` as an :class:`EventStream` (with ``existing``: first
+        one ON_SET event per current match, then changes, no gap or duplicate)."""
+
+        def install(handler: Handler) -> Awaitable[Trigger]:
+            if existing:
+                return self.watch_existing(q, handler, *params, on=on)
+            return self.watch(q, handler, *params, on=on)
+
+        return EventStream(install, self.remove_trigger, max_buffered)  # type: ignore[arg-type]
+
+    def messages(self, q: str, *params: object, max_buffered: int = 10_000) -> EventStream:
+        """Published messages matching ``q`` as an :class:`EventStream`."""
+        return EventStream(lambda handler: self.subscribe(q, handler, *params),
+                           self.unsubscribe, max_buffered)  # type: ignore[arg-type]
 
 
-class AsyncSession:
-    """Awaitable twin of :class:`octopus.Session`."""
+class AsyncSession(AsyncStreams, AsyncRecipeFactories):
+    """Awaitable twin of :class:`octopus.Session` (handlers run on the event loop)."""
 
     def __init__(self, session: Session, executor: ThreadPoolExecutor) -> None:
         self.sync = session
         self._executor = executor
+        self._handlers = LoopHandlers()
 
     async def _run(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(func, *args, **kwargs))
 
+    def _on_loop(self, handler: Handler) -> Handler:
+        if not callable(handler):
+            raise QueryError("a handler must be callable")
+        return self._handlers.from_thread(asyncio.get_running_loop(), handler)
+
+    def _with_handler(self, trigger: Trigger | None) -> Trigger | None:
+        """The trigger as the engine sees it: its handler moved onto the event loop."""
+        if trigger is not None and isinstance(trigger, Trigger) and not trigger.installed:
+            trigger.handler = self._on_loop(trigger.handler)
+        return trigger
+
+    def _blocking_store(self) -> Store:
+        return self.sync
+
     # --- the store ---------------------------------------------------------------------
 
     async def get(self, q: str, *params: object, trigger: Trigger | None = None) -> Record:
-        return await self._run(self.sync.get, q, *params, trigger=trigger)
+        return await self._run(self.sync.get, q, *params, trigger=self._with_handler(trigger))
 
     async def get_names(self, q: str, *params: object,
                         trigger: Trigger | None = None) -> list[str]:
-        return await self._run(self.sync.get_names, q, *params, trigger=trigger)
+        return await self._run(self.sync.get_names, q, *params,
+                               trigger=self._with_handler(trigger))
 
     async def get_all(self, q: str, *params: object) -> list[Record]:
         return await self._run(self.sync.get_all, q, *params)
 
     async def exists(self, q: str, *params: object, trigger: Trigger | None = None) -> bool:
-        return await self._run(self.sync.exists, q, *params, trigger=trigger)
+        return await self._run(self.sync.exists, q, *params, trigger=self._with_handler(trigger))
 
     async def set(self, rec: str, *params: object, sequential: bool = False,
                   ephemeral: bool = False, trigger: Trigger | None = None) -> Record:
         return await self._run(self.sync.set, rec, *params, sequential=sequential,
-                               ephemeral=ephemeral, trigger=trigger)
+                               ephemeral=ephemeral, trigger=self._with_handler(trigger))
 
     async def delete(self, q: str, *params: object, trigger: Trigger | None = None) -> Record:
-        return await self._run(self.sync.delete, q, *params, trigger=trigger)
+        return await self._run(self.sync.delete, q, *params, trigger=self._with_handler(trigger))
 
     async def set_many(self, records: Iterable[Record | str | tuple[str, Mapping[str, Value]]],
-                       **kwargs: Any) -> int:
-        return await self._run(self.sync.set_many, list(records), **kwargs)
+                       *, batch: int = 5000,
+                       progress: Callable[[int], None] | None = None) -> int:
+        return await self._run(self.sync.set_many, list(records), batch=batch,
+                               progress=progress)
 
-    async def publish(self, message: str, *params: object) -> int:
-        return await self._run(self.sync.publish, message, *params)
+    # --- triggers, waiting, publish/subscribe ---------------------------------------------
+
+    async def watch(self, q: str, handler: Handler, *params: object,
+                    on: Mode = Mode.ON_SET | Mode.ON_DEL, persist: bool = True) -> Trigger:
+        return await self._run(self.sync.watch, q, self._on_loop(handler), *params, on=on,
+                               persist=persist)
+
+    async def watch_existing(self, q: str, handler: Handler, *params: object,
+                             on: Mode = Mode.ON_SET | Mode.ON_DEL) -> Trigger:
+        return await self._run(self.sync.watch_existing, q, self._on_loop(handler), *params,
+                               on=on)
 
     async def remove_trigger(self, trigger: Trigger | int) -> None:
         await self._run(self.sync.remove_trigger, trigger)
-
-    async def unsubscribe(self, subscription: Subscription | int) -> None:
-        await self._run(self.sync.unsubscribe, subscription)
-
-    async def flush(self, timeout: float | None = None) -> bool:
-        return await self._run(self.sync.flush, timeout)
-
-    @property
-    def revision(self) -> int:
-        return self.sync.revision
-
-    # --- waiting and events ----------------------------------------------------------------
 
     async def wait_for(self, q: str, *params: object, timeout: float | None = None) -> Record:
         """The first record matching ``q`` now, else the first one set later.
 
         Raises WaitTimeout after ``timeout`` seconds; cancellation removes the trigger."""
-        loop = asyncio.get_running_loop()
-        record = await await_with_trigger(
-            self.get, lambda t: self._run(_remove_quietly, self.sync.remove_trigger, t),
-            lambda put: _deliver(loop, put), q, params, timeout)
-        if record is None:
-            raise EngineClosed("closed while waiting")
-        return record
+        return await wait_for_async(self, q, params, timeout)
 
-    def watch(self, q: str, *params: object, on: Mode = Mode.ON_SET | Mode.ON_DEL,
-              existing: bool = False) -> EventStream:
-        """Future changes matching ``q`` as an :class:`EventStream` (with ``existing``:
-        first one ON_SET event per current match, then changes, no gap or duplicate).
+    async def subscribe(self, q: str, handler: Handler, *params: object) -> Subscription:
+        return await self._run(self.sync.subscribe, q, self._on_loop(handler), *params)
 
-        ``async for event in engine.watch(q)`` installs the trigger when iteration
-        starts; ``stream = await engine.watch(q)`` installs it at once."""
-        watch = self.sync.watch_existing if existing else self.sync.watch
+    async def unsubscribe(self, subscription: Subscription | int) -> None:
+        await self._run(self.sync.unsubscribe, subscription)
 
-        async def start(handler: Callable[[Event], None]) -> tuple[Trigger, Callable[[], None]]:
-            trigger = await self._run(watch, q, handler, *params, on=on)
-            return trigger, functools.partial(_remove_quietly, self.sync.remove_trigger, trigger)
+    async def publish(self, message: str, *params: object) -> int:
+        return await self._run(self.sync.publish, message, *params)
 
-        return EventStream(start)
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every event queued so far has been handled, async handlers' tasks
+        included (False on timeout)."""
 
-    def subscribe(self, q: str, *params: object) -> EventStream:
-        """Published messages matching ``q`` as an :class:`EventStream`."""
+        async def flush() -> None:
+            await self._run(self.sync.flush)
+            await self._handlers.flush()
 
-        async def start(handler: Callable[[Event], None]) -> tuple[Subscription,
-                                                                     Callable[[], None]]:
-            sub = await self._run(self.sync.subscribe, q, handler, *params)
-            return sub, functools.partial(_remove_quietly, self.sync.unsubscribe, sub)
-
-        return EventStream(start)
+        try:
+            await asyncio.wait_for(flush(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
     # --- sessions ----------------------------------------------------------------------------
 
     async def session(self) -> AsyncSession:
+        """A new session of the same engine (an async context manager)."""
         return AsyncSession(await self._run(self.sync.session), self._executor)
+
+    async def revision(self) -> int:
+        """The engine's current revision (awaited, as on the async client)."""
+        return self.sync.revision
+
+    @property
+    def closed(self) -> bool:
+        return self.sync.closed
 
     async def close(self) -> None:
         await self._run(self.sync.close)
@@ -253,12 +379,14 @@ class AsyncSession:
 
 
 class AsyncEngine(AsyncSession):
-    """Awaitable twin of :class:`octopus.Engine`; wraps ``engine`` or a new Engine."""
+    """Awaitable twin of :class:`octopus.Engine`; wraps ``engine`` or a new Engine (which
+    it then owns and closes)."""
 
     def __init__(self, engine: Engine | None = None, *, workers: int = 4) -> None:
         self._owns_engine = engine is None
         self.engine = engine if engine is not None else Engine()
-        super().__init__(self.engine, ThreadPoolExecutor(workers, thread_name_prefix="octopus-aio"))
+        super().__init__(self.engine,
+                         ThreadPoolExecutor(workers, thread_name_prefix="octopus-aio"))
 
     async def close(self) -> None:
         if self._owns_engine:

@@ -1,12 +1,75 @@
-"""The ``octopus`` command line (grows with the server and demo issues)."""
+"""The ``octopus`` command line: the boot demo, Kaluga over this machine's PCI devices,
+the server (``serve``) and the client commands that talk to one.
+
+Exit status, the same for every command (like grep and etcdctl, a script can tell "no"
+from "broken")::
+
+    0  success; found; true
+    1  not found; false; a wait timed out; a compare-and-set's conditions did not hold
+    2  usage: bad flags, or query, record or parameters that do not parse or fit
+    3  cannot connect to the server, or lost the connection to it
+    4  any other error (address in use, missing SWI-Prolog, knowledge-base error, ...)
+    130  interrupted (Ctrl-C) before the command finished
+
+An ordinary failure prints one line (``octopus COMMAND: what went wrong``) on stderr and
+no traceback; only a bug in octopus prints one.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import sys
+import traceback
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from octopus.errors import (
+    ConditionFailed,
+    NotFound,
+    OctopusError,
+    QueryError,
+    SetupError,
+    WaitTimeout,
+)
+
+__all__ = [
+    "EXIT_ERROR", "EXIT_FALSE", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_UNREACHABLE",
+    "EXIT_USAGE", "CommandError", "build_parser", "configure_logging", "main",
+]
+
+EXIT_OK = 0
+EXIT_FALSE = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+EXIT_ERROR = 4
+EXIT_INTERRUPTED = 130          # 128 + SIGINT, as shells report a Ctrl-C
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+_EPILOG = """\
+exit status: 0 success/found/true, 1 not found/false (also a wait that timed out),
+2 usage (bad flags, or a query, record or parameter that does not parse), 3 cannot
+connect to the server (or lost the connection), 4 any other error, 130 interrupted.
+See docs/cli.md."""
+
+
+class CommandError(Exception):
+    """An ordinary failure of a command: printed as one line, exits with ``code``."""
+
+    def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _demo(args: argparse.Namespace) -> int:
+    if args.graph:
+        try:
+            import matplotlib  # noqa: F401  (checked before booting, not after)
+        except ImportError:
+            raise CommandError("--graph needs matplotlib: pip install matplotlib "
+                               "(or octopus[demo])") from None
     from octopus.kaluga.demo import main as demo_main
 
     return demo_main(args)
@@ -18,28 +81,130 @@ def _kaluga(args: argparse.Namespace) -> int:
     return sysfs_main(args.sysfs, args.pci_ids, args.no_names)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="octopus", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="boot a simulated machine with Kaluga (the paper's "
-                                       "use case)")
+def _version() -> str:
+    from octopus import __version__
+
+    return f"octopus {__version__}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole ``octopus`` parser (every subcommand)."""
+    parser = argparse.ArgumentParser(
+        prog="octopus", epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="A coordination engine: records, queries, triggers, publish/subscribe "
+                    "and recipes over a SWI-Prolog knowledge base.")
+    parser.add_argument("--version", action="version", version=_version(),
+                        help="print the version and exit")
+    # Every subcommand takes --log-level (after the subcommand, like its other flags).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--log-level", choices=LOG_LEVELS, default=None, type=str.lower,
+                        help="what the octopus loggers print on stderr (default: info "
+                             "for serve, warning otherwise)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    demo = sub.add_parser("demo", parents=[common], epilog=_EPILOG,
+                          help="boot a simulated machine with Kaluga (the paper's use case)")
     from octopus.kaluga.demo import add_arguments as demo_arguments
 
     demo_arguments(demo)
     demo.set_defaults(func=_demo)
-    kaluga = sub.add_parser("kaluga", help="run this machine's PCI devices through Kaluga "
-                                           "and compare with the drivers Linux bound")
+    kaluga = sub.add_parser("kaluga", parents=[common], epilog=_EPILOG,
+                            help="run this machine's PCI devices through Kaluga and "
+                                 "compare with the drivers Linux bound")
     kaluga.add_argument("--sysfs", default="/sys/bus/pci/devices",
-                        help="the PCI devices directory (default /sys/bus/pci/devices)")
+                        help="the PCI devices directory (default %(default)s)")
     kaluga.add_argument("--pci-ids", default=None,
                         help="pci.ids file for device names (default: the system's)")
     kaluga.add_argument("--no-names", action="store_true", help="do not load pci.ids")
     kaluga.set_defaults(func=_kaluga)
     from octopus.server.cli import add_commands as add_server_commands
 
-    add_server_commands(sub)
-    args = parser.parse_args(argv)
-    return int(args.func(args))
+    add_server_commands(sub, parents=[common], epilog=_EPILOG)
+    return parser
+
+
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time (as logging's last resort does)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def configure_logging(level: str) -> Iterator[None]:
+    """While the block runs, the ``octopus`` loggers at ``level`` and above go to stderr,
+    one line each; afterwards the loggers are as they were (``main()`` called in-process,
+    as tests do, leaves no handler behind)."""
+    logger = logging.getLogger("octopus")
+    saved = logger.level
+    handler = _Handler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(level.upper())
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved)
+
+
+def _failure(exc: BaseException) -> tuple[int, str]:
+    """The exit status and the one-line message for an ordinary failure."""
+    if isinstance(exc, CommandError):
+        return exc.code, str(exc)
+    if isinstance(exc, SetupError):
+        return EXIT_ERROR, str(exc)
+    kind = type(exc).__name__
+    if isinstance(exc, NotFound | WaitTimeout | ConditionFailed):
+        return EXIT_FALSE, f"{kind}: {exc}"
+    if isinstance(exc, QueryError):
+        return EXIT_USAGE, f"{kind}: {exc}"
+    if isinstance(exc, OctopusError):
+        return EXIT_ERROR, f"{kind}: {exc}"
+    assert isinstance(exc, OSError)
+    return EXIT_ERROR, str(exc.strerror or exc) + (f": {exc.filename}" if exc.filename else "")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (see the module docstring)."""
+    who = "octopus"
+    try:
+        # Usage errors exit 2 from parse_args, with argparse's message.
+        args = build_parser().parse_args(argv)
+        who = f"octopus {args.command}"
+        level = args.log_level or ("info" if args.command == "serve" else "warning")
+        with configure_logging(level):
+            return int(args.func(args))
+    except KeyboardInterrupt:
+        print(f"{who}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`octopus getall ... | head`): nothing left to say to it.
+        _silence_stdout()
+        return EXIT_OK
+    except (CommandError, OctopusError, OSError) as e:
+        code, message = _failure(e)
+        print(f"{who}: {message}", file=sys.stderr)
+        return code
+    except Exception:
+        traceback.print_exc()
+        print(f"{who}: internal error (a bug in octopus; please report it with the "
+              "traceback above)", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _silence_stdout() -> None:
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

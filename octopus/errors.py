@@ -1,10 +1,14 @@
 """The exceptions Octopus raises.
 
 Every error the public API raises for bad input or a failed precondition is one of
-these; nothing else escapes for bad input. The tree::
+these; nothing else escapes for bad input. The rule for bad input: a bad argument
+(query or record text, a placeholder parameter, a value or name given to ``Record``,
+an argument of the wrong type) is a :class:`QueryError` or one of its subclasses, and
+``QueryError`` is also the builtin ``ValueError``, so code written against Python's own
+convention keeps working. The tree::
 
     OctopusError
-    ├── QueryError              the query or record text (or its use) is invalid
+    ├── QueryError              bad input: text, parameters, values (also a ValueError)
     │   ├── ParseError          the text does not follow the grammar (line, column, text)
     │   └── ParameterError      placeholder parameters of the wrong number or type
     ├── NotFound                no record matched (also a KeyError)
@@ -15,8 +19,10 @@ these; nothing else escapes for bad input. The tree::
     ├── WaitTimeout             a wait gave up (also the builtin TimeoutError)
     ├── LockError               misuse of a recipe, e.g. releasing an unheld lock
     │                           (also a RuntimeError)
-    └── LimitExceeded           a configured limit was reached, e.g. the triggers one
-                                server connection may install
+    ├── LimitExceeded           a configured limit was reached, e.g. the triggers one
+    │                           server connection may install
+    └── SetupError              SWI-Prolog or janus-swi is missing or unusable (the
+                                message says what to install)
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ __all__ = [
     "ParameterError",
     "ParseError",
     "QueryError",
+    "SetupError",
     "TriggerNotFound",
     "WaitTimeout",
 ]
@@ -41,8 +48,9 @@ class OctopusError(Exception):
     """Base class of every Octopus error."""
 
 
-class QueryError(OctopusError):
-    """Raised when a query or record is invalid or used where it does not fit."""
+class QueryError(OctopusError, ValueError):
+    """Raised when an argument is bad input: a query or record that is invalid or used
+    where it does not fit, a value or name that cannot be stored, a wrong argument type."""
 
 
 class ParseError(QueryError):
@@ -98,3 +106,29 @@ class LockError(OctopusError, RuntimeError):
 
 class LimitExceeded(OctopusError):
     """Raised when a configured limit would be passed (the request changes nothing)."""
+
+
+class SetupError(OctopusError):
+    """Raised when SWI-Prolog or janus-swi cannot be found or loaded.
+
+    ``str()`` is the reason followed by what to install (:data:`SETUP_HINT`): octopus runs
+    SWI-Prolog in-process through janus-swi, which pip cannot install by itself correctly
+    (a janus-swi wheel is linked against one particular SWI-Prolog). ``reason`` is the
+    reason alone.
+    """
+
+    def __init__(self, reason: str, *, hint: bool = True) -> None:
+        super().__init__(f"{reason}\n{SETUP_HINT}" if hint else reason)
+        self.reason = reason
+
+
+#: What to install, appended to every :class:`SetupError` about SWI-Prolog or janus-swi.
+SETUP_HINT = (
+    "octopus needs SWI-Prolog >= 9.1.12 and janus-swi built against that SWI-Prolog:\n"
+    "  1. install SWI-Prolog >= 9.1.12 (https://www.swi-prolog.org/download/stable, or\n"
+    "     your distribution's swi-prolog-nox if new enough) and put its `swipl` first on\n"
+    "     PATH (or set SWIPL=/path/to/swipl);\n"
+    "  2. build janus-swi against it: pip install --force-reinstall --no-cache-dir\n"
+    "     --no-binary janus-swi janus-swi\n"
+    "From a source checkout, `make setup` does both (it builds SWI-Prolog if needed)."
+)

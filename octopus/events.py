@@ -1,51 +1,43 @@
-"""Triggers, subscriptions, their roaring-bitmap index, and the event dispatcher.
+"""What a user of triggers and subscriptions handles, and the thread that runs handlers.
 
-Theory of operation (the guarantees of SPEC sections 4 and 5):
+:class:`Trigger` and :class:`Subscription` are what a caller installs, :class:`Event` what
+a handler receives, :class:`Mode` what a trigger watches and an event reports.
+:class:`Dispatcher` is the one thread per engine (and per network client) that runs
+handlers. Which triggers a change matches is decided by :mod:`octopus.registry`.
 
-1. Every change (set, delete, publish) is matched against installed triggers while the
-   engine holds its lock, in the same critical section as the change itself. So each
-   change that matches an installed trigger yields exactly one event for it, and a
-   trigger installed with a call sees every change after that call and none before.
-2. Matching is two-step: :class:`QueryIndex` narrows the change down to candidate ids
-   with roaring bitmaps (each query sits in exactly one bitmap, keyed by the most
-   selective thing it requires: its exact name, else one ``key == value`` it requires,
-   else one key it requires, else the bitmap of unconstrained queries); then Prolog
-   runs the full match on the candidates only. Non-matching triggers therefore cost
-   (almost) nothing. Candidates whose query is a bare name or ``_`` match by being
-   candidates and skip the Prolog step.
-3. Events are appended to the :class:`Dispatcher` queue under the engine lock, hence
-   in revision order, and delivered by one dispatcher thread per engine, in that
-   order. Handlers never run under the engine lock and may call the engine.
-4. A one-shot trigger leaves the index in the critical section where it matches, so
-   it fires once; its event carries ``Mode.REMOVED``. Removing a trigger queues a last
-   event with mode exactly ``Mode.REMOVED`` after all of its earlier events.
-5. A handler that raises is logged (with the trigger id) and the dispatcher goes on;
-   a slow handler delays later events but loses none.
+Theory of operation (docs/guarantees.md has the guarantees):
+
+1. Events are appended to the dispatcher's queue by the core in the critical section
+   of the change they report, hence in revision order, and delivered by one thread in
+   that order. Handlers never run under the engine's lock and may call the engine.
+2. A handler that raises (anything, ``SystemExit`` and ``KeyboardInterrupt`` included)
+   is logged with its trigger id and the dispatcher goes on; a slow handler delays later
+   events but loses none.
+3. The queue is bounded: past ``max_pending`` queued events, writers wait (outside the
+   engine lock, in :meth:`Dispatcher.wait_for_room`) until handlers catch up. The
+   dispatcher thread itself never waits for room, so a handler may write.
 """
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pyroaring import BitMap64
+from octopus.errors import QueryError
+from octopus.record import Record
 
-from octopus.errors import EngineClosed, NotFound, QueryError, TriggerNotFound, WaitTimeout
-from octopus.query.compile import CompiledQuery
-from octopus.record import Record, Value
-
-__all__ = ["Dispatcher", "Event", "Mode", "QueryIndex", "Subscription", "Trigger",
-           "wait_with_trigger"]
+__all__ = ["Dispatcher", "Event", "Handler", "Mode", "Subscription", "Trigger"]
 
 log = logging.getLogger("octopus.events")
 
 InstallIf = Literal["always", "found", "missing"]
+
+_claims = threading.Lock()      # makes Trigger._claim atomic
 
 
 class Mode(enum.Flag):
@@ -100,10 +92,23 @@ class Trigger:
         self.install_if = install_if
         self.id: int | None = None
         self.query: str | None = None
+        self._claimed = False
 
     @property
     def installed(self) -> bool:
         return self.id is not None
+
+    def _claim(self) -> None:
+        """Reserve this object for one call (which may install it). Atomic, so the same
+        object passed by two threads at once is installed at most once."""
+        with _claims:
+            if self.id is not None or self._claimed:
+                raise QueryError("this Trigger object is already installed; make a new one")
+            self._claimed = True
+
+    def _unclaim(self) -> None:
+        """The call that claimed it did not install it: it may be passed again."""
+        self._claimed = False
 
     def __repr__(self) -> str:
         return (f"<Trigger id={self.id} on={self.on} persist={self.persist} "
@@ -122,128 +127,27 @@ class Subscription:
         return f"<Subscription id={self.id} query={self.query!r}>"
 
 
-def _value_key(value: Value) -> Any:
-    """Index key of a value, equal for values the query language calls equal
-    (1 and 1.0 already are; a bool must not collide with 1 or 0)."""
-    if isinstance(value, bool):
-        return ("bool", value)
-    return value
-
-
-class QueryIndex:
-    """Candidate ids for a record: a superset of the ids whose query matches it."""
-
-    def __init__(self) -> None:
-        self.by_name: dict[str, BitMap64] = {}
-        self.by_value: dict[tuple[str, Any], BitMap64] = {}
-        self.by_key: dict[str, BitMap64] = {}
-        self.unconstrained = BitMap64()
-        # Queries a record matches whenever it is a candidate for them (a plain name or
-        # `_`, no constraints): they need no full match in Prolog.
-        self.certain = BitMap64()
-        self.slot: dict[int, tuple[dict[Any, BitMap64] | None, Any]] = {}
-
-    def __len__(self) -> int:
-        return len(self.slot)
-
-    def add(self, qid: int, query: CompiledQuery) -> None:
-        table: dict[Any, BitMap64] | None
-        if query.exact_name is not None:
-            table, key = self.by_name, query.exact_name
-        else:
-            table, key = None, None
-            for k, op, value in query.constraints:
-                if op == "eq":
-                    if type(value) is tuple:        # an identifier, ("a", text)
-                        value = value[1]
-                    table, key = self.by_value, (k, _value_key(value))
-                    break
-            if table is None and query.constraints:
-                table, key = self.by_key, query.constraints[0][0]
-        if not query.constraints and not isinstance(query.name, tuple):
-            self.certain.add(qid)
-        if table is None:
-            self.unconstrained.add(qid)
-        else:
-            bitmap = table.get(key)
-            if bitmap is None:
-                bitmap = table[key] = BitMap64()
-            bitmap.add(qid)
-        self.slot[qid] = (table, key)
-
-    def remove(self, qid: int) -> None:
-        table, key = self.slot.pop(qid)
-        self.certain.discard(qid)
-        if table is None:
-            self.unconstrained.discard(qid)
-            return
-        bitmap = table[key]
-        bitmap.discard(qid)
-        if not bitmap:
-            del table[key]
-
-    def candidates(self, name: str, attributes: Mapping[str, Value]) -> BitMap64:
-        found = [self.unconstrained]
-        bitmap = self.by_name.get(name)
-        if bitmap is not None:
-            found.append(bitmap)
-        if self.by_value:
-            for item in attributes.items():
-                bitmap = self.by_value.get((item[0], _value_key(item[1])))
-                if bitmap is not None:
-                    found.append(bitmap)
-        if self.by_key:
-            for key in attributes:
-                bitmap = self.by_key.get(key)
-                if bitmap is not None:
-                    found.append(bitmap)
-        return found[0] if len(found) == 1 else BitMap64.union(*found)
-
-
-def wait_with_trigger(get: Callable[..., Record], remove: Callable[[Trigger], None],
-                      q: str, params: tuple[object, ...], timeout: float | None) -> Record | None:
-    """``wait_for`` on any store: the record ``get(q, *params, trigger=t)`` finds now, else
-    the record of the first ON_SET event of ``t`` (installed only if nothing matched).
-
-    Returns None if the trigger ended without an event (its session closed); raises
-    WaitTimeout after ``timeout`` seconds. Leaves no trigger behind however it ends.
-    """
-    arrived = threading.Event()
-    events: list[Event] = []
-
-    def handler(event: Event) -> None:
-        events.append(event)
-        arrived.set()
-
-    trigger = Trigger(handler, on=Mode.ON_SET, install_if="missing")
-    try:
-        return get(q, *params, trigger=trigger)
-    except NotFound:
-        pass
-    try:
-        if not arrived.wait(timeout):
-            raise WaitTimeout(f"no record matching {q!r} within {timeout} s")
-    finally:
-        with contextlib.suppress(TriggerNotFound, EngineClosed):
-            remove(trigger)
-    return events[0].record
-
-
 class Dispatcher:
     """One thread that runs handlers, in the order events were queued."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, max_pending: int = 100_000) -> None:
         self._queue: deque[tuple[Handler, Event]] = deque()
         self._cond = threading.Condition(threading.Lock())
         self._queued = 0        # events ever queued
         self._done = 0          # events ever handled
         self._stopping = False
+        self.max_pending = max_pending
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     @property
     def thread(self) -> threading.Thread:
         return self._thread
+
+    @property
+    def pending(self) -> int:
+        """Events queued and not yet handled."""
+        return self._queued - self._done
 
     def put(self, handler: Handler, event: Event) -> None:
         with self._cond:
@@ -257,6 +161,17 @@ class Dispatcher:
                 self._queue.append(item)
                 self._queued += 1
             self._cond.notify_all()
+
+    def wait_for_room(self) -> None:
+        """Wait until fewer than ``max_pending`` events are queued. Writers call this
+        outside the engine lock; from the dispatcher thread it returns at once."""
+        if self._queued - self._done < self.max_pending:
+            return
+        if threading.current_thread() is self._thread:
+            return
+        with self._cond:
+            self._cond.wait_for(
+                lambda: self._queued - self._done < self.max_pending or self._stopping)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every event queued before this call has been handled.
@@ -288,7 +203,9 @@ class Dispatcher:
                 handler, event = self._queue.popleft()
             try:
                 handler(event)
-            except Exception:
+            except BaseException:
+                # SystemExit and KeyboardInterrupt too: they belong to the handler, and
+                # letting them end this thread would lose every later event.
                 log.exception("handler of trigger %s raised on %s event",
                               event.trigger_id, event.mode)
             with self._cond:

@@ -3,8 +3,9 @@
 Every engine has its own :class:`KnowledgeBase`, which lives in its own Prolog module
 (named from a counter by :mod:`octopus._prolog`, never from user data). Knowledge-base
 files and goal text are trusted application code, like a plugin, but they cannot reach
-the store: a file that defines, asserts or retracts ``rec/3``, ``attr/3``, ``seq/2`` or
-``trig/2`` defines its own predicates in its own module (prolog/skb.pl).
+the store: a file that defines, asserts or retracts ``rec/3``, ``key_index/2``, ``seq/2``
+or ``trig/2`` defines its own predicates in its own module (prolog/skb.pl). The Prolog
+calls and their replies are in :class:`octopus.adapter.PrologKnowledgeBase`.
 
 Guarantees:
 
@@ -33,8 +34,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from octopus._prolog import runtime
-from octopus.errors import EngineClosed, KnowledgeBaseError, OctopusError
+from octopus.adapter import PrologKnowledgeBase
+from octopus.errors import EngineClosed, KnowledgeBaseError
 
 __all__ = ["KnowledgeBase", "Progress"]
 
@@ -70,20 +71,10 @@ class KnowledgeBase:
     """One engine's knowledge base. Thread-safe; loads are serialised."""
 
     def __init__(self) -> None:
-        self._rt = runtime()
-        self.module = self._rt.new_module("octopus_kb")
-        self._aux = self._rt.new_module("octopus_kbaux")
-        self._call("kb_create", self.module, self._aux)
+        self._prolog = PrologKnowledgeBase()
+        self.module = self._prolog.module
         self._load_lock = threading.Lock()
         self._closed = False
-
-    def _call(self, predicate: str, *args: Any) -> Any:
-        try:
-            return self._rt.call("octopus_skb", predicate, *args)
-        except KnowledgeBaseError:
-            raise
-        except OctopusError as e:      # janus could not convert something
-            raise KnowledgeBaseError(str(e)) from None
 
     def _check_open(self) -> None:
         if self._closed:
@@ -113,21 +104,20 @@ class KnowledgeBase:
               what: str) -> int:
         self._check_open()
         with self._load_lock:
-            total = int(self._call("kb_load_begin", self.module, self._aux, source))
+            total = self._prolog.load_begin(source)
             try:
                 with _reporter(progress, total, what) as report:
                     while True:
-                        pos, done = self._call("kb_load_chunk", self.module, self._aux,
-                                               _TERMS_PER_CHUNK)
+                        pos, done = self._prolog.load_chunk(_TERMS_PER_CHUNK)
                         if done:
                             break
-                        report(int(pos))
+                        report(pos)
                     # the commit is one transaction: the bar's last step
-                    count = int(self._call("kb_load_commit", self.module, self._aux, key))
+                    count = self._prolog.load_commit(key)
                     report(total)
                     return count
             finally:
-                self._rt.call("octopus_skb", "kb_load_abort", self._aux)
+                self._prolog.load_abort()
 
     def add_rows(self, predicate: str, rows: Iterable[Sequence[object]], *,
                  progress: Progress = None, total: int | None = None) -> int:
@@ -148,11 +138,11 @@ class KnowledgeBase:
                 _check_value(row, predicate)
                 batch.append(list(row))
                 if len(batch) >= _ROWS_PER_BATCH:
-                    count += int(self._call("kb_add_rows", self.module, predicate, batch))
+                    count += self._prolog.add_rows(predicate, batch)
                     batch = []
                     report(count)
             if batch:
-                count += int(self._call("kb_add_rows", self.module, predicate, batch))
+                count += self._prolog.add_rows(predicate, batch)
             report(count)
         return count
 
@@ -174,8 +164,7 @@ class KnowledgeBase:
                 raise KnowledgeBaseError(f"binding {name!r} is not a Prolog variable name")
             _check_value(value, f"binding {name}")
             inputs.append((name, value))
-        reply = self._call("kb_query", self.module, goal, inputs, limit)
-        return [dict(solution) for solution in reply]
+        return self._prolog.query(goal, inputs, limit)
 
     def prolog_once(self, goal: str, **bindings: object) -> dict[str, Any] | None:
         """The first solution of ``goal`` as a dict, or None if it has none."""
@@ -188,7 +177,7 @@ class KnowledgeBase:
             if self._closed:
                 return
             self._closed = True
-            self._call("kb_destroy", self.module, self._aux)
+            self._prolog.destroy()
 
 
 @contextmanager

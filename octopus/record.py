@@ -1,6 +1,6 @@
 """Records: a name and attributes, with their canonical text form.
 
-A :class:`Record` is immutable. Its ``str()`` is the canonical text of SPEC section 1:
+A :class:`Record` is immutable. Its ``str()`` is the canonical text of docs/language.md:
 ``name { k1: v1, k2: v2 }`` with keys in byte order, integers in decimal, floats in
 Python ``repr`` form, strings single-quoted with ``'`` and ``\\`` escaped, identifiers
 bare, booleans ``true``/``false``; ``name {}`` when there are no attributes. Parsing the
@@ -10,6 +10,12 @@ Attribute values are ``int``, ``float``, ``str`` (a string), :class:`Atom` (an
 identifier) or ``bool``. Equality follows the query language: numbers compare
 numerically (``1 == 1.0``), a string and an identifier with the same text are equal,
 and booleans are equal only to booleans (``True != 1`` here, unlike in Python).
+
+Every value that can enter the store has a canonical text. For integers this is a
+range: at most :data:`MAX_INT_DIGITS` decimal digits (:func:`int_in_range`), the same
+bound however the integer arrives (decimal or hex literal, ``%d``, ``Record(...)``,
+the wire), and printed and read without depending on the interpreter's
+``sys.set_int_max_str_digits`` setting (docs/decisions.md, Language).
 """
 
 from __future__ import annotations
@@ -20,7 +26,31 @@ from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Any, TypeAlias
 
-__all__ = ["Atom", "Record", "Value", "format_value", "is_name", "natural_key"]
+from octopus.errors import QueryError
+
+__all__ = [
+    "MAX_INT_DIGITS",
+    "Atom",
+    "Record",
+    "Value",
+    "check_value",
+    "format_value",
+    "int_from_decimal",
+    "int_in_range",
+    "int_text",
+    "is_name",
+    "natural_key",
+    "short_repr",
+]
+
+MAX_INT_DIGITS = 4300
+"""The most decimal digits an integer value may have: Python's default limit for
+int/str conversion, so every stored integer prints in canonical text."""
+_INT_BOUND = 10 ** MAX_INT_DIGITS
+# Below any interpreter limit (the smallest allowed is 640): pieces this long always
+# convert, whatever sys.set_int_max_str_digits says.
+_CHUNK_DIGITS = 600
+_CHUNK = 10 ** _CHUNK_DIGITS
 
 _NAME_RE = re.compile(r"[a-z][A-Za-z0-9._\-]*\Z")
 _KEYWORDS = frozenset({"true", "false"})
@@ -43,6 +73,56 @@ Value: TypeAlias = int | float | str | bool
 def is_name(text: object) -> bool:
     """True if ``text`` is a valid record name or attribute key."""
     return isinstance(text, str) and bool(_NAME_RE.match(text)) and text not in _KEYWORDS
+
+
+def int_in_range(value: int) -> bool:
+    """True if ``value`` has at most :data:`MAX_INT_DIGITS` decimal digits."""
+    return -_INT_BOUND < value < _INT_BOUND
+
+
+def int_text(value: int) -> str:
+    """The decimal text of an integer in range, even where the interpreter's int/str
+    digit limit has been lowered below :data:`MAX_INT_DIGITS`."""
+    try:
+        return int.__repr__(value)
+    except ValueError:
+        pass
+    sign, rest, parts = ("-" if value < 0 else ""), abs(value), []
+    while rest >= _CHUNK:
+        rest, low = divmod(rest, _CHUNK)
+        parts.append(f"{low:0{_CHUNK_DIGITS}d}")
+    parts.append(int.__repr__(rest))
+    return sign + "".join(reversed(parts))
+
+
+def int_from_decimal(digits: str) -> int:
+    """The integer of an optionally signed run of ASCII digits (validated by the
+    caller), even where the interpreter's int/str digit limit has been lowered."""
+    try:
+        return int(digits)
+    except ValueError:
+        pass
+    negative = digits.startswith("-")
+    body = digits.lstrip("+-")
+    value = 0
+    for start in range(0, len(body), _CHUNK_DIGITS):
+        piece = body[start:start + _CHUNK_DIGITS]
+        value = value * 10 ** len(piece) + int(piece)
+    return -value if negative else value
+
+
+def short_repr(value: object, limit: int = 60) -> str:
+    """A bounded ``repr`` for error messages: never the digits of a huge integer
+    (whose repr may even raise) nor a whole long string."""
+    if isinstance(value, int) and not isinstance(value, bool) and not -10**40 < value < 10**40:
+        return f"an integer of {value.bit_length()} bits"
+    if isinstance(value, (str, bytes)) and len(value) > limit:
+        return repr(value[:limit]) + f"... ({len(value)} long)"
+    try:
+        text = repr(value)
+    except Exception:  # a user object whose __repr__ fails must not hide the real error
+        return f"a {type(value).__name__}"
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _number_run(match: re.Match[str]) -> str:
@@ -78,10 +158,10 @@ def format_value(value: Value) -> str:
     if isinstance(value, str):
         return format_string(value)
     if isinstance(value, int):
-        return int.__repr__(value)
+        return int_text(value)
     if isinstance(value, float):
         return float.__repr__(value)
-    raise TypeError(f"not an Octopus value: {value!r}")
+    raise QueryError(f"not an Octopus value: {short_repr(value)}")
 
 
 def _value_kind(value: Value) -> tuple[int, Any]:
@@ -94,14 +174,32 @@ def _value_kind(value: Value) -> tuple[int, Any]:
 
 
 def check_value(value: object) -> Value:
-    """Return ``value`` if it can be stored, else raise ``TypeError``/``ValueError``."""
-    if isinstance(value, (bool, int, str)):
+    """Return ``value`` if it can be stored, else raise :class:`QueryError`: ints in
+    range, finite floats, strings without lone surrogates, identifiers that are names,
+    booleans."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if not int_in_range(value):
+            raise QueryError(f"integers have at most {MAX_INT_DIGITS} decimal digits, got "
+                             f"{short_repr(value)}")
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise ValueError(f"float values must be finite, got {value!r}")
+            raise QueryError(f"float values must be finite, got {value!r}")
         return value
-    raise TypeError(f"attribute values are int, float, str or bool, got {type(value).__name__}")
+    if isinstance(value, str):
+        if isinstance(value, Atom) and not is_name(value):
+            raise QueryError(f"an identifier must be a valid name, got {short_repr(value)}")
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise QueryError(f"strings must be valid Unicode (no lone surrogates), got "
+                                 f"{short_repr(value)}") from None
+        return value
+    raise QueryError(
+        f"attribute values are int, float, str or bool, got {type(value).__name__}")
 
 
 class Record:
@@ -115,14 +213,18 @@ class Record:
     def __init__(self, name: str, attributes: Mapping[str, Value] | None = None,
                  revision: int = 0) -> None:
         if not is_name(name):
-            raise ValueError(f"invalid record name: {name!r}")
-        attrs: dict[str, Value] = {}
-        for key in sorted(attributes or ()):
+            raise QueryError(f"invalid record name: {short_repr(name)}")
+        if attributes is None:
+            attributes = {}
+        elif not isinstance(attributes, Mapping):
+            raise QueryError(f"attributes must be a mapping, got {type(attributes).__name__}")
+        for key in attributes:
             if not is_name(key):
-                raise ValueError(f"invalid attribute key: {key!r}")
-            attrs[key] = check_value(attributes[key])  # type: ignore[index]
-        self._name = name
-        self._attrs = attrs
+                raise QueryError(f"invalid attribute key: {short_repr(key)}")
+        if isinstance(revision, bool) or not isinstance(revision, int) or revision < 0:
+            raise QueryError(f"revision must be an int >= 0, got {short_repr(revision)}")
+        self._name = str(name)
+        self._attrs = {str(key): check_value(attributes[key]) for key in sorted(attributes)}
         self._revision = revision
         self._hash: int | None = None
 

@@ -10,7 +10,7 @@
 
 /** <module> Pure record matching for the Octopus store
 
-This module knows how a query matches a record (SPEC section 2) and nothing about
+This module knows how a query matches a record (docs/language.md) and nothing about
 where records are kept. It never asserts store facts; its only state is a bounded cache
 of compiled regular expressions.
 
@@ -21,11 +21,14 @@ Value representation (what the store keeps and what travels back to Python):
   | integer     | integer          | int            |
   | float       | float            | float          |
   | string      | string           | str            |
-  | identifier  | a-String         | ("a", str)     |
+  | identifier  | [String]         | [str]          |
   | boolean     | @(true), @(false)| bool           |
 
 From Python, a `str` arrives as an atom and is taken as a string; an identifier arrives
-as the pair `a-Atom`; booleans arrive as `@(true)`/`@(false)`.
+as the one-element list `[Atom]`; booleans arrive as `@(true)`/`@(false)`. Identifiers
+are one-element lists rather than pairs because janus-swi 1.5.3 leaks the elements of
+every pair it converts to a Python tuple (see octopus/adapter.py); lists convert
+cleanly.
 
 A prepared query is `q(NamePattern, Constraints)`:
 
@@ -45,12 +48,13 @@ run under a match limit, so a catastrophic pattern raises
 :- use_module(library(error)).
 :- use_module(library(apply)).
 :- use_module(library(lists)).
+:- use_module(errors).
 
 %!  prepare_query(+NamePattern0, +Constraints0, -Query) is det.
 %
 %   Turn the query as it comes from Python into q(NamePattern, Constraints).
 %   NamePattern0 is a name atom, `@(none)` for `_`, or `re-Pattern`. Raises
-%   octopus(query, Message) for an invalid regex.
+%   octopus_error(query, Message) for an invalid regex.
 
 prepare_query(NP0, Cs0, q(NP, Cs)) :-
     prepare_name(NP0, NP),
@@ -71,19 +75,14 @@ prepare_constraints(Cs0, Cs) :-
 
 prepare_constraint(-(Key, Op0, V0), c(Key, Op, V)) :-
     must_be(atom, Key),
-    op_name(Op0, Op),
+    must_be(oneof([eq, ne, lt, le, gt, ge, any, re]), Op0),
+    Op = Op0,
     (   Op == re
     ->  regex_compile(V0, V)
     ;   Op == any
     ->  V = V0
     ;   import_value(V0, V)
     ).
-
-op_name(is, eq) :- !.
-op_name(Op, Op) :-
-    memberchk(Op, [eq, ne, lt, le, gt, ge, any, re]), !.
-op_name(Op, _) :-
-    domain_error(octopus_operator, Op).
 
 %!  import_value(+Value0, -Value) is det.
 %
@@ -95,7 +94,7 @@ import_value(A, S) :-
     atom_string(A, S).
 import_value(@(B), @(B)) :- !,
     must_be(boolean, B).
-import_value(a-A, a-S) :- !,
+import_value([A], [S]) :- !,
     atom_string(A, S).
 import_value(S, S) :-
     string(S), !.
@@ -151,7 +150,7 @@ ordered(S, V, Order) :-
     compare(Order, T1, T2).
 
 text(S, S) :- string(S), !.
-text(a-S, S).
+text([S], S).
 
 %!  index_hash(+Value, -Hash) is det.
 %
@@ -168,13 +167,13 @@ hash_form(V, F) :-
     ->  F is integer(V)
     ;   F = V
     ).
-hash_form(a-S, S) :- !.
+hash_form([S], S) :- !.
 hash_form(V, V).
 
 %!  regex_compile(+Pattern, -Regex) is det.
 %
 %   Compile Pattern (atom or string) with a match limit, caching the result. Raises
-%   octopus(query, Message) for bad syntax or a pattern that sets its own limits.
+%   octopus_error(query, Message) for bad syntax or a pattern that sets its own limits.
 %   The cache is bounded (oldest entries go first); library(pcre)'s own cache is
 %   not used because it never shrinks.
 
@@ -189,7 +188,7 @@ regex_compile(Pattern, Re) :-
 regex_compile(Pattern, Re) :-
     atom_string(Pattern, S),
     (   sub_string(S, _, _, _, "(*LIMIT_")
-    ->  throw(octopus(query, "a regular expression may not set its own match limits"))
+    ->  octopus_error(query, "a regular expression may not set its own match limits")
     ;   true
     ),
     match_limit_prefix(Prefix),
@@ -198,11 +197,9 @@ regex_compile(Pattern, Re) :-
     remember_regex(Pattern, Re).
 
 bad_regex(S, syntax_error(Why)) :- !,
-    format(string(Msg), "invalid regular expression r'~w': ~w", [S, Why]),
-    throw(octopus(query, Msg)).
+    octopus_error(query, "invalid regular expression r'~w': ~w", [S, Why]).
 bad_regex(S, E) :-
-    format(string(Msg), "invalid regular expression r'~w': ~q", [S, E]),
-    throw(octopus(query, Msg)).
+    octopus_error(query, "invalid regular expression r'~w': ~q", [S, E]).
 
 remember_regex(Pattern, Re) :-
     flag(octopus_regex_cache_size, N, N+1),

@@ -16,7 +16,7 @@ from user data):
 
   - KB:  the knowledge base proper. Every clause of every loaded file or text is
          asserted here, every directive runs here, every goal is called here. So a
-         file that defines, asserts or retracts rec/3, attr/3, seq/2, trig/2, ...
+         file that defines, asserts or retracts rec/3, key_index/2, seq/2, trig/2, ...
          defines its own KB:rec/3 and never touches a store module.
   - Aux: bookkeeping of loads: the open stream and the terms read so far
          ('$stream'/1, '$term'/1) and, per consulted file, the clause references
@@ -35,22 +35,20 @@ A clause whose head is qualified with another module, and any clause or directiv
 that names one of Octopus' own modules (octopus_*) other than KB, is refused: the
 knowledge base is trusted code, but it lives in its own module.
 
-Every API predicate is det and returns its Reply; errors come back as data,
-`-('$error', kb, Message)`, never as exceptions.
+Every API predicate is det and returns its Reply (plain data that janus converts
+without tuples); errors are raised as error(Formal, Context) terms, ours as
+octopus_error(kb, Message) (prolog/errors.pl).
 */
 
 :- use_module(library(apply)).
 :- use_module(library(error)).
 :- use_module(library(lists)).
 :- use_module(library(pairs)).
-:- use_module(reply).
+:- use_module(errors).
 
 %!  kb_create(+KB, +Aux, -Reply) is det.
 
-kb_create(KB, Aux, Reply) :-
-    guarded(create_(KB, Aux), @(true), Reply).
-
-create_(KB, Aux) :-
+kb_create(KB, Aux, @(true)) :-
     must_be(atom, KB),
     must_be(atom, Aux),
     dynamic([Aux:'$stream'/1, Aux:'$term'/1, Aux:'$source'/2]).
@@ -59,10 +57,7 @@ create_(KB, Aux) :-
 %
 %   Retract every dynamic predicate of KB and forget all bookkeeping.
 
-kb_destroy(KB, Aux, Reply) :-
-    guarded(destroy_(KB, Aux), @(true), Reply).
-
-destroy_(KB, Aux) :-
+kb_destroy(KB, Aux, @(true)) :-
     abort_(Aux),
     retractall(Aux:'$source'(_, _)),
     forall(( current_predicate(KB:Name/Arity),
@@ -77,10 +72,7 @@ destroy_(KB, Aux) :-
 %   Start a load from Source, file-Path or text-Text. Reply is the size of the
 %   source (bytes of a file, characters of a text) for progress reporting.
 
-kb_load_begin(_KB, Aux, Source, Reply) :-
-    guarded(begin_(Aux, Source, Size), Size, Reply).
-
-begin_(Aux, Source, Size) :-
+kb_load_begin(_KB, Aux, Source, Size) :-
     abort_(Aux),
     open_source(Source, Stream, Size),
     assertz(Aux:'$stream'(Stream)).
@@ -97,22 +89,17 @@ open_source(Source, _, _) :-
 
 %!  kb_load_chunk(+KB, +Aux, +Max, -Reply) is det.
 %
-%   Read and check up to Max more terms. Reply is Position-Done: how far into the
-%   source reading got (-1 at the end), and whether it reached the end. On a syntax error
-%   the load is abandoned (nothing was added) and the error is the reply.
+%   Read and check up to Max more terms. Reply is [Position, Done]: how far into the
+%   source reading got (-1 at the end), and whether it reached the end. On an error
+%   the load is abandoned (nothing was added) and the error is raised.
 
 kb_load_chunk(KB, Aux, Max, Reply) :-
-    guarded(chunk_(KB, Aux, Max, R), R, Reply0),
-    (   Reply0 = -('$error', _, _)
-    ->  abort_(Aux)
-    ;   true
-    ),
-    Reply = Reply0.
+    catch(chunk_(KB, Aux, Max, Reply), E, ( abort_(Aux), throw(E) )).
 
-chunk_(KB, Aux, Max, Pos-Done) :-
+chunk_(KB, Aux, Max, [Pos, Done]) :-
     (   Aux:'$stream'(Stream)
     ->  true
-    ;   throw(octopus(kb, "no load in progress"))
+    ;   octopus_error(kb, "no load in progress")
     ),
     read_terms(KB, Aux, Stream, Max, Done),
     (   Done == @(true)
@@ -152,21 +139,20 @@ syntax_error(What, Context) :-
     ->  true
     ;   Line = '?', LinePos = '?'
     ),
-    message_to_codes(syntax_error(What), Text),
-    format(string(Msg), "syntax error at line ~w, column ~w: ~s; nothing was loaded",
-           [Line, LinePos, Text]),
-    throw(octopus(kb, Msg)).
+    error_text(error(syntax_error(What), _), Text),
+    octopus_error(kb, "syntax error at line ~w, column ~w: ~s; nothing was loaded",
+                  [Line, LinePos, Text]).
 
-message_to_codes(syntax_error(What), Text) :-
-    catch(( '$messages':translate_message(error(syntax_error(What), _), Lines, []),
-            with_output_to(string(Text0), print_message_lines(current_output, '', Lines)),
-            normalize_space(string(Text), Text0)
-          ), _, format(string(Text), "~q", [What])).
+%   error_text(+Error, -Text) is det.
+%
+%   The message of Error on one line (print_message/2's text).
+
+error_text(E, Text) :-
+    describe_error(E, [_, Text]).
 
 at_line(Line, E) :-
-    error_message(E, Msg0),
-    format(string(Msg), "line ~w: ~s", [Line, Msg0]),
-    throw(octopus(kb, Msg)).
+    error_text(E, Msg0),
+    octopus_error(kb, "line ~w: ~s", [Line, Msg0]).
 
 %   keep(+KB, +Aux, +Line, +Clause)
 %
@@ -179,8 +165,7 @@ at_line(Line, E) :-
 keep(KB, _, Line, Clause) :-
     foreign_module(KB, Clause, M),
     !,
-    format(string(Msg), "line ~w: the knowledge base may not name module ~q", [Line, M]),
-    throw(octopus(kb, Msg)).
+    octopus_error(kb, "line ~w: the knowledge base may not name module ~q", [Line, M]).
 keep(_, _, _, (:- module(_, _))) :- !.
 keep(_, _, _, (:- discontiguous(_))) :- !.     % asserted clauses may be discontiguous
 keep(KB, _, Line, (:- op(P, T, Ops))) :- !,
@@ -190,12 +175,10 @@ keep(_, Aux, _, (:- Directive)) :- !,
 keep(KB, Aux, Line, Clause) :-
     clause_head(Clause, Head),
     (   Head = M:_, M \== KB
-    ->  format(string(Msg), "line ~w: clause for another module: ~q", [Line, Head]),
-        throw(octopus(kb, Msg))
+    ->  octopus_error(kb, "line ~w: clause for another module: ~q", [Line, Head])
     ;   callable(Head)
     ->  assertz(Aux:'$term'(clause(Clause)))
-    ;   format(string(Msg), "line ~w: not a clause: ~q", [Line, Clause]),
-        throw(octopus(kb, Msg))
+    ;   octopus_error(kb, "line ~w: not a clause: ~q", [Line, Clause])
     ).
 
 clause_head((Head :- _), Head) :- !.
@@ -220,13 +203,10 @@ foreign_module(KB, Term, M) :-
 %   the absolute path of a consulted file (whose clauses from an earlier load are
 %   removed in the same transaction) or @(none). Reply is the number of clauses.
 
-kb_load_commit(KB, Aux, Key, Reply) :-
-    guarded(commit_(KB, Aux, Key, Count), Count, Reply),
-    abort_(Aux).
-
-commit_(KB, Aux, Key, Count) :-
+kb_load_commit(KB, Aux, Key, Count) :-
     findall(T, Aux:'$term'(T), Terms),
-    transaction(commit_terms(KB, Aux, Key, Terms, Count)).
+    call_cleanup(transaction(commit_terms(KB, Aux, Key, Terms, Count)),
+                 abort_(Aux)).
 
 commit_terms(KB, Aux, Key, Terms, Count) :-
     (   Key == @(none)
@@ -249,14 +229,12 @@ add_term(KB, clause(Clause), [Ref|Refs], Refs) :-
 add_term(KB, directive(Goal), Refs, Refs) :-
     (   catch(KB:Goal, E, directive_error(Goal, E))
     ->  true
-    ;   format(string(Msg), "directive failed: ~q; nothing was loaded", [Goal]),
-        throw(octopus(kb, Msg))
+    ;   octopus_error(kb, "directive failed: ~q; nothing was loaded", [Goal])
     ).
 
 directive_error(What, E) :-
-    error_message(E, Msg0),
-    format(string(Msg), "~s (in ~q); nothing was loaded", [Msg0, What]),
-    throw(octopus(kb, Msg)).
+    error_text(E, Msg0),
+    octopus_error(kb, "~s (in ~q); nothing was loaded", [Msg0, What]).
 
 %!  kb_load_abort(+Aux, -Reply) is det.
 %
@@ -274,8 +252,8 @@ abort_(Aux) :-
 %   Assert Functor(Args...) for every Args in Rows (lists of values, as janus passes
 %   them), all or nothing. Reply is the number of facts added.
 
-kb_add_rows(KB, Functor, Rows, Reply) :-
-    guarded(transaction(add_rows_(KB, Functor, Rows, N)), N, Reply).
+kb_add_rows(KB, Functor, Rows, N) :-
+    transaction(add_rows_(KB, Functor, Rows, N)).
 
 add_rows_(KB, Functor, Rows, N) :-
     must_be(atom, Functor),
@@ -288,29 +266,27 @@ add_row(KB, Functor, Row, N0, N) :-
     assertz(KB:Head),
     N is N0 + 1.
 
-%!  kb_query(+KB, +GoalText, +Bindings, +Limit, -Reply) is det.
+%!  kb_query(+KB, +GoalText, +Bindings, +Limit, -Solutions) is det.
 %
 %   Parse GoalText (trusted application text) in KB, bind the variables named in
 %   Bindings (a list of Name-Value; values come as data), and collect the solutions
-%   of KB:Goal, at most Limit of them (@(none): all). Reply is a list of solutions,
-%   each a list of Name-Value for the goal's other named variables, except those
-%   starting with an underscore. Values are exported as plain data: numbers, atoms
-%   and strings as they are, lists and dicts element-wise, K-V pairs as tuples,
-%   unbound variables as @(none), other compound terms as their quoted text.
+%   of KB:Goal, at most Limit of them (@(none): all). Solutions is a list of dicts,
+%   one per solution, from the goal's other named variables (except those starting
+%   with an underscore) to their values exported as plain data: numbers, atoms and
+%   strings as they are, lists element-wise, unbound variables as @(none), a pair
+%   K-V as _{'$pair': [K, V]}, a dict as _{'$dict': Dict} (so the Python side can
+%   tell the two apart and rebuild a tuple and a dict), other compound terms as their
+%   quoted text. Pairs do not travel as -(K, V): janus-swi 1.5.3 leaks the elements
+%   of every tuple it makes.
 
-kb_query(KB, Text, Bindings, Limit, Reply) :-
-    guarded(query_(KB, Text, Bindings, Limit, Sols), Sols, Reply).
-
-query_(KB, Text, Bindings, Limit, Solutions) :-
+kb_query(KB, Text, Bindings, Limit, Solutions) :-
     catch(term_string(Goal, Text, [variable_names(VNs), module(KB)]),
           error(syntax_error(What), _),
-          ( message_to_codes(syntax_error(What), M0),
-            format(string(Msg), "syntax error in goal: ~s", [M0]),
-            throw(octopus(kb, Msg)) )),
+          ( error_text(error(syntax_error(What), _), M0),
+            octopus_error(kb, "syntax error in goal: ~s", [M0]) )),
     (   callable(Goal)
     ->  true
-    ;   format(string(Msg), "not a goal: ~q", [Text]),
-        throw(octopus(kb, Msg))
+    ;   octopus_error(kb, "not a goal: ~q", [Text])
     ),
     maplist(bind_input(VNs), Bindings),
     include(output_var(Bindings), VNs, Outs),
@@ -323,16 +299,16 @@ query_(KB, Text, Bindings, Limit, Solutions) :-
 bind_input(VNs, Name-Value) :-
     (   memberchk(Name=Var, VNs)
     ->  Var = Value
-    ;   format(string(Msg), "binding ~w does not occur in the goal", [Name]),
-        throw(octopus(kb, Msg))
+    ;   octopus_error(kb, "binding ~w does not occur in the goal", [Name])
     ).
 
 output_var(Bindings, Name=_) :-
     \+ sub_atom(Name, 0, _, _, '_'),
     \+ memberchk(Name-_, Bindings).
 
-export_solution(Outs, Pairs) :-
-    maplist(export_binding, Outs, Pairs).
+export_solution(Outs, Solution) :-
+    maplist(export_binding, Outs, Pairs),
+    dict_pairs(Solution, solution, Pairs).
 
 export_binding(Name=Value, Name-Exported) :-
     export_value(Value, Exported).
@@ -341,8 +317,8 @@ export_value(V, @(none)) :- var(V), !.
 export_value(V, V) :- atomic(V), !.
 export_value(@(B), @(B)) :- ( B == true ; B == false ; B == none ), !.
 export_value(L, E) :- is_list(L), !, maplist(export_value, L, E).
-export_value(K-V, -(KE, VE)) :- !, export_value(K, KE), export_value(V, VE).
-export_value(D, E) :- is_dict(D), !,
+export_value(K-V, _{'$pair': [KE, VE]}) :- !, export_value(K, KE), export_value(V, VE).
+export_value(D, _{'$dict': E}) :- is_dict(D), !,
     dict_pairs(D, Tag, Pairs),
     pairs_keys_values(Pairs, Keys, Values),
     maplist(export_value, Values, EValues),
@@ -350,6 +326,3 @@ export_value(D, E) :- is_dict(D), !,
     dict_pairs(E, Tag, EPairs).
 export_value(T, S) :-
     format(string(S), "~q", [T]).
-
-guarded(Goal, Result, Reply) :-
-    guarded(Goal, Result, kb, Reply).

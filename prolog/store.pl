@@ -1,7 +1,7 @@
 :- module(octopus_store,
           [ store_create/2,           % +Store, -Reply
             store_destroy/2,          % +Store, -Reply
-            store_get_by_name/3,      % +Store, +Name, -Reply
+            store_get/3,              % +Store, +Name, -Reply
             store_first/4,            % +Store, +NamePattern, +Constraints, -Reply
             store_names/4,            % +Store, +NamePattern, +Constraints, -Reply
             store_all/4,              % +Store, +NamePattern, +Constraints, -Reply
@@ -10,14 +10,14 @@
             store_delete/4,           % +Store, +Name, +Constraints, -Reply
             store_load/4,             % +Store, +Records, +Rev0, -Reply
             store_count/2,            % +Store, -Count
-            store_warm/2,             % +Store, -Reply
-            check_query/3             % +NamePattern, +Constraints, -Reply
+            store_keys/2,             % +Store, -Count
+            store_warm/2              % +Store, -Reply
           ]).
 
 /** <module> The Octopus record store
 
-The only writer of store facts. Every engine owns one store: a private module Store
-(named by the Python side, never from user data) holding
+The records of one engine. Every engine owns one store: a private module Store (named
+by the Python side from a counter, never from user data) holding
 
   - rec(Name, Rev, Dict):      one fact per record, first-argument indexed on Name;
                                Rev is the revision of its last change, Dict its
@@ -33,21 +33,26 @@ The only writer of store facts. Every engine owns one store: a private module St
                                first: a heavy value such as class 'C' on most
                                records then shares its hash bucket with rare
                                values of other keys, and a lookup that should
-                               visit 10 clauses visited 66,000.)
-  - seq(Base, Next):           per-base-name counters of sequential sets.
+                               visit 10 clauses visited 66,000.) A table whose last
+                               record goes is abolished after the transaction, so
+                               keys that no record has any more cost nothing.
+  - seq(Base, Next):           per-base-name counters of sequential sets;
+  - trig(Id, Query):           installed trigger queries (prolog/triggers.pl).
 
 Revisions are allocated by the caller (which serialises all calls) and passed in.
-Every write runs inside transaction/1, so a failure half-way leaves nothing behind.
+Every write of records and their index entries runs inside transaction/1, so a
+failure half-way leaves nothing behind.
 
-Every API predicate is det and returns its Reply; errors come back as data
-(prolog/reply.pl), never as exceptions.
+Replies are plain data that janus converts without tuples: lists, dicts, atoms,
+numbers and @(none)/@(true)/@(false) (octopus/adapter.py reads them). Errors are
+raised as error(Formal, Context) terms (prolog/errors.pl).
 */
 
 :- use_module(library(error)).
 :- use_module(library(apply)).
 :- use_module(library(lists)).
 :- use_module(match).
-:- use_module(reply).
+:- use_module(errors).
 
 %!  store_create(+Store, -Reply) is det.
 %!  store_destroy(+Store, -Reply) is det.
@@ -56,13 +61,16 @@ Every API predicate is det and returns its Reply; errors come back as data
 
 store_create(M, @(true)) :-
     must_be(atom, M),
-    dynamic([M:rec/3, M:key_index/2, M:seq/2]).
+    dynamic([M:rec/3, M:key_index/2, M:seq/2, M:trig/2, M:empty_table/1]).
 
 store_destroy(M, @(true)) :-
+    must_be(atom, M),
     retractall(M:rec(_, _, _)),
     forall(M:key_index(_, Table), abolish(M:Table/2)),
     retractall(M:key_index(_, _)),
-    retractall(M:seq(_, _)).
+    retractall(M:seq(_, _)),
+    retractall(M:trig(_, _)),
+    abolish_empty_tables(M).
 
 %   key_table(+Store, +Key, -Table) is semidet.
 %   key_table_create(+Store, +Key, -Table) is det.
@@ -86,79 +94,59 @@ indexed(M, Table, Hash, Name) :-
     Goal =.. [Table, Hash, Name],
     call(M:Goal).
 
-%!  store_get_by_name(+Store, +Name, -Reply) is det.
+%!  store_get(+Store, +Name, -Reply) is det.
 %
-%   The fast path of get for a plain name: Reply is Rev-Dict or @(none).
+%   The record called Name: Reply is [Rev, Dict], or @(none).
 
-store_get_by_name(M, Name, Reply) :-
+store_get(M, Name, Reply) :-
     (   M:rec(Name, Rev, Dict)
-    ->  Reply = Rev-Dict
+    ->  Reply = [Rev, Dict]
     ;   Reply = @(none)
     ).
 
 %!  store_first(+Store, +NamePattern, +Constraints, -Reply) is det.
 %
-%   Reply is @(none) when nothing matches, -(Name, Rev, Dict) when exactly one record
-%   does, and otherwise the list of matching names (the caller picks the first in
-%   natural order, which is cheaper in Python than in Prolog, and fetches it).
+%   Reply is @(none) when nothing matches, [Name, Rev, Dict] when exactly one record
+%   does, and otherwise _{names: Names}, the matching names (the caller picks the
+%   first in natural order, which is cheaper in Python than in Prolog, and gets it).
 
 store_first(M, NP0, Cs0, Reply) :-
-    guarded(first_(M, NP0, Cs0, R), R, Reply).
-
-first_(M, NP0, Cs0, Reply) :-
     prepare_query(NP0, Cs0, Q),
     findall(Name, solution(M, Q, Name, _, _), Names),
     (   Names == []
     ->  Reply = @(none)
     ;   Names = [Only]
     ->  M:rec(Only, Rev, Dict),
-        Reply = -(Only, Rev, Dict)
-    ;   Reply = Names
+        Reply = [Only, Rev, Dict]
+    ;   Reply = _{names: Names}
     ).
 
-%!  store_names(+Store, +NamePattern, +Constraints, -Reply) is det.
+%!  store_names(+Store, +NamePattern, +Constraints, -Names) is det.
 %
-%   Reply is the list of matching names, unordered (the caller sorts).
+%   The matching names, unordered (the caller sorts).
 
-store_names(M, NP0, Cs0, Reply) :-
-    guarded(names_(M, NP0, Cs0, R), R, Reply).
-
-names_(M, NP0, Cs0, Names) :-
+store_names(M, NP0, Cs0, Names) :-
     prepare_query(NP0, Cs0, Q),
     findall(Name, solution(M, Q, Name, _, _), Names).
 
-%!  store_all(+Store, +NamePattern, +Constraints, -Reply) is det.
+%!  store_all(+Store, +NamePattern, +Constraints, -Records) is det.
 %
-%   Reply is a list of -(Name, Rev, Dict), unordered (the caller sorts).
+%   The matching records as [Name, Rev, Dict] lists, unordered (the caller sorts).
 
-store_all(M, NP0, Cs0, Reply) :-
-    guarded(all_(M, NP0, Cs0, R), R, Reply).
-
-all_(M, NP0, Cs0, Records) :-
+store_all(M, NP0, Cs0, Records) :-
     prepare_query(NP0, Cs0, Q),
-    findall(-(Name, Rev, Dict), solution(M, Q, Name, Rev, Dict), Records).
+    findall([Name, Rev, Dict], solution(M, Q, Name, Rev, Dict), Records).
 
 %!  store_exists(+Store, +NamePattern, +Constraints, -Reply) is det.
 %
 %   Reply is @(true) or @(false).
 
 store_exists(M, NP0, Cs0, Reply) :-
-    guarded(exists_(M, NP0, Cs0, R), R, Reply).
-
-exists_(M, NP0, Cs0, Reply) :-
     prepare_query(NP0, Cs0, Q),
     (   solution(M, Q, _, _, _)
     ->  Reply = @(true)
     ;   Reply = @(false)
     ).
-
-%!  check_query(+NamePattern, +Constraints, -Reply) is det.
-%
-%   Validate a query (regexes compile, values convert) without running it.
-%   Reply is @(true) or an error.
-
-check_query(NP0, Cs0, Reply) :-
-    guarded(prepare_query(NP0, Cs0, _), @(true), Reply).
 
 %   solution(+Store, +Query, -Name, -Rev, -Dict) is nondet.
 %
@@ -219,23 +207,27 @@ best_equality(M, Cs, Table, Hash) :-
 %   Replace (or create) record Name with Attrs (a list of Key-Value), provided the
 %   stored record satisfies Constraints (a non-empty list needs a stored record).
 %   With Sequential = @(true), Name is a base name and the record is stored as
-%   Base<N> for the next free N of that base. Reply is the final name.
+%   Base<N> for the next free N of that base. Reply is the final name, or @(false)
+%   when the conditions do not hold (nothing changed then).
 
 store_set(M, Name, Attrs, Cs0, Seq, Rev, Reply) :-
-    guarded(transaction(set_(M, Name, Attrs, Cs0, Seq, Rev, R)), R, Reply).
-
-set_(M, Name0, Attrs, Cs0, Seq, Rev, Name) :-
     prepare_constraints(Cs0, Cs),
     maplist(import_pair, Attrs, Pairs),
+    (   transaction(set_(M, Name, Pairs, Cs, Seq, Rev, Final))
+    ->  Reply = Final,
+        abolish_empty_tables(M)
+    ;   Reply = @(false)              % the conditions failed: the transaction undid all
+    ).
+
+set_(M, Name0, Pairs, Cs, Seq, Rev, Name) :-
     (   Seq == @(true)
     ->  next_sequential_name(M, Name0, Name)
     ;   Name = Name0
     ),
     (   Cs == []
     ->  true
-    ;   M:rec(Name, _, Old), constraints_hold(Cs, Old)
-    ->  true
-    ;   throw(octopus(condition, "the stored record does not satisfy the set's conditions"))
+    ;   M:rec(Name, _, Old),
+        constraints_hold(Cs, Old)
     ),
     put_record(M, Name, Rev, Pairs).
 
@@ -260,44 +252,64 @@ free_name(M, Base, N0, N, Name) :-
 
 put_record(M, Name, Rev, Pairs) :-
     dict_pairs(Dict, _, Pairs),
-    remove_record(M, Name, _),
+    remove_record(M, Name),
     assertz(M:rec(Name, Rev, Dict)),
     index_pairs(Pairs, M, Name).
 
 index_pairs([], _, _).
 index_pairs([K-V|Pairs], M, Name) :-
     key_table_create(M, K, Table),
+    retractall(M:empty_table(Table)),
     index_hash(V, H),
     Fact =.. [Table, H, Name],
     assertz(M:Fact),
     index_pairs(Pairs, M, Name).
 
-remove_record(M, Name, Old) :-
-    (   M:rec(Name, _, _)
-    ->  retract(M:rec(Name, _, Old)),
-        forall(get_dict(K, Old, V),
-               ( key_table(M, K, Table),
-                 index_hash(V, H),
-                 Fact =.. [Table, H, Name],
-                 retract(M:Fact)
-               ))
-    ;   Old = @(none)
+%   remove_record(+Store, +Name) is det.
+%
+%   Remove the record and its index entries, if there is one. A key table left
+%   without entries is unlisted from key_index/2 and noted in empty_table/1, to be
+%   abolished once the transaction is over (abolish/1 is not transactional).
+
+remove_record(M, Name) :-
+    (   retract(M:rec(Name, _, Old))
+    ->  forall(get_dict(K, Old, V), unindex(M, K, V, Name))
+    ;   true
     ).
+
+unindex(M, K, V, Name) :-
+    key_table(M, K, Table),
+    index_hash(V, H),
+    Fact =.. [Table, H, Name],
+    retract(M:Fact),
+    (   indexed(M, Table, _, _)
+    ->  true
+    ;   retract(M:key_index(K, Table)),
+        assertz(M:empty_table(Table))
+    ).
+
+abolish_empty_tables(M) :-
+    forall(retract(M:empty_table(Table)),
+           (   M:key_index(_, Table)
+           ->  true                    % taken again by a later write
+           ;   abolish(M:Table/2)
+           )).
 
 %!  store_delete(+Store, +Name, +Constraints, -Reply) is det.
 %
-%   Delete record Name if it satisfies Constraints. Reply is OldRev-OldDict, or
+%   Delete record Name if it satisfies Constraints. Reply is [OldRev, OldDict], or
 %   @(none) when there was no such record (nothing changes then).
 
 store_delete(M, Name, Cs0, Reply) :-
-    guarded(transaction(delete_(M, Name, Cs0, R)), R, Reply).
-
-delete_(M, Name, Cs0, Reply) :-
     prepare_constraints(Cs0, Cs),
+    transaction(delete_(M, Name, Cs, Reply)),
+    abolish_empty_tables(M).
+
+delete_(M, Name, Cs, Reply) :-
     (   M:rec(Name, Rev, Dict),
         constraints_hold(Cs, Dict)
-    ->  remove_record(M, Name, _),
-        Reply = Rev-Dict
+    ->  remove_record(M, Name),
+        Reply = [Rev, Dict]
     ;   Reply = @(none)
     ).
 
@@ -306,11 +318,9 @@ delete_(M, Name, Cs0, Reply) :-
 %   Bulk replace: Records is a list of -(Name, Attrs); the i-th (from 1) gets
 %   revision Rev0+i. All or nothing. Reply is the number of records stored.
 
-store_load(M, Records, Rev0, Reply) :-
-    guarded(transaction(load_(M, Records, Rev0, R)), R, Reply).
-
-load_(M, Records, Rev0, Count) :-
-    foldl(load_one(M), Records, Rev0, Rev),
+store_load(M, Records, Rev0, Count) :-
+    transaction(foldl(load_one(M), Records, Rev0, Rev)),
+    abolish_empty_tables(M),
     Count is Rev - Rev0.
 
 load_one(M, -(Name, Attrs), Rev0, Rev) :-
@@ -320,10 +330,19 @@ load_one(M, -(Name, Attrs), Rev0, Rev) :-
     put_record(M, Name, Rev, Pairs).
 
 %!  store_count(+Store, -Count) is det.
+%
+%   The number of records.
 
 store_count(M, Count) :-
     predicate_property(M:rec(_, _, _), number_of_clauses(Count)), !.
 store_count(_, 0).
+
+%!  store_keys(+Store, -Count) is det.
+%
+%   The number of attribute keys that have an index table.
+
+store_keys(M, Count) :-
+    aggregate_all(count, M:key_index(_, _), Count).
 
 %!  store_warm(+Store, -Reply) is det.
 %
@@ -336,6 +355,3 @@ store_warm(M, @(true)) :-
            ( ignore(indexed(M, Table, 0, _)),
              ignore(indexed(M, Table, _, '$octopus_warm'))
            )).
-
-guarded(Goal, Result, Reply) :-
-    guarded(Goal, Result, prolog, Reply).

@@ -68,3 +68,4 @@ say "checking that janus_swi imports from a clean environment"
 env -i HOME="$HOME" "$VENV/bin/python" -c 'import octopus._prolog as p; p.runtime().check()' >&2
 printf '%s' "$want" >"$STAMP"
 say "ready: $VENV (SWI-Prolog $("$swipl" --version | awk '{print $3}'))"
+say "the octopus command: $VENV/bin/octopus (or \`source $VENV/bin/activate\`, then octopus)"

@@ -1,4 +1,4 @@
-"""The public surface: what `import octopus` offers, and the exception tree of SPEC §3."""
+"""The public surface: what `import octopus` offers; the exception tree (docs/guarantees.md)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ def test_public_names_are_pinned() -> None:
         "AsyncClient", "Atom", "Barrier", "Client", "ConditionFailed", "Election", "Engine",
         "EngineClosed", "Event", "KnowledgeBaseError", "Lock", "LockError", "Mode",
         "NameService", "NotFound", "OctopusError", "ParameterError", "ParseError", "QueryError",
-        "ReadWriteLock", "Record", "Semaphore", "Session", "Subscription", "Trigger",
-        "TriggerNotFound", "WaitTimeout", "connect", "connect_async", "read",
+        "ReadWriteLock", "Record", "Semaphore", "Session", "SetupError", "Subscription",
+        "Trigger", "TriggerNotFound", "WaitTimeout", "connect", "connect_async", "read",
     ]
     assert octopus.__all__ == sorted(octopus.__all__)
     for name in octopus.__all__:
@@ -24,7 +24,7 @@ def test_public_names_are_pinned() -> None:
 
 
 @pytest.mark.parametrize(("error", "bases"), [
-    (errors.QueryError, (errors.OctopusError,)),
+    (errors.QueryError, (errors.OctopusError, ValueError)),
     (errors.ParseError, (errors.QueryError,)),
     (errors.ParameterError, (errors.QueryError,)),
     (errors.NotFound, (errors.OctopusError, KeyError)),
@@ -34,6 +34,7 @@ def test_public_names_are_pinned() -> None:
     (errors.KnowledgeBaseError, (errors.OctopusError,)),
     (errors.WaitTimeout, (errors.OctopusError, TimeoutError)),
     (errors.LockError, (errors.OctopusError, RuntimeError)),
+    (errors.SetupError, (errors.OctopusError,)),
 ])
 def test_exception_tree(error: type[Exception], bases: tuple[type[Exception], ...]) -> None:
     for base in bases:

@@ -18,7 +18,15 @@ from dataclasses import dataclass, field
 from typing import TypeAlias
 
 from octopus.errors import ParameterError
-from octopus.record import Atom, Value, format_value, is_name
+from octopus.record import (
+    MAX_INT_DIGITS,
+    Atom,
+    Value,
+    format_value,
+    int_in_range,
+    is_name,
+    short_repr,
+)
 
 __all__ = [
     "AnyName",
@@ -31,6 +39,9 @@ __all__ = [
     "bind",
     "bind_name",
     "bind_value",
+    "make_constraint",
+    "make_name",
+    "make_query",
 ]
 
 # Comparison operators as they appear in the AST, with their source spelling.
@@ -127,17 +138,72 @@ class Query:
         return f"{self.name} {{ {', '.join(str(c) for c in ordered)} }}"
 
 
+# --- building trees fast ----------------------------------------------------------
+# A frozen dataclass's __init__ sets each field through object.__setattr__ by name,
+# which is most of the cost of building a tree from an already-validated parse (the
+# fast path of octopus.query.fast). These build the same objects through the slots'
+# descriptors; they check nothing, so only parsers use them.
+
+_new = object.__new__
+_name_text = Name.text.__set__  # type: ignore[attr-defined]
+_c_key = Constraint.key.__set__  # type: ignore[attr-defined]
+_c_op = Constraint.op.__set__  # type: ignore[attr-defined]
+_c_value = Constraint.value.__set__  # type: ignore[attr-defined]
+_c_pos = Constraint.pos.__set__  # type: ignore[attr-defined]
+_q_name = Query.name.__set__  # type: ignore[attr-defined]
+_q_constraints = Query.constraints.__set__  # type: ignore[attr-defined]
+_q_placeholders = Query.placeholders.__set__  # type: ignore[attr-defined]
+
+
+def make_name(text: str) -> Name:
+    """``Name(text)``, built faster (no checks)."""
+    n = _new(Name)
+    _name_text(n, text)
+    return n
+
+
+def make_constraint(key: str, op: str, value: Operand, pos: int) -> Constraint:
+    """``Constraint(key, op, value, pos)``, built faster (no checks)."""
+    c = _new(Constraint)
+    _c_key(c, key)
+    _c_op(c, op)
+    _c_value(c, value)
+    _c_pos(c, pos)
+    return c
+
+
+def make_query(name: NamePattern, constraints: tuple[Constraint, ...],
+               placeholders: int) -> Query:
+    """``Query(name, constraints, placeholders)``, built faster (no checks)."""
+    q = _new(Query)
+    _q_name(q, name)
+    _q_constraints(q, constraints)
+    _q_placeholders(q, placeholders)
+    return q
+
+
 def bind_value(kind: str, param: object, index: int) -> Value:
-    """The typed value of the ``index``-th parameter for placeholder ``%kind``."""
+    """The typed value of the ``index``-th parameter for placeholder ``%kind``.
+
+    Raises :class:`ParameterError` for a parameter of the wrong type or outside the
+    value range (the same range as literals: see :func:`octopus.record.int_in_range`).
+    """
     where = f"parameter {index + 1} (%{kind})"
     if kind == "d":
         if isinstance(param, bool) or not isinstance(param, int):
             raise ParameterError(f"{where} must be an int, got {type(param).__name__}")
-        return param
+        if not int_in_range(param):
+            raise ParameterError(f"{where} has more than {MAX_INT_DIGITS} decimal digits "
+                                 f"({short_repr(param)})")
+        return int(param)
     if kind == "f":
         if isinstance(param, bool) or not isinstance(param, (int, float)):
             raise ParameterError(f"{where} must be a float, got {type(param).__name__}")
-        value = float(param)
+        try:
+            value = float(param)
+        except OverflowError:  # an int beyond the float range
+            raise ParameterError(f"{where} is out of the float range "
+                                 f"({short_repr(param)})") from None
         if not math.isfinite(value):
             raise ParameterError(f"{where} must be finite, got {value!r}")
         return value
@@ -152,7 +218,7 @@ def bind_value(kind: str, param: object, index: int) -> Value:
         return param
     if kind == "n":
         if not is_name(param):
-            raise ParameterError(f"{where} must be a valid name, got {param!r}")
+            raise ParameterError(f"{where} must be a valid name, got {short_repr(param)}")
         return Atom(param)  # type: ignore[arg-type]
     raise ParameterError(f"unknown placeholder %{kind}")
 
@@ -169,7 +235,7 @@ def bind_name(pattern: Placeholder, param: object) -> Name:
     if not is_name(param):
         raise ParameterError(
             f"parameter {pattern.index + 1} (%{pattern.kind}) in name position must be a "
-            f"valid name, got {param!r}")
+            f"valid name, got {short_repr(param)}")
     return Name(param)  # type: ignore[arg-type]
 
 

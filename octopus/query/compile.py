@@ -1,29 +1,30 @@
-"""From a bound AST to the plain Python values janus hands to the Prolog store.
+"""From a bound syntax tree to what the store runs: typed constraints and their encoding.
 
-This module decides what each form means in each call (SPEC section 3):
+This module decides what each form means in each call (docs/language.md):
 
 * in a **query** (get, get_names, exists, delete, triggers, subscriptions) every item is
   a constraint, and ``key: value`` means equality;
-* in a **set**, ``key: value`` is a stored attribute and comparisons (``key == v``,
-  ``key < v`` ...) are preconditions; ``key: _`` and ``key: r'...'`` are errors, the
-  name must be plain, and a key may be stored only once;
+* in a **set**, ``key: value`` is a stored attribute and every other item
+  (``key == v``, ``key < v``, ``key: r'...'`` ...) is a precondition; ``key: _`` is an
+  error, the name must be plain, and a key may be stored only once;
 * a **message** (publish) is a record to match, never stored: plain name, stored
   attributes only.
 
-Parses are turned into templates once per text (cached); binding parameters fills the
-template's slots without rebuilding the syntax tree.
-
-The janus encoding (see prolog/match.pl): a name is a ``str``; ``_`` is ``None``; a
-regex name is ``("re", pattern)``; a constraint is ``(key, op, value)``; a string value
-is a ``str``; an identifier is ``("a", text)``; numbers and booleans are themselves.
+A :class:`CompiledQuery` carries the constraints twice: typed (Python values, for the
+trigger index) and encoded for Prolog by :mod:`octopus.adapter` (the only module that
+knows the encoding). Parses become templates once per text (cached); binding
+parameters fills a template's slots without rebuilding the syntax tree.
 """
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
+from octopus.adapter import EncodedConstraint, EncodedName, encode_attributes, encode_value
 from octopus.errors import ParameterError, QueryError
 from octopus.query.ast import (
     AnyName,
@@ -36,29 +37,45 @@ from octopus.query.ast import (
     bind_name,
     bind_value,
 )
+from octopus.query.cache import bounded_lru
 from octopus.query.parser import DEFAULT_MAX_LENGTH, parse
-from octopus.record import Atom, Value
+from octopus.record import Value
 
-__all__ = ["CompiledQuery", "CompiledRecord", "compile_query", "compile_record"]
+__all__ = ["CompiledQuery", "CompiledRecord", "TypedConstraint", "compile_query",
+           "compile_record"]
 
 _ORDERING = frozenset({"lt", "le", "gt", "ge"})
 
+#: (key, op, operand): op one of ``eq ne lt le gt ge any re``; the operand is a Value,
+#: the pattern of a regex, or None for ``any``.
+TypedConstraint = tuple[str, str, Any]
+
+
+def _encode(constraints: list[TypedConstraint]) -> list[EncodedConstraint]:
+    return [(k, op, encode_value(v) if op not in ("re", "any") else v)
+            for k, op, v in constraints]
+
 
 class CompiledQuery:
-    """A query ready for the store: ``name`` and ``constraints`` in janus encoding.
+    """A query ready for the store.
 
-    ``query`` is the bound syntax tree, built only when someone asks for it (trigger
-    descriptions, error messages): the hot path needs just the encoding.
+    ``name`` is the exact name, None for ``_`` or ``Regex`` for a name pattern;
+    ``constraints`` are typed; ``prolog_name`` and ``prolog_constraints`` are their
+    encoding for the store. ``query`` is the bound syntax tree, built only when
+    someone asks for it (trigger descriptions, error messages).
     """
 
-    __slots__ = ("_query", "_source", "constraints", "exact_name", "name")
+    __slots__ = ("_query", "_source", "constraints", "exact_name", "name", "prolog_constraints",
+                 "prolog_name")
 
-    def __init__(self, name: Any, constraints: list[tuple[str, str, Any]],
+    def __init__(self, name: str | Regex | None, constraints: list[TypedConstraint],
                  query: Query | None = None,
                  source: tuple[Query, tuple[object, ...]] | None = None) -> None:
-        self.name = name                    # str | None | ("re", pattern)
+        self.name = name
         self.constraints = constraints
         self.exact_name: str | None = name if isinstance(name, str) else None
+        self.prolog_name: EncodedName = ("re", name.pattern) if isinstance(name, Regex) else name
+        self.prolog_constraints = _encode(constraints)
         self._query = query
         self._source = source
 
@@ -69,9 +86,13 @@ class CompiledQuery:
             self._query = bind(*self._source)
         return self._query
 
-    @property
-    def keys(self) -> frozenset[str]:
-        return frozenset(c[0] for c in self.constraints)
+    def renamed(self, name: str) -> CompiledQuery:
+        """The same constraints on the exact name ``name`` (a sequential set's trigger)."""
+        q = self.query
+        return CompiledQuery(name, self.constraints, Query(Name(name), q.constraints, 0))
+
+    def __repr__(self) -> str:
+        return f"<CompiledQuery {self.query}>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,26 +100,20 @@ class CompiledRecord:
     """A record to store or publish: its name, attributes and set preconditions."""
 
     name: str
-    attributes: dict[str, Value]          # sorted by key
-    pairs: list[tuple[str, Any]]          # attributes in janus encoding
-    conditions: list[tuple[str, str, Any]]
-
-
-def encode_value(value: Value) -> Any:
-    if isinstance(value, Atom):
-        return ("a", str.__str__(value))
-    return value
+    attributes: dict[str, Value]              # sorted by key
+    pairs: list[tuple[str, Any]]              # the attributes encoded for Prolog
+    conditions: list[EncodedConstraint]       # encoded for Prolog
 
 
 def _operand(key: str, op: str, value: Any) -> Any:
-    """The janus encoding of a constraint's (bound) value."""
+    """A constraint's (bound) value, checked for its operator."""
     if isinstance(value, bool) and op in _ORDERING:
         raise QueryError(f"booleans can only be compared with ==, != or ':' (key {key!r})")
-    return encode_value(value)
+    return value
 
 
-def _constraint_item(c: Constraint) -> tuple[str, str, Any]:
-    """(key, op, value) with the value encoded, or left a Placeholder to fill later."""
+def _constraint_item(c: Constraint) -> TypedConstraint:
+    """(key, op, operand), the value left a Placeholder to fill later."""
     if c.op == "any":
         return (c.key, "any", None)
     if c.op == "re":
@@ -109,8 +124,8 @@ def _constraint_item(c: Constraint) -> tuple[str, str, Any]:
     return (c.key, op, value)
 
 
-def _fill(items: list[tuple[str, str, Any]] | tuple[tuple[str, str, Any], ...],
-          params: tuple[object, ...]) -> list[tuple[str, str, Any]]:
+def _fill(items: tuple[TypedConstraint, ...], params: tuple[object, ...]
+          ) -> list[TypedConstraint]:
     return [(k, op, _operand(k, op, bind_value(v.kind, params[v.index], v.index)))
             if isinstance(v, Placeholder) else (k, op, v) for k, op, v in items]
 
@@ -122,25 +137,54 @@ def _check_count(q: Query, params: tuple[object, ...]) -> None:
             f"parameter(s) were given")
 
 
+# --- caches ----------------------------------------------------------------------------
+#
+# Compiled texts are cached in two tiers, each bounded in bytes: short texts (the common
+# case) in an lru_cache, which costs 0.5 µs a hit where a byte-weighing cache costs 2.4;
+# a text of at most _SHORT characters compiles to at most ~12 KB (measured: 49 KB for a
+# 1,020-character query of 161 constraints), so 2,048 of them hold at most ~25 MB, and
+# ~1-2 KB each in practice. Longer texts go to an LRU cache weighed entry by entry
+# (octopus/query/cache.py), 16 MiB in all; the parse memo (octopus/query/parser.py) is bounded too.
+
+_SHORT = 256
+T = TypeVar("T")
+
+
+def _weigh(args: tuple[Any, ...], compiled: object) -> int:
+    # Each constraint takes at least 4 characters and ~300 bytes compiled: 75 per char.
+    text: str = args[0]
+    return 2 * sys.getsizeof(text) + 200 + 75 * len(text)
+
+
+def _tiered(func: Callable[..., T]) -> Callable[..., T]:
+    """``func(text, ...)`` memoised in the two tiers described above."""
+    short = lru_cache(maxsize=2048)(func)
+    long = bounded_lru(maxsize=512, maxbytes=16 << 20, weigh=_weigh)(func)
+
+    def cached(text: str, *args: Any) -> T:
+        return short(text, *args) if len(text) <= _SHORT else long(text, *args)
+
+    cached.short, cached.long = short, long  # type: ignore[attr-defined]
+    return cached
+
+
 # --- queries -------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
 class _QueryTemplate:
     ast: Query
-    name: Any                                   # janus name, or a Placeholder
-    items: tuple[tuple[str, str, Any], ...]     # values may be Placeholders
+    name: str | Regex | Placeholder | None
+    items: tuple[TypedConstraint, ...]        # values may be Placeholders
 
 
-@lru_cache(maxsize=4096)
+@_tiered
 def _query_template(text: str, max_length: int) -> _QueryTemplate:
     q = parse(text, max_length=max_length)
-    name: Any
+    name: str | Regex | Placeholder | None
     if isinstance(q.name, Name):
         name = q.name.text
     elif isinstance(q.name, AnyName):
         name = None
-    elif isinstance(q.name, Regex):
-        name = ("re", q.name.pattern)
     else:
         name = q.name
     return _QueryTemplate(q, name, tuple(_constraint_item(c) for c in q.constraints))
@@ -156,7 +200,7 @@ def _bind_query(t: _QueryTemplate, params: tuple[object, ...]) -> CompiledQuery:
     return CompiledQuery(name, _fill(t.items, params), source=(t.ast, params))
 
 
-@lru_cache(maxsize=4096)
+@_tiered
 def _cached_query(text: str, max_length: int) -> CompiledQuery:
     return _bind_query(_query_template(text, max_length), ())
 
@@ -166,9 +210,10 @@ def compile_query(text: object, params: tuple[object, ...] = (),
     """Parse (memoised), bind and encode a query."""
     if not isinstance(text, str):
         parse(text)  # raises the QueryError for a non-text query
+        raise AssertionError("unreachable")
     if not params:
-        return _cached_query(text, max_length)  # type: ignore[arg-type]
-    return _bind_query(_query_template(text, max_length), params)  # type: ignore[arg-type]
+        return _cached_query(text, max_length)
+    return _bind_query(_query_template(text, max_length), params)
 
 
 # --- records -------------------------------------------------------------------------
@@ -177,11 +222,11 @@ def compile_query(text: object, params: tuple[object, ...] = (),
 class _RecordTemplate:
     ast: Query
     name: str | Placeholder
-    stored: tuple[tuple[str, Any], ...]         # sorted by key; values may be Placeholders
-    conditions: tuple[tuple[str, str, Any], ...]
+    stored: tuple[tuple[str, Any], ...]       # sorted by key; values may be Placeholders
+    conditions: tuple[TypedConstraint, ...]
 
 
-@lru_cache(maxsize=4096)
+@_tiered
 def _record_template(text: str, what: str, max_length: int) -> _RecordTemplate:
     q = parse(text, max_length=max_length)
     if not isinstance(q.name, (Name, Placeholder)):
@@ -193,9 +238,9 @@ def _record_template(text: str, what: str, max_length: int) -> _RecordTemplate:
             if c.key in stored:
                 raise QueryError(f"attribute {c.key!r} is given two values")
             stored[c.key] = c.value
-        elif c.op in ("any", "re"):
-            raise QueryError(f"{what}: '{c}' is not a value; only comparisons may "
-                             f"be conditions")
+        elif c.op == "any":
+            raise QueryError(f"{what}: '{c}' is not a value; only comparisons and regular "
+                             f"expressions may be conditions")
         elif what == "publish":
             raise QueryError(f"a published message cannot have conditions ('{c}')")
         else:
@@ -212,11 +257,11 @@ def _bind_record(t: _RecordTemplate, params: tuple[object, ...]) -> CompiledReco
     attrs: dict[str, Value] = {
         k: bind_value(v.kind, params[v.index], v.index) if isinstance(v, Placeholder) else v
         for k, v in t.stored}
-    pairs = [(k, encode_value(v)) for k, v in attrs.items()]
-    return CompiledRecord(name, attrs, pairs, _fill(t.conditions, params))
+    return CompiledRecord(name, attrs, encode_attributes(attrs),
+                          _encode(_fill(t.conditions, params)))
 
 
-@lru_cache(maxsize=4096)
+@_tiered
 def _cached_record(text: str, what: str, max_length: int) -> CompiledRecord:
     return _bind_record(_record_template(text, what, max_length), ())
 
@@ -226,6 +271,7 @@ def compile_record(text: object, params: tuple[object, ...] = (), *, what: str =
     """Parse (memoised), bind and check a record to store (``what='set'``) or publish."""
     if not isinstance(text, str):
         parse(text)  # raises the QueryError for a non-text record
+        raise AssertionError("unreachable")
     if not params:
-        return _cached_record(text, what, max_length)  # type: ignore[arg-type]
-    return _bind_record(_record_template(text, what, max_length), params)  # type: ignore[arg-type]
+        return _cached_record(text, what, max_length)
+    return _bind_record(_record_template(text, what, max_length), params)

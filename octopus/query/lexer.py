@@ -4,7 +4,9 @@
 functions are tried in definition order (PLY's rule), which is why ``REGEX`` (``r'``)
 comes before ``NAME`` and numbers come before the one-character tokens.
 Every character that no rule accepts is a :class:`ParseError` with its line and
-column; nothing is silently skipped except whitespace.
+column; nothing is silently skipped except whitespace. Digits are ASCII only (``\\d``
+would let ``int()`` read other scripts' digits), and an integer literal outside the
+value range (:func:`octopus.record.int_in_range`) is a ParseError at the literal.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, ClassVar, NoReturn
 import ply.lex as lex
 
 from octopus.errors import ParseError
+from octopus.record import MAX_INT_DIGITS, int_from_decimal, int_in_range
 
 __all__ = ["Lexer", "position"]
 
@@ -117,7 +120,9 @@ class Lexer:
         return t
 
     def t_FLOAT(self, t: Any) -> Any:
-        r"-?(?:\d+\.\d+(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+)"
+        r"""-?(?: [0-9]+\.[0-9]+ (?:[eE][+-]?[0-9]+)?
+                | \.[0-9]+      (?:[eE][+-]?[0-9]+)?
+                | [0-9]+         [eE][+-]?[0-9]+ )"""
         digits = t.value.lstrip("-")
         if len(digits) > 1 and digits[0] == "0" and digits[1].isdigit():
             self.fail("leading zeros are not allowed", t.lexpos, t.value)
@@ -129,19 +134,23 @@ class Lexer:
 
     def t_HEX(self, t: Any) -> Any:
         r"-?0[xX][0-9a-fA-F]+"
+        value = int(t.value, 16)  # power-of-two bases have no digit limit
+        if not int_in_range(value):
+            self.fail(f"integer out of range (more than {MAX_INT_DIGITS} decimal digits)",
+                      t.lexpos, t.value[:20] + "...")
         t.type = "INT"
-        t.value = int(t.value, 16)
+        t.value = value
         return t
 
     def t_INT(self, t: Any) -> Any:
-        r"-?\d+"
+        r"-?[0-9]+"
         digits = t.value.lstrip("-")
         if len(digits) > 1 and digits[0] == "0":
             self.fail("leading zeros are not allowed", t.lexpos, t.value)
-        try:
-            t.value = int(t.value)
-        except ValueError:  # more digits than int() converts (sys.get_int_max_str_digits)
-            self.fail("integer literal too long", t.lexpos, t.value[:20] + "...")
+        if len(digits) > MAX_INT_DIGITS:
+            self.fail(f"integer literal too long (more than {MAX_INT_DIGITS} digits)",
+                      t.lexpos, t.value[:20] + "...")
+        t.value = int_from_decimal(t.value)
         return t
 
     def t_NAME(self, t: Any) -> Any:

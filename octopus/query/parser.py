@@ -1,26 +1,35 @@
 """The PLY parser of the record and query language (grammar/octopus.ebnf).
 
 Each ``p_`` rule's docstring is its production, as in the EBNF. The grammar tables are
-built once per process, in memory (``write_tables=False``); :func:`parse` memoises
-results in a bounded LRU keyed by the text, which is safe because ASTs are immutable.
-PLY parser objects are not re-entrant, so parsing holds a lock; cached parses do not.
+built once per process, in memory (``write_tables=False``). PLY is the grammar's
+authority; :func:`parse` first tries :func:`octopus.query.fast.parse_fast`, which reads
+the dominant forms (bare names, canonical records, simple queries) at a fraction of the
+cost and returns exactly what PLY would, or declines. Errors always come from PLY.
+
+:func:`parse` memoises results in an LRU bounded in entries and in bytes
+(:mod:`octopus.query.cache`), which is safe because ASTs are immutable. Bare names are
+not memoised: reading one costs less than a memo lookup, and keys drawn at random from
+millions of names would only push the useful entries out. PLY parser
+objects are not re-entrant, so a PLY parse holds a lock; cached and fast parses do not.
 """
 
 from __future__ import annotations
 
 import re
+import sys
 import threading
-from functools import lru_cache
 from typing import Any, NoReturn
 
 import ply.yacc as yacc
 
 from octopus.errors import ParseError, QueryError
 from octopus.query.ast import AnyName, Constraint, Name, Placeholder, Query, Regex
+from octopus.query.cache import LRUCache
+from octopus.query.fast import parse_fast, parse_name
 from octopus.query.lexer import Lexer, position
 from octopus.record import Atom
 
-__all__ = ["DEFAULT_MAX_LENGTH", "Parser", "parse"]
+__all__ = ["DEFAULT_MAX_LENGTH", "Parser", "parse", "parse_ply", "query_size"]
 
 DEFAULT_MAX_LENGTH = 64 * 1024
 
@@ -174,10 +183,23 @@ def _get_parser() -> Parser:
     return _parser
 
 
-@lru_cache(maxsize=4096)
-def _parse_cached(text: str) -> Query:
+def parse_ply(text: str) -> Query:
+    """Parse with the PLY parser alone (no fast path, no memo): the reference."""
     with _lock:
         return _get_parser().parse(text)
+
+
+def query_size(text: str, query: Query) -> int:
+    """Estimated bytes of a memo entry: the text (held as the key), the strings the
+    tree holds (at most as much again), and a node with its value per constraint."""
+    return 2 * sys.getsizeof(text) + 200 + _BYTES_PER_CONSTRAINT * len(query.constraints)
+
+
+# Measured with tracemalloc (tests/query/test_cache.py): a Constraint with its key and
+# value costs 150-220 bytes beyond the text's own characters.
+_BYTES_PER_CONSTRAINT = 220
+
+_memo: LRUCache[str, Query] = LRUCache(maxsize=4096, maxbytes=32 << 20, weigh=query_size)
 
 
 def parse(text: object, *, max_length: int = DEFAULT_MAX_LENGTH) -> Query:
@@ -190,6 +212,25 @@ def parse(text: object, *, max_length: int = DEFAULT_MAX_LENGTH) -> Query:
         raise QueryError(f"a query must be a str, got {type(text).__name__}")
     if len(text) > max_length:  # cheap bound before encoding a huge text
         raise QueryError(f"the query is longer than the limit of {max_length} bytes")
+    query = parse_name(text)
+    if query is not None:  # cheaper than the memo, and names would crowd it out
+        return query
+    query = _memo.get(text)
+    if query is None:
+        _check_encoding(text, max_length)
+        query = parse_fast(text)
+        if query is None:
+            query = parse_ply(text)
+        _memo.put(text, query)
+    elif len(text) * 4 > max_length and not text.isascii():
+        _check_encoding(text, max_length)  # it may have been parsed under a larger limit
+    return query
+
+
+def _check_encoding(text: str, max_length: int) -> None:
+    """Lone surrogates are a ParseError; the limit counts UTF-8 bytes."""
+    if text.isascii():
+        return
     try:
         size = len(text.encode("utf-8"))
     except UnicodeEncodeError as e:
@@ -198,4 +239,3 @@ def parse(text: object, *, max_length: int = DEFAULT_MAX_LENGTH) -> Query:
                          column=column, text=text[e.start:e.end]) from None
     if size > max_length:
         raise QueryError(f"the query is {size} bytes long; the limit is {max_length}")
-    return _parse_cached(text)

@@ -1,4 +1,4 @@
-"""Synchronization recipes built only on the public store API (SPEC section 6).
+"""Synchronization recipes built only on the public store API (docs/recipes.md).
 
 One primitive per module, each written against :class:`~octopus.recipes.store.Store`
 so that it runs the same on an in-process session and on a network client:

@@ -1,4 +1,4 @@
-"""Barrier: a double barrier for ``n`` parties, reusable round after round (SPEC section 6).
+"""Barrier: a double barrier for ``n`` parties, reusable round after round (docs/recipes.md).
 
 Records:
 

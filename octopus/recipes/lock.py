@@ -1,4 +1,4 @@
-"""Lock: a fair, fencing mutual-exclusion lock that dies with its holder (SPEC section 6).
+"""Lock: a fair, fencing mutual-exclusion lock that dies with its holder (docs/recipes.md).
 
 Records: each contender writes a sequential ephemeral entry
 ``<name>_<k> { lock: '<name>' }`` (plus ``owner: '<identifier>'`` when given one).

@@ -1,4 +1,4 @@
-"""Name service: register services as records, look them up, wait for them (SPEC section 6).
+"""Name service: register services as records, look them up, wait for them (docs/recipes.md).
 
 A registered service is the record ``<name> { <attrs...>, registered: true }``, written
 as an ephemeral record of the registering store's session: it disappears when that

@@ -1,6 +1,6 @@
 """The store a recipe runs on, and the few helpers every recipe shares.
 
-:class:`Store` is the part of the Octopus API (SPEC sections 3-4) that the recipes use.
+:class:`Store` is the part of the Octopus API (docs/api.md) that the recipes use.
 :class:`octopus.Session` (hence :class:`octopus.Engine`) implements it in-process; the
 network client of ``octopus.connect()`` implements it with the same names and
 signatures, so one recipe module serves both. A recipe owns no state in the store

@@ -7,18 +7,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
+import threading
 from collections import deque
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
-from octopus.aio import await_with_trigger
+from octopus.aio import AsyncStreams, LoopHandlers
 from octopus.errors import (
     EngineClosed,
     OctopusError,
-    TriggerNotFound,
 )
 from octopus.events import Event, Handler, Mode, Subscription, Trigger
+from octopus.recipes.awaitable import AsyncRecipeFactories
+from octopus.recipes.store import Store
 from octopus.record import Record
+from octopus.waiting import wait_for_async
 
 from .client_base import (
     DEFAULT_URL,
@@ -32,6 +35,8 @@ from .client_base import (
 from .resp import Push, reply_parser
 
 __all__ = ["AsyncClient", "connect_async"]
+
+T = TypeVar("T")
 
 
 class _AsyncProtocol(asyncio.Protocol):
@@ -70,7 +75,62 @@ class _AsyncProtocol(asyncio.Protocol):
         self.client._lost_connection(str(exc) if exc else "the server closed the connection")
 
 
-class AsyncClient(_Base):
+class _LoopBridge:
+    """A blocking :class:`~octopus.recipes.store.Store` over an AsyncClient, for the
+    threaded recipes behind :class:`~octopus.recipes.awaitable.AsyncRecipe`: each call
+    runs on the client's loop while the recipe's own thread waits for it."""
+
+    def __init__(self, client: AsyncClient, loop: asyncio.AbstractEventLoop,
+                 loop_thread: threading.Thread) -> None:
+        self._client = client
+        self._loop = loop
+        self._loop_thread = loop_thread
+
+    def _wait(self, coro: Coroutine[Any, Any, T]) -> T:
+        if threading.current_thread() is self._loop_thread:
+            coro.close()
+            raise OctopusError("a recipe's blocking call on the event loop would deadlock")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def get(self, q: str, *params: object, trigger: Trigger | None = None) -> Record:
+        return self._wait(self._client.get(q, *params, trigger=trigger))
+
+    def get_names(self, q: str, *params: object,
+                  trigger: Trigger | None = None) -> list[str]:
+        return self._wait(self._client.get_names(q, *params, trigger=trigger))
+
+    def get_all(self, q: str, *params: object) -> list[Record]:
+        return self._wait(self._client.get_all(q, *params))
+
+    def set(self, rec: str, *params: object, sequential: bool = False,
+            ephemeral: bool = False, trigger: Trigger | None = None) -> Record:
+        return self._wait(self._client.set(rec, *params, sequential=sequential,
+                                           ephemeral=ephemeral, trigger=trigger))
+
+    def delete(self, q: str, *params: object, trigger: Trigger | None = None) -> Record:
+        return self._wait(self._client.delete(q, *params, trigger=trigger))
+
+    def exists(self, q: str, *params: object, trigger: Trigger | None = None) -> bool:
+        return self._wait(self._client.exists(q, *params, trigger=trigger))
+
+    def watch(self, q: str, handler: Handler, *params: object,
+              on: Mode = Mode.ON_SET | Mode.ON_DEL, persist: bool = True) -> Trigger:
+        return self._wait(self._client.watch(q, handler, *params, on=on, persist=persist))
+
+    def remove_trigger(self, trigger: Trigger | int) -> None:
+        self._wait(self._client.remove_trigger(trigger))
+
+    def wait_for(self, q: str, *params: object, timeout: float | None = None) -> Record:
+        return self._wait(self._client.wait_for(q, *params, timeout=timeout))
+
+    def session(self) -> Store:
+        return _LoopBridge(self._wait(self._client.session()), self._loop, self._loop_thread)
+
+    def close(self) -> None:
+        self._wait(self._client.close())
+
+
+class AsyncClient(_Base, AsyncStreams, AsyncRecipeFactories):
     """The asyncio twin of :class:`Client`: the same methods, awaited. Handlers run on the
     event loop, in order; a handler that returns an awaitable is run as a task, and
     ``flush()`` waits for those tasks too. Create with :func:`connect_async`."""
@@ -78,10 +138,13 @@ class AsyncClient(_Base):
     def __init__(self, url: str, password: str | None, name: str | None) -> None:
         super().__init__(url, password, name)
         self._transport: asyncio.Transport | None = None
-        self._tasks: set[asyncio.Future[Any]] = set()
+        self._loop_handlers = LoopHandlers()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = threading.current_thread()
 
     async def _open(self, timeout: float | None) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.current_thread()
         kind, where = self._address
         try:
             if kind == "unix":
@@ -108,18 +171,11 @@ class AsyncClient(_Base):
         return future
 
     def _deliver(self, handler: Handler, event: Event) -> None:
-        try:
-            result = handler(event)
-        except Exception:
-            import logging
+        self._loop_handlers.run(handler, event)
 
-            logging.getLogger("octopus.client").exception(
-                "handler of trigger %s raised on %s event", event.trigger_id, event.mode)
-            return
-        if inspect.isawaitable(result):
-            task = asyncio.ensure_future(result)
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+    def _blocking_store(self) -> Store:
+        assert self._loop is not None
+        return _LoopBridge(self, self._loop, self._loop_thread)
 
     def _lost_connection(self, reason: str) -> None:
         if self._closed:
@@ -174,16 +230,14 @@ class AsyncClient(_Base):
         await self._call(_Requests.remove_trigger(trigger))
 
     async def wait_for(self, q: str, *params: object, timeout: float | None = None) -> Record:
-        async def remove(trigger: Trigger) -> None:
-            with contextlib.suppress(TriggerNotFound, EngineClosed):
-                await self.remove_trigger(trigger)
+        """The first record matching ``q`` now, else the first one set later.
 
-        # Handlers of this client already run on the event loop: no hand-over needed.
-        record = await await_with_trigger(self.get, remove, lambda put: put, q, params,
-                                          timeout)
-        if record is None:
-            raise self._closed_error() if self._closed else EngineClosed("closed while waiting")
-        return record
+        Raises WaitTimeout after ``timeout`` seconds; cancellation removes the trigger."""
+        try:
+            return await wait_for_async(self, q, params, timeout)
+        except EngineClosed:
+            raise self._closed_error() if self._closed else EngineClosed(
+                "closed while waiting") from None
 
     async def subscribe(self, q: str, handler: Handler, *params: object) -> Subscription:
         return await self._call(  # type: ignore[no-any-return]
@@ -204,8 +258,7 @@ class AsyncClient(_Base):
 
     async def _flush(self) -> None:
         await self._call(_Request(["FLUSH"], _decode_ok))
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._loop_handlers.flush()
 
     async def session(self) -> AsyncClient:
         if self._closed:

@@ -2,31 +2,47 @@
 
 ``serve`` runs a server; ``get names getall set del exists wait watch publish subscribe
 info`` talk to one (``--url``, default ``$OCTOPUS_URL`` or tcp://127.0.0.1:6380).
-Parameters after the query are typed by its placeholders, as on the wire. Output is
-canonical record text, one per line, or JSON lines with ``--json``.
+Parameters after the query are read as the language reads literals, typed by the query's
+placeholders (``%d`` takes ``42``, ``-7`` or ``0x8086``). Output is canonical record
+text, one per line, or JSON lines with ``--json``. Exit statuses are in
+:mod:`octopus.cli`; the client commands check their arguments before connecting, so a
+usage error never waits for a server.
+
+``serve`` refuses to take over an address a live server holds: a Unix socket that
+answers a connection, or a TCP port in use. A socket file nobody answers on (left by a
+server that died) is replaced.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import json
+import logging
 import os
-import sys
+import re
+import socket
+import stat
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from octopus.errors import OctopusError
+from octopus.cli import EXIT_FALSE, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, CommandError
+from octopus.errors import EngineClosed, ParameterError, ParseError
 from octopus.events import Event, Mode
+from octopus.query.lexer import Lexer
 from octopus.record import Atom, Record
 
 from .client import Client, connect
-from .client_base import DEFAULT_URL
-from .params import typed_params
+from .client_base import DEFAULT_URL, AuthenticationError
+from .params import placeholder_kinds
 
-__all__ = ["add_commands"]
+__all__ = ["add_commands", "parse_params"]
 
 _NO_LIMIT = 1 << 40
+log = logging.getLogger("octopus.server")
 
 
 def _jsonable(record: Record | None) -> Any:
@@ -58,85 +74,161 @@ def _print_event(args: argparse.Namespace, event: Event) -> None:
         print(f"{_mode(event.mode):<16} {event.revision:>8}  {text}", flush=True)
 
 
+# --- parameters ----------------------------------------------------------------------------
+
+_lexer: Lexer | None = None
+_WANT = {"d": "an integer (42, -7, 0x1F)", "f": "a number (2.5, -1e3, 7)",
+         "b": "true or false"}
+
+
+def _literal(text: str) -> object:
+    """The value of ``text`` as one literal of the language, or None if it is not one."""
+    global _lexer
+    if _lexer is None:
+        _lexer = Lexer().build(reflags=int(re.VERBOSE | re.DOTALL))   # as the parser
+    _lexer.input(text)
+    try:
+        tokens = []
+        while (tok := _lexer.token()) is not None and len(tokens) < 2:
+            tokens.append(tok)
+    except ParseError:
+        return None
+    if len(tokens) != 1 or tokens[0].type not in ("INT", "FLOAT", "TRUE", "FALSE"):
+        return None
+    kind = tokens[0].type
+    return kind == "TRUE" if kind in ("TRUE", "FALSE") else tokens[0].value
+
+
+def parse_params(query: str, texts: list[str]) -> tuple[object, ...]:
+    """Command-line parameters as values, typed by the query's placeholders: ``%d``,
+    ``%f`` and ``%b`` take the language's own literals (so ``0x8086`` is an integer, as it
+    is inside a query), ``%s`` and ``%n`` take the text as it is."""
+    kinds = placeholder_kinds(query, _NO_LIMIT)
+    if len(texts) != len(kinds):
+        raise ParameterError(f"the query has {len(kinds)} placeholder(s) but {len(texts)} "
+                             "parameter(s) were given")
+    values: list[object] = []
+    for i, (kind, text) in enumerate(zip(kinds, texts, strict=True)):
+        if kind not in _WANT:
+            values.append(text)
+            continue
+        value = _literal(text)
+        if kind == "b" and text in ("1", "0"):          # as on the wire (redis-cli habits)
+            value = text == "1"
+        ok = (type(value) is int if kind == "d" else
+              type(value) in (int, float) if kind == "f" else type(value) is bool)
+        if not ok:
+            raise ParameterError(f"parameter {i + 1} (%{kind}) must be {_WANT[kind]}, "
+                                 f"got {text[:40]!r}")
+        values.append(float(value) if kind == "f" else value)  # type: ignore[arg-type]
+    return tuple(values)
+
+
 def _params(args: argparse.Namespace) -> tuple[object, ...]:
-    params, rest = typed_params(args.query, [p.encode() for p in args.params], _NO_LIMIT)
-    if rest:
-        raise OctopusError(f"the query takes {len(params)} parameter(s), "
-                           f"{len(args.params)} given")
-    return params
+    return parse_params(args.query, args.params)
 
 
-def _client(args: argparse.Namespace) -> Client:
-    return connect(args.url, password=args.password or os.environ.get("OCTOPUS_PASSWORD"))
+# --- the client commands ---------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _connected(args: argparse.Namespace) -> Iterator[Client]:
+    """A client for the command; failing to connect, or losing the connection, is exit
+    status 3 with a one-line reason."""
+    password = args.password or os.environ.get("OCTOPUS_PASSWORD")
+    try:
+        client = connect(args.url, password=password)
+    except (EngineClosed, OSError) as e:
+        raise CommandError(f"{e} (is `octopus serve` running there? set --url or "
+                           "$OCTOPUS_URL)", EXIT_UNREACHABLE) from None
+    except AuthenticationError as e:
+        raise CommandError(f"{args.url} refused the password: {e}", EXIT_UNREACHABLE) from None
+    try:
+        with client:
+            yield client
+    except EngineClosed as e:
+        raise CommandError(str(e), EXIT_UNREACHABLE) from None
 
 
 def _get(args: argparse.Namespace) -> int:
-    with _client(args) as c:
-        _print_record(args, c.get(args.query, *_params(args)))
-    return 0
+    params = _params(args)
+    with _connected(args) as c:
+        _print_record(args, c.get(args.query, *params))
+    return EXIT_OK
 
 
 def _names(args: argparse.Namespace) -> int:
-    with _client(args) as c:
-        names = c.get_names(args.query, *_params(args))
+    params = _params(args)
+    with _connected(args) as c:
+        names = c.get_names(args.query, *params)
     if args.json:
         print(json.dumps(names))
     else:
         for n in names:
             print(n)
-    return 0
+    return EXIT_OK
 
 
 def _getall(args: argparse.Namespace) -> int:
-    with _client(args) as c:
-        for r in c.get_all(args.query, *_params(args)):
-            _print_record(args, r)
-    return 0
+    params = _params(args)
+    with _connected(args) as c:
+        records = c.get_all(args.query, *params)
+    for r in records:
+        _print_record(args, r)
+    return EXIT_OK
 
 
 def _set(args: argparse.Namespace) -> int:
-    with _client(args) as c:
-        if args.ephemeral:
-            raise OctopusError("--ephemeral records end with the connection: this command "
-                               "would delete it at once; use the Python client")
-        _print_record(args, c.set(args.query, *_params(args), sequential=args.sequential))
-    return 0
+    if args.ephemeral:
+        raise CommandError("--ephemeral records end with the connection: this command "
+                           "would delete it at once; use the Python client", EXIT_USAGE)
+    params = _params(args)
+    with _connected(args) as c:
+        _print_record(args, c.set(args.query, *params, sequential=args.sequential))
+    return EXIT_OK
 
 
 def _del(args: argparse.Namespace) -> int:
-    with _client(args) as c:
-        _print_record(args, c.delete(args.query, *_params(args)))
-    return 0
+    params = _params(args)
+    with _connected(args) as c:
+        _print_record(args, c.delete(args.query, *params))
+    return EXIT_OK
 
 
 def _exists(args: argparse.Namespace) -> int:
-    with _client(args) as c:
-        found = c.exists(args.query, *_params(args))
+    params = _params(args)
+    with _connected(args) as c:
+        found = c.exists(args.query, *params)
     print(json.dumps(found) if args.json else ("yes" if found else "no"))
-    return 0 if found else 1
+    return EXIT_OK if found else EXIT_FALSE
 
 
 def _wait(args: argparse.Namespace) -> int:
-    with _client(args) as c:
-        _print_record(args, c.wait_for(args.query, *_params(args), timeout=args.timeout))
-    return 0
+    params = _params(args)
+    with _connected(args) as c:
+        _print_record(args, c.wait_for(args.query, *params, timeout=args.timeout))
+    return EXIT_OK
 
 
 def _stream(args: argparse.Namespace, install: Callable[[Client, Any], object]) -> int:
+    """Print events until Ctrl-C (exit 0) or until the connection is lost (exit 3)."""
     done = threading.Event()
-    with _client(args) as c:
+    with _connected(args) as c:
         def handler(event: Event) -> None:
-            _print_event(args, event)
             if event.mode & Mode.REMOVED:
                 done.set()
+            else:
+                _print_event(args, event)
 
         install(c, handler)
         try:
             while not done.wait(0.5):
                 pass
         except KeyboardInterrupt:
-            pass
-    return 0
+            return EXIT_OK
+        if c.closed:
+            raise CommandError(f"the connection to {args.url} was lost", EXIT_UNREACHABLE)
+    return EXIT_OK
 
 
 def _watch(args: argparse.Namespace) -> int:
@@ -158,14 +250,15 @@ def _subscribe(args: argparse.Namespace) -> int:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    with _client(args) as c:
-        n = c.publish(args.query, *_params(args))
+    params = _params(args)
+    with _connected(args) as c:
+        n = c.publish(args.query, *params)
     print(n)
-    return 0
+    return EXIT_OK
 
 
 def _info(args: argparse.Namespace) -> int:
-    with _client(args) as c:
+    with _connected(args) as c:
         text = c.info()
     if args.json:
         info: dict[str, str] = {}
@@ -176,98 +269,204 @@ def _info(args: argparse.Namespace) -> int:
         print(json.dumps(info))
     else:
         print(text.replace("\r\n", "\n").rstrip())
-    return 0
+    return EXIT_OK
+
+
+# --- serve -----------------------------------------------------------------------------------
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        # Checked here: uvloop would bind `port % 65536` without a word.
+        raise argparse.ArgumentTypeError(f"port {port} is out of range (0-65535; 0 picks "
+                                         "a free port)")
+    return port
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {n}")
+    return n
+
+
+def _check_unix_path(path: str) -> None:
+    """Refuse a socket path a live server answers on, or that is no socket at all; a
+    socket nobody answers on (its server died) is left for the server to replace."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            raise CommandError(f"cannot listen on unix://{path}: the directory {parent} "
+                               "does not exist") from None
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise CommandError(f"cannot listen on unix://{path}: the path exists and is not a "
+                           "socket (not replacing it)")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(2.0)
+    try:
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        return                  # stale: nobody listens; the server replaces it
+    except OSError as e:
+        # A full backlog (EAGAIN) or a timeout still means a live listener; EACCES means
+        # another user's socket. Either way not ours to take.
+        raise CommandError(f"cannot listen on unix://{path}: {e.strerror or e} (a live "
+                           "socket? not replacing it)") from None
+    finally:
+        probe.close()
+    raise CommandError(f"unix://{path} is in use: a server answers on it; stop that server "
+                       "or choose another --unix path")
+
+
+def _listen_error(e: OSError, args: argparse.Namespace, host: str | None) -> CommandError:
+    if e.errno == errno.EADDRINUSE and host is not None:
+        return CommandError(f"tcp://{host}:{args.port} is in use (another server?); stop it "
+                            "or choose another --port")
+    where = " and ".join(([f"unix://{args.unix}"] if args.unix else []) +
+                         ([f"tcp://{host}:{args.port}"] if host is not None else []))
+    return CommandError(f"cannot listen on {where}: {e.strerror or e}")
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from octopus import __version__
     from octopus.engine import Engine
     from octopus.query.parser import DEFAULT_MAX_LENGTH
 
-    from .server import ServerConfig, run
+    from .server import Server, ServerConfig, is_loopback, run
 
-    config = ServerConfig(password=args.requirepass or os.environ.get("OCTOPUS_PASSWORD"),
-                          max_clients=args.max_clients, output_limit=args.output_limit,
+    host = args.host if args.host is not None or args.unix is not None else "127.0.0.1"
+    password = args.requirepass or os.environ.get("OCTOPUS_PASSWORD")
+    if host is not None and not is_loopback(host):
+        if not args.allow_remote:
+            raise CommandError(f"refusing to listen on non-loopback address {host!r} "
+                               "without --allow-remote", EXIT_USAGE)
+        if not password:
+            raise CommandError("listening on a non-loopback address needs --requirepass",
+                               EXIT_USAGE)
+    if args.unix is not None:
+        _check_unix_path(args.unix)
+
+    config = ServerConfig(password=password, max_clients=args.max_clients,
+                          output_limit=args.output_limit,
                           reply_cache=0 if args.no_reply_cache else 4096)
     engine = Engine(max_query_length=args.max_query_length or DEFAULT_MAX_LENGTH)
+    started: list[Server] = []
     try:
         for path in args.load:
             engine.consult(path)        # trusted application code, loaded before serving
+            log.info("loaded %s", path)
 
-        def ready(server: Any) -> None:
-            print("octopus serving on " + " ".join(server.addresses), file=sys.stderr,
-                  flush=True)
+        def ready(server: Server) -> None:
+            started.append(server)
+            log.info("serving on %s (octopus %s, pid %d)", " ".join(server.addresses),
+                     __version__, os.getpid())
 
-        run(engine, host=args.host, port=args.port, unix=args.unix, config=config,
-            allow_remote=args.allow_remote, use_uvloop=not args.no_uvloop, ready=ready)
+        try:
+            run(engine, host=host, port=args.port, unix=args.unix, config=config,
+                allow_remote=args.allow_remote, use_uvloop=not args.no_uvloop, ready=ready)
+        except OSError as e:
+            raise _listen_error(e, args, host) from None
     finally:
         engine.close()
-    return 0
+    if started:
+        s = started[0].stats
+        log.info("shut down after %.1f s: %d connections, %d commands",
+                 time.time() - s.started, s.connections_received, s.commands)
+    return EXIT_OK
+
+
+# --- the parser --------------------------------------------------------------------------------
+
+
+def _client_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", default=os.environ.get("OCTOPUS_URL", DEFAULT_URL),
+                   help="server URL: unix:///path or tcp://host:port (default: $OCTOPUS_URL "
+                        "or %(default)s)")
+    p.add_argument("--password", help="server password (default: $OCTOPUS_PASSWORD)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of record text")
 
 
 def _client_command(sub: Any, name: str, func: Callable[[argparse.Namespace], int],
-                    help: str, *, query: str = "query") -> argparse.ArgumentParser:
-    p: argparse.ArgumentParser = sub.add_parser(name, help=help)
+                    help: str, *, query: str = "query",
+                    **parser_args: Any) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sub.add_parser(name, help=help, description=help,
+                                                **parser_args)
     p.add_argument("query", metavar=query.upper(), help=f"Octopus {query} text")
     p.add_argument("params", nargs="*", metavar="PARAM",
-                   help="placeholder parameters, typed by the placeholders")
-    p.add_argument("--url", default=os.environ.get("OCTOPUS_URL", DEFAULT_URL),
-                   help="server URL: unix:///path or tcp://host:port (default %(default)s)")
-    p.add_argument("--password", help="server password (or $OCTOPUS_PASSWORD)")
-    p.add_argument("--json", action="store_true", help="JSON output")
-    p.set_defaults(func=_guarded(func))
+                   help="placeholder parameters, one per placeholder, read as the "
+                        "language reads literals (%%d: 42 or 0x2A, %%f: 2.5, %%b: true)")
+    _client_flags(p)
+    p.set_defaults(func=func)
     return p
 
 
-def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return func(args)
-        except OctopusError as e:
-            print(f"octopus: {type(e).__name__}: {e}", file=sys.stderr)
-            return 1
-    return run
-
-
-def add_commands(sub: Any) -> None:
-    """Add ``serve`` and the client subcommands to the ``octopus`` parser."""
-    s = sub.add_parser("serve", help="run the engine as a RESP server")
-    s.add_argument("--unix", metavar="PATH", help="listen on this Unix socket (mode 0600)")
+def add_commands(sub: Any, **parser_args: Any) -> None:
+    """Add ``serve`` and the client subcommands to the ``octopus`` parser (``parser_args``
+    go to each subcommand's parser: parents, epilog)."""
+    desc = "run the engine as a RESP server (Redis protocol) until SIGINT/SIGTERM"
+    s = sub.add_parser("serve", help=desc, description=desc, **parser_args)
+    s.add_argument("--unix", metavar="PATH",
+                   help="listen on this Unix socket (mode 0600); refused if a live server "
+                        "answers on it")
     s.add_argument("--host", help="listen on this TCP address (default 127.0.0.1 unless "
                                   "--unix is given)")
-    s.add_argument("--port", type=int, default=6380, help="TCP port (default %(default)s)")
+    s.add_argument("--port", type=_port, default=6380,
+                   help="TCP port, 0-65535; 0 picks a free one (default %(default)s)")
     s.add_argument("--load", action="append", default=[], metavar="FILE.pl",
                    help="consult a knowledge-base file at start-up (repeatable)")
     s.add_argument("--requirepass", metavar="SECRET",
-                   help="clients must AUTH with this password (or $OCTOPUS_PASSWORD)")
+                   help="clients must AUTH with this password (default: $OCTOPUS_PASSWORD)")
     s.add_argument("--allow-remote", action="store_true",
                    help="allow a non-loopback --host (needs --requirepass)")
-    s.add_argument("--max-clients", type=int, default=10000)
-    s.add_argument("--output-limit", type=int, default=32 << 20, metavar="BYTES",
-                   help="drop a client with more unsent output than this")
-    s.add_argument("--max-query-length", type=int, default=0, metavar="BYTES")
+    s.add_argument("--max-clients", type=_positive, default=10000, metavar="N",
+                   help="refuse connections beyond this many (default %(default)s)")
+    s.add_argument("--output-limit", type=_positive, default=32 << 20, metavar="BYTES",
+                   help="drop a client with more unsent output than this "
+                        "(default %(default)s)")
+    s.add_argument("--max-query-length", type=_positive, default=None, metavar="BYTES",
+                   help="longest query or record text accepted (default 65536)")
     s.add_argument("--no-uvloop", action="store_true", help="use asyncio's own event loop")
     s.add_argument("--no-reply-cache", action="store_true",
                    help="send every GET to the engine (no revision-checked reply cache)")
-    s.set_defaults(func=_guarded(_serve))
+    s.set_defaults(func=_serve)
 
-    _client_command(sub, "get", _get, "print the first record matching a query")
-    _client_command(sub, "names", _names, "print the names matching a query")
-    _client_command(sub, "getall", _getall, "print every record matching a query")
-    p = _client_command(sub, "set", _set, "store a record", query="record")
-    p.add_argument("--sequential", action="store_true", help="append the next sequence number")
+    _client_command(sub, "get", _get, "print the first record matching a query",
+                    **parser_args)
+    _client_command(sub, "names", _names, "print the names matching a query", **parser_args)
+    _client_command(sub, "getall", _getall, "print every record matching a query",
+                    **parser_args)
+    p = _client_command(sub, "set", _set, "store a record", query="record", **parser_args)
+    p.add_argument("--sequential", action="store_true",
+                   help="append the next sequence number to the name")
     p.add_argument("--ephemeral", action="store_true", help=argparse.SUPPRESS)
-    _client_command(sub, "del", _del, "delete a record")
-    _client_command(sub, "exists", _exists, "exit 0 if a record matches, else 1")
-    p = _client_command(sub, "wait", _wait, "wait until a record matches, print it")
-    p.add_argument("--timeout", type=float, default=None, help="seconds (default: forever)")
-    p = _client_command(sub, "watch", _watch, "stream changes matching a query until Ctrl-C")
+    _client_command(sub, "del", _del, "delete a record", **parser_args)
+    _client_command(sub, "exists", _exists, "exit 0 if a record matches, else 1",
+                    **parser_args)
+    p = _client_command(sub, "wait", _wait, "wait until a record matches, print it "
+                        "(exit 1 on timeout)", **parser_args)
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="give up after this long (default: wait forever)")
+    p = _client_command(sub, "watch", _watch, "stream changes matching a query until Ctrl-C",
+                        **parser_args)
     p.add_argument("--set", action="store_true", help="only ON_SET events")
     p.add_argument("--del", dest="delete", action="store_true", help="only ON_DEL events")
-    p.add_argument("--existing", action="store_true", help="first the current matches")
-    _client_command(sub, "publish", _publish, "publish a message", query="message")
-    _client_command(sub, "subscribe", _subscribe, "stream published messages until Ctrl-C")
-    p = sub.add_parser("info", help="print the server's INFO")
-    p.add_argument("--url", default=os.environ.get("OCTOPUS_URL", DEFAULT_URL))
-    p.add_argument("--password")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_guarded(_info))
+    p.add_argument("--existing", action="store_true",
+                   help="first an ON_SET event for each current match")
+    _client_command(sub, "publish", _publish, "publish a message, print how many "
+                    "subscriptions got it", query="message", **parser_args)
+    _client_command(sub, "subscribe", _subscribe, "stream published messages until Ctrl-C",
+                    **parser_args)
+    p = sub.add_parser("info", help="print the server's INFO",
+                       description="print the server's INFO", **parser_args)
+    _client_flags(p)
+    p.set_defaults(func=_info)

@@ -39,16 +39,10 @@ from octopus.errors import (
     EngineClosed,
     OctopusError,
 )
-from octopus.events import (
-    Dispatcher,
-    Handler,
-    Mode,
-    Subscription,
-    Trigger,
-    wait_with_trigger,
-)
+from octopus.events import Dispatcher, Handler, Mode, Subscription, Trigger
 from octopus.recipes.factories import RecipeFactories
 from octopus.record import Record
+from octopus.waiting import wait_for
 
 from .client_base import (
     DEFAULT_URL,
@@ -252,10 +246,11 @@ class Client(_Base, RecipeFactories):
         (WaitTimeout after ``timeout`` seconds). Must not be called from a handler."""
         if threading.current_thread() is self._dispatcher.thread:
             raise OctopusError("wait_for from an event handler would deadlock the dispatcher")
-        record = wait_with_trigger(self.get, self.remove_trigger, q, params, timeout)
-        if record is None:
-            raise self._closed_error() if self._closed else EngineClosed("closed while waiting")
-        return record
+        try:
+            return wait_for(self, q, params, timeout)
+        except EngineClosed:
+            raise self._closed_error() if self._closed else EngineClosed(
+                "closed while waiting") from None
 
     def subscribe(self, q: str, handler: Handler, *params: object) -> Subscription:
         """Receive every message published from now on that matches ``q``."""

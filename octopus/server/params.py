@@ -5,11 +5,13 @@ query's own placeholders (``%d`` int, ``%f`` float, ``%b`` bool, ``%s``/``%n`` t
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+import sys
 
 from octopus.errors import ParameterError, QueryError
 from octopus.query.ast import Placeholder
+from octopus.query.cache import bounded_lru
 from octopus.query.parser import parse
+from octopus.record import MAX_INT_DIGITS, int_from_decimal
 
 __all__ = ["FLOAT_RE", "placeholder_kinds", "text", "typed_params", "wire_param"]
 
@@ -17,21 +19,15 @@ INT_RE = re.compile(rb"[+-]?[0-9]+\Z")
 FLOAT_RE = re.compile(rb"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
 
 
-# Queries up to this many characters have their placeholder kinds cached: 4,096 entries
-# of at most 1 KiB (and their kinds) keep the cache near 10 MB at worst, however long
-# the queries sent are.
-CACHED_QUERY_LENGTH = 1024
+def _kinds_size(args: tuple[str, int], kinds: tuple[str, ...]) -> int:
+    # The query text is the key (up to the server's limit, megabytes); the kinds are
+    # interned one-letter strings, 8 bytes a slot.
+    return sys.getsizeof(args[0]) + 8 * len(kinds) + 200
 
 
+@bounded_lru(maxsize=4096, maxbytes=8 << 20, weigh=_kinds_size)
 def placeholder_kinds(query: str, max_length: int) -> tuple[str, ...]:
-    """The kinds (``d f s b n``) of the query's placeholders, by parameter position.
-    Parses the query: a CPU-bound call (the server runs it off its event loop)."""
-    if len(query) <= CACHED_QUERY_LENGTH:
-        return _cached_kinds(query, max_length)
-    return _kinds(query, max_length)
-
-
-def _kinds(query: str, max_length: int) -> tuple[str, ...]:
+    """The kinds (``d f s b n``) of the query's placeholders, by parameter position."""
     parsed = parse(query, max_length=max_length)
     kinds = [""] * parsed.placeholders
     if isinstance(parsed.name, Placeholder):
@@ -40,9 +36,6 @@ def _kinds(query: str, max_length: int) -> tuple[str, ...]:
         if isinstance(c.value, Placeholder):
             kinds[c.value.index] = c.value.kind
     return tuple(kinds)
-
-
-_cached_kinds = lru_cache(maxsize=4096)(_kinds)
 
 
 def text(raw: bytes, what: str = "the query") -> str:
@@ -56,9 +49,11 @@ def wire_param(kind: str, raw: bytes, index: int) -> object:
     """A parameter from its wire text, typed by its placeholder."""
     where = f"parameter {index + 1} (%{kind})"
     if kind == "d":
-        if len(raw) > 4096 or not INT_RE.match(raw):
-            raise ParameterError(f"{where} must be an integer, got {raw[:40]!r}")
-        return int(raw)
+        # The range itself is checked where every %d is bound (octopus.query.ast).
+        if len(raw) > MAX_INT_DIGITS + 1 or not INT_RE.match(raw):
+            raise ParameterError(f"{where} must be an integer of at most {MAX_INT_DIGITS} "
+                                 f"digits, got {raw[:40]!r}")
+        return int_from_decimal(raw.decode("ascii"))
     if kind == "f":
         if len(raw) > 400 or not FLOAT_RE.match(raw):
             raise ParameterError(f"{where} must be a number, got {raw[:40]!r}")

@@ -9,7 +9,7 @@ from functools import lru_cache
 from octopus.events import Mode
 from octopus.record import Atom, Record
 
-__all__ = ["mode_text", "parse_mode", "record_tagged", "record_text", "tag_value"]
+__all__ = ["mode_text", "record_tagged", "record_text", "tag_value"]
 
 _MODE_NAMES = ("ON_SET", "ON_DEL", "REMOVED", "ON_PUBLISH")
 
@@ -18,16 +18,6 @@ _MODE_NAMES = ("ON_SET", "ON_DEL", "REMOVED", "ON_PUBLISH")
 def mode_text(mode: Mode) -> bytes:
     """``Mode.ON_DEL | Mode.REMOVED`` -> ``b"ON_DEL|REMOVED"``."""
     return "|".join(n for n in _MODE_NAMES if mode & Mode[n]).encode()
-
-
-def parse_mode(text: bytes | str) -> Mode:
-    """The inverse of :func:`mode_text`."""
-    if isinstance(text, bytes):
-        text = text.decode()
-    mode = Mode(0)
-    for name in text.split("|"):
-        mode |= Mode[name]
-    return mode
 
 
 def tag_value(value: object) -> bytes:

@@ -1,4 +1,4 @@
-"""SPEC section 5: publish/subscribe."""
+"""Publish/subscribe: docs/guarantees.md §Publish/subscribe."""
 
 from __future__ import annotations
 

@@ -68,3 +68,32 @@ def test_sequential_ephemeral_lock_entries(engine: octopus.Engine) -> None:
     assert names == ["lk_0", "lk_1", "lk_2"]
     holders[0].close()
     assert engine.get_names("_ { lock: 'l' }") == ["lk_1", "lk_2"]
+
+
+def test_only_the_installing_session_removes_a_trigger(engine: octopus.Engine) -> None:
+    got: list[Event] = []
+    with engine.session() as other:
+        trigger = engine.watch("x", got.append)
+        sub = engine.subscribe("m", got.append)
+        for remove in (lambda: other.remove_trigger(trigger),
+                       lambda: other.remove_trigger(trigger.id),
+                       lambda: other.unsubscribe(sub)):
+            try:
+                remove()
+            except octopus.TriggerNotFound:
+                continue
+            raise AssertionError("another session removed a trigger it did not install")
+        # A subscription is not a trigger, nor the other way round, even for its owner.
+        for remove in (lambda: engine.remove_trigger(sub.id),
+                       lambda: engine.unsubscribe(trigger.id)):
+            try:
+                remove()
+            except octopus.TriggerNotFound:
+                continue
+            raise AssertionError("removed through the wrong kind of call")
+    engine.set("x")
+    engine.publish("m")
+    engine.remove_trigger(trigger)
+    engine.unsubscribe(sub)
+    engine.flush()
+    assert [e.mode for e in got] == [Mode.ON_SET, Mode.ON_PUBLISH, Mode.REMOVED, Mode.REMOVED]

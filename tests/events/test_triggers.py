@@ -1,4 +1,4 @@
-"""SPEC section 4: triggers, their installation, delivery guarantees and the index."""
+"""docs/guarantees.md §Triggers: their installation, delivery guarantees and the index."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 
 import octopus
 from octopus import Event, Mode, NotFound, Trigger, TriggerNotFound
-from octopus.events import QueryIndex
 from octopus.query.compile import compile_query
 from octopus.record import Record
+from octopus.registry import QueryIndex
 
 
 class Recorder:
@@ -151,6 +151,60 @@ def test_trigger_objects_are_installed_once(engine: octopus.Engine) -> None:
         engine.exists("y", trigger=t)
 
 
+def test_one_trigger_passed_by_two_threads_at_once_is_installed_once() -> None:
+    # The "already installed" check and the installation are one atomic step.
+    for _ in range(200):
+        with octopus.Engine() as engine:
+            t = Trigger(Recorder(), persist=True)
+            start = threading.Barrier(2)
+            outcomes: list[str] = []
+
+            def install(t: Trigger = t, start: threading.Barrier = start,
+                        outcomes: list[str] = outcomes, engine: octopus.Engine = engine) -> None:
+                start.wait()
+                try:
+                    engine.exists("x", trigger=t)
+                    outcomes.append("installed")
+                except octopus.QueryError:
+                    outcomes.append("refused")
+
+            threads = [threading.Thread(target=install) for _ in range(2)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            assert sorted(outcomes) == ["installed", "refused"]
+            assert len(engine._core.registry) == 1
+
+
+def test_a_trigger_not_installed_by_its_call_may_be_passed_again(
+        engine: octopus.Engine) -> None:
+    t = Trigger(Recorder(), install_if="found")
+    assert not engine.exists("x", trigger=t) and not t.installed
+    with pytest.raises(octopus.QueryError):
+        engine.exists("_ { a: r'(' }", trigger=t)
+    engine.set("x")
+    assert engine.exists("x", trigger=t) and t.installed
+
+
+def test_a_sequential_set_checks_its_trigger_before_the_change() -> None:
+    # The trigger of a sequential set watches the final name; nothing about it may fail
+    # after the record is stored (a text at the length limit once did).
+    with octopus.Engine(max_query_length=40) as engine:
+        rec = Recorder()
+        text = "job_ { k: '" + "v" * 24 + "' }"
+        assert len(text.encode()) <= 40
+        r = engine.set(text, sequential=True, trigger=Trigger(rec))
+        assert r.name == "job_0"
+        engine.set("job_1 { k: %s }", r["k"])          # another name: not watched
+        engine.set("job_0 { k: %s }", r["k"])
+        engine.flush()
+        assert [e.record.name for e in rec.events] == ["job_0"]
+        with pytest.raises(octopus.QueryError):
+            engine.set("job_ { k: '" + "v" * 40 + "' }", sequential=True, trigger=Trigger(rec))
+        assert engine.get_names("_") == ["job_0", "job_1"] and engine.revision == 3
+
+
 @pytest.mark.parametrize("kwargs", [
     {"on": Mode.REMOVED}, {"on": Mode.ON_PUBLISH}, {"on": 3}, {"install_if": "sometimes"}])
 def test_bad_trigger_arguments(kwargs: dict[str, object]) -> None:
@@ -162,7 +216,7 @@ def test_invalid_trigger_query_installs_nothing(engine: octopus.Engine) -> None:
     t = Trigger(Recorder())
     with pytest.raises(octopus.QueryError):
         engine.exists("_ { a: r'(' }", trigger=t)
-    assert not t.installed and not engine._core.installed
+    assert not t.installed and not len(engine._core.registry)
 
 
 def test_numbers_and_types_match_triggers_like_queries(engine: octopus.Engine) -> None:
@@ -225,6 +279,54 @@ def test_raising_handler_is_logged_and_others_still_get_events(
         engine.flush()
     assert len(rec.events) == 2
     assert f"trigger {t.id}" in caplog.text and "boom" in caplog.text
+
+
+def test_a_handler_raising_systemexit_does_not_stop_the_dispatcher(
+        engine: octopus.Engine, caplog: pytest.LogCaptureFixture) -> None:
+    rec = Recorder()
+
+    def leaving(event: Event) -> None:
+        raise SystemExit(3) if event.record["n"] == 1 else KeyboardInterrupt
+
+    engine.watch("_ { n: _ }", leaving)
+    engine.watch("_ { n: _ }", rec)
+    with caplog.at_level(logging.ERROR, logger="octopus.events"):
+        for n in range(1, 4):
+            engine.set("x { n: %d }", n)
+        assert engine.flush(timeout=10)
+    assert [e.record["n"] for e in rec.events] == [1, 2, 3]
+    assert "SystemExit" in caplog.text and "KeyboardInterrupt" in caplog.text
+
+
+def test_writers_wait_when_the_event_queue_is_full(engine: octopus.Engine) -> None:
+    gate = threading.Event()
+    seen: list[int] = []
+
+    def blocked(event: Event) -> None:
+        gate.wait(10)
+        seen.append(event.record["n"])
+        if event.record["n"] == 0:      # a handler may write even when the queue is full
+            engine.set("from.handler { n: -1 }")
+
+    engine.watch("_ { n: _ }", blocked)
+    engine._core.dispatcher.max_pending = 5
+    writer_done = threading.Event()
+
+    def writer() -> None:
+        for n in range(20):
+            engine.set("w { n: %d }", n)
+        writer_done.set()
+
+    t = threading.Thread(target=writer)
+    t.start()
+    time.sleep(0.3)
+    # The writer is held back while handlers are behind: the queue stays near its bound.
+    assert not writer_done.is_set()
+    assert engine._core.dispatcher.pending <= 6
+    gate.set()
+    t.join(10)
+    assert writer_done.is_set() and engine.flush(10)
+    assert sorted(seen) == [-1, *range(20)]
 
 
 def test_slow_handler_loses_nothing(engine: octopus.Engine) -> None:
@@ -333,7 +435,7 @@ def test_hundred_thousand_live_triggers(engine: octopus.Engine) -> None:
     for t in triggers[:1000]:
         engine.remove_trigger(t)
     engine.flush()
-    assert len(engine._core.installed) == 99_000
+    assert len(engine._core.registry) == 99_000
 
 
 def test_wait_for(engine: octopus.Engine) -> None:
@@ -346,7 +448,7 @@ def test_wait_for(engine: octopus.Engine) -> None:
     with pytest.raises(TimeoutError):
         engine.wait_for("never", timeout=0.01)
     engine.flush()
-    assert not engine._core.installed
+    assert not len(engine._core.registry)
 
 
 def test_wait_for_from_a_handler_is_refused(engine: octopus.Engine) -> None:

@@ -233,8 +233,8 @@ def test_each_waiter_watches_only_its_predecessor(store: Store) -> None:
     for i in range(5):
         threads.start(take_and_pass_on, store.lock("herd", f"w{i}"))
         eventually(lambda i=i: len(head.contenders()) == i + 2, "queued")
-    eventually(lambda: len(core.installed) == 5, "five triggers")
-    watched = sorted(inst.query.exact_name for inst in core.installed.values())
+    eventually(lambda: len(core.registry) == 5, "five triggers")
+    watched = sorted(inst.query.exact_name for inst in core.registry)
     assert watched == sorted(f"herd_{k}" for k in range(5))
     head.release()
     threads.join()

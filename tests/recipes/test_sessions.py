@@ -1,4 +1,4 @@
-"""Sessions and ephemeral records: the ground the recipes stand on (SPEC section 3)."""
+"""Sessions and ephemeral records, the ground the recipes stand on (docs/guarantees.md)."""
 
 from __future__ import annotations
 
@@ -132,5 +132,5 @@ def _has_core(store: Store) -> bool:
     return hasattr(store, "_core")
 
 
-def _installed(store: Store) -> dict[int, object]:
-    return store._core.installed if _has_core(store) else {}  # type: ignore[attr-defined]
+def _installed(store: Store) -> list[object]:
+    return list(store._core.registry) if _has_core(store) else []  # type: ignore[attr-defined]

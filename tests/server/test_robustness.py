@@ -225,10 +225,10 @@ def test_unix_socket_is_private(server: ServerProcess) -> None:
 def test_non_loopback_needs_a_flag_and_a_password(tmp_path: Path) -> None:
     base = [sys.executable, "-m", "octopus", "serve", "--host", "0.0.0.0", "--port", "0"]
     r = subprocess.run(base, capture_output=True, text=True, timeout=60, env=python_env())
-    assert r.returncode == 1 and "--allow-remote" in r.stderr
+    assert r.returncode == 2 and "--allow-remote" in r.stderr
     r = subprocess.run([*base, "--allow-remote"], capture_output=True, text=True, timeout=60,
                        env=python_env())
-    assert r.returncode == 1 and "--requirepass" in r.stderr
+    assert r.returncode == 2 and "--requirepass" in r.stderr
 
 
 def test_password_protects_every_command(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""SPEC section 2, one line per rule: which stored records a query matches."""
+"""docs/language.md §Queries, one line per rule: which stored records a query matches."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 import octopus
 from octopus import Atom, ConditionFailed, NotFound, OctopusError, Record
+from octopus.core import Change, ChangeOp
 from octopus.query.parser import parse
 from octopus.record import natural_key
 
@@ -110,6 +111,9 @@ class StoreModel(RuleBasedStateMachine):
         self.model: dict[str, tuple[dict[str, Any], int]] = {}
         self.revision = 0
         self.seq: dict[str, int] = {}
+        self.changes: list[Change] = []
+        self.engine.observe(self.changes.append)
+        self.sessions: list[octopus.Session] = []
 
     def teardown(self) -> None:
         self.engine.close()
@@ -193,6 +197,44 @@ class StoreModel(RuleBasedStateMachine):
         if expected:
             r = self.engine.get(text)
             assert r.name == expected[0] and r.revision == self.model[expected[0]][1]
+
+    @rule(name=st.sampled_from(POOL), new_session=st.booleans())
+    def ephemeral(self, name: str, new_session: bool) -> None:
+        if new_session or not self.sessions:
+            self.sessions.append(self.engine.session())
+        self.sessions[-1].set(name, ephemeral=True)
+        self.revision += 1
+        self.model[name] = ({}, self.revision)
+
+    @rule()
+    def end_session(self) -> None:
+        if not self.sessions:
+            return
+        session = self.sessions.pop(0)
+        last: dict[str, Change] = {c.name: c for c in self.changes}
+        mine = [n for n, c in last.items()
+                if c.op is ChangeOp.SET and c.owner == session._sid]
+        session.close()
+        # Its records that nobody replaced since go, in natural order, one change each.
+        for name in sorted(mine, key=natural_key):
+            self.revision += 1
+            del self.model[name]
+            change = self.changes[self.revision - 1]
+            assert (change.op, change.name, change.owner) == (ChangeOp.DELETE, name,
+                                                              session._sid)
+
+    @invariant()
+    def the_change_stream_replays_to_the_store(self) -> None:
+        # Every committed change was observed once, in revision order, and replaying
+        # them rebuilds the store exactly.
+        assert [c.revision for c in self.changes] == list(range(1, self.revision + 1))
+        replay: dict[str, tuple[Record, int]] = {}
+        for c in self.changes:
+            if c.op is ChangeOp.SET:
+                replay[c.name] = (c.record, c.revision)
+            else:
+                assert replay.pop(c.name)[0] == c.record
+        assert {n: (Record(n, a), rev) for n, (a, rev) in self.model.items()} == replay
 
     @invariant()
     def same_contents(self) -> None:

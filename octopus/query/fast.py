@@ -1,0 +1,179 @@
+"""A fast path for the texts that dominate: it returns what the PLY parser returns, or
+declines.
+
+Records and queries not seen before are parsed at the rate data arrives, and a PLY
+parse costs ~100 µs. Most texts are a bare name (``hw.pci.device.7``), a record in
+canonical form (``name { k: v, ... }``, as ``str(Record)`` prints it, or written by
+hand with other spacing) or a simple query (``_ { key: value }``, ``_ { k > v }``).
+:func:`parse_fast` reads those (in fact every valid text, except numbers written with
+more than 300 characters) with a few anchored regular expressions and returns the
+:class:`~octopus.query.ast.Query` the PLY parser (the grammar's authority,
+:mod:`octopus.query.parser`) would return for the same text: the same tree, the same
+value types (``int``/``float``/``bool``/``str``/:class:`~octopus.record.Atom`), the
+same placeholder numbering and the same positions.
+
+Guarantees:
+
+1. ``parse_fast(text)`` is either None or equal, node for node and type for type, to
+   the PLY parser's result; ``tests/query/test_fast.py`` checks it against PLY on
+   generated valid and invalid texts (hypothesis).
+2. It never raises for any ``str``: whenever it is not sure (an error, an escape it
+   does not know, a long number, a token PLY would split differently) it returns None
+   and the caller asks PLY, so every error message and position comes from PLY.
+3. It keeps no state: it is safe to call from any thread without a lock.
+
+Each token pattern below is PLY's token rule (octopus/query/lexer.py) narrowed to the
+valid spellings: a number with leading zeros, for instance, is simply not matched, so
+the text goes to PLY, which reports it. Every token must be followed by what the
+grammar allows next (whitespace, then ``{``, ``,``, ``}`` or the end), which is what
+makes a regex match here the same tokenization as PLY's.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from octopus.query.ast import (
+    AnyName,
+    Constraint,
+    Name,
+    Placeholder,
+    Query,
+    Regex,
+    make_constraint,
+    make_name,
+    make_query,
+)
+from octopus.record import Atom
+
+__all__ = ["parse_fast", "parse_name"]
+
+# Possessive quantifiers: every token below ends where PLY's would, so giving characters
+# back could never help a match; not trying keeps each match linear.
+_WS = r"[ \t\r\n]*+"                      # PLY's t_ignore plus t_newline, nothing else
+_NAME = r"[a-z][A-Za-z0-9._\-]*+"
+_QUOTED = r"[^'\\]*+(?:\\.[^'\\]*+)*+"    # a string or regex body, escapes paired
+_DIGITS = r"(?:0|[1-9][0-9]*+)"           # no leading zeros
+_EXPONENT = r"[eE][+-]?[0-9]++"
+_KEYWORDS = frozenset({"true", "false"})
+# Longer numbers decline: PLY checks their range (and they are never the common case).
+_MAX_NUMBER_TEXT = 300
+
+_BARE_NAME = re.compile(_NAME)
+# The name pattern, in PLY's order (a regex before a name: "r'x'" is not the name "r"),
+# then "{" (and "}" at once for an empty body). Groups: regex body, name, "_", the
+# placeholder's kind, "{", "}".
+_HEAD = re.compile(
+    _WS + r"(?:r'(" + _QUOTED + r")'|(" + _NAME + r")|(_)|%([sn]))" + _WS +
+    r"(?:(\{)" + _WS + r"(?:(\})" + _WS + r")?)?", re.S)
+# One item with the separator before it ("{" for the first, "," for the others; the
+# loop checks which). The value's alternatives are PLY's token rules in PLY's order;
+# exactly one matches, and as the value's group is the last group, ``lastindex`` says
+# which.
+_ITEM = re.compile(
+    r"([{,])" + _WS + r"(" + _NAME + r")" + _WS + r"(:|==|!=|<=|>=|<|>)" + _WS +
+    r"(?:"
+    r"r'(" + _QUOTED + r")'"                                        # 4 regex body
+    r"|'(" + _QUOTED + r")'"                                        # 5 string body
+    r"|(-?(?:" + _DIGITS + r"\.[0-9]++(?:" + _EXPONENT + r")?"      # 6 float
+    r"|\.[0-9]++(?:" + _EXPONENT + r")?"
+    r"|" + _DIGITS + _EXPONENT + r"))"
+    r"|(-?0[xX][0-9a-fA-F]++)"                                      # 7 hex integer
+    r"|(-?" + _DIGITS + r")"                                        # 8 decimal integer
+    r"|(" + _NAME + r")"                                            # 9 identifier, true, false
+    r"|(_)"                                                         # 10 "key: _"
+    r"|%([dfsbn])"                                                  # 11 placeholder
+    r")" + _WS, re.S)
+_REGEX, _STRING, _FLOAT, _HEX, _INT, _IDENT, _ANY, _PLACEHOLDER = range(4, 12)
+_CLOSE = re.compile(r"\}" + _WS)
+
+_OPS = {":": "is", "==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
+_ESCAPE = re.compile(r"\\(.)", re.S)
+_ESCAPES = {"'": "'", "\\": "\\", "n": "\n", "t": "\t", "r": "\r"}
+
+
+def parse_name(text: str) -> Query | None:
+    """The PLY parser's result for a bare record name (``hw.pci.device.7``), else None."""
+    if _BARE_NAME.fullmatch(text) is None or text in _KEYWORDS:
+        return None
+    return make_query(make_name(text), (), 0)
+
+
+def parse_fast(text: str) -> Query | None:
+    """The PLY parser's result for ``text``, or None to say "ask PLY"."""
+    if _BARE_NAME.fullmatch(text):
+        return None if text in _KEYWORDS else make_query(make_name(text), (), 0)
+    head = _HEAD.match(text)
+    if head is None:
+        return None
+    name_regex, name_text, any_name, name_kind, brace, empty = head.groups()
+    placeholders = 0
+    name: Name | AnyName | Regex | Placeholder
+    if name_text is not None:
+        if name_text in _KEYWORDS:
+            return None
+        name = make_name(name_text)
+    elif any_name is not None:
+        name = AnyName()
+    elif name_kind is not None:
+        name = Placeholder(name_kind, 0)
+        placeholders = 1
+    else:
+        name = Regex(name_regex)
+    if brace is None or empty is not None:
+        return make_query(name, (), placeholders) if head.end() == len(text) else None
+    constraints: list[Constraint] = []
+    end = head.start(5)
+    # Each match starts where the previous one ended (a scanner anchors them), so the
+    # items cover the body with nothing skipped.
+    next_item = _ITEM.scanner(text, end).match
+    while (m := next_item()) is not None:
+        kind: int = m.lastindex  # type: ignore[assignment]
+        separator, key, op, token = m.group(1, 2, 3, kind)
+        if key in _KEYWORDS or (separator == "{" and constraints):
+            return None
+        op = _OPS[op]
+        value: object
+        if kind == _INT:
+            if len(token) > _MAX_NUMBER_TEXT:
+                return None
+            value = int(token)
+        elif kind == _STRING:
+            if "\\" in token:
+                token = _unescape(token)
+                if token is None:
+                    return None
+            value = token
+        elif kind == _IDENT:
+            value = True if token == "true" else False if token == "false" else Atom(token)
+        elif kind == _HEX:
+            if len(token) > _MAX_NUMBER_TEXT:
+                return None
+            value = int(token, 16)
+        elif kind == _FLOAT:
+            value = float(token)
+            if not math.isfinite(value):
+                return None
+        elif kind == _PLACEHOLDER:
+            value = Placeholder(token, placeholders)
+            placeholders += 1
+        elif op != "is":  # "_" and regexes only follow ':'
+            return None
+        elif kind == _REGEX:
+            op, value = "re", Regex(token)
+        else:
+            op, value = "any", None
+        constraints.append(make_constraint(key, op, value, m.start(2)))  # type: ignore[arg-type]
+        end = m.end()
+    if not constraints or _CLOSE.fullmatch(text, end) is None:
+        return None
+    return make_query(name, tuple(constraints), placeholders)
+
+
+def _unescape(body: str) -> str | None:
+    """The string's value, or None for an escape the language does not have."""
+    for m in _ESCAPE.finditer(body):
+        if m.group(1) not in _ESCAPES:
+            return None
+    return _ESCAPE.sub(lambda m: _ESCAPES[m.group(1)], body)

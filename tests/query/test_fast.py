@@ -1,0 +1,344 @@
+"""The fast path returns exactly what PLY returns, or declines (differential tests).
+
+Texts are generated from the grammar (every value kind, escapes, whitespace,
+placeholders, regexes, huge numbers, Unicode, lone surrogates), then mutated, plus
+random strings over the language's characters. For each one, ``parse_fast`` must be
+None or equal to PLY's tree node for node, type for type, position for position; and
+``parse`` (memo, fast path, PLY) must give PLY's tree or PLY's error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from octopus.errors import ParseError, QueryError
+from octopus.query import parser as parser_module
+from octopus.query.ast import Query
+from octopus.query.fast import parse_fast
+from octopus.query.parser import parse, parse_ply
+from octopus.record import MAX_INT_DIGITS, Atom, Record, format_string, format_value
+
+# --- comparing trees strictly ---------------------------------------------------------
+
+
+def assert_same(a: Any, b: Any, path: str = "tree") -> None:
+    """Equal and of the same types all the way down, positions included (dataclass
+    equality alone would accept 1 == 1.0 == True, 'x' == Atom('x') and any pos)."""
+    assert type(a) is type(b), f"{path}: {type(a).__name__} vs {type(b).__name__}"
+    if dataclasses.is_dataclass(a):
+        for f in dataclasses.fields(a):
+            assert_same(getattr(a, f.name), getattr(b, f.name), f"{path}.{f.name}")
+    elif isinstance(a, tuple):
+        assert len(a) == len(b), f"{path}: {len(a)} vs {len(b)} items"
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same(x, y, f"{path}[{i}]")
+    elif isinstance(a, float):
+        assert repr(a) == repr(b), f"{path}: {a!r} vs {b!r}"  # -0.0 is not 0.0
+    else:
+        assert a == b, f"{path}: {a!r} vs {b!r}"
+
+
+def ply_outcome(text: str) -> Query | ParseError:
+    try:
+        return parse_ply(text)
+    except ParseError as e:
+        return e
+
+
+def check_fast(text: str) -> Query | None:
+    """The differential property; returns the fast result."""
+    fast = parse_fast(text)
+    if fast is not None:
+        reference = ply_outcome(text)
+        assert isinstance(reference, Query), f"fast path accepted {text!r}: {reference}"
+        assert_same(fast, reference)
+    return fast
+
+
+def check_parse(text: str) -> None:
+    """parse() gives PLY's result or PLY's error (after its own Unicode check)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        with pytest.raises(ParseError, match="surrogate"):
+            parse(text)
+        return
+    reference = ply_outcome(text)
+    try:
+        got: Query | ParseError = parse(text)
+    except ParseError as e:
+        got = e
+    if isinstance(reference, ParseError):
+        assert isinstance(got, ParseError), f"{text!r}: parsed, PLY said {reference}"
+        assert (got.reason, got.line, got.column, got.text) == \
+            (reference.reason, reference.line, reference.column, reference.text)
+    else:
+        assert isinstance(got, Query), f"{text!r}: {got}"
+        assert_same(got, reference)
+
+
+# --- generating texts from the grammar ------------------------------------------------
+
+WS = st.text(alphabet=" \t\r\n", max_size=3)
+SOME_WS = st.sampled_from(["", " ", " ", "  ", "\n", "\t", "\r\n", " \n  "])
+NAMES = st.from_regex(r"[a-z][A-Za-z0-9._\-]{0,10}", fullmatch=True)
+ODD_NAMES = st.sampled_from(["true", "false", "r", "trueish", "false-1", "x_", "a.b-c_D9"])
+NAME = st.one_of(NAMES, ODD_NAMES)
+TEXT = st.text(st.characters(codec=None, exclude_categories=()), max_size=12)  # incl. surrogates
+
+
+def hex_text(n: int) -> str:
+    return ("-" if n < 0 else "") + f"{abs(n):#x}"
+
+
+def ints() -> st.SearchStrategy[str]:
+    return st.one_of(
+        st.integers(-(10**20), 10**20).map(str),
+        st.integers(-(2**64), 2**64).map(hex_text),
+        st.integers(-(2**1200), 2**1200).map(hex_text),
+        st.integers(-(10**400), 10**400).map(str),
+        st.integers(0, 16).map(lambda k: "0x" + "F" * k),     # "0x" alone is an error
+        st.integers(MAX_INT_DIGITS - 2, MAX_INT_DIGITS + 2).map(lambda k: "9" * k),
+        st.integers(295, 305).map(lambda k: "7" * k),          # around the fast path's limit
+        st.integers(3570, 3575).map(lambda k: "-0x" + "f" * k),
+        st.sampled_from(["0", "-0", "00", "007", "-01", "0x", "1_000", "٣", "+1", "--1"]),
+    )
+
+
+def floats() -> st.SearchStrategy[str]:
+    return st.one_of(
+        st.floats(allow_nan=False, allow_infinity=False).map(repr),
+        st.sampled_from([".5", "-.5", "0.0", "-0.0", "1e5", "1E+5", "2.5e-3", "1e400",
+                         "-1e400", "00.5", "5.", "1.e5", "1e", "1.5e", "0e0", "01e5",
+                         "1." + "0" * 400, "." + "9" * 50, "1.5.3", "1e5e5"]),
+    )
+
+
+def strings() -> st.SearchStrategy[str]:
+    return st.one_of(
+        TEXT.map(format_string),                                # canonical, escaped
+        st.lists(st.sampled_from(["a", "é", "\\'", "\\\\", "\\n", "\\t", "\\r", "\\q",
+                                  "\\", "'", "\n", "\udcff", "😀", " "]),
+                 max_size=6).map(lambda parts: "'" + "".join(parts) + "'"),
+    )
+
+
+def regexes() -> st.SearchStrategy[str]:
+    return st.lists(st.sampled_from(["a", ".", "\\.", "\\'", "\\\\", "\\", "'", "^", "$",
+                                     "(?i)", "é", "\n", " "]),
+                    max_size=6).map(lambda parts: "r'" + "".join(parts) + "'")
+
+
+PLACEHOLDERS = st.sampled_from(["%d", "%f", "%s", "%b", "%n", "%x", "%"])
+VALUES = st.one_of(ints(), floats(), strings(), regexes(), NAME, PLACEHOLDERS,
+                   st.sampled_from(["true", "false", "_", "ethernet", "-", "'"]))
+OPS = st.sampled_from([":", ":", ":", "==", "!=", "<", "<=", ">", ">=", "=", "=<", "! ="])
+NAME_PATTERNS = st.one_of(NAME, st.just("_"), regexes(), PLACEHOLDERS)
+
+
+@st.composite
+def grammar_texts(draw: st.DrawFn) -> str:
+    """Grammar-shaped texts whose tokens are drawn from valid and invalid spellings
+    alike (most are errors somewhere)."""
+    parts = [draw(WS), draw(NAME_PATTERNS)]
+    if draw(st.booleans()):
+        parts += [draw(SOME_WS), "{"]
+        items = draw(st.lists(st.tuples(NAME, OPS, VALUES), max_size=5))
+        for i, (key, op, value) in enumerate(items):
+            sep = "," if i else ""
+            parts += [sep, draw(SOME_WS), key, draw(SOME_WS), op, draw(SOME_WS), value,
+                      draw(SOME_WS)]
+        if draw(st.integers(0, 9)) == 0:
+            parts.append(",")                                   # trailing comma
+        parts += ["}" if draw(st.integers(0, 19)) else "", draw(WS)]
+    return "".join(parts)
+
+
+# Valid texts, then at most one odd token in them: each way the fast path must decline
+# (or must not) is met in an otherwise valid text, where nothing else hides it.
+KEYS = NAMES.filter(lambda n: n not in ("true", "false"))
+VALID_SCALARS = st.one_of(
+    st.integers(-(10**20), 10**20).map(str),
+    st.integers(-(10**400), 10**400).map(str),
+    st.integers(-(2**1200), 2**1200).map(hex_text),
+    st.sampled_from(["0", "-0", "0x0", "0XfF", "-0x10", "9" * MAX_INT_DIGITS,
+                     "-0x" + "f" * 3570, "7" * 300, "7" * 301]),
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.sampled_from([".5", "-.5", "0.0", "-0.0", "1e5", "1E+5", "2.5e-3", "0e0", "1.5E-07",
+                     "1." + "0" * 400, "." + "9" * 50]),
+    TEXT.map(format_string),
+    st.lists(st.sampled_from(["a", "é", "\\'", "\\\\", "\\n", "\\t", "\\r", "\n", "😀"]),
+             max_size=5).map(lambda parts: "'" + "".join(parts) + "'"),
+    KEYS, st.sampled_from(["true", "false", "truex", "false.1", "%d", "%f", "%s", "%b", "%n"]),
+)
+VALID_REGEXES = st.lists(st.sampled_from(["a", ".", "\\.", "\\'", "\\\\", "\\q", "^", "$",
+                                          "é", "\n", " ", "(?i)"]),
+                         max_size=5).map(lambda parts: "r'" + "".join(parts) + "'")
+VALID_OPS = st.sampled_from([":", ":", ":", "==", "!=", "<", "<=", ">", ">="])
+VALID_NAME_PATTERNS = st.one_of(KEYS, st.just("_"), VALID_REGEXES, st.sampled_from(["%s", "%n"]))
+ODD_VALUES = st.sampled_from([
+    "'a\\qb'", "'\\x'", "'\\'", "1e400", "-1e400", "00.5", "01", "-007", "0x", "٣", "1٣",
+    "1" + "0" * MAX_INT_DIGITS, "0x" + "f" * 3600, "1.e5", "5.", "'open", "r'open", "%x", "%",
+    "--1", "+1", "1_0", "1e", "1.5e", ".", "-", "0x1g", "12abc", "'a'b'", "r'a'b'"])
+ODD_KEYS = st.sampled_from(["true", "false", "_a", "A", "1a", "_", "'a'", "%s"])
+ODD_OPS = st.sampled_from(["=", "=<", "=>", "<>", "::", "! =", ""])
+ODD_NAME_PATTERNS = st.sampled_from(["true", "false", "%d", "%f", "%b", "A", "_x", "r'x",
+                                     "'x'", "1", ""])
+
+
+@st.composite
+def near_valid_texts(draw: st.DrawFn) -> str:
+    n = draw(st.integers(0, 5))
+    odd = draw(st.integers(-1, 3 * n + 1))      # which token is odd (-1: none)
+    name = draw(ODD_NAME_PATTERNS if odd == 3 * n else VALID_NAME_PATTERNS)
+    parts = [draw(WS), name, draw(SOME_WS)]
+    if n or draw(st.booleans()):
+        parts.append("{")
+        for i in range(n):
+            key = draw(ODD_KEYS if odd == 3 * i else KEYS)
+            op = draw(ODD_OPS if odd == 3 * i + 1 else VALID_OPS)
+            if odd == 3 * i + 2:
+                value = draw(ODD_VALUES)
+            elif op == ":":
+                value = draw(st.one_of(VALID_SCALARS, VALID_REGEXES, st.just("_")))
+            else:
+                value = draw(VALID_SCALARS)
+            parts += ["," if i else "", draw(SOME_WS), key, draw(SOME_WS), op,
+                      draw(SOME_WS), value, draw(SOME_WS)]
+        parts += ["," if odd == 3 * n + 1 and n else "", "}", draw(WS)]
+    return "".join(parts)
+
+
+ALPHABET = "{}:,'\\r%_-.0123456789eExX \t\n\r<>=!aZbt_٣\udcff\x00\x0b😀"
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> str:
+    text = draw(st.one_of(grammar_texts(), near_valid_texts()))
+    for _ in range(draw(st.integers(1, 3))):
+        if not text:
+            break
+        i = draw(st.integers(0, len(text)))
+        action = draw(st.integers(0, 3))
+        if action == 0:
+            text = text[:i] + text[i + 1:]
+        elif action == 1:
+            text = text[:i] + draw(st.sampled_from(ALPHABET)) + text[i:]
+        elif action == 2:
+            j = draw(st.integers(i, len(text)))
+            text = text[:j] + text[i:j] + text[j:]
+        else:
+            text = text[:i]
+    return text
+
+
+@st.composite
+def records(draw: st.DrawFn) -> Record:
+    values = st.one_of(st.integers(-(10**80), 10**80),
+                       st.floats(allow_nan=False, allow_infinity=False),
+                       st.text(st.characters(codec="utf-8"), max_size=10),
+                       NAMES.filter(lambda n: n not in ("true", "false")).map(Atom),
+                       st.booleans())
+    keys = NAMES.filter(lambda n: n not in ("true", "false"))
+    name = draw(keys)
+    return Record(name, draw(st.dictionaries(keys, values, max_size=6)))
+
+
+# --- the properties -------------------------------------------------------------------
+
+
+@settings(max_examples=1500)
+@given(grammar_texts())
+@example("x { a: 1 }")
+@example("r'x'")
+@example("r'x' { a: r'y', b: _ }")
+@example("x{a:'it\\'s',b:-.5e3,c:0XfF,d:%n}")
+@example("   _{a0000:   _{a0000:0}")  # found by hypothesis: "{" where "," belongs
+def test_grammar_texts(text: str) -> None:
+    check_fast(text)
+    check_parse(text)
+
+
+@settings(max_examples=1500)
+@given(near_valid_texts())
+def test_near_valid_texts(text: str) -> None:
+    check_fast(text)
+    check_parse(text)
+
+
+@settings(max_examples=1500)
+@given(mutated())
+def test_mutated_texts(text: str) -> None:
+    check_fast(text)
+    check_parse(text)
+
+
+@settings(max_examples=500)
+@given(st.text(alphabet=ALPHABET, max_size=30))
+def test_random_texts(text: str) -> None:
+    check_fast(text)
+    check_parse(text)
+
+
+@given(NAMES)
+def test_a_bare_name_never_reaches_ply(name: str) -> None:
+    fast = check_fast(name)
+    assert (fast is None) == (name in ("true", "false"))
+
+
+@given(records())
+def test_canonical_records_take_the_fast_path(record: Record) -> None:
+    text = str(record)
+    fast = check_fast(text)
+    assert fast is not None, text
+    assert str(fast) == text
+
+
+@given(grammar_texts())
+def test_valid_canonical_text_takes_the_fast_path(text: str) -> None:
+    """Whatever PLY accepts prints canonically, and the canonical text is fast unless
+    it holds a number of more than 300 characters."""
+    q = ply_outcome(text)
+    if isinstance(q, Query):
+        canonical = str(q)
+        fast = check_fast(canonical)
+        long_number = any(isinstance(c.value, int) and len(format_value(c.value)) > 300
+                          for c in q.constraints)
+        assert (fast is None) == long_number, canonical
+
+
+@pytest.mark.parametrize("text", [
+    "hw.pci.device.7", "_", "r'^hw'", "%n", "%s { a: 1 }", "x {}", " x { } ",
+    "x { a: 1, b: -2.5, c: 'it\\'s', d: eth0, e: true, f: false, g: %d, h: _, i: r'q' }",
+    "_ { a == 1, b != 2, c < 3, d <= 4, e > 5, f >= 6 }",
+    "x\n{\n\ta :\r\n1 ,b:2}\n",
+])
+def test_dominant_forms_take_the_fast_path(text: str) -> None:
+    assert check_fast(text) is not None
+
+
+def test_a_bare_name_parses_without_ply(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(text: str) -> Query:
+        raise AssertionError(f"PLY was asked to parse {text!r}")
+
+    monkeypatch.setattr(parser_module, "parse_ply", refuse)
+    parser_module._memo.clear()
+    assert parse("never.seen.before.42").constraints == ()
+    assert str(parse("hw.pci.device.9 { bus: 0, label: 'x' }")) == \
+        "hw.pci.device.9 { bus: 0, label: 'x' }"
+    with pytest.raises(AssertionError, match="PLY was asked"):
+        parse("x { a: 01 }")  # errors always come from PLY
+
+
+def test_pathological_texts_are_linear() -> None:
+    """Long runs that a backtracking or searching matcher would make quadratic."""
+    for text in ("x { " + "a" * 60_000 + " }", "x {" + " " * 60_000 + "a: 1",
+                 "x { a: '" + "\\'" * 30_000 + " }", "x { " + "a: 1, " * 10_000 + "}"):
+        check_fast(text)
+        with pytest.raises(QueryError):
+            parse(text)

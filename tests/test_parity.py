@@ -1,0 +1,62 @@
+"""The four handles on a store are twins: Session, Client, AsyncSession, AsyncClient.
+
+The sync pair and the async pair have the same methods with the same parameters; the
+async pair awaits what the sync pair returns. The differences are few and listed here
+(and in docs/guarantees.md): the in-process knowledge base and ``set_many`` exist only
+in-process, ``info`` only over the network, and the async pair adds event streams.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from octopus.aio import AsyncSession
+from octopus.engine import Session
+from octopus.server.async_client import AsyncClient
+from octopus.server.client import Client
+
+IN_PROCESS_ONLY = {"kb", "consult", "add_facts", "prolog", "prolog_once", "set_many"}
+NETWORK_ONLY = {"info"}
+ASYNC_ONLY = {"events", "messages"}
+RECIPE_FACTORIES = {"lock", "rwlock", "barrier", "semaphore", "election", "names"}
+PROPERTIES = {"closed", "names"}
+
+
+def api(cls: type) -> set[str]:
+    return {name for name in dir(cls) if not name.startswith("_")}
+
+
+def parameters(cls: type, name: str) -> list[tuple[str, Any, Any]]:
+    member = inspect.getattr_static(cls, name)
+    if isinstance(member, property) or name == "revision":
+        return []           # a property, or (async) a coroutine method without arguments
+    sig = inspect.signature(getattr(cls, name))
+    return [(p.name, p.kind, p.default) for p in sig.parameters.values()]
+
+
+def test_the_four_handles_are_twins() -> None:
+    shared = api(Client) - NETWORK_ONLY
+    assert api(Session) - IN_PROCESS_ONLY == shared
+    assert api(AsyncClient) - NETWORK_ONLY - ASYNC_ONLY == shared
+    assert api(AsyncSession) - ASYNC_ONLY - {"set_many"} == shared
+    for name in sorted(shared | NETWORK_ONLY):
+        assert parameters(Client, name) == parameters(AsyncClient, name), name
+    for name in sorted(shared | {"set_many"}):
+        assert parameters(Session, name) == parameters(AsyncSession, name), name
+    for name in sorted(shared):
+        assert parameters(Session, name) == parameters(Client, name), name
+
+
+def test_the_async_twins_await_what_the_sync_twins_return() -> None:
+    for sync, twin in ((Session, AsyncSession), (Client, AsyncClient)):
+        for name in sorted(api(sync) & api(twin)):
+            member = getattr(twin, name)
+            if name in PROPERTIES:
+                assert isinstance(inspect.getattr_static(twin, name), property), name
+            elif name in RECIPE_FACTORIES:
+                assert not inspect.iscoroutinefunction(member), name
+            else:
+                assert inspect.iscoroutinefunction(member), f"{twin.__name__}.{name}"
+        # revision is a property on the sync twins and awaited on the async ones
+        assert isinstance(inspect.getattr_static(sync, "revision"), property)
