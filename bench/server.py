@@ -18,8 +18,8 @@ because the 2-core machine is shared and noisy.
 ``--getset`` measures what a change to the request path costs: ``GET`` (reply cache
 hits) and ``SET`` (always an engine call) at 50 clients, without and with ``-P 16``,
 best of ``--repeat`` runs, plus the stall probe: the round-trip time of ``PING`` and of
-an uncached ``GET`` from one client while another sends distinct 1 MiB queries full of
-``%`` (each one ~0.3 s of parsing). ``--label`` names the run in RESULTS.md.
+an engine call from one client while another sends slow requests (range scans over
+20,000 records; 1 MiB queries full of ``%``). ``--label`` names the run in RESULTS.md.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -216,7 +217,7 @@ def getset(repeat: int, scale: float, label: str, no_record: bool) -> None:
         stall = stall_probe(port)
     text = table(f"octopus {label}: 50 clients, best of {repeat}".replace("  ", " "),
                  ["command", "-P", "req/s"], rows)
-    text += "\n" + table("Round trips of another client while one sends 1 MiB '%' queries",
+    text += "\n" + table("Round trips of a client while another sends slow requests",
                          ["command", "median ms", "max ms", "slow requests done meanwhile"],
                          stall)
     print(text)
@@ -227,8 +228,10 @@ def getset(repeat: int, scale: float, label: str, no_record: bool) -> None:
 
 
 def stall_probe(port: int, probes: int = 30) -> list[list[str]]:
-    """PING and an uncached GET from one client while another client keeps sending
-    distinct 1 MiB queries full of ``%`` (finding: each stalled the whole event loop)."""
+    """PING and an EXISTS (an engine call) from one client while another keeps sending
+    slow requests: range scans over 20,000 records (~50 ms of Prolog each) and
+    distinct 1 MiB queries full of ``%``. Before the engine calls left the event loop,
+    every client waited for each of them."""
     import threading
 
     from octopus.server.resp import ReplyParser, encode_command
@@ -239,38 +242,53 @@ def stall_probe(port: int, probes: int = 30) -> list[list[str]]:
             parser.feed(s.recv(1 << 20))
         return reply
 
-    stop = threading.Event()
-    done = [0]
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        n = 20_000
+        s.sendall(b"".join(encode_command(["SET", f"scan{i} {{ slowscan: {i} }}"])
+                           for i in range(n)))
+        p = ReplyParser()
+        got = 0
+        while got < n:
+            p.feed(s.recv(1 << 20))
+            while p.gets() is not False:
+                got += 1
+    rows = []
+    for label, slow_command in (
+            ("range scan", lambda i: ["NAMES", "_ { slowscan > 1000000000 }"]),
+            ("1 MiB '%' query", lambda i: ["GET", f"_ {{ a: 'x{i}" + "%" * ((1 << 20) - 40)
+                                           + "' }"])):
+        stop = threading.Event()
+        done = [0]
 
-    def slow() -> None:
+        def slow(make: Any = slow_command, stop: threading.Event = stop,
+                 done: list[int] = done) -> None:
+            with socket.create_connection(("127.0.0.1", port)) as s:
+                p = ReplyParser()
+                i = 0
+                while not stop.is_set():
+                    i += 1
+                    roundtrip(s, p, make(i))
+                    done[0] += 1
+
+        thread = threading.Thread(target=slow)
+        thread.start()
+        time.sleep(0.5)
         with socket.create_connection(("127.0.0.1", port)) as s:
             p = ReplyParser()
-            i = 0
-            while not stop.is_set():
-                i += 1
-                roundtrip(s, p, ["GET", f"_ {{ a: 'x{i}" + "%" * ((1 << 20) - 40) + "' }"])
-                done[0] += 1
-
-    thread = threading.Thread(target=slow)
-    thread.start()
-    time.sleep(0.5)
-    rows = []
-    with socket.create_connection(("127.0.0.1", port)) as s:
-        p = ReplyParser()
-        for name, command in (("PING", ["PING"]),
-                              ("EXISTS (engine call)", ["EXISTS", "bench.rec"])):
-            times = []
-            before = done[0]
-            for _ in range(probes):
-                t0 = time.perf_counter()
-                roundtrip(s, p, command)
-                times.append(time.perf_counter() - t0)
-                time.sleep(0.02)
-            times.sort()
-            rows.append([name, f"{times[len(times) // 2] * 1000:.2f}",
-                         f"{times[-1] * 1000:.1f}", f"{done[0] - before}"])
-    stop.set()
-    thread.join()
+            for name, command in (("PING", ["PING"]),
+                                  ("EXISTS (engine call)", ["EXISTS", "bench.rec"])):
+                times = []
+                before = done[0]
+                for _ in range(probes):
+                    t0 = time.perf_counter()
+                    roundtrip(s, p, command)
+                    times.append(time.perf_counter() - t0)
+                    time.sleep(0.02)
+                times.sort()
+                rows.append([f"{name}, during {label}s", f"{times[len(times) // 2] * 1000:.2f}",
+                             f"{times[-1] * 1000:.1f}", f"{done[0] - before}"])
+        stop.set()
+        thread.join()
     return rows
 
 

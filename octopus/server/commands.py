@@ -195,9 +195,8 @@ class CommandLayer:
         if handler is None:
             if name in _CROSS_PROTOCOL:
                 self._closed = True
-                return Close(b"", f"possible cross-protocol attack: a {_printable(args[0])!r} "
-                             "command (an HTTP request?) was sent to the RESP port; "
-                             "connection closed")
+                return Close(b"", f"a {_printable(args[0])!r} command, as in an HTTP "
+                             "request, was sent to the RESP port; connection closed")
             return encode_error("ERR", f"unknown command '{_printable(args[0])}'")
         if not self.authed and name not in _BEFORE_AUTH:
             return encode_error("NOAUTH", "Authentication required.")

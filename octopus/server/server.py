@@ -226,8 +226,9 @@ class Server:
 
     def cross_protocol(self, conn: Connection, why: str) -> None:
         self.stats.cross_protocol += 1
-        self._attack_log.warning(time.monotonic(), "possible SECURITY ATTACK from %s "
-                                 "(connection %d): %s", conn.peer, conn.id, why)
+        self._attack_log.warning(time.monotonic(), "possible SECURITY ATTACK (cross-protocol "
+                                 "scripting) from %s, connection %d: %s", conn.peer, conn.id,
+                                 why)
 
     def enforce_memory_limit(self) -> None:
         """Past ``output_memory_limit``: drop the connections holding the most output."""
