@@ -254,8 +254,8 @@ def stall_probe(port: int, probes: int = 30) -> list[list[str]]:
                 got += 1
     rows = []
     for label, slow_command in (
-            ("range scan", lambda i: ["NAMES", "_ { slowscan > 1000000000 }"]),
-            ("1 MiB '%' query", lambda i: ["GET", f"_ {{ a: 'x{i}" + "%" * ((1 << 20) - 40)
+            ("range scans", lambda i: ["NAMES", "_ { slowscan > 1000000000 }"]),
+            ("1 MiB '%' queries", lambda i: ["GET", f"_ {{ a: 'x{i}" + "%" * ((1 << 20) - 40)
                                            + "' }"])):
         stop = threading.Event()
         done = [0]
@@ -285,7 +285,7 @@ def stall_probe(port: int, probes: int = 30) -> list[list[str]]:
                     times.append(time.perf_counter() - t0)
                     time.sleep(0.02)
                 times.sort()
-                rows.append([f"{name}, during {label}s", f"{times[len(times) // 2] * 1000:.2f}",
+                rows.append([f"{name}, during {label}", f"{times[len(times) // 2] * 1000:.2f}",
                              f"{times[-1] * 1000:.1f}", f"{done[0] - before}"])
         stop.set()
         thread.join()
