@@ -51,7 +51,11 @@ class _Worker:
     __slots__ = ("running", "since", "thread", "wake")
 
     def __init__(self) -> None:
-        self.wake = threading.Semaphore(0)
+        # A raw lock as a one-shot signal (threading.Semaphore and Condition are Python
+        # code around several locks): held while the thread sleeps on it, released once
+        # by whoever wakes it.
+        self.wake = threading.Lock()
+        self.wake.acquire()
         self.running = False                  # on a call now
         self.since = 0.0                      # when it woke or began its current call
         self.thread: threading.Thread | None = None
@@ -77,7 +81,9 @@ class EngineRunner(Executor):
         self._jobs: deque[Job] = deque()
         self._done: deque[tuple[Done, Any, BaseException | None]] = deque()
         self._lock = threading.Lock()
-        self._progress = threading.Condition(self._lock)   # a call finished
+        self._gate = threading.Lock()         # the loop sleeps on it in _settle ...
+        self._gate.acquire()
+        self._gate_armed = False              # ... and a thread releases it once
         self._idle: list[_Worker] = []        # asleep on their semaphore
         self._awake: list[_Worker] = []       # taking calls
         self._settle_scheduled = False
@@ -88,10 +94,12 @@ class EngineRunner(Executor):
         self.calls = 0
         self.loop_wakeups = 0                 # results delivered by a loop wake-up
         self.extra_wakes = 0                  # threads woken because the awake ones stalled
+        self._threads: list[threading.Thread] = []
         for i in range(max(1, workers)):
             w = _Worker()
             w.thread = threading.Thread(target=self._work, args=(w,), name=f"{name}-{i}")
             self._idle.append(w)
+            self._threads.append(w.thread)
             w.thread.start()
 
     # --- from the loop ---------------------------------------------------------------------
@@ -135,16 +143,25 @@ class EngineRunner(Executor):
         docstring)."""
         self._settle_scheduled = False
         deadline = time.monotonic() + self.handoff
-        with self._lock:
+        lock = self._lock
+        gate = self._gate
+        gate.acquire(blocking=False)          # a stale release of a past settle
+        with lock:
             self._settling = True
-            try:
-                while True:
+        try:
+            while True:
+                with lock:
                     now = time.monotonic()
                     if now >= deadline or not self._progressing(now):
                         break
-                    self._progress.wait(min(deadline - now, self.stall))
-            finally:
+                    self._gate_armed = True
+                gate.acquire(timeout=min(deadline - now, self.stall))
+                with lock:
+                    self._gate_armed = False
+        finally:
+            with lock:
                 self._settling = False
+                self._gate_armed = False
         if self._done:
             self._deliver()
 
@@ -222,7 +239,7 @@ class EngineRunner(Executor):
             dropped = list(self._jobs) if cancel_futures else []
             if cancel_futures:
                 self._jobs.clear()
-            workers = self._idle + self._awake
+            workers = list(self._idle)        # the awake ones see _closed when idle
             self._idle.clear()
         if self._stall_check is not None:
             self._stall_check.cancel()
@@ -232,9 +249,8 @@ class EngineRunner(Executor):
         for w in workers:
             w.wake.release()
         if wait:
-            for w in workers:
-                if w.thread is not None:
-                    w.thread.join()
+            for w in self._threads:
+                w.join()
 
     # --- the threads -------------------------------------------------------------------------
 
@@ -266,8 +282,9 @@ class EngineRunner(Executor):
                 with lock:
                     me.running = False
                     settling = self._settling
-                    if settling and not jobs:       # only when the loop may stop waiting:
-                        self._progress.notify()     # each wake-up costs it the GIL
+                    if self._gate_armed and not jobs:   # only when the loop may stop
+                        self._gate_armed = False        # waiting: each wake-up costs
+                        self._gate.release()            # it the GIL
                 # The loop delivers what is done when its wait in _settle ends; else wake
                 # it, once for everything ready by then: _deliver clears the flag before
                 # it empties the deque, and a result is appended before the flag is read.
