@@ -67,6 +67,10 @@ log = logging.getLogger("octopus.server")
 VERSION = "0.1.0"
 OK = b"+OK\r\n"
 
+# A GET longer than this is not looked up in the reply cache: hashing its key would be
+# work for the event loop, and such requests are not the repeated ones the cache is for.
+CACHED_REQUEST_BYTES = 8192
+
 
 # --- actions -------------------------------------------------------------------------------
 
@@ -204,7 +208,7 @@ class CommandLayer:
             action = handler(self, args)
         except Exception as e:
             return self._error_reply(e)
-        return self._track(action)
+        return action if type(action) is bytes else self._track(action)
 
     def complete(self, pending: Pending, result: Any = None,
                  error: BaseException | None = None) -> Action:
@@ -452,6 +456,8 @@ class CommandLayer:
 
     def cmd_get(self, args: list[bytes]) -> Action:
         cache = self.ctx.cache
+        if cache is not None and sum(map(len, args)) > CACHED_REQUEST_BYTES:
+            cache = None
         engine = self.ctx.engine
         key: tuple[object, ...] = (self.tagged, *args[1:])
         if cache is not None:

@@ -313,6 +313,7 @@ class Connection(asyncio.Protocol):
         self.write_paused = False
         self.read_paused = False
         self._limits: tuple[int, int, int] | None = None
+        self._authed_limits = False        # the parser has the limits of after AUTH
 
     # --- asyncio.Protocol --------------------------------------------------------------
 
@@ -426,7 +427,9 @@ class Connection(asyncio.Protocol):
                 if not queue:
                     # Before AUTH one command at a time, so that the commands after a
                     # successful AUTH are parsed with the larger limits (as Redis does).
-                    self._apply_limits(layer.limits)
+                    if not self._authed_limits:
+                        self._apply_limits(layer.limits)
+                        self._authed_limits = layer.authed
                     commands = self.parser.commands(
                         self.config.max_pipeline if layer.authed else 1)
                     if not commands:
@@ -581,10 +584,10 @@ class Connection(asyncio.Protocol):
         return self.transport.get_write_buffer_size() + self.held_bytes
 
     def _check_output(self) -> None:
-        size = self.buffered()
         output = self.server.output
-        if not size and not output.size(self):
-            return
+        size = self.buffered()
+        if not size and not output.total:
+            return                          # the common case: everything was sent
         layer = self.layer
         verdict = output.note(self, size, time.monotonic(),
                               layer is not None and layer.subscriber)

@@ -157,6 +157,16 @@ def test_get_replies_are_cached_until_the_revision_changes(engine: octopus.Engin
     assert d.calls == calls + 2
 
 
+def test_long_gets_skip_the_cache(engine: octopus.Engine) -> None:
+    d = Driver(engine)
+    d.reply("SET", "c { v: 1 }")
+    long_query = "c" + " " * 9000                    # hashing it would be the loop's work
+    calls = d.calls
+    assert d.reply("GET", long_query) == d.reply("GET", long_query) == b"c { v: 1 }"
+    assert d.calls == calls + 2
+    assert d.ctx.cache is not None and len(d.ctx.cache) == 0
+
+
 def test_not_found_is_never_cached(engine: octopus.Engine) -> None:
     d = Driver(engine)
     for _ in range(2):
