@@ -20,6 +20,8 @@ hits) and ``SET`` (always an engine call) at 50 clients, without and with ``-P 1
 best of ``--repeat`` runs, plus the stall probe: the round-trip time of ``PING`` and of
 an engine call from one client while another sends slow requests (range scans over
 20,000 records; 1 MiB queries full of ``%``). ``--label`` names the run in RESULTS.md.
+``--baseline DIR`` interleaves the same runs on another checkout (e.g. ``git worktree
+add /tmp/base main``) ``--rounds`` times and reports medians and ratios.
 """
 
 from __future__ import annotations
@@ -80,11 +82,12 @@ def redis_server() -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def octopus_server(*flags: str) -> Iterator[int]:
+def octopus_server(*flags: str, root: Path = ROOT) -> Iterator[int]:
+    """``octopus serve`` of the checkout at ``root`` (this one by default)."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "octopus", "serve", "--port", str(port),
                              *flags], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            cwd=ROOT)
+                            cwd=root)
     try:
         wait_port(port, proc)
         subprocess.run(["redis-cli", "-p", str(port), "SET",
@@ -117,6 +120,10 @@ def main() -> None:
     ap.add_argument("--getset", action="store_true",
                     help="only GET/SET at 50 clients (-P 1 and 16) and the stall probe")
     ap.add_argument("--label", default="", help="a name for the --getset run")
+    ap.add_argument("--baseline", type=Path, metavar="DIR",
+                    help="with --getset: compare with the octopus checkout in DIR, "
+                         "interleaving --rounds runs of each")
+    ap.add_argument("--rounds", type=int, default=5, help="rounds for --baseline")
     args = ap.parse_args()
     for tool in ("redis-server", "redis-benchmark", "redis-cli"):
         if shutil.which(tool) is None:
@@ -124,6 +131,10 @@ def main() -> None:
     scale = 0.1 if args.quick else 1.0
     if args.ratio:
         ratio_only(args.ratio, args.no_record)
+        return
+    if args.getset and args.baseline:
+        compare(args.baseline, args.rounds, args.repeat, scale,
+                args.no_record or args.quick)
         return
     if args.getset:
         getset(args.repeat, scale, args.label, args.no_record or args.quick)
@@ -204,27 +215,70 @@ def ratio_only(pairs: int, no_record: bool) -> None:
 SET_COMMAND = ("SET", "bench.set { payload: '" + PAYLOAD + "' }")
 
 
-def getset(repeat: int, scale: float, label: str, no_record: bool) -> None:
-    """GET and SET at 50 clients, without and with -P 16, then the stall probe."""
-    rows = []
-    with octopus_server() as port:
+def getset_points(root: Path, repeat: int, scale: float
+                  ) -> tuple[dict[str, float], list[list[str]]]:
+    """req/s of GET and SET at 50 clients without and with -P 16 (best of ``repeat``),
+    and the stall probe, on the server of the checkout at ``root``."""
+    points: dict[str, float] = {}
+    with octopus_server(root=root) as port:
         for name, command in (("GET", ("GET", "bench.rec")), ("SET", SET_COMMAND)):
             for pipeline in (1, 16):
                 n = int((100_000 if pipeline == 1 else 400_000) * scale)
                 best = max(benchmark(port, 50, pipeline, n, command) for _ in range(repeat))
-                rows.append([name, f"{pipeline}", f"{best:,.0f}"])
-                print(rows[-1], file=sys.stderr, flush=True)
+                points[f"{name} -P {pipeline}"] = best
+                print(root, name, pipeline, f"{best:,.0f}", file=sys.stderr, flush=True)
         stall = stall_probe(port)
+    return points, stall
+
+
+def getset(repeat: int, scale: float, label: str, no_record: bool) -> None:
+    """GET and SET at 50 clients, without and with -P 16, then the stall probe."""
+    points, stall = getset_points(ROOT, repeat, scale)
+    rows = [[k.split(" -P ")[0], k.split(" -P ")[1], f"{v:,.0f}"] for k, v in points.items()]
     text = table(f"octopus {label}: 50 clients, best of {repeat}".replace("  ", " "),
                  ["command", "-P", "req/s"], rows)
     text += "\n" + table("Round trips of a client while another sends slow requests",
                          ["command", "median ms", "max ms", "slow requests done meanwhile"],
                          stall)
-    print(text)
     print(machine())
     if not no_record:
         record_results(f"Server GET/SET at 50 clients{' (' + label + ')' if label else ''} "
                        "(bench/server.py --getset)", text)
+
+
+def compare(baseline: Path, rounds: int, repeat: int, scale: float, no_record: bool) -> None:
+    """``--getset`` on the baseline checkout and on this one, interleaved ``rounds``
+    times (a shared machine's load drifts): the median of each point, and the median of
+    the per-round ratios, which is steadier than either."""
+    import statistics
+
+    runs: dict[str, list[tuple[dict[str, float], list[list[str]]]]] = {"base": [], "this": []}
+    for _ in range(rounds):
+        runs["base"].append(getset_points(baseline.resolve(), repeat, scale))
+        runs["this"].append(getset_points(ROOT, repeat, scale))
+    rows = []
+    for key in runs["this"][0][0]:
+        base = [r[0][key] for r in runs["base"]]
+        this = [r[0][key] for r in runs["this"]]
+        ratios = [t / b for t, b in zip(this, base, strict=True)]
+        rows.append([key, f"{statistics.median(base):,.0f}", f"{statistics.median(this):,.0f}",
+                     f"{statistics.median(ratios):.2f}", f"{min(ratios):.2f}–{max(ratios):.2f}"])
+    stall_rows = []
+    for i, row in enumerate(runs["this"][0][1]):
+        base = [float(r[1][i][1]) for r in runs["base"]]
+        this = [float(r[1][i][1]) for r in runs["this"]]
+        stall_rows.append([row[0], f"{statistics.median(base):.2f}",
+                           f"{statistics.median(this):.2f}"])
+    text = table(f"GET/SET at 50 clients, req/s: median of {rounds} interleaved rounds "
+                 f"(best of {repeat} per round), baseline = {baseline.name}",
+                 ["point", "baseline", "this", "× baseline (median)", "range"], rows)
+    text += "\n" + table("Median round trip (ms) of a client while another sends slow "
+                         "requests", ["command", "baseline", "this"], stall_rows)
+    print(text)
+    print(machine())
+    if not no_record:
+        record_results("Server GET/SET at 50 clients, against a baseline "
+                       "(bench/server.py --getset --baseline)", text)
 
 
 def stall_probe(port: int, probes: int = 30) -> list[list[str]]:
