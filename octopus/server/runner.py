@@ -101,6 +101,13 @@ class EngineRunner(Executor):
             self._idle.append(w)
             self._threads.append(w.thread)
             w.thread.start()
+        # Stop the threads when the interpreter exits, before it waits for non-daemon
+        # threads (a server that was never closed must not hang the exit). This is the
+        # hook concurrent.futures uses; atexit would run too late.
+        register = getattr(threading, "_register_atexit", None)
+        if register is not None:
+            with contextlib.suppress(RuntimeError):     # already shutting down
+                register(self._at_exit)
 
     # --- from the loop ---------------------------------------------------------------------
 
@@ -251,6 +258,9 @@ class EngineRunner(Executor):
         if wait:
             for w in self._threads:
                 w.join()
+
+    def _at_exit(self) -> None:
+        self.shutdown(wait=False, cancel_futures=True)
 
     # --- the threads -------------------------------------------------------------------------
 

@@ -102,3 +102,28 @@ def test_shutdown_cancels_what_has_not_started() -> None:
             runner.call(int, "1", lambda r, e: None)
 
     run(main())
+
+
+def test_a_runner_never_shut_down_does_not_hold_up_the_exit() -> None:
+    """Threads that ran engine calls (Prolog engines attached) stop at interpreter exit
+    even if nobody called shutdown(); the process exits cleanly."""
+    import subprocess
+    import sys
+
+    code = (
+        "import asyncio, octopus\n"
+        "from octopus.server.runner import EngineRunner\n"
+        "engine = octopus.Engine()\n"
+        "async def main():\n"
+        "    loop = asyncio.get_running_loop()\n"
+        "    runner = EngineRunner(loop, 3)\n"
+        "    done = loop.create_future()\n"
+        "    runner.call(lambda _: engine.set('x { a: 1 }'), None,\n"
+        "                lambda r, e: done.set_result(r))\n"
+        "    print(await done, flush=True)\n"
+        "asyncio.run(main())\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "x { a: 1 }" and "invalid pointer" not in r.stderr
