@@ -585,9 +585,10 @@ class Connection(asyncio.Protocol):
 
     def _check_output(self) -> None:
         output = self.server.output
-        size = self.buffered()
-        if not size and not output.total:
+        if not output.total and not self.held_bytes and not self.closed and \
+                not self.transport.get_write_buffer_size():  # type: ignore[union-attr]
             return                          # the common case: everything was sent
+        size = self.buffered()
         layer = self.layer
         verdict = output.note(self, size, time.monotonic(),
                               layer is not None and layer.subscriber)
