@@ -92,6 +92,7 @@ class EngineRunner(Executor):
         self._stall_check: asyncio.TimerHandle | None = None
         self._closed = False
         self.calls = 0
+        self.handoffs = 0                     # loop iterations that handed calls over
         self.loop_wakeups = 0                 # results delivered by a loop wake-up
         self.extra_wakes = 0                  # threads woken because the awake ones stalled
         self._threads: list[threading.Thread] = []
@@ -149,6 +150,7 @@ class EngineRunner(Executor):
         far — at most ``handoff`` seconds — then deliver the results (see the module
         docstring)."""
         self._settle_scheduled = False
+        self.handoffs += 1
         deadline = time.monotonic() + self.handoff
         lock = self._lock
         gate = self._gate

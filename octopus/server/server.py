@@ -249,6 +249,7 @@ class Server:
                        ("uptime_in_seconds", int(time.time() - s.started)),
                        ("workers", c.workers),
                        ("engine_calls", self._runner.calls if self._runner else 0),
+                       ("engine_handoffs", self._runner.handoffs if self._runner else 0),
                        ("engine_loop_wakeups", self._runner.loop_wakeups if self._runner else 0),
                        ("engine_thread_extra_wakes",
                         self._runner.extra_wakes if self._runner else 0)],
