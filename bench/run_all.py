@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["store", "unification_overhead", "parse", "triggers", "recipes", "kb_load", "server",
-           "loc"]
+SCRIPTS = ["store", "unification_overhead", "parse", "triggers", "regex_limits", "recipes",
+           "kb_load", "server", "cluster", "loc"]
 
 
 def main() -> int:

@@ -21,6 +21,7 @@ from octopus.errors import (
     QueryError,
     SetupError,
     TriggerNotFound,
+    Unavailable,
     WaitTimeout,
 )
 from octopus.events import Event, Mode, Subscription, Trigger
@@ -58,6 +59,7 @@ __all__ = [
     "Subscription",
     "Trigger",
     "TriggerNotFound",
+    "Unavailable",
     "WaitTimeout",
     "connect",
     "connect_async",

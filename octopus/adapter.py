@@ -180,11 +180,13 @@ class PrologStore:
         return bool(self._rt.call(self._TRIGGERS, "trigger_remove", self.module, qid))
 
     def trigger_match(self, qids: list[int], name: str,
-                      pairs: Sequence[tuple[str, Any]]) -> list[int]:
-        """Those of ``qids`` whose query matches the record ``name`` with ``pairs``."""
-        matched: list[int] = self._rt.call(self._TRIGGERS, "trigger_match", self.module,
-                                           qids, name, pairs)
-        return matched
+                      pairs: Sequence[tuple[str, Any]]) -> tuple[list[int], list[int]]:
+        """(matched, costly): those of ``qids`` whose query matches the record ``name``
+        with ``pairs``, and those whose match took more than its CPU budget
+        (prolog/triggers.pl), which count as no match."""
+        matched, costly = self._rt.call(self._TRIGGERS, "trigger_match", self.module,
+                                        qids, name, pairs)
+        return matched, costly
 
 
 def _plain(value: Any) -> Any:

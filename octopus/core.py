@@ -32,6 +32,13 @@ Theory of operation (the guarantees are in docs/guarantees.md):
    knowledge base and stops the dispatcher. A core dropped without ``close()`` gives its
    Prolog modules back at the next safe point (another core's creation or close), never
    from the garbage collector's thread of the moment.
+7. **Two write paths.** By default a write is applied here, under the lock, as above.
+   A replica of a cluster (:mod:`octopus.cluster`) sets :attr:`Core.replicated`: its
+   set, delete, set_many, publish and session ends are then proposed to etcd by that
+   object, outside the lock, and come back through the *apply path*
+   (:meth:`Core.apply_set_locked` and its siblings), which changes the store at etcd's
+   revision, under the lock, and commits the change to the observers exactly as a local
+   write does. Reads, triggers and the knowledge base are the same on both paths.
 """
 
 from __future__ import annotations
@@ -42,17 +49,17 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from octopus.adapter import PrologStore, encode_attributes
 from octopus.errors import ConditionFailed, EngineClosed, NotFound, QueryError, TriggerNotFound
 from octopus.events import Dispatcher, Event, Handler, Mode, Subscription, Trigger
 from octopus.kb import KnowledgeBase
-from octopus.query.compile import CompiledQuery, compile_query, compile_record
+from octopus.query.compile import CompiledQuery, CompiledRecord, compile_query, compile_record
 from octopus.record import Atom, Record, Value, check_value, is_name, natural_key, short_repr
 from octopus.registry import TriggerRegistry
 
-__all__ = ["Change", "ChangeOp", "Core", "Observer"]
+__all__ = ["Change", "ChangeOp", "Core", "Observer", "ReplicatedWrites"]
 
 _core_numbers = itertools.count(1)
 
@@ -85,6 +92,30 @@ Observer = Callable[[Change], None]
 
 # One row of a bulk load: name, attributes encoded for Prolog, attributes.
 _Row = tuple[str, list[tuple[str, Any]], dict[str, Value]]
+
+
+class ReplicatedWrites(Protocol):
+    """The write path of a replica (point 7 of the theory of operation): what the core
+    hands its writes to instead of applying them itself. Each method is called outside
+    the core's lock, with the call's text already compiled, and returns once the change
+    has come back through the apply path (or raises)."""
+
+    def set(self, sid: int, cr: CompiledRecord, tq: CompiledQuery | None, sequential: bool,
+            ephemeral: bool, trigger: Trigger | None) -> Record: ...
+
+    def delete(self, sid: int, cq: CompiledQuery, trigger: Trigger | None) -> Record: ...
+
+    def load(self, sid: int, rows: list[_Row]) -> int: ...
+
+    def publish(self, sid: int, cr: CompiledRecord) -> int: ...
+
+    def end_session(self, sid: int) -> None: ...
+
+    def sync(self, sid: int, timeout: float | None) -> int: ...
+
+    def staleness(self) -> float: ...
+
+    def close(self) -> None: ...
 
 
 class _Resources:
@@ -148,6 +179,8 @@ class Core:
         self._session_ids = itertools.count(1)
         self._observers: list[Observer] = [self._deliver_triggers]
         self._kb_lock = threading.Lock()
+        #: The replicated write path (point 7), set by octopus.cluster; None: local.
+        self.replicated: ReplicatedWrites | None = None
         self._finalizer = weakref.finalize(self, _release_dropped, self._resources)
         self._finalizer.atexit = False
 
@@ -167,14 +200,22 @@ class Core:
     def close_session(self, sid: int) -> None:
         """End a session (idempotent): delete its ephemeral records, then remove its
         triggers and subscriptions."""
+        if self.replicated is not None and sid in self._sessions:
+            self.replicated.end_session(sid)    # its records go with its lease
         with self.lock:
             if sid in self._sessions:
                 self._close_session_locked(sid)
         self._after_write()
 
     def _close_session_locked(self, sid: int) -> None:
-        for name in sorted(self._sessions[sid], key=natural_key):
-            self._delete_locked(name, [])
+        if self.replicated is None:
+            for name in sorted(self._sessions[sid], key=natural_key):
+                self._delete_locked(name, [])
+        else:
+            # A replica's ephemeral records are etcd's: they go with the session's lease
+            # and come back as deletions through the apply path.
+            for name in self._sessions[sid]:
+                self._owners.pop(name, None)
         for qid in self.registry.owned_by(sid):
             self._remove_locked(qid)
         del self._sessions[sid]
@@ -344,6 +385,8 @@ class Core:
         cr = compile_record(rec, params, max_length=self.max_query_length)
         # The trigger's query is the set's text read as a query, checked before the change.
         tq = self._query(rec, params) if trigger is not None else None
+        if self.replicated is not None:
+            return self.replicated.set(sid, cr, tq, bool(sequential), bool(ephemeral), trigger)
         self._claim(trigger)
         try:
             with self.lock:
@@ -376,6 +419,8 @@ class Core:
         cq = self._query(q, params)
         if cq.exact_name is None:
             raise QueryError(f"delete needs a plain record name, not {cq.query.name}")
+        if self.replicated is not None:
+            return self.replicated.delete(sid, cq, trigger)
         self._claim(trigger)
         try:
             with self.lock:
@@ -421,6 +466,8 @@ class Core:
         return total
 
     def _load(self, sid: int, chunk: list[_Row]) -> int:
+        if self.replicated is not None:
+            return self.replicated.load(sid, chunk)
         with self.lock:
             self._check_open(sid)
             base = self.revision
@@ -523,6 +570,8 @@ class Core:
     def publish(self, sid: int, message: object, params: tuple[object, ...]) -> int:
         """Deliver ``message`` to every matching subscription; how many."""
         cr = compile_record(message, params, what="publish", max_length=self.max_query_length)
+        if self.replicated is not None:
+            return self.replicated.publish(sid, cr)
         with self.lock:
             self._check_open(sid)
             record = Record._trusted(cr.name, cr.attributes, self.revision)
@@ -532,6 +581,82 @@ class Core:
         if deliveries:
             self._after_write()
         return len(deliveries)
+
+    # --- consistency (docs/cluster.md) ------------------------------------------------
+
+    def sync(self, sid: int, timeout: float | None = None) -> int:
+        """Wait until this engine has applied every change committed anywhere before the
+        call; the revision it has then. A local engine is always in sync."""
+        if self.replicated is not None:
+            return self.replicated.sync(sid, timeout)
+        with self.lock:
+            self._check_open(sid)
+            return self.revision
+
+    def staleness(self) -> float:
+        """At most how many seconds old the state read here may be (0.0: current)."""
+        return 0.0 if self.replicated is None else self.replicated.staleness()
+
+    # --- the apply path of a replica (point 7) -------------------------------------------
+
+    def apply_set_locked(self, revision: int, name: str, attrs: dict[str, Value],
+                         owner: int | None) -> Record:
+        """Store ``name`` as it was set at ``revision`` elsewhere (``attrs`` checked and
+        sorted by key), owned by local session ``owner`` (or nobody here), and commit the
+        change. The caller holds the lock and gives revisions in increasing order."""
+        self.store.set(name, encode_attributes(attrs), [], False, revision)
+        record = Record._trusted(name, attrs, revision)
+        if revision > self.revision:
+            self.revision = revision
+        if owner is not None and owner not in self._sessions:
+            owner = None
+        if owner is not None or name in self._owners:
+            self._own(name, owner)
+        self._commit(Change(revision, ChangeOp.SET, name, record, owner))
+        return record
+
+    def apply_delete_locked(self, revision: int, name: str) -> Record | None:
+        """Delete ``name`` as it was deleted at ``revision`` elsewhere and commit the
+        change; the record as it was (None if this replica did not have it)."""
+        record = self.store.delete(name, [])
+        if revision > self.revision:
+            self.revision = revision
+        if record is None:
+            return None
+        owner = self._owners.pop(name, None)
+        if owner is not None:
+            self._sessions[owner].discard(name)
+        self._commit(Change(revision, ChangeOp.DELETE, name, record, owner))
+        return record
+
+    def apply_publish_locked(self, revision: int, message: Record) -> int:
+        """Deliver a message published at ``revision`` (anywhere) to the matching
+        subscriptions here; how many."""
+        if revision > self.revision:
+            self.revision = revision
+        deliveries = self.registry.match(Mode.ON_PUBLISH, message, revision)
+        if deliveries:
+            self.dispatcher.put_many(deliveries)
+        return len(deliveries)
+
+    def apply_revision_locked(self, revision: int) -> None:
+        """Note a revision that changed nothing this engine stores (etcd's revision
+        counts every change under the cluster's prefix)."""
+        if revision > self.revision:
+            self.revision = revision
+
+    def own_locked(self, name: str, owner: int | None) -> None:
+        """Make a stored record ``owner``'s ephemeral record (a resumed session)."""
+        if owner is not None and owner not in self._sessions:
+            return
+        self._own(name, owner)
+
+    def end_session_locally(self, sid: int) -> None:
+        """End a session here without touching its records (a replica whose session's
+        lease expired, or that a client will resume on another node)."""
+        with self.lock:
+            if sid in self._sessions:
+                self._close_session_locked(sid)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every event queued so far has been handled (False on timeout)."""
@@ -584,6 +709,9 @@ class Core:
         """Close every session (in the order they were opened, ``last`` at the end: the
         engine's own), then give back the Prolog modules and the dispatcher. Closing
         twice is harmless."""
+        replicated = self.replicated
+        if replicated is not None and not self.closed:
+            replicated.close()      # ends the sessions' leases, stops replicating
         with self.lock:
             if self.closed:
                 return

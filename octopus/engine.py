@@ -10,7 +10,7 @@ tests/test_parity.py checks that they stay twins.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from octopus.core import Change, Core
@@ -125,6 +125,21 @@ class Session(RecipeFactories):
         Returns at once when called from a handler."""
         return self._core.flush(timeout)
 
+    # --- consistency (docs/cluster.md) ----------------------------------------------
+
+    def sync(self, timeout: float | None = None) -> int:
+        """Make the next reads linearizable: wait until this engine has applied every
+        change committed anywhere in its cluster before the call; return the revision it
+        has then. Unavailable if the cluster has no quorum. Returns at once on an engine
+        that is not a replica (it is always in sync)."""
+        return self._core.sync(self._sid, timeout)
+
+    def staleness(self) -> float:
+        """At most how many seconds old this engine's state may be: 0.0 when it is not
+        a replica or has heard from a quorum of its cluster within the last heartbeat;
+        growing while the quorum is out of reach (reads go on meanwhile)."""
+        return self._core.staleness()
+
     # --- the knowledge base (octopus.kb) --------------------------------------------
 
     @property
@@ -189,11 +204,25 @@ class Engine(Session):
     are emptied.
     """
 
-    def __init__(self, *, max_query_length: int = DEFAULT_MAX_LENGTH) -> None:
+    def __init__(self, *, max_query_length: int = DEFAULT_MAX_LENGTH,
+                 etcd: str | Sequence[str] | None = None, prefix: str = "/octopus/",
+                 lease_ttl: int = 10) -> None:
+        """With ``etcd`` (endpoint URLs, a list or comma-separated), the engine is a
+        replica of the cluster stored under ``prefix`` in that etcd cluster: it joins
+        the servers and engines already there (docs/cluster.md). Its sessions are etcd
+        leases of ``lease_ttl`` seconds."""
         if isinstance(max_query_length, bool) or not isinstance(max_query_length, int) \
                 or max_query_length < 1:
             raise QueryError("max_query_length must be a positive int")
         core = Core(max_query_length)
+        if etcd is not None:
+            from octopus.cluster.replica import Replica
+
+            try:
+                Replica(core, etcd, prefix=prefix, lease_ttl=lease_ttl).start()
+            except BaseException:
+                core.close()
+                raise
         super().__init__(core, core.open_session())
 
     def close(self) -> None:

@@ -21,6 +21,8 @@ convention keeps working. The tree::
     │                           (also a RuntimeError)
     ├── LimitExceeded           a configured limit was reached, e.g. the triggers one
     │                           server connection may install
+    ├── Unavailable             a replicated engine cannot reach a quorum of its etcd
+    │                           cluster (or its node), so a write or sync cannot be made
     └── SetupError              SWI-Prolog or janus-swi is missing or unusable (the
                                 message says what to install)
 """
@@ -40,6 +42,7 @@ __all__ = [
     "QueryError",
     "SetupError",
     "TriggerNotFound",
+    "Unavailable",
     "WaitTimeout",
 ]
 
@@ -106,6 +109,13 @@ class LockError(OctopusError, RuntimeError):
 
 class LimitExceeded(OctopusError):
     """Raised when a configured limit would be passed (the request changes nothing)."""
+
+
+class Unavailable(OctopusError):
+    """Raised when a write, ``sync()`` or session change of a replicated engine cannot
+    be made because a quorum of its etcd cluster cannot be reached (docs/cluster.md).
+    Reads go on from the local replica meanwhile. When the message says the outcome is
+    unknown, the change may or may not have been made: look before retrying it."""
 
 
 class SetupError(OctopusError):

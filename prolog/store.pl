@@ -112,7 +112,7 @@ store_get(M, Name, Reply) :-
 
 store_first(M, NP0, Cs0, Reply) :-
     prepare_query(NP0, Cs0, Q),
-    findall(Name, solution(M, Q, Name, _, _), Names),
+    with_regex_budget(findall(Name, solution(M, Q, Name, _, _), Names)),
     (   Names == []
     ->  Reply = @(none)
     ;   Names = [Only]
@@ -127,7 +127,7 @@ store_first(M, NP0, Cs0, Reply) :-
 
 store_names(M, NP0, Cs0, Names) :-
     prepare_query(NP0, Cs0, Q),
-    findall(Name, solution(M, Q, Name, _, _), Names).
+    with_regex_budget(findall(Name, solution(M, Q, Name, _, _), Names)).
 
 %!  store_all(+Store, +NamePattern, +Constraints, -Records) is det.
 %
@@ -135,7 +135,7 @@ store_names(M, NP0, Cs0, Names) :-
 
 store_all(M, NP0, Cs0, Records) :-
     prepare_query(NP0, Cs0, Q),
-    findall([Name, Rev, Dict], solution(M, Q, Name, Rev, Dict), Records).
+    with_regex_budget(findall([Name, Rev, Dict], solution(M, Q, Name, Rev, Dict), Records)).
 
 %!  store_exists(+Store, +NamePattern, +Constraints, -Reply) is det.
 %
@@ -143,7 +143,7 @@ store_all(M, NP0, Cs0, Records) :-
 
 store_exists(M, NP0, Cs0, Reply) :-
     prepare_query(NP0, Cs0, Q),
-    (   solution(M, Q, _, _, _)
+    (   with_regex_budget(solution(M, Q, _, _, _))
     ->  Reply = @(true)
     ;   Reply = @(false)
     ).
@@ -224,6 +224,7 @@ set_(M, Name0, Pairs, Cs, Seq, Rev, Name) :-
     ->  next_sequential_name(M, Name0, Name)
     ;   Name = Name0
     ),
+    check_name(Name),
     (   Cs == []
     ->  true
     ;   M:rec(Name, _, Old),

@@ -35,6 +35,7 @@ from octopus.query.ast import (
     Regex,
     bind,
     bind_name,
+    bind_pattern,
     bind_value,
 )
 from octopus.query.cache import bounded_lru
@@ -117,6 +118,8 @@ def _constraint_item(c: Constraint) -> TypedConstraint:
     if c.op == "any":
         return (c.key, "any", None)
     if c.op == "re":
+        if isinstance(c.value, Placeholder):     # %r or %p, bound later
+            return (c.key, "re", c.value)
         assert isinstance(c.value, Regex)
         return (c.key, "re", c.value.pattern)
     op = "eq" if c.op == "is" else c.op
@@ -126,7 +129,8 @@ def _constraint_item(c: Constraint) -> TypedConstraint:
 
 def _fill(items: tuple[TypedConstraint, ...], params: tuple[object, ...]
           ) -> list[TypedConstraint]:
-    return [(k, op, _operand(k, op, bind_value(v.kind, params[v.index], v.index)))
+    return [((k, op, bind_pattern(v.kind, params[v.index], v.index).pattern) if op == "re"
+             else (k, op, _operand(k, op, bind_value(v.kind, params[v.index], v.index))))
             if isinstance(v, Placeholder) else (k, op, v) for k, op, v in items]
 
 
@@ -194,7 +198,8 @@ def _bind_query(t: _QueryTemplate, params: tuple[object, ...]) -> CompiledQuery:
     _check_count(t.ast, params)
     name = t.name
     if isinstance(name, Placeholder):
-        name = bind_name(name, params[name.index]).text
+        bound = bind_name(name, params[name.index])
+        name = bound if isinstance(bound, Regex) else bound.text
     if not params:
         return CompiledQuery(name, list(t.items), query=t.ast)
     return CompiledQuery(name, _fill(t.items, params), source=(t.ast, params))
@@ -229,7 +234,8 @@ class _RecordTemplate:
 @_tiered
 def _record_template(text: str, what: str, max_length: int) -> _RecordTemplate:
     q = parse(text, max_length=max_length)
-    if not isinstance(q.name, (Name, Placeholder)):
+    if not isinstance(q.name, (Name, Placeholder)) or \
+            (isinstance(q.name, Placeholder) and q.name.kind in ("r", "p")):
         raise QueryError(f"{what} needs a plain record name, not {q.name}")
     stored: dict[str, Any] = {}
     conditions = []
@@ -253,7 +259,9 @@ def _bind_record(t: _RecordTemplate, params: tuple[object, ...]) -> CompiledReco
     _check_count(t.ast, params)
     name = t.name
     if isinstance(name, Placeholder):
-        name = bind_name(name, params[name.index]).text
+        bound = bind_name(name, params[name.index])
+        assert isinstance(bound, Name)      # %r and %p are refused in a record's name
+        name = bound.text
     attrs: dict[str, Value] = {
         k: bind_value(v.kind, params[v.index], v.index) if isinstance(v, Placeholder) else v
         for k, v in t.stored}

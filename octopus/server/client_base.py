@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from octopus import errors
@@ -111,6 +111,12 @@ def _check(reply: Any) -> Any:
     return reply
 
 
+def _checked(reply: Any, obj: Trigger | Subscription) -> Trigger | Subscription:
+    """``obj`` once the server installed it; the server's error (a refused query) else."""
+    _check(reply)
+    return obj
+
+
 def _value(tagged: bytes) -> Value:
     tag, body = tagged[:1], tagged[1:]
     if tag == b"s":
@@ -148,6 +154,11 @@ def _decode_bool(reply: Any) -> bool:
 
 def _decode_int(reply: Any) -> int:
     return int(_check(reply))
+
+
+def _decode_float(reply: Any) -> float:
+    value = _check(reply)
+    return float(value.decode() if isinstance(value, bytes) else value)
 
 
 def _decode_ok(reply: Any) -> None:
@@ -241,7 +252,7 @@ class _Requests:
         flags = [*(("SET",) if on & Mode.ON_SET else ()), *(("DEL",) if on & Mode.ON_DEL else ()),
                  "PERSIST" if persist else "ONCE", *(("EXISTING",) if existing else ())]
         return _Request(["WATCH", *_query_args(q, params), *flags],
-                        lambda reply: _installed(reply, trigger), trigger)
+                        lambda reply: _checked(reply, trigger), trigger)
 
     @staticmethod
     def remove_trigger(trigger: Trigger | int) -> _Request:
@@ -256,7 +267,7 @@ class _Requests:
             raise QueryError("a subscription's handler must be callable")
         sub = Subscription(handler, q, 0)
         return _Request(["SUBSCRIBE", *_query_args(q, params)],
-                        lambda reply: _installed(reply, sub), sub)
+                        lambda reply: _checked(reply, sub), sub)
 
     @staticmethod
     def unsubscribe(subscription: Subscription | int) -> _Request:
@@ -268,16 +279,6 @@ class _Requests:
     @staticmethod
     def publish(message: str, params: tuple[object, ...]) -> _Request:
         return _Request(["PUBLISH", *_query_args(message, params)], _decode_int)
-
-
-_Handle = TypeVar("_Handle", Trigger, Subscription)
-
-
-def _installed(reply: Any, obj: _Handle) -> _Handle:
-    """``obj`` once the server installed it; the server's error (e.g. LimitExceeded)
-    raised otherwise."""
-    _check(reply)
-    return obj
 
 
 def _installed_id(reply: Any, obj: Trigger | Subscription) -> int | None:

@@ -33,7 +33,7 @@ import hmac
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from octopus.engine import Engine, Session
 from octopus.errors import LimitExceeded, OctopusError, TriggerNotFound
@@ -122,6 +122,7 @@ class Close:
 
 Action = bytes | Call | Wait | Flush | AuthFailed | Close
 Pending = Call | Wait | Flush | AuthFailed
+Handler = Callable[[Any, list[bytes]], Action]
 
 
 class LayerError(RuntimeError):
@@ -148,7 +149,16 @@ class CommandLayer:
     ``on_trigger`` and ``on_message`` become the handlers of the triggers and
     subscriptions this connection installs: they run on the engine's dispatcher thread
     and must only hand the event over (to :meth:`event_frame` on the I/O side).
+
+    Each ``cmd_name`` method is the command ``NAME``; a subclass adds commands by
+    defining more (octopus.cluster.server does).
     """
+
+    COMMANDS: ClassVar[dict[bytes, Handler]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.COMMANDS = _command_table(cls)
 
     def __init__(self, ctx: Context, session: Session, *, conn_id: int,
                  on_trigger: Callable[[Event], None],
@@ -195,7 +205,7 @@ class CommandLayer:
             raise LayerError("a command arrived after the connection was closed")
         self.commands += 1
         name = args[0].upper()
-        handler = _COMMANDS.get(name)
+        handler = self.COMMANDS.get(name)
         if handler is None:
             if name in _CROSS_PROTOCOL:
                 self._closed = True
@@ -455,7 +465,10 @@ class CommandLayer:
     # --- commands: the store ---------------------------------------------------------------
 
     def cmd_get(self, args: list[bytes]) -> Action:
-        cache = self.ctx.cache
+        return self._get(args, cached=True)
+
+    def _get(self, args: list[bytes], *, cached: bool) -> Action:
+        cache = self.ctx.cache if cached else None
         if cache is not None and sum(map(len, args)) > CACHED_REQUEST_BYTES:
             cache = None
         engine = self.ctx.engine
@@ -643,6 +656,12 @@ class CommandLayer:
         return Flush()
 
 
+def _command_table(cls: type[CommandLayer]) -> dict[bytes, Handler]:
+    """Every ``cmd_name`` method of ``cls`` as the command ``NAME``."""
+    return {attr[4:].upper().encode(): getattr(cls, attr)
+            for attr in dir(cls) if attr.startswith("cmd_")}
+
+
 def parser_limits(config: ServerConfig, authed: bool) -> tuple[int, int, int]:
     """(max_args, max_bulk, max_inline) of a connection's requests: smaller before
     AUTH, as Redis limits unauthenticated clients."""
@@ -679,13 +698,7 @@ def _error_code(exc: BaseException) -> str:
 
 _EVENTS = {b"SET": Mode.ON_SET, b"DEL": Mode.ON_DEL, b"SETDEL": Mode.ON_SET | Mode.ON_DEL}
 
-_COMMANDS: dict[bytes, Callable[[CommandLayer, list[bytes]], Action]] = {
-    name.upper().encode(): getattr(CommandLayer, f"cmd_{name}")
-    for name in ("ping", "echo", "quit", "auth", "hello", "client", "select", "command",
-                 "config", "info", "revision", "get", "names", "getall", "exists", "set",
-                 "del", "wait", "watch", "unwatch", "subscribe", "unsubscribe", "publish",
-                 "flush")
-}
+CommandLayer.COMMANDS = _command_table(CommandLayer)
 _BEFORE_AUTH = frozenset({b"AUTH", b"HELLO", b"QUIT"})
 # The first words of an HTTP request (a web page's POST to the loopback port, whose body
 # would otherwise be run as commands): Redis closes such connections, and so do we.

@@ -17,7 +17,8 @@ class ServerConfig:
 
     password: str | None = None          # --requirepass: AUTH needed before any command
     max_clients: int = 10000             # connections beyond are refused with an error
-    workers: int = 8                     # threads that run engine calls (parsing included)
+    workers: int = 32                    # threads that may run engine calls (one is awake
+                                         # while calls are short; a replica's writes wait)
 
     # --- input ---------------------------------------------------------------------------
     max_args: int = 65536                # arguments in one command

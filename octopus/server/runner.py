@@ -132,18 +132,20 @@ class EngineRunner(Executor):
             self._loop.call_soon(self._settle)
 
     def _progressing(self, now: float) -> bool:
-        """Work is queued or running on a thread that has not stalled (lock held). When
-        calls are queued and every awake thread has stalled, wake another one."""
+        """Short calls are under way (lock held): some awake thread is on a call or
+        about to take a queued one, and none has been on its call for more than
+        ``stall`` — a long call (a parse, a Prolog scan, a replica's write waiting for
+        etcd) is not worth waiting for; the stall check wakes another thread for it."""
         stall = self.stall
-        fresh = any(now - w.since <= stall for w in self._awake)
+        running = False
+        for w in self._awake:
+            if w.running:
+                if now - w.since > stall:
+                    return False
+                running = True
         if self._jobs:
-            if fresh:
-                return True
-            if self._wake_one():
-                self.extra_wakes += 1
-                return True
-            return False                      # every thread is stuck: stop waiting
-        return any(w.running and now - w.since <= stall for w in self._awake)
+            return bool(self._awake)
+        return running
 
     def _settle(self) -> None:
         """Wait (without the GIL) while the threads make progress on the calls made so

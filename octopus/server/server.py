@@ -106,8 +106,11 @@ class _Stats:
 class Server:
     """A RESP server over one :class:`Engine` (which the caller owns and closes)."""
 
-    def __init__(self, engine: Engine, config: ServerConfig | None = None) -> None:
+    def __init__(self, engine: Engine, config: ServerConfig | None = None,
+                 connection_class: type[Connection] | None = None) -> None:
         self.engine = engine
+        # What a connection is: Connection, or a subclass (octopus.cluster.server's).
+        self.connection_class = connection_class or Connection
         self.config = c = config or ServerConfig()
         self.connections: set[Connection] = set()
         self.stats = _Stats()
@@ -144,7 +147,7 @@ class Server:
         """Listen on TCP; returns the port (useful with ``port=0``)."""
         loop = asyncio.get_running_loop()
         self.runner  # noqa: B018  (started on this loop)
-        srv = await loop.create_server(lambda: Connection(self), host, port,
+        srv = await loop.create_server(lambda: self.connection_class(self), host, port,
                                        reuse_address=True, backlog=1024)
         self._servers.append(srv)
         bound = srv.sockets[0].getsockname()[1]
@@ -165,7 +168,8 @@ class Server:
         os.chmod(path, 0o600)
         loop = asyncio.get_running_loop()
         self.runner  # noqa: B018  (started on this loop)
-        srv = await loop.create_unix_server(lambda: Connection(self), sock=sock, backlog=1024)
+        srv = await loop.create_unix_server(lambda: self.connection_class(self), sock=sock,
+                                            backlog=1024)
         self._servers.append(srv)
         self._unix_paths.append(path)
         self.addresses.append(f"unix://{path}")
@@ -290,7 +294,10 @@ class Server:
 
 class Connection(asyncio.Protocol):
     """One client's I/O: the parser, the writes, flow control, output limits, and the
-    hops of its engine calls; its commands are its :class:`CommandLayer`."""
+    hops of its engine calls; its commands are its :class:`CommandLayer` (an instance of
+    :attr:`layer_class`, which a subclass may replace to add commands)."""
+
+    layer_class: type[CommandLayer] = CommandLayer
 
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -358,9 +365,9 @@ class Connection(asyncio.Protocol):
         if self.closed:
             self.server.in_background(session.close)
             return
-        self.layer = CommandLayer(self.server, session, conn_id=self.id,
-                                  on_trigger=self._on_trigger_event,
-                                  on_message=self._on_message_event)
+        self.layer = self.layer_class(self.server, session, conn_id=self.id,
+                                      on_trigger=self._on_trigger_event,
+                                      on_message=self._on_message_event)
         self.asession = AsyncSession(session, self.server.runner)
         self._drain()
 
@@ -643,7 +650,8 @@ class Connection(asyncio.Protocol):
 def run(engine: Engine, *, host: str | None = None, port: int = 6380,
         unix: str | None = None, config: ServerConfig | None = None,
         allow_remote: bool = False, use_uvloop: bool = True,
-        ready: Callable[[Server], None] | None = None) -> None:
+        ready: Callable[[Server], None] | None = None,
+        connection_class: type[Connection] | None = None) -> None:
     """Serve ``engine`` until interrupted (SIGINT/SIGTERM). TCP on loopback by default;
     with ``unix`` only that socket, unless ``host`` is given as well. A non-loopback
     ``host`` needs ``allow_remote`` and a password."""
@@ -661,7 +669,7 @@ def run(engine: Engine, *, host: str | None = None, port: int = 6380,
     async def main() -> None:
         import signal
 
-        server = Server(engine, config)
+        server = Server(engine, config, connection_class)
         try:
             if unix is not None:
                 await server.start_unix(unix)

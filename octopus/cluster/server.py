@@ -1,0 +1,145 @@
+"""What ``octopus serve`` adds to a connection for a cluster (docs/cluster.md).
+
+:class:`ReplicaConnection` is the server's :class:`~octopus.server.server.Connection`
+whose commands are :class:`ReplicaCommands`, the server's sans-I/O
+:class:`~octopus.server.commands.CommandLayer` with:
+
+1. **Writes off the event loop** — as every engine call of the server is: on a replica
+   a write waits for etcd (a Raft round and an fsync) and then for its revision to be
+   applied here, on one of the server's engine threads; the connection's later commands
+   wait behind it, so replies keep request order, and other connections go on.
+2. **Commands**:
+
+   | command | reply |
+   |---|---|
+   | ``SYNC`` | ``:revision`` once every change committed before it is applied here |
+   | ``SYNC revision [timeout]`` | ``:revision`` once this node has applied ``revision`` |
+   | ``GET q [params] ... LINEARIZABLE`` | ``SYNC``, then the ``GET`` |
+   | ``STALENESS`` | seconds (text) the state read here may be behind |
+   | ``SESSION`` | ``[lease, secret, ttl]``: makes the session resumable |
+   | ``SESSION RESUME lease secret`` | ``+OK``: this connection takes over that session |
+   | ``CLUSTER STATUS`` | a map: node, endpoint, applied revision, staleness, health |
+
+   On a server that is not a replica, ``SYNC`` answers the revision, ``STALENESS``
+   ``0``, ``LINEARIZABLE`` changes nothing, and ``SESSION`` is refused.
+3. **Sessions that may be resumed** (those that asked ``SESSION``: clients given
+   several URLs) are not ended when their connection drops: their lease is no longer
+   kept alive here, and the client has until it expires to ``SESSION RESUME`` on any
+   node. Other sessions end when the connection drops, as on a single server (their
+   lease is revoked, their records go at once).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from octopus.errors import QueryError
+from octopus.server.commands import OK, Action, Call, CommandLayer
+from octopus.server.resp import encode
+from octopus.server.server import Connection
+
+from .replica import Replica
+
+__all__ = ["ReplicaCommands", "ReplicaConnection"]
+
+
+def _int(raw: bytes, what: str) -> int:
+    if not raw.isdigit() or len(raw) > 20:
+        raise QueryError(f"{what} must be a non-negative integer, got {raw[:40]!r}")
+    return int(raw)
+
+
+class ReplicaCommands(CommandLayer):
+    """The commands of a connection to a server whose engine may be a cluster replica."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.resumable = False            # SESSION was asked: keep it when the link drops
+
+    def _replica(self) -> Replica | None:
+        replica = self.ctx.engine._core.replicated
+        return replica if isinstance(replica, Replica) else None
+
+    def cmd_get(self, args: list[bytes]) -> Action:
+        if len(args) > 2 and args[-1].upper() == b"LINEARIZABLE":
+            args = args[:-1]
+            if self._replica() is not None:
+                # Never from the reply cache: the sync must come first.
+                session = self.session
+                return Call(lambda: session.sync(), lambda _: self._get(args, cached=False))
+        return self._get(args, cached=True)
+
+    def cmd_sync(self, args: list[bytes]) -> Action:
+        if len(args) > 3:
+            raise QueryError("SYNC takes at most a revision and a timeout")
+        replica = self._replica()
+        if replica is None:
+            return b":%d\r\n" % self.ctx.engine.revision
+        session = self.session
+        if len(args) == 1:
+            return Call(lambda: session.sync(), lambda rev: b":%d\r\n" % rev)
+        revision = _int(args[1], "the revision")
+        timeout = float(_int(args[2], "the timeout")) if len(args) == 3 else replica.timeout
+        return Call(lambda: replica.wait_revision(revision, timeout),
+                    lambda rev: b":%d\r\n" % rev)
+
+    def cmd_staleness(self, args: list[bytes]) -> Action:
+        if len(args) != 1:
+            raise QueryError("STALENESS takes no arguments")
+        replica = self._replica()
+        value = 0.0 if replica is None else replica.staleness()
+        return encode(f"{value:.3f}".encode(), self.proto)
+
+    def cmd_session(self, args: list[bytes]) -> Action:
+        replica = self._replica()
+        if replica is None:
+            raise QueryError("SESSION needs a server that is a cluster replica "
+                             "(octopus serve --etcd ...)")
+        sid = self.session._sid
+        proto = self.proto
+        if len(args) == 1:
+            def token(result: tuple[int, str, int]) -> bytes:
+                lease, secret, ttl = result
+                self.resumable = True
+                return encode([str(lease).encode(), secret.encode(), ttl], proto)
+
+            return Call(lambda: replica.session_token(sid), token)
+        if len(args) == 4 and args[1].upper() == b"RESUME":
+            lease = _int(args[2], "the lease")
+            secret = args[3].decode("ascii", "replace")
+
+            def resumed(_: None) -> bytes:
+                self.resumable = True
+                return OK
+
+            return Call(lambda: replica.resume(sid, lease, secret), resumed)
+        raise QueryError("SESSION takes no arguments, or RESUME lease secret")
+
+    def cmd_cluster(self, args: list[bytes]) -> Action:
+        if len(args) != 2 or args[1].upper() != b"STATUS":
+            raise QueryError("CLUSTER takes STATUS")
+        replica = self._replica()
+        if replica is None:
+            return encode({"replica": 0, "revision": self.ctx.engine.revision}, self.proto)
+        status = {k: (str(v) if isinstance(v, float) else int(v) if isinstance(v, bool) else v)
+                  for k, v in replica.status().items()}
+        return encode(status, self.proto)
+
+
+class ReplicaConnection(Connection):
+    """A connection of a server whose engine may be a cluster replica."""
+
+    layer_class = ReplicaCommands
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        layer = self.layer
+        replica = layer._replica() if isinstance(layer, ReplicaCommands) else None
+        if layer is None or replica is None or not layer.resumable or layer.session_closed:
+            super().connection_lost(exc)
+            return
+        # A resumable session outlives its connection: stop keeping its lease alive and
+        # end it here without deleting its records (off the loop: it takes the engine).
+        layer.session_closed = True          # so that the connection does not close it
+        sid = layer.session._sid
+        super().connection_lost(exc)
+        self.server.in_background(lambda: replica.detach_session(sid))
