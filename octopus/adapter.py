@@ -165,6 +165,45 @@ class PrologStore:
         """Build the clause indexes now rather than on the first query needing them."""
         self._call("store_warm")
 
+    # --- write-ahead: decide, then apply (octopus.durable) -------------------------------
+
+    def plan_set(self, name: str, conditions: Sequence[EncodedConstraint],
+                 sequential: bool) -> tuple[str, int | None] | None:
+        """What :meth:`set` would do, changing nothing: None if the conditions do not
+        hold, else the final name and (sequential) the base's counter after the set."""
+        reply = self._call("store_plan_set", name, conditions, sequential)
+        if reply is False:
+            return None
+        final, counter = reply
+        return str(final), (None if counter is None else int(counter))
+
+    def match(self, name: str, constraints: Sequence[EncodedConstraint]) -> Record | None:
+        """The record ``name`` if it meets ``constraints`` (what :meth:`delete` would
+        delete), changing nothing."""
+        reply = self._call("store_match", name, constraints)
+        return None if reply is None else _record(name, reply[0], reply[1])
+
+    def put(self, name: str, pairs: Sequence[tuple[str, Any]], counter: tuple[str, int] | None,
+            revision: int) -> None:
+        """Store a record unconditionally; ``counter`` (base, next) raises the base's
+        sequence counter to at least ``next``."""
+        self._call("store_put", name, pairs, None if counter is None else list(counter),
+                   revision)
+
+    def replay(self, ops: list[list[Any]]) -> int:
+        """Apply journal operations in one transaction: ``["s", rev, name, pairs,
+        counter]`` or ``["d", name]``; each is idempotent."""
+        return int(self._call("store_replay", ops))
+
+    def write_snapshot(self, path: str) -> int:
+        """Copy records and counters to ``path`` from a consistent view while other
+        threads go on writing; the number of records."""
+        return int(self._call("store_snapshot", path))
+
+    def restore(self, path: str) -> int:
+        """Load a file written by :meth:`write_snapshot` into this empty store."""
+        return int(self._call("store_restore", path))
+
     def destroy(self) -> None:
         """Drop every record, index table, counter and trigger query."""
         self._call("store_destroy")

@@ -21,6 +21,7 @@ convention keeps working. The tree::
     │                           (also a RuntimeError)
     ├── LimitExceeded           a configured limit was reached, e.g. the triggers one
     │                           server connection may install
+    ├── PersistenceError        a durable engine cannot write or read its data directory
     ├── Unavailable             a replicated engine cannot reach a quorum of its etcd
     │                           cluster (or its node), so a write or sync cannot be made
     └── SetupError              SWI-Prolog or janus-swi is missing or unusable (the
@@ -39,6 +40,7 @@ __all__ = [
     "OctopusError",
     "ParameterError",
     "ParseError",
+    "PersistenceError",
     "QueryError",
     "SetupError",
     "TriggerNotFound",
@@ -109,6 +111,20 @@ class LockError(OctopusError, RuntimeError):
 
 class LimitExceeded(OctopusError):
     """Raised when a configured limit would be passed (the request changes nothing)."""
+class PersistenceError(OctopusError):
+    """Raised when a durable engine cannot use its data directory: a write that cannot
+    reach the disk (no space, an I/O error, a read-only directory), a corrupt journal or
+    snapshot, a directory another engine holds.
+
+    ``applied`` is False when nothing changed (the usual case: the journal refused the
+    change before the store applied it). It is True only when the change was applied
+    and then its fsync failed: the change is in memory and may or may not be on disk,
+    like a timeout's outcome (docs/durability.md).
+    """
+
+    def __init__(self, message: str, *, applied: bool = False) -> None:
+        super().__init__(message)
+        self.applied = applied
 
 
 class Unavailable(OctopusError):

@@ -360,6 +360,9 @@ def _serve(args: argparse.Namespace) -> int:
                           output_limit=args.output_limit,
                           reply_cache=0 if args.no_reply_cache else 4096)
     connection_class = None
+    if args.etcd and args.data:
+        raise CommandError("--data and --etcd do not go together: a replica's state is in "
+                           "etcd", EXIT_USAGE)
     if args.etcd:
         from octopus.cluster.server import ReplicaConnection
         from octopus.errors import OctopusError
@@ -372,7 +375,8 @@ def _serve(args: argparse.Namespace) -> int:
             raise CommandError(f"cannot join the cluster at {args.etcd}: {e}",
                                EXIT_UNREACHABLE) from None
     else:
-        engine = Engine(max_query_length=args.max_query_length or DEFAULT_MAX_LENGTH)
+        engine = Engine(max_query_length=args.max_query_length or DEFAULT_MAX_LENGTH,
+                        path=args.data, fsync=args.fsync)
     started: list[Server] = []
     try:
         for path in args.load:
@@ -449,6 +453,15 @@ def add_commands(sub: Any, **parser_args: Any) -> None:
                         "(default %(default)s)")
     s.add_argument("--max-query-length", type=_positive, default=None, metavar="BYTES",
                    help="longest query or record text accepted (default 65536)")
+    s.add_argument("--data", metavar="DIR", default=None,
+                   help="keep the records in this directory (journal and snapshots; created "
+                        "if needed) and recover them at start; without it the server "
+                        "forgets everything when it stops")
+    s.add_argument("--fsync", choices=("always", "everysec", "no"), default="everysec",
+                   help="with --data: always = answer a write once it is on disk; everysec "
+                        "= fsync once a second (a crash of the process loses nothing, a "
+                        "power loss about a second); no = leave it to the OS (default "
+                        "%(default)s)")
     s.add_argument("--etcd", metavar="URL[,URL...]",
                    help="be a replica of the cluster stored in this etcd cluster (its client "
                         "URLs, http://host:port, comma-separated); see docs/cluster.md")

@@ -278,6 +278,8 @@ class Server:
                       ("reply_cache_misses", cache.misses if cache else 0),
                       ("reply_cache_evictions", cache.evictions if cache else 0)],
             "store": [("revision", self.engine.revision), ("records", self.engine.count())],
+            "persistence": [("durable", int(self.engine.path is not None)),
+                            *self.engine.persistence().items()],
         }
         wanted = section.lower()
         lines: list[str] = []
