@@ -111,6 +111,8 @@ class LockError(OctopusError, RuntimeError):
 
 class LimitExceeded(OctopusError):
     """Raised when a configured limit would be passed (the request changes nothing)."""
+
+
 class PersistenceError(OctopusError):
     """Raised when a durable engine cannot use its data directory: a write that cannot
     reach the disk (no space, an I/O error, a read-only directory), a corrupt journal or
