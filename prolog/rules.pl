@@ -67,6 +67,7 @@ Data lives in two modules per engine, named by the Python side from a counter:
 :- use_module(library(error)).
 :- use_module(library(lists)).
 :- use_module(library(pairs)).
+:- use_module(library(sandbox), [safe_goal/1]).
 :- use_module(match).
 :- use_module(errors).
 
@@ -684,7 +685,8 @@ static_goal(ctx(KB, Pending, _), G) :-
     (   memberchk(Name/Arity-_, Pending)
     ;   current_predicate(KB:Name/Arity),
         functor(H, Name, Arity),
-        predicate_property(KB:H, implementation_module(KB))
+        predicate_property(KB:H, implementation_module(KB)),
+        sandboxed(KB, G)
     ), !.
 static_goal(Ctx, G) :-
     control(G), !,
@@ -1543,3 +1545,38 @@ literal_goals([L|Ls], Bound, KB, S, (G, Gs)) :-
     term_variables(L, Vs),
     append(Vs, Bound, Bound1),
     literal_goals(Ls, Bound1, KB, S, Gs).
+
+
+                 /*******************************
+                 *          THE SANDBOX        *
+                 *******************************/
+
+%   sandboxed(+KB, +Goal): Goal passes the knowledge base's sandbox (prolog/skb.pl,
+%   wall 1), as it must to run through prolog(): a rule runs knowledge-base code
+%   inside a write, and must not be a way around the sandbox. Raises otherwise.
+
+sandboxed(KB, G) :-
+    copy_term(G, Copy),
+    catch(safe_goal(KB:Copy), E, sandbox_refused(G, E)).
+
+sandbox_refused(G, E) :-
+    functor(G, Name, Arity),
+    (   E = error(permission_error(call, sandboxed, What), _)
+    ->  (   What = _:W -> true ; W = What ),
+        (   W = octopus_skb:denied(D) -> true ; D = W ),
+        ( callable(D) -> functor(D, DN, DA) ; DN = D, DA = 0 ),
+        octopus_error(kb, "~w/~w calls ~w/~w, which the knowledge base's sandbox \c
+                           refuses: not in a rule", [Name, Arity, DN, DA])
+    ;   octopus_error(kb, "~w/~w does not pass the knowledge base's sandbox: not in \c
+                           a rule", [Name, Arity])
+    ).
+
+%   The view is safe for the knowledge base's sandbox (prolog/skb.pl, wall 1): it only
+%   reads the store it was made for (its state is fixed in the view's clause, and KB
+%   code may not name octopus_rules itself: wall 3), and library(sandbox) cannot
+%   prove that by itself, as v_record/2 and v_attr/4 read a module given as data.
+
+:- multifile sandbox:safe_primitive/1.
+
+sandbox:safe_primitive(octopus_rules:v_record(_, _)).
+sandbox:safe_primitive(octopus_rules:v_attr(_, _, _, _)).

@@ -14,12 +14,13 @@ def test_public_names_are_pinned() -> None:
     assert octopus.__all__ == [
         "AsyncClient", "Atom", "Barrier", "BarrierExplanation", "Client", "ConditionFailed",
         "Election", "Engine", "EngineClosed", "Event", "Holding", "Invariant",
-        "InvariantViolated", "KnowledgeBaseError", "Lock", "LockError", "LockExplanation",
-        "Mode", "NameService", "NotFound", "OctopusError", "ParameterError", "ParseError",
-        "PersistenceError", "QueryError", "ReadWriteLock", "Record", "RoundInfo", "RowEvent",
-        "RuleError", "RuleLimits", "RuleWatch", "Semaphore", "SemaphoreExplanation",
-        "Session", "SessionInfo", "SetupError", "Subscription", "Trigger", "TriggerNotFound",
-        "Unavailable", "WaitExplanation", "WaitTimeout", "Waiter", "connect",
+        "InvariantViolated", "KnowledgeBaseError", "LimitExceeded", "Lock", "LockError",
+        "LockExplanation", "Mode", "NameService", "NotFound", "OctopusError", "ParameterError",
+        "ParseError", "PersistenceError", "QueryError", "ReadWriteLock", "Record", "RoundInfo",
+        "RowEvent", "RuleError", "RuleLimits", "RuleWatch", "Semaphore",
+        "SemaphoreExplanation", "Session", "SessionInfo", "SetupError", "Subscription",
+        "Trigger", "TriggerNotFound", "Unavailable", "WaitExplanation", "WaitTimeout",
+        "Waiter", "connect",
         "connect_async", "read",
     ]
     assert octopus.__all__ == sorted(octopus.__all__)

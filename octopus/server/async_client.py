@@ -130,6 +130,9 @@ class _LoopBridge:
                      limit: int = DEFAULT_LIMIT) -> WaitExplanation:
         return self._wait(self._client.explain_wait(q, *params, limit=limit))
 
+    def on_handler_thread(self) -> bool:
+        return threading.current_thread() is self._loop_thread   # handlers run on the loop
+
     def session(self) -> Store:
         return _LoopBridge(self._wait(self._client.session()), self._loop, self._loop_thread)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import octopus
@@ -108,3 +110,23 @@ def test_rules_join_records_and_knowledge_base_facts(engine: octopus.Engine) -> 
                      ("d2", {"class": Atom("gpu")})])
     assert sorted((s["D"], s["B"]) for s in engine.prolog("needs(D, B)")) == \
         [("d0", "ahcid"), ("d1", "e1000n")]
+
+
+def test_a_rule_cannot_get_around_the_sandbox(engine: octopus.Engine,
+                                              tmp_path: Path) -> None:
+    """Knowledge-base code the sandbox refuses to run through prolog() is not run by a
+    rule inside a write either: watches, invariants and rules() refuse it."""
+    marker = tmp_path / "ran"
+    engine.add_facts("evil(X) :- shell(X).")
+    with pytest.raises(KnowledgeBaseError, match="sandbox"):
+        engine.rules("bad(D) :- attr(D, cmd, C), evil(C).")
+    engine.rules("worse(X) :- shell(X).\nbad2(D) :- attr(D, cmd, C), worse(C).")
+    with pytest.raises(KnowledgeBaseError, match="sandbox"):
+        engine.watch_relation("bad2", lambda ev: None)
+    with pytest.raises(KnowledgeBaseError, match="sandbox"):
+        engine.watch_rule("attr(D, cmd, C), evil(C)", lambda ev: None)
+    with pytest.raises(KnowledgeBaseError, match="sandbox"):
+        engine.invariant("i", "violation(D) :- attr(D, cmd, C), evil(C).")
+    engine.set("x { cmd: %s }", f"touch {marker}")
+    engine.flush()
+    assert not marker.exists()
