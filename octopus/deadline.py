@@ -15,7 +15,13 @@ import time
 from collections.abc import Iterator
 from contextvars import ContextVar
 
-__all__ = ["budget", "within"]
+__all__ = ["MIN_CALL", "budget", "within"]
+
+#: Seconds a call may always wait for its reply, however near the deadline: a deadline
+#: bounds waiting *for something to happen* (a lock to be free, a record to appear), not
+#: the round trip of a call that would take milliseconds. ``acquire(timeout=0)`` of a
+#: free lock must succeed; against a stopped server it returns after this long.
+MIN_CALL = 1.0
 
 _deadline: ContextVar[float | None] = ContextVar("octopus_deadline", default=None)
 
@@ -42,7 +48,7 @@ def budget(limit: float | None) -> tuple[float | None, bool]:
     deadline = _deadline.get()
     if deadline is None:
         return limit, False
-    left = max(deadline - time.monotonic(), 0.0)
+    left = max(deadline - time.monotonic(), MIN_CALL)
     if limit is None or left < limit:
         return left, True
     return limit, False
