@@ -4,6 +4,7 @@ SIGKILL of a client process; and thread tests of the order of replayed events.""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import random
 import signal
@@ -302,3 +303,86 @@ def test_replayed_events_arrive_once_in_revision_order(seed: int) -> None:
         assert seen == written                 # each once, in revision order
         assert msgs == [k for k in range(0, 300, 3)]
         assert drops >= 1
+
+
+# --- the asyncio client -------------------------------------------------------------------
+
+
+def test_async_client_resumes_after_a_blip(server: ServerProcess, proxy: Proxy) -> None:
+    async def main() -> None:
+        c = await octopus.connect_async(proxy.url, session_timeout=10)
+        other = await octopus.connect_async(server.unix_url)
+        try:
+            states: list[ConnectionState] = []
+            c.add_listener(states.append)
+            await c.set("ablip.eph { v: 1 }", ephemeral=True)
+            seen: list[octopus.Event] = []
+            await c.watch("ablip.n", seen.append, on=Mode.ON_SET)
+            proxy.drop()
+            revisions = [(await other.set("ablip.n { k: %d }", k)).revision for k in range(5)]
+            deadline = time.monotonic() + 20
+            while len(seen) < 5:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
+            assert [e.revision for e in seen] == revisions
+            assert (await c.get("ablip.eph"))["v"] == 1
+            assert states == [ConnectionState.SUSPENDED, ConnectionState.CONNECTED]
+            assert c.state is ConnectionState.CONNECTED
+        finally:
+            await c.close()
+            await other.close()
+        assert states[-1] is ConnectionState.LOST
+
+    asyncio.run(main())
+
+
+def test_async_client_timeouts_against_a_stopped_server(tmp_path: Path) -> None:
+    srv = ServerProcess(tmp_path)
+
+    async def main() -> None:
+        c = await octopus.connect_async(srv.tcp_url)
+        try:
+            await c.set("astop.x { v: 1 }")
+            srv.proc.send_signal(signal.SIGSTOP)
+            t = time.monotonic()
+            with pytest.raises(WaitTimeout):
+                await c.wait_for("astop.nothing", timeout=1)
+            assert time.monotonic() - t < 2.5
+            t = time.monotonic()
+            with pytest.raises(EngineClosed, match="cannot connect"):
+                await octopus.connect_async(srv.tcp_url, timeout=1)
+            assert time.monotonic() - t < 2.5
+            srv.proc.send_signal(signal.SIGCONT)
+            assert (await c.get("astop.x"))["v"] == 1
+        finally:
+            await c.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            srv.proc.send_signal(signal.SIGCONT)
+        srv.stop()
+
+
+def test_async_client_session_lost() -> None:
+    async def main(url: str, proxy: Proxy) -> None:
+        c = await octopus.connect_async(proxy.url, session_timeout=0.5)
+        states: list[ConnectionState] = []
+        c.add_listener(states.append)
+        await c.set("alost.eph { v: 1 }", ephemeral=True)
+        proxy.refusing = True
+        proxy.drop()
+        deadline = time.monotonic() + 20
+        while not c.closed:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        assert states == [ConnectionState.SUSPENDED, ConnectionState.LOST]
+        with pytest.raises(SessionExpired):
+            await c.get("alost.eph")
+        await c.close()
+
+    with serve_in_thread() as url, Proxy(url[len("unix://"):]) as proxy:
+        asyncio.run(main(url, proxy))
+        with connect(url) as other:
+            assert not other.exists("alost.eph")
