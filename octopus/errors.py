@@ -99,7 +99,7 @@ class EngineClosed(OctopusError):
 
 
 class SessionExpired(EngineClosed):
-    """Raised by a client whose server session ended while it was disconnected: it was not
+    """Raised when a client's server session ended while it was disconnected: it was not
     resumed within its timeout, or the events it missed were no longer all kept. Its
     ephemeral records and locks are gone (docs/server.md)."""
 

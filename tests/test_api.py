@@ -14,7 +14,8 @@ def test_public_names_are_pinned() -> None:
     assert octopus.__all__ == [
         "AsyncClient", "Atom", "Barrier", "Client", "ConditionFailed", "ConnectionState",
         "Election", "Engine",
-        "EngineClosed", "Event", "KnowledgeBaseError", "Lock", "LockError", "Mode",
+        "EngineClosed", "Event", "KnowledgeBaseError", "LimitExceeded", "Lock", "LockError",
+        "Mode",
         "NameService", "NotFound", "OctopusError", "ParameterError", "ParseError",
         "PersistenceError", "QueryError", "ReadWriteLock", "Record", "Semaphore", "Session",
         "SessionExpired", "SetupError", "Subscription", "Trigger", "TriggerNotFound", "Unavailable",

@@ -31,7 +31,7 @@ from octopus.recipes.store import Store
 from octopus.record import Record
 from octopus.waiting import check_timeout, wait_for_async
 
-from .client import _ignore, _session_grant, keepalive
+from .client import _ignore, _session_grant
 from .client_base import (
     DEFAULT_URL,
     ConnectionState,
@@ -44,6 +44,7 @@ from .client_base import (
     _Requests,
 )
 from .resp import Push, ReplyError, reply_parser
+from .sessions import keepalive
 
 __all__ = ["AsyncClient", "connect_async"]
 

@@ -66,6 +66,7 @@ from .client_base import (
     parse_url,
 )
 from .resp import Push, ReplyError, reply_parser
+from .sessions import keepalive
 
 __all__ = ["Client", "connect"]
 
@@ -124,11 +125,6 @@ def _roundtrip(sock: socket.socket, requests: list[_Request]) -> tuple[list[Any]
     return replies, parser
 
 
-# TCP keepalive: a peer that vanished (host down, cable out) is noticed in about
-# KEEPIDLE + KEEPINTVL * KEEPCNT seconds even when nothing is being sent.
-KEEPALIVE = (5, 2, 3)
-
-
 def _open_socket(address: tuple[str, Any], timeout: float | None) -> socket.socket:
     kind, where = address
     if kind == "unix":
@@ -144,17 +140,6 @@ def _open_socket(address: tuple[str, Any], timeout: float | None) -> socket.sock
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         keepalive(sock)
     return sock
-
-
-def keepalive(sock: socket.socket) -> None:
-    """Turn TCP keepalive on with :data:`KEEPALIVE`'s timings (where the OS has them)."""
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        idle, interval, count = KEEPALIVE
-        for option, value in (("TCP_KEEPIDLE", idle), ("TCP_KEEPINTVL", interval),
-                              ("TCP_KEEPCNT", count)):
-            if hasattr(socket, option):
-                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
 
 
 def _ignore(reply: Any) -> None:

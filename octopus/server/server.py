@@ -71,7 +71,7 @@ from .config import ServerConfig
 from .limits import AuthThrottle, BufferLimit, OutputBudget, RateLimitedLog
 from .resp import ProtocolError, RequestParser, encode, encode_error
 from .runner import EngineRunner
-from .sessions import SessionGap, SessionLink
+from .sessions import SessionGap, SessionLink, keepalive
 
 __all__ = ["Connection", "Server", "ServerConfig", "is_loopback", "run"]
 
@@ -387,6 +387,9 @@ class Connection(asyncio.Protocol):
             return
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "a Unix socket"
+        sock = transport.get_extra_info("socket")
+        if isinstance(peer, tuple) and sock is not None:
+            keepalive(sock)             # a vanished client's session must detach, then expire
         transport.set_write_buffer_limits(high=256 << 10)  # type: ignore[attr-defined]
         if self.config.password is not None:
             self._apply_limits(parser_limits(self.config, authed=False))
@@ -437,15 +440,19 @@ class Connection(asyncio.Protocol):
             server.stats.commands += layer.commands
             layer.commands = 0
             link = self.link
-            if link is not None and link.conn is self and link.resumable and \
-                    not layer.session_closed and not link.expired:
+            ours = link is not None and link.conn is self and link.resumable and \
+                not link.expired            # (not a session another connection took over)
+            if ours and not layer.session_closed:
+                assert link is not None
                 link.detach()               # it stays until its timeout
                 log.debug("session %d detached (connection %d)", link.sid, self.id)
-            elif not layer.session_closed:
-                if link is not None and link.resumable:
+            else:
+                if ours:                    # QUIT ended it: forget it
+                    assert link is not None
                     link.expire()
                     server.sessions.pop(link.sid, None)
-                server.in_background(layer.close_session)
+                if not layer.session_closed:
+                    server.in_background(layer.close_session)
 
     def data_received(self, data: bytes) -> None:
         if self.closed or self.closing:

@@ -40,6 +40,7 @@ import contextlib
 import hmac
 import logging
 import secrets
+import socket
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -52,9 +53,25 @@ if TYPE_CHECKING:
 
     from .commands import CommandLayer
 
-__all__ = ["SessionGap", "SessionLink"]
+__all__ = ["KEEPALIVE", "SessionGap", "SessionLink", "keepalive"]
 
 log = logging.getLogger("octopus.server")
+
+
+# TCP keepalive: a peer that vanished (host down, cable out) is noticed in about
+# KEEPIDLE + KEEPINTVL * KEEPCNT seconds even when nothing is being sent.
+KEEPALIVE = (5, 2, 3)
+
+
+def keepalive(sock: socket.socket) -> None:
+    """Turn TCP keepalive on with :data:`KEEPALIVE`'s timings (where the OS has them)."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        idle, interval, count = KEEPALIVE
+        for option, value in (("TCP_KEEPIDLE", idle), ("TCP_KEEPINTVL", interval),
+                              ("TCP_KEEPCNT", count)):
+            if hasattr(socket, option):
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
 
 
 class SessionGap(Exception):

@@ -386,3 +386,34 @@ def test_async_client_session_lost() -> None:
         asyncio.run(main(url, proxy))
         with connect(url) as other:
             assert not other.exists("alost.eph")
+
+
+def test_closed_sessions_are_forgotten_and_cannot_be_resumed() -> None:
+    """QUIT ends a resumable session for good: the server forgets it (nothing kept), and
+    its id and secret resume nothing."""
+    with serve_in_thread() as url, connect(url, session_timeout=None) as watcher:
+        c = connect(url, session_timeout=30)
+        assert c._session is not None
+        sid, secret, timeout = c._session
+        assert timeout == 30
+        c.set("quit.eph { v: 1 }", ephemeral=True)
+        c.close()
+        assert not watcher.exists("quit.eph")
+        _until(lambda: "resumable_sessions:0" in watcher.info())
+        assert "detached_sessions:0" in watcher.info()
+        from octopus.server.client_base import _check, _Request
+        probe = connect(url, session_timeout=None)
+        with pytest.raises(SessionExpired):
+            probe._call(_Request(["SESSION", "RESUME", str(sid), secret, "0"], _check))
+        with pytest.raises(SessionExpired):
+            probe._call(_Request(["SESSION", "RESUME", str(sid + 1000), "x" * 32, "0"], _check))
+        probe.close()
+
+
+def test_session_timeouts_are_capped_by_the_server() -> None:
+    config = ServerConfig(max_session_timeout=2.0)
+    with serve_in_thread(config=config) as url:
+        with connect(url, session_timeout=3600) as c:
+            assert c._session is not None and c._session[2] == 2.0
+        with connect(url, session_timeout=0.001) as c:
+            assert c._session is not None and c._session[2] == config.min_session_timeout
