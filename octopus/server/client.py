@@ -19,12 +19,34 @@ How both work (the protocol is in docs/server.md):
    thread (as the engine does), the async client on its event loop; events of one
    trigger arrive in order. A trigger is registered when its reply is read, before the
    next frame, so no event can arrive for an unknown trigger.
-5. When the connection is lost, every pending call raises :class:`EngineClosed` and
-   every trigger and subscription gets its final ``REMOVED`` event, as when a session
-   closes.
+5. When the session ends (``close()``, or lost: see 8), every pending call raises
+   :class:`EngineClosed` (:class:`SessionExpired` when it expired) and every trigger and
+   subscription gets its final ``REMOVED`` event, as when a session closes. A client
+   given several URLs of a cluster fails over to another node instead (docs/cluster.md).
 6. Parameters are checked locally with the query's placeholders, so a wrong type is the
    same ``ParameterError`` as in-process; they travel as text and the server types them
    again by the same placeholders.
+7. **The session outlives a blip** (docs/server.md): at connect the client asks for a
+   resumable session (``SESSION TIMEOUT session_timeout``) and gets its id and secret.
+   When the connection drops the server keeps the session for that long; the client
+   (its reader thread, or a task of the async client) reconnects with backoff and
+   sends ``SESSION RESUME id secret n``, where n counts the event frames it has read,
+   so the server sends the missed ones exactly once, in order, before anything else.
+   Listeners hear SUSPENDED, then CONNECTED (or LOST). Calls made meanwhile wait;
+   reads in flight are sent again, other calls in flight raise :class:`Unavailable`.
+8. The session is LOST when it cannot be resumed: the server expired it (not resumed
+   within its timeout, or its missed events no longer all kept), or the client gave up
+   after the timeout; the client is then closed.
+9. **Timeouts**: ``timeout`` bounds connecting and the handshake; ``socket_timeout``
+   every call (no reply within it: :class:`WaitTimeout`, and the connection is deemed
+   dead and resumed); a deadline set with :func:`octopus.deadline.within` (``wait_for``,
+   ``Lock.acquire``) bounds the calls made under it, at least
+   :data:`~octopus.deadline.MIN_CALL` each. A call abandoned that way leaves nothing
+   behind when that can be known: a trigger installed late is removed, a sequential
+   ephemeral record set late (a lock's entry) is deleted.
+10. **Health**: when nothing arrived for ``health_check_interval`` (a third of the
+    session timeout by default) the idle client sends PING; TCP connections have
+    keepalive. A call or PING unanswered for ``socket_timeout`` drops the connection.
 """
 
 from __future__ import annotations
@@ -173,7 +195,7 @@ class Client(_Base, RecipeFactories):
     """A connection to an Octopus server with the API of :class:`octopus.Session`.
 
     Thread-safe; a context manager. Handlers and listeners run on the client's
-    dispatcher thread. The timeouts and the session's lifetime are in the module's
+    dispatcher thread. The session's lifetime and the timeouts are in the module's
     docstring (points 7 to 10).
     """
 
@@ -486,6 +508,9 @@ class Client(_Base, RecipeFactories):
             except OctopusError as e:
                 return self._session_lost(f"{reason}; the server refused to resume: {e}")
             with self._send_lock:
+                if self._closed:            # close() was called meanwhile
+                    sock.close()
+                    return False
                 self._sock, self._parser = sock, parser
                 self._drop_reason = None
                 self._suspended = False
