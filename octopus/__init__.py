@@ -23,6 +23,7 @@ from octopus.errors import (
     PersistenceError,
     QueryError,
     RuleError,
+    SessionExpired,
     SetupError,
     TriggerNotFound,
     Unavailable,
@@ -45,6 +46,7 @@ from octopus.record import Atom, Record
 from octopus.rules import Invariant, RowEvent, RuleLimits, RuleWatch
 from octopus.server.async_client import AsyncClient, connect_async
 from octopus.server.client import Client, connect
+from octopus.server.client_base import ConnectionState
 
 __all__ = [
     "AsyncClient",
@@ -53,6 +55,7 @@ __all__ = [
     "BarrierExplanation",
     "Client",
     "ConditionFailed",
+    "ConnectionState",
     "Election",
     "Engine",
     "EngineClosed",
@@ -83,6 +86,7 @@ __all__ = [
     "Semaphore",
     "SemaphoreExplanation",
     "Session",
+    "SessionExpired",
     "SessionInfo",
     "SetupError",
     "Subscription",

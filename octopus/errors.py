@@ -47,6 +47,7 @@ __all__ = [
     "PersistenceError",
     "QueryError",
     "RuleError",
+    "SessionExpired",
     "SetupError",
     "TriggerNotFound",
     "Unavailable",
@@ -111,6 +112,12 @@ class TriggerNotFound(OctopusError):
 
 class EngineClosed(OctopusError):
     """Raised when calling an engine, session or client that has been closed."""
+
+
+class SessionExpired(EngineClosed):
+    """Raised when a client's server session ended while it was disconnected: it was not
+    resumed within its timeout, or the events it missed were no longer all kept. Its
+    ephemeral records and locks are gone (docs/server.md)."""
 
 
 class KnowledgeBaseError(OctopusError):

@@ -287,6 +287,10 @@ class RuleEngine:
         self._dispatcher().put(watch.handler,
                                RowEvent(Mode.REMOVED, None, watch.names, qid, revision))
 
+    def owns(self, sid: int) -> bool:
+        """Whether session ``sid`` has a watch installed (a dict read: no lock needed)."""
+        return bool(self._owned.get(sid))
+
     def session_closed_locked(self, sid: int, revision: int) -> None:
         """Remove the watches of a session that ends."""
         for qid in sorted(self._owned.get(sid, ())):

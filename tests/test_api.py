@@ -13,14 +13,14 @@ from octopus import errors
 def test_public_names_are_pinned() -> None:
     assert octopus.__all__ == [
         "AsyncClient", "Atom", "Barrier", "BarrierExplanation", "Client", "ConditionFailed",
-        "Election", "Engine", "EngineClosed", "Event", "Holding", "Invariant",
-        "InvariantViolated", "KnowledgeBaseError", "LimitExceeded", "Lock", "LockError",
-        "LockExplanation", "Mode", "NameService", "NotFound", "OctopusError", "ParameterError",
-        "ParseError", "PersistenceError", "QueryError", "ReadWriteLock", "Record", "RoundInfo",
-        "RowEvent", "RuleError", "RuleLimits", "RuleWatch", "Semaphore",
-        "SemaphoreExplanation", "Session", "SessionInfo", "SetupError", "Subscription",
-        "Trigger", "TriggerNotFound", "Unavailable", "WaitExplanation", "WaitTimeout",
-        "Waiter", "connect",
+        "ConnectionState", "Election", "Engine", "EngineClosed", "Event", "Holding",
+        "Invariant", "InvariantViolated", "KnowledgeBaseError", "LimitExceeded", "Lock",
+        "LockError", "LockExplanation", "Mode", "NameService", "NotFound", "OctopusError",
+        "ParameterError", "ParseError", "PersistenceError", "QueryError", "ReadWriteLock",
+        "Record", "RoundInfo", "RowEvent", "RuleError", "RuleLimits", "RuleWatch", "Semaphore",
+        "SemaphoreExplanation", "Session", "SessionExpired", "SessionInfo", "SetupError",
+        "Subscription", "Trigger", "TriggerNotFound", "Unavailable", "WaitExplanation",
+        "WaitTimeout", "Waiter", "connect",
         "connect_async", "read",
     ]
     assert octopus.__all__ == sorted(octopus.__all__)
@@ -36,6 +36,7 @@ def test_public_names_are_pinned() -> None:
     (errors.ConditionFailed, (errors.OctopusError,)),
     (errors.TriggerNotFound, (errors.OctopusError,)),
     (errors.EngineClosed, (errors.OctopusError,)),
+    (errors.SessionExpired, (errors.EngineClosed,)),
     (errors.KnowledgeBaseError, (errors.OctopusError,)),
     (errors.WaitTimeout, (errors.OctopusError, TimeoutError)),
     (errors.LockError, (errors.OctopusError, RuntimeError)),

@@ -8,6 +8,7 @@ How the clients behave is in the docstring of :mod:`octopus.server.client`.
 
 from __future__ import annotations
 
+import enum
 import re
 from collections import deque
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from octopus.errors import (
     OctopusError,
     ParseError,
     QueryError,
+    SessionExpired,
     TriggerNotFound,
 )
 from octopus.events import Event, Handler, Mode, Subscription, Trigger
@@ -38,8 +40,8 @@ from octopus.rules import (
 
 from .resp import ProtocolError, Push, ReplyError, encode_command
 
-__all__ = ["DEFAULT_URL", "AuthenticationError", "decode_event", "decode_record",
-           "error_from_reply", "parse_url"]
+__all__ = ["DEFAULT_URL", "EVENT_PUSHES", "AuthenticationError", "ConnectionState", "decode_event",
+           "decode_record", "error_from_reply", "parse_url"]
 
 DEFAULT_URL = "tcp://127.0.0.1:6380"
 _NO_LIMIT = 1 << 40
@@ -47,6 +49,22 @@ _NO_LIMIT = 1 << 40
 
 class AuthenticationError(OctopusError):
     """Raised when the server refuses the password (or wants one that was not given)."""
+
+
+class ConnectionState(enum.StrEnum):
+    """What a client's listeners are told (as kazoo's ``KazooState``).
+
+    CONNECTED: the session is usable (after a resume: its ephemeral records, locks,
+    triggers and subscriptions are as they were, and the events missed follow).
+    SUSPENDED: the connection dropped; the client is reconnecting and the session may
+    still be resumed: hold off on anything that needs the lock you hold.
+    LOST: the session ended (it expired, or could not be resumed): its ephemeral
+    records and locks are gone, the client is closed.
+    """
+
+    CONNECTED = "CONNECTED"
+    SUSPENDED = "SUSPENDED"
+    LOST = "LOST"
 
 
 # --- the wire format ----------------------------------------------------------------------
@@ -231,18 +249,50 @@ def decode_event(push: Push) -> tuple[bytes, Event]:
 
 _ON = {Mode.ON_SET: "SET", Mode.ON_DEL: "DEL", Mode.ON_SET | Mode.ON_DEL: "SETDEL"}
 
+#: The pushes a resumable session numbers (sessions.py): a resuming client says how
+#: many of them it has read, so it must count every one, a derived watch's rows too.
+EVENT_PUSHES = frozenset({b"trigger", b"message", b"row"})
+
 
 class _Request:
-    """One command: its bytes, how to decode its reply, and what to do with a trigger."""
+    """One command: its bytes, how to decode its reply, and what to do with a trigger.
 
-    __slots__ = ("data", "decode", "obj", "query")
+    ``idempotent``: sending it twice is harmless (reads), so a call in flight when the
+    connection drops is sent again after the session resumes; any other call in flight
+    then fails with an "outcome unknown" error. ``undo``: given the reply of a call whose
+    caller gave up waiting, the command that takes its effect back (None: nothing to
+    undo)."""
+
+    __slots__ = ("data", "decode", "idempotent", "obj", "query", "undo")
 
     def __init__(self, args: list[Any], decode: Callable[[Any], Any],
-                 obj: Trigger | Subscription | RuleWatch | None = None) -> None:
+                 obj: Trigger | Subscription | RuleWatch | None = None, *,
+                 idempotent: bool = False) -> None:
         self.data = encode_command(args)
         self.decode = decode
         self.obj = obj
         self.query = args[1] if obj is not None else None
+        self.idempotent = idempotent
+        self.undo: Callable[[Any], list[Any] | None] | None = None
+        if obj is not None:
+            self.undo = self._uninstall
+
+    def _uninstall(self, reply: Any) -> list[Any] | None:
+        obj = self.obj
+        qid = None if obj is None else _installed_id(reply, obj)
+        if qid is None:
+            return None
+        if isinstance(obj, RuleWatch):
+            return ["RUNWATCH", str(qid)]
+        return ["UNSUBSCRIBE" if isinstance(obj, Subscription) else "UNWATCH", str(qid)]
+
+
+def _undo_entry(reply: Any) -> list[Any] | None:
+    """A sequential ephemeral record nobody learnt the name of (its caller gave up):
+    delete it, or it would hold its place in a queue (a lock's) for the session's life."""
+    if isinstance(reply, list) and reply and isinstance(reply[0], bytes):
+        return ["DEL", "%n", reply[0].decode()]
+    return None
 
 
 def _check_trigger(trigger: Trigger | None) -> None:
@@ -259,7 +309,7 @@ def _triggered(cmd: str, q: str, params: tuple[object, ...], decode: Callable[[A
     """A store command, with the trigger options when a trigger is given."""
     args = [cmd, *_query_args(q, params), *extra]
     if trigger is None:
-        return _Request(args, decode)
+        return _Request(args, decode, idempotent=cmd in _READS)
     _check_trigger(trigger)
     args += ["TRIGGER", _ON[trigger.on], "PERSIST" if trigger.persist else "ONCE",
              trigger.install_if.upper()]
@@ -268,6 +318,9 @@ def _triggered(cmd: str, q: str, params: tuple[object, ...], decode: Callable[[A
         return decode(_check(reply)[1])
 
     return _Request(args, decode_pair, trigger)
+
+
+_READS = frozenset({"GET", "NAMES", "EXISTS"})
 
 
 class _Requests:
@@ -283,7 +336,7 @@ class _Requests:
 
     @staticmethod
     def get_all(q: str, params: tuple[object, ...]) -> _Request:
-        return _Request(["GETALL", *_query_args(q, params)], _decode_records)
+        return _Request(["GETALL", *_query_args(q, params)], _decode_records, idempotent=True)
 
     @staticmethod
     def exists(q: str, params: tuple[object, ...], trigger: Trigger | None) -> _Request:
@@ -293,7 +346,10 @@ class _Requests:
     def set(rec: str, params: tuple[object, ...], sequential: bool, ephemeral: bool,
             trigger: Trigger | None) -> _Request:
         extra = (("SEQUENTIAL",) if sequential else ()) + (("EPHEMERAL",) if ephemeral else ())
-        return _triggered("SET", rec, params, decode_record, trigger, extra)
+        request = _triggered("SET", rec, params, decode_record, trigger, extra)
+        if sequential and ephemeral and trigger is None:
+            request.undo = _undo_entry
+        return request
 
     @staticmethod
     def delete(q: str, params: tuple[object, ...], trigger: Trigger | None) -> _Request:
@@ -369,7 +425,7 @@ class _Requests:
         return _Request(["RUNWATCH", str(qid)], _decode_ok)
 
 
-def _installed_id(reply: Any, obj: Trigger | Subscription) -> int | None:
+def _installed_id(reply: Any, obj: Trigger | Subscription | RuleWatch) -> int | None:
     """The id the server gave ``obj`` (None if it was not installed)."""
     if type(reply) is ReplyError:
         return None
@@ -392,6 +448,7 @@ class _Base:
         self._closed = False
         self._quitting = False
         self._lost: str | None = None
+        self._expired = False           # the session ended while disconnected
 
     def _handshake(self) -> list[_Request]:
         hello = ["HELLO", "3"]
@@ -455,6 +512,8 @@ class _Base:
              for qid, w in sorted(rows.items())]
 
     def _closed_error(self) -> EngineClosed:
+        if self._expired and not self._quitting:
+            return SessionExpired(f"the session with {self.url} was lost: {self._lost}")
         if self._lost is not None and not self._quitting:
             return EngineClosed(f"the connection to {self.url} was lost: {self._lost}")
         return EngineClosed("the client is closed")

@@ -14,9 +14,11 @@ import octopus
 from octopus import Atom, Mode, RowEvent, RuleError, TriggerNotFound
 from octopus.server.async_client import connect_async
 from octopus.server.client import connect
+from octopus.server.client_base import _Requests
 from octopus.server.commands import MAX_RULE_WATCHES
 from octopus.server.resp import Push, encode_command, reply_parser
 from octopus.server.testing import serve_in_thread
+from tests.server.proxy import Proxy
 
 RULES = """
 unbound(Dev) :- attr(Dev, class, C), pci_class(C), \\+ driven(Dev).
@@ -192,3 +194,104 @@ def test_an_invariant_refusal_reaches_the_client(engine: octopus.Engine, served:
             c.set("b { port: 80 }")
         assert not c.exists("b")
 
+
+
+# --- derived watches across a resumed session (docs/server.md, sessions) ---------------------
+
+
+def _proxied(url: str) -> Proxy:
+    assert url.startswith("unix://")
+    return Proxy(url[len("unix://"):])
+
+
+def test_rows_and_events_missed_in_a_blip_arrive_once_in_order(engine: octopus.Engine,
+                                                              served: str) -> None:
+    """Row pushes are numbered event frames like trigger events: rows read before the
+    blip are not replayed, rows and events pushed during it arrive once each, in
+    revision order; the watch stays installed on the server (not installed again)."""
+    rules = engine._core._rules
+    with _proxied(served) as proxy, connect(proxy.url, session_timeout=10) as c:
+        got: list[tuple[str, Mode, object, int]] = []
+        watch = c.watch_relation("unbound", lambda e: got.append(
+            ("row", e.mode, e.row, e.revision)))
+        c.watch("_ { class: _ }", lambda e: got.append(
+            ("trigger", e.mode, e.record and e.record.name, e.revision)), on=Mode.ON_SET)
+        assert rules is not None and rules.watch_count == 1
+        engine.set("d0 { class: net }")
+        engine.set("d1 { class: storage }")
+        until(lambda: len(got) == 4)
+        assert proxy.drop() == 1
+        engine.set("d2 { class: net }")
+        engine.set("drv { device: d0 }")
+        engine.set("d3 { class: net }")
+        until(lambda: len(got) == 9)
+        c.flush()
+        assert proxy.accepted == 2                       # it did resume, once
+        # (within one revision, the engine hands the trigger's event over first)
+        assert got == [
+            ("trigger", Mode.ON_SET, "d0", 1), ("row", Mode.ON_SET, ("d0",), 1),
+            ("trigger", Mode.ON_SET, "d1", 2), ("row", Mode.ON_SET, ("d1",), 2),
+            ("trigger", Mode.ON_SET, "d2", 3), ("row", Mode.ON_SET, ("d2",), 3),
+            ("row", Mode.ON_DEL, ("d0",), 4),
+            ("trigger", Mode.ON_SET, "d3", 5), ("row", Mode.ON_SET, ("d3",), 5)]
+        assert rules.watch_count == 1 and watch.installed
+        # and it still works, and is removed, through the resumed connection
+        engine.set("d4 { class: net }")
+        until(lambda: len(got) == 11)
+        watch.remove()
+        c.flush()
+        assert got[-1][:2] == ("row", Mode.REMOVED) and rules.watch_count == 0
+
+
+def test_the_async_client_keeps_its_derived_watches_across_a_blip(
+        engine: octopus.Engine, served: str) -> None:
+    rules = engine._core._rules
+    assert rules is not None
+
+    async def main() -> list[RowEvent]:
+        got: list[RowEvent] = []
+        loop = asyncio.get_running_loop()
+        with _proxied(served) as proxy:
+            c = await connect_async(proxy.url, session_timeout=10)
+            try:
+                w = await c.watch_relation("unbound", got.append)
+                await loop.run_in_executor(None, engine.set, "d0 { class: net }")
+                while len(got) < 1:
+                    await asyncio.sleep(0.01)
+                assert proxy.drop() == 1
+                await loop.run_in_executor(None, engine.set, "d1 { class: net }")
+                await loop.run_in_executor(None, engine.set, "drv { device: d1 }")
+                deadline = loop.time() + 10
+                while len(got) < 3:
+                    assert loop.time() < deadline
+                    await asyncio.sleep(0.01)
+                assert proxy.accepted == 2 and rules.watch_count == 1
+                await c.remove_rule_watch(w)
+                await c.flush()
+            finally:
+                await c.close()
+        return got
+
+    got = asyncio.run(main())
+    assert [(e.mode, e.row) for e in got] == [
+        (Mode.ON_SET, ("d0",)), (Mode.ON_SET, ("d1",)), (Mode.ON_DEL, ("d1",)),
+        (Mode.REMOVED, None)]
+
+
+def test_a_connection_with_derived_watches_cannot_resume_another_session(
+        engine: octopus.Engine, served: str) -> None:
+    """Its own session would be dropped for the resumed one, watches and all."""
+    with connect(served) as c:
+        session = _raw(served, ["SESSION"])[0]
+        replies = _raw(served, ["RWATCH", "unbound"],
+                       ["SESSION", "RESUME", str(session[b"id"]), session[b"secret"], "0"])
+        assert "derived watches" in str(replies[1])
+        assert c.exists("_") is False
+
+
+def test_a_derived_watch_installed_too_late_is_removed_with_runwatch() -> None:
+    """A watch_relation whose caller gave up (its deadline passed) is undone when its
+    reply arrives: RUNWATCH, not UNWATCH (which would name a trigger)."""
+    request = _Requests.watch_relation("unbound", lambda e: None, (), Mode.ON_SET, False)
+    assert request.undo is not None
+    assert request.undo([7, [b"Dev"]]) == ["RUNWATCH", "7"]
