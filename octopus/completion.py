@@ -8,7 +8,7 @@ nothing however slow octopus is to import (docs/cli.md, "Shell completion", says
 is not argcomplete). It is generated from the parser each time it is printed, so every
 flag a later version adds is completed without touching this module. A flag or argument
 completes file names when its metavar names a path (it contains PATH, FILE or DIR, or is
-PNG): give new path flags such a metavar.
+PNG or PEM): give new path flags such a metavar.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ __all__ = ["SHELLS", "script"]
 
 SHELLS = ("bash", "zsh")
 
-_PATHLIKE = re.compile(r"PATH|FILE|DIR|^PNG$")
+_PATHLIKE = re.compile(r"PATH|FILE|DIR|^PNG$|^PEM$")
 _WORD = re.compile(r"[A-Za-z0-9_.:,+=/@%-]+\Z")      # safe inside single quotes and case
 
 

@@ -98,9 +98,12 @@ def test_the_script_follows_the_parser() -> None:
     p = sub.add_parser("frob")
     p.add_argument("--colour", choices=("red", "blue"), help="x")
     p.add_argument("--out", metavar="FILE", help="x")
+    p.add_argument("--cert", metavar="PEM", help="x")
+    p.add_argument("--name", help="x")
     text = script(parser, "bash")
     assert "frob:--colour) _octopus_reply 'red blue'" in text
-    assert "frob:--out) _octopus_files" in text
+    assert "frob:--out|frob:--cert) _octopus_files" in text
+    assert "frob:--name) return" in text
 
 
 @pytest.mark.parametrize("choice", ["a b", "$(touch x)", "x'y", "`id`"])

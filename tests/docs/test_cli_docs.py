@@ -30,7 +30,7 @@ SYNOPSIS = re.compile(r"\[[^\]]*\]")            # `[--cores 4]`: an optional par
 def shell_lines(text: str) -> list[str]:
     """The lines of the fenced blocks that are not Python or language examples."""
     return [line for m in BLOCK.finditer(text) if m.group(1) not in ("python", "octopus")
-            for line in m.group(2).splitlines()]
+            for line in m.group(2).replace("\\\n", " ").splitlines()]   # `\` continues
 
 
 def commands(line: str) -> list[list[str]]:
