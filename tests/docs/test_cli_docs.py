@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+import octopus
 from octopus.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -125,10 +126,11 @@ class Session:
     def clients(self, n: int) -> None:
         """Wait until ``n`` other clients are connected (a stream is listening)."""
         deadline = time.monotonic() + 30
-        while f"connected_clients:{n + 1}" not in self.run(["info"])[1]:
-            assert time.monotonic() < deadline, "the stream never connected"
-            time.sleep(0.1)
-        time.sleep(0.3)
+        with octopus.connect(self.env["OCTOPUS_URL"]) as client:
+            while f"connected_clients:{n + 1}" not in client.info():
+                assert time.monotonic() < deadline, "the stream never connected"
+                time.sleep(0.05)
+        time.sleep(0.3)         # connected; let it send its command
 
 
 def interrupt(proc: subprocess.Popen[str]) -> tuple[int, str]:
