@@ -93,7 +93,7 @@ def test_other_clients_are_served_while_a_slow_request_runs(server: ServerProces
     setup.sendall(b"".join(encode_command(["SET", f"scan{i} {{ slowscan: {i} }}"])
                            for i in range(n_records)) +
                   encode_command(["SET", "fast.rec { a: 1 }"]))
-    assert replies(setup, n_records + 1)[-1] == b"fast.rec { a: 1 }"
+    assert replies(setup, n_records + 1)[-1] == "OK"          # Redis's convention
     setup.close()
     slow = unix(server.unix_url)
     n = 40
@@ -134,8 +134,8 @@ def test_replies_keep_request_order_across_engine_calls(server: ServerProcess) -
     for _ in range(3):
         s.sendall(b"".join(encode_command(c) for c in cmds))
         assert replies(s, len(cmds)) == [
-            "PONG", b"ord { n: 1 }", b"a", b"ord { n: 1 }", b"b", [b"ord"], b"c",
-            b"ord { n: 1 }", b"d", "OK", b"e", b"ord { n: 1 }", b"ord { n: 1 }", 0]
+            "PONG", "OK", b"a", b"ord { n: 1 }", b"b", [b"ord"], b"c",
+            b"ord { n: 1 }", b"d", "OK", b"e", b"ord { n: 1 }", 1, 0]
     s.close()
 
 
@@ -197,7 +197,7 @@ def slow_subscriber(url: str, query: str) -> socket.socket:
     s = unix(url)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     s.sendall(encode_command(["SUBSCRIBE", query]))
-    assert isinstance(replies(s, 1)[0], int)
+    assert replies(s, 1)[0] == [b"subscribe", query.encode(), 1]
     return s
 
 
@@ -298,7 +298,7 @@ def test_a_failed_auth_is_answered_late_without_holding_up_anyone(
         other = unix(url)
         other.sendall(encode_command(["AUTH", "pw"]) + encode_command(["PING"]) +
                       encode_command(["SET", "a { b: 1 }"]))
-        assert replies(other, 3) == ["OK", "PONG", b"a { b: 1 }"]
+        assert replies(other, 3) == ["OK", "PONG", "OK"]
         assert pending_bytes(guesser) == b""            # still held
         got = replies(guesser, 4)
         assert [str(r).split(" ")[0] for r in got] == ["WRONGPASS", "NOAUTH", "OK", "PONG"]
