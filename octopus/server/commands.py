@@ -695,8 +695,9 @@ class CommandLayer:
             raise _ArgumentError(f"invalid id {_printable(args[1])!r}")
         qid = int(args[1])
         if not isinstance(self.owned.get(qid), kind):
-            what = "trigger" if kind is Trigger else "subscription"
-            raise TriggerNotFound(f"no installed {what} {qid} on this connection")
+            # The engine's own words (a session sees only its own triggers too).
+            raise TriggerNotFound(f"no installed trigger {qid!r}" if kind is Trigger
+                                  else f"no subscription {qid!r}")
         return qid
 
     def cmd_unwatch(self, args: list[bytes]) -> Action:

@@ -77,8 +77,14 @@ _SCALARS = (str, int, float, bool, type(None))
 
 
 def _human(message: str) -> str:
-    # One line, and no tail marker: the first ERROR_TAIL of a line is always the tail's.
-    return message.replace("\r", " ").replace("\n", " ").replace("~{", "~ {")
+    # One line, and no tail marker: the first ERROR_TAIL of a line is always the tail's;
+    # text that UTF-8 cannot carry (lone surrogates) as "?" (the tail keeps it exactly).
+    line = message.replace("\r", " ").replace("\n", " ").replace("~{", "~ {")
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        line = line.encode("utf-8", "replace").decode("utf-8")
+    return line
 
 
 def error_line(exc: OctopusError) -> str:
