@@ -235,6 +235,8 @@ class CommandLayer:
                 self._closed = True
                 return Close(b"", f"a {_printable(args[0])!r} command, as in an HTTP "
                              "request, was sent to the RESP port; connection closed")
+            if self._queue is not None:
+                self._queue_error = True        # as Redis: EXEC will refuse to run
             return encode_error("ERR", f"unknown command '{_printable(args[0])}'")
         if not self.authed and name not in _BEFORE_AUTH:
             return encode_error("NOAUTH", "Authentication required.")

@@ -111,7 +111,8 @@ def test_queueing_errors_discard_the_transaction(engine: octopus.Engine) -> None
     d.reply("MULTI")
     assert str(d.reply("MULTI")).startswith("ERR MULTI calls can not be nested")
     d.reply("SET", "a { x: 1 }")
-    for refused in (("GET", "a"), ("WATCH", "a"), ("DEL", "a"), ("WAIT", "a"), ("SET",)):
+    for refused in (("GET", "a"), ("WATCH", "a"), ("DEL", "a"), ("WAIT", "a"), ("SET",),
+                    ("NOSUCH",)):
         assert str(d.reply(*refused)).startswith("ERR")
     assert str(d.reply("EXEC")).startswith("EXECABORT")
     assert not engine.exists("a")
@@ -121,6 +122,9 @@ def test_queueing_errors_discard_the_transaction(engine: octopus.Engine) -> None
     assert d.reply("EXEC") is not None and not engine.exists("a")
     d.reply("MULTI")
     assert d.reply("EXEC") == []
+    d.reply("MULTI")
+    d.reply("NOSUCH")                                     # an unknown command alone
+    assert str(d.reply("EXEC")).startswith("EXECABORT")
 
 
 def test_the_queue_is_bounded(engine: octopus.Engine, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -252,7 +252,7 @@ def test_past_the_total_cap_the_largest_buffers_are_dropped_first() -> None:
         # The small subscriber lost nothing and is still served.
         small.sendall(encode_command(["PING"]))
         got = replies(small, len(delivered) + 1)
-        assert [m[4] for m in got[:-1]] == [  # type: ignore[index]
+        assert [m[2] for m in got[:-1]] == [  # type: ignore[index]  # [message, q, record]
             f"m {{ n: {i}, p: '{payload}', topic: 'all' }}".encode()
             for i in range(len(delivered))]
         assert got[-1] == "PONG"
