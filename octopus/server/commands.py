@@ -400,9 +400,13 @@ class CommandLayer:
     # --- commands: protocol -------------------------------------------------------------------
 
     def cmd_ping(self, args: list[bytes]) -> Action:
+        _arity(args, 1, 2)
+        if self._active_channels and self.proto == 2:
+            # Redis's answer on a subscribed RESP2 connection, where a reply must look
+            # like a pub/sub frame (redis-py's PubSub health check reads it so).
+            return encode([b"pong", args[1] if len(args) > 1 else b""], 2)
         if len(args) == 1:
             return b"+PONG\r\n"
-        _arity(args, 2, 2)
         return encode(args[1], self.proto)
 
     def cmd_echo(self, args: list[bytes]) -> Action:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -191,3 +192,32 @@ def test_redis_py_pubsub(r: Any, server: ServerProcess) -> None:
             assert c.publish(f"{ns}.m {{ topic: %s, n: %d }}", ns, 3) == 0
     finally:
         p.close()
+
+
+def test_redis_py_pubsub_health_checks(r: Any, server: ServerProcess) -> None:
+    import redis
+
+    protocol = r.get_connection_kwargs()["protocol"]
+    checked = redis.Redis(unix_socket_path=server.socket, protocol=protocol,
+                          decode_responses=True, health_check_interval=1)
+    p = checked.pubsub(ignore_subscribe_messages=True)
+    try:
+        p.subscribe("_ { topic: 'health' }")
+        assert p.get_message(timeout=1) is None
+        p.ping("hello")
+        # What Redis 7 answers: a pong frame in RESP2, a plain reply redis-py skips in RESP3.
+        assert p.get_message(timeout=5) == ({"type": "pong", "pattern": None,
+                                             "channel": None, "data": "hello"}
+                                            if protocol == 2 else None)
+        time.sleep(1.1)
+        p.check_health()                        # its own PING: answered, then skipped
+        assert p.get_message(timeout=1) is None
+        assert checked.publish("m { topic: %s }", "health") == 1
+        deadline = time.monotonic() + 10
+        message = None
+        while message is None and time.monotonic() < deadline:
+            message = p.get_message(timeout=1)     # None also for a skipped health pong
+        assert message is not None and message["data"] == "m { topic: 'health' }"
+    finally:
+        p.close()
+        checked.close()
