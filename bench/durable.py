@@ -9,7 +9,7 @@
    alone, against Redis from its AOF and from its RDB; disk bytes per record.
 4. The pause writers see while a snapshot is written.
 
-Usage: bench/durable.py [--records N] [--seconds S] [--throughput-only]
+Usage: bench/durable.py [--records N] [--seconds S] [--throughput-only [--baseline DIR]]
 (writes bench/RESULTS.md)
 """
 
@@ -230,11 +230,13 @@ def wait_redis(port: int, timeout: float = 600) -> float:
 
 
 @contextlib.contextmanager
-def octopus_server(directory: Path, fsync: str) -> Iterator[int]:
+def octopus_server(directory: Path, fsync: str, root: Path = ROOT) -> Iterator[int]:
+    """``octopus serve --data`` of the checkout ``root`` (this one by default)."""
     port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(root)}
     proc = subprocess.Popen([sys.executable, "-m", "octopus", "serve", "--port", str(port),
                              "--data", str(directory), "--fsync", fsync, "--log-level",
-                             "warning"], cwd=ROOT)
+                             "warning"], cwd=root, env=env)
     try:
         wait_redis(port, 60)
         yield port
@@ -243,9 +245,11 @@ def octopus_server(directory: Path, fsync: str) -> Iterator[int]:
         proc.wait()
 
 
-def throughput(seconds: float, rounds: int = 3) -> tuple[str, dict[str, float]]:
+def throughput(seconds: float, rounds: int = 3, baseline: Path | None = None
+               ) -> tuple[str, dict[str, float]]:
     """Every configuration up at once, measured in turn, ``rounds`` times; the best
-    round of each counts (neighbours on a shared machine only ever slow a run down)."""
+    round of each counts (neighbours on a shared machine only ever slow a run down).
+    ``baseline``: another checkout whose ``serve --fsync always`` joins the rounds."""
     results: dict[tuple[str, int], float] = {}
     with contextlib.ExitStack() as stack:
         d = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=WORK)))
@@ -261,13 +265,17 @@ def throughput(seconds: float, rounds: int = 3) -> tuple[str, dict[str, float]]:
             port = stack.enter_context(octopus_server(d / f"serve-{fsync}", fsync))
             makers[f"serve-{fsync}"] = octopus_server_sets(port)
             ports[f"serve-{fsync}"] = port
+        if baseline is not None:
+            port = stack.enter_context(octopus_server(d / "base-always", "always", baseline))
+            makers["base-always"] = octopus_server_sets(port)
+            ports["base-always"] = port
         for name, engine in engines.items():
             makers[name] = octopus_sets(engine)
 
         def fsync_count(name: str) -> float:
             if name == "always":
                 return float(engines["always"].stats()["fsyncs"])
-            if name == "serve-always":
+            if name in ("serve-always", "base-always"):
                 return float(redis.Redis(port=ports[name]).info("persistence")["fsyncs"])
             return 0.0
         for writers in (1, 50):
@@ -277,8 +285,12 @@ def throughput(seconds: float, rounds: int = 3) -> tuple[str, dict[str, float]]:
                     rate = run_threads(writers, seconds, make)
                     if rate > results.get((name, writers), 0.0):
                         results[(name, writers)] = rate
-                        if name in ("always", "serve-always"):
+                        if name in ("always", "serve-always", "base-always"):
                             results[(f"{name}-fsyncs", writers)] = fsync_count(name) - before
+    base = ""
+    if baseline is not None:
+        base = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, cwd=baseline).stdout.strip() or str(baseline)
     rows = []
     for writers in (1, 50):
         mem = results[("memory", writers)]
@@ -288,12 +300,20 @@ def throughput(seconds: float, rounds: int = 3) -> tuple[str, dict[str, float]]:
                             ("serve-everysec", "octopus serve --data, fsync everysec"),
                             ("always", "octopus Engine, fsync=always (group commit)"),
                             ("redis-always", "redis-server, appendfsync always"),
-                            ("serve-always", "octopus serve --data, fsync always")]:
+                            ("serve-always", "octopus serve --data, fsync always"),
+                            ("base-always", f"  the same, baseline {base}")]:
+            if (name, writers) not in results:
+                continue
             v = results[(name, writers)]
             redis_same = results.get((f"redis-{name.split('-')[-1]}", writers))
+            if name == "base-always":
+                label += f" (this checkout / it: {results[('serve-always', writers)] / v:.2f})"
             vs_redis = f"{v / redis_same:.2f}" if redis_same and name != "memory" else ""
             rows.append([str(writers), label, f"{v:,.0f}", f"{v / mem:.2f}", vs_redis])
-        for name, what in [("always", "Engine"), ("serve-always", "serve")]:
+        for name, what in [("always", "Engine"), ("serve-always", "serve"),
+                           ("base-always", "baseline serve")]:
+            if (name, writers) not in results:
+                continue
             sets = results[(name, writers)] * seconds
             rows.append([str(writers), f"  ({what} fsync=always: "
                          f"{results[(f'{name}-fsyncs', writers)]:,.0f} fsyncs for about "
@@ -493,6 +513,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--throughput-only", action="store_true",
                         help="only the set throughput (part 2), recorded in its own section")
+    parser.add_argument("--baseline", type=Path, default=None, metavar="DIR",
+                        help="with --throughput-only: another checkout's serve --fsync always "
+                             "in the same rounds")
     args = parser.parse_args()
     for tool in ("redis-server",):
         if shutil.which(tool) is None:
@@ -500,7 +523,7 @@ def main() -> int:
             return 2
     WORK.mkdir(parents=True, exist_ok=True)
     if args.throughput_only:
-        text, summary = throughput(args.seconds)
+        text, summary = throughput(args.seconds, baseline=args.baseline)
         print(text)
         record_results("Durability, set throughput (bench/durable.py --throughput-only)", text)
         return 0

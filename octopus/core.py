@@ -72,7 +72,7 @@ from octopus.errors import (
     TriggerNotFound,
 )
 from octopus.events import Dispatcher, Event, Handler, Mode, Subscription, Trigger
-from octopus.kb import KnowledgeBase
+from octopus.kb import KnowledgeBase, Limits
 from octopus.query.compile import CompiledQuery, CompiledRecord, compile_query, compile_record
 from octopus.record import Atom, Record, Value, check_value, is_name, natural_key, short_repr
 from octopus.registry import TriggerRegistry
@@ -211,10 +211,11 @@ class Core:
     Every public method takes the id of the calling session first.
     """
 
-    def __init__(self, max_query_length: int) -> None:
+    def __init__(self, max_query_length: int, kb_limits: Limits | None = None) -> None:
         _bury_dropped()
         self.number = next(_core_numbers)
         self.max_query_length = max_query_length
+        self.kb_limits = kb_limits
         self.lock = threading.Lock()
         self.revision = 0
         self.closed = False
@@ -870,7 +871,7 @@ class Core:
             self._check_core()
             kb = self._resources.kb
             if kb is None:
-                kb = self._resources.kb = KnowledgeBase()
+                kb = self._resources.kb = KnowledgeBase(self.kb_limits)
             return kb
 
     def count(self) -> int:

@@ -13,6 +13,9 @@ Theory of operation:
    runs every command of a pipeline that is queued behind the first engine call in
    the same thread hop (one hop per batch, not per command); what needs no engine call
    (PING, a GET answered from the reply cache) is answered on the loop at once.
+   Under ``--fsync always`` a batch that wrote is answered only once an fsync covers
+   its writes; the runner's committer thread makes one fsync for the batches of every
+   connection handed to it so far (group commit, see :mod:`octopus.server.runner`).
 3. Each connection owns one engine :class:`~octopus.engine.Session`, opened when it
    connects and closed when it goes (EOF, reset, QUIT, a protocol error, an output
    limit, its process killed), so its ephemeral records, triggers and subscriptions

@@ -219,3 +219,28 @@ def test_a_failed_fsync_fails_the_writes_it_covered_and_nothing_else(
         assert engine.count() == 3
         ops.fail = False
         sock.close()
+
+
+def test_a_committing_runner_never_shut_down_does_not_hold_up_the_exit(
+        tmp_path: Path) -> None:
+    """The committer stops with the engine threads at interpreter exit."""
+    import subprocess
+    import sys
+
+    code = (
+        "import asyncio, sys, octopus\n"
+        "from octopus.server.runner import EngineRunner\n"
+        "engine = octopus.Engine(path=sys.argv[1], fsync='always')\n"
+        "async def main():\n"
+        "    loop = asyncio.get_running_loop()\n"
+        "    runner = EngineRunner(loop, 3, durability=engine._core)\n"
+        "    done = loop.create_future()\n"
+        "    runner.call(lambda _: engine.set('x { a: 1 }'), None,\n"
+        "                lambda r, e: done.set_result(r))\n"
+        "    print(await done, runner.commits, flush=True)\n"
+        "asyncio.run(main())\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "data")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "x { a: 1 } 1" and "invalid pointer" not in r.stderr
