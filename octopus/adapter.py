@@ -29,11 +29,13 @@ tests/store/test_leaks.py guards this with an allocation count per call.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from octopus._prolog import PrologRuntime, runtime
 from octopus.errors import KnowledgeBaseError, OctopusError
+from octopus.ordered import KeyIndex, Span
 from octopus.record import Atom, Record, Value
 
 __all__ = [
@@ -79,19 +81,40 @@ def _record(name: str, revision: int, d: Mapping[str, Any]) -> Record:
 
 
 class PrologStore:
-    """One engine's records, key index tables, sequence counters and trigger queries:
-    a private module of prolog/store.pl and prolog/triggers.pl.
+    """One engine's records, sequence counters and trigger queries (a private module of
+    prolog/store.pl and prolog/triggers.pl), and the ordered index of each attribute
+    key that queries use (octopus/ordered.py).
 
-    Not thread-safe by itself: the core serialises every call under its lock.
+    How a key becomes indexed: the first query that constrains it builds its index
+    from the records (one pass); from then on every write keeps it exact, from what
+    the store reports it replaced. At most :attr:`MAX_INDEXED_KEYS` keys are indexed;
+    a query on another key drops the least recently queried index (its key is built
+    again if a query needs it). A key no record has keeps its (empty) index, so a
+    key that comes and goes never costs a pass over the store per query.
+
+    How a query runs: a name goes straight to its record. Otherwise every
+    constrained key's index gives the names that can match (a superset for ``!=``,
+    ``_`` and regexes); the smallest set drives. When it is the whole answer (no name
+    pattern; comparisons only; the other keys equalities, checked in their indexes)
+    Prolog is not asked at all; otherwise Prolog matches those candidates in full, or
+    visits every record when the candidates are most of them.
+
+    Not thread-safe by itself: the core serialises every call under its lock (reads
+    too: they may build an index).
     """
 
     _STORE = "octopus_store"
     _TRIGGERS = "octopus_triggers"
+    #: Indexed keys kept at most (each costs ~50-120 bytes per record having the key).
+    MAX_INDEXED_KEYS = 64
 
     def __init__(self, rt: PrologRuntime | None = None) -> None:
         self._rt = rt or runtime()
         self.module = self._rt.new_module("octopus_db")
         self._rt.call(self._STORE, "store_create", self.module)
+        self._indexes: OrderedDict[str, KeyIndex] = OrderedDict()
+        self._keys: list[str] = []          # the indexed keys, in a fixed order
+        self._count = 0                     # records: kept from what writes report
 
     @property
     def rt(self) -> PrologRuntime:
@@ -101,17 +124,100 @@ class PrologStore:
     def _call(self, predicate: str, *args: Any) -> Any:
         return self._rt.call(self._STORE, predicate, self.module, *args)
 
-    # --- reads -------------------------------------------------------------------------
+    # --- the ordered indexes -------------------------------------------------------------
+
+    def indexed_keys(self) -> list[str]:
+        """The keys that have an index, least recently queried first."""
+        return list(self._indexes)
+
+    def _index(self, key: str) -> KeyIndex:
+        index = self._indexes.get(key)
+        if index is not None:
+            self._indexes.move_to_end(key)
+            return index
+        values, names = self._call("store_key_values", key)
+        index = KeyIndex.build(values, names)
+        if len(self._indexes) >= self.MAX_INDEXED_KEYS:
+            self._indexes.popitem(last=False)
+        self._indexes[key] = index
+        self._keys = list(self._indexes)
+        return index
+
+    def _drop_indexes(self) -> None:
+        """Forget every index (they are built again on demand): after a write whose
+        effect on them is unknown."""
+        self._indexes.clear()
+        self._keys = []
+
+    def _follow(self, keys: list[str], name: str, olds: list[Any] | None,
+                pairs: Sequence[tuple[str, Any]]) -> None:
+        """Bring the indexes of ``keys`` up to date after record ``name`` was stored with
+        ``pairs``, replacing one whose values of ``keys`` were ``olds`` (None: none)."""
+        indexes = self._indexes
+        try:
+            if olds:
+                for key, old in zip(keys, olds, strict=True):
+                    if old is not None:
+                        indexes[key].remove(old, name)
+            for key, value in pairs:
+                index = indexes.get(key)
+                if index is not None:
+                    index.add(value, name)
+        except BaseException:
+            # The store changed; an index that missed it would give wrong answers.
+            self._drop_indexes()
+            raise
+
+    def _plan(self, name: EncodedName, constraints: Sequence[EncodedConstraint]) -> _Plan:
+        """Where a query's records are: see the class docstring."""
+        if not constraints or isinstance(name, str):
+            return _SCAN
+        groups: dict[str, tuple[KeyIndex, list[Span]]] = {}
+        exact = name is None
+        for key, op, operand in constraints:
+            index = self._index(key)
+            spans = index.spans(op, operand)
+            if op not in _COMPARISONS:
+                exact = False
+            if key in groups:
+                spans = _intersect(groups[key][1], spans)
+            groups[key] = (index, spans)
+        # Count the narrowest first, so that counting a wide span stops early.
+        order = sorted(groups, key=lambda k: sum(s.chunks() for s in groups[k][1]))
+        best_key, best_count = "", -1
+        for key in order:
+            limit = best_count if best_count >= 0 else self._count
+            count = sum(s.count(limit) for s in groups[key][1])
+            if best_count < 0 or count < best_count:
+                best_key, best_count = key, count
+                if count == 0:      # a regex is still checked (and refused) by Prolog
+                    return _NOTHING if exact else _NONE
+        best = groups[best_key][1]
+        if exact and all(op == "eq" for k, op, _ in constraints if k != best_key):
+            return _Plan(best, [(groups[k][0], v) for k, _, v in constraints if k != best_key])
+        if 2 * best_count > self._count:
+            return _SCAN              # most records: one pass in Prolog is cheaper
+        return _Plan(best, None)
+
+    # --- reads ---------------------------------------------------------------------------
 
     def get(self, name: str) -> Record | None:
         """The record called ``name``."""
         reply = self._call("store_get", name)
         return None if reply is None else _record(name, reply[0], reply[1])
 
+    @staticmethod
+    def _candidates(plan: _Plan) -> list[str] | None:
+        return None if plan.spans is None else plan.names()
+
     def first(self, name: EncodedName, constraints: Sequence[EncodedConstraint],
               pick: Any) -> Record | None:
         """The matching record whose name ``pick`` chooses from several (natural order)."""
-        reply = self._call("store_first", name, constraints)
+        plan = self._plan(name, constraints)
+        if plan.exact:
+            names = plan.answer()
+            return self.get(pick(names) if len(names) > 1 else names[0]) if names else None
+        reply = self._call("store_first", self._candidates(plan), name, constraints)
         if reply is None:
             return None
         if type(reply) is dict:         # several matches: {"names": [...]}
@@ -121,24 +227,35 @@ class PrologStore:
 
     def names(self, name: EncodedName, constraints: Sequence[EncodedConstraint]) -> list[str]:
         """The matching names, unordered."""
-        names: list[str] = self._call("store_names", name, constraints)
+        plan = self._plan(name, constraints)
+        if plan.exact:
+            return plan.answer()
+        names: list[str] = self._call("store_names", self._candidates(plan), name,
+                                      constraints)
         return names
 
     def all(self, name: EncodedName, constraints: Sequence[EncodedConstraint]) -> list[Record]:
         """The matching records, unordered."""
-        return [_record(n, rev, d)
-                for n, rev, d in self._call("store_all", name, constraints)]
+        plan = self._plan(name, constraints)
+        if plan.exact:
+            rows = self._call("store_get_many", plan.answer())
+        else:
+            rows = self._call("store_all", self._candidates(plan), name, constraints)
+        return [_record(n, rev, d) for n, rev, d in rows]
 
     def exists(self, name: EncodedName, constraints: Sequence[EncodedConstraint]) -> bool:
-        return bool(self._call("store_exists", name, constraints))
+        plan = self._plan(name, constraints)
+        if plan.exact:
+            return plan.any()
+        return bool(self._call("store_exists", self._candidates(plan), name, constraints))
 
     def count(self) -> int:
         """The number of records."""
-        return int(self._call("store_count"))
+        return self._count
 
-    def key_tables(self) -> int:
-        """The number of attribute keys with an index table (keys some record has)."""
-        return int(self._call("store_keys"))
+    def recount(self) -> int:
+        """The number of records, counted in Prolog (linear in the store's size)."""
+        return int(self._call("store_count"))
 
     # --- writes ------------------------------------------------------------------------
 
@@ -148,26 +265,49 @@ class PrologStore:
         """Store a record at ``revision`` if the stored one meets ``conditions``; the
         final name (a sequential set appends its number), or None if the conditions
         did not hold (nothing changed)."""
-        reply = self._call("store_set", name, pairs, conditions, sequential, revision)
-        return None if reply is False else str(reply)
+        keys = self._keys
+        reply = self._call("store_set", name, pairs, conditions, sequential, revision, keys)
+        if reply is False:
+            return None
+        final, olds = reply
+        if olds is None:
+            self._count += 1
+        if keys:
+            self._follow(keys, final, olds, pairs)
+        return str(final)
 
     def delete(self, name: str, constraints: Sequence[EncodedConstraint]) -> Record | None:
         """Delete the record if it meets ``constraints``; the deleted record, or None."""
         reply = self._call("store_delete", name, constraints)
-        return None if reply is None else _record(name, reply[0], reply[1])
+        if reply is None:
+            return None
+        self._count -= 1
+        old = reply[1]
+        if self._keys:
+            self._follow(self._keys, name, [old.get(k) for k in self._keys], ())
+        return _record(name, reply[0], old)
 
     def load(self, rows: Iterable[tuple[str, Sequence[tuple[str, Any]]]],
              base_revision: int) -> int:
         """Store rows (name, pairs) in one transaction; the i-th gets revision base+i."""
-        return int(self._call("store_load", list(rows), base_revision))
+        rows = list(rows)
+        keys = self._keys
+        count, new, olds = self._call("store_load", rows, base_revision, keys)
+        self._count += new
+        if keys:
+            for (name, pairs), old in zip(rows, olds, strict=True):
+                self._follow(keys, name, old, pairs)
+        return int(count)
 
     def warm(self) -> None:
         """Build the clause indexes now rather than on the first query needing them."""
         self._call("store_warm")
 
     def destroy(self) -> None:
-        """Drop every record, index table, counter and trigger query."""
+        """Drop every record, index, counter and trigger query."""
         self._call("store_destroy")
+        self._drop_indexes()
+        self._count = 0
 
     # --- trigger queries -----------------------------------------------------------------
 
@@ -185,6 +325,61 @@ class PrologStore:
         matched: list[int] = self._rt.call(self._TRIGGERS, "trigger_match", self.module,
                                            qids, name, pairs)
         return matched
+
+
+_COMPARISONS = frozenset({"eq", "lt", "le", "gt", "ge"})
+
+
+def _intersect(a: list[Span], b: list[Span]) -> list[Span]:
+    """The spans of both lists' common pairs (spans of one key's runs)."""
+    out = []
+    for x in a:
+        for y in b:
+            z = x.intersect(y)
+            if z is not None:
+                out.append(z)
+    return out
+
+
+class _Plan:
+    """A query's candidates: ``spans`` of one key's index (None: visit every record);
+    ``checks``, (index, value) equalities on other keys, make them the exact answer
+    (None: the candidates need Prolog's full match)."""
+
+    __slots__ = ("checks", "spans")
+
+    def __init__(self, spans: list[Span] | None,
+                 checks: list[tuple[KeyIndex, Any]] | None) -> None:
+        self.spans, self.checks = spans, checks
+
+    @property
+    def exact(self) -> bool:
+        return self.checks is not None
+
+    def names(self) -> list[str]:
+        assert self.spans is not None
+        if len(self.spans) == 1:
+            return self.spans[0].name_list()
+        return [n for s in self.spans for n in s.name_list()]
+
+    def _matching(self) -> Iterator[str]:
+        assert self.spans is not None and self.checks is not None
+        checks = self.checks
+        for span in self.spans:
+            for n in span.names():
+                if all(index.holds(v, n) for index, v in checks):
+                    yield n
+
+    def answer(self) -> list[str]:
+        return list(self._matching()) if self.checks else self.names()
+
+    def any(self) -> bool:
+        return next(self._matching(), None) is not None
+
+
+_SCAN = _Plan(None, None)          # visit every record in Prolog
+_NOTHING = _Plan([], [])           # nothing can match
+_NONE = _Plan([], None)            # nothing can match; Prolog still checks the query
 
 
 def _plain(value: Any) -> Any:

@@ -49,7 +49,16 @@ from octopus.errors import ConditionFailed, EngineClosed, NotFound, QueryError, 
 from octopus.events import Dispatcher, Event, Handler, Mode, Subscription, Trigger
 from octopus.kb import KnowledgeBase
 from octopus.query.compile import CompiledQuery, compile_query, compile_record
-from octopus.record import Atom, Record, Value, check_value, is_name, natural_key, short_repr
+from octopus.record import (
+    Atom,
+    Record,
+    Value,
+    check_value,
+    is_name,
+    natural_key,
+    natural_sorted,
+    short_repr,
+)
 from octopus.registry import TriggerRegistry
 
 __all__ = ["Change", "ChangeOp", "Core", "Observer"]
@@ -310,8 +319,7 @@ class Core:
                 self._install_locked(sid, trigger, cq, bool(names))
         finally:
             self._unclaim(trigger)
-        names.sort(key=natural_key)
-        return names
+        return natural_sorted(names)
 
     def get_all(self, sid: int, q: object, params: tuple[object, ...]) -> list[Record]:
         """All records matching ``q``, in natural name order."""
@@ -572,7 +580,7 @@ class Core:
             return {
                 "revision": self.revision,
                 "records": self.store.count(),
-                "attribute_keys": self.store.key_tables(),
+                "indexed_keys": len(self.store.indexed_keys()),
                 "sessions": len(self._sessions),
                 "ephemeral_records": len(self._owners),
                 "triggers": self.registry.trigger_count,

@@ -2,15 +2,17 @@
           [ store_create/2,           % +Store, -Reply
             store_destroy/2,          % +Store, -Reply
             store_get/3,              % +Store, +Name, -Reply
-            store_first/4,            % +Store, +NamePattern, +Constraints, -Reply
-            store_names/4,            % +Store, +NamePattern, +Constraints, -Reply
-            store_all/4,              % +Store, +NamePattern, +Constraints, -Reply
-            store_exists/4,           % +Store, +NamePattern, +Constraints, -Reply
-            store_set/7,              % +Store, +Name, +Attrs, +Constraints, +Sequential, +Rev, -Reply
+            store_get_many/3,         % +Store, +Names, -Records
+            store_first/5,            % +Store, +Candidates, +NamePattern, +Constraints, -Reply
+            store_names/5,            % +Store, +Candidates, +NamePattern, +Constraints, -Reply
+            store_all/5,              % +Store, +Candidates, +NamePattern, +Constraints, -Reply
+            store_exists/5,           % +Store, +Candidates, +NamePattern, +Constraints, -Reply
+            store_set/8,              % +Store, +Name, +Attrs, +Constraints, +Sequential, +Rev,
+                                      % +Keys, -Reply
             store_delete/4,           % +Store, +Name, +Constraints, -Reply
-            store_load/4,             % +Store, +Records, +Rev0, -Reply
+            store_load/5,             % +Store, +Records, +Rev0, +Keys, -Reply
+            store_key_values/3,       % +Store, +Key, -Reply
             store_count/2,            % +Store, -Count
-            store_keys/2,             % +Store, -Count
             store_warm/2              % +Store, -Reply
           ]).
 
@@ -19,33 +21,31 @@
 The records of one engine. Every engine owns one store: a private module Store (named
 by the Python side from a counter, never from user data) holding
 
-  - rec(Name, Rev, Dict):      one fact per record, first-argument indexed on Name;
-                               Rev is the revision of its last change, Dict its
-                               attributes in the stored form of octopus_match;
-  - key_index(Key, Table):     the attribute index is one dynamic predicate per
-                               attribute key, Table(Hash, Name), with one fact per
-                               record having the key; Hash = index_hash(Value).
-                               Table names come from a counter ('attr$17'), never
-                               from user data. A lookup by key scans exactly the
-                               records having the key; a lookup by key and value
-                               uses the first-argument index of that key's table.
-                               (One shared attr(Key, Hash, Name) table was tried
-                               first: a heavy value such as class 'C' on most
-                               records then shares its hash bucket with rare
-                               values of other keys, and a lookup that should
-                               visit 10 clauses visited 66,000.) A table whose last
-                               record goes is abolished after the transaction, so
-                               keys that no record has any more cost nothing.
-  - seq(Base, Next):           per-base-name counters of sequential sets;
+  - rec(Name, Rev, Dict):      one fact per record, first-argument indexed on Name, a
+                               string (an atom would cost ~70 bytes more per record:
+                               docs/architecture.md, "The store in Prolog"). Rev is the
+                               revision of its last change, Dict its attributes in the
+                               stored form of octopus_match;
+  - seq(Base, Next):           per-base-name counters of sequential sets (Base an atom);
   - trig(Id, Query):           installed trigger queries (prolog/triggers.pl).
 
-Revisions are allocated by the caller (which serialises all calls) and passed in.
-Every write of records and their index entries runs inside transaction/1, so a
-failure half-way leaves nothing behind.
+There is no attribute index here: the ordered index of each attribute key that queries
+use lives beside the store, in Python (octopus/ordered.py), which hands this module the
+candidate names of a query for the full match. To keep that index exact, every write
+reports what it replaced: store_set/8 and store_load/5 take the indexed Keys and reply
+with the old values of those keys (store_delete/4 replies with the whole old record),
+and store_key_values/3 lists a key's values to build a new index.
 
-Replies are plain data that janus converts without tuples: lists, dicts, atoms,
-numbers and @(none)/@(true)/@(false) (octopus/adapter.py reads them). Errors are
-raised as error(Formal, Context) terms (prolog/errors.pl).
+Revisions are allocated by the caller (which serialises all calls) and passed in.
+Replacing a record (retract and assert) runs inside transaction/1, so a failure
+half-way leaves nothing behind and a snapshot/1 view in another thread sees the old
+record or the new one, never both or neither.
+
+Names arrive from Python as atoms and are stored as strings; replies carry strings
+(janus makes a Python str of either). Replies are plain data that janus converts
+without tuples: lists, dicts, strings, numbers and @(none)/@(true)/@(false)
+(octopus/adapter.py reads them). Errors are raised as error(Formal, Context) terms
+(prolog/errors.pl).
 */
 
 :- use_module(library(error)).
@@ -61,58 +61,64 @@ raised as error(Formal, Context) terms (prolog/errors.pl).
 
 store_create(M, @(true)) :-
     must_be(atom, M),
-    dynamic([M:rec/3, M:key_index/2, M:seq/2, M:trig/2, M:empty_table/1]).
+    dynamic([M:rec/3, M:seq/2, M:trig/2]).
 
 store_destroy(M, @(true)) :-
     must_be(atom, M),
     retractall(M:rec(_, _, _)),
-    forall(M:key_index(_, Table), abolish(M:Table/2)),
-    retractall(M:key_index(_, _)),
     retractall(M:seq(_, _)),
-    retractall(M:trig(_, _)),
-    abolish_empty_tables(M).
+    retractall(M:trig(_, _)).
 
-%   key_table(+Store, +Key, -Table) is semidet.
-%   key_table_create(+Store, +Key, -Table) is det.
-%   indexed(+Store, +Table, ?Hash, ?Name) is nondet.
+%   name_string(+Name, -String) is det.
 %
-%   The index table of Key; calling one of its facts.
+%   The stored form of a record name (an atom from Python, or already a string).
 
-key_table(M, Key, Table) :-
-    M:key_index(Key, Table).
-
-key_table_create(M, Key, Table) :-
-    (   M:key_index(Key, Table0)
-    ->  Table = Table0
-    ;   flag(octopus_key_table, N, N + 1),
-        atom_concat('attr$', N, Table),
-        dynamic(M:Table/2),
-        assertz(M:key_index(Key, Table))
+name_string(Name, S) :-
+    (   atom(Name)
+    ->  atom_string(Name, S)
+    ;   string(Name)
+    ->  S = Name
+    ;   must_be(atom, Name)
     ).
-
-indexed(M, Table, Hash, Name) :-
-    Goal =.. [Table, Hash, Name],
-    call(M:Goal).
 
 %!  store_get(+Store, +Name, -Reply) is det.
 %
 %   The record called Name: Reply is [Rev, Dict], or @(none).
 
 store_get(M, Name, Reply) :-
-    (   M:rec(Name, Rev, Dict)
+    name_string(Name, S),
+    (   M:rec(S, Rev, Dict)
     ->  Reply = [Rev, Dict]
     ;   Reply = @(none)
     ).
 
-%!  store_first(+Store, +NamePattern, +Constraints, -Reply) is det.
+%!  store_get_many(+Store, +Names, -Records) is det.
+%
+%   The records called Names, as [Name, Rev, Dict] lists (names without a record are
+%   left out).
+
+store_get_many(M, Names, Records) :-
+    must_be(list, Names),
+    findall([S, Rev, Dict],
+            ( member(Name, Names),
+              name_string(Name, S),
+              M:rec(S, Rev, Dict)
+            ),
+            Records).
+
+%!  store_first(+Store, +Candidates, +NamePattern, +Constraints, -Reply) is det.
 %
 %   Reply is @(none) when nothing matches, [Name, Rev, Dict] when exactly one record
 %   does, and otherwise _{names: Names}, the matching names (the caller picks the
 %   first in natural order, which is cheaper in Python than in Prolog, and gets it).
+%
+%   Candidates is @(none) (visit every record) or a list of names: the only records
+%   that can match, as the caller's index found them. The matching of the candidates
+%   is complete: the index only saves visits.
 
-store_first(M, NP0, Cs0, Reply) :-
+store_first(M, Cands, NP0, Cs0, Reply) :-
     prepare_query(NP0, Cs0, Q),
-    findall(Name, solution(M, Q, Name, _, _), Names),
+    findall(Name, solution(M, Cands, Q, Name, _, _), Names),
     (   Names == []
     ->  Reply = @(none)
     ;   Names = [Only]
@@ -121,43 +127,49 @@ store_first(M, NP0, Cs0, Reply) :-
     ;   Reply = _{names: Names}
     ).
 
-%!  store_names(+Store, +NamePattern, +Constraints, -Names) is det.
+%!  store_names(+Store, +Candidates, +NamePattern, +Constraints, -Names) is det.
 %
 %   The matching names, unordered (the caller sorts).
 
-store_names(M, NP0, Cs0, Names) :-
+store_names(M, Cands, NP0, Cs0, Names) :-
     prepare_query(NP0, Cs0, Q),
-    findall(Name, solution(M, Q, Name, _, _), Names).
+    findall(Name, solution(M, Cands, Q, Name, _, _), Names).
 
-%!  store_all(+Store, +NamePattern, +Constraints, -Records) is det.
+%!  store_all(+Store, +Candidates, +NamePattern, +Constraints, -Records) is det.
 %
 %   The matching records as [Name, Rev, Dict] lists, unordered (the caller sorts).
 
-store_all(M, NP0, Cs0, Records) :-
+store_all(M, Cands, NP0, Cs0, Records) :-
     prepare_query(NP0, Cs0, Q),
-    findall([Name, Rev, Dict], solution(M, Q, Name, Rev, Dict), Records).
+    findall([Name, Rev, Dict], solution(M, Cands, Q, Name, Rev, Dict), Records).
 
-%!  store_exists(+Store, +NamePattern, +Constraints, -Reply) is det.
+%!  store_exists(+Store, +Candidates, +NamePattern, +Constraints, -Reply) is det.
 %
 %   Reply is @(true) or @(false).
 
-store_exists(M, NP0, Cs0, Reply) :-
+store_exists(M, Cands, NP0, Cs0, Reply) :-
     prepare_query(NP0, Cs0, Q),
-    (   solution(M, Q, _, _, _)
+    (   solution(M, Cands, Q, _, _, _)
     ->  Reply = @(true)
     ;   Reply = @(false)
     ).
 
-%   solution(+Store, +Query, -Name, -Rev, -Dict) is nondet.
+%   solution(+Store, +Candidates, +Query, -Name, -Rev, -Dict) is nondet.
 %
-%   Enumerate the matching records, visiting only candidates from the attribute
-%   index when the query constrains attributes.
+%   Enumerate the matching records: the named one, the candidates, or every record.
 
-solution(M, q(exact(Name), Cs), Name, Rev, Dict) :- !,
+solution(M, _, q(exact(Name0), Cs), Name, Rev, Dict) :- !,
+    name_string(Name0, Name),
     M:rec(Name, Rev, Dict),
     constraints_hold(Cs, Dict).
-solution(M, q(NP, Cs), Name, Rev, Dict) :-
-    candidate(M, Cs, Name),
+solution(M, @(none), q(NP, Cs), Name, Rev, Dict) :- !,
+    M:rec(Name, Rev, Dict),
+    name_ok(NP, Name),
+    constraints_hold(Cs, Dict).
+solution(M, Cands, q(NP, Cs), Name, Rev, Dict) :-
+    must_be(list, Cands),
+    member(Cand, Cands),
+    name_string(Cand, Name),
     M:rec(Name, Rev, Dict),
     name_ok(NP, Name),
     constraints_hold(Cs, Dict).
@@ -165,75 +177,57 @@ solution(M, q(NP, Cs), Name, Rev, Dict) :-
 name_ok(any, _) :- !.
 name_ok(NP, Name) :- record_matches(q(NP, []), Name, _{}).
 
-candidate(M, Cs, Name) :-
-    best_equality(M, Cs, Table, Hash), !,
-    Table \== [],
-    indexed(M, Table, Hash, Name).
-candidate(M, [c(Key, _, _)|_], Name) :- !,
-    key_table(M, Key, Table),
-    indexed(M, Table, _, Name).
-candidate(M, [], Name) :-
-    M:rec(Name, _, _).
-
-%   best_equality(+Store, +Constraints, -Table, -Hash) is semidet.
-%
-%   The equality constraint with the fewest index entries (counted up to a small
-%   bound of 32, so the choice costs little even when a value is very common). A key
-%   without a table means no record has it: Table is then [] (no candidates).
-
-best_equality(M, Cs, Table, Hash) :-
-    findall(T-H,
-            ( member(c(K, eq, V), Cs),
-              ( key_table(M, K, T) -> true ; T = [] ),
-              index_hash(V, H)
-            ),
-            Eqs),
-    (   Eqs = [Table-Hash]
-    ->  true
-    ;   Eqs = [_|_],
-        findall(N-(T-H),
-                ( member(T-H, Eqs),
-                  (   T == []
-                  ->  N = 0
-                  ;   aggregate_all(count, limit(32, indexed(M, T, H, _)), N)
-                  )
-                ),
-                Counted),
-        keysort(Counted, [_-(Table-Hash)|_])
-    ).
-
-%!  store_set(+Store, +Name, +Attrs, +Constraints, +Sequential, +Rev, -Reply) is det.
+%!  store_set(+Store, +Name, +Attrs, +Constraints, +Sequential, +Rev, +Keys, -Reply)
+%!      is det.
 %
 %   Replace (or create) record Name with Attrs (a list of Key-Value), provided the
 %   stored record satisfies Constraints (a non-empty list needs a stored record).
 %   With Sequential = @(true), Name is a base name and the record is stored as
-%   Base<N> for the next free N of that base. Reply is the final name, or @(false)
-%   when the conditions do not hold (nothing changed then).
+%   Base<N> for the next free N of that base. Reply is @(false) when the conditions
+%   do not hold (nothing changed then), else [Final, Old]: the final name and
+%   @(none) if there was no record of that name, else the list of the replaced
+%   record's values of Keys (@(none) for a key it did not have).
 
-store_set(M, Name, Attrs, Cs0, Seq, Rev, Reply) :-
+store_set(M, Name, Attrs, Cs0, Seq, Rev, Keys, Reply) :-
     prepare_constraints(Cs0, Cs),
     maplist(import_pair, Attrs, Pairs),
-    (   transaction(set_(M, Name, Pairs, Cs, Seq, Rev, Final))
-    ->  Reply = Final,
-        abolish_empty_tables(M)
-    ;   Reply = @(false)              % the conditions failed: the transaction undid all
+    dict_pairs(Dict, _, Pairs),
+    (   Seq == @(true)
+    ->  must_be(atom, Name),
+        (   Cs == []
+        ->  transaction(sequential_set(M, Name, Dict, Rev, Final)),
+            Reply = [Final, @(none)]
+        ;   Reply = @(false)          % a new name has no record to meet conditions
+        )
+    ;   name_string(Name, S),
+        (   clause(M:rec(S, _, OldDict), true, Ref)
+        ->  (   constraints_hold(Cs, OldDict)
+            ->  transaction(replace_record(Ref, M, S, Rev, Dict)),
+                maplist(old_value(OldDict), Keys, Olds),
+                Reply = [S, Olds]
+            ;   Reply = @(false)
+            )
+        ;   Cs == []
+        ->  assertz(M:rec(S, Rev, Dict)),
+            Reply = [S, @(none)]
+        ;   Reply = @(false)          % conditions need a stored record
+        )
     ).
 
-set_(M, Name0, Pairs, Cs, Seq, Rev, Name) :-
-    (   Seq == @(true)
-    ->  next_sequential_name(M, Name0, Name)
-    ;   Name = Name0
-    ),
-    (   Cs == []
-    ->  true
-    ;   M:rec(Name, _, Old),
-        constraints_hold(Cs, Old)
-    ),
-    put_record(M, Name, Rev, Pairs).
+old_value(Dict, Key, V) :-
+    (   get_dict(Key, Dict, V0) -> V = V0 ; V = @(none) ).
 
 import_pair(K-V0, K-V) :-
     (   atom(K) -> true ; must_be(atom, K) ),
     import_value(V0, V).
+
+replace_record(Ref, M, S, Rev, Dict) :-
+    erase(Ref),
+    assertz(M:rec(S, Rev, Dict)).
+
+sequential_set(M, Base, Dict, Rev, Name) :-
+    next_sequential_name(M, Base, Name),
+    assertz(M:rec(Name, Rev, Dict)).
 
 next_sequential_name(M, Base, Name) :-
     (   retract(M:seq(Base, N0)) -> true ; N0 = 0 ),
@@ -242,7 +236,8 @@ next_sequential_name(M, Base, Name) :-
     assertz(M:seq(Base, N1)).
 
 free_name(M, Base, N0, N, Name) :-
-    atom_concat(Base, N0, Name0),
+    number_string(N0, Digits),
+    string_concat(Base, Digits, Name0),
     (   M:rec(Name0, _, _)
     ->  N1 is N0 + 1,
         free_name(M, Base, N1, N, Name)
@@ -250,108 +245,72 @@ free_name(M, Base, N0, N, Name) :-
         Name = Name0
     ).
 
-put_record(M, Name, Rev, Pairs) :-
-    dict_pairs(Dict, _, Pairs),
-    remove_record(M, Name),
-    assertz(M:rec(Name, Rev, Dict)),
-    index_pairs(Pairs, M, Name).
-
-index_pairs([], _, _).
-index_pairs([K-V|Pairs], M, Name) :-
-    key_table_create(M, K, Table),
-    retractall(M:empty_table(Table)),
-    index_hash(V, H),
-    Fact =.. [Table, H, Name],
-    assertz(M:Fact),
-    index_pairs(Pairs, M, Name).
-
-%   remove_record(+Store, +Name) is det.
-%
-%   Remove the record and its index entries, if there is one. A key table left
-%   without entries is unlisted from key_index/2 and noted in empty_table/1, to be
-%   abolished once the transaction is over (abolish/1 is not transactional).
-
-remove_record(M, Name) :-
-    (   retract(M:rec(Name, _, Old))
-    ->  forall(get_dict(K, Old, V), unindex(M, K, V, Name))
-    ;   true
-    ).
-
-unindex(M, K, V, Name) :-
-    key_table(M, K, Table),
-    index_hash(V, H),
-    Fact =.. [Table, H, Name],
-    retract(M:Fact),
-    (   indexed(M, Table, _, _)
-    ->  true
-    ;   retract(M:key_index(K, Table)),
-        assertz(M:empty_table(Table))
-    ).
-
-abolish_empty_tables(M) :-
-    forall(retract(M:empty_table(Table)),
-           (   M:key_index(_, Table)
-           ->  true                    % taken again by a later write
-           ;   abolish(M:Table/2)
-           )).
-
 %!  store_delete(+Store, +Name, +Constraints, -Reply) is det.
 %
 %   Delete record Name if it satisfies Constraints. Reply is [OldRev, OldDict], or
-%   @(none) when there was no such record (nothing changes then).
+%   @(none) when there was no such record (nothing changes then). One retract: atomic
+%   by itself.
 
 store_delete(M, Name, Cs0, Reply) :-
     prepare_constraints(Cs0, Cs),
-    transaction(delete_(M, Name, Cs, Reply)),
-    abolish_empty_tables(M).
-
-delete_(M, Name, Cs, Reply) :-
-    (   M:rec(Name, Rev, Dict),
+    name_string(Name, S),
+    (   clause(M:rec(S, Rev, Dict), true, Ref),
         constraints_hold(Cs, Dict)
-    ->  remove_record(M, Name),
+    ->  erase(Ref),
         Reply = [Rev, Dict]
     ;   Reply = @(none)
     ).
 
-%!  store_load(+Store, +Records, +Rev0, -Reply) is det.
+%!  store_load(+Store, +Records, +Rev0, +Keys, -Reply) is det.
 %
 %   Bulk replace: Records is a list of -(Name, Attrs); the i-th (from 1) gets
-%   revision Rev0+i. All or nothing. Reply is the number of records stored.
+%   revision Rev0+i. All or nothing. Reply is [Count, New, Olds]: the number of
+%   records stored, how many of them were new names, and for each record in order
+%   what store_set/8 says of it (@(none), or the replaced values of Keys) when Keys
+%   is not [] (else Olds is []).
 
-store_load(M, Records, Rev0, Count) :-
-    transaction(foldl(load_one(M), Records, Rev0, Rev)),
-    abolish_empty_tables(M),
-    Count is Rev - Rev0.
+store_load(M, Records, Rev0, Keys, [Count, New, Olds]) :-
+    must_be(list, Records),
+    transaction(foldl(load_one(M, Keys), Records, Olds0, Rev0-0, Rev-New)),
+    Count is Rev - Rev0,
+    (   Keys == [] -> Olds = [] ; Olds = Olds0 ).
 
-load_one(M, -(Name, Attrs), Rev0, Rev) :-
-    (   atom(Name) -> true ; must_be(atom, Name) ),
+load_one(M, Keys, -(Name, Attrs), Old, Rev0-New0, Rev-New) :-
+    name_string(Name, S),
     maplist(import_pair, Attrs, Pairs),
+    dict_pairs(Dict, _, Pairs),
     Rev is Rev0 + 1,
-    put_record(M, Name, Rev, Pairs).
+    (   retract(M:rec(S, _, OldDict))
+    ->  New = New0,
+        maplist(old_value(OldDict), Keys, Old)
+    ;   New is New0 + 1,
+        Old = @(none)
+    ),
+    assertz(M:rec(S, Rev, Dict)).
+
+%!  store_key_values(+Store, +Key, -Reply) is det.
+%
+%   Every record's value of Key, to build its index: Reply is [Values, Names], two
+%   lists in the same (clause) order, of the records that have Key.
+
+store_key_values(M, Key, [Values, Names]) :-
+    must_be(atom, Key),
+    findall(V-N, ( M:rec(N, _, D), get_dict(Key, D, V) ), Pairs),
+    pairs_keys_values(Pairs, Values, Names).
 
 %!  store_count(+Store, -Count) is det.
 %
-%   The number of records.
+%   The number of records (counts the clauses: linear in the store's size; the
+%   adapter keeps its own count and asks only to resynchronise).
 
 store_count(M, Count) :-
     predicate_property(M:rec(_, _, _), number_of_clauses(Count)), !.
 store_count(_, 0).
 
-%!  store_keys(+Store, -Count) is det.
-%
-%   The number of attribute keys that have an index table.
-
-store_keys(M, Count) :-
-    aggregate_all(count, M:key_index(_, _), Count).
-
 %!  store_warm(+Store, -Reply) is det.
 %
-%   Build the JIT clause indexes now (after a bulk load) instead of on the first
-%   query that needs them.
+%   Build the JIT clause index of the records now (after a bulk load) instead of on
+%   the first query that needs it.
 
 store_warm(M, @(true)) :-
-    ignore(M:rec('$octopus_warm', _, _)),
-    forall(M:key_index(_, Table),
-           ( ignore(indexed(M, Table, 0, _)),
-             ignore(indexed(M, Table, _, '$octopus_warm'))
-           )).
+    ignore(M:rec("$octopus_warm", _, _)).
