@@ -35,7 +35,7 @@ from typing import Any
 
 from octopus._prolog import PrologRuntime, runtime
 from octopus.errors import KnowledgeBaseError, OctopusError
-from octopus.ordered import KeyIndex, Span
+from octopus.ordered import KeyIndex, Span, kind_of
 from octopus.record import Atom, Record, Value
 
 __all__ = [
@@ -152,16 +152,27 @@ class PrologStore:
     def _follow(self, keys: list[str], name: str, olds: list[Any] | None,
                 pairs: Sequence[tuple[str, Any]]) -> None:
         """Bring the indexes of ``keys`` up to date after record ``name`` was stored with
-        ``pairs``, replacing one whose values of ``keys`` were ``olds`` (None: none)."""
+        ``pairs``, replacing one whose values of ``keys`` were ``olds`` (None: none).
+        A value that compares equal to the one it replaces leaves its entry alone."""
         indexes = self._indexes
         try:
-            if olds:
-                for key, old in zip(keys, olds, strict=True):
-                    if old is not None:
-                        indexes[key].remove(old, name)
-            for key, value in pairs:
-                index = indexes.get(key)
-                if index is not None:
+            if olds is None:
+                for key, value in pairs:
+                    index = indexes.get(key)
+                    if index is not None:
+                        index.add(value, name)
+                return
+            new = dict(pairs)
+            for key, old in zip(keys, olds, strict=True):
+                value = new.get(key)
+                if old is None:
+                    if value is not None:
+                        indexes[key].add(value, name)
+                elif value is None:
+                    indexes[key].remove(old, name)
+                elif kind_of(old) != kind_of(value):
+                    index = indexes[key]
+                    index.remove(old, name)
                     index.add(value, name)
         except BaseException:
             # The store changed; an index that missed it would give wrong answers.

@@ -190,7 +190,7 @@ name_ok(NP, Name) :- record_matches(q(NP, []), Name, _{}).
 
 store_set(M, Name, Attrs, Cs0, Seq, Rev, Keys, Reply) :-
     prepare_constraints(Cs0, Cs),
-    maplist(import_pair, Attrs, Pairs),
+    import_pairs(Attrs, Pairs),
     dict_pairs(Dict, _, Pairs),
     (   Seq == @(true)
     ->  must_be(atom, Name),
@@ -200,10 +200,10 @@ store_set(M, Name, Attrs, Cs0, Seq, Rev, Keys, Reply) :-
         ;   Reply = @(false)          % a new name has no record to meet conditions
         )
     ;   name_string(Name, S),
-        (   clause(M:rec(S, _, OldDict), true, Ref)
+        (   M:rec(S, _, OldDict)
         ->  (   constraints_hold(Cs, OldDict)
-            ->  transaction(replace_record(Ref, M, S, Rev, Dict)),
-                maplist(old_value(OldDict), Keys, Olds),
+            ->  transaction(replace_record(M, S, Rev, Dict)),
+                old_values(Keys, OldDict, Olds),
                 Reply = [S, Olds]
             ;   Reply = @(false)
             )
@@ -214,15 +214,21 @@ store_set(M, Name, Attrs, Cs0, Seq, Rev, Keys, Reply) :-
         )
     ).
 
-old_value(Dict, Key, V) :-
-    (   get_dict(Key, Dict, V0) -> V = V0 ; V = @(none) ).
+old_values([], _, []).
+old_values([Key|Keys], Dict, [V|Vs]) :-
+    (   get_dict(Key, Dict, V0) -> V = V0 ; V = @(none) ),
+    old_values(Keys, Dict, Vs).
 
-import_pair(K-V0, K-V) :-
+%   import_pairs(+Attrs, -Pairs): Key-Value pairs from Python, values in stored form.
+
+import_pairs([], []).
+import_pairs([K-V0|Attrs], [K-V|Pairs]) :-
     (   atom(K) -> true ; must_be(atom, K) ),
-    import_value(V0, V).
+    import_value(V0, V),
+    import_pairs(Attrs, Pairs).
 
-replace_record(Ref, M, S, Rev, Dict) :-
-    erase(Ref),
+replace_record(M, S, Rev, Dict) :-
+    retract(M:rec(S, _, _)),
     assertz(M:rec(S, Rev, Dict)).
 
 sequential_set(M, Base, Dict, Rev, Name) :-
@@ -277,12 +283,12 @@ store_load(M, Records, Rev0, Keys, [Count, New, Olds]) :-
 
 load_one(M, Keys, -(Name, Attrs), Old, Rev0-New0, Rev-New) :-
     name_string(Name, S),
-    maplist(import_pair, Attrs, Pairs),
+    import_pairs(Attrs, Pairs),
     dict_pairs(Dict, _, Pairs),
     Rev is Rev0 + 1,
     (   retract(M:rec(S, _, OldDict))
     ->  New = New0,
-        maplist(old_value(OldDict), Keys, Old)
+        old_values(Keys, OldDict, Old)
     ;   New is New0 + 1,
         Old = @(none)
     ),

@@ -188,6 +188,16 @@ def bind_value(kind: str, param: object, index: int) -> Value:
     Raises :class:`ParameterError` for a parameter of the wrong type or outside the
     value range (the same range as literals: see :func:`octopus.record.int_in_range`).
     """
+    # The common cases first, checked as the general path below checks them (a set
+    # binds several values per call: this path is most of its binding time).
+    t = type(param)
+    if (kind == "d" and t is int and int_in_range(param)) or (  # type: ignore[arg-type]
+            kind == "s" and t is str and param.isascii()):  # type: ignore[union-attr]
+        return param  # type: ignore[return-value]
+    return _bind_value_checked(kind, param, index)
+
+
+def _bind_value_checked(kind: str, param: object, index: int) -> Value:
     where = f"parameter {index + 1} (%{kind})"
     if kind == "d":
         if isinstance(param, bool) or not isinstance(param, int):

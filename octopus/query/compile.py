@@ -39,7 +39,7 @@ from octopus.query.ast import (
 )
 from octopus.query.cache import bounded_lru
 from octopus.query.parser import DEFAULT_MAX_LENGTH, parse
-from octopus.record import Value
+from octopus.record import Value, is_name
 
 __all__ = ["CompiledQuery", "CompiledRecord", "TypedConstraint", "compile_query",
            "compile_record"]
@@ -253,7 +253,9 @@ def _bind_record(t: _RecordTemplate, params: tuple[object, ...]) -> CompiledReco
     _check_count(t.ast, params)
     name = t.name
     if isinstance(name, Placeholder):
-        name = bind_name(name, params[name.index]).text
+        given = params[name.index]
+        name = given if type(given) is str and is_name(given) else \
+            bind_name(name, given).text
     attrs: dict[str, Value] = {
         k: bind_value(v.kind, params[v.index], v.index) if isinstance(v, Placeholder) else v
         for k, v in t.stored}
