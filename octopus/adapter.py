@@ -135,8 +135,8 @@ class PrologStore:
         if index is not None:
             self._indexes.move_to_end(key)
             return index
-        values, names = self._call("store_key_values", key)
-        index = KeyIndex.build(values, names)
+        index = KeyIndex.from_runs(self._call("store_key_values", key))
+        self._call("store_trim")
         if len(self._indexes) >= self.MAX_INDEXED_KEYS:
             self._indexes.popitem(last=False)
         self._indexes[key] = index
@@ -305,6 +305,7 @@ class PrologStore:
         keys = self._keys
         count, new, olds = self._call("store_load", rows, base_revision, keys)
         self._count += new
+        self._call("store_trim")
         if keys:
             for (name, pairs), old in zip(rows, olds, strict=True):
                 self._follow(keys, name, old, pairs)

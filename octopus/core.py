@@ -327,8 +327,7 @@ class Core:
         with self.lock:
             self._check_open(sid)
             records = self.store.all(cq.prolog_name, cq.prolog_constraints)
-        records.sort(key=lambda r: natural_key(r.name))
-        return records
+        return _natural_records(records)
 
     def exists(self, sid: int, q: object, params: tuple[object, ...],
                trigger: Trigger | None = None) -> bool:
@@ -486,7 +485,7 @@ class Core:
             with self.lock:
                 self._check_open(sid)
                 records = self.store.all(cq.prolog_name, cq.prolog_constraints)
-                records.sort(key=lambda r: natural_key(r.name))
+                records = _natural_records(records)
                 self._install_locked(sid, trigger, cq, True)
                 qid = trigger.id
                 assert qid is not None
@@ -602,6 +601,12 @@ class Core:
         with self._kb_lock:
             self._resources.release(at_safe_point=True)
         _bury_dropped()
+
+
+def _natural_records(records: list[Record]) -> list[Record]:
+    """Records (of distinct names) in natural name order."""
+    by_name = {r.name: r for r in records}
+    return [by_name[n] for n in natural_sorted(list(by_name))]
 
 
 def _natural_first(names: list[str]) -> str:

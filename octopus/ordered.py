@@ -24,7 +24,9 @@ Values arrive as the adapter encodes them (octopus/adapter.py): ``int``, ``float
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
+from operator import le
 from typing import Any
 
 __all__ = ["KeyIndex", "SortedPairs", "Span", "kind_of"]
@@ -90,17 +92,17 @@ class SortedPairs:
         """The first chunk whose last pair is >= (v, n); the number of chunks if none."""
         maxv = self._maxv
         i = bisect_left(maxv, v)
-        j = bisect_right(maxv, v, i)
-        if i < j:       # chunks ending with value v: their last names increase
-            i = bisect_left(self._maxn, n, i, j)
+        if i < len(maxv) and maxv[i] == v:   # chunks ending with v: their last names rise
+            i = bisect_left(self._maxn, n, i, bisect_right(maxv, v, i))
         return i
 
     def _at(self, c: int, v: Any, n: str) -> int:
         """Where (v, n) is or would go in chunk ``c``."""
         vals = self._vals[c]
         lo = bisect_left(vals, v)
-        hi = bisect_right(vals, v, lo)
-        return bisect_left(self._names[c], n, lo, hi) if lo < hi else lo
+        if lo < len(vals) and vals[lo] == v:
+            return bisect_left(self._names[c], n, lo, bisect_right(vals, v, lo))
+        return lo
 
     def _first_ge(self, v: Any) -> tuple[int, int]:
         c = bisect_left(self._maxv, v)
@@ -286,6 +288,21 @@ class KeyIndex:
             pairs.sort()
             runs.append(SortedPairs.from_sorted([v for v, _ in pairs], [n for _, n in pairs]))
         self.runs = (runs[0], runs[1], runs[2])
+        return self
+
+    @classmethod
+    def from_runs(cls, runs: Sequence[tuple[list[Any], list[str]]]) -> KeyIndex:
+        """From (values, names) per kind (numbers, texts, booleans), each sorted by
+        value then name (checked: pairs out of order are sorted here)."""
+        self = cls()
+        built = []
+        for vals, names in runs:
+            pairs = zip(vals, names, strict=True)
+            if not all(map(le, pairs, islice(zip(vals, names, strict=True), 1, None))):
+                ordered = sorted(zip(vals, names, strict=True))
+                vals, names = [v for v, _ in ordered], [n for _, n in ordered]
+            built.append(SortedPairs.from_sorted(vals, names))
+        self.runs = (built[0], built[1], built[2])
         return self
 
     def __len__(self) -> int:

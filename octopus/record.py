@@ -153,6 +153,8 @@ def natural_sorted(names: list[str]) -> list[str]:
     (``hw.pci.device.7``). Their natural order is the order of (length, text), which
     two sorts in C give; checking that every name has that form is one regex search
     over them all. Other lists take the general path (~3 µs a name)."""
+    if len(names) < 2:
+        return list(names)
     if len(names) >= _NUMBERED_MIN:
         lo, hi = min(names), max(names)
         common = next((i for i, (a, b) in enumerate(zip(lo, hi, strict=False)) if a != b),

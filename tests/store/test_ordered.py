@@ -309,3 +309,11 @@ def test_float_edge_values_are_indexed_exactly() -> None:
         assert e.get_names("_ { v: 0 }") == ["f2", "f3"]
         assert e.get_names("_ { v > 0, v < 1 }") == ["f4", "f5"]
         assert e.get_names("_ { v > 3.14159 }") == ["f6"]
+
+
+def test_runs_out_of_order_are_sorted_when_an_index_is_built() -> None:
+    pairs = [(3, "c"), (1, "z"), (1, "a"), (2.5, "b")]
+    index = KeyIndex.from_runs([([v for v, _ in pairs], [n for _, n in pairs]), ([], []),
+                                ([], [])])
+    assert index.runs[0].everything().name_list() == ["a", "z", "b", "c"]
+    assert sorted(index.runs[0].span(1, False, 2.5, False).name_list()) == ["a", "b", "z"]
