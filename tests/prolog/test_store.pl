@@ -49,12 +49,17 @@ test(load_reports_new_and_replaced) :-
     store_load(tstore, [-(m1, [a-1]), -(m2, [a-2]), -(m1, [a-3])], 20, [a], R),
     R == [3, 2, [@(none), @(none), [1]]],
     store_get(tstore, m1, [23, D]), D.a == 3.
-test(key_values) :-
-    store_set(tstore, kv1, [kv-1], [], @(false), 30, [], _),
+test(key_values_sorted_by_kind) :-
+    store_set(tstore, kv1, [kv-2], [], @(false), 30, [], _),
     store_set(tstore, kv2, [kv-[eth]], [], @(false), 31, [], _),
-    store_key_values(tstore, kv, [Vs, Ns]),
-    msort(Vs, SVs), SVs == [1, ["eth"]],
-    msort(Ns, SNs), SNs == ["kv1", "kv2"].
+    store_set(tstore, kv3, [kv-1.0], [], @(false), 32, [], _),
+    store_set(tstore, kv4, [kv-abc], [], @(false), 33, [], _),
+    store_set(tstore, kv5, [kv- @(true)], [], @(false), 34, [], _),
+    store_set(tstore, kv0, [kv-1], [], @(false), 35, [], _),
+    store_key_values(tstore, kv, R),
+    R == [[[1, 1, 2], ["kv0", "kv3", "kv1"]],
+          [["abc", "eth"], ["kv4", "kv2"]],
+          [[@(true)], ["kv5"]]].
 test(identifier_values) :-
     store_set(tstore, i1, [t-[eth]], [], @(false), 23, [], _),
     store_names(tstore, @(none), @(none), [-(t, eq, eth)], N), N == ["i1"],
