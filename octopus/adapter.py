@@ -180,33 +180,53 @@ class PrologStore:
             raise
 
     def _plan(self, name: EncodedName, constraints: Sequence[EncodedConstraint]) -> _Plan:
-        """Where a query's records are: see the class docstring."""
-        if not constraints or isinstance(name, str):
+        """Where a query's records are: see the class docstring. (Every query that is
+        not by name runs this: plain loops, no generators.)"""
+        if not constraints or name.__class__ is str:
             return _SCAN
-        groups: dict[str, tuple[KeyIndex, list[Span]]] = {}
         exact = name is None
+        indexes = self._indexes
+        groups: dict[str, list[Any]] = {}         # key -> [index, spans]
         for key, op, operand in constraints:
-            index = self._index(key)
+            index = indexes.get(key)
+            if index is None:
+                index = self._index(key)
+            else:
+                indexes.move_to_end(key)
             spans = index.spans(op, operand)
             if op not in _COMPARISONS:
                 exact = False
-            if key in groups:
-                spans = _intersect(groups[key][1], spans)
-            groups[key] = (index, spans)
-        # Count the narrowest first, so that counting a wide span stops early.
-        order = sorted(groups, key=lambda k: sum(s.chunks() for s in groups[k][1]))
-        best_key, best_count = "", -1
-        for key in order:
-            limit = best_count if best_count >= 0 else self._count
-            count = sum(s.count(limit) for s in groups[key][1])
-            if best_count < 0 or count < best_count:
-                best_key, best_count = key, count
-                if count == 0:      # a regex is still checked (and refused) by Prolog
-                    return _NOTHING if exact else _NONE
-        best = groups[best_key][1]
-        if exact and all(op == "eq" for k, op, _ in constraints if k != best_key):
-            return _Plan(best, [(groups[k][0], v) for k, _, v in constraints if k != best_key])
-        if 2 * best_count > self._count:
+            group = groups.get(key)
+            if group is None:
+                groups[key] = [index, spans]
+            else:
+                group[1] = _intersect(group[1], spans)
+        total = self._count
+        # Count the narrowest (in chunks) first, so that counting wide spans stops early.
+        best_key, best, narrowest = "", [], -1
+        for key, group in groups.items():
+            chunks = _chunks(group[1])
+            if narrowest < 0 or chunks < narrowest:
+                best_key, best, narrowest = key, group[1], chunks
+        best_count = _count(best, total)
+        if len(groups) > 1:
+            for key, group in groups.items():
+                if key != best_key:
+                    count = _count(group[1], best_count)
+                    if count < best_count:
+                        best_key, best, best_count = key, group[1], count
+        if best_count == 0:         # a regex is still checked (and refused) by Prolog
+            return _NOTHING if exact else _NONE
+        if exact:
+            checks = []
+            for key, op, operand in constraints:
+                if key != best_key:
+                    if op != "eq":
+                        break
+                    checks.append((groups[key][0], operand))
+            else:
+                return _Plan(best, checks)
+        if 2 * best_count > total:
             return _SCAN              # most records: one pass in Prolog is cheaper
         return _Plan(best, None)
 
@@ -342,6 +362,20 @@ class PrologStore:
 _COMPARISONS = frozenset({"eq", "lt", "le", "gt", "ge"})
 
 
+def _count(spans: list[Span], limit: int) -> int:
+    total = 0
+    for span in spans:
+        total += span.count(limit)
+    return total
+
+
+def _chunks(spans: list[Span]) -> int:
+    total = 0
+    for span in spans:
+        total += span.chunks()
+    return total
+
+
 def _intersect(a: list[Span], b: list[Span]) -> list[Span]:
     """The spans of both lists' common pairs (spans of one key's runs)."""
     out = []
@@ -379,14 +413,21 @@ class _Plan:
         checks = self.checks
         for span in self.spans:
             for n in span.names():
-                if all(index.holds(v, n) for index, v in checks):
+                for index, v in checks:
+                    if not index.holds(v, n):
+                        break
+                else:
                     yield n
 
     def answer(self) -> list[str]:
-        return list(self._matching()) if self.checks else self.names()
+        if not self.checks:
+            return self.names()
+        return list(self._matching())
 
     def any(self) -> bool:
-        return next(self._matching(), None) is not None
+        for _ in self._matching():
+            return True
+        return False
 
 
 _SCAN = _Plan(None, None)          # visit every record in Prolog

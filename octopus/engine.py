@@ -215,8 +215,9 @@ class Engine(Session):
         return self._core.count()
 
     def stats(self) -> dict[str, int]:
-        """Counters of the engine's state: revision, records, attribute keys, sessions,
-        ephemeral records, triggers, subscriptions, events pending."""
+        """Counters of the engine's state: revision, records, indexed keys (the keys
+        queries use), sessions, ephemeral records, triggers, subscriptions, events
+        pending."""
         return self._core.stats()
 
     def warm(self) -> None:

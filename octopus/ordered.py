@@ -332,13 +332,13 @@ class KeyIndex:
         kind, v = kind_of(operand)
         run = self.runs[kind]
         if op == "eq":
-            return [run.span(v, False, v, False)]
+            return [Span(run, run._first_ge(v), run._first_gt(v))]
         if op == "lt":
-            return [run.span(None, False, v, True, bounded_lo=False)]
+            return [Span(run, (0, 0), run._first_ge(v))]
         if op == "le":
-            return [run.span(None, False, v, False, bounded_lo=False)]
+            return [Span(run, (0, 0), run._first_gt(v))]
         if op == "gt":
-            return [run.span(v, True, None, False, bounded_hi=False)]
+            return [Span(run, run._first_gt(v), (len(run._vals), 0))]
         if op == "ge":
-            return [run.span(v, False, None, False, bounded_hi=False)]
+            return [Span(run, run._first_ge(v), (len(run._vals), 0))]
         return [run.everything()]         # ne: some value of the operand's kind
