@@ -114,6 +114,7 @@ class PrologStore:
         self._rt.call(self._STORE, "store_create", self.module)
         self._indexes: OrderedDict[str, KeyIndex] = OrderedDict()
         self._keys: list[str] = []          # the indexed keys, in a fixed order
+        self._token = object()              # replaced whenever an index goes (see _Shape)
         self._count = 0                     # records: kept from what writes report
 
     @property
@@ -139,6 +140,7 @@ class PrologStore:
         self._call("store_trim")
         if len(self._indexes) >= self.MAX_INDEXED_KEYS:
             self._indexes.popitem(last=False)
+            self._token = object()
         self._indexes[key] = index
         self._keys = list(self._indexes)
         return index
@@ -148,6 +150,7 @@ class PrologStore:
         effect on them is unknown."""
         self._indexes.clear()
         self._keys = []
+        self._token = object()
 
     def _follow(self, keys: list[str], name: str, olds: list[Any] | None,
                 pairs: Sequence[tuple[str, Any]]) -> None:
@@ -179,53 +182,60 @@ class PrologStore:
             self._drop_indexes()
             raise
 
-    def _plan(self, name: EncodedName, constraints: Sequence[EncodedConstraint]) -> _Plan:
-        """Where a query's records are: see the class docstring. (Every query that is
-        not by name runs this: plain loops, no generators.)"""
+    def _plan(self, name: EncodedName, constraints: Sequence[EncodedConstraint],
+              memo: Any = None) -> _Plan:
+        """Where a query's records are: see the class docstring. Every query that is
+        not by name runs this, so it is plain loops. ``memo`` (a compiled query, cached
+        per text) keeps the query's shape — its keys and their constraints — and which
+        key drove it last time; the spans themselves are found anew every time."""
         if not constraints or name.__class__ is str:
             return _SCAN
-        exact = name is None
+        shape = memo.plan if memo is not None else None
+        if shape.__class__ is not _Shape or shape.store is not self._token:  # type: ignore[union-attr]
+            shape = _Shape(self._token, name, constraints)
+            if memo is not None:
+                memo.plan = shape
         indexes = self._indexes
-        groups: dict[str, list[Any]] = {}         # key -> [index, spans]
-        for key, op, operand in constraints:
+        keyed: dict[str, KeyIndex] = {}
+        for key in shape.keys:
             index = indexes.get(key)
             if index is None:
                 index = self._index(key)
             else:
                 indexes.move_to_end(key)
-            spans = index.spans(op, operand)
-            if op not in _COMPARISONS:
-                exact = False
-            group = groups.get(key)
-            if group is None:
-                groups[key] = [index, spans]
-            else:
-                group[1] = _intersect(group[1], spans)
+            keyed[key] = index
         total = self._count
-        # Count the narrowest (in chunks) first, so that counting wide spans stops early.
-        best_key, best, narrowest = "", [], -1
-        for key, group in groups.items():
-            chunks = _chunks(group[1])
-            if narrowest < 0 or chunks < narrowest:
-                best_key, best, narrowest = key, group[1], chunks
+        by_key = shape.by_key
+        first = shape.driver
+        if first is None or first not in keyed:
+            narrowest = -1
+            for key, items in by_key.items():
+                estimate = keyed[key].estimate(*items[0])
+                if narrowest < 0 or estimate < narrowest:
+                    first, narrowest = key, estimate
+        assert first is not None
+        best_key, best = first, _spans(keyed[first], by_key[first])
         best_count = _count(best, total)
-        if len(groups) > 1:
-            for key, group in groups.items():
-                if key != best_key:
-                    count = _count(group[1], best_count)
+        # A driver this small is cheaper to use than to compare with the others.
+        if best_count > _SMALL and len(by_key) > 1:
+            for key, items in by_key.items():
+                if key != first:
+                    spans = _spans(keyed[key], items)
+                    count = _count(spans, best_count)
                     if count < best_count:
-                        best_key, best, best_count = key, group[1], count
+                        best_key, best, best_count = key, spans, count
+        shape.driver = best_key
         if best_count == 0:         # a regex is still checked (and refused) by Prolog
-            return _NOTHING if exact else _NONE
-        if exact:
+            return _NOTHING if shape.exact else _NONE
+        if shape.exact and shape.eq_only_besides(best_key):
             checks = []
-            for key, op, operand in constraints:
+            for key, items in by_key.items():
                 if key != best_key:
-                    if op != "eq":
-                        break
-                    checks.append((groups[key][0], operand))
-            else:
-                return _Plan(best, checks)
+                    index = keyed[key]
+                    for _, operand in items:
+                        if not index.everyone_has(operand, total):
+                            checks.append((index, operand))
+            return _Plan(best, checks)
         if 2 * best_count > total:
             return _SCAN              # most records: one pass in Prolog is cheaper
         return _Plan(best, None)
@@ -242,9 +252,10 @@ class PrologStore:
         return None if plan.spans is None else plan.names()
 
     def first(self, name: EncodedName, constraints: Sequence[EncodedConstraint],
-              pick: Any) -> Record | None:
-        """The matching record whose name ``pick`` chooses from several (natural order)."""
-        plan = self._plan(name, constraints)
+              pick: Any, memo: Any = None) -> Record | None:
+        """The matching record whose name ``pick`` chooses from several (natural order).
+        ``memo``: see :meth:`_plan`."""
+        plan = self._plan(name, constraints, memo)
         if plan.exact:
             names = plan.answer()
             return self.get(pick(names) if len(names) > 1 else names[0]) if names else None
@@ -256,26 +267,29 @@ class PrologStore:
             return self.get(chosen)
         return _record(reply[0], reply[1], reply[2])
 
-    def names(self, name: EncodedName, constraints: Sequence[EncodedConstraint]) -> list[str]:
+    def names(self, name: EncodedName, constraints: Sequence[EncodedConstraint],
+              memo: Any = None) -> list[str]:
         """The matching names, unordered."""
-        plan = self._plan(name, constraints)
+        plan = self._plan(name, constraints, memo)
         if plan.exact:
             return plan.answer()
         names: list[str] = self._call("store_names", self._candidates(plan), name,
                                       constraints)
         return names
 
-    def all(self, name: EncodedName, constraints: Sequence[EncodedConstraint]) -> list[Record]:
+    def all(self, name: EncodedName, constraints: Sequence[EncodedConstraint],
+            memo: Any = None) -> list[Record]:
         """The matching records, unordered."""
-        plan = self._plan(name, constraints)
+        plan = self._plan(name, constraints, memo)
         if plan.exact:
             rows = self._call("store_get_many", plan.answer())
         else:
             rows = self._call("store_all", self._candidates(plan), name, constraints)
         return [_record(n, rev, d) for n, rev, d in rows]
 
-    def exists(self, name: EncodedName, constraints: Sequence[EncodedConstraint]) -> bool:
-        plan = self._plan(name, constraints)
+    def exists(self, name: EncodedName, constraints: Sequence[EncodedConstraint],
+               memo: Any = None) -> bool:
+        plan = self._plan(name, constraints, memo)
         if plan.exact:
             return plan.any()
         return bool(self._call("store_exists", self._candidates(plan), name, constraints))
@@ -360,19 +374,54 @@ class PrologStore:
 
 
 _COMPARISONS = frozenset({"eq", "lt", "le", "gt", "ge"})
+#: Candidates few enough to use without counting the other constraints' spans.
+_SMALL = 16
+
+
+class _Shape:
+    """What a query's plan needs of its text: the constrained keys, each with its
+    (op, operand) list, whether the index can answer it alone, and a hint: the key that
+    drove it last time (its spans are counted first). Valid for one store while its
+    set of indexes stays the same (``store`` is that store's token)."""
+
+    __slots__ = ("by_key", "driver", "exact", "keys", "store")
+
+    def __init__(self, store: object, name: EncodedName,
+                 constraints: Sequence[EncodedConstraint]) -> None:
+        self.store = store
+        self.by_key: dict[str, list[tuple[str, Any]]] = {}
+        exact = name is None
+        for key, op, operand in constraints:
+            self.by_key.setdefault(key, []).append((op, operand))
+            if op not in _COMPARISONS:
+                exact = False
+        self.exact = exact
+        self.keys = list(self.by_key)
+        self.driver: str | None = None
+
+    def eq_only_besides(self, key: str) -> bool:
+        """Whether every constraint on another key than ``key`` is an equality."""
+        for k, items in self.by_key.items():
+            if k != key:
+                for op, _ in items:
+                    if op != "eq":
+                        return False
+        return True
+
+
+def _spans(index: KeyIndex, items: list[tuple[str, Any]]) -> list[Span]:
+    """The spans of ``index`` that the (op, operand) constraints allow, intersected."""
+    op, operand = items[0]
+    spans = [index.eq_span(operand)] if op == "eq" else index.spans(op, operand)
+    for op, operand in items[1:]:
+        spans = _intersect(spans, index.spans(op, operand))
+    return spans
 
 
 def _count(spans: list[Span], limit: int) -> int:
     total = 0
     for span in spans:
         total += span.count(limit)
-    return total
-
-
-def _chunks(spans: list[Span]) -> int:
-    total = 0
-    for span in spans:
-        total += span.chunks()
     return total
 
 
@@ -422,6 +471,9 @@ class _Plan:
     def answer(self) -> list[str]:
         if not self.checks:
             return self.names()
+        if len(self.checks) == 1:
+            (index, v), = self.checks
+            return [n for n in self.names() if index.holds(v, n)]
         return list(self._matching())
 
     def any(self) -> bool:

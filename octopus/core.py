@@ -286,7 +286,7 @@ class Core:
         name = cq.exact_name
         if name is not None and not cq.constraints:
             return self.store.get(name)
-        return self.store.first(cq.prolog_name, cq.prolog_constraints, _natural_first)
+        return self.store.first(cq.prolog_name, cq.prolog_constraints, _natural_first, cq)
 
     def get(self, sid: int, q: object, params: tuple[object, ...],
             trigger: Trigger | None = None) -> Record:
@@ -311,11 +311,17 @@ class Core:
                   trigger: Trigger | None = None) -> list[str]:
         """All names matching ``q``, in natural order."""
         cq = self._query(q, params)
+        if trigger is None:             # the common case, without the trigger's steps
+            with self.lock:
+                if sid not in self._sessions:
+                    self._check_open(sid)
+                names = self.store.names(cq.prolog_name, cq.prolog_constraints, cq)
+            return natural_sorted(names)
         self._claim(trigger)
         try:
             with self.lock:
                 self._check_open(sid)
-                names = self.store.names(cq.prolog_name, cq.prolog_constraints)
+                names = self.store.names(cq.prolog_name, cq.prolog_constraints, cq)
                 self._install_locked(sid, trigger, cq, bool(names))
         finally:
             self._unclaim(trigger)
@@ -326,7 +332,7 @@ class Core:
         cq = self._query(q, params)
         with self.lock:
             self._check_open(sid)
-            records = self.store.all(cq.prolog_name, cq.prolog_constraints)
+            records = self.store.all(cq.prolog_name, cq.prolog_constraints, cq)
         return _natural_records(records)
 
     def exists(self, sid: int, q: object, params: tuple[object, ...],
@@ -337,7 +343,7 @@ class Core:
         try:
             with self.lock:
                 self._check_open(sid)
-                found = self.store.exists(cq.prolog_name, cq.prolog_constraints)
+                found = self.store.exists(cq.prolog_name, cq.prolog_constraints, cq)
                 self._install_locked(sid, trigger, cq, found)
         finally:
             self._unclaim(trigger)
@@ -484,7 +490,7 @@ class Core:
         try:
             with self.lock:
                 self._check_open(sid)
-                records = self.store.all(cq.prolog_name, cq.prolog_constraints)
+                records = self.store.all(cq.prolog_name, cq.prolog_constraints, cq)
                 records = _natural_records(records)
                 self._install_locked(sid, trigger, cq, True)
                 qid = trigger.id

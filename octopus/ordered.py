@@ -181,13 +181,31 @@ class SortedPairs:
     # --- reading -------------------------------------------------------------------------
 
     def __contains__(self, pair: tuple[Any, str]) -> bool:
-        v, n = pair
-        c = self._chunk_of(v, n)
-        if c == len(self._vals):
+        return self.contains(*pair)
+
+    def contains(self, v: Any, n: str) -> bool:
+        """Whether the pair (v, n) is here."""
+        maxv = self._maxv
+        c = bisect_left(maxv, v)
+        if c == len(maxv):
             return False
-        i = self._at(c, v, n)
-        vals, names = self._vals[c], self._names[c]
-        return i < len(vals) and names[i] == n and vals[i] == v
+        if maxv[c] == v:
+            c = bisect_left(self._maxn, n, c, bisect_right(maxv, v, c))
+            if c == len(maxv):
+                return False
+        vals = self._vals[c]
+        lo = bisect_left(vals, v)
+        if lo == len(vals) or vals[lo] != v:
+            return False
+        names = self._names[c]
+        i = bisect_left(names, n, lo, bisect_right(vals, v, lo))
+        return i < len(names) and names[i] == n and vals[i] == v
+
+    def chunks_of(self, v: Any) -> int:
+        """How many chunks hold value v, give or take one: a cheap upper bound of its
+        pairs (times 2 x CHUNK)."""
+        maxv = self._maxv
+        return bisect_right(maxv, v) - bisect_left(maxv, v)
 
     def span(self, lo: Any, lo_open: bool, hi: Any, hi_open: bool, *, bounded_lo: bool = True,
              bounded_hi: bool = True) -> Span:
@@ -316,23 +334,63 @@ class KeyIndex:
         kind, v = kind_of(value)
         return self.runs[kind].remove(v, name)
 
+    def _run(self, value: Any) -> tuple[SortedPairs, Any]:
+        """The run of ``value``'s kind and its comparable form (kind_of, inlined: this
+        is on every query's path)."""
+        t = value.__class__
+        if t is int or t is float:
+            return self.runs[NUMBER], value
+        if t is bool:
+            return self.runs[BOOL], value
+        if t is list:
+            return self.runs[TEXT], str.__str__(value[0])
+        return self.runs[TEXT], str.__str__(value)
+
     def holds(self, value: Any, name: str) -> bool:
         """Whether record ``name`` has a value equal to ``value`` (docs/language.md)."""
-        kind, v = kind_of(value)
-        return (v, name) in self.runs[kind]
+        run, v = self._run(value)
+        return run.contains(v, name)
+
+    def everyone_has(self, value: Any, records: int) -> bool:
+        """Whether all ``records`` records have a value equal to ``value`` (the index
+        holds that many pairs, all of that value): an equality that constrains nothing."""
+        run, v = self._run(value)
+        return (run._len == records and records > 0 and run._vals[0][0] == v
+                and run._maxv[-1] == v)
+
+    def estimate(self, op: str, operand: Any) -> int:
+        """A cheap measure of how many pairs :meth:`spans` gives (in chunks, to compare
+        constraints before counting any)."""
+        if op == "eq":
+            run, v = self._run(operand)
+            maxv = run._maxv
+            return bisect_right(maxv, v) - bisect_left(maxv, v)
+        return sum(len(r._vals) for r in self.runs) + 1
+
+    def eq_span(self, operand: Any) -> Span:
+        """The pairs whose value equals ``operand`` (both ends located inline: the
+        commonest constraint of all)."""
+        run, v = self._run(operand)
+        maxv = run._maxv
+        n = len(maxv)
+        c0 = bisect_left(maxv, v)
+        if c0 == n:
+            return Span(run, (n, 0), (n, 0))
+        c1 = bisect_right(maxv, v, c0)
+        return Span(run, (c0, bisect_left(run._vals[c0], v)),
+                    (c1, bisect_right(run._vals[c1], v)) if c1 < n else (n, 0))
 
     def spans(self, op: str, operand: Any) -> list[Span]:
         """The pairs whose value satisfies ``op operand`` (``eq lt le gt ge``), or for
         ``ne``, ``any`` and ``re`` a superset: the values of the operand's kind, every
         value, the text values."""
+        if op == "eq":
+            return [self.eq_span(operand)]
         if op == "any":
             return [r.everything() for r in self.runs]
         if op == "re":
             return [self.runs[TEXT].everything()]
-        kind, v = kind_of(operand)
-        run = self.runs[kind]
-        if op == "eq":
-            return [Span(run, run._first_ge(v), run._first_gt(v))]
+        run, v = self._run(operand)
         if op == "lt":
             return [Span(run, (0, 0), run._first_ge(v))]
         if op == "le":

@@ -65,8 +65,8 @@ class CompiledQuery:
     someone asks for it (trigger descriptions, error messages).
     """
 
-    __slots__ = ("_query", "_source", "constraints", "exact_name", "name", "prolog_constraints",
-                 "prolog_name")
+    __slots__ = ("_query", "_source", "constraints", "exact_name", "name", "plan",
+                 "prolog_constraints", "prolog_name")
 
     def __init__(self, name: str | Regex | None, constraints: list[TypedConstraint],
                  query: Query | None = None,
@@ -78,6 +78,7 @@ class CompiledQuery:
         self.prolog_constraints = _encode(constraints)
         self._query = query
         self._source = source
+        self.plan: object = None    # how the store last ran this query (octopus/adapter.py)
 
     @property
     def query(self) -> Query:
@@ -256,11 +257,12 @@ def _bind_record(t: _RecordTemplate, params: tuple[object, ...]) -> CompiledReco
         given = params[name.index]
         name = given if type(given) is str and is_name(given) else \
             bind_name(name, given).text
-    attrs: dict[str, Value] = {
-        k: bind_value(v.kind, params[v.index], v.index) if isinstance(v, Placeholder) else v
-        for k, v in t.stored}
+    attrs: dict[str, Value] = {}
+    for k, v in t.stored:
+        attrs[k] = bind_value(v.kind, params[v.index], v.index) \
+            if v.__class__ is Placeholder else v
     return CompiledRecord(name, attrs, encode_attributes(attrs),
-                          _encode(_fill(t.conditions, params)))
+                          _encode(_fill(t.conditions, params)) if t.conditions else [])
 
 
 @_tiered
