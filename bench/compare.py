@@ -110,7 +110,8 @@ def load_redis(port: int, n: int) -> dict[str, float]:
 
     r = redis.Redis(port=port)
     r.flushall()
-    used0 = r.info("memory")["used_memory"]
+    info = r.info("memory")
+    used0, rss0 = info["used_memory"], info["used_memory_rss"]
     t0 = time.perf_counter()
     pipe = r.pipeline(transaction=False)
     for i, (name, attrs) in enumerate(records(n), start=1):
@@ -119,9 +120,10 @@ def load_redis(port: int, n: int) -> dict[str, float]:
             pipe.execute()
     pipe.execute()
     load = time.perf_counter() - t0
-    used = r.info("memory")["used_memory"] - used0
+    info = r.info("memory")
     r.flushall()
-    return {"load_s": load, "bytes": used / n}
+    return {"load_s": load, "bytes": (info["used_memory"] - used0) / n,
+            "rss_bytes": (info["used_memory_rss"] - rss0) / n}
 
 
 # --- the operations ---------------------------------------------------------------------
@@ -289,6 +291,10 @@ def report(results: list[dict[str, Any]], baseline: dict[int, dict[str, Any]],
     ]
     if redis_b:
         mem_rows.append(["redis-server hashes (used_memory)", f"{redis_b:,.0f}", "1.00×"])
+        rss_b = biggest["redis"].get("rss_bytes")
+        if rss_b:
+            mem_rows.append(["redis-server hashes (growth of its resident set)",
+                             f"{rss_b:,.0f}", ratio(rss_b, redis_b)])
     if before:
         mem_rows.append(["before: octopus, after loading", f"{before['octopus']['bytes']:,.0f}",
                          ratio(before["octopus"]["bytes"], redis_b) if redis_b else "-"])

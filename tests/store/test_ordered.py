@@ -317,3 +317,32 @@ def test_runs_out_of_order_are_sorted_when_an_index_is_built() -> None:
                                 ([], [])])
     assert index.runs[0].everything().name_list() == ["a", "z", "b", "c"]
     assert sorted(index.runs[0].span(1, False, 2.5, False).name_list()) == ["a", "b", "z"]
+
+
+def test_an_equality_every_record_meets_stops_being_skipped_when_one_does_not() -> None:
+    with octopus.Engine() as e:
+        for i in range(40):
+            e.set(f"d{i} {{ vendor: 1, dev: {i % 4} }}")
+        q = "_ { vendor: 1, dev: 2 }"
+        assert e.get_names(q) == [f"d{i}" for i in range(2, 40, 4)]
+        e.set("odd { dev: 2 }")                 # no vendor
+        e.set("d6 { vendor: 1.0, dev: 2 }")     # equal as a number
+        e.set("d10 { vendor: true, dev: 2 }")   # another kind
+        assert e.get_names(q) == [f"d{i}" for i in range(2, 40, 4) if i != 10]
+        assert e.exists("_ { vendor: 1, dev: 2 }")
+        assert not e.exists("_ { vendor: 2, dev: 2 }")
+
+
+def test_a_query_text_shared_by_engines_plans_for_each() -> None:
+    q = "_ { k: 1, j: 2 }"
+    with octopus.Engine() as a, octopus.Engine() as b:
+        a.set("x { k: 1, j: 2 }")
+        for i in range(30):
+            b.set(f"y{i} {{ k: 1, j: {i} }}")
+        for _ in range(2):
+            assert a.get_names(q) == ["x"]
+            assert b.get_names(q) == ["y2"]
+        b._core.store.MAX_INDEXED_KEYS = 1  # type: ignore[misc]
+        assert b.get_names(q) == ["y2"]          # evicts as it goes: still right
+        assert b.get_names("_ { j > 27 }") == ["y28", "y29"]
+        assert b.get_names(q) == ["y2"]
