@@ -153,10 +153,12 @@ class PrologStore:
         self._token = object()
 
     def _follow(self, keys: list[str], name: str, olds: list[Any] | None,
-                pairs: Sequence[tuple[str, Any]]) -> None:
+                pairs: Sequence[tuple[str, Any]], attrs: Mapping[str, Any] | None = None
+                ) -> None:
         """Bring the indexes of ``keys`` up to date after record ``name`` was stored with
-        ``pairs``, replacing one whose values of ``keys`` were ``olds`` (None: none).
-        A value that compares equal to the one it replaces leaves its entry alone."""
+        ``pairs`` (``attrs``, if given, the same as a mapping), replacing one whose values
+        of ``keys`` were ``olds`` (None: none). A value that compares equal to the one it
+        replaces leaves its entry alone."""
         indexes = self._indexes
         try:
             if olds is None:
@@ -165,7 +167,7 @@ class PrologStore:
                     if index is not None:
                         index.add(value, name)
                 return
-            new = dict(pairs)
+            new = dict(pairs) if attrs is None else attrs
             for key, old in zip(keys, olds, strict=True):
                 value = new.get(key)
                 if old is None:
@@ -173,6 +175,8 @@ class PrologStore:
                         indexes[key].add(value, name)
                 elif value is None:
                     indexes[key].remove(old, name)
+                elif old.__class__ is value.__class__ and old == value:
+                    pass            # unchanged (the common case, without kind_of)
                 elif kind_of(old) != kind_of(value):
                     index = indexes[key]
                     index.remove(old, name)
@@ -306,10 +310,11 @@ class PrologStore:
 
     def set(self, name: str, pairs: Sequence[tuple[str, Any]],
             conditions: Sequence[EncodedConstraint], sequential: bool,
-            revision: int) -> str | None:
+            revision: int, attrs: Mapping[str, Any] | None = None) -> str | None:
         """Store a record at ``revision`` if the stored one meets ``conditions``; the
         final name (a sequential set appends its number), or None if the conditions
-        did not hold (nothing changed)."""
+        did not hold (nothing changed). ``attrs``: the attributes ``pairs`` encode, as a
+        mapping, if the caller has it (spares building one)."""
         keys = self._keys
         reply = self._call("store_set", name, pairs, conditions, sequential, revision, keys)
         if reply is False:
@@ -318,7 +323,7 @@ class PrologStore:
         if olds is None:
             self._count += 1
         if keys:
-            self._follow(keys, final, olds, pairs)
+            self._follow(keys, final, olds, pairs, attrs)
         return str(final)
 
     def delete(self, name: str, constraints: Sequence[EncodedConstraint]) -> Record | None:

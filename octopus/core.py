@@ -363,7 +363,7 @@ class Core:
                 self._check_open(sid)
                 revision = self.revision + 1
                 name = self.store.set(cr.name, cr.pairs, cr.conditions, bool(sequential),
-                                      revision)
+                                      revision, cr.attributes)
                 if name is None:
                     if tq is not None:
                         self._install_locked(sid, trigger, tq, False)

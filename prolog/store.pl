@@ -284,17 +284,25 @@ store_delete(M, Name, Cs0, Reply) :-
 
 store_load(M, Records, Rev0, Keys, [Count, New, Olds]) :-
     must_be(list, Records),
-    empty_assoc(Seen0),
+    (   distinct_names(Records)
+    ->  Seen0 = none                    % the common case: no name twice in the batch
+    ;   empty_assoc(Seen0)
+    ),
     load_plan(Records, M, Keys, Rev0, Rev, Seen0, 0, New, Plan, Olds0),
     transaction(maplist(load_apply(M), Plan)),
     Count is Rev - Rev0,
     (   Keys == [] -> Olds = [] ; Olds = Olds0 ).
 
+distinct_names(Records) :-
+    findall(N, member(-(N, _), Records), Names),
+    sort(Names, Set),
+    same_length(Names, Set).
+
 %   load_plan(+Records, +Store, +Keys, +Rev0, -Rev, +Seen, +New0, -New, -Plan, -Olds)
 %
 %   Plan holds put(Replace, Name, Rev, Dict) per record; Replace is true if a record of
 %   that name exists by then (in the store, or earlier in the batch: Seen maps those
-%   names to their dicts).
+%   names to their dicts; none when no name comes twice).
 
 load_plan([], _, _, Rev, Rev, _, New, New, [], []).
 load_plan([-(Name, Attrs)|Records], M, Keys, Rev0, Rev, Seen0, New0, New,
@@ -303,7 +311,8 @@ load_plan([-(Name, Attrs)|Records], M, Keys, Rev0, Rev, Seen0, New0, New,
     import_pairs(Attrs, Pairs),
     dict_pairs(Dict, _, Pairs),
     Rev1 is Rev0 + 1,
-    (   (   get_assoc(S, Seen0, OldDict)
+    (   (   Seen0 \== none,
+            get_assoc(S, Seen0, OldDict)
         ->  true
         ;   M:rec(S, _, OldDict)
         )
@@ -314,7 +323,10 @@ load_plan([-(Name, Attrs)|Records], M, Keys, Rev0, Rev, Seen0, New0, New,
         New1 is New0 + 1,
         Old = @(none)
     ),
-    put_assoc(S, Seen0, Dict, Seen1),
+    (   Seen0 == none
+    ->  Seen1 = none
+    ;   put_assoc(S, Seen0, Dict, Seen1)
+    ),
     load_plan(Records, M, Keys, Rev1, Rev, Seen1, New1, New, Plan, Olds).
 
 load_apply(M, put(Replace, S, Rev, Dict)) :-

@@ -182,6 +182,9 @@ def make_query(name: NamePattern, constraints: tuple[Constraint, ...],
     return q
 
 
+_INT_LIMIT = 10 ** MAX_INT_DIGITS     # int_in_range, inlined in bind_value's fast path
+
+
 def bind_value(kind: str, param: object, index: int) -> Value:
     """The typed value of the ``index``-th parameter for placeholder ``%kind``.
 
@@ -190,8 +193,8 @@ def bind_value(kind: str, param: object, index: int) -> Value:
     """
     # The common cases first, checked as the general path below checks them (a set
     # binds several values per call: this path is most of its binding time).
-    t = type(param)
-    if (kind == "d" and t is int and int_in_range(param)) or (  # type: ignore[arg-type]
+    t = param.__class__
+    if (kind == "d" and t is int and -_INT_LIMIT < param < _INT_LIMIT) or (  # type: ignore[operator]
             kind == "s" and t is str and param.isascii()):  # type: ignore[union-attr]
         return param  # type: ignore[return-value]
     return _bind_value_checked(kind, param, index)

@@ -251,7 +251,8 @@ def _record_template(text: str, what: str, max_length: int) -> _RecordTemplate:
 
 
 def _bind_record(t: _RecordTemplate, params: tuple[object, ...]) -> CompiledRecord:
-    _check_count(t.ast, params)
+    if len(params) != t.ast.placeholders:
+        _check_count(t.ast, params)
     name = t.name
     if isinstance(name, Placeholder):
         given = params[name.index]
