@@ -116,6 +116,7 @@ class PrologStore:
         self._keys: list[str] = []          # the indexed keys, in a fixed order
         self._token = object()              # replaced whenever an index goes (see _Shape)
         self._count = 0                     # records: kept from what writes report
+        self._collected_at = _COLLECT_FROM  # the count at which to run store_collect
 
     @property
     def rt(self) -> PrologRuntime:
@@ -322,6 +323,8 @@ class PrologStore:
         final, olds = reply
         if olds is None:
             self._count += 1
+            if self._count >= self._collected_at:
+                self._collect()
         if keys:
             self._follow(keys, final, olds, pairs, attrs)
         return str(final)
@@ -345,10 +348,18 @@ class PrologStore:
         count, new, olds = self._call("store_load", rows, base_revision, keys)
         self._count += new
         self._call("store_trim")
+        if self._count >= self._collected_at:
+            self._collect()
         if keys:
             for (name, pairs), old in zip(rows, olds, strict=True):
                 self._follow(keys, name, old, pairs)
         return int(count)
+
+    def _collect(self) -> None:
+        """Free the record index tables Prolog retired as the store grew (see
+        store_collect/2); next time when the store has grown by half again."""
+        self._call("store_collect")
+        self._collected_at = max(_COLLECT_FROM, self._count + self._count // 2)
 
     def warm(self) -> None:
         """Build the clause indexes now rather than on the first query needing them."""
@@ -359,6 +370,7 @@ class PrologStore:
         self._call("store_destroy")
         self._drop_indexes()
         self._count = 0
+        self._collected_at = _COLLECT_FROM
 
     # --- trigger queries -----------------------------------------------------------------
 
@@ -379,6 +391,8 @@ class PrologStore:
 
 
 _COMPARISONS = frozenset({"eq", "lt", "le", "gt", "ge"})
+#: Records from which growth frees Prolog's retired record index tables (store_collect).
+_COLLECT_FROM = 4096
 #: Candidates few enough to use without counting the other constraints' spans.
 _SMALL = 16
 

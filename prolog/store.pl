@@ -14,6 +14,7 @@
             store_key_values/3,       % +Store, +Key, -Reply
             store_count/2,            % +Store, -Count
             store_trim/2,             % +Store, -Reply
+            store_collect/2,          % +Store, -Reply
             store_warm/2              % +Store, -Reply
           ]).
 
@@ -392,6 +393,21 @@ store_count(_, 0).
 
 store_trim(_, @(true)) :-
     trim_stacks.
+
+%!  store_collect(+Store, -Reply) is det.
+%
+%   Free the clause indexes SWI-Prolog retired while rec/3 grew. A hash index that
+%   outgrows its table is rebuilt bigger, and the old one is freed only by clause
+%   garbage collection, which runs only when the predicate has erased clauses: a store
+%   that only grew kept every old index (measured: ~55 bytes a record). An assert and
+%   an erase in one transaction (invisible to every other view) make rec/3 dirty, and
+%   garbage_collect_clauses/0 frees them. The caller runs this when the store has
+%   grown by half since the last time, so the cost stays linear in its size. Reply is
+%   @(true).
+
+store_collect(M, @(true)) :-
+    transaction(( assertz(M:rec("", 0, _{}), Ref), erase(Ref) )),
+    garbage_collect_clauses.
 
 %!  store_warm(+Store, -Reply) is det.
 %

@@ -65,4 +65,11 @@ test(identifier_values) :-
     store_names(tstore, @(none), @(none), [-(t, eq, eth)], N), N == ["i1"],
     store_get(tstore, i1, [_, D]), D.t == ["eth"].
 
+test(collect_leaves_the_records_alone) :-
+    store_set(tstore, gc1, [a-1], [], @(false), 40, [], _),
+    aggregate_all(count, tstore:rec(_, _, _), N0),
+    store_collect(tstore, R), R == @(true),
+    aggregate_all(count, tstore:rec(_, _, _), N0),
+    \+ tstore:rec("", _, _).
+
 :- end_tests(store).
