@@ -139,6 +139,9 @@ class PrologStore:
             return index
         index = KeyIndex.from_runs(self._call("store_key_values", key))
         self._call("store_trim")
+        donor = max(self._indexes.values(), key=len, default=None)
+        if donor is not None and len(donor) and len(index):
+            index.share_names(donor)
         if len(self._indexes) >= self.MAX_INDEXED_KEYS:
             self._indexes.popitem(last=False)
             self._token = object()

@@ -23,6 +23,7 @@ Values arrive as the adapter encodes them (octopus/adapter.py): ``int``, ``float
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
@@ -53,12 +54,22 @@ def kind_of(value: Any) -> tuple[int, Any]:
     raise TypeError(f"not an indexable value: {type(value).__name__}")
 
 
+def _compact(vals: list[Any]) -> Any:
+    """A chunk of values as a C array of 64-bit integers when they all are (8 bytes a
+    value instead of a pointer and a 32-byte int), else the list."""
+    try:
+        return array("q", vals)
+    except (TypeError, OverflowError):
+        return vals
+
+
 class SortedPairs:
     """``(value, name)`` pairs of one kind, sorted by value then name, kept in chunks
     (a list of sorted lists: a B-tree of height two).
 
-    Values and names sit in parallel lists, so an entry costs two pointers. Every
-    chunk is non-empty; ``_maxv``/``_maxn`` hold each chunk's last pair, for bisection.
+    Values and names sit in parallel sequences, so an entry costs two pointers (a
+    chunk of integers is an ``array('q')``: 8 bytes, no int object). Every chunk is
+    non-empty; ``_maxv``/``_maxn`` hold each chunk's last pair, for bisection.
     """
 
     __slots__ = ("_len", "_maxn", "_maxv", "_names", "_vals")
@@ -75,7 +86,7 @@ class SortedPairs:
         """From pairs already sorted by (value, name)."""
         self = cls()
         for start in range(0, len(vals), CHUNK):
-            v, n = vals[start:start + CHUNK], names[start:start + CHUNK]
+            v, n = _compact(vals[start:start + CHUNK]), names[start:start + CHUNK]
             self._vals.append(v)
             self._names.append(n)
             self._maxv.append(v[-1])
@@ -128,7 +139,11 @@ class SortedPairs:
             c -= 1          # beyond every pair: the last chunk grows
         vals, names = self._vals[c], self._names[c]
         i = self._at(c, v, n)
-        vals.insert(i, v)
+        try:
+            vals.insert(i, v)
+        except (TypeError, OverflowError):      # a float or a big int into an array
+            vals = self._vals[c] = list(vals)
+            vals.insert(i, v)
         names.insert(i, n)
         if i == len(vals) - 1:
             self._maxv[c] = v
@@ -169,7 +184,8 @@ class SortedPairs:
     def _merge(self, c: int) -> None:
         """Fold chunk ``c`` into a neighbour (splitting again if that grows too big)."""
         left = c - 1 if c > 0 else c
-        self._vals[left] += self._vals[left + 1]
+        a, b = self._vals[left], self._vals[left + 1]
+        self._vals[left] = a + b if a.__class__ is b.__class__ else list(a) + list(b)
         self._names[left] += self._names[left + 1]
         self._maxv[left] = self._maxv[left + 1]
         self._maxn[left] = self._maxn[left + 1]
@@ -325,6 +341,20 @@ class KeyIndex:
 
     def __len__(self) -> int:
         return sum(len(r) for r in self.runs)
+
+    def share_names(self, donor: KeyIndex) -> None:
+        """Hold the very name strings ``donor`` holds, where both have a record: a
+        new index's names come from Prolog as new strings, and each costs ~70 bytes
+        (a temporary map of the donor's names is the price, once)."""
+        shared: dict[str, str] = {}
+        for run in donor.runs:
+            for chunk in run._names:
+                for n in chunk:
+                    shared[n] = n
+        for run in self.runs:
+            for c, chunk in enumerate(run._names):
+                chunk[:] = [shared.get(n, n) for n in chunk]
+                run._maxn[c] = chunk[-1]
 
     def add(self, value: Any, name: str) -> None:
         kind, v = kind_of(value)
