@@ -167,7 +167,7 @@ def operations(engine: Any, db: sqlite3.Connection, n: int
         "attribute": (lambda: engine.get_names("_ { vendor: 0x8086, device_id: 4110 }"),
                       lambda: db.execute("SELECT name FROM devices WHERE vendor = ? AND "
                                          "device_id = ?", (0x8086, 4110)).fetchall(), 2000),
-        "get": (lambda: engine.get(f"hw.pci.device.{target()}"),
+        "get": (lambda: engine.get("%n", f"hw.pci.device.{target()}"),
                 lambda: db.execute("SELECT * FROM devices WHERE name = ?",
                                    (f"hw.pci.device.{target()}",)).fetchone(), 5000),
         "set": (octo_set, sql_set, 5000),
@@ -180,7 +180,7 @@ OPS = {
              "SELECT name ... WHERE device_id > ?",
     "attribute": "attribute query `_ { vendor: 0x8086, device_id: 4110 }`, get_names vs "
                  "the composite index",
-    "get": "get by name vs SELECT * ... WHERE name = ? (primary key)",
+    "get": "get by name (`%n`) vs SELECT * ... WHERE name = ? (primary key)",
     "set": "set with parameters vs INSERT OR REPLACE (autocommit), replacing a record",
     "set_new_text": "set of a text not seen before vs INSERT OR REPLACE of new SQL text",
 }

@@ -365,8 +365,10 @@ class PrologStore:
         self._collected_at = max(_COLLECT_FROM, self._count + self._count // 2)
 
     def warm(self) -> None:
-        """Build the clause indexes now rather than on the first query needing them."""
+        """Build the clause indexes now rather than on the first query needing them,
+        and free the index tables Prolog retired while the store grew."""
         self._call("store_warm")
+        self._collect()
 
     def destroy(self) -> None:
         """Drop every record, index, counter and trigger query."""
