@@ -1,5 +1,5 @@
 # The two commands a new user runs are `make demo` and `make test`; each sets up what it needs.
-.PHONY: setup test wheel-smoke demo bench lint docs clean
+.PHONY: setup test wheel-smoke demo cluster-demo bench lint docs clean
 
 VENV := .venv
 PY   := $(VENV)/bin/python
@@ -21,6 +21,11 @@ wheel-smoke: setup
 
 demo: setup
 	@$(PY) -m octopus demo
+
+# A 3-member etcd cluster and 3 octopus servers on loopback: replication, a lock surviving
+# SIGKILL of its holder's node, client fail-over, quorum loss; all torn down at the end.
+cluster-demo: setup
+	@$(PY) -m octopus.cluster.demo
 
 bench: setup
 	@$(PY) bench/run_all.py

@@ -1,6 +1,7 @@
 """Run every benchmark in bench/ in turn (`make bench`); each updates its section of
 bench/RESULTS.md. Takes about ten minutes on a 2-core machine (the 1.4-million-record
-runs dominate). Pass script names to run only some: `bench/run_all.py store triggers`.
+runs dominate), and twenty more with `durable` (a million records loaded, restarted and
+loaded into Redis). Pass script names to run only some: `bench/run_all.py store triggers`.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["store", "unification_overhead", "parse", "triggers", "recipes", "kb_load", "server",
-           "loc"]
+SCRIPTS = ["store", "unification_overhead", "parse", "triggers", "regex_limits", "recipes",
+           "kb_load", "server", "cluster", "durable", "loc"]
 
 
 def main() -> int:

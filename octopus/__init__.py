@@ -18,9 +18,11 @@ from octopus.errors import (
     OctopusError,
     ParameterError,
     ParseError,
+    PersistenceError,
     QueryError,
     SetupError,
     TriggerNotFound,
+    Unavailable,
     WaitTimeout,
 )
 from octopus.events import Event, Mode, Subscription, Trigger
@@ -49,6 +51,7 @@ __all__ = [
     "OctopusError",
     "ParameterError",
     "ParseError",
+    "PersistenceError",
     "QueryError",
     "ReadWriteLock",
     "Record",
@@ -58,6 +61,7 @@ __all__ = [
     "Subscription",
     "Trigger",
     "TriggerNotFound",
+    "Unavailable",
     "WaitTimeout",
     "connect",
     "connect_async",

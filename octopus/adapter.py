@@ -370,6 +370,62 @@ class PrologStore:
         self._call("store_warm")
         self._collect()
 
+    # --- write-ahead: decide, then apply (octopus.durable) -------------------------------
+
+    def plan_set(self, name: str, conditions: Sequence[EncodedConstraint],
+                 sequential: bool) -> tuple[str, int | None] | None:
+        """What :meth:`set` would do, changing nothing: None if the conditions do not
+        hold, else the final name and (sequential) the base's counter after the set."""
+        reply = self._call("store_plan_set", name, conditions, sequential)
+        if reply is False:
+            return None
+        final, counter = reply
+        return str(final), (None if counter is None else int(counter))
+
+    def match(self, name: str, constraints: Sequence[EncodedConstraint]) -> Record | None:
+        """The record ``name`` if it meets ``constraints`` (what :meth:`delete` would
+        delete), changing nothing."""
+        reply = self._call("store_match", name, constraints)
+        return None if reply is None else _record(name, reply[0], reply[1])
+
+    def put(self, name: str, pairs: Sequence[tuple[str, Any]], counter: tuple[str, int] | None,
+            revision: int) -> None:
+        """Store a record unconditionally; ``counter`` (base, next) raises the base's
+        sequence counter to at least ``next``."""
+        keys = self._keys
+        olds = self._call("store_put", name, pairs, None if counter is None else list(counter),
+                          revision, keys)
+        if olds is None:
+            self._count += 1
+            if self._count >= self._collected_at:
+                self._collect()
+        if keys:
+            self._follow(keys, name, olds, pairs)
+
+    def replay(self, ops: list[list[Any]]) -> int:
+        """Apply journal operations (recovery): ``["s", rev, name, pairs, counter]`` or
+        ``["d", name]``; each is idempotent. The indexes are dropped (built again on
+        demand)."""
+        self._drop_indexes()
+        entries, change = self._call("store_replay", ops)
+        self._count += change
+        if self._count >= self._collected_at:
+            self._collect()
+        return int(entries)
+
+    def write_snapshot(self, path: str) -> int:
+        """Copy records and counters to ``path`` from a consistent view while other
+        threads go on writing; the number of records."""
+        return int(self._call("store_snapshot", path))
+
+    def restore(self, path: str) -> int:
+        """Load a file written by :meth:`write_snapshot` into this empty store."""
+        self._drop_indexes()
+        count = int(self._call("store_restore", path))
+        self._count = count
+        self._call("store_trim")
+        return count
+
     def destroy(self) -> None:
         """Drop every record, index, counter and trigger query."""
         self._call("store_destroy")
@@ -388,11 +444,13 @@ class PrologStore:
         return bool(self._rt.call(self._TRIGGERS, "trigger_remove", self.module, qid))
 
     def trigger_match(self, qids: list[int], name: str,
-                      pairs: Sequence[tuple[str, Any]]) -> list[int]:
-        """Those of ``qids`` whose query matches the record ``name`` with ``pairs``."""
-        matched: list[int] = self._rt.call(self._TRIGGERS, "trigger_match", self.module,
-                                           qids, name, pairs)
-        return matched
+                      pairs: Sequence[tuple[str, Any]]) -> tuple[list[int], list[int]]:
+        """(matched, costly): those of ``qids`` whose query matches the record ``name``
+        with ``pairs``, and those whose match took more than its CPU budget
+        (prolog/triggers.pl), which count as no match."""
+        matched, costly = self._rt.call(self._TRIGGERS, "trigger_match", self.module,
+                                        qids, name, pairs)
+        return matched, costly
 
 
 _COMPARISONS = frozenset({"eq", "lt", "le", "gt", "ge"})

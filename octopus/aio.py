@@ -258,7 +258,8 @@ class AsyncSession(AsyncStreams, AsyncRecipeFactories):
     """Awaitable twin of :class:`octopus.Session` (handlers run on the event loop)."""
 
     def __init__(self, session: Session, executor: ThreadPoolExecutor) -> None:
-        self.sync = session
+        #: The :class:`octopus.Session` this twin runs on the executor.
+        self.twin = session
         self._executor = executor
         self._handlers = LoopHandlers()
 
@@ -278,52 +279,52 @@ class AsyncSession(AsyncStreams, AsyncRecipeFactories):
         return trigger
 
     def _blocking_store(self) -> Store:
-        return self.sync
+        return self.twin
 
     # --- the store ---------------------------------------------------------------------
 
     async def get(self, q: str, *params: object, trigger: Trigger | None = None) -> Record:
-        return await self._run(self.sync.get, q, *params, trigger=self._with_handler(trigger))
+        return await self._run(self.twin.get, q, *params, trigger=self._with_handler(trigger))
 
     async def get_names(self, q: str, *params: object,
                         trigger: Trigger | None = None) -> list[str]:
-        return await self._run(self.sync.get_names, q, *params,
+        return await self._run(self.twin.get_names, q, *params,
                                trigger=self._with_handler(trigger))
 
     async def get_all(self, q: str, *params: object) -> list[Record]:
-        return await self._run(self.sync.get_all, q, *params)
+        return await self._run(self.twin.get_all, q, *params)
 
     async def exists(self, q: str, *params: object, trigger: Trigger | None = None) -> bool:
-        return await self._run(self.sync.exists, q, *params, trigger=self._with_handler(trigger))
+        return await self._run(self.twin.exists, q, *params, trigger=self._with_handler(trigger))
 
     async def set(self, rec: str, *params: object, sequential: bool = False,
                   ephemeral: bool = False, trigger: Trigger | None = None) -> Record:
-        return await self._run(self.sync.set, rec, *params, sequential=sequential,
+        return await self._run(self.twin.set, rec, *params, sequential=sequential,
                                ephemeral=ephemeral, trigger=self._with_handler(trigger))
 
     async def delete(self, q: str, *params: object, trigger: Trigger | None = None) -> Record:
-        return await self._run(self.sync.delete, q, *params, trigger=self._with_handler(trigger))
+        return await self._run(self.twin.delete, q, *params, trigger=self._with_handler(trigger))
 
     async def set_many(self, records: Iterable[Record | str | tuple[str, Mapping[str, Value]]],
                        *, batch: int = 5000,
                        progress: Callable[[int], None] | None = None) -> int:
-        return await self._run(self.sync.set_many, list(records), batch=batch,
+        return await self._run(self.twin.set_many, list(records), batch=batch,
                                progress=progress)
 
     # --- triggers, waiting, publish/subscribe ---------------------------------------------
 
     async def watch(self, q: str, handler: Handler, *params: object,
                     on: Mode = Mode.ON_SET | Mode.ON_DEL, persist: bool = True) -> Trigger:
-        return await self._run(self.sync.watch, q, self._on_loop(handler), *params, on=on,
+        return await self._run(self.twin.watch, q, self._on_loop(handler), *params, on=on,
                                persist=persist)
 
     async def watch_existing(self, q: str, handler: Handler, *params: object,
                              on: Mode = Mode.ON_SET | Mode.ON_DEL) -> Trigger:
-        return await self._run(self.sync.watch_existing, q, self._on_loop(handler), *params,
+        return await self._run(self.twin.watch_existing, q, self._on_loop(handler), *params,
                                on=on)
 
     async def remove_trigger(self, trigger: Trigger | int) -> None:
-        await self._run(self.sync.remove_trigger, trigger)
+        await self._run(self.twin.remove_trigger, trigger)
 
     async def wait_for(self, q: str, *params: object, timeout: float | None = None) -> Record:
         """The first record matching ``q`` now, else the first one set later.
@@ -332,20 +333,20 @@ class AsyncSession(AsyncStreams, AsyncRecipeFactories):
         return await wait_for_async(self, q, params, timeout)
 
     async def subscribe(self, q: str, handler: Handler, *params: object) -> Subscription:
-        return await self._run(self.sync.subscribe, q, self._on_loop(handler), *params)
+        return await self._run(self.twin.subscribe, q, self._on_loop(handler), *params)
 
     async def unsubscribe(self, subscription: Subscription | int) -> None:
-        await self._run(self.sync.unsubscribe, subscription)
+        await self._run(self.twin.unsubscribe, subscription)
 
     async def publish(self, message: str, *params: object) -> int:
-        return await self._run(self.sync.publish, message, *params)
+        return await self._run(self.twin.publish, message, *params)
 
     async def flush(self, timeout: float | None = None) -> bool:
         """Wait until every event queued so far has been handled, async handlers' tasks
         included (False on timeout)."""
 
         async def flush() -> None:
-            await self._run(self.sync.flush)
+            await self._run(self.twin.flush)
             await self._handlers.flush()
 
         try:
@@ -354,22 +355,30 @@ class AsyncSession(AsyncStreams, AsyncRecipeFactories):
             return False
         return True
 
+    async def sync(self, timeout: float | None = None) -> int:
+        """See :meth:`octopus.Session.sync`."""
+        return await self._run(self.twin.sync, timeout)
+
+    async def staleness(self) -> float:
+        """See :meth:`octopus.Session.staleness`."""
+        return await self._run(self.twin.staleness)
+
     # --- sessions ----------------------------------------------------------------------------
 
     async def session(self) -> AsyncSession:
         """A new session of the same engine (an async context manager)."""
-        return AsyncSession(await self._run(self.sync.session), self._executor)
+        return AsyncSession(await self._run(self.twin.session), self._executor)
 
     async def revision(self) -> int:
         """The engine's current revision (awaited, as on the async client)."""
-        return self.sync.revision
+        return self.twin.revision
 
     @property
     def closed(self) -> bool:
-        return self.sync.closed
+        return self.twin.closed
 
     async def close(self) -> None:
-        await self._run(self.sync.close)
+        await self._run(self.twin.close)
 
     async def __aenter__(self) -> AsyncSession:
         return self

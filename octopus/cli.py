@@ -81,6 +81,23 @@ def _kaluga(args: argparse.Namespace) -> int:
     return sysfs_main(args.sysfs, args.pci_ids, args.no_names)
 
 
+def _data(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from octopus.durable import tools
+
+    directory = Path(args.directory)
+    if not directory.is_dir():
+        raise CommandError(f"no such data directory: {directory}")
+    if args.action == "check":
+        return tools.check(directory, sys.stdout)
+    if args.action == "dump":
+        tools.dump(directory, sys.stdout, as_json=args.json)
+        return EXIT_OK
+    tools.repair(directory, sys.stdout)
+    return EXIT_OK
+
+
 def _version() -> str:
     from octopus import __version__
 
@@ -116,6 +133,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="pci.ids file for device names (default: the system's)")
     kaluga.add_argument("--no-names", action="store_true", help="do not load pci.ids")
     kaluga.set_defaults(func=_kaluga)
+    data = sub.add_parser("data", parents=[common], epilog=_EPILOG,
+                          help="check, dump or repair the data directory of a durable engine",
+                          description="check: verify every checksum and say what a start "
+                                      "would do (exit 1 if it would cut a torn tail); dump: "
+                                      "print the records a start would recover, in natural "
+                                      "order; repair: cut a corrupt or torn journal tail, "
+                                      "after saying what it drops (docs/durability.md)")
+    data.add_argument("action", choices=("check", "dump", "repair"),
+                      help="check, dump or repair (see above)")
+    data.add_argument("directory", metavar="DIR", help="the data directory (serve --data)")
+    data.add_argument("--json", action="store_true", help="dump: JSON lines")
+    data.set_defaults(func=_data)
     from octopus.server.cli import add_commands as add_server_commands
 
     add_server_commands(sub, parents=[common], epilog=_EPILOG)

@@ -19,8 +19,17 @@ Theory of operation (the guarantees are in docs/guarantees.md):
    revision order, as a :class:`Change` (revision, operation, name, the stored or
    deleted record, the owning session), handed to every observer inside the commit,
    under the lock. The trigger registry is the first observer (its deliveries go to the
-   dispatcher queue, hence in revision order); durability and replication observe the
-   same stream. An observer must not block or call the engine.
+   dispatcher queue, hence in revision order); replication observes the same stream.
+   An observer must not block, raise or call the engine.
+3a. **Write-ahead.** A durable engine has one :class:`WriteAhead` (its journal,
+   octopus/durable/). Under the lock, each change is handed to it *before* the store
+   applies it, final: the name of a sequential set decided, the conditions of a
+   compare-and-set or delete checked (the store plans, changing nothing, then
+   applies), the revision assigned. If it raises (PersistenceError), the call fails
+   with nothing applied and no revision used. After the lock, before the call
+   returns, ``acknowledge`` waits until the change is as durable as the engine
+   promises. Without a write-ahead the store decides and applies in one call, as
+   fast as ever.
 4. Handlers run on the dispatcher thread, never under the lock. After a write, and
    outside the lock, a writer waits while the dispatcher queue is full, so a slow
    handler slows writers down instead of letting the queue grow without bound.
@@ -32,6 +41,13 @@ Theory of operation (the guarantees are in docs/guarantees.md):
    knowledge base and stops the dispatcher. A core dropped without ``close()`` gives its
    Prolog modules back at the next safe point (another core's creation or close), never
    from the garbage collector's thread of the moment.
+7. **Two write paths.** By default a write is applied here, under the lock, as above.
+   A replica of a cluster (:mod:`octopus.cluster`) sets :attr:`Core.replicated`: its
+   set, delete, set_many, publish and session ends are then proposed to etcd by that
+   object, outside the lock, and come back through the *apply path*
+   (:meth:`Core.apply_set_locked` and its siblings), which changes the store at etcd's
+   revision, under the lock, and commits the change to the observers exactly as a local
+   write does. Reads, triggers and the knowledge base are the same on both paths.
 """
 
 from __future__ import annotations
@@ -40,15 +56,22 @@ import enum
 import itertools
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from octopus.adapter import PrologStore, encode_attributes
-from octopus.errors import ConditionFailed, EngineClosed, NotFound, QueryError, TriggerNotFound
+from octopus.errors import (
+    ConditionFailed,
+    EngineClosed,
+    NotFound,
+    PersistenceError,
+    QueryError,
+    TriggerNotFound,
+)
 from octopus.events import Dispatcher, Event, Handler, Mode, Subscription, Trigger
 from octopus.kb import KnowledgeBase
-from octopus.query.compile import CompiledQuery, compile_query, compile_record
+from octopus.query.compile import CompiledQuery, CompiledRecord, compile_query, compile_record
 from octopus.record import (
     Atom,
     Record,
@@ -61,7 +84,7 @@ from octopus.record import (
 )
 from octopus.registry import TriggerRegistry
 
-__all__ = ["Change", "ChangeOp", "Core", "Observer"]
+__all__ = ["Change", "ChangeOp", "Core", "Observer", "ReplicatedWrites", "WriteAhead"]
 
 _core_numbers = itertools.count(1)
 
@@ -79,7 +102,8 @@ class Change:
 
     ``record`` is the record as stored (SET) or as it was before the deletion (DELETE,
     its ``revision`` that of its last set); ``owner`` is the id of the session whose
-    ephemeral record it is (after a SET, before a DELETE), or None.
+    ephemeral record it is (after a SET, before a DELETE), or None. ``counter`` is
+    ``(base, next)`` for a sequential set: the base's sequence counter after it.
     """
 
     revision: int
@@ -87,13 +111,58 @@ class Change:
     name: str
     record: Record
     owner: int | None
+    counter: tuple[str, int] | None = None
 
 
 #: An observer of the change stream (see the theory of operation, point 3).
 Observer = Callable[[Change], None]
 
+
+class WriteAhead(Protocol):
+    """What the core needs of a journal (see the theory of operation, point 3a)."""
+
+    def log(self, changes: Sequence[Change]) -> int:
+        """Write the changes of one call (several only for a ``set_many`` batch)
+        before they are applied; a ticket for :meth:`acknowledge` and
+        :meth:`retract`. Raises PersistenceError if they cannot be written."""
+
+    def retract(self, ticket: int) -> None:
+        """The store could not apply what was just logged under the same lock: undo."""
+
+    def behind(self, change: Change) -> None:
+        """``change`` was applied without being logged (a closing session's ephemeral
+        record goes even when the journal refuses the deletion)."""
+
+    def acknowledge(self, ticket: int) -> None:
+        """Return when the logged changes are as durable as promised (outside the
+        lock). May raise PersistenceError (``applied=True``)."""
+
 # One row of a bulk load: name, attributes encoded for Prolog, attributes.
 _Row = tuple[str, list[tuple[str, Any]], dict[str, Value]]
+
+
+class ReplicatedWrites(Protocol):
+    """The write path of a replica (point 7 of the theory of operation): what the core
+    hands its writes to instead of applying them itself. Each method is called outside
+    the core's lock, with the call's text already compiled, and returns once the change
+    has come back through the apply path (or raises)."""
+
+    def set(self, sid: int, cr: CompiledRecord, tq: CompiledQuery | None, sequential: bool,
+            ephemeral: bool, trigger: Trigger | None) -> Record: ...
+
+    def delete(self, sid: int, cq: CompiledQuery, trigger: Trigger | None) -> Record: ...
+
+    def load(self, sid: int, rows: list[_Row]) -> int: ...
+
+    def publish(self, sid: int, cr: CompiledRecord) -> int: ...
+
+    def end_session(self, sid: int) -> None: ...
+
+    def sync(self, sid: int, timeout: float | None) -> int: ...
+
+    def staleness(self) -> float: ...
+
+    def close(self) -> None: ...
 
 
 class _Resources:
@@ -156,7 +225,10 @@ class Core:
         self._owners: dict[str, int] = {}              # ephemeral record -> its session
         self._session_ids = itertools.count(1)
         self._observers: list[Observer] = [self._deliver_triggers]
+        self._wal: WriteAhead | None = None
         self._kb_lock = threading.Lock()
+        #: The replicated write path (point 7), set by octopus.cluster; None: local.
+        self.replicated: ReplicatedWrites | None = None
         self._finalizer = weakref.finalize(self, _release_dropped, self._resources)
         self._finalizer.atexit = False
 
@@ -176,17 +248,48 @@ class Core:
     def close_session(self, sid: int) -> None:
         """End a session (idempotent): delete its ephemeral records, then remove its
         triggers and subscriptions."""
+        if self.replicated is not None and sid in self._sessions:
+            self.replicated.end_session(sid)    # its records go with its lease
+        ticket = 0
         with self.lock:
             if sid in self._sessions:
-                self._close_session_locked(sid)
+                ticket = self._close_session_locked(sid)
+        self._acknowledge(ticket, quiet=True)
         self._after_write()
 
-    def _close_session_locked(self, sid: int) -> None:
-        for name in sorted(self._sessions[sid], key=natural_key):
-            self._delete_locked(name, [])
+    def _close_session_locked(self, sid: int) -> int:
+        ticket = 0
+        if self.replicated is None:
+            for name in sorted(self._sessions[sid], key=natural_key):
+                ticket = max(ticket, self._delete_locked(name, [], forced=True)[1])
+        else:
+            # A replica's ephemeral records are etcd's: they go with the session's lease
+            # and come back as deletions through the apply path.
+            for name in self._sessions[sid]:
+                self._owners.pop(name, None)
         for qid in self.registry.owned_by(sid):
             self._remove_locked(qid)
         del self._sessions[sid]
+        return ticket
+
+    def expire(self, names: list[str]) -> int:
+        """Delete the records ``names`` if they exist, in order, each an ordinary change
+        (the ephemeral records of sessions that ended with a previous run of a durable
+        engine); how many went."""
+        ticket = gone = 0
+        with self.lock:
+            self._check_core()
+            for name in names:
+                record, t = self._delete_locked(name, [], forced=True)
+                ticket = max(ticket, t)
+                gone += record is not None
+        self._acknowledge(ticket, quiet=True)
+        self._after_write()
+        return gone
+
+    def ephemeral_names(self) -> list[str]:
+        """The names of the ephemeral records (the caller holds the lock)."""
+        return sorted(self._owners)
 
     def _check_core(self) -> None:
         if self.closed:
@@ -212,9 +315,23 @@ class Core:
 
         return stop
 
+    def set_write_ahead(self, wal: WriteAhead | None) -> None:
+        """Log every change to ``wal`` before it is applied (point 3a)."""
+        with self.lock:
+            self._wal = wal
+
     def _commit(self, change: Change) -> None:
         for observer in self._observers:
             observer(change)
+
+    def _acknowledge(self, ticket: int, *, quiet: bool = False) -> None:
+        wal = self._wal
+        if ticket and wal is not None:
+            try:
+                wal.acknowledge(ticket)
+            except PersistenceError:
+                if not quiet:       # a closing session cannot be refused its end
+                    raise
 
     def _deliver_triggers(self, change: Change) -> None:
         if len(self.registry):
@@ -357,31 +474,69 @@ class Core:
         cr = compile_record(rec, params, max_length=self.max_query_length)
         # The trigger's query is the set's text read as a query, checked before the change.
         tq = self._query(rec, params) if trigger is not None else None
+        if self.replicated is not None:
+            return self.replicated.set(sid, cr, tq, bool(sequential), bool(ephemeral), trigger)
         self._claim(trigger)
         try:
             with self.lock:
                 self._check_open(sid)
                 revision = self.revision + 1
-                name = self.store.set(cr.name, cr.pairs, cr.conditions, bool(sequential),
-                                      revision, cr.attributes)
+                owner = sid if ephemeral else None
+                if self._wal is None:
+                    name = self.store.set(cr.name, cr.pairs, cr.conditions, bool(sequential),
+                                          revision, cr.attributes)
+                    change, ticket = None, 0
+                else:
+                    change, ticket = self._set_logged(self._wal, cr.name, cr.pairs,
+                                                      cr.attributes, cr.conditions,
+                                                      bool(sequential), revision, owner)
+                    name = None if change is None else change.name
                 if name is None:
                     if tq is not None:
                         self._install_locked(sid, trigger, tq, False)
                     raise ConditionFailed(
                         "the stored record does not satisfy the set's conditions")
                 self.revision = revision
-                record = Record._trusted(name, cr.attributes, revision)
-                owner = sid if ephemeral else None
+                if change is None:
+                    change = Change(revision, ChangeOp.SET, name,
+                                    Record._trusted(name, cr.attributes, revision), owner)
+                record = change.record
                 if owner is not None or name in self._owners:
                     self._own(name, owner)
-                self._commit(Change(revision, ChangeOp.SET, name, record, owner))
+                self._commit(change)
                 if tq is not None:
                     self._install_locked(sid, trigger, tq.renamed(name) if sequential else tq,
                                          True)
         finally:
             self._unclaim(trigger)
+        self._acknowledge(ticket)
         self._after_write()
         return record
+
+    def _set_logged(self, wal: WriteAhead, name: str, pairs: list[tuple[str, Any]],
+                    attributes: dict[str, Value], conditions: list[Any], sequential: bool,
+                    revision: int, owner: int | None) -> tuple[Change | None, int]:
+        """A set through the write-ahead: decide (plan), log, apply. The change (None if
+        the conditions failed: nothing logged) and the ticket."""
+        counter = None
+        if conditions or sequential:
+            plan = self.store.plan_set(name, conditions, sequential)
+            if plan is None:
+                return None, 0
+            final, after = plan
+            if sequential:
+                assert after is not None
+                counter = (name, after)
+            name = final
+        change = Change(revision, ChangeOp.SET, name, Record._trusted(name, attributes, revision),
+                        owner, counter)
+        ticket = wal.log([change])
+        try:
+            self.store.put(name, pairs, counter, revision)
+        except BaseException:
+            wal.retract(ticket)
+            raise
+        return change, ticket
 
     def delete(self, sid: int, q: object, params: tuple[object, ...],
                trigger: Trigger | None = None) -> Record:
@@ -389,29 +544,56 @@ class Core:
         cq = self._query(q, params)
         if cq.exact_name is None:
             raise QueryError(f"delete needs a plain record name, not {cq.query.name}")
+        if self.replicated is not None:
+            return self.replicated.delete(sid, cq, trigger)
         self._claim(trigger)
         try:
             with self.lock:
                 self._check_open(sid)
-                record = self._delete_locked(cq.exact_name, cq.prolog_constraints)
+                record, ticket = self._delete_locked(cq.exact_name, cq.prolog_constraints)
                 self._install_locked(sid, trigger, cq, record is not None)
         finally:
             self._unclaim(trigger)
         if record is None:
             raise NotFound(f"no record matches {q!r}")
+        self._acknowledge(ticket)
         self._after_write()
         return record
 
-    def _delete_locked(self, name: str, constraints: list[Any]) -> Record | None:
-        record = self.store.delete(name, constraints)
-        if record is None:
-            return None
+    def _delete_locked(self, name: str, constraints: list[Any],
+                       forced: bool = False) -> tuple[Record | None, int]:
+        """Delete ``name`` if it meets ``constraints``: the deleted record (or None) and
+        the write-ahead ticket. ``forced``: a closing session's record goes even if the
+        journal refuses its deletion (the journal then knows it is behind)."""
+        wal, ticket = self._wal, 0
+        if wal is None:
+            record = self.store.delete(name, constraints)
+            if record is None:
+                return None, 0
+        else:
+            record = self.store.match(name, constraints)
+            if record is None:
+                return None, 0
+            change = Change(self.revision + 1, ChangeOp.DELETE, name, record,
+                            self._owners.get(name))
+            try:
+                ticket = wal.log([change])
+            except PersistenceError:
+                if not forced:
+                    raise
+                wal.behind(change)
+            try:
+                self.store.delete(name, [])
+            except BaseException:
+                if ticket:
+                    wal.retract(ticket)
+                raise
         self.revision += 1
         owner = self._owners.pop(name, None)
         if owner is not None:
             self._sessions[owner].discard(name)
         self._commit(Change(self.revision, ChangeOp.DELETE, name, record, owner))
-        return record
+        return record, ticket
 
     def set_many(self, sid: int, records: Iterable[Record | str | tuple[str, Mapping[str, Value]]],
                  batch: int, progress: Callable[[int], None] | None) -> int:
@@ -434,16 +616,30 @@ class Core:
         return total
 
     def _load(self, sid: int, chunk: list[_Row]) -> int:
+        if self.replicated is not None:
+            return self.replicated.load(sid, chunk)
+        ticket = 0
         with self.lock:
             self._check_open(sid)
             base = self.revision
-            count = self.store.load([(name, pairs) for name, pairs, _ in chunk], base)
+            wal = self._wal
+            if wal is not None:
+                ticket = wal.log([Change(base + i, ChangeOp.SET, name,
+                                         Record._trusted(name, attrs, base + i), None)
+                                  for i, (name, _, attrs) in enumerate(chunk, start=1)])
+            try:
+                count = self.store.load([(name, pairs) for name, pairs, _ in chunk], base)
+            except BaseException:
+                if wal is not None:
+                    wal.retract(ticket)
+                raise
             self.revision = base + count
             for i, (name, _, attrs) in enumerate(chunk, start=1):
                 if name in self._owners:
                     self._own(name, None)
                 record = Record._trusted(name, attrs, base + i)
                 self._commit(Change(base + i, ChangeOp.SET, name, record, None))
+        self._acknowledge(ticket)
         self._after_write()
         return count
 
@@ -536,6 +732,8 @@ class Core:
     def publish(self, sid: int, message: object, params: tuple[object, ...]) -> int:
         """Deliver ``message`` to every matching subscription; how many."""
         cr = compile_record(message, params, what="publish", max_length=self.max_query_length)
+        if self.replicated is not None:
+            return self.replicated.publish(sid, cr)
         with self.lock:
             self._check_open(sid)
             record = Record._trusted(cr.name, cr.attributes, self.revision)
@@ -545,6 +743,82 @@ class Core:
         if deliveries:
             self._after_write()
         return len(deliveries)
+
+    # --- consistency (docs/cluster.md) ------------------------------------------------
+
+    def sync(self, sid: int, timeout: float | None = None) -> int:
+        """Wait until this engine has applied every change committed anywhere before the
+        call; the revision it has then. A local engine is always in sync."""
+        if self.replicated is not None:
+            return self.replicated.sync(sid, timeout)
+        with self.lock:
+            self._check_open(sid)
+            return self.revision
+
+    def staleness(self) -> float:
+        """At most how many seconds old the state read here may be (0.0: current)."""
+        return 0.0 if self.replicated is None else self.replicated.staleness()
+
+    # --- the apply path of a replica (point 7) -------------------------------------------
+
+    def apply_set_locked(self, revision: int, name: str, attrs: dict[str, Value],
+                         owner: int | None) -> Record:
+        """Store ``name`` as it was set at ``revision`` elsewhere (``attrs`` checked and
+        sorted by key), owned by local session ``owner`` (or nobody here), and commit the
+        change. The caller holds the lock and gives revisions in increasing order."""
+        self.store.set(name, encode_attributes(attrs), [], False, revision)
+        record = Record._trusted(name, attrs, revision)
+        if revision > self.revision:
+            self.revision = revision
+        if owner is not None and owner not in self._sessions:
+            owner = None
+        if owner is not None or name in self._owners:
+            self._own(name, owner)
+        self._commit(Change(revision, ChangeOp.SET, name, record, owner))
+        return record
+
+    def apply_delete_locked(self, revision: int, name: str) -> Record | None:
+        """Delete ``name`` as it was deleted at ``revision`` elsewhere and commit the
+        change; the record as it was (None if this replica did not have it)."""
+        record = self.store.delete(name, [])
+        if revision > self.revision:
+            self.revision = revision
+        if record is None:
+            return None
+        owner = self._owners.pop(name, None)
+        if owner is not None:
+            self._sessions[owner].discard(name)
+        self._commit(Change(revision, ChangeOp.DELETE, name, record, owner))
+        return record
+
+    def apply_publish_locked(self, revision: int, message: Record) -> int:
+        """Deliver a message published at ``revision`` (anywhere) to the matching
+        subscriptions here; how many."""
+        if revision > self.revision:
+            self.revision = revision
+        deliveries = self.registry.match(Mode.ON_PUBLISH, message, revision)
+        if deliveries:
+            self.dispatcher.put_many(deliveries)
+        return len(deliveries)
+
+    def apply_revision_locked(self, revision: int) -> None:
+        """Note a revision that changed nothing this engine stores (etcd's revision
+        counts every change under the cluster's prefix)."""
+        if revision > self.revision:
+            self.revision = revision
+
+    def own_locked(self, name: str, owner: int | None) -> None:
+        """Make a stored record ``owner``'s ephemeral record (a resumed session)."""
+        if owner is not None and owner not in self._sessions:
+            return
+        self._own(name, owner)
+
+    def end_session_locally(self, sid: int) -> None:
+        """End a session here without touching its records (a replica whose session's
+        lease expired, or that a client will resume on another node)."""
+        with self.lock:
+            if sid in self._sessions:
+                self._close_session_locked(sid)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every event queued so far has been handled (False on timeout)."""
@@ -597,13 +871,18 @@ class Core:
         """Close every session (in the order they were opened, ``last`` at the end: the
         engine's own), then give back the Prolog modules and the dispatcher. Closing
         twice is harmless."""
+        replicated = self.replicated
+        if replicated is not None and not self.closed:
+            replicated.close()      # ends the sessions' leases, stops replicating
+        ticket = 0
         with self.lock:
             if self.closed:
                 return
             for sid in sorted(self._sessions, key=lambda sid: (sid == last, sid)):
-                self._close_session_locked(sid)
+                ticket = max(ticket, self._close_session_locked(sid))
             self.closed = True
             self._finalizer.detach()
+        self._acknowledge(ticket, quiet=True)
         with self._kb_lock:
             self._resources.release(at_safe_point=True)
         _bury_dropped()

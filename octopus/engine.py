@@ -10,17 +10,20 @@ tests/test_parity.py checks that they stay twins.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from octopus.core import Change, Core
-from octopus.errors import OctopusError, QueryError
+from octopus.errors import OctopusError, PersistenceError, QueryError
 from octopus.events import Handler, Mode, Subscription, Trigger
 from octopus.kb import KnowledgeBase, Progress
 from octopus.query.parser import DEFAULT_MAX_LENGTH
 from octopus.recipes.factories import RecipeFactories
 from octopus.record import Record, Value
 from octopus.waiting import wait_for
+
+if TYPE_CHECKING:
+    from octopus.durable.persistence import Persistence
 
 __all__ = ["Engine", "Session"]
 
@@ -125,6 +128,21 @@ class Session(RecipeFactories):
         Returns at once when called from a handler."""
         return self._core.flush(timeout)
 
+    # --- consistency (docs/cluster.md) ----------------------------------------------
+
+    def sync(self, timeout: float | None = None) -> int:
+        """Make the next reads linearizable: wait until this engine has applied every
+        change committed anywhere in its cluster before the call; return the revision it
+        has then. Unavailable if the cluster has no quorum. Returns at once on an engine
+        that is not a replica (it is always in sync)."""
+        return self._core.sync(self._sid, timeout)
+
+    def staleness(self) -> float:
+        """At most how many seconds old this engine's state may be: 0.0 when it is not
+        a replica or has heard from a quorum of its cluster within the last heartbeat;
+        growing while the quorum is out of reach (reads go on meanwhile)."""
+        return self._core.staleness()
+
     # --- the knowledge base (octopus.kb) --------------------------------------------
 
     @property
@@ -187,19 +205,83 @@ class Engine(Session):
     The engine is itself a session that lives until :meth:`close`. Use it as a context
     manager, or call ``close()``: every session ends, and the engine's Prolog modules
     are emptied.
+
+    Without ``path`` the engine lives in memory only. With ``path`` (a directory,
+    created if needed) it is durable (docs/durability.md): it recovers what the
+    directory holds, then journals every change before applying it. ``fsync`` is
+    ``"always"`` (a change returns once it is on disk; concurrent writers share
+    fsyncs), ``"everysec"`` (a process crash loses nothing, a power loss about the
+    last second) or ``"no"`` (the kernel decides). The journal is rewritten into a
+    snapshot when it outgrows ``compact_ratio`` times the last snapshot and
+    ``compact_min_bytes``. Raises PersistenceError if the directory cannot be used
+    (another engine holds it, or it is corrupt).
     """
 
-    def __init__(self, *, max_query_length: int = DEFAULT_MAX_LENGTH) -> None:
+    def __init__(self, *, max_query_length: int = DEFAULT_MAX_LENGTH,
+                 path: str | os.PathLike[str] | None = None, fsync: str = "everysec",
+                 compact_ratio: float = 1.0, compact_min_bytes: int = 16 << 20,
+                 etcd: str | Sequence[str] | None = None, prefix: str = "/octopus/",
+                 lease_ttl: int = 10) -> None:
+        """With ``etcd`` (endpoint URLs, a list or comma-separated), the engine is a
+        replica of the cluster stored under ``prefix`` in that etcd cluster: it joins
+        the servers and engines already there (docs/cluster.md). Its sessions are etcd
+        leases of ``lease_ttl`` seconds. A replica keeps its state in etcd, so ``path``
+        and ``etcd`` do not go together."""
         if isinstance(max_query_length, bool) or not isinstance(max_query_length, int) \
                 or max_query_length < 1:
             raise QueryError("max_query_length must be a positive int")
+        if path is not None and not isinstance(path, str | os.PathLike):
+            raise QueryError(f"path must be a str or path, got {type(path).__name__}")
+        if path is not None and etcd is not None:
+            raise QueryError("a replica's state is in etcd: give path= or etcd=, not both")
         core = Core(max_query_length)
+        self._persistence: Persistence | None = None
+        if path is not None:
+            from octopus.durable.persistence import Persistence
+
+            persistence = Persistence(core, path, fsync=fsync, compact_ratio=compact_ratio,
+                                      compact_min_bytes=compact_min_bytes)
+            try:
+                persistence.open()
+            except BaseException:
+                core.close()
+                raise
+            self._persistence = persistence
+        if etcd is not None:
+            from octopus.cluster.replica import Replica
+
+            try:
+                Replica(core, etcd, prefix=prefix, lease_ttl=lease_ttl).start()
+            except BaseException:
+                core.close()
+                raise
         super().__init__(core, core.open_session())
 
     def close(self) -> None:
-        """Close every other session of the engine, then its own, then the engine.
-        Closing twice is harmless."""
+        """Close every other session of the engine, then its own, then the engine (a
+        durable engine syncs its journal and releases its directory). Closing twice is
+        harmless."""
+        persistence = self._persistence
+        if persistence is not None:
+            persistence.stop()
         self._core.close(last=self._sid)
+        if persistence is not None:
+            persistence.close()
+
+    @property
+    def path(self) -> str | None:
+        """The data directory of a durable engine (None: in memory)."""
+        p = self._persistence
+        return None if p is None else str(p.directory)
+
+    def compact(self) -> None:
+        """Write a snapshot of the whole state now and start a new journal (a durable
+        engine does this by itself as the journal grows). PersistenceError if it
+        cannot, or if the engine is in memory."""
+        if self._persistence is None:
+            raise PersistenceError("compact needs a durable engine (Engine(path=...))")
+        self._core._check_core()
+        self._persistence.compact()
 
     def __enter__(self) -> Engine:
         return self
@@ -214,11 +296,21 @@ class Engine(Session):
         """The number of stored records."""
         return self._core.count()
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, int | float | str]:
         """Counters of the engine's state: revision, records, indexed keys (the keys
         queries use), sessions, ephemeral records, triggers, subscriptions, events
-        pending."""
-        return self._core.stats()
+        pending; for a durable engine also its persistence (:meth:`persistence`)."""
+        stats: dict[str, int | float | str] = dict(self._core.stats())
+        stats.update(self.persistence())
+        return stats
+
+    def persistence(self) -> dict[str, int | float | str]:
+        """The state of a durable engine's journal and snapshots (empty in memory):
+        fsync policy, status, journal size and entries, last fsync and last snapshot
+        (Unix times), snapshot size, the last and longest writer pause of a snapshot,
+        recovery time (docs/durability.md lists every key)."""
+        p = self._persistence
+        return {} if p is None else p.stats()
 
     def warm(self) -> None:
         """Build the store's clause indexes now (worth it after a large bulk load)."""

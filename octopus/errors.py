@@ -19,6 +19,9 @@ convention keeps working. The tree::
     ├── WaitTimeout             a wait gave up (also the builtin TimeoutError)
     ├── LockError               misuse of a recipe, e.g. releasing an unheld lock
     │                           (also a RuntimeError)
+    ├── PersistenceError        a durable engine cannot write or read its data directory
+    ├── Unavailable             a replicated engine cannot reach a quorum of its etcd
+    │                           cluster (or its node), so a write or sync cannot be made
     └── SetupError              SWI-Prolog or janus-swi is missing or unusable (the
                                 message says what to install)
 """
@@ -34,9 +37,11 @@ __all__ = [
     "OctopusError",
     "ParameterError",
     "ParseError",
+    "PersistenceError",
     "QueryError",
     "SetupError",
     "TriggerNotFound",
+    "Unavailable",
     "WaitTimeout",
 ]
 
@@ -99,6 +104,29 @@ class WaitTimeout(OctopusError, TimeoutError):
 
 class LockError(OctopusError, RuntimeError):
     """Raised when a recipe is misused, such as releasing a lock one does not hold."""
+
+
+class PersistenceError(OctopusError):
+    """Raised when a durable engine cannot use its data directory: a write that cannot
+    reach the disk (no space, an I/O error, a read-only directory), a corrupt journal or
+    snapshot, a directory another engine holds.
+
+    ``applied`` is False when nothing changed (the usual case: the journal refused the
+    change before the store applied it). It is True only when the change was applied
+    and then its fsync failed: the change is in memory and may or may not be on disk,
+    like a timeout's outcome (docs/durability.md).
+    """
+
+    def __init__(self, message: str, *, applied: bool = False) -> None:
+        super().__init__(message)
+        self.applied = applied
+
+
+class Unavailable(OctopusError):
+    """Raised when a write, ``sync()`` or session change of a replicated engine cannot
+    be made because a quorum of its etcd cluster cannot be reached (docs/cluster.md).
+    Reads go on from the local replica meanwhile. When the message says the outcome is
+    unknown, the change may or may not have been made: look before retrying it."""
 
 
 class SetupError(OctopusError):

@@ -21,6 +21,10 @@ Guarantees:
    Prolog's message. Solutions come back as plain Python values.
 5. Knowledge-base calls do not take the engine's store lock: a trigger handler may query
    the knowledge base while other threads change the store.
+6. A durable engine journals every load (the text of a consulted file, added facts,
+   rows) after it was read and checked and before it is committed; one that then
+   fails to commit is cancelled in the journal (octopus/durable/). Facts a goal asserts
+   through ``prolog()`` are not journaled.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from octopus.adapter import PrologKnowledgeBase
 from octopus.errors import EngineClosed, KnowledgeBaseError
@@ -42,6 +46,15 @@ __all__ = ["KnowledgeBase", "Progress"]
 #: ``progress`` argument of the loaders: ``None`` draws a bar for large inputs on a
 #: terminal, ``True`` always, ``False`` never; a callable gets ``(done, total)``.
 Progress = bool | Callable[[int, int], None] | None
+
+class KnowledgeJournal(Protocol):
+    """Where a durable engine journals knowledge-base loads (octopus/durable/)."""
+
+    def log_kb_text(self, key: str | None, text: str) -> int: ...
+    def log_kb_rows(self, predicate: str, rows: list[list[object]]) -> int: ...
+    def cancel_kb(self) -> None: ...
+    def acknowledge(self, ticket: int) -> None: ...
+
 
 _VARIABLE = re.compile(r"[A-Z_][A-Za-z0-9_]*\Z")
 _PREDICATE = re.compile(r"[a-z][A-Za-z0-9_]*\Z")
@@ -75,6 +88,7 @@ class KnowledgeBase:
         self.module = self._prolog.module
         self._load_lock = threading.Lock()
         self._closed = False
+        self.journal: KnowledgeJournal | None = None
 
     def _check_open(self) -> None:
         if self._closed:
@@ -91,8 +105,24 @@ class KnowledgeBase:
         resolved = Path(path).resolve()
         if not resolved.is_file():
             raise KnowledgeBaseError(f"no such file: {path}")
-        return self._load(("file", str(resolved)), str(resolved), progress,
-                          f"consult {resolved.name}")
+        source = ("file", str(resolved))
+        if self.journal is not None:
+            # The journal keeps the text that was loaded, not the file name: the file
+            # may change or go before the next start.
+            try:
+                source = ("text", resolved.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError) as e:
+                raise KnowledgeBaseError(f"cannot read {path}: {e}") from None
+        return self._load(source, str(resolved), progress, f"consult {resolved.name}")
+
+    def replay_text(self, key: str | None, text: str) -> int:
+        """Load journaled text again, journaling nothing (a durable engine starting)."""
+        return self._load(("text", text), key, False, "replay", journal=False)
+
+    def replay_rows(self, predicate: str, rows: list[list[object]]) -> int:
+        """Add journaled rows again, journaling nothing."""
+        with self._load_lock:
+            return self._prolog.add_rows(predicate, rows)
 
     def add_facts(self, text: str, *, progress: Progress = None) -> int:
         """Add the clauses in ``text`` (Prolog syntax); return how many were added."""
@@ -101,8 +131,9 @@ class KnowledgeBase:
         return self._load(("text", text), None, progress, "add facts")
 
     def _load(self, source: tuple[str, str], key: str | None, progress: Progress,
-              what: str) -> int:
+              what: str, *, journal: bool = True) -> int:
         self._check_open()
+        journaled = self.journal if journal else None
         with self._load_lock:
             total = self._prolog.load_begin(source)
             try:
@@ -112,9 +143,20 @@ class KnowledgeBase:
                         if done:
                             break
                         report(pos)
+                    ticket = 0
+                    if journaled is not None:
+                        assert source[0] == "text"
+                        ticket = journaled.log_kb_text(key, source[1])
                     # the commit is one transaction: the bar's last step
-                    count = self._prolog.load_commit(key)
+                    try:
+                        count = self._prolog.load_commit(key)
+                    except BaseException:
+                        if journaled is not None:
+                            journaled.cancel_kb()
+                        raise
                     report(total)
+                    if journaled is not None:
+                        journaled.acknowledge(ticket)
                     return count
             finally:
                 self._prolog.load_abort()
@@ -138,12 +180,26 @@ class KnowledgeBase:
                 _check_value(row, predicate)
                 batch.append(list(row))
                 if len(batch) >= _ROWS_PER_BATCH:
-                    count += self._prolog.add_rows(predicate, batch)
+                    count += self._add_rows(predicate, batch)
                     batch = []
                     report(count)
             if batch:
-                count += self._prolog.add_rows(predicate, batch)
+                count += self._add_rows(predicate, batch)
             report(count)
+        return count
+
+    def _add_rows(self, predicate: str, batch: list[list[object]]) -> int:
+        journal = self.journal
+        if journal is None:
+            return self._prolog.add_rows(predicate, batch)
+        with self._load_lock:       # journal entries and commits in the same order
+            ticket = journal.log_kb_rows(predicate, batch)
+            try:
+                count = self._prolog.add_rows(predicate, batch)
+            except BaseException:
+                journal.cancel_kb()
+                raise
+        journal.acknowledge(ticket)
         return count
 
     # --- querying --------------------------------------------------------------------

@@ -30,6 +30,7 @@ from octopus.errors import QueryError
 
 __all__ = [
     "MAX_INT_DIGITS",
+    "MAX_NAME_LENGTH",
     "Atom",
     "Record",
     "Value",
@@ -43,6 +44,10 @@ __all__ = [
     "natural_sorted",
     "short_repr",
 ]
+
+# Names, keys and identifiers: a regex runs on a name at every write that a name-regex
+# trigger sees, so names stay within the regex subject limit (prolog/match.pl).
+MAX_NAME_LENGTH = 1024
 
 MAX_INT_DIGITS = 4300
 """The most decimal digits an integer value may have: Python's default limit for
@@ -72,8 +77,10 @@ Value: TypeAlias = int | float | str | bool
 
 
 def is_name(text: object) -> bool:
-    """True if ``text`` is a valid record name or attribute key."""
-    return isinstance(text, str) and bool(_NAME_RE.match(text)) and text not in _KEYWORDS
+    """True if ``text`` is a valid record name or attribute key (at most
+    :data:`MAX_NAME_LENGTH` characters)."""
+    return (isinstance(text, str) and len(text) <= MAX_NAME_LENGTH
+            and bool(_NAME_RE.match(text)) and text not in _KEYWORDS)
 
 
 def int_in_range(value: int) -> bool:

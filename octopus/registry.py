@@ -21,11 +21,16 @@ Theory of operation (the guarantees are in docs/guarantees.md):
    other session it does not exist (:class:`~octopus.errors.TriggerNotFound`).
 5. Installing writes the Prolog side first: a query Prolog refuses (a bad regex)
    leaves no trace in the registry.
+6. A trigger or subscription whose full match takes more than its CPU budget on a
+   change (5 ms, prolog/triggers.pl) is removed in that critical section, with its
+   final REMOVED event and a warning on the ``octopus.events`` logger: a change is never
+   refused because of someone's trigger, and no trigger taxes every later write.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -37,6 +42,8 @@ from octopus.query.compile import CompiledQuery
 from octopus.record import Record, Value
 
 __all__ = ["Delivery", "Installed", "QueryIndex", "TriggerRegistry"]
+
+log = logging.getLogger("octopus.events")
 
 #: A handler and the event to give it.
 Delivery = tuple[Handler, Event]
@@ -228,9 +235,11 @@ class TriggerRegistry:
             return []
         matched = candidates & index.certain
         unsure = candidates - matched
+        costly: list[int] = []
         if unsure:
-            matched |= BitMap64(self._store.trigger_match(
-                list(unsure), record.name, encode_attributes(record.attributes)))
+            hits, costly = self._store.trigger_match(
+                list(unsure), record.name, encode_attributes(record.attributes))
+            matched |= BitMap64(hits)
         deliveries: list[Delivery] = []
         for qid in matched:
             inst = self._installed[qid]
@@ -239,4 +248,13 @@ class TriggerRegistry:
                 self.uninstall(qid)
                 event_mode = mode | Mode.REMOVED
             deliveries.append((inst.handler, Event(event_mode, record, qid, revision)))
+        for qid in costly:
+            # Removed rather than left to tax every write or to miss changes unseen:
+            # its owner learns from the REMOVED event (point 6 of the theory).
+            inst = self.uninstall(qid)
+            log.warning("%s %d (%s) removed: matching it against %s took more than its "
+                        "CPU budget",
+                        "subscription" if inst.is_subscription else "trigger", qid,
+                        inst.query.query, record.name)
+            deliveries.append((inst.handler, Event(Mode.REMOVED, None, qid, revision)))
         return deliveries

@@ -52,9 +52,26 @@ describe_error(E, [Kind, Message]) :-
     ).
 
 known_error(error(octopus_error(Kind, Message), _), Kind, Message).
+known_error(error(resource_error(match_limit), regex(Source, Where, Length, Steps)),
+            query, Message) :-
+    where_text(Where, What),
+    format(string(Message),
+           "regular expression r'~s' exceeded the match limit of ~D steps on ~w \c
+            (~D characters); avoid nested quantifiers such as (a+)+ or (.*,)*, or \c
+            anchor the pattern", [Source, Steps, What, Length]).
+known_error(error(resource_error(regex_subject_length), regex(Source, Where, Length, Max)),
+            query, Message) :-
+    where_text(Where, What),
+    format(string(Message),
+           "regular expression r'~s' cannot run on ~w: it has ~D characters, and a \c
+            regular expression runs on at most ~D", [Source, What, Length, Max]).
 known_error(error(resource_error(match_limit), _), query,
             "a regular expression exceeded its match limit").
-known_error(error(resource_error(depth_limit), _), query,
-            "a regular expression exceeded its depth limit").
 known_error(error(type_error(octopus_value, V), _), query, Message) :-
     format(string(Message), "unsupported value: ~q", [V]).
+
+%   where_text(+Where, -Text): what a regex ran on (octopus_match:regex_match/3).
+where_text(name, "a record name") :- !.
+where_text(key(Key), What) :- !,
+    format(string(What), "attribute '~w' of a record", [Key]).
+where_text(_, "a text").

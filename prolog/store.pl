@@ -15,7 +15,13 @@
             store_count/2,            % +Store, -Count
             store_trim/2,             % +Store, -Reply
             store_collect/2,          % +Store, -Reply
-            store_warm/2              % +Store, -Reply
+            store_warm/2,             % +Store, -Reply
+            store_plan_set/5,         % +Store, +Name, +Constraints, +Sequential, -Reply
+            store_match/4,            % +Store, +Name, +Constraints, -Reply
+            store_put/7,              % +Store, +Name, +Attrs, +Counter, +Rev, +Keys, -Reply
+            store_replay/3,           % +Store, +Ops, -Reply
+            store_snapshot/3,         % +Store, +File, -Reply
+            store_restore/3           % +Store, +File, -Reply
           ]).
 
 /** <module> The Octopus record store
@@ -39,6 +45,16 @@ with the old values of those keys (store_delete/4 replies with the whole old rec
 and store_key_values/3 lists a key's values to build a new index.
 
 Revisions are allocated by the caller (which serialises all calls) and passed in.
+
+A durable engine writes every change to its journal before the store applies it, so
+it needs the outcome of a conditional or sequential set before the set: it asks
+store_plan_set/5 (or store_match/4 for a delete), which decides without changing
+anything, then applies the decided change with store_put/7 (or store_delete/4
+without constraints). The caller holds its lock between the two calls, so nothing
+can change in between. store_snapshot/3 copies the records and counters from a
+snapshot/1 view while other threads go on writing; store_restore/3 loads such a
+copy into an empty store, and store_replay/3 applies journal entries on top of it.
+
 Replacing a record (retract and assert) runs inside transaction/1, so a failure
 half-way leaves nothing behind and a snapshot/1 view in another thread sees the old
 record or the new one, never both or neither.
@@ -121,7 +137,7 @@ store_get_many(M, Names, Records) :-
 
 store_first(M, Cands, NP0, Cs0, Reply) :-
     prepare_query(NP0, Cs0, Q),
-    findall(Name, solution(M, Cands, Q, Name, _, _), Names),
+    with_regex_budget(findall(Name, solution(M, Cands, Q, Name, _, _), Names)),
     (   Names == []
     ->  Reply = @(none)
     ;   Names = [Only]
@@ -136,7 +152,7 @@ store_first(M, Cands, NP0, Cs0, Reply) :-
 
 store_names(M, Cands, NP0, Cs0, Names) :-
     prepare_query(NP0, Cs0, Q),
-    findall(Name, solution(M, Cands, Q, Name, _, _), Names).
+    with_regex_budget(findall(Name, solution(M, Cands, Q, Name, _, _), Names)).
 
 %!  store_all(+Store, +Candidates, +NamePattern, +Constraints, -Records) is det.
 %
@@ -144,7 +160,8 @@ store_names(M, Cands, NP0, Cs0, Names) :-
 
 store_all(M, Cands, NP0, Cs0, Records) :-
     prepare_query(NP0, Cs0, Q),
-    findall([Name, Rev, Dict], solution(M, Cands, Q, Name, Rev, Dict), Records).
+    with_regex_budget(findall([Name, Rev, Dict], solution(M, Cands, Q, Name, Rev, Dict),
+                              Records)).
 
 %!  store_exists(+Store, +Candidates, +NamePattern, +Constraints, -Reply) is det.
 %
@@ -152,7 +169,7 @@ store_all(M, Cands, NP0, Cs0, Records) :-
 
 store_exists(M, Cands, NP0, Cs0, Reply) :-
     prepare_query(NP0, Cs0, Q),
-    (   solution(M, Cands, Q, _, _, _)
+    (   with_regex_budget(solution(M, Cands, Q, _, _, _))
     ->  Reply = @(true)
     ;   Reply = @(false)
     ).
@@ -203,6 +220,7 @@ store_set(M, Name, Attrs, Cs0, Seq, Rev, Keys, Reply) :-
         ;   Reply = @(false)          % a new name has no record to meet conditions
         )
     ;   name_string(Name, S),
+        check_name(S),
         (   M:rec(S, _, OldDict)
         ->  (   constraints_hold(Cs, OldDict)
             ->  transaction(replace_record(M, S, Rev, Dict)),
@@ -236,6 +254,7 @@ replace_record(M, S, Rev, Dict) :-
 
 sequential_set(M, Base, Dict, Rev, Name) :-
     next_sequential_name(M, Base, Name),
+    check_name(Name),
     assertz(M:rec(Name, Rev, Dict)).
 
 next_sequential_name(M, Base, Name) :-
@@ -416,3 +435,179 @@ store_collect(M, @(true)) :-
 
 store_warm(M, @(true)) :-
     ignore(M:rec("$octopus_warm", _, _)).
+
+
+%!  store_plan_set(+Store, +Name, +Constraints, +Sequential, -Reply) is det.
+%
+%   What store_set/8 would do, without doing it: Reply is @(false) when the
+%   conditions do not hold, else [Final, Next] where Final is the name the record
+%   would be stored under and Next the value of Name's sequence counter after a
+%   sequential set (@(none) for a plain one).
+
+store_plan_set(M, Name, Cs0, Seq, Reply) :-
+    must_be(atom, Name),
+    prepare_constraints(Cs0, Cs),
+    (   Seq == @(true)
+    ->  (   M:seq(Name, N0) -> true ; N0 = 0 ),
+        free_name(M, Name, N0, N, Final),
+        Next is N + 1
+    ;   name_string(Name, Final),
+        Next = @(none)
+    ),
+    check_name(Final),
+    (   Cs == []
+    ->  Reply = [Final, Next]
+    ;   M:rec(Final, _, Old),
+        constraints_hold(Cs, Old)
+    ->  Reply = [Final, Next]
+    ;   Reply = @(false)
+    ).
+
+%!  store_match(+Store, +Name, +Constraints, -Reply) is det.
+%
+%   The record Name if it satisfies Constraints, as [Rev, Dict], else @(none).
+%   Changes nothing (store_delete/4 without constraints then deletes it).
+
+store_match(M, Name, Cs0, Reply) :-
+    prepare_constraints(Cs0, Cs),
+    name_string(Name, S),
+    (   M:rec(S, Rev, Dict),
+        constraints_hold(Cs, Dict)
+    ->  Reply = [Rev, Dict]
+    ;   Reply = @(none)
+    ).
+
+%!  store_put(+Store, +Name, +Attrs, +Counter, +Rev, +Keys, -Reply) is det.
+%
+%   Store record Name with Attrs at Rev, unconditionally. Counter is @(none) or
+%   [Base, Next]: the sequence counter of Base becomes at least Next (counters
+%   never go back, so applying a journal entry twice changes nothing more). Reply is
+%   what store_set/8 says of the record replaced: @(none), or its values of Keys.
+
+store_put(M, Name, Attrs, Counter, Rev, Keys, Old) :-
+    name_string(Name, S),
+    import_pairs(Attrs, Pairs),
+    dict_pairs(Dict, _, Pairs),
+    transaction(put_(M, S, Dict, Counter, Rev, Keys, Old)).
+
+put_(M, S, Dict, Counter, Rev, Keys, Old) :-
+    advance_counter(Counter, M),
+    (   retract(M:rec(S, _, OldDict))
+    ->  old_values(Keys, OldDict, Old)
+    ;   Old = @(none)
+    ),
+    assertz(M:rec(S, Rev, Dict)).
+
+advance_counter(@(none), _) :- !.
+advance_counter([Base, Next], M) :-
+    must_be(atom, Base),
+    must_be(nonneg, Next),
+    (   M:seq(Base, N0)
+    ->  (   N0 >= Next
+        ->  true
+        ;   retract(M:seq(Base, N0)),
+            assertz(M:seq(Base, Next))
+        )
+    ;   assertz(M:seq(Base, Next))
+    ).
+
+%!  store_replay(+Store, +Ops, -Reply) is det.
+%
+%   Apply journal entries in order: each is [s, Rev, Name, Attrs, Counter]
+%   (store_put/7) or [d, Name] (delete if present). Every entry is idempotent:
+%   applied on top of a snapshot that already holds some of them, the result is the
+%   same. Not a transaction (for recovery only: a store whose replay failed is thrown
+%   away). Reply is [Entries, Change]: the number of entries and by how much the
+%   number of records changed (the adapter keeps the count).
+
+store_replay(M, Ops, [Count, Change]) :-
+    must_be(list, Ops),
+    foldl(replay_op(M), Ops, 0, Change),
+    length(Ops, Count).
+
+replay_op(M, [s, Rev, Name, Attrs, Counter], C0, C) :- !,
+    must_be(atom, Name),
+    name_string(Name, S),
+    import_pairs(Attrs, Pairs),
+    dict_pairs(Dict, _, Pairs),
+    put_(M, S, Dict, Counter, Rev, [], Old),
+    (   Old == @(none) -> C is C0 + 1 ; C = C0 ).
+replay_op(M, [d, Name], C0, C) :- !,
+    must_be(atom, Name),
+    name_string(Name, S),
+    (   retract(M:rec(S, _, _)) -> C is C0 - 1 ; C = C0 ).
+replay_op(_, Op, _, _) :-
+    domain_error(octopus_journal_op, Op).
+
+%!  store_snapshot(+Store, +File, -Reply) is det.
+%
+%   Write the records and sequence counters to File (created or truncated) from a
+%   snapshot/1 view: a consistent state, while other threads go on changing the
+%   store. The file holds fast_write/2 terms: snapshot(1), then rec(Name, Rev, Dict)
+%   per record, seq(Base, Next) per counter, and end(Records). Reply is the number
+%   of records written.
+
+store_snapshot(M, File, Count) :-
+    must_be(atom, M),
+    setup_call_cleanup(
+        open(File, write, Out, [type(binary)]),
+        snapshot(write_snapshot(M, Out, Count)),
+        close(Out)).
+
+write_snapshot(M, Out, Count) :-
+    fast_write(Out, snapshot(1)),
+    State = count(0),
+    forall(M:rec(Name, Rev, Dict),
+           ( fast_write(Out, rec(Name, Rev, Dict)),
+             arg(1, State, N0), N is N0 + 1, nb_setarg(1, State, N)
+           )),
+    forall(M:seq(Base, Next), fast_write(Out, seq(Base, Next))),
+    arg(1, State, Count),
+    fast_write(Out, end(Count)).
+
+%!  store_restore(+Store, +File, -Reply) is det.
+%
+%   Load a file written by store_snapshot/3 into an empty store: records and
+%   counters. Reads up to the end/1 term (what follows belongs to the caller). Reply
+%   is the number of records. Not a transaction (one of a million records takes
+%   twice as long): a store whose restore failed is thrown away by the caller, never
+%   used. Names are stored as strings whatever the file holds (snapshots written
+%   before names were strings hold atoms).
+
+store_restore(M, File, Count) :-
+    must_be(atom, M),
+    (   M:rec(_, _, _)
+    ->  permission_error(restore, octopus_store, M)
+    ;   true
+    ),
+    setup_call_cleanup(
+        open(File, read, In, [type(binary)]),
+        restore_(M, In, Count),
+        close(In)).
+
+restore_(M, In, Count) :-
+    fast_read(In, Header),
+    (   Header == snapshot(1)
+    ->  true
+    ;   domain_error(octopus_snapshot, Header)
+    ),
+    fast_read(In, Term),
+    restore_terms(Term, M, In, 0, Count).
+
+restore_terms(rec(Name, Rev, Dict), M, In, N0, N) :- !,
+    name_string(Name, S),
+    assertz(M:rec(S, Rev, Dict)),
+    N1 is N0 + 1,
+    fast_read(In, Term),
+    restore_terms(Term, M, In, N1, N).
+restore_terms(seq(Base, Next), M, In, N0, N) :- !,
+    assertz(M:seq(Base, Next)),
+    fast_read(In, Term),
+    restore_terms(Term, M, In, N0, N).
+restore_terms(end(N), _, _, N0, N) :- !,
+    (   N == N0
+    ->  true
+    ;   domain_error(octopus_snapshot_count(N0), N)
+    ).
+restore_terms(Term, _, _, _, _) :-
+    domain_error(octopus_snapshot_term, Term).

@@ -47,6 +47,23 @@ if ! command -v redis-cli >/dev/null 2>&1 || ! command -v redis-server >/dev/nul
     fi
 fi
 
+# etcd (Debian's etcd-server, 3.4 on bookworm): the cluster's tests start real 3-member
+# etcd clusters on loopback (tests/cluster/, `make cluster-demo`, bench/cluster.py). Those
+# tests fail rather than skip without it, so it is installed wherever apt can; elsewhere
+# set OCTOPUS_ETCD=/path/to/etcd.
+if ! command -v etcd >/dev/null 2>&1 && [ -z "${OCTOPUS_ETCD:-}" ]; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        say "installing etcd-server (the cluster's replicated log, for tests/cluster)"
+        export DEBIAN_FRONTEND=noninteractive
+        { apt-get install -y -q etcd-server >/dev/null 2>&1 \
+            || { apt-get update -q >/dev/null 2>&1 \
+                 && apt-get install -y -q etcd-server >/dev/null 2>&1; }; } \
+            || say "could not install etcd-server; tests/cluster will fail (set OCTOPUS_ETCD)"
+    else
+        say "etcd not found and apt is not usable here; install etcd-server or set OCTOPUS_ETCD"
+    fi
+fi
+
 want="$swipl|$(sha256sum pyproject.toml | cut -c1-16)"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/python" ]; then
     say "venv is up to date ($VENV, SWI-Prolog at $home)"

@@ -14,9 +14,11 @@ def test_public_names_are_pinned() -> None:
     assert octopus.__all__ == [
         "AsyncClient", "Atom", "Barrier", "Client", "ConditionFailed", "Election", "Engine",
         "EngineClosed", "Event", "KnowledgeBaseError", "Lock", "LockError", "Mode",
-        "NameService", "NotFound", "OctopusError", "ParameterError", "ParseError", "QueryError",
-        "ReadWriteLock", "Record", "Semaphore", "Session", "SetupError", "Subscription",
-        "Trigger", "TriggerNotFound", "WaitTimeout", "connect", "connect_async", "read",
+        "NameService", "NotFound", "OctopusError", "ParameterError", "ParseError",
+        "PersistenceError", "QueryError", "ReadWriteLock", "Record", "Semaphore", "Session",
+        "SetupError", "Subscription", "Trigger", "TriggerNotFound", "Unavailable",
+        "WaitTimeout", "connect",
+        "connect_async", "read",
     ]
     assert octopus.__all__ == sorted(octopus.__all__)
     for name in octopus.__all__:
@@ -35,6 +37,8 @@ def test_public_names_are_pinned() -> None:
     (errors.WaitTimeout, (errors.OctopusError, TimeoutError)),
     (errors.LockError, (errors.OctopusError, RuntimeError)),
     (errors.SetupError, (errors.OctopusError,)),
+    (errors.PersistenceError, (errors.OctopusError,)),
+    (errors.Unavailable, (errors.OctopusError,)),
 ])
 def test_exception_tree(error: type[Exception], bases: tuple[type[Exception], ...]) -> None:
     for base in bases:

@@ -38,7 +38,9 @@ __all__ = [
     "Regex",
     "bind",
     "bind_name",
+    "bind_pattern",
     "bind_value",
+    "escape_pattern",
     "make_constraint",
     "make_name",
     "make_query",
@@ -236,6 +238,26 @@ def _bind_value_checked(kind: str, param: object, index: int) -> Value:
     raise ParameterError(f"unknown placeholder %{kind}")
 
 
+def bind_pattern(kind: str, param: object, index: int) -> Regex:
+    """The regular expression a ``%r`` (a pattern) or ``%p`` (a prefix: literal text
+    the name or value must start with) parameter binds to."""
+    where = f"parameter {index + 1} (%{kind})"
+    if not isinstance(param, str):
+        raise ParameterError(f"{where} must be a str, got {type(param).__name__}")
+    _check_text(param, where)
+    if kind == "r":
+        return Regex(str(param))
+    return Regex("^" + escape_pattern(param))
+
+
+def escape_pattern(text: str) -> str:
+    """``text`` as a PCRE pattern matching exactly that text: every ASCII character
+    that is not a letter, digit or underscore gets a backslash (PCRE takes a backslash
+    before any such character as that character); others are literal already."""
+    return "".join("\\" + c if c.isascii() and not (c.isalnum() or c == "_") else c
+                   for c in text)
+
+
 def _check_text(text: str, where: str) -> None:
     try:
         text.encode("utf-8")
@@ -243,8 +265,11 @@ def _check_text(text: str, where: str) -> None:
         raise ParameterError(f"{where} is not valid Unicode text: {e.reason}") from None
 
 
-def bind_name(pattern: Placeholder, param: object) -> Name:
-    """The name a ``%s``/``%n`` placeholder in name position binds to."""
+def bind_name(pattern: Placeholder, param: object) -> Name | Regex:
+    """The name a ``%s``/``%n`` placeholder in name position binds to, or the name
+    pattern of a ``%r``/``%p``."""
+    if pattern.kind in ("r", "p"):
+        return bind_pattern(pattern.kind, param, pattern.index)
     if not is_name(param):
         raise ParameterError(
             f"parameter {pattern.index + 1} (%{pattern.kind}) in name position must be a "
@@ -268,8 +293,11 @@ def bind(query: Query, params: tuple[object, ...]) -> Query:
     if isinstance(name, Placeholder):
         name = bind_name(name, params[name.index])
     constraints = tuple(
-        Constraint(c.key, c.op, bind_value(c.value.kind, params[c.value.index], c.value.index),
-                   c.pos)
+        (Constraint(c.key, c.op, bind_pattern(c.value.kind, params[c.value.index],
+                                              c.value.index), c.pos)
+         if c.op == "re" else
+         Constraint(c.key, c.op, bind_value(c.value.kind, params[c.value.index], c.value.index),
+                    c.pos))
         if isinstance(c.value, Placeholder) else c
         for c in query.constraints
     )

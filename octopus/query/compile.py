@@ -35,6 +35,7 @@ from octopus.query.ast import (
     Regex,
     bind,
     bind_name,
+    bind_pattern,
     bind_value,
 )
 from octopus.query.cache import bounded_lru
@@ -118,6 +119,8 @@ def _constraint_item(c: Constraint) -> TypedConstraint:
     if c.op == "any":
         return (c.key, "any", None)
     if c.op == "re":
+        if isinstance(c.value, Placeholder):     # %r or %p, bound later
+            return (c.key, "re", c.value)
         assert isinstance(c.value, Regex)
         return (c.key, "re", c.value.pattern)
     op = "eq" if c.op == "is" else c.op
@@ -127,7 +130,8 @@ def _constraint_item(c: Constraint) -> TypedConstraint:
 
 def _fill(items: tuple[TypedConstraint, ...], params: tuple[object, ...]
           ) -> list[TypedConstraint]:
-    return [(k, op, _operand(k, op, bind_value(v.kind, params[v.index], v.index)))
+    return [((k, op, bind_pattern(v.kind, params[v.index], v.index).pattern) if op == "re"
+             else (k, op, _operand(k, op, bind_value(v.kind, params[v.index], v.index))))
             if isinstance(v, Placeholder) else (k, op, v) for k, op, v in items]
 
 
@@ -195,7 +199,8 @@ def _bind_query(t: _QueryTemplate, params: tuple[object, ...]) -> CompiledQuery:
     _check_count(t.ast, params)
     name = t.name
     if isinstance(name, Placeholder):
-        name = bind_name(name, params[name.index]).text
+        bound = bind_name(name, params[name.index])
+        name = bound if isinstance(bound, Regex) else bound.text
     if not params:
         return CompiledQuery(name, list(t.items), query=t.ast)
     return CompiledQuery(name, _fill(t.items, params), source=(t.ast, params))
@@ -230,7 +235,8 @@ class _RecordTemplate:
 @_tiered
 def _record_template(text: str, what: str, max_length: int) -> _RecordTemplate:
     q = parse(text, max_length=max_length)
-    if not isinstance(q.name, (Name, Placeholder)):
+    if not isinstance(q.name, (Name, Placeholder)) or \
+            (isinstance(q.name, Placeholder) and q.name.kind in ("r", "p")):
         raise QueryError(f"{what} needs a plain record name, not {q.name}")
     stored: dict[str, Any] = {}
     conditions = []
@@ -256,8 +262,12 @@ def _bind_record(t: _RecordTemplate, params: tuple[object, ...]) -> CompiledReco
     name = t.name
     if isinstance(name, Placeholder):
         given = params[name.index]
-        name = given if type(given) is str and is_name(given) else \
-            bind_name(name, given).text
+        if name.kind in ("s", "n") and given.__class__ is str and is_name(given):
+            name = given                    # the common case, without a Name object
+        else:
+            bound = bind_name(name, given)
+            assert isinstance(bound, Name)  # %r and %p are refused in a record's name
+            name = bound.text
     attrs: dict[str, Value] = {}
     for k, v in t.stored:
         attrs[k] = bind_value(v.kind, params[v.index], v.index) \

@@ -45,14 +45,16 @@ from octopus.query.ast import (
     make_name,
     make_query,
 )
-from octopus.record import Atom
+from octopus.record import MAX_NAME_LENGTH, Atom
 
 __all__ = ["parse_fast", "parse_name"]
 
 # Possessive quantifiers: every token below ends where PLY's would, so giving characters
 # back could never help a match; not trying keeps each match linear.
 _WS = r"[ \t\r\n]*+"                      # PLY's t_ignore plus t_newline, nothing else
-_NAME = r"[a-z][A-Za-z0-9._\-]*+"
+# At most MAX_NAME_LENGTH characters: a longer name stops matching where a name may not
+# stop, so the text declines and PLY reports the length.
+_NAME = r"[a-z][A-Za-z0-9._\-]{0," + str(MAX_NAME_LENGTH - 1) + "}+"
 _QUOTED = r"[^'\\]*+(?:\\.[^'\\]*+)*+"    # a string or regex body, escapes paired
 _DIGITS = r"(?:0|[1-9][0-9]*+)"           # no leading zeros
 _EXPONENT = r"[eE][+-]?[0-9]++"
@@ -65,7 +67,7 @@ _BARE_NAME = re.compile(_NAME)
 # then "{" (and "}" at once for an empty body). Groups: regex body, name, "_", the
 # placeholder's kind, "{", "}".
 _HEAD = re.compile(
-    _WS + r"(?:r'(" + _QUOTED + r")'|(" + _NAME + r")|(_)|%([sn]))" + _WS +
+    _WS + r"(?:r'(" + _QUOTED + r")'|(" + _NAME + r")|(_)|%([snrp]))" + _WS +
     r"(?:(\{)" + _WS + r"(?:(\})" + _WS + r")?)?", re.S)
 # One item with the separator before it ("{" for the first, "," for the others; the
 # loop checks which). The value's alternatives are PLY's token rules in PLY's order;
@@ -83,7 +85,7 @@ _ITEM = re.compile(
     r"|(-?" + _DIGITS + r")"                                        # 8 decimal integer
     r"|(" + _NAME + r")"                                            # 9 identifier, true, false
     r"|(_)"                                                         # 10 "key: _"
-    r"|%([dfsbn])"                                                  # 11 placeholder
+    r"|%([dfsbnrp])"                                                # 11 placeholder
     r")" + _WS, re.S)
 _REGEX, _STRING, _FLOAT, _HEX, _INT, _IDENT, _ANY, _PLACEHOLDER = range(4, 12)
 _CLOSE = re.compile(r"\}" + _WS)
@@ -156,6 +158,10 @@ def parse_fast(text: str) -> Query | None:
             if not math.isfinite(value):
                 return None
         elif kind == _PLACEHOLDER:
+            if token in "rp":           # a pattern: only after ':' (PLY says why not)
+                if op != "is":
+                    return None
+                op = "re"
             value = Placeholder(token, placeholders)
             placeholders += 1
         elif op != "is":  # "_" and regexes only follow ':'

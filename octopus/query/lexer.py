@@ -17,7 +17,7 @@ from typing import Any, ClassVar, NoReturn
 import ply.lex as lex
 
 from octopus.errors import ParseError
-from octopus.record import MAX_INT_DIGITS, int_from_decimal, int_in_range
+from octopus.record import MAX_INT_DIGITS, MAX_NAME_LENGTH, int_from_decimal, int_in_range
 
 __all__ = ["Lexer", "position"]
 
@@ -155,6 +155,10 @@ class Lexer:
 
     def t_NAME(self, t: Any) -> Any:
         r"[a-z][A-Za-z0-9._\-]*"
+        if len(t.value) > MAX_NAME_LENGTH:
+            self.fail(f"a name, key or identifier may have at most {MAX_NAME_LENGTH} "
+                      f"characters; this one has {len(t.value)}", t.lexpos,
+                      t.value[:20] + "...")
         t.type = self.keywords.get(t.value, "NAME")
         return t
 
@@ -163,7 +167,7 @@ class Lexer:
         return t
 
     def t_PLACEHOLDER(self, t: Any) -> Any:
-        r"%[dfsbn]"
+        r"%[dfsbnrp]"
         t.value = t.value[1]
         return t
 

@@ -43,6 +43,7 @@ class Parser:
         self.lexer = Lexer().build(reflags=int(re.VERBOSE | re.DOTALL), debug=debug)
         self.text = ""
         self.placeholders = 0
+        self.value_pos = 0
         self.parser = yacc.yacc(module=self, start="query", debug=debug,
                                 write_tables=False, **yacc_args)
 
@@ -84,8 +85,8 @@ class Parser:
 
     def p_name_pattern_placeholder(self, p: Any) -> None:
         """name_pattern : PLACEHOLDER"""
-        if p[1] not in ("s", "n"):
-            self.fail(f"placeholder %{p[1]} cannot stand for a name (use %s or %n)",
+        if p[1] not in ("s", "n", "r", "p"):
+            self.fail(f"placeholder %{p[1]} cannot stand for a name (use %s, %n, %r or %p)",
                       p.lexpos(1), "%" + p[1])
         p[0] = self.placeholder(p[1])
 
@@ -100,7 +101,11 @@ class Parser:
 
     def p_constraint_value(self, p: Any) -> None:
         """constraint : NAME COLON value"""
-        p[0] = Constraint(p[1], "is", p[3], p.lexpos(1))
+        value = p[3]
+        if isinstance(value, Placeholder) and value.kind in _PATTERN_KINDS:
+            p[0] = Constraint(p[1], "re", value, p.lexpos(1))   # key: %r, key: %p
+        else:
+            p[0] = Constraint(p[1], "is", value, p.lexpos(1))
 
     def p_constraint_any(self, p: Any) -> None:
         """constraint : NAME COLON UNDERSCORE"""
@@ -112,7 +117,11 @@ class Parser:
 
     def p_constraint_comparison(self, p: Any) -> None:
         """constraint : NAME comparison value"""
-        p[0] = Constraint(p[1], p[2], p[3], p.lexpos(1))
+        value = p[3]
+        if isinstance(value, Placeholder) and value.kind in _PATTERN_KINDS:
+            self.fail(f"placeholder %{value.kind} stands for a pattern: write "
+                      f"'{p[1]}: %{value.kind}'", self.value_pos, "%" + value.kind)
+        p[0] = Constraint(p[1], p[2], value, p.lexpos(1))
 
     def p_comparison(self, p: Any) -> None:
         """comparison : EQ
@@ -145,12 +154,18 @@ class Parser:
 
     def p_value_placeholder(self, p: Any) -> None:
         """value : PLACEHOLDER"""
+        self.value_pos = p.lexpos(1)        # for an error about this value
         p[0] = self.placeholder(p[1])
 
     def p_error(self, t: Any) -> None:
         if t is None:
             self.fail("unexpected end of input", len(self.text), "")
         self.fail(f"unexpected {_describe(t)}", t.lexpos, _source_text(self.text, t))
+
+
+# Placeholders for a pattern (a regular expression %r, a prefix %p): only as a name or
+# after "key:", where a regex literal may stand.
+_PATTERN_KINDS = frozenset({"r", "p"})
 
 
 def _describe(t: Any) -> str:

@@ -27,6 +27,7 @@ from .client_base import (
     DEFAULT_URL,
     _Base,
     _check,
+    _decode_float,
     _decode_int,
     _decode_ok,
     _Request,
@@ -259,6 +260,25 @@ class AsyncClient(_Base, AsyncStreams, AsyncRecipeFactories):
     async def _flush(self) -> None:
         await self._call(_Request(["FLUSH"], _decode_ok))
         await self._loop_handlers.flush()
+
+    async def sync(self, timeout: float | None = None) -> int:
+        """See :meth:`octopus.Session.sync` (a server that is not a replica answers its
+        revision)."""
+        try:
+            return await self._call(_Request(["SYNC"], _decode_int))  # type: ignore[no-any-return]
+        except OctopusError as e:
+            if "unknown command" not in str(e):
+                raise
+            return await self._call(_Request(["REVISION"], _decode_int))  # type: ignore[no-any-return]
+
+    async def staleness(self) -> float:
+        """See :meth:`octopus.Session.staleness`."""
+        try:
+            return await self._call(_Request(["STALENESS"], _decode_float))  # type: ignore[no-any-return]
+        except OctopusError as e:
+            if "unknown command" not in str(e):
+                raise
+            return 0.0
 
     async def session(self) -> AsyncClient:
         if self._closed:

@@ -359,7 +359,24 @@ def _serve(args: argparse.Namespace) -> int:
     config = ServerConfig(password=password, max_clients=args.max_clients,
                           output_limit=args.output_limit,
                           reply_cache=0 if args.no_reply_cache else 4096)
-    engine = Engine(max_query_length=args.max_query_length or DEFAULT_MAX_LENGTH)
+    connection_class = None
+    if args.etcd and args.data:
+        raise CommandError("--data and --etcd do not go together: a replica's state is in "
+                           "etcd", EXIT_USAGE)
+    if args.etcd:
+        from octopus.cluster.server import ReplicaConnection
+        from octopus.errors import OctopusError
+
+        connection_class = ReplicaConnection
+        try:
+            engine = Engine(max_query_length=args.max_query_length or DEFAULT_MAX_LENGTH,
+                            etcd=args.etcd, prefix=args.prefix, lease_ttl=args.lease_ttl)
+        except OctopusError as e:
+            raise CommandError(f"cannot join the cluster at {args.etcd}: {e}",
+                               EXIT_UNREACHABLE) from None
+    else:
+        engine = Engine(max_query_length=args.max_query_length or DEFAULT_MAX_LENGTH,
+                        path=args.data, fsync=args.fsync)
     started: list[Server] = []
     try:
         for path in args.load:
@@ -373,7 +390,8 @@ def _serve(args: argparse.Namespace) -> int:
 
         try:
             run(engine, host=host, port=args.port, unix=args.unix, config=config,
-                allow_remote=args.allow_remote, use_uvloop=not args.no_uvloop, ready=ready)
+                allow_remote=args.allow_remote, use_uvloop=not args.no_uvloop, ready=ready,
+                connection_class=connection_class)
         except OSError as e:
             raise _listen_error(e, args, host) from None
     finally:
@@ -435,6 +453,23 @@ def add_commands(sub: Any, **parser_args: Any) -> None:
                         "(default %(default)s)")
     s.add_argument("--max-query-length", type=_positive, default=None, metavar="BYTES",
                    help="longest query or record text accepted (default 65536)")
+    s.add_argument("--data", metavar="DIR", default=None,
+                   help="keep the records in this directory (journal and snapshots; created "
+                        "if needed) and recover them at start; without it the server "
+                        "forgets everything when it stops")
+    s.add_argument("--fsync", choices=("always", "everysec", "no"), default="everysec",
+                   help="with --data: always = answer a write once it is on disk; everysec "
+                        "= fsync once a second (a crash of the process loses nothing, a "
+                        "power loss about a second); no = leave it to the OS (default "
+                        "%(default)s)")
+    s.add_argument("--etcd", metavar="URL[,URL...]",
+                   help="be a replica of the cluster stored in this etcd cluster (its client "
+                        "URLs, http://host:port, comma-separated); see docs/cluster.md")
+    s.add_argument("--prefix", default="/octopus/",
+                   help="the etcd key prefix of the cluster's state (default %(default)s)")
+    s.add_argument("--lease-ttl", type=_positive, default=10, metavar="SECONDS",
+                   help="with --etcd: seconds a session outlives its client or node "
+                        "(its etcd lease's TTL, at least 2; default %(default)s)")
     s.add_argument("--no-uvloop", action="store_true", help="use asyncio's own event loop")
     s.add_argument("--no-reply-cache", action="store_true",
                    help="send every GET to the engine (no revision-checked reply cache)")

@@ -30,14 +30,19 @@ How both work (the protocol is in docs/server.md):
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import threading
+import time
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 from octopus.errors import (
     EngineClosed,
     OctopusError,
+    QueryError,
+    Unavailable,
 )
 from octopus.events import Dispatcher, Handler, Mode, Subscription, Trigger
 from octopus.recipes.factories import RecipeFactories
@@ -48,14 +53,55 @@ from .client_base import (
     DEFAULT_URL,
     _Base,
     _check,
+    _decode_float,
     _decode_int,
     _decode_ok,
     _Request,
     _Requests,
+    parse_url,
 )
 from .resp import Push, reply_parser
 
 __all__ = ["Client", "connect"]
+
+log = logging.getLogger("octopus.client")
+
+
+def _urls(url: str | Sequence[str]) -> list[str]:
+    """One URL, several separated by commas, or a list of them."""
+    if isinstance(url, str):
+        urls = [u.strip() for u in url.split(",") if u.strip()]
+    elif isinstance(url, Sequence) and all(isinstance(u, str) for u in url):
+        urls = [u.strip() for u in url]
+    else:
+        raise QueryError(f"a server URL must be a str or a list of str, got {url!r}")
+    if not urls:
+        raise QueryError("no server URL given")
+    for u in urls:
+        parse_url(u)
+    return urls
+
+
+def _roundtrip(sock: socket.socket, requests: list[_Request]) -> list[Any]:
+    """Send ``requests`` on a fresh connection and read their replies (for the
+    fail-over handshake, before the reader thread reads that socket)."""
+    sock.sendall(b"".join(r.data for r in requests))
+    parser = reply_parser()
+    replies: list[Any] = []
+    while len(replies) < len(requests):
+        data = sock.recv(1 << 16)
+        if not data:
+            raise ConnectionResetError("the server closed the connection")
+        parser.feed(data)
+        while (reply := parser.gets()) is not False:
+            if type(reply) is Push:
+                continue
+            request = requests[len(replies)]
+            try:
+                replies.append(request.decode(reply))
+            except Exception as e:
+                replies.append(e)
+    return replies
 
 
 def _open_socket(address: tuple[str, Any], timeout: float | None) -> socket.socket:
@@ -94,14 +140,24 @@ class Client(_Base, RecipeFactories):
     Thread-safe; a context manager. Handlers run on the client's dispatcher thread.
     """
 
-    def __init__(self, url: str = DEFAULT_URL, *, password: str | None = None,
+    def __init__(self, url: str | Sequence[str] = DEFAULT_URL, *, password: str | None = None,
                  name: str | None = None, timeout: float | None = 10.0) -> None:
-        super().__init__(url, password, name)
+        urls = _urls(url)
+        self._urls = urls
         self._timeout = timeout
-        try:
-            self._sock = _open_socket(self._address, timeout)
-        except OSError as e:
-            raise EngineClosed(f"cannot connect to {url}: {e}") from e
+        self._seen = 0                                  # the highest revision seen
+        self._resume: tuple[int, str, int] | None = None   # lease, secret, TTL
+        failures = []
+        for i, u in enumerate(urls):
+            super().__init__(u, password, name)
+            try:
+                self._sock = _open_socket(self._address, timeout)
+                self._urls = urls[i:] + urls[:i]
+                break
+            except OSError as e:
+                failures.append(f"{u}: {e}")
+        else:
+            raise EngineClosed(f"cannot connect to {', '.join(failures)}")
         self._send_lock = threading.Lock()
         self._parser = reply_parser()
         self._dispatcher = Dispatcher("octopus-client-events")
@@ -112,9 +168,20 @@ class Client(_Base, RecipeFactories):
             for reply in self._call_many(self._handshake()):
                 if isinstance(reply, BaseException):
                     raise reply
+            if len(self._urls) > 1:
+                self._resume = self._resumable()
         except BaseException:
             self._shutdown("handshake failed")
             raise
+
+    def _resumable(self) -> tuple[int, str, int] | None:
+        """Ask for a resumable session (a cluster replica grants one); None from a
+        server that is not a replica (there is nothing to fail over to)."""
+        try:
+            lease, secret, ttl = self._call(_Request(["SESSION"], _check))
+        except QueryError:
+            return None
+        return int(lease), secret.decode(), int(ttl)
 
     # --- I/O ----------------------------------------------------------------------------
 
@@ -149,6 +216,15 @@ class Client(_Base, RecipeFactories):
         return out
 
     def _read_loop(self) -> None:
+        while True:
+            reason = self._read_replies()
+            if self._resume is None or self._quitting or self._closed \
+                    or not self._fail_over(reason):
+                break
+        self._shutdown(reason)
+
+    def _read_replies(self) -> str:
+        """Read until the connection ends; why it ended."""
         parser = self._parser
         reason = "the server closed the connection"
         try:
@@ -166,7 +242,9 @@ class Client(_Base, RecipeFactories):
                     pending = self._pending.popleft()
                     self._on_reply(pending.request, reply)
                     try:
-                        pending.value = pending.request.decode(reply)
+                        value = pending.value = pending.request.decode(reply)
+                        if type(value) is Record and value.revision > self._seen:
+                            self._seen = value.revision
                     except Exception as e:
                         pending.error = e
                     pending.done.set()
@@ -174,7 +252,67 @@ class Client(_Base, RecipeFactories):
             reason = str(e)
         except Exception as e:           # a protocol error: the stream is unusable
             reason = f"{type(e).__name__}: {e}"
-        self._shutdown(reason)
+        return reason
+
+    def _fail_over(self, reason: str) -> bool:
+        """Move the session to another server (see point 5 of the module's docstring);
+        False if none took it. Runs on the reader thread; callers wait meanwhile."""
+        assert self._resume is not None
+        lease, secret, ttl = self._resume
+        lost = self.url
+        with self._send_lock:
+            pending, self._pending = list(self._pending), deque()
+            with contextlib.suppress(OSError):
+                self._sock.close()
+        error = Unavailable(f"the connection to {lost} was lost ({reason}) with the call in "
+                            "flight: its outcome is unknown; the client is failing over")
+        for p in pending:
+            p.error = error
+            p.done.set()
+        self._dispatcher.put_many(self._removed_events())
+        log.warning("connection to %s lost (%s); failing over", lost, reason)
+        deadline = time.monotonic() + ttl
+        with self._send_lock:
+            while time.monotonic() < deadline and not self._closed:
+                for i in range(1, len(self._urls) + 1):
+                    url = self._urls[i % len(self._urls)]
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    try:
+                        sock = _open_socket(parse_url(url), min(left, 2.0))
+                    except OSError:
+                        continue
+                    try:
+                        sock.settimeout(max(left, 1.0))
+                        replies = _roundtrip(sock, [
+                            *self._handshake(),
+                            _Request(["SESSION", "RESUME", str(lease), secret], _decode_ok),
+                            _Request(["SYNC", str(self._seen)], _decode_int)])
+                        sock.settimeout(None)
+                    except OSError:
+                        sock.close()
+                        continue
+                    errors = [r for r in replies if isinstance(r, BaseException)]
+                    if errors:
+                        sock.close()
+                        if isinstance(errors[0], EngineClosed):
+                            self._lost = f"{reason}; the session could not be resumed: " \
+                                         f"{errors[0]}"
+                            return False
+                        continue
+                    self._sock = sock
+                    self._parser = reply_parser()
+                    self.url = url
+                    self._address = parse_url(url)
+                    self._urls = self._urls[i % len(self._urls):] + \
+                        self._urls[:i % len(self._urls)]
+                    self._lost = None
+                    log.warning("failed over from %s to %s; session resumed", lost, url)
+                    return True
+                time.sleep(0.1)
+        self._lost = f"{reason}; no other server took the session within {ttl} s"
+        return False
 
     def _shutdown(self, reason: str) -> None:
         with self._send_lock:
@@ -274,13 +412,39 @@ class Client(_Base, RecipeFactories):
                 self._call(_Request(["FLUSH"], _decode_ok))
         return self._dispatcher.flush(timeout)
 
+    # --- consistency (docs/cluster.md) ----------------------------------------------------
+
+    def sync(self, timeout: float | None = None) -> int:
+        """See :meth:`octopus.Session.sync`: the server waits until it has applied every
+        change committed before the call (within its own write timeout; ``timeout``
+        bounds it in-process only). A server that is not a replica answers its
+        revision."""
+        try:
+            revision: int = self._call(_Request(["SYNC"], _decode_int))
+        except OctopusError as e:
+            if "unknown command" not in str(e):
+                raise
+            revision = self._call(_Request(["REVISION"], _decode_int))
+        self._seen = max(self._seen, revision)
+        return revision
+
+    def staleness(self) -> float:
+        """See :meth:`octopus.Session.staleness` (of the server this client talks to)."""
+        try:
+            return self._call(_Request(["STALENESS"], _decode_float))  # type: ignore[no-any-return]
+        except OctopusError as e:
+            if "unknown command" not in str(e):
+                raise
+            return 0.0
+
     # --- sessions ---------------------------------------------------------------------------
 
     def session(self) -> Client:
-        """A new session: another connection to the same server (a context manager)."""
+        """A new session: another connection to the same server (a context manager);
+        with several URLs, it fails over as this one does."""
         if self._closed:
             raise self._closed_error()
-        return Client(self.url, password=self._password, name=self._name,
+        return Client(self._urls, password=self._password, name=self._name,
                       timeout=self._timeout)
 
     @property
@@ -315,8 +479,10 @@ class Client(_Base, RecipeFactories):
         self.close()
 
 
-def connect(url: str = DEFAULT_URL, *, password: str | None = None, name: str | None = None,
-            timeout: float | None = 10.0) -> Client:
-    """Connect to an Octopus server: ``unix:///path`` or ``tcp://host:port``."""
+def connect(url: str | Sequence[str] = DEFAULT_URL, *, password: str | None = None,
+            name: str | None = None, timeout: float | None = 10.0) -> Client:
+    """Connect to an Octopus server: ``unix:///path`` or ``tcp://host:port``. Several
+    URLs (a list, or comma-separated) name servers of one cluster: the client connects
+    to the first that answers and fails over to the others (see :class:`Client`)."""
     return Client(url, password=password, name=name, timeout=timeout)
 

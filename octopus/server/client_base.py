@@ -111,6 +111,12 @@ def _check(reply: Any) -> Any:
     return reply
 
 
+def _checked(reply: Any, obj: Trigger | Subscription) -> Trigger | Subscription:
+    """``obj`` once the server installed it; the server's error (a refused query) else."""
+    _check(reply)
+    return obj
+
+
 def _value(tagged: bytes) -> Value:
     tag, body = tagged[:1], tagged[1:]
     if tag == b"s":
@@ -148,6 +154,11 @@ def _decode_bool(reply: Any) -> bool:
 
 def _decode_int(reply: Any) -> int:
     return int(_check(reply))
+
+
+def _decode_float(reply: Any) -> float:
+    value = _check(reply)
+    return float(value.decode() if isinstance(value, bytes) else value)
 
 
 def _decode_ok(reply: Any) -> None:
@@ -241,7 +252,7 @@ class _Requests:
         flags = [*(("SET",) if on & Mode.ON_SET else ()), *(("DEL",) if on & Mode.ON_DEL else ()),
                  "PERSIST" if persist else "ONCE", *(("EXISTING",) if existing else ())]
         return _Request(["WATCH", *_query_args(q, params), *flags],
-                        lambda reply: trigger, trigger)
+                        lambda reply: _checked(reply, trigger), trigger)
 
     @staticmethod
     def remove_trigger(trigger: Trigger | int) -> _Request:
@@ -255,7 +266,8 @@ class _Requests:
         if not callable(handler):
             raise QueryError("a subscription's handler must be callable")
         sub = Subscription(handler, q, 0)
-        return _Request(["SUBSCRIBE", *_query_args(q, params)], lambda reply: sub, sub)
+        return _Request(["SUBSCRIBE", *_query_args(q, params)],
+                        lambda reply: _checked(reply, sub), sub)
 
     @staticmethod
     def unsubscribe(subscription: Subscription | int) -> _Request:

@@ -94,8 +94,11 @@ class _Stats:
 class Server:
     """A RESP server over one :class:`Engine` (which the caller owns and closes)."""
 
-    def __init__(self, engine: Engine, config: ServerConfig | None = None) -> None:
+    def __init__(self, engine: Engine, config: ServerConfig | None = None,
+                 connection_class: type[Connection] | None = None) -> None:
         self.engine = engine
+        # What a connection is: Connection, or a subclass (octopus.cluster.server's).
+        self.connection_class = connection_class or Connection
         self.config = config or ServerConfig()
         self.connections: set[Connection] = set()
         self.stats = _Stats()
@@ -115,7 +118,7 @@ class Server:
     async def start_tcp(self, host: str = "127.0.0.1", port: int = 6380) -> int:
         """Listen on TCP; returns the port (useful with ``port=0``)."""
         loop = asyncio.get_running_loop()
-        srv = await loop.create_server(lambda: Connection(self), host, port,
+        srv = await loop.create_server(lambda: self.connection_class(self), host, port,
                                        reuse_address=True, backlog=1024)
         self._servers.append(srv)
         bound = srv.sockets[0].getsockname()[1]
@@ -135,7 +138,8 @@ class Server:
             os.umask(old)
         os.chmod(path, 0o600)
         loop = asyncio.get_running_loop()
-        srv = await loop.create_unix_server(lambda: Connection(self), sock=sock, backlog=1024)
+        srv = await loop.create_unix_server(lambda: self.connection_class(self), sock=sock,
+                                            backlog=1024)
         self._servers.append(srv)
         self._unix_paths.append(path)
         self.addresses.append(f"unix://{path}")
@@ -177,6 +181,8 @@ class Server:
                       ("protocol_errors", s.protocol_errors),
                       ("output_limit_disconnections", s.output_limit_disconnections)],
             "store": [("revision", self.engine.revision), ("records", self.engine.count())],
+            "persistence": [("durable", int(self.engine.path is not None)),
+                            *self.engine.persistence().items()],
         }
         wanted = section.lower()
         lines: list[str] = []
@@ -372,7 +378,8 @@ class Connection(Commands, asyncio.Protocol):
 def run(engine: Engine, *, host: str | None = None, port: int = 6380,
         unix: str | None = None, config: ServerConfig | None = None,
         allow_remote: bool = False, use_uvloop: bool = True,
-        ready: Callable[[Server], None] | None = None) -> None:
+        ready: Callable[[Server], None] | None = None,
+        connection_class: type[Connection] | None = None) -> None:
     """Serve ``engine`` until interrupted (SIGINT/SIGTERM). TCP on loopback by default;
     with ``unix`` only that socket, unless ``host`` is given as well. A non-loopback
     ``host`` needs ``allow_remote`` and a password."""
@@ -390,7 +397,7 @@ def run(engine: Engine, *, host: str | None = None, port: int = 6380,
     async def main() -> None:
         import signal
 
-        server = Server(engine, config)
+        server = Server(engine, config, connection_class)
         if unix is not None:
             await server.start_unix(unix)
         if host is not None:

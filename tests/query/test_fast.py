@@ -134,7 +134,7 @@ def regexes() -> st.SearchStrategy[str]:
                     max_size=6).map(lambda parts: "r'" + "".join(parts) + "'")
 
 
-PLACEHOLDERS = st.sampled_from(["%d", "%f", "%s", "%b", "%n", "%x", "%"])
+PLACEHOLDERS = st.sampled_from(["%d", "%f", "%s", "%b", "%n", "%r", "%p", "%x", "%"])
 VALUES = st.one_of(ints(), floats(), strings(), regexes(), NAME, PLACEHOLDERS,
                    st.sampled_from(["true", "false", "_", "ethernet", "-", "'"]))
 OPS = st.sampled_from([":", ":", ":", "==", "!=", "<", "<=", ">", ">=", "=", "=<", "! ="])
@@ -174,13 +174,15 @@ VALID_SCALARS = st.one_of(
     TEXT.map(format_string),
     st.lists(st.sampled_from(["a", "é", "\\'", "\\\\", "\\n", "\\t", "\\r", "\n", "😀"]),
              max_size=5).map(lambda parts: "'" + "".join(parts) + "'"),
-    KEYS, st.sampled_from(["true", "false", "truex", "false.1", "%d", "%f", "%s", "%b", "%n"]),
+    KEYS, st.sampled_from(["true", "false", "truex", "false.1", "%d", "%f", "%s", "%b", "%n",
+                           "%r", "%p"]),
 )
 VALID_REGEXES = st.lists(st.sampled_from(["a", ".", "\\.", "\\'", "\\\\", "\\q", "^", "$",
                                           "é", "\n", " ", "(?i)"]),
                          max_size=5).map(lambda parts: "r'" + "".join(parts) + "'")
 VALID_OPS = st.sampled_from([":", ":", ":", "==", "!=", "<", "<=", ">", ">="])
-VALID_NAME_PATTERNS = st.one_of(KEYS, st.just("_"), VALID_REGEXES, st.sampled_from(["%s", "%n"]))
+VALID_NAME_PATTERNS = st.one_of(KEYS, st.just("_"), VALID_REGEXES,
+                                st.sampled_from(["%s", "%n", "%r", "%p"]))
 ODD_VALUES = st.sampled_from([
     "'a\\qb'", "'\\x'", "'\\'", "1e400", "-1e400", "00.5", "01", "-007", "0x", "٣", "1٣",
     "1" + "0" * MAX_INT_DIGITS, "0x" + "f" * 3600, "1.e5", "5.", "'open", "r'open", "%x", "%",

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import re
+import shutil
 import string
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from hypothesis import given, settings
@@ -105,18 +108,28 @@ def literal(v: Any) -> str:
 
 
 class StoreModel(RuleBasedStateMachine):
+    """The engine against a dictionary; durable (fsync="no"), so that "restart" is a
+    step: a clean one (close, reopen) or a crash (reopen a copy of the files taken
+    while the engine runs)."""
+
     def __init__(self) -> None:
         super().__init__()
-        self.engine = octopus.Engine()
+        self.root = Path(tempfile.mkdtemp(prefix="octopus-model-"))
+        self.generation = 0
+        self.engine = octopus.Engine(path=self.root / "0", fsync="no", compact_min_bytes=2000)
         self.model: dict[str, tuple[dict[str, Any], int]] = {}
         self.revision = 0
         self.seq: dict[str, int] = {}
         self.changes: list[Change] = []
         self.engine.observe(self.changes.append)
         self.sessions: list[octopus.Session] = []
+        # The store the change stream starts from (the state at the last restart).
+        self.base: dict[str, tuple[Record, int]] = {}
+        self.base_revision = 0
 
     def teardown(self) -> None:
         self.engine.close()
+        shutil.rmtree(self.root, ignore_errors=True)
 
     def matches(self, name: str, query: tuple[str | None, list[tuple[str, str, Any]]]) -> bool:
         pattern, cs = query
@@ -172,6 +185,17 @@ class StoreModel(RuleBasedStateMachine):
             del self.model[name]
             self.revision += 1
 
+    @rule(data=st.data())
+    def delete_existing(self, data: st.DataObject) -> None:
+        # Sequential names too: their counter, not the free names, says what comes next.
+        if not self.model:
+            return
+        name = data.draw(st.sampled_from(sorted(self.model)))
+        r = self.engine.delete(name)
+        assert r.revision == self.model[name][1]
+        del self.model[name]
+        self.revision += 1
+
     @rule(base=st.sampled_from(["q", "q_"]))
     def sequential(self, base: str) -> None:
         n = self.seq.get(base, 0)
@@ -219,16 +243,56 @@ class StoreModel(RuleBasedStateMachine):
         for name in sorted(mine, key=natural_key):
             self.revision += 1
             del self.model[name]
-            change = self.changes[self.revision - 1]
+            change = self.changes[self.revision - self.base_revision - 1]
             assert (change.op, change.name, change.owner) == (ChangeOp.DELETE, name,
                                                               session._sid)
+
+    def _ephemeral(self) -> dict[str, int]:
+        """Ephemeral names (since the last restart, which ended all) and their owners."""
+        last: dict[str, Change] = {c.name: c for c in self.changes}
+        return {n: c.owner for n, c in last.items()
+                if c.op is ChangeOp.SET and c.owner is not None}
+
+    @rule(crash=st.booleans(), compact=st.booleans())
+    def restart(self, crash: bool, compact: bool) -> None:
+        if compact:
+            self.engine.compact()
+        ephemeral = self._ephemeral()
+        old = self.root / str(self.generation)
+        self.generation += 1
+        new = self.root / str(self.generation)
+        if crash:
+            # The files as they are while the engine runs, sessions open: its
+            # ephemeral records expire when the copy is opened, in natural order.
+            shutil.copytree(old, new, ignore=shutil.ignore_patterns("LOCK"))
+            gone = sorted(ephemeral, key=natural_key)
+            self.engine.close()
+        else:
+            # close() ends the sessions one by one (in the order they were opened),
+            # each deleting its records in natural order.
+            gone = [n for s in self.sessions
+                    for n in sorted((n for n, o in ephemeral.items() if o == s._sid),
+                                    key=natural_key)]
+            self.engine.close()
+            old.rename(new)
+        for name in gone:
+            self.revision += 1
+            del self.model[name]
+        self.sessions = []
+        self.engine = octopus.Engine(path=new, fsync="no", compact_min_bytes=2000)
+        assert self.engine.revision == self.revision
+        self.changes = []
+        self.engine.observe(self.changes.append)
+        self.base = {n: (Record(n, a), rev) for n, (a, rev) in self.model.items()}
+        self.base_revision = self.revision
 
     @invariant()
     def the_change_stream_replays_to_the_store(self) -> None:
         # Every committed change was observed once, in revision order, and replaying
         # them rebuilds the store exactly.
-        assert [c.revision for c in self.changes] == list(range(1, self.revision + 1))
-        replay: dict[str, tuple[Record, int]] = {}
+        assert [c.revision for c in self.changes] == list(range(self.base_revision + 1,
+                                                                self.revision + 1))
+        replay: dict[str, tuple[Record, int]] = dict(self.base)
         for c in self.changes:
             if c.op is ChangeOp.SET:
                 replay[c.name] = (c.record, c.revision)

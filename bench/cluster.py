@@ -1,0 +1,410 @@
+"""Octopus as a cluster over etcd, side by side with etcd itself (and ZooKeeper when a
+ZooKeeper server is installed), in one run on loopback (docs/cluster.md).
+
+Measured, each with the same client count for every system:
+
+- write throughput (a set of one small record; etcd: a put) with 1 and 3 Octopus nodes;
+- read throughput (get by name; etcd: a linearizable range) with 1 and 3 nodes;
+- lock acquire + release latency, one client alone (Octopus's lock recipe; etcd's own
+  lock API: a session lease, then /v3/lock/lock and unlock, as `etcdctl lock` does;
+  ZooKeeper: kazoo's Lock recipe);
+- contended grants per second, contenders spread over the nodes;
+- fail-over time: SIGKILL of the lock holder's node (or of the holder's process) to the
+  next holder's grant on another node, with the nodes' lease TTL.
+
+Clients run in separate worker processes (``bench/cluster.py worker ...``) so the
+client side is not one GIL. The machine has 2 cores shared by 3 etcd members, the nodes
+and the clients: the absolute numbers are this machine's; the ratios are the point.
+Run: ``.venv/bin/python bench/cluster.py`` (about three minutes); results go to
+bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+SECONDS = 3.0          # each throughput measurement
+ROUNDS = 3             # interleaved rounds of the throughput rows
+PROCESSES = 2          # client worker processes
+THREADS = 8            # client threads per worker process (16 clients in all)
+TTL = 2                # the nodes' lease TTL for the fail-over measurement
+
+
+# --- workers (separate processes) -----------------------------------------------------------
+
+
+def worker(kind: str, target: str, threads: int, seconds: float, tag: str) -> None:
+    """Run ``threads`` clients doing ``kind`` against ``target`` for ``seconds``; print
+    the operation count and the latencies' median as JSON."""
+    counts = [0] * threads
+    lat: list[list[float]] = [[] for _ in range(threads)]
+    start = threading.Barrier(threads + 1)
+    stop = threading.Event()
+
+    def run(i: int) -> None:
+        try:
+            op = _op(kind, target, i, tag)
+            op()                                # connect and warm up
+        except BaseException:
+            start.abort()                       # the run fails instead of hanging
+            raise
+        start.wait()
+        while not stop.is_set():
+            t0 = time.perf_counter()
+            op()
+            lat[i].append(time.perf_counter() - t0)
+            counts[i] += 1
+
+    pool = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(threads)]
+    for t in pool:
+        t.start()
+    start.wait()
+    time.sleep(seconds)
+    stop.set()
+    for t in pool:
+        t.join(30)
+    flat = sorted(x for xs in lat for x in xs)
+    print(json.dumps({"ops": sum(counts), "seconds": seconds,
+                      "median_ms": 1000 * flat[len(flat) // 2] if flat else 0}), flush=True)
+    os._exit(0)
+
+
+def _op(kind: str, target: str, i: int, tag: str) -> Any:
+    urls = target.split(",")
+    if kind.startswith("octo"):
+        import octopus
+
+        client = octopus.connect(urls[i % len(urls)])
+        name = f"b{tag}.{os.getpid()}.{i}"
+        if kind == "octo-set":
+            n = iter(range(1 << 40))
+            return lambda: client.set("%n { v: %d }", name, next(n))
+        if kind == "octo-get":
+            client.set("%n { v: 1, pad: 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' }", name)
+            return lambda: client.get("%n", name)
+        if kind == "octo-lock":
+            lock = client.lock(f"lk{tag}")
+
+            def grant() -> None:
+                lock.acquire()
+                lock.release()
+
+            return grant
+    if kind == "zk-lock":
+        from kazoo.client import KazooClient
+
+        zk = KazooClient(hosts=target)
+        zk.start()
+        zlock = zk.Lock(f"/lk{tag}", f"c{i}")
+
+        def zk_grant() -> None:
+            zlock.acquire()
+            zlock.release()
+
+        return zk_grant
+    if kind == "zk-set":
+        from kazoo.client import KazooClient
+
+        zk = KazooClient(hosts=target)
+        zk.start()
+        path = f"/b{tag}-{os.getpid()}-{i}"
+        zk.ensure_path(path)
+        return lambda: zk.set(path, b'{"v":1}')
+    if kind == "zk-get":
+        from kazoo.client import KazooClient
+
+        zk = KazooClient(hosts=target)
+        zk.start()
+        path = f"/g{tag}-{os.getpid()}-{i}"
+        zk.ensure_path(path)
+        return lambda: zk.get(path)
+    from octopus.cluster.etcd import Etcd
+
+    etcd = Etcd(urls[i % len(urls):] + urls[:i % len(urls)])
+    key = f"/bench{tag}/{os.getpid()}.{i}".encode()
+    if kind == "etcd-put":
+        return lambda: etcd.put(key, b'{"a":{"v":1}}')
+    if kind == "etcd-get":
+        etcd.put(key, b'{"a":{"v":1,"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}}')
+        return lambda: etcd.range(key)
+    if kind == "etcd-lock":
+        lease, _ = etcd.lease_grant(10)
+        alive = threading.Thread(target=_keep, args=(etcd, lease), daemon=True)
+        alive.start()
+
+        def etcd_grant() -> None:
+            owner = etcd.lock(f"/lk{tag}".encode(), lease, timeout=60)
+            etcd.unlock(owner)
+
+        return etcd_grant
+    raise SystemExit(f"unknown kind {kind}")
+
+
+def _keep(etcd: Any, lease: int) -> None:
+    while True:
+        time.sleep(3)
+        with contextlib.suppress(Exception):
+            etcd.lease_keepalive(lease)
+
+
+def run_workers(kind: str, target: str, *, processes: int = PROCESSES, threads: int = THREADS,
+                seconds: float = SECONDS) -> tuple[float, float]:
+    """(operations per second, median latency ms) of ``processes`` × ``threads`` clients."""
+    tag = str(time.monotonic_ns())
+    procs = [subprocess.Popen([sys.executable, __file__, "worker", kind, target, str(threads),
+                               str(seconds), tag], stdout=subprocess.PIPE, text=True)
+             for _ in range(processes)]
+    results = []
+    for p in procs:
+        out, _ = p.communicate(timeout=seconds + 120)
+        lines = [line for line in out.splitlines() if line.startswith("{")]
+        if not lines:
+            raise RuntimeError(f"worker {kind} printed nothing")
+        results.append(json.loads(lines[-1]))
+    total = sum(r["ops"] for r in results) / seconds
+    return total, statistics.median(r["median_ms"] for r in results)
+
+
+# --- ZooKeeper, when a server is installed ------------------------------------------------
+
+
+def zookeeper_server() -> str | None:
+    """The path of a ZooKeeper server start script, or None."""
+    for path in ("/usr/share/zookeeper/bin/zkServer.sh",):
+        if os.path.exists(path) and shutil.which("java"):
+            return path
+    return None
+
+
+@contextlib.contextmanager
+def zookeeper() -> Iterator[str | None]:
+    """A standalone ZooKeeper on a free loopback port (its host:port), or None."""
+    try:
+        import kazoo  # the client must be there too: pip install kazoo
+    except ImportError:
+        kazoo = None
+    if zookeeper_server() is None or kazoo is None:
+        yield None
+        return
+
+    directory = Path(tempfile.mkdtemp(prefix="octopus-zk-"))
+    port = _free_port()
+    cfg = directory / "zoo.cfg"
+    cfg.write_text(f"tickTime=2000\ndataDir={directory / 'data'}\nclientPort={port}\n"
+                   f"clientPortAddress=127.0.0.1\nadmin.enableServer=false\n"
+                   f"4lw.commands.whitelist=*\n")
+    # The classpath Debian's zkEnv.sh uses (zookeeper.jar's manifest names the rest).
+    with open(directory / "zk.log", "wb") as out:
+        proc = subprocess.Popen(["java", "-cp",
+                                 "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar",
+                                 "-Dzookeeper.log.dir=" + str(directory),
+                                 "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(cfg)],
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            time.sleep(0.2)
+        time.sleep(1.0)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.kill()
+        proc.wait()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- fail-over ----------------------------------------------------------------------------------
+
+
+HOLDER = """
+import sys, time, octopus
+c = octopus.connect(sys.argv[1])
+lock = c.lock(sys.argv[2])
+lock.acquire()
+print("held", flush=True)
+time.sleep(3600)
+"""
+
+
+def failover_time(etcd_url: str, what: str, prefix: str) -> float:
+    """Seconds from SIGKILL of the holder's node (``node``) or process (``client``) to
+    the grant of the waiter on another node."""
+    import octopus
+    from octopus.cluster.launch import OctopusNode
+
+    a = OctopusNode(etcd_url, prefix=prefix, lease_ttl=TTL).start()
+    b = OctopusNode(etcd_url, prefix=prefix, lease_ttl=TTL).start()
+    try:
+        holder = subprocess.Popen([sys.executable, "-c", HOLDER, a.url, "fo"],
+                                  stdout=subprocess.PIPE, text=True)
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with octopus.connect(b.url) as waiter:
+            lock = waiter.lock("fo")
+            granted: list[float] = []
+            t = threading.Thread(target=lambda: (lock.acquire(timeout=30),
+                                                 granted.append(time.perf_counter())))
+            t.start()
+            time.sleep(0.5)
+            killed = time.perf_counter()
+            if what == "node":
+                a.kill(signal.SIGKILL)
+            else:
+                holder.kill()
+            t.join(30)
+            holder.kill()
+            holder.wait()
+            lock.release()
+            return granted[0] - killed
+    finally:
+        a.stop()
+        b.stop()
+
+
+# --- the run --------------------------------------------------------------------------------
+
+
+def main() -> None:
+    from common import record_results, table
+
+    from octopus.cluster.launch import EtcdCluster, OctopusNode
+
+    load = os.getloadavg()[0]
+    rows: list[list[Any]] = []
+    lock_rows: list[list[Any]] = []
+    fail_rows: list[list[Any]] = []
+    clients = PROCESSES * THREADS
+    with EtcdCluster() as etcd:
+        one = OctopusNode(etcd.url, prefix="/one/").start()
+        three = [OctopusNode(etcd.url, prefix="/three/") for _ in range(3)]
+        for n in three:
+            n.spawn()
+        for n in three:
+            n.wait_ready()
+        urls3 = ",".join(n.url for n in three)
+        try:
+            # Interleaved rounds: the machine's load changes from minute to minute, so
+            # each ratio is taken within one round and the median round is reported.
+            rounds: list[dict[str, tuple[float, float]]] = []
+            for _ in range(ROUNDS):
+                rounds.append({
+                    "etcd-put": run_workers("etcd-put", etcd.url),
+                    "w1": run_workers("octo-set", one.url),
+                    "w3": run_workers("octo-set", urls3),
+                    "etcd-get": run_workers("etcd-get", etcd.url),
+                    "r1": run_workers("octo-get", one.url),
+                    "r3": run_workers("octo-get", urls3),
+                })
+
+            def med(key: str, base: str | None = None) -> tuple[float, float, float]:
+                rates = [r[key][0] for r in rounds]
+                ratios = [r[key][0] / r[base][0] for r in rounds] if base else [1.0]
+                return (statistics.median(rates),
+                        statistics.median(r[key][1] for r in rounds),
+                        statistics.median(ratios))
+
+            def row(kind: str, label: str, key: str, base: str,
+                    extra: str = "") -> list[Any]:
+                rate, ms, ratio = med(key, base if key != base else None)
+                return [kind, label, f"{rate:,.0f}", f"{ms:.2f}", f"{ratio:.2f}{extra}"]
+
+            scale = statistics.median(r["r3"][0] / r["r1"][0] for r in rounds)
+            rows += [
+                row("writes", "etcd put (JSON gateway)", "etcd-put", "etcd-put"),
+                row("writes", "octopus set, 1 node", "w1", "etcd-put"),
+                row("writes", "octopus set, 3 nodes", "w3", "etcd-put"),
+                row("reads", "etcd range (linearizable)", "etcd-get", "etcd-get"),
+                row("reads", "octopus get, 1 node", "r1", "etcd-get"),
+                row("reads", "octopus get, 3 nodes", "r3", "etcd-get",
+                    f" ({scale:.2f}× 1 node)"),
+            ]
+            etcd_put = med("etcd-put")[0]
+            etcd_get = med("etcd-get")[0]
+            # Lock latency: one client alone; contended: 6 contenders over the nodes.
+            _, e_lat = run_workers("etcd-lock", etcd.url, processes=1, threads=1)
+            _, o_lat = run_workers("octo-lock", urls3, processes=1, threads=1)
+            e_con, _ = run_workers("etcd-lock", etcd.url, processes=2, threads=3)
+            o_con, _ = run_workers("octo-lock", urls3, processes=2, threads=3)
+            lock_rows += [
+                ["etcd lock API (v3lock, lease per client)", f"{e_lat:.2f}", "1.00",
+                 f"{e_con:,.0f}", "1.00"],
+                ["octopus Lock recipe (3 nodes)", f"{o_lat:.2f}", f"{o_lat / e_lat:.2f}",
+                 f"{o_con:,.0f}", f"{o_con / e_con:.2f}"],
+            ]
+            with zookeeper() as zk:
+                if zk is not None:
+                    zs, zs_ms = run_workers("zk-set", zk)
+                    zg, zg_ms = run_workers("zk-get", zk)
+                    _, z_lat = run_workers("zk-lock", zk, processes=1, threads=1)
+                    z_con, _ = run_workers("zk-lock", zk, processes=2, threads=3)
+                    rows += [["writes", "ZooKeeper set (kazoo, 1 server)", f"{zs:,.0f}",
+                              f"{zs_ms:.2f}", f"{zs / etcd_put:.2f}"],
+                             ["reads", "ZooKeeper get (kazoo, 1 server)", f"{zg:,.0f}",
+                              f"{zg_ms:.2f}", f"{zg / etcd_get:.2f}"]]
+                    lock_rows.append(["ZooKeeper Lock recipe (kazoo, 1 server)",
+                                      f"{z_lat:.2f}", f"{z_lat / e_lat:.2f}", f"{z_con:,.0f}",
+                                      f"{z_con / e_con:.2f}"])
+                else:
+                    rows.append(["—", "ZooKeeper: not measured (needs apt-get install "
+                                 "zookeeper and pip install kazoo)", "", "", ""])
+        finally:
+            one.stop()
+            for n in three:
+                n.stop()
+        for what in ("node", "client"):
+            times = [failover_time(etcd.url, what, f"/fo{what}{i}/") for i in range(3)]
+            fail_rows.append([f"SIGKILL of the holder's {what}", f"{TTL}",
+                              f"{statistics.median(times):.2f}",
+                              ", ".join(f"{t:.2f}" for t in times)])
+    text = (
+        f"3 etcd {etcd_version()} members and the Octopus nodes on loopback, {clients} "
+        f"clients in {PROCESSES} worker processes ({THREADS} threads each), "
+        f"{SECONDS:g} s per measurement, {ROUNDS} interleaved rounds (medians; each ratio "
+        "is taken within a round). The ratio column divides by etcd's own figure from the "
+        f"same client count. Load average at the start: {load:.1f} on "
+        f"{os.cpu_count()} cores (other work shares this machine).\n\n"
+        + table("Throughput", ["kind", "system", "ops/s", "median ms", "× etcd"], rows)
+        + "\n"
+        + table("Locks", ["lock", "acquire+release ms (alone)", "× etcd",
+                          "contended grants/s (6 clients)", "× etcd"], lock_rows)
+        + "\n"
+        + table("Fail-over (lease TTL in seconds)", ["event", "TTL s", "median s to the next "
+                                                     "grant", "runs"], fail_rows))
+    record_results("Cluster over etcd (bench/cluster.py)", text)
+
+
+def etcd_version() -> str:
+    from octopus.cluster.launch import etcd_binary
+
+    out = subprocess.run([etcd_binary(), "--version"], capture_output=True, text=True).stdout
+    return out.split()[2] if out else "?"
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "worker":
+        worker(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]), sys.argv[6])
+    else:
+        main()
