@@ -377,7 +377,7 @@ store_key_values(M, Key, [Numbers, Texts, Bools]) :-
 
 sort_key(V, K) :-
     (   float(V), V =:= float_integer_part(V)
-    ->  K is integer(V)
+    ->  K is truncate(V)                 % exact; integer/1 saturates at 2^63-1
     ;   V = [S]
     ->  K = S
     ;   K = V

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -346,3 +348,110 @@ def test_a_query_text_shared_by_engines_plans_for_each() -> None:
         assert b.get_names(q) == ["y2"]          # evicts as it goes: still right
         assert b.get_names("_ { j > 27 }") == ["y28", "y29"]
         assert b.get_names(q) == ["y2"]
+
+
+# --- every write path keeps the index: the durable seam, recovery, a replica's applies -----
+
+def test_an_index_built_from_integral_floats_from_2_63_is_exact() -> None:
+    # The index of a key is built from Prolog's sorted values (store_key_values/3);
+    # integer/1 gives 2^63-1 for 2.0^63 in SWI-Prolog 9.2.9, which made float(2**63)
+    # an index entry equal to 2^63-1.
+    with octopus.Engine() as e:
+        e.set("two63 { v: %f }", float(2**63))
+        e.set("max { v: %d }", 2**63 - 1)
+        e.set("big { v: %f }", float(2**70))
+        e.set("neg { v: %f }", -float(2**63))
+        assert e.get_names("_ { v: %d }", 2**63 - 1) == ["max"]
+        assert e.get_names("_ { v: %d }", 2**63) == ["two63"]
+        assert e.get_names("_ { v > %d }", 2**63 - 1) == ["big", "two63"]
+        assert e.get_names("_ { v: %d }", 2**70) == ["big"]
+        assert e.get_names("_ { v < 0 }") == ["neg"]
+
+
+def brute(model: dict[str, dict[str, Any]], key: str, op: str, operand: Any) -> list[str]:
+    return sorted((n for n, a in model.items() if key in a and holds(a[key], op, operand)),
+                  key=natural_key)
+
+
+QUERIES = [("v", "gt", 10), ("v", "le", 3), ("v", "eq", 7), ("k", "eq", Atom("b")),
+           ("k", "ge", "b"), ("s", "lt", 2.5)]
+
+
+def check_queries(e: octopus.Engine, model: dict[str, dict[str, Any]]) -> None:
+    for key, op, operand in QUERIES:
+        text = "_ { " + constraint_text(key, op, operand) + " }"
+        assert e.get_names(text) == brute(model, key, op, operand), text
+
+
+def test_durable_writes_recovery_and_snapshots_keep_the_index(tmp_path: Path) -> None:
+    d = tmp_path / "d"
+    model: dict[str, dict[str, Any]] = {}
+    with octopus.Engine(path=d, compact_min_bytes=2000, compact_ratio=0.5) as e:
+        for i in range(30):
+            attrs = {"v": i, "k": Atom("ab"[i % 2]), "s": i / 4}
+            e.set(str(octopus.Record(f"r{i}", attrs)))
+            model[f"r{i}"] = attrs
+        check_queries(e, model)             # every key of QUERIES is indexed from here
+        assert set(e._core.store.indexed_keys()) == {"v", "k", "s"}
+        # Through the write-ahead seam: plan, log, put; match, log, delete.
+        e.set("r5 { v: 50, k: b, v == 5 }")
+        model["r5"] = {"v": 50, "k": Atom("b")}
+        with pytest.raises(octopus.ConditionFailed):
+            e.set("r6 { v: 60, v == 5 }")
+        for _ in range(3):
+            name = e.set("seq.", sequential=True).name
+            e.set(str(octopus.Record(name, {"v": 7, "s": 1})))
+            model[name] = {"v": 7, "s": 1}
+        e.delete("r7")
+        del model["r7"]
+        e.delete("r8 { v == 8 }")
+        del model["r8"]
+        rows = [(f"m{i}", {"v": 100 + i, "k": "b"}) for i in range(5)] + \
+               [("r9", {"k": Atom("a")})]
+        e.set_many(rows, batch=4)
+        model.update(rows)
+        check_queries(e, model)
+        for i in range(200):                # enough journal for a snapshot
+            attrs = {"v": i % 13, "s": float(i)}
+            e.set(str(octopus.Record(f"r{i % 40}", attrs)))
+            model[f"r{i % 40}"] = attrs
+        deadline = 200
+        while e.persistence()["snapshots"] == 0 and deadline:
+            e.flush()
+            threading.Event().wait(0.05)
+            deadline -= 1
+        assert e.persistence()["snapshots"] >= 1
+        e.set("late { v: 11, k: b }")           # in the journal after the snapshot
+        model["late"] = {"v": 11, "k": Atom("b")}
+        check_queries(e, model)
+    with octopus.Engine(path=d) as e:           # restore the snapshot, replay the rest
+        assert e._core.store.count() == e._core.store.recount() == len(model)
+        check_queries(e, model)
+        e.set("after { v: 12 }")
+        model["after"] = {"v": 12}
+        e.delete("late")
+        del model["late"]
+        check_queries(e, model)
+
+
+def test_a_replicas_applies_keep_the_index() -> None:
+    with octopus.Engine() as e:
+        core = e._core
+        model: dict[str, dict[str, Any]] = {}
+        for i in range(20):
+            attrs = {"v": i, "k": Atom("ab"[i % 2])}
+            e.set(str(octopus.Record(f"r{i}", attrs)))
+            model[f"r{i}"] = attrs
+        check_queries(e, model)
+        revision = core.revision
+        with core.lock:
+            core.apply_set_locked(revision + 1, "r3", {"v": 33, "k": Atom("b")}, None)
+            core.apply_set_locked(revision + 2, "new", {"k": "b", "s": 0.5}, None)
+            core.apply_delete_locked(revision + 3, "r12")
+            core.apply_set_locked(revision + 4, "r4", {"s": 9}, None)
+        model["r3"] = {"v": 33, "k": Atom("b")}
+        model["new"] = {"k": "b", "s": 0.5}
+        del model["r12"]
+        model["r4"] = {"s": 9}
+        check_queries(e, model)
+        assert core.store.count() == core.store.recount() == len(model)
