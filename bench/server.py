@@ -14,6 +14,14 @@ Runs interleave Redis and Octopus and keep the best of ``--repeat`` runs of each
 because the 2-core machine is shared and noisy.
 
     .venv/bin/python bench/server.py [--quick] [--repeat N]
+
+``--getset`` measures what a change to the request path costs: ``GET`` (reply cache
+hits) and ``SET`` (always an engine call) at 50 clients, without and with ``-P 16``,
+best of ``--repeat`` runs, plus the stall probe: the round-trip time of ``PING`` and of
+an engine call from one client while another sends slow requests (range scans over
+20,000 records; 1 MiB queries full of ``%``). ``--label`` names the run in RESULTS.md.
+``--baseline DIR`` interleaves the same runs on another checkout (e.g. ``git worktree
+add /tmp/base main``) ``--rounds`` times and reports medians and ratios.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -73,11 +82,12 @@ def redis_server() -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def octopus_server(*flags: str) -> Iterator[int]:
+def octopus_server(*flags: str, root: Path = ROOT) -> Iterator[int]:
+    """``octopus serve`` of the checkout at ``root`` (this one by default)."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "octopus", "serve", "--port", str(port),
                              *flags], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            cwd=ROOT)
+                            cwd=root)
     try:
         wait_port(port, proc)
         subprocess.run(["redis-cli", "-p", str(port), "SET",
@@ -88,10 +98,11 @@ def octopus_server(*flags: str) -> Iterator[int]:
         proc.wait(10)
 
 
-def benchmark(port: int, clients: int, pipeline: int, requests: int) -> float:
-    """Requests per second reported by redis-benchmark for ``GET bench.rec``."""
+def benchmark(port: int, clients: int, pipeline: int, requests: int,
+              command: tuple[str, ...] = ("GET", "bench.rec")) -> float:
+    """Requests per second reported by redis-benchmark for ``command``."""
     r = subprocess.run(["redis-benchmark", "-p", str(port), "-c", str(clients), "-n",
-                        str(requests), "-P", str(pipeline), "-q", "GET", "bench.rec"],
+                        str(requests), "-P", str(pipeline), "-q", *command],
                        capture_output=True, text=True, timeout=600)
     m = re.findall(r"([\d.]+) requests per second", r.stdout.replace("\r", "\n"))
     if not m:
@@ -106,6 +117,13 @@ def main() -> None:
     ap.add_argument("--no-record", action="store_true", help="do not touch RESULTS.md")
     ap.add_argument("--ratio", type=int, default=0, metavar="PAIRS",
                     help="only measure the 50-client ratio: PAIRS interleaved runs")
+    ap.add_argument("--getset", action="store_true",
+                    help="only GET/SET at 50 clients (-P 1 and 16) and the stall probe")
+    ap.add_argument("--label", default="", help="a name for the --getset run")
+    ap.add_argument("--baseline", type=Path, metavar="DIR",
+                    help="with --getset: compare with the octopus checkout in DIR, "
+                         "interleaving --rounds runs of each")
+    ap.add_argument("--rounds", type=int, default=5, help="rounds for --baseline")
     args = ap.parse_args()
     for tool in ("redis-server", "redis-benchmark", "redis-cli"):
         if shutil.which(tool) is None:
@@ -113,6 +131,13 @@ def main() -> None:
     scale = 0.1 if args.quick else 1.0
     if args.ratio:
         ratio_only(args.ratio, args.no_record)
+        return
+    if args.getset and args.baseline:
+        compare(args.baseline, args.rounds, args.repeat, scale,
+                args.no_record or args.quick)
+        return
+    if args.getset:
+        getset(args.repeat, scale, args.label, args.no_record or args.quick)
         return
 
     def requests(rps_guess: float) -> int:
@@ -185,6 +210,144 @@ def ratio_only(pairs: int, no_record: bool) -> None:
     print(text)
     if not no_record:
         record_results("Server vs Redis at 50 clients (bench/server.py --ratio)", text)
+
+
+SET_COMMAND = ("SET", "bench.set { payload: '" + PAYLOAD + "' }")
+
+
+def getset_points(root: Path, repeat: int, scale: float
+                  ) -> tuple[dict[str, float], list[list[str]]]:
+    """req/s of GET and SET at 50 clients without and with -P 16 (best of ``repeat``),
+    and the stall probe, on the server of the checkout at ``root``."""
+    points: dict[str, float] = {}
+    with octopus_server(root=root) as port:
+        for name, command in (("GET", ("GET", "bench.rec")), ("SET", SET_COMMAND)):
+            for pipeline in (1, 16):
+                n = int((100_000 if pipeline == 1 else 400_000) * scale)
+                best = max(benchmark(port, 50, pipeline, n, command) for _ in range(repeat))
+                points[f"{name} -P {pipeline}"] = best
+                print(root, name, pipeline, f"{best:,.0f}", file=sys.stderr, flush=True)
+        # One client alone: an engine call's round trip, thread hops included.
+        points["EXISTS, 1 client"] = max(
+            benchmark(port, 1, 1, int(20_000 * scale), ("EXISTS", "bench.rec"))
+            for _ in range(repeat))
+        stall = stall_probe(port)
+    return points, stall
+
+
+def getset(repeat: int, scale: float, label: str, no_record: bool) -> None:
+    """GET and SET at 50 clients, without and with -P 16, then the stall probe."""
+    points, stall = getset_points(ROOT, repeat, scale)
+    rows = [[k, f"{v:,.0f}"] for k, v in points.items()]
+    text = table(f"octopus {label}: 50 clients, best of {repeat}".replace("  ", " "),
+                 ["point", "req/s"], rows)
+    text += "\n" + table("Round trips of a client while another sends slow requests",
+                         ["command", "median ms", "max ms", "slow requests done meanwhile"],
+                         stall)
+    print(machine())
+    if not no_record:
+        record_results(f"Server GET/SET at 50 clients{' (' + label + ')' if label else ''} "
+                       "(bench/server.py --getset)", text)
+
+
+def compare(baseline: Path, rounds: int, repeat: int, scale: float, no_record: bool) -> None:
+    """``--getset`` on the baseline checkout and on this one, interleaved ``rounds``
+    times (a shared machine's load drifts): the median of each point, and the median of
+    the per-round ratios, which is steadier than either."""
+    import statistics
+
+    runs: dict[str, list[tuple[dict[str, float], list[list[str]]]]] = {"base": [], "this": []}
+    for _ in range(rounds):
+        runs["base"].append(getset_points(baseline.resolve(), repeat, scale))
+        runs["this"].append(getset_points(ROOT, repeat, scale))
+    rows = []
+    for key in runs["this"][0][0]:
+        base = [r[0][key] for r in runs["base"]]
+        this = [r[0][key] for r in runs["this"]]
+        ratios = [t / b for t, b in zip(this, base, strict=True)]
+        rows.append([key, f"{statistics.median(base):,.0f}", f"{statistics.median(this):,.0f}",
+                     f"{statistics.median(ratios):.2f}", f"{min(ratios):.2f}–{max(ratios):.2f}"])
+    stall_rows = []
+    for i, row in enumerate(runs["this"][0][1]):
+        base = [float(r[1][i][1]) for r in runs["base"]]
+        this = [float(r[1][i][1]) for r in runs["this"]]
+        stall_rows.append([row[0], f"{statistics.median(base):.2f}",
+                           f"{statistics.median(this):.2f}"])
+    text = table(f"GET/SET at 50 clients, req/s: median of {rounds} interleaved rounds "
+                 f"(best of {repeat} per round), baseline = {baseline.name}",
+                 ["point", "baseline", "this", "× baseline (median)", "range"], rows)
+    text += "\n" + table("Median round trip (ms) of a client while another sends slow "
+                         "requests", ["command", "baseline", "this"], stall_rows)
+    print(text)
+    print(machine())
+    if not no_record:
+        record_results("Server GET/SET at 50 clients, against a baseline "
+                       "(bench/server.py --getset --baseline)", text)
+
+
+def stall_probe(port: int, probes: int = 30) -> list[list[str]]:
+    """PING and an EXISTS (an engine call) from one client while another keeps sending
+    slow requests: range scans over 20,000 records (~50 ms of Prolog each) and
+    distinct 1 MiB queries full of ``%``. Before the engine calls left the event loop,
+    every client waited for each of them."""
+    import threading
+
+    from octopus.server.resp import ReplyParser, encode_command
+
+    def roundtrip(s: socket.socket, parser: ReplyParser, command: list[str]) -> object:
+        s.sendall(encode_command(command))
+        while (reply := parser.gets()) is False:
+            parser.feed(s.recv(1 << 20))
+        return reply
+
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        n = 20_000
+        s.sendall(b"".join(encode_command(["SET", f"scan{i} {{ slowscan: {i} }}"])
+                           for i in range(n)))
+        p = ReplyParser()
+        got = 0
+        while got < n:
+            p.feed(s.recv(1 << 20))
+            while p.gets() is not False:
+                got += 1
+    rows = []
+    for label, slow_command in (
+            ("range scans", lambda i: ["NAMES", "_ { slowscan > 1000000000 }"]),
+            ("1 MiB '%' queries", lambda i: ["GET", f"_ {{ a: 'x{i}" + "%" * ((1 << 20) - 40)
+                                           + "' }"])):
+        stop = threading.Event()
+        done = [0]
+
+        def slow(make: Any = slow_command, stop: threading.Event = stop,
+                 done: list[int] = done) -> None:
+            with socket.create_connection(("127.0.0.1", port)) as s:
+                p = ReplyParser()
+                i = 0
+                while not stop.is_set():
+                    i += 1
+                    roundtrip(s, p, make(i))
+                    done[0] += 1
+
+        thread = threading.Thread(target=slow)
+        thread.start()
+        time.sleep(0.5)
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            p = ReplyParser()
+            for name, command in (("PING", ["PING"]),
+                                  ("EXISTS (engine call)", ["EXISTS", "bench.rec"])):
+                times = []
+                before = done[0]
+                for _ in range(probes):
+                    t0 = time.perf_counter()
+                    roundtrip(s, p, command)
+                    times.append(time.perf_counter() - t0)
+                    time.sleep(0.02)
+                times.sort()
+                rows.append([f"{name}, during {label}", f"{times[len(times) // 2] * 1000:.2f}",
+                             f"{times[-1] * 1000:.1f}", f"{done[0] - before}"])
+        stop.set()
+        thread.join()
+    return rows
 
 
 def redis_version() -> str:

@@ -19,6 +19,8 @@ convention keeps working. The tree::
     ├── WaitTimeout             a wait gave up (also the builtin TimeoutError)
     ├── LockError               misuse of a recipe, e.g. releasing an unheld lock
     │                           (also a RuntimeError)
+    ├── LimitExceeded           a configured limit was reached, e.g. the triggers one
+    │                           server connection may install
     ├── PersistenceError        a durable engine cannot write or read its data directory
     ├── Unavailable             a replicated engine cannot reach a quorum of its etcd
     │                           cluster (or its node), so a write or sync cannot be made
@@ -32,6 +34,7 @@ __all__ = [
     "ConditionFailed",
     "EngineClosed",
     "KnowledgeBaseError",
+    "LimitExceeded",
     "LockError",
     "NotFound",
     "OctopusError",
@@ -104,6 +107,10 @@ class WaitTimeout(OctopusError, TimeoutError):
 
 class LockError(OctopusError, RuntimeError):
     """Raised when a recipe is misused, such as releasing a lock one does not hold."""
+
+
+class LimitExceeded(OctopusError):
+    """Raised when a configured limit would be passed (the request changes nothing)."""
 
 
 class PersistenceError(OctopusError):

@@ -1,14 +1,13 @@
 """What ``octopus serve`` adds to a connection for a cluster (docs/cluster.md).
 
 :class:`ReplicaConnection` is the server's :class:`~octopus.server.server.Connection`
-with:
+whose commands are :class:`ReplicaCommands`, the server's sans-I/O
+:class:`~octopus.server.commands.CommandLayer` with:
 
-1. **Writes off the event loop.** On a replica a write waits for etcd (a Raft round and
-   an fsync) and then for its revision to be applied here. ``SET``, ``DEL``,
-   ``PUBLISH``, ``QUIT`` and the cluster commands below run on a bounded thread pool;
-   the connection's later commands wait behind them (as behind ``WAIT``), so replies keep
-   request order, and other connections go on meanwhile. Reads stay inline: they are
-   local.
+1. **Writes off the event loop** — as every engine call of the server is: on a replica
+   a write waits for etcd (a Raft round and an fsync) and then for its revision to be
+   applied here, on one of the server's engine threads; the connection's later commands
+   wait behind it, so replies keep request order, and other connections go on.
 2. **Commands**:
 
    | command | reply |
@@ -32,37 +31,16 @@ with:
 
 from __future__ import annotations
 
-import concurrent.futures
-import threading
-from collections.abc import Callable
 from typing import Any
 
-from octopus.errors import EngineClosed, OctopusError, QueryError
-from octopus.server.commands import OK, Reply
-from octopus.server.resp import encode, encode_error
+from octopus.errors import QueryError
+from octopus.server.commands import OK, Action, Call, CommandLayer
+from octopus.server.resp import encode
 from octopus.server.server import Connection
 
 from .replica import Replica
 
-__all__ = ["ReplicaConnection"]
-
-#: Threads that run the waiting commands of every connection of a server.
-POOL_SIZE = 32
-
-_pool: concurrent.futures.ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def _executor() -> concurrent.futures.ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = concurrent.futures.ThreadPoolExecutor(POOL_SIZE,
-                                                          thread_name_prefix="octopus-writes")
-        return _pool
-
-
-_OFFLOADED = frozenset({b"SET", b"DEL", b"PUBLISH"})
+__all__ = ["ReplicaCommands", "ReplicaConnection"]
 
 
 def _int(raw: bytes, what: str) -> int:
@@ -71,170 +49,97 @@ def _int(raw: bytes, what: str) -> int:
     return int(raw)
 
 
-class ReplicaConnection(Connection):
-    """A connection of a server whose engine may be a cluster replica."""
+class ReplicaCommands(CommandLayer):
+    """The commands of a connection to a server whose engine may be a cluster replica."""
 
-    def __init__(self, server: Any) -> None:
-        super().__init__(server)
-        self.resumable = False
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.resumable = False            # SESSION was asked: keep it when the link drops
 
     def _replica(self) -> Replica | None:
-        replica = self.server.engine._core.replicated
+        replica = self.ctx.engine._core.replicated
         return replica if isinstance(replica, Replica) else None
 
-    def _offload(self, call: Callable[[], bytes]) -> Reply:
-        loop = self.loop
-        assert loop is not None
+    def cmd_get(self, args: list[bytes]) -> Action:
+        if len(args) > 2 and args[-1].upper() == b"LINEARIZABLE":
+            args = args[:-1]
+            if self._replica() is not None:
+                # Never from the reply cache: the sync must come first.
+                session = self.session
+                return Call(lambda: session.sync(), lambda _: self._get(args, cached=False))
+        return self._get(args, cached=True)
 
-        async def run() -> bytes:
-            return await loop.run_in_executor(_executor(), call)
-
-        return run()
-
-    # --- dispatch ----------------------------------------------------------------------
-
-    def _execute(self, args: list[bytes]) -> Reply:
-        name = args[0].upper()
-        own = _OWN.get(name)
-        if own is not None:
-            self.server.stats.commands += 1
-            if not self.authed:
-                return encode_error("NOAUTH", "Authentication required.")
-            try:
-                return own(self, args)
-            except Exception as e:
-                return self._error_reply(e)
-        if name == b"GET" and len(args) > 2 and args[-1].upper() == b"LINEARIZABLE":
-            return self._linearizable_get(args[:-1])
-        replica = self._replica()
-        if replica is None:
-            return super()._execute(args)
-        if name in _OFFLOADED:
-            return self._offload(lambda: Connection._execute(self, args))  # type: ignore[arg-type,return-value]
-        if name == b"QUIT" and self.authed:
-            return self._quit()
-        return super()._execute(args)
-
-    def _linearizable_get(self, args: list[bytes]) -> Reply:
-        if not self.authed:
-            return encode_error("NOAUTH", "Authentication required.")
-        if self._replica() is None:
-            return super()._execute(args)
-        session = self.session
-        loop = self.loop
-        assert loop is not None
-
-        async def run() -> bytes:
-            try:
-                if session is None:
-                    raise EngineClosed("the connection's session is closed")
-                await loop.run_in_executor(_executor(), session.sync)
-            except OctopusError as e:
-                self.server.stats.commands += 1
-                return self._error_reply(e)
-            reply = Connection._execute(self, args)
-            if not isinstance(reply, bytes):
-                return await reply
-            return reply
-
-        return run()
-
-    def _quit(self) -> Reply:
-        loop = self.loop
-        assert loop is not None
-        self.server.stats.commands += 1
-
-        async def run() -> bytes:
-            await loop.run_in_executor(_executor(), self._end_session)
-            self.closing = True          # the connection closes once OK is written
-            return OK
-
-        return run()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        session, replica = self.session, self._replica()
-        if session is None or replica is None:
-            super().connection_lost(exc)
-            return
-        self.session = None              # ended below, off the loop or detached
-        super().connection_lost(exc)
-        if self.resumable:
-            replica.detach_session(session._sid)
-        else:
-            _executor().submit(self._close_quietly, session)
-
-    @staticmethod
-    def _close_quietly(session: Any) -> None:
-        try:
-            session.close()
-        except Exception:
-            import logging
-
-            logging.getLogger("octopus.server").exception("closing a dropped session")
-
-    # --- the cluster's commands --------------------------------------------------------
-
-    def cmd_sync(self, args: list[bytes]) -> Reply:
+    def cmd_sync(self, args: list[bytes]) -> Action:
         if len(args) > 3:
             raise QueryError("SYNC takes at most a revision and a timeout")
-        session = self._session()
         replica = self._replica()
         if replica is None:
-            return b":%d\r\n" % self.server.engine.revision
+            return b":%d\r\n" % self.ctx.engine.revision
+        session = self.session
         if len(args) == 1:
-            return self._offload(lambda: b":%d\r\n" % session.sync())
+            return Call(lambda: session.sync(), lambda rev: b":%d\r\n" % rev)
         revision = _int(args[1], "the revision")
         timeout = float(_int(args[2], "the timeout")) if len(args) == 3 else replica.timeout
-        return self._offload(lambda: b":%d\r\n" % replica.wait_revision(revision, timeout))
+        return Call(lambda: replica.wait_revision(revision, timeout),
+                    lambda rev: b":%d\r\n" % rev)
 
-    def cmd_staleness(self, args: list[bytes]) -> Reply:
+    def cmd_staleness(self, args: list[bytes]) -> Action:
         if len(args) != 1:
             raise QueryError("STALENESS takes no arguments")
-        self._session()
         replica = self._replica()
         value = 0.0 if replica is None else replica.staleness()
         return encode(f"{value:.3f}".encode(), self.proto)
 
-    def cmd_session(self, args: list[bytes]) -> Reply:
-        session = self._session()
+    def cmd_session(self, args: list[bytes]) -> Action:
         replica = self._replica()
         if replica is None:
             raise QueryError("SESSION needs a server that is a cluster replica "
                              "(octopus serve --etcd ...)")
-        sid = session._sid
+        sid = self.session._sid
+        proto = self.proto
         if len(args) == 1:
-            def token() -> bytes:
-                lease, secret, ttl = replica.session_token(sid)
+            def token(result: tuple[int, str, int]) -> bytes:
+                lease, secret, ttl = result
                 self.resumable = True
-                return encode([str(lease).encode(), secret.encode(), ttl], self.proto)
+                return encode([str(lease).encode(), secret.encode(), ttl], proto)
 
-            return self._offload(token)
+            return Call(lambda: replica.session_token(sid), token)
         if len(args) == 4 and args[1].upper() == b"RESUME":
             lease = _int(args[2], "the lease")
             secret = args[3].decode("ascii", "replace")
 
-            def resume() -> bytes:
-                replica.resume(sid, lease, secret)
+            def resumed(_: None) -> bytes:
                 self.resumable = True
                 return OK
 
-            return self._offload(resume)
+            return Call(lambda: replica.resume(sid, lease, secret), resumed)
         raise QueryError("SESSION takes no arguments, or RESUME lease secret")
 
-    def cmd_cluster(self, args: list[bytes]) -> Reply:
+    def cmd_cluster(self, args: list[bytes]) -> Action:
         if len(args) != 2 or args[1].upper() != b"STATUS":
             raise QueryError("CLUSTER takes STATUS")
         replica = self._replica()
         if replica is None:
-            return encode({"replica": 0, "revision": self.server.engine.revision}, self.proto)
+            return encode({"replica": 0, "revision": self.ctx.engine.revision}, self.proto)
         status = {k: (str(v) if isinstance(v, float) else int(v) if isinstance(v, bool) else v)
                   for k, v in replica.status().items()}
         return encode(status, self.proto)
 
 
-_OWN: dict[bytes, Callable[[ReplicaConnection, list[bytes]], Reply]] = {
-    b"SYNC": ReplicaConnection.cmd_sync,
-    b"STALENESS": ReplicaConnection.cmd_staleness,
-    b"SESSION": ReplicaConnection.cmd_session,
-    b"CLUSTER": ReplicaConnection.cmd_cluster,
-}
+class ReplicaConnection(Connection):
+    """A connection of a server whose engine may be a cluster replica."""
+
+    layer_class = ReplicaCommands
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        layer = self.layer
+        replica = layer._replica() if isinstance(layer, ReplicaCommands) else None
+        if layer is None or replica is None or not layer.resumable or layer.session_closed:
+            super().connection_lost(exc)
+            return
+        # A resumable session outlives its connection: stop keeping its lease alive and
+        # end it here without deleting its records (off the loop: it takes the engine).
+        layer.session_closed = True          # so that the connection does not close it
+        sid = layer.session._sid
+        super().connection_lost(exc)
+        self.server.in_background(lambda: replica.detach_session(sid))

@@ -99,9 +99,11 @@ class RequestParser:
         self._need = 0               # bytes that must be buffered before parsing again
         self._wanted = 0
 
-    def set_limits(self, *, max_args: int, max_bulk: int) -> None:
+    def set_limits(self, *, max_args: int, max_bulk: int, max_inline: int | None = None) -> None:
         self.max_args = max_args
         self.max_bulk = max_bulk
+        if max_inline is not None:
+            self.max_inline = max_inline
 
     @property
     def buffered(self) -> int:

@@ -2,27 +2,37 @@
 
 Theory of operation:
 
-1. One asyncio loop thread serves every connection. Each connection owns one engine
-   :class:`~octopus.engine.Session`, made when it connects and closed when it goes (EOF,
-   reset, QUIT, a protocol error, an output-buffer overflow, or its process being
-   killed), so its ephemeral records, triggers and subscriptions end with it and their
-   ON_DEL triggers fire as for any delete.
-2. Engine calls are short and never wait (the core only takes its lock and calls
-   Prolog), so they run inline on the loop thread, in arrival order per connection.
-   Commands that wait (``WAIT``, ``FLUSH``) become tasks; while one runs, that
-   connection's later commands queue behind it, so replies keep request order.
-3. Engine handlers run on the engine's dispatcher thread. The server's handlers only
-   hand the event to the loop with ``call_soon_threadsafe`` and return: the dispatcher
-   is never blocked by a slow socket.
-4. Input is bounded before it is stored (see :mod:`octopus.server.resp`); replies are
-   written in one ``write`` per batch of pipelined commands. When a client does not
-   read its replies, the server stops reading its requests (backpressure). Pushed
-   events cannot wait, so a connection whose unsent output exceeds ``output_limit``
-   is dropped, like Redis's client-output-buffer-limit.
-5. Nothing received is ever run as Prolog: text arguments are Octopus queries or
+1. One asyncio loop thread does the I/O of every connection: it reads, splits the bytes
+   into commands (:class:`~octopus.server.resp.RequestParser`), writes replies and
+   pushed events, and applies flow control and output limits. What a command *does* is
+   decided by the connection's sans-I/O :class:`~octopus.server.commands.CommandLayer`.
+2. The loop never parses a query and never calls Prolog: every engine call (opening and
+   closing the session included) runs on a pool of ``workers`` threads shared by the
+   server. A connection has at most one thing outstanding (a batch of engine calls, a
+   WAIT, a FLUSH, a held AUTH failure), so its replies keep request order. A batch
+   runs every command of a pipeline that is queued behind the first engine call in
+   the same thread hop (one hop per batch, not per command); what needs no engine call
+   (PING, a GET answered from the reply cache) is answered on the loop at once.
+   Under ``--fsync always`` a batch that wrote is answered only once an fsync covers
+   its writes; the runner's committer thread makes one fsync for the batches of every
+   connection handed to it so far (group commit, see :mod:`octopus.server.runner`).
+3. Each connection owns one engine :class:`~octopus.engine.Session`, opened when it
+   connects and closed when it goes (EOF, reset, QUIT, a protocol error, an output
+   limit, its process killed), so its ephemeral records, triggers and subscriptions
+   end with it. WAIT is :meth:`octopus.aio.AsyncSession.wait_for` on that session.
+4. Engine handlers run on the engine's dispatcher thread; the server's only hand the
+   event to the loop (``call_soon_threadsafe``) and return, so a slow socket never
+   blocks the dispatcher. While a batch of a connection runs on a thread, its pushed
+   events are held and written after the batch's replies (a WATCH's id is written
+   before the trigger's first event).
+5. Input is bounded before it is stored (see :mod:`octopus.server.resp`). When a client
+   does not read its replies the server stops reading its requests. Pushed events
+   cannot wait: unsent output is bounded per connection (hard and soft limits by
+   class) and in total (the connections holding the most are dropped first), see
+   :mod:`octopus.server.limits`.
+6. Nothing received is ever run as Prolog: text arguments are Octopus queries or
    records, parsed by the PLY grammar; the knowledge base is loaded only with
    ``--load`` at start-up.
-6. Only the connection that installed a trigger or subscription may remove it.
 """
 
 from __future__ import annotations
@@ -38,34 +48,38 @@ import stat
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import Any
 
+from octopus.aio import AsyncSession
+from octopus.core import Core
 from octopus.engine import Engine, Session
 from octopus.errors import EngineClosed, OctopusError
-from octopus.events import Event, Mode, Subscription, Trigger
+from octopus.events import Event
 
-from .commands import OK, VERSION, Commands, _Quit
-from .resp import ProtocolError, Push, RequestParser, encode, encode_error
-from .wire import mode_text, record_tagged, record_text
+from .cache import ReplyCache
+from .commands import (
+    VERSION,
+    Action,
+    AuthFailed,
+    Call,
+    Close,
+    CommandLayer,
+    Flush,
+    Wait,
+    parser_limits,
+)
+from .config import ServerConfig
+from .limits import AuthThrottle, BufferLimit, OutputBudget, RateLimitedLog
+from .resp import ProtocolError, RequestParser, encode_error
+from .runner import EngineRunner
 
-__all__ = ["Server", "ServerConfig", "is_loopback"]
+__all__ = ["Connection", "Server", "ServerConfig", "is_loopback", "run"]
 
 log = logging.getLogger("octopus.server")
 
-
-@dataclass
-class ServerConfig:
-    """Limits and policies of one server (defaults in brackets)."""
-
-    password: str | None = None          # --requirepass: AUTH needed before any command
-    max_clients: int = 10000             # connections beyond are refused with an error
-    output_limit: int = 32 << 20         # unsent bytes after which a connection is dropped
-    max_args: int = 65536                # arguments in one command
-    max_bulk: int = 1 << 20              # bytes in one argument
-    max_request: int = 4 << 20           # bytes in one command
-    max_inline: int = 64 << 10           # bytes in one inline command line
-    max_pipeline: int = 1024             # parsed, unanswered commands per connection
-    reply_cache: int = 4096              # GET replies kept while the revision is unchanged
+# A batch on an engine-call thread stops after this many bytes of replies, so that the
+# loop writes them (and sees whether the client reads) before the next batch.
+BATCH_BYTES = 256 << 10
 
 
 def is_loopback(host: str) -> bool:
@@ -86,9 +100,11 @@ class _Stats:
         self.started = time.time()
         self.connections_received = 0
         self.rejected_connections = 0
-        self.commands = 0
+        self.commands = 0                  # of connections that have ended
         self.protocol_errors = 0
-        self.output_limit_disconnections = 0
+        self.dropped = {"hard": 0, "soft": 0, "memory": 0}   # output-limit disconnections
+        self.auth_failures = 0
+        self.cross_protocol = 0
 
 
 class Server:
@@ -99,7 +115,7 @@ class Server:
         self.engine = engine
         # What a connection is: Connection, or a subclass (octopus.cluster.server's).
         self.connection_class = connection_class or Connection
-        self.config = config or ServerConfig()
+        self.config = c = config or ServerConfig()
         self.connections: set[Connection] = set()
         self.stats = _Stats()
         self.ids = itertools.count(1)
@@ -107,17 +123,41 @@ class Server:
         self._servers: list[asyncio.AbstractServer] = []
         self._unix_paths: list[str] = []
         self._stop: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
-        # Placeholder kinds are read with a bound no tighter than the request's own; the
-        # engine applies its query-length limit when it compiles the query.
-        self.max_query_length = self.config.max_request
-        # GET replies by (arguments, format), each with the revision it was read at. The
-        # store changes only with a new revision, so a reply read at the current one is
-        # what the engine would answer now (see ``Commands.cmd_get`` in commands.py).
-        self.replies: dict[tuple[object, ...], tuple[int, bytes]] = {}
+        # Typing parameters parses the query: bounded like the engine's own parse, so a
+        # huge query is refused before any work (the engine would refuse it too).
+        self.max_query_length = c.max_query_length
+        self._runner: EngineRunner | None = None     # made on the loop, when listening
+        # Under fsync=always the connections' writes share fsyncs: the engine threads
+        # defer each write's acknowledgement and the runner's committer waits for one
+        # fsync for all of them (group commit). Other policies acknowledge at once.
+        self.durability: Core | None = (engine._core
+                                        if engine.persistence().get("fsync") == "always"
+                                        else None)
+        self.cache: ReplyCache | None = (ReplyCache(c.reply_cache, c.reply_cache_bytes)
+                                         if c.reply_cache > 0 and c.reply_cache_bytes > 0
+                                         else None)
+        self.output: OutputBudget[Connection] = OutputBudget(
+            c.output_memory_limit,
+            pubsub=BufferLimit(c.output_limit, c.output_soft_limit, c.output_soft_seconds),
+            normal=BufferLimit(c.normal_output_limit, c.normal_output_soft_limit,
+                               c.normal_output_soft_seconds))
+        self.auth = AuthThrottle(c.auth_failure_delay, c.auth_failures_per_second)
+        self._auth_log = RateLimitedLog(log, 10.0)
+        self._attack_log = RateLimitedLog(log, 60.0)
+        self._background = 0                # blocking calls nobody waits for, running
+
+    @property
+    def runner(self) -> EngineRunner:
+        """The threads that run engine calls (shared by every connection)."""
+        if self._runner is None:
+            self._runner = EngineRunner(asyncio.get_running_loop(), self.config.workers,
+                                        durability=self.durability)
+        return self._runner
 
     async def start_tcp(self, host: str = "127.0.0.1", port: int = 6380) -> int:
         """Listen on TCP; returns the port (useful with ``port=0``)."""
         loop = asyncio.get_running_loop()
+        self.runner  # noqa: B018  (started on this loop)
         srv = await loop.create_server(lambda: self.connection_class(self), host, port,
                                        reuse_address=True, backlog=1024)
         self._servers.append(srv)
@@ -138,6 +178,7 @@ class Server:
             os.umask(old)
         os.chmod(path, 0o600)
         loop = asyncio.get_running_loop()
+        self.runner  # noqa: B018  (started on this loop)
         srv = await loop.create_unix_server(lambda: self.connection_class(self), sock=sock,
                                             backlog=1024)
         self._servers.append(srv)
@@ -163,23 +204,93 @@ class Server:
         for s in self._servers:
             with contextlib.suppress(Exception):
                 await s.wait_closed()
+        for _ in range(3):                 # connection_lost runs soon after abort()
+            await asyncio.sleep(0)
+        deadline = time.monotonic() + 30   # sessions being closed: their records go
+        while self._background and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        if self._runner is not None:
+            self._runner.shutdown(wait=False, cancel_futures=True)
         for p in self._unix_paths:
             with contextlib.suppress(OSError):
                 os.unlink(p)
 
+    def in_background(self, func: Callable[[], object]) -> None:
+        """Run a blocking engine call whose result nobody waits for (closing a session);
+        :meth:`close` waits for it."""
+        try:
+            self.runner.call(lambda _: func(), None, self._background_done)
+        except RuntimeError:               # the threads have stopped: the server is ending
+            func()
+            return
+        self._background += 1
+
+    def _background_done(self, result: object, error: BaseException | None) -> None:
+        self._background -= 1
+        if error is not None:
+            log.error("a background engine call failed", exc_info=error)
+
+    # --- policies (called on the loop) -------------------------------------------------------
+
+    def auth_failed(self, conn: Connection) -> float:
+        """Count and log a failed AUTH; seconds to hold its reply."""
+        now = time.monotonic()
+        self.stats.auth_failures += 1
+        self._auth_log.warning(now, "failed AUTH from %s (connection %d)", conn.peer, conn.id)
+        return self.auth.failure(now)
+
+    def cross_protocol(self, conn: Connection, why: str) -> None:
+        self.stats.cross_protocol += 1
+        self._attack_log.warning(time.monotonic(), "possible SECURITY ATTACK (cross-protocol "
+                                 "scripting) from %s, connection %d: %s", conn.peer, conn.id,
+                                 why)
+
+    def enforce_memory_limit(self) -> None:
+        """Past ``output_memory_limit``: drop the connections holding the most output."""
+        for conn in self.output.victims(lambda c: c.buffered()):
+            conn.drop("memory", self.config.output_memory_limit)
+
+    # --- INFO (runs on an engine-call thread: it counts the records) -----------------------
+
     def info(self, section: str = "") -> str:
         s = self.stats
+        c = self.config
+        conns = list(self.connections)
+        commands = s.commands + sum(x.layer.commands for x in conns if x.layer is not None)
+        cache = self.cache
         sections = {
             "server": [("octopus_version", VERSION), ("process_id", os.getpid()),
                        ("listening", " ".join(self.addresses)),
-                       ("uptime_in_seconds", int(time.time() - s.started))],
-            "clients": [("connected_clients", len(self.connections)),
-                        ("maxclients", self.config.max_clients)],
+                       ("uptime_in_seconds", int(time.time() - s.started)),
+                       ("workers", c.workers),
+                       ("engine_calls", self._runner.calls if self._runner else 0),
+                       ("engine_handoffs", self._runner.handoffs if self._runner else 0),
+                       ("engine_loop_wakeups", self._runner.loop_wakeups if self._runner else 0),
+                       ("engine_thread_extra_wakes",
+                        self._runner.extra_wakes if self._runner else 0),
+                       ("engine_group_commits", self._runner.commits if self._runner else 0),
+                       ("engine_group_committed_calls",
+                        self._runner.committed_calls if self._runner else 0)],
+            "clients": [("connected_clients", len(conns)),
+                        ("maxclients", c.max_clients),
+                        ("client_output_bytes", self.output.total),
+                        ("output_memory_limit", c.output_memory_limit),
+                        ("max_triggers_per_client", c.max_triggers)],
             "stats": [("total_connections_received", s.connections_received),
-                      ("total_commands_processed", s.commands),
+                      ("total_commands_processed", commands),
                       ("rejected_connections", s.rejected_connections),
                       ("protocol_errors", s.protocol_errors),
-                      ("output_limit_disconnections", s.output_limit_disconnections)],
+                      ("output_limit_disconnections", sum(s.dropped.values())),
+                      ("output_hard_limit_disconnections", s.dropped["hard"]),
+                      ("output_soft_limit_disconnections", s.dropped["soft"]),
+                      ("output_memory_limit_disconnections", s.dropped["memory"]),
+                      ("auth_failures", s.auth_failures),
+                      ("cross_protocol_disconnections", s.cross_protocol),
+                      ("reply_cache_entries", len(cache) if cache else 0),
+                      ("reply_cache_bytes", cache.size if cache else 0),
+                      ("reply_cache_hits", cache.hits if cache else 0),
+                      ("reply_cache_misses", cache.misses if cache else 0),
+                      ("reply_cache_evictions", cache.evictions if cache else 0)],
             "store": [("revision", self.engine.revision), ("records", self.engine.count())],
             "persistence": [("durable", int(self.engine.path is not None)),
                             *self.engine.persistence().items()],
@@ -197,34 +308,36 @@ class Server:
 # --- one connection ----------------------------------------------------------------------
 
 
-class Connection(Commands, asyncio.Protocol):
-    """One client: a parser, a session, the triggers it installed, its output. Its
-    commands are in :class:`~octopus.server.commands.Commands`."""
+class Connection(asyncio.Protocol):
+    """One client's I/O: the parser, the writes, flow control, output limits, and the
+    hops of its engine calls; its commands are its :class:`CommandLayer` (an instance of
+    :attr:`layer_class`, which a subclass may replace to add commands)."""
+
+    layer_class: type[CommandLayer] = CommandLayer
 
     def __init__(self, server: Server) -> None:
         self.server = server
-        self.config = server.config
+        self.config = c = server.config
         self.id = next(server.ids)
-        self.name = ""
-        self.proto = 2
-        self.tagged = False                     # CLIENT FORMAT TAGGED (the octopus client)
-        self.authed = server.config.password is None
-        self.parser = RequestParser(max_args=self.config.max_args,
-                                    max_bulk=self.config.max_bulk,
-                                    max_request=self.config.max_request,
-                                    max_inline=self.config.max_inline)
-        if not self.authed:
-            self.parser.set_limits(max_args=10, max_bulk=16384)
+        self.peer = "?"
+        self.parser = RequestParser(max_args=c.max_args, max_bulk=c.max_bulk,
+                                    max_request=c.max_request, max_inline=c.max_inline)
+        self.layer: CommandLayer | None = None
+        self.asession: AsyncSession | None = None
         self.queue: deque[list[bytes]] = deque()
-        self.owned: dict[int, Trigger | Subscription] = {}
-        self.session: Session | None = None
         self.transport: asyncio.Transport | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.task: asyncio.Task[bytes] | None = None
+        self.busy = True                   # something is outstanding (first: the session)
+        self.task: asyncio.Task[Any] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.held: list[bytes] | None = None    # pushes held while a batch runs
+        self.held_bytes = 0
         self.closed = False
-        self.closing = False                    # no more commands: QUIT or protocol error
+        self.closing = False               # no more commands: QUIT, an error, a drop
         self.write_paused = False
         self.read_paused = False
+        self._limits: tuple[int, int, int] | None = None
+        self._authed_limits = False        # the parser has the limits of after AUTH
 
     # --- asyncio.Protocol --------------------------------------------------------------
 
@@ -239,110 +352,309 @@ class Connection(Commands, asyncio.Protocol):
             transport.close()
             self.closed = True
             return
-        transport.set_write_buffer_limits(high=256 << 10)
-        try:
-            self.session = server.engine.session()
-        except EngineClosed:
-            transport.write(encode_error("EngineClosed", "the server is shutting down"))
-            transport.close()
-            self.closed = True
-            return
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "a Unix socket"
+        transport.set_write_buffer_limits(high=256 << 10)  # type: ignore[attr-defined]
+        if self.config.password is not None:
+            self._apply_limits(parser_limits(self.config, authed=False))
         server.connections.add(self)
+        engine = server.engine
+        try:
+            server.runner.call(lambda _: engine.session(), None, self._opened)
+        except RuntimeError:                # the threads have stopped
+            self._refuse()
+
+    def _refuse(self) -> None:
+        self.closing = True
+        assert self.transport is not None
+        self.transport.write(encode_error("EngineClosed", "the server is shutting down"))
+        self.transport.close()
+
+    def _opened(self, session: Session, error: BaseException | None) -> None:
+        self.busy = False
+        if error is not None:
+            if not isinstance(error, EngineClosed):
+                log.error("opening a session for connection %d", self.id, exc_info=error)
+            if not self.closed:
+                self._refuse()
+            return
+        if self.closed:
+            self.server.in_background(session.close)
+            return
+        self.layer = self.layer_class(self.server, session, conn_id=self.id,
+                                      on_trigger=self._on_trigger_event,
+                                      on_message=self._on_message_event)
+        self.asession = AsyncSession(session, self.server.runner)
+        self._drain()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.server.connections.discard(self)
+        server = self.server
+        server.connections.discard(self)
+        server.output.forget(self)
         if self.task is not None:
             self.task.cancel()
-        self.queue.clear()
-        self._end_session()
-
-    def _end_session(self) -> None:
-        session, self.session = self.session, None
-        if session is not None:
-            try:
-                session.close()
-            except Exception:
-                log.exception("closing the session of connection %d", self.id)
-        self.owned.clear()
+        if self.timer is not None:
+            self.timer.cancel()
+        layer = self.layer
+        if layer is not None:
+            server.stats.commands += layer.commands
+            layer.commands = 0
+            if not layer.session_closed:
+                server.in_background(layer.close_session)
 
     def data_received(self, data: bytes) -> None:
         if self.closed or self.closing:
             return
         self.parser.feed(data)
-        self._drain()
+        if self.busy:
+            self._flow_control()
+        else:
+            self._drain()
 
     def pause_writing(self) -> None:
         self.write_paused = True
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        if not self.closed:
+        if self.closed:
+            return
+        self._check_output()
+        if not self.busy:
             self._drain()
 
     def abort(self) -> None:
+        self.closing = True
         if self.transport is not None:
             self.transport.abort()
 
-    # --- the command loop ------------------------------------------------------------------
+    # --- commands ----------------------------------------------------------------------------
+
+    def _apply_limits(self, limits: tuple[int, int, int]) -> None:
+        if limits != self._limits:
+            self._limits = limits
+            max_args, max_bulk, max_inline = limits
+            self.parser.set_limits(max_args=max_args, max_bulk=max_bulk, max_inline=max_inline)
 
     def _drain(self) -> None:
-        """Run queued commands in order until one has to wait, writes back up, or none
-        are left; write their replies in one go."""
+        """Handle queued commands in order until one needs more than the loop may do,
+        writes back up, or none are left; write their replies in one go."""
+        layer = self.layer
+        if self.busy or self.closed or self.closing or layer is None:
+            return
         out: list[bytes] = []
         size = 0
         queue = self.queue
+        action: Action | None = None
         try:
-            while not (self.task or self.write_paused or self.closing):
+            while not self.write_paused:
                 if not queue:
-                    commands = self.parser.commands(self.config.max_pipeline)
+                    # Before AUTH one command at a time, so that the commands after a
+                    # successful AUTH are parsed with the larger limits (as Redis does).
+                    if not self._authed_limits:
+                        self._apply_limits(layer.limits)
+                        self._authed_limits = layer.authed
+                    commands = self.parser.commands(
+                        self.config.max_pipeline if layer.authed else 1)
                     if not commands:
                         break
                     queue.extend(commands)
-                args = queue.popleft()
-                reply = self._execute(args)
+                reply = layer.handle(queue.popleft())
                 if type(reply) is not bytes:
-                    self.task = self.loop.create_task(reply)  # type: ignore[union-attr,arg-type]
-                    self.task.add_done_callback(self._task_done)
+                    action = reply
                     break
                 out.append(reply)
                 size += len(reply)
                 if size > 65536:
-                    self.transport.write(b"".join(out))  # type: ignore[union-attr]
+                    self._write(b"".join(out))
                     out.clear()
                     size = 0
         except ProtocolError as e:
             self.server.stats.protocol_errors += 1
             out.append(encode_error("ERR", f"Protocol error: {e}"))
-            self.closing = True
-        except _Quit:
-            out.append(OK)
-            self.closing = True
-        if out and not self.closed:
-            self.transport.write(b"".join(out))  # type: ignore[union-attr]
-        if self.closing:
-            self.transport.close()  # type: ignore[union-attr]
-            return
+            action = Close(b"")
+        if out:
+            self._write(b"".join(out))
+        if action is not None:
+            self._start(action)
         self._flow_control()
 
-    def _flow_control(self) -> None:
-        backed_up = bool(self.task or self.write_paused or self.queue) and \
-            self.parser.buffered > self.config.max_request
-        if backed_up and not self.read_paused:
-            self.read_paused = True
-            self.transport.pause_reading()  # type: ignore[union-attr]
-        elif not backed_up and self.read_paused:
-            self.read_paused = False
-            self.transport.resume_reading()  # type: ignore[union-attr]
+    def _start(self, action: Action) -> None:
+        """Begin what the layer asked for (anything but a reply)."""
+        if self.closed:
+            return
+        loop = self.loop
+        assert loop is not None and self.transport is not None
+        kind = type(action)
+        if kind is Close:
+            assert isinstance(action, Close)
+            if action.warning:
+                self.server.cross_protocol(self, action.warning)
+            if action.reply:
+                self.transport.write(action.reply)
+            self.closing = True
+            self.transport.close()
+            return
+        self.busy = True
+        if kind is Call:
+            self.held = []
+            try:
+                self.server.runner.call(self._batch, action, self._batch_done)
+            except RuntimeError:            # the threads have stopped
+                self.abort()
+        elif kind is Wait:
+            assert isinstance(action, Wait) and self.asession is not None
+            self.task = loop.create_task(self.asession.wait_for(
+                action.query, *action.params, timeout=action.timeout))
+            self.task.add_done_callback(lambda t: self._task_done(action, t))
+        elif kind is Flush:
+            assert self.asession is not None
+            self.task = loop.create_task(self.asession.flush())
+            self.task.add_done_callback(lambda t: self._task_done(action, t))
+        else:
+            assert isinstance(action, AuthFailed)
+            delay = self.server.auth_failed(self)
+            self.timer = loop.call_later(delay, self._complete, action, None, None)
 
-    def _task_done(self, task: asyncio.Task[bytes]) -> None:
+    def _batch(self, call: Call) -> tuple[list[bytes], Action | None, list[int]]:
+        """On an engine-call thread: run ``call``, then the commands queued behind it,
+        until one needs the loop (a wait, a close) or the batch is big enough. Also
+        which replies are those of writes whose acknowledgement was deferred (group
+        commit: they become the error if the fsync fails)."""
+        layer = self.layer
+        assert layer is not None
+        queue = self.queue
+        out: list[bytes] = []
+        writes: list[int] = []
+        durability = self.server.durability
+        wrote = False
+        size = 0
+        action: Action = call
+        while True:
+            if type(action) is Call:
+                before = durability.deferred() if durability is not None else 0
+                try:
+                    result, error = action.run(), None
+                except Exception as e:
+                    result, error = None, e
+                if durability is not None and durability.deferred() != before:
+                    wrote = True
+                action = layer.complete(action, result, error)
+                continue
+            if type(action) is not bytes:
+                return out, action, writes
+            if wrote:
+                writes.append(len(out))
+                wrote = False
+            out.append(action)
+            size += len(action)
+            if not queue or self.closed or size > BATCH_BYTES:
+                return out, None, writes
+            action = layer.handle(queue.popleft())
+
+    def _batch_done(self, batch: tuple[list[bytes], Action | None, list[int]] | None,
+                    error: BaseException | None) -> None:
+        self.busy = False
+        held, self.held = self.held or [], None
+        self.held_bytes = 0
+        if self.closed:
+            return
+        if error is not None and batch is not None and isinstance(error, OctopusError) \
+                and self.layer is not None:
+            # The batch ran, but the fsync covering its writes failed: their replies
+            # become that error (applied, durability unknown); the others stand.
+            reply = self.layer.error_reply(error)
+            for i in batch[2]:
+                batch[0][i] = reply
+            error = None
+        if error is not None or batch is None:
+            log.error("connection %d: a batch of commands failed", self.id, exc_info=error)
+            self.abort()
+            return
+        out, action, _ = batch
+        out += held                        # events raised meanwhile follow the replies
+        if out:
+            self._write(b"".join(out))
+        if action is not None:
+            self._start(action)
+        else:
+            self._drain()
+
+    def _task_done(self, pending: Wait | Flush, task: asyncio.Task[Any]) -> None:
         self.task = None
         if self.closed or task.cancelled():
             return
-        exc = task.exception()
-        reply = self._error_reply(exc) if exc is not None else task.result()
-        self.transport.write(reply)  # type: ignore[union-attr]
-        self._drain()
+        error = task.exception()
+        self._complete(pending, None if error is not None else task.result(), error)
+
+    def _complete(self, pending: Wait | Flush | AuthFailed, result: object,
+                  error: BaseException | None) -> None:
+        self.timer = None
+        self.busy = False
+        if self.closed or self.layer is None:
+            return
+        action = self.layer.complete(pending, result, error)
+        if type(action) is bytes:
+            self._write(action)
+            self._drain()
+        else:
+            self._start(action)
+
+    def _flow_control(self) -> None:
+        if self.closed or self.transport is None:
+            return
+        backed_up = bool(self.busy or self.write_paused or self.queue) and \
+            self.parser.buffered > self.config.max_request
+        if backed_up and not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
+        elif not backed_up and self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    # --- output ------------------------------------------------------------------------------
+
+    def _write(self, data: bytes) -> None:
+        if self.closed or self.transport is None or self.transport.is_closing():
+            return
+        self.transport.write(data)
+        self._check_output()
+
+    def buffered(self) -> int:
+        """Unsent output: the transport's buffer and the events held back."""
+        if self.closed or self.transport is None:
+            return 0
+        return self.transport.get_write_buffer_size() + self.held_bytes
+
+    def _check_output(self) -> None:
+        output = self.server.output
+        if not output.total and not self.held_bytes and not self.closed and \
+                not self.transport.get_write_buffer_size():  # type: ignore[union-attr]
+            return                          # the common case: everything was sent
+        size = self.buffered()
+        layer = self.layer
+        verdict = output.note(self, size, time.monotonic(),
+                              layer is not None and layer.subscriber)
+        if verdict is not None:
+            c = self.config
+            if layer is not None and layer.subscriber:
+                limit = c.output_limit if verdict == "hard" else c.output_soft_limit
+            else:
+                limit = c.normal_output_limit if verdict == "hard" else \
+                    c.normal_output_soft_limit
+            output.forget(self)
+            self.drop(verdict, limit)
+        elif output.over():
+            self.server.enforce_memory_limit()
+
+    def drop(self, reason: str, limit: int) -> None:
+        """Close the connection for holding too much unsent output."""
+        if self.closed or self.closing:
+            return
+        self.server.stats.dropped[reason] += 1
+        log.warning("connection %d (%s) dropped: %d bytes of output not read (%s limit %d)",
+                    self.id, self.peer, self.buffered(), reason, limit)
+        self.abort()
 
     # --- events (handlers run on the engine's dispatcher thread) -------------------------
 
@@ -355,21 +667,16 @@ class Connection(Commands, asyncio.Protocol):
             self.loop.call_soon_threadsafe(self._push, b"message", event)  # type: ignore[union-attr]
 
     def _push(self, kind: bytes, event: Event) -> None:
-        if event.mode & Mode.REMOVED:
-            self.owned.pop(event.trigger_id, None)
-        if self.closed or self.transport is None or self.transport.is_closing():
+        layer = self.layer
+        if layer is None or self.closed or self.closing:
             return
-        record: object = None
-        if event.record is not None:
-            record = record_tagged(event.record) if self.tagged else record_text(event.record)
-        frame = Push([kind, event.trigger_id, mode_text(event.mode), event.revision, record])
-        self.transport.write(encode(frame, self.proto))
-        if self.transport.get_write_buffer_size() > self.config.output_limit:
-            self.server.stats.output_limit_disconnections += 1
-            log.warning("connection %d dropped: %d bytes of output not read (limit %d)",
-                        self.id, self.transport.get_write_buffer_size(),
-                        self.config.output_limit)
-            self.transport.abort()
+        frame = layer.event_frame(kind, event)
+        if self.held is not None:
+            self.held.append(frame)
+            self.held_bytes += len(frame)
+            self._check_output()
+        else:
+            self._write(frame)
 
 
 # --- running a server --------------------------------------------------------------------
@@ -398,19 +705,19 @@ def run(engine: Engine, *, host: str | None = None, port: int = 6380,
         import signal
 
         server = Server(engine, config, connection_class)
-        if unix is not None:
-            await server.start_unix(unix)
-        if host is not None:
-            await server.start_tcp(host, port)
-        loop = asyncio.get_running_loop()
-        stop = loop.create_future()
-        server._stop = (loop, stop)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
-        if ready is not None:
-            ready(server)
         try:
+            if unix is not None:
+                await server.start_unix(unix)
+            if host is not None:
+                await server.start_tcp(host, port)
+            loop = asyncio.get_running_loop()
+            stop = loop.create_future()
+            server._stop = (loop, stop)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+            if ready is not None:
+                ready(server)
             await stop
         finally:
             await server.close()
