@@ -9,17 +9,14 @@ How the clients behave is in the docstring of :mod:`octopus.server.client`.
 from __future__ import annotations
 
 import enum
-import re
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from octopus import errors
 from octopus.errors import (
     EngineClosed,
     OctopusError,
-    ParseError,
     QueryError,
     SessionExpired,
     TriggerNotFound,
@@ -30,6 +27,7 @@ from octopus.query.parser import parse
 from octopus.record import Atom, Record, Value
 
 from .resp import ProtocolError, Push, ReplyError, encode_command
+from .wire import error_from_line
 
 __all__ = ["DEFAULT_URL", "AuthenticationError", "ConnectionState", "decode_event",
            "decode_record", "error_from_reply", "parse_url"]
@@ -101,26 +99,12 @@ def _query_args(q: object, params: tuple[object, ...]) -> list[Any]:
     return [q, *(_param_text(p) for p in params)]
 
 
-_ERRORS: dict[str, type[OctopusError]] = {
-    name: getattr(errors, name) for name in errors.__all__
-}
-_PARSE_POSITION = re.compile(r"^(.*) at line (\d+), column (\d+)$", re.S)
-
-
 def error_from_reply(reply: ReplyError) -> OctopusError:
-    """The exception a server error reply stands for."""
-    code, message = reply.code, reply.message
-    if code == "ParseError":
-        m = _PARSE_POSITION.match(message)
-        if m:
-            return ParseError(m.group(1), line=int(m.group(2)), column=int(m.group(3)),
-                              text="")
-    if code in ("NOAUTH", "WRONGPASS"):
+    """The exception a server error reply stands for (the format: octopus.server.wire)."""
+    if reply.code in ("NOAUTH", "WRONGPASS"):
         return AuthenticationError(str(reply))
-    cls = _ERRORS.get(code)
-    if cls is None:
-        return OctopusError(str(reply))
-    return cls(message)
+    exc = error_from_line(str(reply))
+    return OctopusError(str(reply)) if exc is None else exc
 
 
 def _check(reply: Any) -> Any:
