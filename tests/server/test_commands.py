@@ -129,6 +129,16 @@ def test_store_commands_are_engine_calls_run_by_the_caller(engine: octopus.Engin
     assert str(d.reply("GET", "a")).startswith("NotFound")
 
 
+def test_integer_parameters_take_the_languages_hex_literals(engine: octopus.Engine) -> None:
+    d = Driver(engine)
+    engine.set("dev { vendor: 0x8086, off: -16 }")
+    assert d.reply("NAMES", "_ { vendor: %d }", "0x8086") == [b"dev"]
+    assert d.reply("NAMES", "_ { vendor: %d }", "32902") == [b"dev"]
+    assert d.reply("NAMES", "_ { off: %d }", "-0x10") == [b"dev"]
+    for bad in ("0x", "0x8086g", "8086h", "+0x10", "0x" + "f" * 4000, "1e3"):
+        assert str(d.reply("NAMES", "_ { vendor: %d }", bad)).startswith("ParameterError")
+
+
 def test_parsing_happens_inside_the_engine_call(engine: octopus.Engine) -> None:
     d = Driver(engine)
     huge = "_ { a: 'x" + "%" * 100_000 + "' }"
