@@ -1,6 +1,7 @@
 """Placeholder parameters on the wire: they travel as text and are typed again by the
-query's own placeholders (``%d`` int, decimal or the language's hex ``0x8086``, ``%f`` float, ``%b`` bool, ``%s``/``%n`` text), so
-``redis-cli GET "_ { port: %d }" 80`` and the Python client bind the same values."""
+query's own placeholders (``%d`` int, decimal or the language's hex ``0x8086``; ``%f``
+float, ``%b`` bool, ``%s``/``%n`` text), so ``redis-cli GET "_ { port: %d }" 80`` and the
+Python client bind the same values."""
 
 from __future__ import annotations
 
