@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import threading
 from collections import deque
 from collections.abc import Coroutine
@@ -136,8 +137,9 @@ class AsyncClient(_Base, AsyncStreams, AsyncRecipeFactories):
     event loop, in order; a handler that returns an awaitable is run as a task, and
     ``flush()`` waits for those tasks too. Create with :func:`connect_async`."""
 
-    def __init__(self, url: str, password: str | None, name: str | None) -> None:
-        super().__init__(url, password, name)
+    def __init__(self, url: str, password: str | None, name: str | None,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        super().__init__(url, password, name, ssl_context)
         self._transport: asyncio.Transport | None = None
         self._loop_handlers = LoopHandlers()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -151,7 +153,9 @@ class AsyncClient(_Base, AsyncStreams, AsyncRecipeFactories):
             if kind == "unix":
                 coro = loop.create_unix_connection(lambda: _AsyncProtocol(self), where)
             else:
-                coro = loop.create_connection(lambda: _AsyncProtocol(self), *where)
+                tls = {} if self._tls is None else {"ssl": self._tls,
+                                                    "server_hostname": where[0]}
+                coro = loop.create_connection(lambda: _AsyncProtocol(self), *where, **tls)
             transport, _ = await asyncio.wait_for(coro, timeout)
         except (OSError, TimeoutError) as e:
             raise EngineClosed(f"cannot connect to {self.url}: {e}") from e
@@ -314,8 +318,10 @@ class AsyncClient(_Base, AsyncStreams, AsyncRecipeFactories):
 
 
 async def connect_async(url: str = DEFAULT_URL, *, password: str | None = None,
-                        name: str | None = None, timeout: float | None = 10.0) -> AsyncClient:
-    """Connect an :class:`AsyncClient` (``await octopus.connect_async(url)``)."""
-    client = AsyncClient(url, password, name)
+                        name: str | None = None, timeout: float | None = 10.0,
+                        ssl_context: ssl.SSLContext | None = None) -> AsyncClient:
+    """Connect an :class:`AsyncClient` (``await octopus.connect_async(url)``); the URLs,
+    credentials and TLS are those of :func:`octopus.connect`."""
+    client = AsyncClient(url, password, name, ssl_context)
     await client._open(timeout)
     return client

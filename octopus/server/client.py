@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections import deque
@@ -59,8 +60,11 @@ from .client_base import (
     _Request,
     _Requests,
     parse_url,
+    redact_url,
+    tls_context,
 )
 from .resp import Push, reply_parser
+from .tls import TLSSocket
 
 __all__ = ["Client", "connect"]
 
@@ -104,8 +108,11 @@ def _roundtrip(sock: socket.socket, requests: list[_Request]) -> list[Any]:
     return replies
 
 
-def _open_socket(address: tuple[str, Any], timeout: float | None) -> socket.socket:
+def _open_socket(address: tuple[str, Any], timeout: float | None,
+                 tls: ssl.SSLContext | None = None) -> Any:
+    """A connected socket (a :class:`TLSSocket` for a ``rediss://`` address)."""
     kind, where = address
+    sock: Any
     if kind == "unix":
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(timeout)
@@ -117,6 +124,8 @@ def _open_socket(address: tuple[str, Any], timeout: float | None) -> socket.sock
     else:
         sock = socket.create_connection(where, timeout=timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls is not None:
+            sock = TLSSocket(sock, tls, where[0])
     sock.settimeout(None)
     return sock
 
@@ -141,7 +150,8 @@ class Client(_Base, RecipeFactories):
     """
 
     def __init__(self, url: str | Sequence[str] = DEFAULT_URL, *, password: str | None = None,
-                 name: str | None = None, timeout: float | None = 10.0) -> None:
+                 name: str | None = None, timeout: float | None = 10.0,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         urls = _urls(url)
         self._urls = urls
         self._timeout = timeout
@@ -149,13 +159,13 @@ class Client(_Base, RecipeFactories):
         self._resume: tuple[int, str, int] | None = None   # lease, secret, TTL
         failures = []
         for i, u in enumerate(urls):
-            super().__init__(u, password, name)
+            super().__init__(u, password, name, ssl_context)
             try:
-                self._sock = _open_socket(self._address, timeout)
+                self._sock = _open_socket(self._address, timeout, self._tls)
                 self._urls = urls[i:] + urls[:i]
                 break
             except OSError as e:
-                failures.append(f"{u}: {e}")
+                failures.append(f"{self.url}: {e}")
         else:
             raise EngineClosed(f"cannot connect to {', '.join(failures)}")
         self._send_lock = threading.Lock()
@@ -280,7 +290,8 @@ class Client(_Base, RecipeFactories):
                     if left <= 0:
                         break
                     try:
-                        sock = _open_socket(parse_url(url), min(left, 2.0))
+                        sock = _open_socket(parse_url(url), min(left, 2.0),
+                                            tls_context(url, self._ssl_context))
                     except OSError:
                         continue
                     try:
@@ -303,12 +314,12 @@ class Client(_Base, RecipeFactories):
                         continue
                     self._sock = sock
                     self._parser = reply_parser()
-                    self.url = url
+                    self.url = redact_url(url)
                     self._address = parse_url(url)
                     self._urls = self._urls[i % len(self._urls):] + \
                         self._urls[:i % len(self._urls)]
                     self._lost = None
-                    log.warning("failed over from %s to %s; session resumed", lost, url)
+                    log.warning("failed over from %s to %s; session resumed", lost, self.url)
                     return True
                 time.sleep(0.1)
         self._lost = f"{reason}; no other server took the session within {ttl} s"
@@ -480,9 +491,14 @@ class Client(_Base, RecipeFactories):
 
 
 def connect(url: str | Sequence[str] = DEFAULT_URL, *, password: str | None = None,
-            name: str | None = None, timeout: float | None = 10.0) -> Client:
-    """Connect to an Octopus server: ``unix:///path`` or ``tcp://host:port``. Several
-    URLs (a list, or comma-separated) name servers of one cluster: the client connects
-    to the first that answers and fails over to the others (see :class:`Client`)."""
-    return Client(url, password=password, name=name, timeout=timeout)
+            name: str | None = None, timeout: float | None = 10.0,
+            ssl_context: ssl.SSLContext | None = None) -> Client:
+    """Connect to an Octopus server: ``unix:///path``, ``tcp://host:port`` or
+    ``rediss://host:port`` (TLS; ``ssl_context`` replaces the one made from the URL's
+    options). A password may be in the URL (``redis://:secret@host``,
+    ``unix:///path?password=secret``); ``password`` wins over it. Several URLs (a list,
+    or comma-separated) name servers of one cluster: the client connects to the first
+    that answers and fails over to the others (see :class:`Client`)."""
+    return Client(url, password=password, name=name, timeout=timeout,
+                  ssl_context=ssl_context)
 
