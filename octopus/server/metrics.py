@@ -21,7 +21,7 @@ import threading
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .server import Server
@@ -44,32 +44,39 @@ class CommandMetrics:
     def __init__(self, names: Iterable[bytes]) -> None:
         known = sorted({n.upper() for n in names})
         self.labels = [n.decode("ascii", "replace").lower() for n in known] + ["unknown"]
-        self._index = {n: i for i, n in enumerate(known)}
+        # Upper and lower case as clients send them, so the usual lookup needs no upper().
+        self._index = {n: i for i, n in enumerate(known)} | \
+            {n.lower(): i for i, n in enumerate(known)}
         self._unknown = len(known)
-        rows = len(self.labels)
-        self._buckets = [[0] * (len(BUCKETS) + 1) for _ in range(rows)]  # last: +Inf
-        self._sums = [0.0] * rows
-        self._errors = [0] * rows
+        # One row per label: the bucket counts (the last one +Inf), the sum, the errors.
+        self._sum = len(BUCKETS) + 1
+        self._errors = self._sum + 1
+        self._rows: list[list[Any]] = [[0] * (len(BUCKETS) + 1) + [0.0, 0]
+                                       for _ in self.labels]
         self._lock = threading.Lock()
 
     def observe(self, name: bytes, seconds: float, reply: bytes) -> None:
         """One command ``name`` answered ``reply`` after ``seconds``."""
-        i = self._index.get(name.upper() if len(name) <= _LONGEST_NAME else b"",
-                            self._unknown)
+        i = self._index.get(name)
+        if i is None:
+            i = self._index.get(name.upper() if len(name) <= _LONGEST_NAME else b"",
+                                self._unknown)
+        row = self._rows[i]
         b = bisect_left(BUCKETS, seconds)
-        error = reply[:1] in (b"-", b"!")
+        first = reply[0] if reply else 0
         with self._lock:
-            self._buckets[i][b] += 1
-            self._sums[i] += seconds
-            if error:
-                self._errors[i] += 1
+            row[b] += 1
+            row[self._sum] += seconds
+            if first == 45 or first == 33:          # "-" or "!": an error reply
+                row[self._errors] += 1
 
     def snapshot(self) -> list[tuple[str, list[int], float, int]]:
         """(label, per-bucket counts, sum, errors) of every command seen so far."""
+        s, e = self._sum, self._errors
         with self._lock:
-            return [(label, list(b), s, e)
-                    for label, b, s, e in zip(self.labels, self._buckets, self._sums,
-                                              self._errors, strict=True) if any(b)]
+            rows = [list(r) for r in self._rows]
+        return [(label, row[:s], row[s], row[e])
+                for label, row in zip(self.labels, rows, strict=True) if any(row[:s])]
 
 
 def _escape(value: str) -> str:
