@@ -178,7 +178,7 @@ class PrologRuntime:
         self._local = threading.local()
         self._owner = threading.get_ident()   # this thread has Prolog's main engine
         self.prolog_dir = _prolog_dir()
-        for name in ("errors.pl", "match.pl", "store.pl", "triggers.pl", "skb.pl"):
+        for name in ("errors.pl", "regex.pl", "match.pl", "store.pl", "triggers.pl", "skb.pl"):
             self.consult(self.prolog_dir / name)
         self._module_seq = 0
         self._module_lock = threading.Lock()

@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 # Names, keys and identifiers: a regex runs on a name at every write that a name-regex
-# trigger sees, so names stay within the regex subject limit (prolog/match.pl).
+# trigger sees, so names stay within the regex subject limit (prolog/regex.pl).
 MAX_NAME_LENGTH = 1024
 
 MAX_INT_DIGITS = 4300
