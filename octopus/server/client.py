@@ -62,6 +62,7 @@ from .client_base import (
     parse_url,
     redact_url,
     tls_context,
+    url_options,
 )
 from .resp import Push, reply_parser
 from .tls import TLSSocket
@@ -82,7 +83,7 @@ def _urls(url: str | Sequence[str]) -> list[str]:
     if not urls:
         raise QueryError("no server URL given")
     for u in urls:
-        parse_url(u)
+        url_options(u)              # the scheme, and the options of every URL, checked now
     return urls
 
 

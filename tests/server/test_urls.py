@@ -57,6 +57,9 @@ def test_url_options_refused() -> None:
         url_options("redis://h?ssl_ca_certs=/ca.pem")
     with pytest.raises(QueryError, match="unsupported server URL 'ftp://u:\\*\\*\\*@h'"):
         parse_url("ftp://u:pw@h")
+    # Every URL of a cluster's list is checked before connecting, not at fail-over.
+    with pytest.raises(QueryError, match="unknown option 'db'"):
+        octopus.connect("tcp://127.0.0.1:1,tcp://h:2?db=0")
 
 
 def test_redact_url() -> None:
