@@ -6,9 +6,11 @@ redis-benchmark (``--tls`` for the TLS server) sends ``GET`` of one record (a re
 cache hit: the cheapest command, so the largest relative cost) and ``SET`` (an engine
 call each) from 50 clients, without and with ``-P 16``. The variants run interleaved,
 ``--rounds`` times, and the medians are reported, because the 2-core machine is shared
-and noisy. Then one client's round trip (``get`` from the threaded client, one call at a
-time) over ``tcp://`` and ``rediss://``. A throwaway self-signed certificate is made
-with the ``openssl`` command.
+and noisy; the server's CPU time per request (from /proc) is reported too, as it
+varies far less with the load of other processes than throughput does. Then one
+client's round trip (``get`` from the threaded client, one call at a time) over
+``tcp://`` and ``rediss://``. A throwaway self-signed certificate is made with the
+``openssl`` command.
 
     .venv/bin/python bench/server_ops.py [--rounds N] [--quick] [--no-record]
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import re
 import shutil
 import statistics
@@ -47,8 +50,14 @@ def make_cert(where: Path) -> tuple[str, str]:
     return str(cert), str(key)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
-def server(flags: list[str], tls: list[str]) -> Iterator[int]:
+def server(flags: list[str], tls: list[str]) -> Iterator[tuple[int, int]]:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "octopus", "serve", "--port", str(port),
                              *flags], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -57,7 +66,7 @@ def server(flags: list[str], tls: list[str]) -> Iterator[int]:
         wait_port(port, proc)
         subprocess.run(["redis-cli", "-p", str(port), *tls, *SET], check=True,
                        capture_output=True)
-        yield port
+        yield port, proc.pid
     finally:
         proc.terminate()
         proc.wait(10)
@@ -97,13 +106,14 @@ def observe_cost(n: int = 200_000) -> float:
     from octopus.server.metrics import CommandMetrics
 
     metrics = CommandMetrics(CommandLayer.COMMANDS)
+    tally: dict[int, list[object]] = {}
     reply = b"$5\r\nhello\r\n"
     best = float("inf")
     for _ in range(5):
         t = time.perf_counter()
         for _ in range(n):
             started = time.perf_counter()
-            metrics.observe(b"GET", time.perf_counter() - started, reply)
+            metrics.observe(tally, b"GET", time.perf_counter() - started, reply)
         best = min(best, (time.perf_counter() - t) / n * 1e9)
     return best
 
@@ -125,29 +135,41 @@ def main() -> None:
                     "tls": (["--tls-cert", cert, "--tls-key", key], tls)}
         points = [(cmd, p) for cmd in ("GET", "SET") for p in (1, 16)]
         results: dict[tuple[str, str, int], list[float]] = {}
+        cpu: dict[tuple[str, str, int], list[float]] = {}
         for r in range(args.rounds):
             for name, (flags, client_tls) in variants.items():
-                with server(flags, client_tls) as port:
+                with server(flags, client_tls) as (port, pid):
                     for cmd, p in points:
                         n = int((100_000 if cmd == "GET" else 30_000) * scale * (2 if p > 1
                                                                                 else 1))
+                        before = cpu_seconds(pid)
                         rps = benchmark(port, client_tls, 50, p, n, GET if cmd == "GET"
                                         else SET)
+                        us = (cpu_seconds(pid) - before) / n * 1e6
                         results.setdefault((name, cmd, p), []).append(rps)
-                        print(f"round {r + 1} {name:8} {cmd} -P {p:<2} {rps:>10.0f}/s",
-                              flush=True)
+                        cpu.setdefault((name, cmd, p), []).append(us)
+                        print(f"round {r + 1} {name:8} {cmd} -P {p:<2} {rps:>10.0f}/s "
+                              f"{us:6.1f} µs CPU/request", flush=True)
         rows = []
+        cpu_rows = []
         for cmd, p in points:
             med = {v: statistics.median(results[v, cmd, p]) for v in variants}
             rows.append([f"{cmd} -c 50 -P {p}", f"{med['plain']:.0f}", f"{med['metrics']:.0f}",
                          f"{med['metrics'] / med['plain']:.2f}", f"{med['tls']:.0f}",
                          f"{med['tls'] / med['plain']:.2f}"])
+            c = {v: statistics.median(cpu[v, cmd, p]) for v in variants}
+            cpu_rows.append([f"{cmd} -c 50 -P {p}", f"{c['plain']:.1f}", f"{c['metrics']:.1f}",
+                             f"{c['metrics'] / c['plain']:.2f}", f"{c['tls']:.1f}",
+                             f"{c['tls'] / c['plain']:.2f}"])
         summary = table("requests/s, median of interleaved rounds",
                         ["command", "plain", "--metrics-port", "ratio", "TLS", "ratio"], rows)
+        summary += "\n" + table(
+            "server CPU per request (µs, user + system, all threads; median)",
+            ["command", "plain", "--metrics-port", "ratio", "TLS", "ratio"], cpu_rows)
         calls = int(5000 * scale)
-        with server([], []) as port:
+        with server([], []) as (port, _):
             plain_rt = client_round_trip(f"tcp://127.0.0.1:{port}", calls)
-        with server(["--tls-cert", cert, "--tls-key", key], tls) as port:
+        with server(["--tls-cert", cert, "--tls-key", key], tls) as (port, _):
             tls_rt = client_round_trip(f"rediss://localhost:{port}?ssl_ca_certs={cert}", calls)
         rt = table("one threaded client, one get at a time (µs per call, median of 5)",
                    ["tcp://", "rediss://", "ratio"],

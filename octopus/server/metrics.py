@@ -2,9 +2,8 @@
 
 - :class:`CommandMetrics` counts commands and their latency per command name. The
   label set is bounded: the names are those of the connection's command table, and
-  every other name a client sends is counted as ``unknown``. Observations come from
-  the loop thread and from engine-call threads, under one lock held for a few
-  increments.
+  every other name a client sends is counted as ``unknown``. Each connection counts
+  into its own tally, without a lock.
 - :func:`exposition` renders every metric in the Prometheus text format (version
   0.0.4), written here rather than taken from a client library: it is a page of
   code, and the server keeps no dependency it does not need.
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .server import Server
 
-__all__ = ["BUCKETS", "CommandMetrics", "MetricsProtocol", "exposition"]
+__all__ = ["BUCKETS", "CommandMetrics", "MetricsProtocol", "Tally", "exposition"]
 
 # Latency bucket bounds in seconds: a cached GET is tens of microseconds, a Prolog scan
 # or a durable write milliseconds, a WAIT up to its timeout.
@@ -38,8 +37,18 @@ MAX_SCRAPES = 64
 _LONGEST_NAME = 32           # a command name longer than any known one is "unknown" as is
 
 
+Tally = dict[int, list[Any]]       # one connection's rows: label index -> row
+
+
 class CommandMetrics:
-    """Per command name: how many, how many answered an error, and a latency histogram."""
+    """Per command name: how many, how many answered an error, and a latency histogram.
+
+    Each connection counts into its own :data:`Tally` without a lock: its commands are
+    served one at a time (on the loop or on an engine-call thread, never both), and a
+    lock taken per command, from the loop and the engine threads at once, cost more
+    than the counting itself. A connection that ends is folded into the totals
+    (:meth:`retire`); a scrape sums the totals and the live tallies (:meth:`snapshot`),
+    both under the lock, so a connection is never counted twice nor missed."""
 
     def __init__(self, names: Iterable[bytes]) -> None:
         known = sorted({n.upper() for n in names})
@@ -48,35 +57,57 @@ class CommandMetrics:
         self._index = {n: i for i, n in enumerate(known)} | \
             {n.lower(): i for i, n in enumerate(known)}
         self._unknown = len(known)
-        # One row per label: the bucket counts (the last one +Inf), the sum, the errors.
+        # A row: the bucket counts (the last one +Inf), then the sum, then the errors.
         self._sum = len(BUCKETS) + 1
         self._errors = self._sum + 1
-        self._rows: list[list[Any]] = [[0] * (len(BUCKETS) + 1) + [0.0, 0]
-                                       for _ in self.labels]
+        self._totals: Tally = {}
         self._lock = threading.Lock()
 
-    def observe(self, name: bytes, seconds: float, reply: bytes) -> None:
-        """One command ``name`` answered ``reply`` after ``seconds``."""
+    def observe(self, tally: Tally, name: bytes, seconds: float, reply: bytes) -> None:
+        """Count in ``tally`` (a connection's) one command ``name`` answered ``reply``
+        after ``seconds``."""
         i = self._index.get(name)
         if i is None:
             i = self._index.get(name.upper() if len(name) <= _LONGEST_NAME else b"",
                                 self._unknown)
-        row = self._rows[i]
-        b = bisect_left(BUCKETS, seconds)
-        first = reply[0] if reply else 0
-        with self._lock:
-            row[b] += 1
-            row[self._sum] += seconds
-            if first == 45 or first == 33:          # "-" or "!": an error reply
-                row[self._errors] += 1
+        row = tally.get(i)
+        if row is None:
+            row = tally[i] = [0] * (len(BUCKETS) + 1) + [0.0, 0]
+        row[bisect_left(BUCKETS, seconds)] += 1
+        row[self._sum] += seconds
+        if reply and reply[0] in (45, 33):        # "-" or "!": an error reply
+            row[self._errors] += 1
 
-    def snapshot(self) -> list[tuple[str, list[int], float, int]]:
-        """(label, per-bucket counts, sum, errors) of every command seen so far."""
+    def retire(self, holder: Any) -> None:
+        """Fold ``holder.tally`` (a connection that ended) into the totals; it counts
+        nothing more."""
+        with self._lock:
+            tally, holder.tally = holder.tally, None
+            if tally:
+                self._add(self._totals, tally)
+
+    @staticmethod
+    def _add(into: Tally, tally: Tally) -> None:
+        for i, row in dict(tally).items():          # dict(): one atomic copy
+            mine = into.get(i)
+            if mine is None:
+                into[i] = list(row)
+            else:
+                for k, v in enumerate(row):
+                    mine[k] += v
+
+    def snapshot(self, holders: Iterable[Any]) -> list[tuple[str, list[int], float, int]]:
+        """(label, per-bucket counts, sum, errors) of every command seen so far: the
+        totals and the tallies of ``holders`` (the live connections)."""
         s, e = self._sum, self._errors
         with self._lock:
-            rows = [list(r) for r in self._rows]
-        return [(label, row[:s], row[s], row[e])
-                for label, row in zip(self.labels, rows, strict=True) if any(row[:s])]
+            rows: Tally = {}
+            self._add(rows, self._totals)
+            for holder in holders:
+                tally = holder.tally
+                if tally:
+                    self._add(rows, tally)
+        return [(self.labels[i], row[:s], row[s], row[e]) for i, row in sorted(rows.items())]
 
 
 def _escape(value: str) -> str:
@@ -161,7 +192,7 @@ def exposition(server: Server) -> str:
                  f"The durable engine's {key.replace('_', ' ')} (docs/durability.md).", value)
     commands = server.metrics
     if commands is not None:
-        rows = commands.snapshot()
+        rows = commands.snapshot(conns)
         w.metric("octopus_commands_total", "counter", "Commands answered, by command.",
                  [(f'{{command="{_escape(label)}"}}', sum(b)) for label, b, _, _ in rows])
         w.metric("octopus_command_errors_total", "counter",

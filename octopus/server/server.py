@@ -68,7 +68,7 @@ from .commands import (
 )
 from .config import ServerConfig
 from .limits import AuthThrottle, BufferLimit, OutputBudget, RateLimitedLog
-from .metrics import CommandMetrics, MetricsProtocol, exposition
+from .metrics import CommandMetrics, MetricsProtocol, Tally, exposition
 from .resp import ProtocolError, RequestParser, encode_error
 from .runner import EngineRunner
 
@@ -384,8 +384,11 @@ class Connection(asyncio.Protocol):
         self.read_paused = False
         self._limits: tuple[int, int, int] | None = None
         self._authed_limits = False        # the parser has the limits of after AUTH
-        self.metrics = server.metrics
-        self._timing: tuple[bytes, float] = (b"", 0.0)   # the command being served
+        self.metrics = metrics = server.metrics
+        # This connection's command counts (metrics.py: folded into the totals at the end).
+        self.tally: Tally | None = {} if metrics is not None else None
+        self._command = b""                # the command being served, and since when
+        self._started = 0.0
 
     # --- asyncio.Protocol --------------------------------------------------------------
 
@@ -444,6 +447,8 @@ class Connection(asyncio.Protocol):
             self.task.cancel()
         if self.timer is not None:
             self.timer.cancel()
+        if self.metrics is not None:
+            self.metrics.retire(self)
         layer = self.layer
         if layer is not None:
             server.stats.commands += layer.commands
@@ -510,7 +515,8 @@ class Connection(asyncio.Protocol):
                     queue.extend(commands)
                 command = queue.popleft()
                 if metrics is not None:
-                    self._timing = (command[0], perf_counter())
+                    self._command = command[0]
+                    self._started = perf_counter()
                 reply = layer.handle(command)
                 if type(reply) is not bytes:
                     action = reply
@@ -597,7 +603,8 @@ class Connection(asyncio.Protocol):
                 return out, None
             command = queue.popleft()
             if self.metrics is not None:
-                self._timing = (command[0], perf_counter())
+                self._command = command[0]
+                self._started = perf_counter()
             action = layer.handle(command)
 
     def _batch_done(self, batch: tuple[list[bytes], Action | None],
@@ -644,8 +651,10 @@ class Connection(asyncio.Protocol):
 
     def _observe(self, reply: bytes) -> None:
         """Count the command being served, answered with ``reply`` (with metrics on)."""
-        name, started = self._timing
-        self.metrics.observe(name, perf_counter() - started, reply)  # type: ignore[union-attr]
+        tally = self.tally
+        if tally is not None:
+            self.metrics.observe(tally, self._command, perf_counter() - self._started,  # type: ignore[union-attr]
+                                 reply)
 
     def _flow_control(self) -> None:
         if self.closed or self.transport is None:
