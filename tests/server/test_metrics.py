@@ -101,11 +101,13 @@ def test_counts_and_latencies_per_command(server: ServerProcess) -> None:
             c.get(f"m.rec{i}")
         with pytest.raises(octopus.NotFound):
             c.get("m.none")
-    after = scrape(port)
+        live = scrape(port)                     # the connection's own tally
+    after = scrape(port)                        # folded into the totals: counted once
 
-    def delta(name: str, labels: str) -> float:
-        return after.get(name, labels) - before.samples.get((name, labels), 0.0)
+    def delta(name: str, labels: str, now: Scraped = after) -> float:
+        return now.get(name, labels) - before.samples.get((name, labels), 0.0)
 
+    assert delta("octopus_commands_total", '{command="set"}', live) == 20
     assert delta("octopus_commands_total", '{command="set"}') == 20
     assert delta("octopus_commands_total", '{command="get"}') == 6
     assert delta("octopus_command_errors_total", '{command="get"}') == 1
