@@ -9,7 +9,8 @@
    alone, against Redis from its AOF and from its RDB; disk bytes per record.
 4. The pause writers see while a snapshot is written.
 
-Usage: bench/durable.py [--records N] [--seconds S]   (writes bench/RESULTS.md)
+Usage: bench/durable.py [--records N] [--seconds S] [--throughput-only [--baseline DIR]]
+(writes bench/RESULTS.md)
 """
 
 from __future__ import annotations
@@ -229,11 +230,13 @@ def wait_redis(port: int, timeout: float = 600) -> float:
 
 
 @contextlib.contextmanager
-def octopus_server(directory: Path, fsync: str) -> Iterator[int]:
+def octopus_server(directory: Path, fsync: str, root: Path = ROOT) -> Iterator[int]:
+    """``octopus serve --data`` of the checkout ``root`` (this one by default)."""
     port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(root)}
     proc = subprocess.Popen([sys.executable, "-m", "octopus", "serve", "--port", str(port),
                              "--data", str(directory), "--fsync", fsync, "--log-level",
-                             "warning"], cwd=ROOT)
+                             "warning"], cwd=root, env=env)
     try:
         wait_redis(port, 60)
         yield port
@@ -242,14 +245,17 @@ def octopus_server(directory: Path, fsync: str) -> Iterator[int]:
         proc.wait()
 
 
-def throughput(seconds: float, rounds: int = 3) -> tuple[str, dict[str, float]]:
+def throughput(seconds: float, rounds: int = 3, baseline: Path | None = None
+               ) -> tuple[str, dict[str, float]]:
     """Every configuration up at once, measured in turn, ``rounds`` times; the best
-    round of each counts (neighbours on a shared machine only ever slow a run down)."""
+    round of each counts (neighbours on a shared machine only ever slow a run down).
+    ``baseline``: another checkout whose ``serve --fsync always`` joins the rounds."""
     results: dict[tuple[str, int], float] = {}
     with contextlib.ExitStack() as stack:
         d = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=WORK)))
         makers: dict[str, Callable[[int], Callable[[int], None]]] = {}
         engines: dict[str, octopus.Engine] = {}
+        ports: dict[str, int] = {}
         engines["memory"] = stack.enter_context(octopus.Engine())
         for fsync in ("everysec", "always"):
             engines[fsync] = stack.enter_context(octopus.Engine(path=d / fsync, fsync=fsync))
@@ -258,19 +264,33 @@ def throughput(seconds: float, rounds: int = 3) -> tuple[str, dict[str, float]]:
             makers[f"redis-{fsync}"] = redis_sets(port)
             port = stack.enter_context(octopus_server(d / f"serve-{fsync}", fsync))
             makers[f"serve-{fsync}"] = octopus_server_sets(port)
+            ports[f"serve-{fsync}"] = port
+        if baseline is not None:
+            port = stack.enter_context(octopus_server(d / "base-always", "always", baseline))
+            makers["base-always"] = octopus_server_sets(port)
+            ports["base-always"] = port
         for name, engine in engines.items():
             makers[name] = octopus_sets(engine)
+
+        def fsync_count(name: str) -> float:
+            if name == "always":
+                return float(engines["always"].stats()["fsyncs"])
+            if name in ("serve-always", "base-always"):
+                return float(redis.Redis(port=ports[name]).info("persistence")["fsyncs"])
+            return 0.0
         for writers in (1, 50):
             for _ in range(rounds):
                 for name, make in makers.items():
-                    before = engines["always"].stats()["fsyncs"] if name == "always" else 0
+                    before = fsync_count(name)
                     rate = run_threads(writers, seconds, make)
                     if rate > results.get((name, writers), 0.0):
                         results[(name, writers)] = rate
-                        if name == "always":
-                            fsyncs = engines["always"].stats()["fsyncs"]
-                            assert isinstance(fsyncs, int) and isinstance(before, int)
-                            results[("always-fsyncs", writers)] = float(fsyncs - before)
+                        if name in ("always", "serve-always", "base-always"):
+                            results[(f"{name}-fsyncs", writers)] = fsync_count(name) - before
+    base = ""
+    if baseline is not None:
+        base = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, cwd=baseline).stdout.strip() or str(baseline)
     rows = []
     for writers in (1, 50):
         mem = results[("memory", writers)]
@@ -280,14 +300,24 @@ def throughput(seconds: float, rounds: int = 3) -> tuple[str, dict[str, float]]:
                             ("serve-everysec", "octopus serve --data, fsync everysec"),
                             ("always", "octopus Engine, fsync=always (group commit)"),
                             ("redis-always", "redis-server, appendfsync always"),
-                            ("serve-always", "octopus serve --data, fsync always")]:
+                            ("serve-always", "octopus serve --data, fsync always"),
+                            ("base-always", f"  the same, baseline {base}")]:
+            if (name, writers) not in results:
+                continue
             v = results[(name, writers)]
             redis_same = results.get((f"redis-{name.split('-')[-1]}", writers))
+            if name == "base-always":
+                label += f" (this checkout / it: {results[('serve-always', writers)] / v:.2f})"
             vs_redis = f"{v / redis_same:.2f}" if redis_same and name != "memory" else ""
             rows.append([str(writers), label, f"{v:,.0f}", f"{v / mem:.2f}", vs_redis])
-        sets = results[("always", writers)] * seconds
-        rows.append([str(writers), f"  (fsync=always: {results[('always-fsyncs', writers)]:,.0f}"
-                     f" fsyncs for about {sets:,.0f} sets)", "", "", ""])
+        for name, what in [("always", "Engine"), ("serve-always", "serve"),
+                           ("base-always", "baseline serve")]:
+            if (name, writers) not in results:
+                continue
+            sets = results[(name, writers)] * seconds
+            rows.append([str(writers), f"  ({what} fsync=always: "
+                         f"{results[(f'{name}-fsyncs', writers)]:,.0f} fsyncs for about "
+                         f"{sets:,.0f} sets)", "", "", ""])
     text = table("Set throughput (sets/s), 1 and 50 concurrent writers",
                  ["writers", "store", "sets/s", "× in-memory", "× redis same fsync"], rows)
     summary = {
@@ -481,12 +511,22 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--throughput-only", action="store_true",
+                        help="only the set throughput (part 2), recorded in its own section")
+    parser.add_argument("--baseline", type=Path, default=None, metavar="DIR",
+                        help="with --throughput-only: another checkout's serve --fsync always "
+                             "in the same rounds")
     args = parser.parse_args()
     for tool in ("redis-server",):
         if shutil.which(tool) is None:
             print(f"{tool} is not installed (apt-get install redis-server)")
             return 2
     WORK.mkdir(parents=True, exist_ok=True)
+    if args.throughput_only:
+        text, summary = throughput(args.seconds, baseline=args.baseline)
+        print(text)
+        record_results("Durability, set throughput (bench/durable.py --throughput-only)", text)
+        return 0
     parts = []
     parts.append(table("The write path of the candidate formats (one thread)",
                        ["format", "µs/change (no fsync)", "µs/change (fsync each)",

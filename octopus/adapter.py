@@ -243,7 +243,11 @@ def _plain(value: Any) -> Any:
 
 class PrologKnowledgeBase:
     """One engine's knowledge base: a module for its facts and rules and one for the
-    bookkeeping of loads (prolog/skb.pl). Every Prolog error is a KnowledgeBaseError."""
+    bookkeeping of loads and iterators (prolog/skb.pl). Every Prolog error is a
+    KnowledgeBaseError.
+
+    ``limits`` arguments are ``[timeout, inferences, stack_bytes, solutions,
+    reply_bytes]`` (see :class:`octopus.kb.Limits`)."""
 
     _SKB = "octopus_skb"
 
@@ -270,10 +274,10 @@ class PrologKnowledgeBase:
         position, done = self._call("kb_load_chunk", self.module, self._aux, max_terms)
         return int(position), bool(done)
 
-    def load_commit(self, key: str | None) -> int:
+    def load_commit(self, key: str | None, limits: list[float | int]) -> int:
         """Add what was read in one transaction (replacing an earlier load of the file
-        ``key``); the number of clauses added."""
-        return int(self._call("kb_load_commit", self.module, self._aux, key))
+        ``key``), running its directives within ``limits``; the number of clauses."""
+        return int(self._call("kb_load_commit", self.module, self._aux, key, limits))
 
     def load_abort(self) -> None:
         """Abandon a load in progress (idempotent)."""
@@ -283,12 +287,33 @@ class PrologKnowledgeBase:
         """Assert ``predicate(*row)`` for each row, all or nothing; how many."""
         return int(self._call("kb_add_rows", self.module, predicate, rows))
 
-    def query(self, goal: str, bindings: list[tuple[str, object]],
-              limit: int | None) -> list[dict[str, Any]]:
-        """The solutions of ``goal`` with ``bindings``: dicts of its output variables."""
-        solutions = self._call("kb_query", self.module, goal, bindings, limit)
+    def query(self, goal: str, bindings: list[tuple[str, object]], limits: list[float | int],
+              most: int, strict: bool) -> list[dict[str, Any]]:
+        """The solutions of ``goal`` with ``bindings`` (at most ``most``; with
+        ``strict``, more is an error): dicts of its output variables."""
+        solutions = self._call("kb_query", self.module, self._aux, goal, bindings, limits,
+                               [most, strict])
         return [{k: _plain(v) for k, v in s.items()} for s in solutions]
 
+    def iter_open(self, goal: str, bindings: list[tuple[str, object]],
+                  limits: list[float | int]) -> int:
+        """Check ``goal`` and start it in a Prolog engine of its own; the iterator's id."""
+        return int(self._call("kb_iter_open", self.module, self._aux, goal, bindings, limits))
+
+    def iter_next(self, iterator: int, most: int, timeout: float,
+                  reply_bytes: int) -> tuple[list[dict[str, Any]], bool | str]:
+        """Up to ``most`` more solutions within ``timeout`` seconds, and False while
+        there may be more, True when the goal has no more, or the message of an error
+        that ended the step after those solutions (True and errors close it)."""
+        solutions, done = self._call("kb_iter_next", self.module, self._aux, iterator,
+                                     [most, timeout, reply_bytes])
+        return ([{k: _plain(v) for k, v in s.items()} for s in solutions],
+                done if isinstance(done, str) else bool(done))
+
+    def iter_close(self, iterator: int) -> None:
+        """End an iterator (idempotent)."""
+        self._call("kb_iter_close", self._aux, iterator)
+
     def destroy(self) -> None:
-        """Drop every fact and rule."""
+        """Close every iterator and drop every fact and rule."""
         self._call("kb_destroy", self.module, self._aux)

@@ -28,8 +28,10 @@ Theory of operation (the guarantees are in docs/guarantees.md):
    applies), the revision assigned. If it raises (PersistenceError), the call fails
    with nothing applied and no revision used. After the lock, before the call
    returns, ``acknowledge`` waits until the change is as durable as the engine
-   promises. Without a write-ahead the store decides and applies in one call, as
-   fast as ever.
+   promises — unless the calling thread deferred its acknowledgements
+   (:meth:`Core.defer_acknowledgements`: the server acknowledges the writes of many
+   connections with one wait). Without a write-ahead the store decides and applies in
+   one call, as fast as ever.
 4. Handlers run on the dispatcher thread, never under the lock. After a write, and
    outside the lock, a writer waits while the dispatcher queue is full, so a slow
    handler slows writers down instead of letting the queue grow without bound.
@@ -70,7 +72,7 @@ from octopus.errors import (
     TriggerNotFound,
 )
 from octopus.events import Dispatcher, Event, Handler, Mode, Subscription, Trigger
-from octopus.kb import KnowledgeBase
+from octopus.kb import KnowledgeBase, Limits
 from octopus.query.compile import CompiledQuery, CompiledRecord, compile_query, compile_record
 from octopus.record import Atom, Record, Value, check_value, is_name, natural_key, short_repr
 from octopus.registry import TriggerRegistry
@@ -196,16 +198,24 @@ def _release_dropped(resources: _Resources) -> None:
     resources.release(at_safe_point=False)
 
 
+class _Deferred(threading.local):
+    """A thread's deferred acknowledgements (:meth:`Core.defer_acknowledgements`)."""
+
+    active = False
+    ticket = 0
+
+
 class Core:
     """The state of one engine and every operation on it (see the theory of operation).
 
     Every public method takes the id of the calling session first.
     """
 
-    def __init__(self, max_query_length: int) -> None:
+    def __init__(self, max_query_length: int, kb_limits: Limits | None = None) -> None:
         _bury_dropped()
         self.number = next(_core_numbers)
         self.max_query_length = max_query_length
+        self.kb_limits = kb_limits
         self.lock = threading.Lock()
         self.revision = 0
         self.closed = False
@@ -217,6 +227,7 @@ class Core:
         self._session_ids = itertools.count(1)
         self._observers: list[Observer] = [self._deliver_triggers]
         self._wal: WriteAhead | None = None
+        self._deferred = _Deferred()
         self._kb_lock = threading.Lock()
         #: The replicated write path (point 7), set by octopus.cluster; None: local.
         self.replicated: ReplicatedWrites | None = None
@@ -315,9 +326,44 @@ class Core:
         for observer in self._observers:
             observer(change)
 
+    def defer_acknowledgements(self) -> None:
+        """On this thread, until :meth:`end_deferral`, a write returns without waiting
+        for its acknowledgement (point 3a); its ticket is kept instead, so that the
+        caller acknowledges many writes at once (the server's group commit). A
+        session's end still waits (it cannot be refused)."""
+        d = self._deferred
+        d.active = True
+        d.ticket = 0
+
+    def deferred(self) -> int:
+        """The ticket covering the writes deferred on this thread so far (0: none)."""
+        return self._deferred.ticket
+
+    def end_deferral(self) -> int:
+        """Stop deferring on this thread; the ticket covering every write deferred
+        since :meth:`defer_acknowledgements` (0: none), for :meth:`acknowledge`."""
+        d = self._deferred
+        ticket = d.ticket
+        d.active = False
+        d.ticket = 0
+        return ticket
+
+    def acknowledge(self, ticket: int) -> None:
+        """Return when the writes up to ``ticket`` are as durable as promised;
+        PersistenceError (``applied=True``) if they cannot be."""
+        wal = self._wal
+        if ticket and wal is not None:
+            wal.acknowledge(ticket)
+
     def _acknowledge(self, ticket: int, *, quiet: bool = False) -> None:
         wal = self._wal
         if ticket and wal is not None:
+            if not quiet:
+                d = self._deferred
+                if d.active:
+                    if ticket > d.ticket:
+                        d.ticket = ticket
+                    return
             try:
                 wal.acknowledge(ticket)
             except PersistenceError:
@@ -825,7 +871,7 @@ class Core:
             self._check_core()
             kb = self._resources.kb
             if kb is None:
-                kb = self._resources.kb = KnowledgeBase()
+                kb = self._resources.kb = KnowledgeBase(self.kb_limits)
             return kb
 
     def count(self) -> int:

@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from octopus.core import Change, Core
-from octopus.errors import OctopusError, PersistenceError, QueryError
+from octopus.errors import KnowledgeBaseError, OctopusError, PersistenceError, QueryError
 from octopus.events import Handler, Mode, Subscription, Trigger
-from octopus.kb import KnowledgeBase, Progress
+from octopus.kb import KnowledgeBase, Limits, Progress, Solutions
 from octopus.query.parser import DEFAULT_MAX_LENGTH
 from octopus.recipes.factories import RecipeFactories
 from octopus.record import Record, Value
@@ -128,6 +128,11 @@ class Session(RecipeFactories):
         Returns at once when called from a handler."""
         return self._core.flush(timeout)
 
+    def on_handler_thread(self) -> bool:
+        """Whether the caller is a handler of this engine's events (its dispatcher
+        thread): a wait there could never see the event that ends it."""
+        return self._core.on_dispatcher_thread()
+
     # --- consistency (docs/cluster.md) ----------------------------------------------
 
     def sync(self, timeout: float | None = None) -> int:
@@ -158,14 +163,20 @@ class Session(RecipeFactories):
         """Add knowledge-base clauses; see :meth:`KnowledgeBase.add_facts`."""
         return self.kb.add_facts(text, progress=progress)
 
-    def prolog(self, goal: str, *, limit: int | None = None,
+    def prolog(self, goal: str, *, limit: int | None = None, timeout: float | None = None,
                **bindings: object) -> list[dict[str, Any]]:
         """Solutions of a knowledge-base goal; see :meth:`KnowledgeBase.prolog`."""
-        return self.kb.prolog(goal, limit=limit, **bindings)
+        return self.kb.prolog(goal, limit=limit, timeout=timeout, **bindings)
 
-    def prolog_once(self, goal: str, **bindings: object) -> dict[str, Any] | None:
+    def prolog_once(self, goal: str, *, timeout: float | None = None,
+                    **bindings: object) -> dict[str, Any] | None:
         """The first solution or None; see :meth:`KnowledgeBase.prolog_once`."""
-        return self.kb.prolog_once(goal, **bindings)
+        return self.kb.prolog_once(goal, timeout=timeout, **bindings)
+
+    def prolog_iter(self, goal: str, *, batch: int = 1, timeout: float | None = None,
+                    **bindings: object) -> Solutions:
+        """Solutions one step at a time; see :meth:`KnowledgeBase.prolog_iter`."""
+        return self.kb.prolog_iter(goal, batch=batch, timeout=timeout, **bindings)
 
     # --- sessions --------------------------------------------------------------------
 
@@ -221,12 +232,16 @@ class Engine(Session):
                  path: str | os.PathLike[str] | None = None, fsync: str = "everysec",
                  compact_ratio: float = 1.0, compact_min_bytes: int = 16 << 20,
                  etcd: str | Sequence[str] | None = None, prefix: str = "/octopus/",
-                 lease_ttl: int = 10) -> None:
+                 lease_ttl: int = 10, kb_limits: Limits | None = None) -> None:
         """With ``etcd`` (endpoint URLs, a list or comma-separated), the engine is a
         replica of the cluster stored under ``prefix`` in that etcd cluster: it joins
         the servers and engines already there (docs/cluster.md). Its sessions are etcd
         leases of ``lease_ttl`` seconds. A replica keeps its state in etcd, so ``path``
-        and ``etcd`` do not go together."""
+        and ``etcd`` do not go together.
+
+        ``kb_limits`` bounds every knowledge-base call (default ``Limits()``,
+        docs/knowledge-base.md). A durable engine replays its journaled loads within
+        them as it opens: give it the limits its loads needed."""
         if isinstance(max_query_length, bool) or not isinstance(max_query_length, int) \
                 or max_query_length < 1:
             raise QueryError("max_query_length must be a positive int")
@@ -234,7 +249,10 @@ class Engine(Session):
             raise QueryError(f"path must be a str or path, got {type(path).__name__}")
         if path is not None and etcd is not None:
             raise QueryError("a replica's state is in etcd: give path= or etcd=, not both")
-        core = Core(max_query_length)
+        if kb_limits is not None and not isinstance(kb_limits, Limits):
+            raise KnowledgeBaseError(
+                f"kb_limits must be a Limits, got {type(kb_limits).__name__}")
+        core = Core(max_query_length, kb_limits)
         self._persistence: Persistence | None = None
         if path is not None:
             from octopus.durable.persistence import Persistence

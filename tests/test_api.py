@@ -13,7 +13,7 @@ from octopus import errors
 def test_public_names_are_pinned() -> None:
     assert octopus.__all__ == [
         "AsyncClient", "Atom", "Barrier", "Client", "ConditionFailed", "Election", "Engine",
-        "EngineClosed", "Event", "KnowledgeBaseError", "Lock", "LockError", "Mode",
+        "EngineClosed", "Event", "KnowledgeBaseError", "LimitExceeded", "Lock", "LockError", "Mode",
         "NameService", "NotFound", "OctopusError", "ParameterError", "ParseError",
         "PersistenceError", "QueryError", "ReadWriteLock", "Record", "Semaphore", "Session",
         "SetupError", "Subscription", "Trigger", "TriggerNotFound", "Unavailable",

@@ -46,6 +46,7 @@ from octopus.recipes.lock import Lock
 from octopus.recipes.store import (
     Store,
     add_entry,
+    check_may_wait,
     check_name,
     deadline_after,
     delete_quietly,
@@ -88,6 +89,7 @@ class Barrier:
         if self._entry is not None:
             raise LockError(f"barrier {self.name!r}: already entered; leave() first")
         deadline = deadline_after(timeout)
+        check_may_wait(self.store, f"barrier {self.name!r}: enter()", True, timeout)
         try:
             self._entry = add_entry(self.store, self.name, barrier=self.name)
             if len(self._waiting(*self._read())) >= self.n:
@@ -131,6 +133,7 @@ class Barrier:
         if self._round is None:
             raise LockError(f"barrier {self.name!r}: leave() without enter()")
         deadline = deadline_after(timeout)
+        check_may_wait(self.store, f"barrier {self.name!r}: leave()", True, timeout)
         first, upto = self._round["first"], self._round["upto"]
         self._forget()
         while True:

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from octopus.errors import EngineClosed, LockError
 from octopus.recipes.lock import Lock
-from octopus.recipes.store import Store
+from octopus.recipes.store import Store, check_may_wait
 
 __all__ = ["Election"]
 
@@ -42,6 +42,7 @@ class Election:
 
     def run(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
         """Wait to lead, then run ``func``; leadership ends when it returns."""
+        check_may_wait(self._candidacy.store, f"election {self.name!r}: run()")
         if not self._candidacy.acquire():
             return None
         try:

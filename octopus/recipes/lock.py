@@ -26,8 +26,9 @@ threads that each make their own object queue in the store, FIFO.
 Failure modes: ``release()`` of a lock this object does not hold raises
 :class:`LockError`, as does ``release()`` after the holder's session ended (the lock was
 already given to the next contender); a session closed while waiting makes
-``acquire()`` raise :class:`EngineClosed`. A handler must not block in ``acquire()``:
-handlers run on the event thread that would deliver the wake-up.
+``acquire()`` raise :class:`EngineClosed`. A handler must not block in ``acquire()``
+(handlers run on the event thread that would deliver the wake-up): a blocking acquire
+from a handler raises :class:`LockError` at once.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from octopus.recipes.store import (
     Acquirable,
     Store,
     add_entry,
+    check_may_wait,
     check_name,
     deadline_after,
     delete_quietly,
@@ -103,6 +105,7 @@ class Lock(Acquirable):
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         """Take the lock; False if not blocking and busy, on timeout, or if cancelled."""
         deadline = deadline_after(timeout)
+        check_may_wait(self.store, f"{self.kind} {self.name!r}: acquire()", blocking, timeout)
         # Threads sharing this object take turns here first, as on a threading.Lock.
         if not self._local.acquire(blocking, -1 if deadline is None or not blocking
                                    else remaining(deadline)):

@@ -16,7 +16,8 @@ that carry it, and ``register`` refuses an attribute of that name.
 - ``services() -> list[str]``: the names of all services, in natural order.
 
 Failure modes: an invalid name, attribute key or value is a :class:`QueryError`;
-``wait`` must not be called from a trigger handler (it would wait for its own thread).
+``wait`` from a trigger handler (it would wait for its own thread) raises
+:class:`~octopus.errors.LockError` unless its timeout is zero or less.
 """
 
 from __future__ import annotations
@@ -25,7 +26,14 @@ import threading
 
 from octopus.errors import EngineClosed, NotFound, QueryError, WaitTimeout
 from octopus.events import Event, Mode, Trigger
-from octopus.recipes.store import Store, check_name, deadline_after, discard, remaining
+from octopus.recipes.store import (
+    Store,
+    check_may_wait,
+    check_name,
+    deadline_after,
+    discard,
+    remaining,
+)
 from octopus.record import Record, is_name
 
 __all__ = ["NameService"]
@@ -69,6 +77,7 @@ class NameService:
     def wait(self, q: str, *params: object, timeout: float | None = None) -> Record:
         """Like lookup, but wait up to ``timeout`` seconds (None: forever) for a match."""
         deadline = deadline_after(timeout)
+        check_may_wait(self.store, f"names.wait({q!r})", True, timeout)
         arrived: list[Record | None] = []
         ready = threading.Event()
 

@@ -8,7 +8,10 @@ beyond its records, which (but for a barrier's round markers) it writes as ephem
 records of the store's session: they vanish when that session ends.
 
 Handlers given to triggers run on the store's event thread. The recipes' handlers only
-set a :class:`threading.Event`; all waiting happens in the caller's thread.
+set a :class:`threading.Event`; all waiting happens in the caller's thread. A recipe call
+that may wait, made from a handler (``store.on_handler_thread()``), raises
+:class:`~octopus.errors.LockError` at once (:func:`check_may_wait`): the event that
+would end the wait is delivered by the very thread it blocks.
 
 Most recipes keep their parties in *entries*: sequential ephemeral records
 ``<name>_<k> { <kind>: '<name>', ... }`` whose number ``k`` gives their order
@@ -35,6 +38,7 @@ __all__ = [
     "Acquirable",
     "Store",
     "add_entry",
+    "check_may_wait",
     "check_name",
     "deadline_after",
     "delete_quietly",
@@ -75,6 +79,8 @@ class Store(Protocol):
 
     def close(self) -> None: ...
 
+    def on_handler_thread(self) -> bool: ...
+
 
 class Acquirable(ABC):
     """A recipe object taken with ``acquire()`` and given back with ``release()``;
@@ -100,6 +106,23 @@ def check_name(name: object, what: str = "name") -> str:
     if not is_name(name):
         raise QueryError(f"{what} must be a valid record name, got {name!r}")
     return name  # type: ignore[return-value]
+
+
+def check_may_wait(store: Store, what: str, blocking: bool = True,
+                   timeout: float | None = None) -> None:
+    """Refuse a call that may wait when it is made on ``store``'s handler thread.
+
+    The wait would hang until its timeout, since the event that ends it is delivered by
+    the thread it blocks. It is refused whether or not it would have had to wait, so
+    that the error does not depend on contention; calls that cannot wait
+    (``blocking=False``, a timeout of zero or less) are allowed."""
+    if not blocking or (timeout is not None and timeout <= 0):
+        return
+    if store.on_handler_thread():
+        raise LockError(f"{what} may wait, and it was called by an event handler: the "
+                        "event that ends the wait would be delivered by the thread it "
+                        "blocks. Call it outside the handler, or without waiting "
+                        "(blocking=False or timeout=0)")
 
 
 def deadline_after(timeout: float | None) -> float | None:

@@ -125,6 +125,9 @@ class _LoopBridge:
     def wait_for(self, q: str, *params: object, timeout: float | None = None) -> Record:
         return self._wait(self._client.wait_for(q, *params, timeout=timeout))
 
+    def on_handler_thread(self) -> bool:
+        return threading.current_thread() is self._loop_thread   # handlers run on the loop
+
     def session(self) -> Store:
         return _LoopBridge(self._wait(self._client.session()), self._loop, self._loop_thread)
 

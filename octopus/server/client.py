@@ -424,6 +424,11 @@ class Client(_Base, RecipeFactories):
                 self._call(_Request(["FLUSH"], _decode_ok))
         return self._dispatcher.flush(timeout)
 
+    def on_handler_thread(self) -> bool:
+        """Whether the caller is a handler of this connection's events (its dispatcher
+        thread): a wait there could never see the event that ends it."""
+        return threading.current_thread() is self._dispatcher.thread
+
     # --- consistency (docs/cluster.md) ----------------------------------------------------
 
     def sync(self, timeout: float | None = None) -> int:

@@ -273,6 +273,10 @@ class CommandLayer:
         self._pending = action  # type: ignore[assignment]
         return action
 
+    def error_reply(self, exc: BaseException) -> bytes:
+        """The reply reporting ``exc`` (what a command that raised it answers)."""
+        return self._error_reply(exc)
+
     def _error_reply(self, exc: BaseException) -> bytes:
         if isinstance(exc, OctopusError):
             return encode_error(_error_code(exc), str(exc))

@@ -21,6 +21,16 @@ alone and 114 µs next to a busy Python thread). This runner:
   iteration — while the loop stops waiting as soon as every awake thread has been on
   one call for more than ``stall`` (and at the latest after ``handoff`` seconds).
 
+* *commits in groups* (with ``durability``: a durable engine under ``fsync=always``):
+  a call's writes do not wait for their fsync on the thread that made them. The
+  thread hands the result to one *committer* thread and takes the next call; the
+  committer waits for one fsync covering every write handed to it so far, then
+  delivers all those results at once. While it waits, the threads go on applying the
+  writes that arrive meanwhile, and the next fsync covers them all (group commit, as
+  PostgreSQL's and MySQL's log writers do): a result that needs durability is
+  delivered only once an fsync covers it, a result that does not (a read) is not held
+  back by another call's fsync.
+
 It is also a :class:`concurrent.futures.Executor` (``submit``), so
 :class:`octopus.aio.AsyncSession` shares the same threads.
 """
@@ -35,9 +45,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-__all__ = ["EngineRunner"]
+__all__ = ["Durability", "EngineRunner"]
 
 log = logging.getLogger("octopus.server")
 
@@ -45,6 +55,19 @@ T = TypeVar("T")
 A = TypeVar("A")
 Done = Callable[[Any, BaseException | None], None]
 Job = tuple[Callable[[Any], Any], Any, Done | None]
+
+
+class Durability(Protocol):
+    """What the runner needs to commit writes in groups (:class:`octopus.core.Core`)."""
+
+    def defer_acknowledgements(self) -> None:
+        """On this thread, writes stop waiting for their fsync; their ticket is kept."""
+
+    def end_deferral(self) -> int:
+        """Stop deferring on this thread; the ticket of the writes since (0: none)."""
+
+    def acknowledge(self, ticket: int) -> None:
+        """Wait until the writes up to ``ticket`` are durable (may raise)."""
 
 
 class _Worker:
@@ -69,11 +92,16 @@ class EngineRunner(Executor):
     ``on_done(result, error)`` on the loop. Calls start in the order they were made but
     may finish in any order; a caller that needs order waits for one call before
     making the next (a connection has at most one call outstanding).
+
+    With ``durability``, a call whose writes deferred their acknowledgement is
+    delivered once the committer thread has acknowledged them (see the module
+    docstring); ``error`` is then the acknowledgement's failure if the call itself
+    raised nothing (``result`` is still the call's result).
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, workers: int, *,
                  stall: float = 0.002, handoff: float = 0.05,
-                 name: str = "octopus-serve") -> None:
+                 name: str = "octopus-serve", durability: Durability | None = None) -> None:
         self._loop = loop
         self._loop_thread = threading.get_ident()
         self.stall = stall
@@ -95,13 +123,29 @@ class EngineRunner(Executor):
         self.handoffs = 0                     # loop iterations that handed calls over
         self.loop_wakeups = 0                 # results delivered by a loop wake-up
         self.extra_wakes = 0                  # threads woken because the awake ones stalled
+        self.commits = 0                      # acknowledgements waited for by the committer
+        self.committed_calls = 0              # calls they delivered
+        self._durability = durability
+        # Results waiting for the committer: at most one per call outstanding (a
+        # connection has one at a time), so bounded by the connections.
+        self._held: list[tuple[Done, Any, BaseException | None]] = []
+        self._held_ticket = 0
+        self._committer_wake = threading.Lock()   # like a _Worker's wake
+        self._committer_wake.acquire()
+        self._committer_asleep = True
         self._threads: list[threading.Thread] = []
+        self._live = max(1, workers)          # worker threads not yet returned
         for i in range(max(1, workers)):
             w = _Worker()
             w.thread = threading.Thread(target=self._work, args=(w,), name=f"{name}-{i}")
             self._idle.append(w)
             self._threads.append(w.thread)
             w.thread.start()
+        self._committer: threading.Thread | None = None
+        if durability is not None:
+            self._committer = threading.Thread(target=self._commit, args=(durability,),
+                                               name=f"{name}-commit")
+            self._committer.start()
         # Stop the threads when the interpreter exits, before it waits for non-daemon
         # threads (a server that was never closed must not hang the exit). This is the
         # hook concurrent.futures uses; atexit would run too late.
@@ -259,9 +303,12 @@ class EngineRunner(Executor):
                 func(True)
         for w in workers:
             w.wake.release()
+        self._wake_committer()
         if wait:
             for w in self._threads:
                 w.join()
+            if self._committer is not None:
+                self._committer.join()
 
     def _at_exit(self) -> None:
         self.shutdown(wait=False, cancel_futures=True)
@@ -269,9 +316,18 @@ class EngineRunner(Executor):
     # --- the threads -------------------------------------------------------------------------
 
     def _work(self, me: _Worker) -> None:
+        try:
+            self._take_calls(me)
+        finally:
+            with self._lock:
+                self._live -= 1
+            self._wake_committer()              # it ends once the last worker has
+
+    def _take_calls(self, me: _Worker) -> None:
         jobs = self._jobs
         done = self._done
         lock = self._lock
+        durability = self._durability
         while True:
             me.wake.acquire()
             while True:
@@ -285,26 +341,95 @@ class EngineRunner(Executor):
                     func, arg, on_done = jobs.popleft()
                     me.running = True
                     me.since = time.monotonic()
+                delivered = False
                 if on_done is None:
                     func(arg)
-                else:
+                elif durability is None:
                     try:
                         result, error = func(arg), None
                     except BaseException as e:   # a SystemExit must not end the thread
                         result, error = None, e
                     done.append((on_done, result, error))
+                    delivered = True
+                else:
+                    durability.defer_acknowledgements()
+                    try:
+                        result, error = func(arg), None
+                    except BaseException as e:
+                        result, error = None, e
+                    finally:
+                        ticket = durability.end_deferral()
+                    if ticket:
+                        self._hold(on_done, result, error, ticket)
+                    else:
+                        done.append((on_done, result, error))
+                        delivered = True
                 with lock:
                     me.running = False
                     settling = self._settling
                     if self._gate_armed and not jobs:   # only when the loop may stop
                         self._gate_armed = False        # waiting: each wake-up costs
                         self._gate.release()            # it the GIL
-                # The loop delivers what is done when its wait in _settle ends; else wake
-                # it, once for everything ready by then: _deliver clears the flag before
-                # it empties the deque, and a result is appended before the flag is read.
-                if on_done is not None and not settling and not self._wake_scheduled:
-                    self._wake_scheduled = True
-                    with contextlib.suppress(RuntimeError):    # the loop has closed
-                        self._loop.call_soon_threadsafe(self._woken)
+                if delivered and not settling:
+                    self._wake_loop()
             if self._closed:
                 return
+
+    def _wake_loop(self) -> None:
+        """Have the loop deliver what is done, once for everything ready by then (the
+        caller saw the loop not settling: else it delivers when its wait ends).
+        _deliver clears the flag before it empties the deque, and a result is
+        appended before the flag is read."""
+        if not self._wake_scheduled:
+            self._wake_scheduled = True
+            with contextlib.suppress(RuntimeError):    # the loop has closed
+                self._loop.call_soon_threadsafe(self._woken)
+
+    # --- the committer -------------------------------------------------------------------------
+
+    def _hold(self, on_done: Done, result: Any, error: BaseException | None,
+              ticket: int) -> None:
+        """Hand a result to the committer: delivered once ``ticket`` is acknowledged."""
+        with self._lock:
+            self._held.append((on_done, result, error))
+            if ticket > self._held_ticket:
+                self._held_ticket = ticket
+            if self._committer_asleep:
+                self._committer_asleep = False
+                self._committer_wake.release()
+
+    def _wake_committer(self) -> None:
+        with self._lock:
+            if self._committer_asleep:
+                self._committer_asleep = False
+                self._committer_wake.release()
+
+    def _commit(self, durability: Durability) -> None:
+        """The committer thread: acknowledge everything held so far with one wait,
+        deliver it, repeat; whatever was held during the wait goes in the next round."""
+        lock = self._lock
+        done = self._done
+        while True:
+            self._committer_wake.acquire()
+            while True:
+                with lock:
+                    if not self._held:
+                        if self._closed and self._live == 0:
+                            return
+                        self._committer_asleep = True
+                        break
+                    held, self._held = self._held, []
+                    ticket, self._held_ticket = self._held_ticket, 0
+                failure: BaseException | None = None
+                try:
+                    durability.acknowledge(ticket)
+                except BaseException as e:      # PersistenceError: the fsync failed
+                    failure = e
+                self.commits += 1
+                self.committed_calls += len(held)
+                for on_done, result, error in held:
+                    done.append((on_done, result, error if error is not None else failure))
+                with lock:
+                    settling = self._settling
+                if not settling:
+                    self._wake_loop()

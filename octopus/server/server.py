@@ -13,6 +13,9 @@ Theory of operation:
    runs every command of a pipeline that is queued behind the first engine call in
    the same thread hop (one hop per batch, not per command); what needs no engine call
    (PING, a GET answered from the reply cache) is answered on the loop at once.
+   Under ``--fsync always`` a batch that wrote is answered only once an fsync covers
+   its writes; the runner's committer thread makes one fsync for the batches of every
+   connection handed to it so far (group commit, see :mod:`octopus.server.runner`).
 3. Each connection owns one engine :class:`~octopus.engine.Session`, opened when it
    connects and closed when it goes (EOF, reset, QUIT, a protocol error, an output
    limit, its process killed), so its ephemeral records, triggers and subscriptions
@@ -50,6 +53,7 @@ from time import perf_counter
 from typing import Any
 
 from octopus.aio import AsyncSession
+from octopus.core import Core
 from octopus.engine import Engine, Session
 from octopus.errors import EngineClosed, OctopusError
 from octopus.events import Event
@@ -155,6 +159,12 @@ class Server:
         # huge query is refused before any work (the engine would refuse it too).
         self.max_query_length = c.max_query_length
         self._runner: EngineRunner | None = None     # made on the loop, when listening
+        # Under fsync=always the connections' writes share fsyncs: the engine threads
+        # defer each write's acknowledgement and the runner's committer waits for one
+        # fsync for all of them (group commit). Other policies acknowledge at once.
+        self.durability: Core | None = (engine._core
+                                        if engine.persistence().get("fsync") == "always"
+                                        else None)
         self.cache: ReplyCache | None = (ReplyCache(c.reply_cache, c.reply_cache_bytes)
                                          if c.reply_cache > 0 and c.reply_cache_bytes > 0
                                          else None)
@@ -175,7 +185,8 @@ class Server:
     def runner(self) -> EngineRunner:
         """The threads that run engine calls (shared by every connection)."""
         if self._runner is None:
-            self._runner = EngineRunner(asyncio.get_running_loop(), self.config.workers)
+            self._runner = EngineRunner(asyncio.get_running_loop(), self.config.workers,
+                                        durability=self.durability)
         return self._runner
 
     async def start_tcp(self, host: str = "127.0.0.1", port: int = 6380,
@@ -316,7 +327,10 @@ class Server:
                        ("engine_handoffs", self._runner.handoffs if self._runner else 0),
                        ("engine_loop_wakeups", self._runner.loop_wakeups if self._runner else 0),
                        ("engine_thread_extra_wakes",
-                        self._runner.extra_wakes if self._runner else 0)],
+                        self._runner.extra_wakes if self._runner else 0),
+                       ("engine_group_commits", self._runner.commits if self._runner else 0),
+                       ("engine_group_committed_calls",
+                        self._runner.committed_calls if self._runner else 0)],
             "clients": [("connected_clients", len(conns)),
                         ("maxclients", c.max_clients),
                         ("client_output_bytes", self.output.total),
@@ -576,49 +590,68 @@ class Connection(asyncio.Protocol):
             delay = self.server.auth_failed(self)
             self.timer = loop.call_later(delay, self._complete, action, None, None)
 
-    def _batch(self, call: Call) -> tuple[list[bytes], Action | None]:
+    def _batch(self, call: Call) -> tuple[list[bytes], Action | None, list[int]]:
         """On an engine-call thread: run ``call``, then the commands queued behind it,
-        until one needs the loop (a wait, a close) or the batch is big enough."""
+        until one needs the loop (a wait, a close) or the batch is big enough. Also
+        which replies are those of writes whose acknowledgement was deferred (group
+        commit: they become the error if the fsync fails)."""
         layer = self.layer
         assert layer is not None
         queue = self.queue
         out: list[bytes] = []
+        writes: list[int] = []
+        durability = self.server.durability
+        wrote = False
         size = 0
         action: Action = call
         while True:
             if type(action) is Call:
+                before = durability.deferred() if durability is not None else 0
                 try:
                     result, error = action.run(), None
                 except Exception as e:
                     result, error = None, e
+                if durability is not None and durability.deferred() != before:
+                    wrote = True
                 action = layer.complete(action, result, error)
                 continue
             if type(action) is not bytes:
-                return out, action
+                return out, action, writes
             if self.metrics is not None:
                 self._observe(action)
+            if wrote:
+                writes.append(len(out))
+                wrote = False
             out.append(action)
             size += len(action)
             if not queue or self.closed or size > BATCH_BYTES:
-                return out, None
+                return out, None, writes
             command = queue.popleft()
             if self.metrics is not None:
                 self._command = command[0]
                 self._started = perf_counter()
             action = layer.handle(command)
 
-    def _batch_done(self, batch: tuple[list[bytes], Action | None],
+    def _batch_done(self, batch: tuple[list[bytes], Action | None, list[int]] | None,
                     error: BaseException | None) -> None:
         self.busy = False
         held, self.held = self.held or [], None
         self.held_bytes = 0
         if self.closed:
             return
-        if error is not None:
+        if error is not None and batch is not None and isinstance(error, OctopusError) \
+                and self.layer is not None:
+            # The batch ran, but the fsync covering its writes failed: their replies
+            # become that error (applied, durability unknown); the others stand.
+            reply = self.layer.error_reply(error)
+            for i in batch[2]:
+                batch[0][i] = reply
+            error = None
+        if error is not None or batch is None:
             log.error("connection %d: a batch of commands failed", self.id, exc_info=error)
             self.abort()
             return
-        out, action = batch
+        out, action, _ = batch
         out += held                        # events raised meanwhile follow the replies
         if out:
             self._write(b"".join(out))
