@@ -21,6 +21,7 @@ from octopus.errors import (
     ParseError,
     PersistenceError,
     QueryError,
+    SessionExpired,
     SetupError,
     TriggerNotFound,
     Unavailable,
@@ -32,6 +33,7 @@ from octopus.recipes import Barrier, Election, Lock, NameService, ReadWriteLock,
 from octopus.record import Atom, Record
 from octopus.server.async_client import AsyncClient, connect_async
 from octopus.server.client import Client, connect
+from octopus.server.client_base import ConnectionState
 
 __all__ = [
     "AsyncClient",
@@ -39,6 +41,7 @@ __all__ = [
     "Barrier",
     "Client",
     "ConditionFailed",
+    "ConnectionState",
     "Election",
     "Engine",
     "EngineClosed",
@@ -59,6 +62,7 @@ __all__ = [
     "Record",
     "Semaphore",
     "Session",
+    "SessionExpired",
     "SetupError",
     "Subscription",
     "Trigger",

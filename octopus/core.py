@@ -247,6 +247,13 @@ class Core:
     def is_open(self, sid: int) -> bool:
         return not self.closed and sid in self._sessions
 
+    def owns_nothing(self, sid: int) -> bool:
+        """Whether session ``sid`` has no ephemeral record, trigger or subscription (a
+        session a resuming connection may drop for the one it resumes). Reads without
+        the lock: only the session's own calls change what it owns, and the caller
+        makes none meanwhile."""
+        return not self._sessions.get(sid) and not self.registry.owned_by(sid)
+
     def close_session(self, sid: int) -> None:
         """End a session (idempotent): delete its ephemeral records, then remove its
         triggers and subscriptions."""

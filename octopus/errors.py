@@ -42,6 +42,7 @@ __all__ = [
     "ParseError",
     "PersistenceError",
     "QueryError",
+    "SessionExpired",
     "SetupError",
     "TriggerNotFound",
     "Unavailable",
@@ -95,6 +96,12 @@ class TriggerNotFound(OctopusError):
 
 class EngineClosed(OctopusError):
     """Raised when calling an engine, session or client that has been closed."""
+
+
+class SessionExpired(EngineClosed):
+    """Raised when a client's server session ended while it was disconnected: it was not
+    resumed within its timeout, or the events it missed were no longer all kept. Its
+    ephemeral records and locks are gone (docs/server.md)."""
 
 
 class KnowledgeBaseError(OctopusError):

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import math
 import threading
+import time
 from collections.abc import Awaitable
 from typing import Protocol
 
@@ -95,12 +96,16 @@ def wait_for(store: SyncStore, q: str, params: tuple[object, ...],
     """The blocking driver (threads)."""
     arrived = threading.Event()
     wait = RecordWait(q, timeout, arrived.set)
+    started = time.monotonic()
     try:
         return store.get(q, *params, trigger=wait.trigger)
     except NotFound:
         pass
     try:
-        if not arrived.wait(wait.timeout):
+        # The get may have taken a while (over a network): wait only for what is left.
+        left = None if wait.timeout is None else \
+            max(wait.timeout - (time.monotonic() - started), 0.0)
+        if not arrived.wait(left):
             raise wait.timed_out()
     finally:
         if wait.trigger.installed:

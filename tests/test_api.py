@@ -12,11 +12,13 @@ from octopus import errors
 
 def test_public_names_are_pinned() -> None:
     assert octopus.__all__ == [
-        "AsyncClient", "Atom", "Barrier", "Client", "ConditionFailed", "Election", "Engine",
-        "EngineClosed", "Event", "KnowledgeBaseError", "LimitExceeded", "Lock", "LockError", "Mode",
+        "AsyncClient", "Atom", "Barrier", "Client", "ConditionFailed", "ConnectionState",
+        "Election", "Engine",
+        "EngineClosed", "Event", "KnowledgeBaseError", "LimitExceeded", "Lock", "LockError",
+        "Mode",
         "NameService", "NotFound", "OctopusError", "ParameterError", "ParseError",
         "PersistenceError", "QueryError", "ReadWriteLock", "Record", "Semaphore", "Session",
-        "SetupError", "Subscription", "Trigger", "TriggerNotFound", "Unavailable",
+        "SessionExpired", "SetupError", "Subscription", "Trigger", "TriggerNotFound", "Unavailable",
         "WaitTimeout", "connect",
         "connect_async", "read",
     ]
@@ -33,6 +35,7 @@ def test_public_names_are_pinned() -> None:
     (errors.ConditionFailed, (errors.OctopusError,)),
     (errors.TriggerNotFound, (errors.OctopusError,)),
     (errors.EngineClosed, (errors.OctopusError,)),
+    (errors.SessionExpired, (errors.EngineClosed,)),
     (errors.KnowledgeBaseError, (errors.OctopusError,)),
     (errors.WaitTimeout, (errors.OctopusError, TimeoutError)),
     (errors.LockError, (errors.OctopusError, RuntimeError)),

@@ -3,7 +3,8 @@
 The sync pair and the async pair have the same methods with the same parameters; the
 async pair awaits what the sync pair returns. The differences are few and listed here
 (and in docs/guarantees.md): the in-process knowledge base and ``set_many`` exist only
-in-process, ``info`` only over the network, and the async pair adds event streams.
+in-process, ``info`` and the connection's state and listeners only over the network, and
+the async pair adds event streams.
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ from octopus.server.client import Client
 
 IN_PROCESS_ONLY = {"kb", "consult", "add_facts", "prolog", "prolog_once", "prolog_iter",
                    "set_many"}
-NETWORK_ONLY = {"info"}
+NETWORK_ONLY = {"info", "add_listener", "remove_listener", "state"}
+# Connection states: synchronous on both clients (a listener is registered at once).
+NOT_AWAITED = {"add_listener", "remove_listener"}
 # the recipes ask a blocking store whether they run on its handler thread; the async
 # twins hand the recipes a blocking store of their own (AsyncRecipeFactories)
 SYNC_ONLY = {"on_handler_thread"}
 ASYNC_ONLY = {"events", "messages"}
 RECIPE_FACTORIES = {"lock", "rwlock", "barrier", "semaphore", "election", "names"}
-PROPERTIES = {"closed", "names"}
+PROPERTIES = {"closed", "names", "state"}
 
 
 def api(cls: type) -> set[str]:
@@ -58,7 +61,7 @@ def test_the_async_twins_await_what_the_sync_twins_return() -> None:
             member = getattr(twin, name)
             if name in PROPERTIES:
                 assert isinstance(inspect.getattr_static(twin, name), property), name
-            elif name in RECIPE_FACTORIES:
+            elif name in RECIPE_FACTORIES or name in NOT_AWAITED:
                 assert not inspect.iscoroutinefunction(member), name
             else:
                 assert inspect.iscoroutinefunction(member), f"{twin.__name__}.{name}"

@@ -21,7 +21,8 @@ whose commands are :class:`ReplicaCommands`, the server's sans-I/O
    | ``CLUSTER STATUS`` | a map: node, endpoint, applied revision, staleness, health |
 
    On a server that is not a replica, ``SYNC`` answers the revision, ``STALENESS``
-   ``0``, ``LINEARIZABLE`` changes nothing, and ``SESSION`` is refused.
+   ``0``, ``LINEARIZABLE`` changes nothing, and ``SESSION`` is a single server's
+   (docs/server.md, *Sessions that outlive a blip*).
 3. **Sessions that may be resumed** (those that asked ``SESSION``: clients given
    several URLs) are not ended when their connection drops: their lease is no longer
    kept alive here, and the client has until it expires to ``SESSION RESUME`` on any
@@ -93,8 +94,7 @@ class ReplicaCommands(CommandLayer):
     def cmd_session(self, args: list[bytes]) -> Action:
         replica = self._replica()
         if replica is None:
-            raise QueryError("SESSION needs a server that is a cluster replica "
-                             "(octopus serve --etcd ...)")
+            return super().cmd_session(args)     # a single server's resumable sessions
         sid = self.session._sid
         proto = self.proto
         if len(args) == 1:

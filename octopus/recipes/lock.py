@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import threading
 
-from octopus.errors import LockError
+from octopus.deadline import within
+from octopus.errors import LockError, WaitTimeout
 from octopus.recipes.store import (
     Acquirable,
     Store,
@@ -113,8 +114,13 @@ class Lock(Acquirable):
         self._cancelled = False
         granted = False
         try:
-            self._entry = add_entry(self.store, self.name, **self._attributes())
-            granted = self._wait_turn(blocking, deadline)
+            # Over a network, each call waits for its reply no later than the deadline.
+            with within(deadline):
+                self._entry = add_entry(self.store, self.name, **self._attributes())
+                granted = self._wait_turn(blocking, deadline)
+        except WaitTimeout:
+            if deadline is None or remaining(deadline):
+                raise                   # not our deadline: the connection's own timeout
         finally:
             if not granted:  # not blocking, timed out, cancelled or failed: leave the queue
                 self._withdraw()
@@ -144,6 +150,8 @@ class Lock(Acquirable):
         entry, self._entry, self._token = self._entry, None, None
         try:
             return entry is not None and delete_quietly(self.store, f"{self.name}_{entry}")
+        except WaitTimeout:
+            return False                # sent; the server deletes it when it gets to it
         finally:
             self._local.release()
 

@@ -8,6 +8,7 @@ How the clients behave is in the docstring of :mod:`octopus.server.client`.
 
 from __future__ import annotations
 
+import enum
 import re
 import ssl
 from collections import deque
@@ -21,6 +22,7 @@ from octopus.errors import (
     OctopusError,
     ParseError,
     QueryError,
+    SessionExpired,
     TriggerNotFound,
 )
 from octopus.events import Event, Handler, Mode, Subscription, Trigger
@@ -30,8 +32,9 @@ from octopus.record import Atom, Record, Value
 
 from .resp import ProtocolError, Push, ReplyError, encode_command
 
-__all__ = ["DEFAULT_URL", "AuthenticationError", "decode_event", "decode_record",
-           "error_from_reply", "parse_url", "redact_url", "tls_context", "url_options"]
+__all__ = ["DEFAULT_URL", "AuthenticationError", "ConnectionState", "decode_event",
+           "decode_record", "error_from_reply", "parse_url", "redact_url", "tls_context",
+           "url_options"]
 
 DEFAULT_URL = "tcp://127.0.0.1:6380"
 _NO_LIMIT = 1 << 40
@@ -39,6 +42,22 @@ _NO_LIMIT = 1 << 40
 
 class AuthenticationError(OctopusError):
     """Raised when the server refuses the password (or wants one that was not given)."""
+
+
+class ConnectionState(enum.StrEnum):
+    """What a client's listeners are told (as kazoo's ``KazooState``).
+
+    CONNECTED: the session is usable (after a resume: its ephemeral records, locks,
+    triggers and subscriptions are as they were, and the events missed follow).
+    SUSPENDED: the connection dropped; the client is reconnecting and the session may
+    still be resumed: hold off on anything that needs the lock you hold.
+    LOST: the session ended (it expired, or could not be resumed): its ephemeral
+    records and locks are gone, the client is closed.
+    """
+
+    CONNECTED = "CONNECTED"
+    SUSPENDED = "SUSPENDED"
+    LOST = "LOST"
 
 
 # --- the wire format ----------------------------------------------------------------------
@@ -254,16 +273,42 @@ _ON = {Mode.ON_SET: "SET", Mode.ON_DEL: "DEL", Mode.ON_SET | Mode.ON_DEL: "SETDE
 
 
 class _Request:
-    """One command: its bytes, how to decode its reply, and what to do with a trigger."""
+    """One command: its bytes, how to decode its reply, and what to do with a trigger.
 
-    __slots__ = ("data", "decode", "obj", "query")
+    ``idempotent``: sending it twice is harmless (reads), so a call in flight when the
+    connection drops is sent again after the session resumes; any other call in flight
+    then fails with an "outcome unknown" error. ``undo``: given the reply of a call whose
+    caller gave up waiting, the command that takes its effect back (None: nothing to
+    undo)."""
+
+    __slots__ = ("data", "decode", "idempotent", "obj", "query", "undo")
 
     def __init__(self, args: list[Any], decode: Callable[[Any], Any],
-                 obj: Trigger | Subscription | None = None) -> None:
+                 obj: Trigger | Subscription | None = None, *,
+                 idempotent: bool = False) -> None:
         self.data = encode_command(args)
         self.decode = decode
         self.obj = obj
         self.query = args[1] if obj is not None else None
+        self.idempotent = idempotent
+        self.undo: Callable[[Any], list[Any] | None] | None = None
+        if obj is not None:
+            self.undo = self._uninstall
+
+    def _uninstall(self, reply: Any) -> list[Any] | None:
+        obj = self.obj
+        qid = None if obj is None else _installed_id(reply, obj)
+        if qid is None:
+            return None
+        return ["UNSUBSCRIBE" if isinstance(obj, Subscription) else "UNWATCH", str(qid)]
+
+
+def _undo_entry(reply: Any) -> list[Any] | None:
+    """A sequential ephemeral record nobody learnt the name of (its caller gave up):
+    delete it, or it would hold its place in a queue (a lock's) for the session's life."""
+    if isinstance(reply, list) and reply and isinstance(reply[0], bytes):
+        return ["DEL", "%n", reply[0].decode()]
+    return None
 
 
 def _check_trigger(trigger: Trigger | None) -> None:
@@ -280,7 +325,7 @@ def _triggered(cmd: str, q: str, params: tuple[object, ...], decode: Callable[[A
     """A store command, with the trigger options when a trigger is given."""
     args = [cmd, *_query_args(q, params), *extra]
     if trigger is None:
-        return _Request(args, decode)
+        return _Request(args, decode, idempotent=cmd in _READS)
     _check_trigger(trigger)
     args += ["TRIGGER", _ON[trigger.on], "PERSIST" if trigger.persist else "ONCE",
              trigger.install_if.upper()]
@@ -289,6 +334,9 @@ def _triggered(cmd: str, q: str, params: tuple[object, ...], decode: Callable[[A
         return decode(_check(reply)[1])
 
     return _Request(args, decode_pair, trigger)
+
+
+_READS = frozenset({"GET", "NAMES", "EXISTS"})
 
 
 class _Requests:
@@ -304,7 +352,7 @@ class _Requests:
 
     @staticmethod
     def get_all(q: str, params: tuple[object, ...]) -> _Request:
-        return _Request(["GETALL", *_query_args(q, params)], _decode_records)
+        return _Request(["GETALL", *_query_args(q, params)], _decode_records, idempotent=True)
 
     @staticmethod
     def exists(q: str, params: tuple[object, ...], trigger: Trigger | None) -> _Request:
@@ -314,7 +362,10 @@ class _Requests:
     def set(rec: str, params: tuple[object, ...], sequential: bool, ephemeral: bool,
             trigger: Trigger | None) -> _Request:
         extra = (("SEQUENTIAL",) if sequential else ()) + (("EPHEMERAL",) if ephemeral else ())
-        return _triggered("SET", rec, params, decode_record, trigger, extra)
+        request = _triggered("SET", rec, params, decode_record, trigger, extra)
+        if sequential and ephemeral and trigger is None:
+            request.undo = _undo_entry
+        return request
 
     @staticmethod
     def delete(q: str, params: tuple[object, ...], trigger: Trigger | None) -> _Request:
@@ -384,6 +435,7 @@ class _Base:
         self._closed = False
         self._quitting = False
         self._lost: str | None = None
+        self._expired = False           # the session ended while disconnected
 
     def _handshake(self) -> list[_Request]:
         hello = ["HELLO", "3"]
@@ -421,6 +473,8 @@ class _Base:
                 for qid, obj in sorted(handlers.items())]
 
     def _closed_error(self) -> EngineClosed:
+        if self._expired and not self._quitting:
+            return SessionExpired(f"the session with {self.url} was lost: {self._lost}")
         if self._lost is not None and not self._quitting:
             return EngineClosed(f"the connection to {self.url} was lost: {self._lost}")
         return EngineClosed("the client is closed")

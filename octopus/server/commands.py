@@ -15,6 +15,9 @@ Actions (what :meth:`CommandLayer.handle` returns):
 * :class:`AuthFailed` — a wrong password: its reply must be held for a while (the
   server's policy), and completed.
 * :class:`Close` — write ``reply`` (if any) and close the connection.
+* :class:`SessionOp` — ``SESSION``: make the session resumable, or resume another
+  one; the I/O layer owns the table of sessions (octopus.server.sessions) and
+  completes it with the reply.
 
 The layer is a state machine in the way h11's connection is: after an action other
 than ``bytes``/``Close`` it is *busy* until that action is completed, and handing it a
@@ -58,6 +61,7 @@ __all__ = [
     "Context",
     "Flush",
     "LayerError",
+    "SessionOp",
     "Wait",
     "parser_limits",
 ]
@@ -120,8 +124,17 @@ class Close:
     warning: str = ""
 
 
-Action = bytes | Call | Wait | Flush | AuthFailed | Close
-Pending = Call | Wait | Flush | AuthFailed
+@dataclass(frozen=True, slots=True)
+class SessionOp:
+    """``SESSION``: grant resumption (``resume`` None: ``timeout`` asked, None for the
+    server's default), or resume session ``resume`` = (id, secret, events received)."""
+
+    timeout: float | None = None
+    resume: tuple[int, bytes, int] | None = None
+
+
+Action = bytes | Call | Wait | Flush | AuthFailed | Close | SessionOp
+Pending = Call | Wait | Flush | AuthFailed | SessionOp
 Handler = Callable[[Any, list[bytes]], Action]
 
 
@@ -236,6 +249,8 @@ class CommandLayer:
                 return self._record(result)
             if type(pending) is AuthFailed:
                 return pending.reply
+            if type(pending) is SessionOp:
+                return result  # type: ignore[no-any-return]
             return OK                               # Flush
         except Exception as e:
             return self._error_reply(e)
@@ -250,6 +265,16 @@ class CommandLayer:
             record = record_tagged(event.record) if self.tagged else record_text(event.record)
         frame = Push([kind, event.trigger_id, mode_text(event.mode), event.revision, record])
         return encode(frame, self.proto)
+
+    def adopt(self, previous: CommandLayer) -> None:
+        """Carry ``previous``'s session from now on (``SESSION RESUME``): its session,
+        its triggers and subscriptions, its handlers. This layer's own session must be
+        closed by the caller."""
+        self.session = previous.session
+        self.owned = previous.owned
+        self._on_trigger = previous._on_trigger
+        self._on_message = previous._on_message
+        previous.session_closed = True      # the old connection must not close it
 
     def close_session(self) -> None:
         """End the session (blocking: an engine call). Idempotent; never raises."""
@@ -654,6 +679,25 @@ class CommandLayer:
             return session.publish(q, *params)
 
         return Call(run, lambda n: b":%d\r\n" % n)
+
+    def cmd_session(self, args: list[bytes]) -> Action:
+        # SESSION [TIMEOUT seconds] | SESSION RESUME id secret received (docs/server.md)
+        if len(args) == 1:
+            return SessionOp()
+        word = args[1].upper()
+        if word == b"TIMEOUT" and len(args) == 3:
+            if not FLOAT_RE.match(args[2]) or float(args[2]) <= 0:
+                raise _ArgumentError(f"invalid session timeout {_printable(args[2])!r}")
+            return SessionOp(timeout=float(args[2]))
+        if word == b"RESUME" and len(args) == 5:
+            sid, received = args[2], args[4]
+            if not (sid.isdigit() and received.isdigit()) or len(sid) > 19 or \
+                    len(received) > 19:
+                raise _ArgumentError("SESSION RESUME takes an id, a secret and the number "
+                                     "of events received")
+            return SessionOp(resume=(int(sid), args[3], int(received)))
+        raise _ArgumentError("SESSION takes no arguments, TIMEOUT seconds, or RESUME id "
+                             "secret received")
 
     def cmd_flush(self, args: list[bytes]) -> Action:
         _arity(args, 1, 1)

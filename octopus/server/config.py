@@ -52,3 +52,9 @@ class ServerConfig:
     max_triggers: int = 10000            # triggers + subscriptions per connection (0: none)
     auth_failure_delay: float = 0.5      # seconds before a failed AUTH is answered ...
     auth_failures_per_second: float = 20.0  # ... and at most this many answered per second
+
+    # --- sessions that outlive a blip (octopus.server.sessions) ----------------------------
+    session_timeout: float = 5.0         # a resumable session's timeout if the client asks none
+    max_session_timeout: float = 60.0    # the most a client may ask for
+    min_session_timeout: float = 0.1     # the least (shorter asks are raised to it)
+    session_replay_bytes: int = 4 << 20  # event frames kept per resumable session

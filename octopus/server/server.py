@@ -19,7 +19,10 @@ Theory of operation:
 3. Each connection owns one engine :class:`~octopus.engine.Session`, opened when it
    connects and closed when it goes (EOF, reset, QUIT, a protocol error, an output
    limit, its process killed), so its ephemeral records, triggers and subscriptions
-   end with it. WAIT is :meth:`octopus.aio.AsyncSession.wait_for` on that session.
+   end with it — unless its client made it resumable (``SESSION``): then a dropped
+   connection *detaches* it, and it expires only if no connection resumes it within
+   its timeout (:mod:`octopus.server.sessions`). WAIT is
+   :meth:`octopus.aio.AsyncSession.wait_for` on that session.
 4. Engine handlers run on the engine's dispatcher thread; the server's only hand the
    event to the loop (``call_soon_threadsafe``) and return, so a slow socket never
    blocks the dispatcher. While a batch of a connection runs on a thread, its pushed
@@ -56,7 +59,6 @@ from octopus.aio import AsyncSession
 from octopus.core import Core
 from octopus.engine import Engine, Session
 from octopus.errors import EngineClosed, OctopusError
-from octopus.events import Event
 
 from .cache import ReplyCache
 from .commands import (
@@ -67,18 +69,22 @@ from .commands import (
     Close,
     CommandLayer,
     Flush,
+    SessionOp,
     Wait,
     parser_limits,
 )
 from .config import ServerConfig
 from .limits import AuthThrottle, BufferLimit, OutputBudget, RateLimitedLog
 from .metrics import CommandMetrics, MetricsProtocol, Tally, exposition
-from .resp import ProtocolError, RequestParser, encode_error
+from .resp import ProtocolError, RequestParser, encode, encode_error
 from .runner import EngineRunner
+from .sessions import SessionGap, SessionLink, keepalive
 
 __all__ = ["Connection", "Server", "ServerConfig", "exposure_error", "is_loopback", "run"]
 
 log = logging.getLogger("octopus.server")
+
+OK_REPLY = b"+OK\r\n"
 
 # A batch on an engine-call thread stops after this many bytes of replies, so that the
 # loop writes them (and sees whether the client reads) before the next batch.
@@ -136,6 +142,8 @@ class _Stats:
         self.dropped = {"hard": 0, "soft": 0, "memory": 0}   # output-limit disconnections
         self.auth_failures = 0
         self.cross_protocol = 0
+        self.sessions_resumed = 0
+        self.sessions_expired = 0
 
 
 class Server:
@@ -180,6 +188,7 @@ class Server:
         # Per-command counts and latencies, kept only while a metrics endpoint listens.
         self.metrics: CommandMetrics | None = None
         self._scrapes = [0]
+        self.sessions: dict[int, SessionLink] = {}   # resumable sessions, by id
 
     @property
     def runner(self) -> EngineRunner:
@@ -261,6 +270,9 @@ class Server:
             s.close()
         for c in list(self.connections):
             c.abort()
+        for link in list(self.sessions.values()):
+            if link.detached:
+                self._expire(link, "the server is shutting down")
         for s in self._servers:
             with contextlib.suppress(Exception):
                 await s.wait_closed()
@@ -305,6 +317,35 @@ class Server:
                                  "scripting) from %s, connection %d: %s", conn.peer, conn.id,
                                  why)
 
+    # --- resumable sessions (octopus.server.sessions; on the loop) ---------------------------
+
+    def session_timed_out(self, link: SessionLink) -> None:
+        if link.detached:
+            self._expire(link, f"not resumed within {link.timeout:g} s")
+
+    def session_overflow(self, link: SessionLink) -> None:
+        """More events arrived for a detached session than its replay buffer holds."""
+        self._expire(link, f"more than {link.limit} bytes of events arrived while detached")
+
+    def _expire(self, link: SessionLink, why: str) -> None:
+        """End a resumable session as a close does (on an engine thread)."""
+        if link.expired:
+            return
+        link.expire()
+        self.sessions.pop(link.sid, None)
+        self.stats.sessions_expired += 1
+        log.info("session %d expired: %s", link.sid, why)
+        layer = link.layer
+        conn = link.conn
+        if conn is not None:                # expired while attached (a refused resume)
+            link.conn = None
+            conn.abort()
+        if layer is not None:
+            layer.session_closed = False
+            self.in_background(layer.close_session)
+        else:
+            self.in_background(link.session.close)
+
     def enforce_memory_limit(self) -> None:
         """Past ``output_memory_limit``: drop the connections holding the most output."""
         for conn in self.output.victims(lambda c: c.buffered()):
@@ -332,6 +373,11 @@ class Server:
                        ("engine_group_committed_calls",
                         self._runner.committed_calls if self._runner else 0)],
             "clients": [("connected_clients", len(conns)),
+                        ("resumable_sessions", len(self.sessions)),
+                        ("detached_sessions",
+                         sum(1 for x in self.sessions.values() if x.detached)),
+                        ("sessions_resumed", s.sessions_resumed),
+                        ("sessions_expired", s.sessions_expired),
                         ("maxclients", c.max_clients),
                         ("client_output_bytes", self.output.total),
                         ("output_memory_limit", c.output_memory_limit),
@@ -383,6 +429,7 @@ class Connection(asyncio.Protocol):
         self.parser = RequestParser(max_args=c.max_args, max_bulk=c.max_bulk,
                                     max_request=c.max_request, max_inline=c.max_inline)
         self.layer: CommandLayer | None = None
+        self.link: SessionLink | None = None
         self.asession: AsyncSession | None = None
         self.queue: deque[list[bytes]] = deque()
         self.transport: asyncio.Transport | None = None
@@ -419,6 +466,9 @@ class Connection(asyncio.Protocol):
             return
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "a Unix socket"
+        sock = transport.get_extra_info("socket")
+        if isinstance(peer, tuple) and sock is not None:
+            keepalive(sock)             # a vanished client's session must detach, then expire
         transport.set_write_buffer_limits(high=256 << 10)  # type: ignore[attr-defined]
         if self.config.password is not None:
             self._apply_limits(parser_limits(self.config, authed=False))
@@ -446,9 +496,12 @@ class Connection(asyncio.Protocol):
         if self.closed:
             self.server.in_background(session.close)
             return
+        assert self.loop is not None
+        self.link = link = SessionLink(self.server, session, self.loop)
         self.layer = self.layer_class(self.server, session, conn_id=self.id,
-                                      on_trigger=self._on_trigger_event,
-                                      on_message=self._on_message_event)
+                                      on_trigger=link.on_trigger,
+                                      on_message=link.on_message)
+        link.attach(self, self.layer)
         self.asession = AsyncSession(session, self.server.runner)
         self._drain()
 
@@ -467,8 +520,20 @@ class Connection(asyncio.Protocol):
         if layer is not None:
             server.stats.commands += layer.commands
             layer.commands = 0
-            if not layer.session_closed:
-                server.in_background(layer.close_session)
+            link = self.link
+            ours = link is not None and link.conn is self and link.resumable and \
+                not link.expired            # (not a session another connection took over)
+            if ours and not layer.session_closed:
+                assert link is not None
+                link.detach()               # it stays until its timeout
+                log.debug("session %d detached (connection %d)", link.sid, self.id)
+            else:
+                if ours:                    # QUIT ended it: forget it
+                    assert link is not None
+                    link.expire()
+                    server.sessions.pop(link.sid, None)
+                if not layer.session_closed:
+                    server.in_background(layer.close_session)
 
     def data_received(self, data: bytes) -> None:
         if self.closed or self.closing:
@@ -585,10 +650,68 @@ class Connection(asyncio.Protocol):
             assert self.asession is not None
             self.task = loop.create_task(self.asession.flush())
             self.task.add_done_callback(lambda t: self._task_done(action, t))
+        elif kind is SessionOp:
+            assert isinstance(action, SessionOp)
+            self._session_op(action)
         else:
             assert isinstance(action, AuthFailed)
             delay = self.server.auth_failed(self)
             self.timer = loop.call_later(delay, self._complete, action, None, None)
+
+    def _session_op(self, op: SessionOp) -> None:
+        """SESSION on the loop, which owns the table of resumable sessions."""
+        layer, link, server = self.layer, self.link, self.server
+        assert layer is not None and link is not None
+        c = self.config
+        frames: list[bytes] = []
+        if op.resume is None:
+            asked = c.session_timeout if op.timeout is None else op.timeout
+            timeout = min(max(asked, c.min_session_timeout), c.max_session_timeout)
+            secret, timeout = link.make_resumable(timeout, c.session_replay_bytes)
+            server.sessions[link.sid] = link
+            reply = encode({"id": link.sid, "secret": secret.encode(),
+                            "timeout_ms": round(timeout * 1000), "replay": 1}, layer.proto)
+        else:
+            reply, frames = self._resume(*op.resume)
+        self.busy = False
+        self._write(layer.complete(op, reply, None))  # type: ignore[arg-type]
+        for frame in frames:
+            self._write(frame)
+        self._drain()
+
+    def _resume(self, sid: int, secret: bytes, received: int) -> tuple[bytes, list[bytes]]:
+        layer, fresh, server = self.layer, self.link, self.server
+        assert layer is not None and fresh is not None
+        link = server.sessions.get(sid)
+        if link is None or link.expired or not link.check_secret(secret):
+            return encode_error("SessionExpired", f"no session {sid} to resume (it expired, "
+                                "or was never resumable)"), []
+        if link is fresh:
+            return encode_error("ERR", "this connection already carries that session"), []
+        if layer.owned or not server.engine._core.owns_nothing(fresh.sid):
+            return encode_error("ERR", "SESSION RESUME must come before this connection "
+                                "installs triggers or ephemeral records"), []
+        try:
+            frames = link.frames_after(received, layer)
+        except SessionGap as e:
+            server._expire(link, str(e))
+            return encode_error("SessionExpired", f"session {sid} expired: {e}"), []
+        old = link.conn
+        if fresh.resumable:
+            fresh.expire()
+            server.sessions.pop(fresh.sid, None)
+        own_session = layer.session
+        link.resume(self, layer)
+        if old is not None:                 # the old connection looks alive: take over
+            log.info("session %d taken over from connection %d by %d", sid, old.id, self.id)
+            old.abort()
+        self.link = link
+        self.asession = AsyncSession(link.session, server.runner)
+        server.in_background(own_session.close)
+        server.stats.sessions_resumed += 1
+        log.debug("session %d resumed on connection %d (%d events replayed)", sid, self.id,
+                  len(frames))
+        return OK_REPLY, frames
 
     def _batch(self, call: Call) -> tuple[list[bytes], Action | None, list[int]]:
         """On an engine-call thread: run ``call``, then the commands queued behind it,
@@ -745,21 +868,12 @@ class Connection(asyncio.Protocol):
                     self.id, self.peer, self.buffered(), reason, limit)
         self.abort()
 
-    # --- events (handlers run on the engine's dispatcher thread) -------------------------
+    # --- events (numbered and kept by the session's link) ---------------------------------
 
-    def _on_trigger_event(self, event: Event) -> None:
-        with contextlib.suppress(RuntimeError):   # the loop has closed: nobody to tell
-            self.loop.call_soon_threadsafe(self._push, b"trigger", event)  # type: ignore[union-attr]
-
-    def _on_message_event(self, event: Event) -> None:
-        with contextlib.suppress(RuntimeError):
-            self.loop.call_soon_threadsafe(self._push, b"message", event)  # type: ignore[union-attr]
-
-    def _push(self, kind: bytes, event: Event) -> None:
-        layer = self.layer
-        if layer is None or self.closed or self.closing:
+    def push_frame(self, frame: bytes) -> None:
+        """Write an event frame (held while a batch of engine calls runs)."""
+        if self.closed or self.closing:
             return
-        frame = layer.event_frame(kind, event)
         if self.held is not None:
             self.held.append(frame)
             self.held_bytes += len(frame)

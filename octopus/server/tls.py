@@ -106,14 +106,31 @@ class TLSSocket:
             self._sock.sendall(out)
 
     def recv(self, size: int) -> bytes:
-        """Up to ``size`` bytes of plaintext; ``b""`` at the end of the stream."""
+        """The plaintext of every whole record received so far, waiting for one if
+        there is none; ``b""`` at the end of the stream.
+
+        All of it, even more than ``size``: a caller that waits with ``select`` on
+        :meth:`fileno` must find nothing left decrypted-but-unread here, where
+        ``select`` cannot see it. It is bounded by what one ``recv`` of the socket
+        brought in (64 KiB) and the partial record before it."""
         while True:
             with self._lock:
+                chunks: list[bytes] = []
+                ended = False
                 try:
-                    return self._tls.read(size)
+                    while True:
+                        chunk = self._tls.read(size)
+                        if not chunk:
+                            ended = True
+                            break
+                        chunks.append(chunk)
                 except ssl.SSLWantReadError:
                     pass
                 except ssl.SSLZeroReturnError:
+                    ended = True    # the end: what came before it, then b"" next time
+                if chunks:
+                    return b"".join(chunks)
+                if ended:
                     return b""
                 # A read may have produced records to send (an alert, a key update):
                 # they stay buffered and leave with the next send, in order.

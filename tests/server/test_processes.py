@@ -13,9 +13,11 @@ from octopus.server import connect
 
 from .conftest import ROOT, ServerProcess, python_env
 
+# session_timeout=None: the session ends with the connection (no grace to resume it);
+# tests/server/test_sessions.py kills holders of resumable sessions.
 HOLDER = """
 import sys, time, octopus
-client = octopus.connect(sys.argv[1])
+client = octopus.connect(sys.argv[1], session_timeout=None)
 lock = client.lock("printer")
 assert lock.acquire(timeout=30)
 print("held", lock.token, flush=True)
@@ -24,7 +26,7 @@ time.sleep(120)
 
 RAW_HOLDER = """
 import sys, time, octopus
-client = octopus.connect(sys.argv[1])
+client = octopus.connect(sys.argv[1], session_timeout=None)
 me = client.set("rawlock_ { lock: 'r' }", sequential=True, ephemeral=True)
 print(me.name, flush=True)
 time.sleep(120)
