@@ -25,6 +25,7 @@ import traceback
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from octopus.completion import SHELLS
 from octopus.errors import (
     ConditionFailed,
     NotFound,
@@ -98,6 +99,13 @@ def _data(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _completion(args: argparse.Namespace) -> int:
+    from octopus.completion import script
+
+    print(script(build_parser(), args.shell), end="")
+    return EXIT_OK
+
+
 def _version() -> str:
     from octopus import __version__
 
@@ -127,9 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     kaluga = sub.add_parser("kaluga", parents=[common], epilog=_EPILOG,
                             help="run this machine's PCI devices through Kaluga and "
                                  "compare with the drivers Linux bound")
-    kaluga.add_argument("--sysfs", default="/sys/bus/pci/devices",
+    kaluga.add_argument("--sysfs", default="/sys/bus/pci/devices", metavar="DIR",
                         help="the PCI devices directory (default %(default)s)")
-    kaluga.add_argument("--pci-ids", default=None,
+    kaluga.add_argument("--pci-ids", default=None, metavar="FILE",
                         help="pci.ids file for device names (default: the system's)")
     kaluga.add_argument("--no-names", action="store_true", help="do not load pci.ids")
     kaluga.set_defaults(func=_kaluga)
@@ -148,6 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
     from octopus.server.cli import add_commands as add_server_commands
 
     add_server_commands(sub, parents=[common], epilog=_EPILOG)
+    completion = sub.add_parser("completion", parents=[common], epilog=_EPILOG,
+                                help="print a shell completion script: "
+                                     "source <(octopus completion bash)",
+                                description="print a completion script for bash or zsh; "
+                                            "enable it with source <(octopus completion "
+                                            "SHELL) in ~/.bashrc or ~/.zshrc (docs/cli.md)")
+    completion.add_argument("shell", choices=SHELLS, help="bash or zsh")
+    completion.set_defaults(func=_completion)
     return parser
 
 

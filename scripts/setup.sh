@@ -74,11 +74,11 @@ if [ ! -x "$VENV/bin/python" ]; then
     say "creating $VENV with $($PYTHON --version 2>&1)"
     "$PYTHON" -m venv "$VENV"
 fi
-say "installing octopus (editable) and its test, demo and bench extras into $VENV"
+say "installing octopus (editable) and its test, demo, bench and docs extras into $VENV"
 # janus-swi's build asks the first `swipl` on PATH where SWI-Prolog lives: put ours first.
 # --no-binary: a prebuilt janus-swi wheel would be linked against some other libswipl.
 PATH="$(dirname "$swipl"):$PATH" "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
-    --no-binary janus-swi -e ".[test,demo,bench]" >&2
+    --no-binary janus-swi -e ".[test,demo,bench,docs]" >&2
 printf 'SWI_HOME_DIR=%s\nSWIPL=%s\n' "$home" "$swipl" >"$VENV/octopus-swipl.env"
 
 say "checking that janus_swi imports from a clean environment"

@@ -4,6 +4,7 @@ Each block is one scenario on a fresh :class:`octopus.Engine`; each line one cal
 
     ```octopus
     # a comment
+    engine max_query_length=64                 optional, first: Engine(max_query_length=64)
     set obj1 { a: 1, s: 'abc' }                the call must succeed
     names _ { a >= 1 }          ⇒ [obj1]       ... and show this
     get _ { s: %s } with ('abc',)  ⇒ obj1 { a: 1, s: 'abc' }
@@ -18,7 +19,10 @@ A line is ``OP TEXT [with (PARAMS)] [⇒ EXPECTED]``:
 - ``EXPECTED`` is what the call shows (compared as text, see :data:`OPS`) or ``!Error``
   (the exception's class name, exactly; a ParseError may add ``at line:column``).
   Without ``⇒`` the call must simply not raise.
-- The info string may set engine options: ```` ```octopus max_query_length=16 ````.
+- A first line ``engine max_query_length=16`` makes the block's engine with those
+  options. The info string is ``octopus`` alone: Markdown renderers (the docs site's
+  Python-Markdown) do not take words after the language, and a fence they misread
+  swallows the page after it.
 
 The runner is strict on purpose: an unknown op, a malformed line or a block that checks
 nothing is an error, so a wrong example can never pass by being skipped.
@@ -38,6 +42,7 @@ ARROW = " ⇒ "
 NEWLINE = "␤"
 FENCE = "```"
 INFO = "octopus"
+ENGINE = "engine"               # the line that sets engine options
 ENGINE_OPTIONS = {"max_query_length"}
 SET_OPTIONS = {"sequential"}
 
@@ -127,8 +132,11 @@ def extract(markdown: str, path: str) -> list[Example]:
             if line.startswith(FENCE):
                 info = line[len(FENCE):].split()
                 if info and info[0] == INFO:
-                    block, opened = [], number
-                    options = _engine_options(path, number, info[1:])
+                    if info[1:]:
+                        raise ExampleSyntaxError(
+                            f"{path}:{number}: the info string is 'octopus' alone; set "
+                            f"engine options with a first line 'engine KEY=VALUE ...'")
+                    block, opened, options = [], number, {}
             continue
         if line.startswith(FENCE):
             if not any(s.expected is not None for s in block):
@@ -136,8 +144,15 @@ def extract(markdown: str, path: str) -> list[Example]:
             examples.append(Example(path, opened, options, tuple(block)))
             block = None
             continue
-        if line.strip() and not line.lstrip().startswith("#"):
-            block.append(_parse_step(path, number, line))
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if line.startswith(ENGINE + " "):
+            if block or options:
+                raise ExampleSyntaxError(f"{path}:{number}: '{ENGINE} ...' must be the "
+                                         "first line of the block")
+            options = _engine_options(path, number, line.split()[1:])
+            continue
+        block.append(_parse_step(path, number, line))
     if block is not None:
         raise ExampleSyntaxError(f"{path}:{opened}: the block is never closed")
     return examples
@@ -148,7 +163,7 @@ def _engine_options(path: str, number: int, words: list[str]) -> dict[str, int]:
     for word in words:
         key, eq, value = word.partition("=")
         if not eq or key not in ENGINE_OPTIONS or not value.isdigit():
-            raise ExampleSyntaxError(f"{path}:{number}: unknown block option {word!r}")
+            raise ExampleSyntaxError(f"{path}:{number}: unknown engine option {word!r}")
         options[key] = int(value)
     return options
 

@@ -86,12 +86,17 @@ def test_a_malformed_example_is_refused(block: str) -> None:
 
 
 def test_block_options_and_unclosed_blocks() -> None:
-    with pytest.raises(ExampleSyntaxError):
-        extract("```octopus max_query_length=x\nset x  ⇒ x {}\n```\n", "doc.md")
-    with pytest.raises(ExampleSyntaxError):
-        extract("```octopus\nset x  ⇒ x {}\n", "doc.md")
-    (example,) = extract("```octopus max_query_length=4\nget abcde  ⇒ !QueryError\n```\n",
-                         "doc.md")
+    for bad in ["```octopus\nengine max_query_length=x\nset x  ⇒ x {}\n```\n",
+                "```octopus\nengine colour=4\nset x  ⇒ x {}\n```\n",
+                "```octopus\nset x\nengine max_query_length=4\nset x  ⇒ x {}\n```\n",
+                # words after the language: Python-Markdown would not see the fence
+                "```octopus max_query_length=4\nget abcde  ⇒ !QueryError\n```\n",
+                "```octopus\nset x  ⇒ x {}\n"]:
+        with pytest.raises(ExampleSyntaxError):
+            extract(bad, "doc.md")
+    (example,) = extract("```octopus\nengine max_query_length=4\nget abcde  ⇒ !QueryError\n"
+                         "```\n", "doc.md")
+    assert example.engine_options == {"max_query_length": 4}
     run(example)
     assert extract("```python\nnot an example\n```\n", "doc.md") == []
 

@@ -31,6 +31,16 @@ def run(tmp_path: Path, *command: str, timeout: float = 300) -> str:
 def test_every_example_is_tested() -> None:
     programs = {p.name for p in EXAMPLES.iterdir() if p.suffix in (".py", ".sh")}
     assert programs == TESTED
+    # Every other file (a knowledge base, a config file) is read by a tested program or a
+    # test, so none can rot unseen.
+    readers = "\n".join(p.read_text(encoding="utf-8") for p in
+                        [*(EXAMPLES / name for name in TESTED),
+                         *EXAMPLES.parent.joinpath("tests").rglob("*.py")])
+    data = [p for p in EXAMPLES.rglob("*") if p.is_file() and p.name not in TESTED
+            and "__pycache__" not in p.parts]
+    assert data
+    for path in data:
+        assert path.name in readers, f"examples/{path.relative_to(EXAMPLES)} is used by nothing"
 
 
 def test_embedding(tmp_path: Path) -> None:
