@@ -14,7 +14,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ["store", "unification_overhead", "parse", "compare", "index_choice", "triggers",
-           "regex_limits", "recipes", "kb_load", "server", "server_keys", "cluster", "durable", "loc"]
+           "regex_limits", "recipes", "kb_load", "server", "server_keys", "cluster", "durable",
+           "loc"]
 
 
 def main() -> int:
