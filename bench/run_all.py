@@ -1,7 +1,8 @@
 """Run every benchmark in bench/ in turn (`make bench`); each updates its section of
 bench/RESULTS.md. Takes about ten minutes on a 2-core machine (the 1.4-million-record
-runs dominate), and twenty more with `durable` (a million records loaded, restarted and
-loaded into Redis). Pass script names to run only some: `bench/run_all.py store triggers`.
+runs dominate), ten more with `compare` (octopus, SQLite and Redis at 10,000 to 1,000,000
+records) and twenty more with `durable` (a million records loaded, restarted and loaded
+into Redis). Pass script names to run only some: `bench/run_all.py store triggers`.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["store", "unification_overhead", "parse", "triggers", "regex_limits", "recipes",
-           "kb_load", "server", "cluster", "durable", "loc"]
+SCRIPTS = ["store", "unification_overhead", "parse", "compare", "index_choice", "triggers",
+           "regex_limits", "recipes", "kb_load", "server", "server_keys", "cluster", "durable",
+           "loc"]
 
 
 def main() -> int:

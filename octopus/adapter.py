@@ -31,11 +31,13 @@ tests/store/test_leaks.py guards this with an allocation count per call.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from octopus._prolog import PrologRuntime, runtime
 from octopus.errors import InvariantViolated, KnowledgeBaseError, OctopusError, RuleError
+from octopus.ordered import KeyIndex, Span, kind_of
 from octopus.record import Atom, Record, Value
 
 __all__ = [
@@ -113,19 +115,42 @@ def _refusal(reply: Mapping[str, Any]) -> OctopusError:
 
 
 class PrologStore:
-    """One engine's records, key index tables, sequence counters and trigger queries:
-    a private module of prolog/store.pl and prolog/triggers.pl.
+    """One engine's records, sequence counters and trigger queries (a private module of
+    prolog/store.pl and prolog/triggers.pl), and the ordered index of each attribute
+    key that queries use (octopus/ordered.py).
 
-    Not thread-safe by itself: the core serialises every call under its lock.
+    How a key becomes indexed: the first query that constrains it builds its index
+    from the records (one pass); from then on every write keeps it exact, from what
+    the store reports it replaced. At most :attr:`MAX_INDEXED_KEYS` keys are indexed;
+    a query on another key drops the least recently queried index (its key is built
+    again if a query needs it). A key no record has keeps its (empty) index, so a
+    key that comes and goes never costs a pass over the store per query.
+
+    How a query runs: a name goes straight to its record. Otherwise every
+    constrained key's index gives the names that can match (a superset for ``!=``,
+    ``_`` and regexes); the smallest set drives. When it is the whole answer (no name
+    pattern; comparisons only; the other keys equalities, checked in their indexes)
+    Prolog is not asked at all; otherwise Prolog matches those candidates in full, or
+    visits every record when the candidates are most of them.
+
+    Not thread-safe by itself: the core serialises every call under its lock (reads
+    too: they may build an index).
     """
 
     _STORE = "octopus_store"
     _TRIGGERS = "octopus_triggers"
+    #: Indexed keys kept at most (each costs ~50-120 bytes per record having the key).
+    MAX_INDEXED_KEYS = 64
 
     def __init__(self, rt: PrologRuntime | None = None) -> None:
         self._rt = rt or runtime()
         self.module = self._rt.new_module("octopus_db")
         self._rt.call(self._STORE, "store_create", self.module)
+        self._indexes: OrderedDict[str, KeyIndex] = OrderedDict()
+        self._keys: list[str] = []          # the indexed keys, in a fixed order
+        self._token = object()              # replaced whenever an index goes (see _Shape)
+        self._count = 0                     # records: kept from what writes report
+        self._collected_at = _COLLECT_FROM  # the count at which to run store_collect
         #: Rows for the derived watches left by the last write (see :data:`RuleRow`):
         #: emptied at the start of every write, read by the rules' observer of the
         #: change stream in the same critical section.
@@ -154,17 +179,148 @@ class PrologStore:
     def _call(self, predicate: str, *args: Any) -> Any:
         return self._rt.call(self._STORE, predicate, self.module, *args)
 
-    # --- reads -------------------------------------------------------------------------
+    # --- the ordered indexes -------------------------------------------------------------
+
+    def indexed_keys(self) -> list[str]:
+        """The keys that have an index, least recently queried first."""
+        return list(self._indexes)
+
+    def _index(self, key: str) -> KeyIndex:
+        index = self._indexes.get(key)
+        if index is not None:
+            self._indexes.move_to_end(key)
+            return index
+        index = KeyIndex.from_runs(self._call("store_key_values", key))
+        self._call("store_trim")
+        donor = max(self._indexes.values(), key=len, default=None)
+        if donor is not None and len(donor) and len(index):
+            index.share_names(donor)
+        if len(self._indexes) >= self.MAX_INDEXED_KEYS:
+            self._indexes.popitem(last=False)
+            self._token = object()
+        self._indexes[key] = index
+        self._keys = list(self._indexes)
+        return index
+
+    def _drop_indexes(self) -> None:
+        """Forget every index (they are built again on demand): after a write whose
+        effect on them is unknown."""
+        self._indexes.clear()
+        self._keys = []
+        self._token = object()
+
+    def _follow(self, keys: list[str], name: str, olds: list[Any] | None,
+                pairs: Sequence[tuple[str, Any]], attrs: Mapping[str, Any] | None = None
+                ) -> None:
+        """Bring the indexes of ``keys`` up to date after record ``name`` was stored with
+        ``pairs`` (``attrs``, if given, the same as a mapping), replacing one whose values
+        of ``keys`` were ``olds`` (None: none). A value that compares equal to the one it
+        replaces leaves its entry alone."""
+        indexes = self._indexes
+        try:
+            if olds is None:
+                for key, value in pairs:
+                    index = indexes.get(key)
+                    if index is not None:
+                        index.add(value, name)
+                return
+            new = dict(pairs) if attrs is None else attrs
+            for key, old in zip(keys, olds, strict=True):
+                value = new.get(key)
+                if old is None:
+                    if value is not None:
+                        indexes[key].add(value, name)
+                elif value is None:
+                    indexes[key].remove(old, name)
+                elif old.__class__ is value.__class__ and old == value:
+                    pass            # unchanged (the common case, without kind_of)
+                elif kind_of(old) != kind_of(value):
+                    index = indexes[key]
+                    index.remove(old, name)
+                    index.add(value, name)
+        except BaseException:
+            # The store changed; an index that missed it would give wrong answers.
+            self._drop_indexes()
+            raise
+
+    def _plan(self, name: EncodedName, constraints: Sequence[EncodedConstraint],
+              memo: Any = None) -> _Plan:
+        """Where a query's records are: see the class docstring. Every query that is
+        not by name runs this, so it is plain loops. ``memo`` (a compiled query, cached
+        per text) keeps the query's shape — its keys and their constraints — and which
+        key drove it last time; the spans themselves are found anew every time."""
+        if not constraints or name.__class__ is str:
+            return _SCAN
+        shape = memo.plan if memo is not None else None
+        if shape.__class__ is not _Shape or shape.store is not self._token:  # type: ignore[union-attr]
+            shape = _Shape(self._token, name, constraints)
+            if memo is not None:
+                memo.plan = shape
+        indexes = self._indexes
+        keyed: dict[str, KeyIndex] = {}
+        for key in shape.keys:
+            index = indexes.get(key)
+            if index is None:
+                index = self._index(key)
+            else:
+                indexes.move_to_end(key)
+            keyed[key] = index
+        total = self._count
+        by_key = shape.by_key
+        first = shape.driver
+        if first is None or first not in keyed:
+            narrowest = -1
+            for key, items in by_key.items():
+                estimate = keyed[key].estimate(*items[0])
+                if narrowest < 0 or estimate < narrowest:
+                    first, narrowest = key, estimate
+        assert first is not None
+        best_key, best = first, _spans(keyed[first], by_key[first])
+        best_count = _count(best, total)
+        # A driver this small is cheaper to use than to compare with the others.
+        if best_count > _SMALL and len(by_key) > 1:
+            for key, items in by_key.items():
+                if key != first:
+                    spans = _spans(keyed[key], items)
+                    count = _count(spans, best_count)
+                    if count < best_count:
+                        best_key, best, best_count = key, spans, count
+        shape.driver = best_key
+        if best_count == 0:         # a regex is still checked (and refused) by Prolog
+            return _NOTHING if shape.exact else _NONE
+        if shape.exact and shape.eq_only_besides(best_key):
+            checks = []
+            for key, items in by_key.items():
+                if key != best_key:
+                    index = keyed[key]
+                    for _, operand in items:
+                        if not index.everyone_has(operand, total):
+                            checks.append((index, operand))
+            return _Plan(best, checks)
+        if 2 * best_count > total:
+            return _SCAN              # most records: one pass in Prolog is cheaper
+        return _Plan(best, None)
+
+    # --- reads ---------------------------------------------------------------------------
 
     def get(self, name: str) -> Record | None:
         """The record called ``name``."""
         reply = self._call("store_get", name)
         return None if reply is None else _record(name, reply[0], reply[1])
 
+    @staticmethod
+    def _candidates(plan: _Plan) -> list[str] | None:
+        return None if plan.spans is None else plan.names()
+
     def first(self, name: EncodedName, constraints: Sequence[EncodedConstraint],
-              pick: Any) -> Record | None:
-        """The matching record whose name ``pick`` chooses from several (natural order)."""
-        reply = self._call("store_first", name, constraints)
+              pick: Any, memo: Any = None) -> Record | None:
+        """The matching record whose name ``pick`` chooses from several (natural order).
+        ``memo``: see :meth:`_plan`."""
+        plan = self._plan(name, constraints, memo)
+        if plan.exact:
+            names = plan.answer()
+            return self.get(pick(names) if len(names) > 1 else names[0]) if names else None
+        reply = self._call("store_first", self._candidates(plan), name, constraints)
         if reply is None:
             return None
         if type(reply) is dict:         # several matches: {"names": [...]}
@@ -172,37 +328,62 @@ class PrologStore:
             return self.get(chosen)
         return _record(reply[0], reply[1], reply[2])
 
-    def names(self, name: EncodedName, constraints: Sequence[EncodedConstraint]) -> list[str]:
+    def names(self, name: EncodedName, constraints: Sequence[EncodedConstraint],
+              memo: Any = None) -> list[str]:
         """The matching names, unordered."""
-        names: list[str] = self._call("store_names", name, constraints)
+        plan = self._plan(name, constraints, memo)
+        if plan.exact:
+            return plan.answer()
+        names: list[str] = self._call("store_names", self._candidates(plan), name,
+                                      constraints)
         return names
 
-    def all(self, name: EncodedName, constraints: Sequence[EncodedConstraint]) -> list[Record]:
+    def all(self, name: EncodedName, constraints: Sequence[EncodedConstraint],
+            memo: Any = None) -> list[Record]:
         """The matching records, unordered."""
-        return [_record(n, rev, d)
-                for n, rev, d in self._call("store_all", name, constraints)]
+        plan = self._plan(name, constraints, memo)
+        if plan.exact:
+            rows = self._call("store_get_many", plan.answer())
+        else:
+            rows = self._call("store_all", self._candidates(plan), name, constraints)
+        return [_record(n, rev, d) for n, rev, d in rows]
 
-    def exists(self, name: EncodedName, constraints: Sequence[EncodedConstraint]) -> bool:
-        return bool(self._call("store_exists", name, constraints))
+    def exists(self, name: EncodedName, constraints: Sequence[EncodedConstraint],
+               memo: Any = None) -> bool:
+        plan = self._plan(name, constraints, memo)
+        if plan.exact:
+            return plan.any()
+        return bool(self._call("store_exists", self._candidates(plan), name, constraints))
 
     def count(self) -> int:
         """The number of records."""
-        return int(self._call("store_count"))
+        return self._count
 
-    def key_tables(self) -> int:
-        """The number of attribute keys with an index table (keys some record has)."""
-        return int(self._call("store_keys"))
+    def recount(self) -> int:
+        """The number of records, counted in Prolog (linear in the store's size)."""
+        return int(self._call("store_count"))
 
     # --- writes ------------------------------------------------------------------------
 
     def set(self, name: str, pairs: Sequence[tuple[str, Any]],
             conditions: Sequence[EncodedConstraint], sequential: bool,
-            revision: int) -> str | None:
+            revision: int, attrs: Mapping[str, Any] | None = None) -> str | None:
         """Store a record at ``revision`` if the stored one meets ``conditions``; the
         final name (a sequential set appends its number), or None if the conditions
-        did not hold (nothing changed)."""
-        reply = self._write("store_set", name, pairs, conditions, sequential, revision)
-        return None if reply is False else str(reply)
+did not hold (nothing changed). ``attrs``: the attributes ``pairs`` encode, as a
+        mapping, if the caller has it (spares building one)."""
+        keys = self._keys
+        reply = self._write("store_set", name, pairs, conditions, sequential, revision, keys)
+        if reply is False:
+            return None
+        final, olds = reply
+        if olds is None:
+            self._count += 1
+            if self._count >= self._collected_at:
+                self._collect()
+        if keys:
+            self._follow(keys, final, olds, pairs, attrs)
+        return str(final)
 
     def delete(self, name: str, constraints: Sequence[EncodedConstraint],
                forced: bool = False) -> Record | None:
@@ -212,16 +393,40 @@ class PrologStore:
             reply = self._write("store_expire", name)
         else:
             reply = self._write("store_delete", name, constraints)
-        return None if reply is None else _record(name, reply[0], reply[1])
+        if reply is None:
+            return None
+        self._count -= 1
+        old = reply[1]
+        if self._keys:
+            self._follow(self._keys, name, [old.get(k) for k in self._keys], ())
+        return _record(name, reply[0], old)
 
     def load(self, rows: Iterable[tuple[str, Sequence[tuple[str, Any]]]],
              base_revision: int) -> int:
         """Store rows (name, pairs) in one transaction; the i-th gets revision base+i."""
-        return int(self._write("store_load", list(rows), base_revision))
+        rows = list(rows)
+        keys = self._keys
+        count, new, olds = self._write("store_load", rows, base_revision, keys)
+        self._count += new
+        self._call("store_trim")
+        if self._count >= self._collected_at:
+            self._collect()
+        if keys:
+            for (name, pairs), old in zip(rows, olds, strict=True):
+                self._follow(keys, name, old, pairs)
+        return int(count)
+
+    def _collect(self) -> None:
+        """Free the record index tables Prolog retired as the store grew (see
+        store_collect/2); next time when the store has grown by half again."""
+        self._call("store_collect")
+        self._collected_at = max(_COLLECT_FROM, self._count + self._count // 2)
 
     def warm(self) -> None:
-        """Build the clause indexes now rather than on the first query needing them."""
+        """Build the clause indexes now rather than on the first query needing them,
+        and free the index tables Prolog retired while the store grew."""
         self._call("store_warm")
+        self._collect()
 
     # --- write-ahead: decide, then apply (octopus.durable) -------------------------------
 
@@ -246,8 +451,15 @@ class PrologStore:
         """Store a record unconditionally; ``counter`` (base, next) raises the base's
         sequence counter to at least ``next``. With rules, as :meth:`set` (rows kept in
         :attr:`rows`, an invariant's refusal raised)."""
-        self._write("store_put", name, pairs, None if counter is None else list(counter),
-                    revision)
+        keys = self._keys
+        olds = self._write("store_put", name, pairs, None if counter is None else list(counter),
+                          revision, keys)
+        if olds is None:
+            self._count += 1
+            if self._count >= self._collected_at:
+                self._collect()
+        if keys:
+            self._follow(keys, name, olds, pairs)
 
     def _trial(self, predicate: str, *args: Any) -> None:
         reply = self._call(predicate, *args)
@@ -270,9 +482,15 @@ class PrologStore:
         self._trial("store_trial_load", rows, base_revision)
 
     def replay(self, ops: list[list[Any]]) -> int:
-        """Apply journal operations in one transaction: ``["s", rev, name, pairs,
-        counter]`` or ``["d", name]``; each is idempotent."""
-        return int(self._call("store_replay", ops))
+        """Apply journal operations (recovery): ``["s", rev, name, pairs, counter]`` or
+        ``["d", name]``; each is idempotent. The indexes are dropped (built again on
+        demand)."""
+        self._drop_indexes()
+        entries, change = self._call("store_replay", ops)
+        self._count += change
+        if self._count >= self._collected_at:
+            self._collect()
+        return int(entries)
 
     def write_snapshot(self, path: str) -> int:
         """Copy records and counters to ``path`` from a consistent view while other
@@ -281,11 +499,18 @@ class PrologStore:
 
     def restore(self, path: str) -> int:
         """Load a file written by :meth:`write_snapshot` into this empty store."""
-        return int(self._call("store_restore", path))
+        self._drop_indexes()
+        count = int(self._call("store_restore", path))
+        self._count = count
+        self._call("store_trim")
+        return count
 
     def destroy(self) -> None:
-        """Drop every record, index table, counter and trigger query."""
+        """Drop every record, index, counter and trigger query."""
         self._call("store_destroy")
+        self._drop_indexes()
+        self._count = 0
+        self._collected_at = _COLLECT_FROM
 
     # --- trigger queries -----------------------------------------------------------------
 
@@ -305,6 +530,122 @@ class PrologStore:
         matched, costly = self._rt.call(self._TRIGGERS, "trigger_match", self.module,
                                         qids, name, pairs)
         return matched, costly
+
+
+_COMPARISONS = frozenset({"eq", "lt", "le", "gt", "ge"})
+#: Records from which growth frees Prolog's retired record index tables (store_collect).
+_COLLECT_FROM = 4096
+#: Candidates few enough to use without counting the other constraints' spans.
+_SMALL = 16
+
+
+class _Shape:
+    """What a query's plan needs of its text: the constrained keys, each with its
+    (op, operand) list, whether the index can answer it alone, and a hint: the key that
+    drove it last time (its spans are counted first). Valid for one store while its
+    set of indexes stays the same (``store`` is that store's token)."""
+
+    __slots__ = ("by_key", "driver", "exact", "keys", "store")
+
+    def __init__(self, store: object, name: EncodedName,
+                 constraints: Sequence[EncodedConstraint]) -> None:
+        self.store = store
+        self.by_key: dict[str, list[tuple[str, Any]]] = {}
+        exact = name is None
+        for key, op, operand in constraints:
+            self.by_key.setdefault(key, []).append((op, operand))
+            if op not in _COMPARISONS:
+                exact = False
+        self.exact = exact
+        self.keys = list(self.by_key)
+        self.driver: str | None = None
+
+    def eq_only_besides(self, key: str) -> bool:
+        """Whether every constraint on another key than ``key`` is an equality."""
+        for k, items in self.by_key.items():
+            if k != key:
+                for op, _ in items:
+                    if op != "eq":
+                        return False
+        return True
+
+
+def _spans(index: KeyIndex, items: list[tuple[str, Any]]) -> list[Span]:
+    """The spans of ``index`` that the (op, operand) constraints allow, intersected."""
+    op, operand = items[0]
+    spans = [index.eq_span(operand)] if op == "eq" else index.spans(op, operand)
+    for op, operand in items[1:]:
+        spans = _intersect(spans, index.spans(op, operand))
+    return spans
+
+
+def _count(spans: list[Span], limit: int) -> int:
+    total = 0
+    for span in spans:
+        total += span.count(limit)
+    return total
+
+
+def _intersect(a: list[Span], b: list[Span]) -> list[Span]:
+    """The spans of both lists' common pairs (spans of one key's runs)."""
+    out = []
+    for x in a:
+        for y in b:
+            z = x.intersect(y)
+            if z is not None:
+                out.append(z)
+    return out
+
+
+class _Plan:
+    """A query's candidates: ``spans`` of one key's index (None: visit every record);
+    ``checks``, (index, value) equalities on other keys, make them the exact answer
+    (None: the candidates need Prolog's full match)."""
+
+    __slots__ = ("checks", "spans")
+
+    def __init__(self, spans: list[Span] | None,
+                 checks: list[tuple[KeyIndex, Any]] | None) -> None:
+        self.spans, self.checks = spans, checks
+
+    @property
+    def exact(self) -> bool:
+        return self.checks is not None
+
+    def names(self) -> list[str]:
+        assert self.spans is not None
+        if len(self.spans) == 1:
+            return self.spans[0].name_list()
+        return [n for s in self.spans for n in s.name_list()]
+
+    def _matching(self) -> Iterator[str]:
+        assert self.spans is not None and self.checks is not None
+        checks = self.checks
+        for span in self.spans:
+            for n in span.names():
+                for index, v in checks:
+                    if not index.holds(v, n):
+                        break
+                else:
+                    yield n
+
+    def answer(self) -> list[str]:
+        if not self.checks:
+            return self.names()
+        if len(self.checks) == 1:
+            (index, v), = self.checks
+            return [n for n in self.names() if index.holds(v, n)]
+        return list(self._matching())
+
+    def any(self) -> bool:
+        for _ in self._matching():
+            return True
+        return False
+
+
+_SCAN = _Plan(None, None)          # visit every record in Prolog
+_NOTHING = _Plan([], [])           # nothing can match
+_NONE = _Plan([], None)            # nothing can match; Prolog still checks the query
 
 
 def _plain(value: Any) -> Any:

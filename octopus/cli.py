@@ -219,8 +219,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     who = "octopus"
     try:
         # Usage errors exit 2 from parse_args, with argparse's message.
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args = parser.parse_args(argv)
         who = f"octopus {args.command}"
+        if args.command == "serve":
+            from octopus.server.cli import with_config
+
+            args = with_config(parser, args, argv)
         level = args.log_level or ("info" if args.command == "serve" else "warning")
         with configure_logging(level):
             return int(args.func(args))

@@ -91,6 +91,7 @@ from octopus.record import (
     format_value,
     is_name,
     natural_key,
+    natural_sorted,
     short_repr,
 )
 from octopus.registry import TriggerRegistry
@@ -554,7 +555,7 @@ class Core:
         name = cq.exact_name
         if name is not None and not cq.constraints:
             return self.store.get(name)
-        return self.store.first(cq.prolog_name, cq.prolog_constraints, _natural_first)
+        return self.store.first(cq.prolog_name, cq.prolog_constraints, _natural_first, cq)
 
     def get(self, sid: int, q: object, params: tuple[object, ...],
             trigger: Trigger | None = None) -> Record:
@@ -579,25 +580,29 @@ class Core:
                   trigger: Trigger | None = None) -> list[str]:
         """All names matching ``q``, in natural order."""
         cq = self._query(q, params)
+        if trigger is None:             # the common case, without the trigger's steps
+            with self.lock:
+                if sid not in self._sessions:
+                    self._check_open(sid)
+                names = self.store.names(cq.prolog_name, cq.prolog_constraints, cq)
+            return natural_sorted(names)
         self._claim(trigger)
         try:
             with self.lock:
                 self._check_open(sid)
-                names = self.store.names(cq.prolog_name, cq.prolog_constraints)
+                names = self.store.names(cq.prolog_name, cq.prolog_constraints, cq)
                 self._install_locked(sid, trigger, cq, bool(names))
         finally:
             self._unclaim(trigger)
-        names.sort(key=natural_key)
-        return names
+        return natural_sorted(names)
 
     def get_all(self, sid: int, q: object, params: tuple[object, ...]) -> list[Record]:
         """All records matching ``q``, in natural name order."""
         cq = self._query(q, params)
         with self.lock:
             self._check_open(sid)
-            records = self.store.all(cq.prolog_name, cq.prolog_constraints)
-        records.sort(key=lambda r: natural_key(r.name))
-        return records
+            records = self.store.all(cq.prolog_name, cq.prolog_constraints, cq)
+        return _natural_records(records)
 
     def exists(self, sid: int, q: object, params: tuple[object, ...],
                trigger: Trigger | None = None) -> bool:
@@ -607,7 +612,7 @@ class Core:
         try:
             with self.lock:
                 self._check_open(sid)
-                found = self.store.exists(cq.prolog_name, cq.prolog_constraints)
+                found = self.store.exists(cq.prolog_name, cq.prolog_constraints, cq)
                 self._install_locked(sid, trigger, cq, found)
         finally:
             self._unclaim(trigger)
@@ -631,7 +636,7 @@ class Core:
                 owner = sid if ephemeral else None
                 if self._wal is None:
                     name = self.store.set(cr.name, cr.pairs, cr.conditions, bool(sequential),
-                                          revision)
+                                          revision, cr.attributes)
                     change, ticket = None, 0
                 else:
                     change, ticket = self._set_logged(self._wal, cr.name, cr.pairs,
@@ -842,8 +847,8 @@ class Core:
         try:
             with self.lock:
                 self._check_open(sid)
-                records = self.store.all(cq.prolog_name, cq.prolog_constraints)
-                records.sort(key=lambda r: natural_key(r.name))
+                records = self.store.all(cq.prolog_name, cq.prolog_constraints, cq)
+                records = _natural_records(records)
                 self._install_locked(sid, trigger, cq, True)
                 qid = trigger.id
                 assert qid is not None
@@ -1112,7 +1117,7 @@ class Core:
             return {
                 "revision": self.revision,
                 "records": self.store.count(),
-                "attribute_keys": self.store.key_tables(),
+                "indexed_keys": len(self.store.indexed_keys()),
                 "sessions": len(self._sessions),
                 "ephemeral_records": len(self._owners),
                 "triggers": self.registry.trigger_count,
@@ -1141,6 +1146,12 @@ class Core:
         with self._kb_lock:
             self._resources.release(at_safe_point=True)
         _bury_dropped()
+
+
+def _natural_records(records: list[Record]) -> list[Record]:
+    """Records (of distinct names) in natural name order."""
+    by_name = {r.name: r for r in records}
+    return [by_name[n] for n in natural_sorted(list(by_name))]
 
 
 def _natural_first(names: list[str]) -> str:

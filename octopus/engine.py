@@ -399,9 +399,9 @@ class Engine(Session):
         return self._core.count()
 
     def stats(self) -> dict[str, int | float | str]:
-        """Counters of the engine's state: revision, records, attribute keys, sessions,
-        ephemeral records, triggers, subscriptions, events pending; for a durable engine
-        also its persistence (:meth:`persistence`)."""
+        """Counters of the engine's state: revision, records, indexed keys (the keys
+        queries use), sessions, ephemeral records, triggers, subscriptions, events
+        pending; for a durable engine also its persistence (:meth:`persistence`)."""
         stats: dict[str, int | float | str] = dict(self._core.stats())
         stats.update(self.persistence())
         return stats

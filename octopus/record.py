@@ -41,6 +41,7 @@ __all__ = [
     "int_text",
     "is_name",
     "natural_key",
+    "natural_sorted",
     "short_repr",
 ]
 
@@ -148,6 +149,31 @@ def natural_key(name: str) -> str:
     lists of text runs and numbers — and only names equal in that order reach the
     tie-break."""
     return _DIGITS_RE.sub(_number_run, name) + "\x00\x00" + name
+
+
+_NUMBERED_MIN = 16      # fewer names: the general sort is as fast
+
+
+def natural_sorted(names: list[str]) -> list[str]:
+    """``sorted(names, key=natural_key)``, fast for the common result of a query: names
+    that are one prefix (ending in a non-digit) and a number without leading zeros
+    (``hw.pci.device.7``). Their natural order is the order of (length, text), which
+    two sorts in C give; checking that every name has that form is one regex search
+    over them all. Other lists take the general path (~3 µs a name)."""
+    if len(names) < 2:
+        return list(names)
+    if len(names) >= _NUMBERED_MIN:
+        lo, hi = min(names), max(names)
+        common = next((i for i, (a, b) in enumerate(zip(lo, hi, strict=False)) if a != b),
+                      min(len(lo), len(hi)))
+        prefix = lo[:common].rstrip("0123456789")
+        if prefix:
+            form = re.compile("(?:" + re.escape(prefix) + r"(?:0|[1-9][0-9]*)\n)*")
+            if form.fullmatch("\n".join(names) + "\n"):
+                ordered = sorted(names)
+                ordered.sort(key=len)
+                return ordered
+    return sorted(names, key=natural_key)
 
 
 def format_string(text: str) -> str:

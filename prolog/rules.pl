@@ -116,10 +116,10 @@ v_record(s(M, On, Od), X) :-
     (   atom(X)
     ->  (   X == On
         ->  Od \== none
-        ;   M:rec(X, _, _)
+        ;   rec_(M, X, _)
         )
     ;   var(X)
-    ->  (   M:rec(X, _, _),
+    ->  (   rec_(M, X, _),
             X \== On
         ;   Od \== none,
             X = On
@@ -135,7 +135,7 @@ v_attr(s(M, On, Od), X, K, V) :-
     var(X),
     (   v_candidate(M, K, V, X),
         X \== On,
-        M:rec(X, _, D),
+        rec_(M, X, D),
         v_get(K, D, V)
     ;   Od \== none,
         X = On,
@@ -152,11 +152,9 @@ v_attr_const(S, X, K, Stored, _) :-
     get_dict(K, D, Stored).
 v_attr_const(s(M, On, Od), X, K, Stored, H) :-
     var(X),
-    (   M:key_index(K, Table),
-        Goal =.. [Table, H, X],
-        catch(M:Goal, error(existence_error(procedure, _), _), fail),
+    (   table_entry(M, K, H, X),
         X \== On,
-        M:rec(X, _, D),
+        rec_(M, X, D),
         get_dict(K, D, Stored)
     ;   Od \== none,
         X = On,
@@ -167,27 +165,35 @@ v_dict(s(M, On, Od), X, D) :-
     (   X == On
     ->  Od \== none,
         D = Od
-    ;   M:rec(X, _, D)
+    ;   rec_(M, X, D)
+    ).
+
+%   rec_(+Store, ?Name, -Dict) is nondet: the record Name (an atom: the view's names
+%   are identifiers) of Store, which holds names as strings.
+
+rec_(M, X, D) :-
+    (   atom(X)
+    ->  atom_string(X, S),
+        M:rec(S, _, D)
+    ;   var(X)
+    ->  M:rec(S, _, D),
+        atom_string(X, S)
     ).
 
 %   v_candidate(+Store, ?Key, ?Value, -Name): names worth looking at, from the key's
-%   index table when the key is known (and its value's hash when the value is).
+%   index when the key is known (and its value's hash when the value is).
 
 v_candidate(M, K, V, X) :-
     atom(K),
     !,
-    M:key_index(K, Table),
     (   nonvar(V)
-    ->  view_hash(V, H),
-        Goal =.. [Table, H, X]
-    ;   Goal =.. [Table, _, X]
+    ->  view_hash(V, H)
+    ;   true
     ),
-    % A knowledge-base goal reads without the engine's lock: the store may abolish
-    % a key's table that its last record left (after the transaction) meanwhile.
-    catch(M:Goal, error(existence_error(procedure, _), _), fail).
+    table_entry(M, K, H, X).
 v_candidate(M, K, _, X) :-
     var(K),
-    M:rec(X, _, _).
+    rec_(M, X, _).
 
 v_get(K, D, V) :-
     (   atom(K)
@@ -1013,7 +1019,11 @@ compile_generator(R, KB, M, Id, H, Kind, view(Lit), Rest) :-
     assertz(R:(gen0(Id, G, NameArg, On, Od, H, Kind) :- Body0)),
     (   Lit = attr(_, K, _), atom(K)
     ->  assertz(R:gen_key(K, Id, G)),
-        (   R:watched_key(K) -> true ; assertz(R:watched_key(K)) )
+        (   R:watched_key(K)
+        ->  true
+        ;   assertz(R:watched_key(K)),
+            index_build(M, K)
+        )
     ;   Lit = attr(_, _, _)
     ->  assertz(R:gen_anykey(Id, G))
     ;   assertz(R:gen_exists(Id, G))
@@ -1097,11 +1107,11 @@ literal_goal(neg(Lits), Bound, KB, S, \+ Body) :-
 %   replaced by Od (a dict, or none: absent). A value known when compiling is matched
 %   in its stored form (stored_form/3); a variable key falls back to v_attr/4.
 
-view_goal(record(X), plain(M), _, M:rec(X, _, _)) :- !.
+view_goal(record(X), plain(M), _, octopus_rules:rec_(M, X, _)) :- !.
 view_goal(record(X), over(M, On, Od), Bound, Code) :- !,
     (   bound_term(X, Bound)
-    ->  Code = ( X == On -> Od \== none ; M:rec(X, _, _) )
-    ;   Code = ( M:rec(X, _, _), X \== On ; Od \== none, X = On )
+    ->  Code = ( X == On -> Od \== none ; octopus_rules:rec_(M, X, _) )
+    ;   Code = ( octopus_rules:rec_(M, X, _), X \== On ; Od \== none, X = On )
     ).
 view_goal(attr(X, K, V), S, Bound, Code) :-
     atom(K), !,
@@ -1119,17 +1129,18 @@ view_goal(attr(X, K, V), S, Bound, Code) :-
     ),
     (   bound_term(X, Bound)
     ->  (   S = plain(M)
-        ->  Code = ( M:rec(X, _, D), Match )
+        ->  Code = ( octopus_rules:rec_(M, X, D), Match )
         ;   S = over(M, On, Od),
-            Code = ( ( X == On -> Od \== none, D = Od ; M:rec(X, _, D) ), Match )
+            Code = ( ( X == On -> Od \== none, D = Od ; octopus_rules:rec_(M, X, D) ),
+                     Match )
         )
     ;   index_code(Index, M0, K, X, Entries),
         (   S = plain(M)
         ->  M0 = M,
-            Code = ( Entries, M:rec(X, _, D), Match )
+            Code = ( Entries, octopus_rules:rec_(M, X, D), Match )
         ;   S = over(M, On, Od),
             M0 = M,
-            Code = ( Entries, X \== On, M:rec(X, _, D), Match
+            Code = ( Entries, X \== On, octopus_rules:rec_(M, X, D), Match
                    ; Od \== none, X = On, D = Od, Match
                    )
         )
@@ -1148,13 +1159,67 @@ index_code(Index, M, K, X, Code) :-
     ;   Code = octopus_rules:table_entry(M, K, Index, X)
     ).
 
-%   table_entry(+M, +K, ?Hash, -Name): an entry of key K's index table (called under
-%   the engine's lock: no table disappears meanwhile).
+%   table_entry(+M, +K, ?Hash, -Name): a name (an atom) whose record has key K (with a
+%   value of index hash Hash, when bound). From key K's index ('$rx'/3 in the store
+%   module) when the installed rules read K; otherwise, as for a knowledge-base goal
+%   that reads a key no rule does, every record is visited (the index exists only for
+%   the keys of installed rules, so a store without rules pays nothing for it).
 
 table_entry(M, K, H, X) :-
-    M:key_index(K, Table),
-    Goal =.. [Table, H, X],
-    call(M:Goal).
+    (   M:'$rx_key'(K)
+    ->  M:'$rx'(H, K, X)
+    ;   M:rec(S, _, D),
+        get_dict(K, D, V),
+        (   var(H)
+        ->  true
+        ;   index_hash(V, H0),
+            H0 == H
+        ),
+        atom_string(X, S)
+    ).
+
+%   index_build(+M, +K): the index of key K, when the first installed rule reads it:
+%   '$rx'(Hash, K, Name) for every record that has K (Hash that of its value), kept
+%   by index_change/4 in the transaction of every write from then on.
+
+index_build(M, K) :-
+    (   M:'$rx_key'(K)
+    ->  true
+    ;   forall(( M:rec(S, _, D), get_dict(K, D, V) ),
+               ( index_hash(V, H),
+                 atom_string(A, S),
+                 assertz(M:'$rx'(H, K, A))
+               )),
+        assertz(M:'$rx_key'(K))
+    ).
+
+%   index_drop(+M, +K): forget key K's index (no installed rule reads K any more).
+
+index_drop(M, K) :-
+    retractall(M:'$rx_key'(K)),
+    retractall(M:'$rx'(_, K, _)).
+
+%   index_change(+M, +Name, +Old, +New): the indexes after record Name went from Old
+%   to New (dicts, or none).
+
+index_change(M, Name, Old, New) :-
+    forall(M:'$rx_key'(K),
+           (   value_of(K, Old, V0),
+               value_of(K, New, V1),
+               (   V0 == V1
+               ->  true
+               ;   (   V0 == none
+                   ->  true
+                   ;   index_hash(V0, H0),
+                       ignore(retract(M:'$rx'(H0, K, Name)))
+                   ),
+                   (   V1 == none
+                   ->  true
+                   ;   index_hash(V1, H1),
+                       assertz(M:'$rx'(H1, K, Name))
+                   )
+               )
+           )).
 
 %   A value known when the rule is compiled is compared in its stored form, with its
 %   index hash computed once (no conversion per record read).
@@ -1272,7 +1337,8 @@ rules_change(M, Name, Old, New, Rev, Forced, Rows0, Rows) :-
     (   M:'$rules'(R)
     ->  (   Old == New
         ->  Rows = Rows0
-        ;   findall(Id-G, relevant(R, Old, New, Id, G), IGs0),
+        ;   index_change(M, Name, Old, New),
+            findall(Id-G, relevant(R, Old, New, Id, G), IGs0),
             (   IGs0 == []
             ->  Rows = Rows0
             ;   sort(IGs0, IGs),
@@ -1459,7 +1525,11 @@ forget(R, Id) :-
     retractall(R:check1(Id, _)),
     retractall(R:scan(Id, _)),
     retractall(R:gen_key(_, Id, _)),
-    forall(( R:watched_key(K), \+ R:gen_key(K, _, _) ), retract(R:watched_key(K))),
+    R:store(M),
+    forall(( R:watched_key(K), \+ R:gen_key(K, _, _) ),
+           ( retract(R:watched_key(K)),
+             index_drop(M, K)
+           )),
     retractall(R:gen_anykey(Id, _)),
     retractall(R:gen_exists(Id, _)).
 

@@ -461,6 +461,12 @@ class Persistence:
                     files.ops.unlink(tmp)
                 why = _reason(e) if isinstance(e, OSError) else str(e)
                 raise PersistenceError(f"cannot write the snapshot {tmp}: {why}") from None
+            self.snapshot_bytes = final.stat().st_size
+            self.snapshot_records = count
+            self.last_snapshot = footer.created
+            self.last_snapshot_seconds = time.perf_counter() - started
+            self.snapshots += 1
+            # Statistics first: a writer that resumes sees the snapshot that let it.
             if broken:
                 self.journal.repaired()
                 log.warning("journal repaired: snapshot generation %d holds the whole state; "
@@ -470,11 +476,6 @@ class Persistence:
                     files.ops.unlink(old)
             with contextlib.suppress(OSError):
                 files.ops.sync_directory(directory)
-            self.snapshot_bytes = final.stat().st_size
-            self.snapshot_records = count
-            self.last_snapshot = footer.created
-            self.last_snapshot_seconds = time.perf_counter() - started
-            self.snapshots += 1
             log.info("snapshot generation %d: %d records, %d bytes in %.2f s (writers paused "
                      "%.1f ms)", generation, count, self.snapshot_bytes,
                      self.last_snapshot_seconds, pause * 1e3)

@@ -184,12 +184,25 @@ def make_query(name: NamePattern, constraints: tuple[Constraint, ...],
     return q
 
 
+_INT_LIMIT = 10 ** MAX_INT_DIGITS     # int_in_range, inlined in bind_value's fast path
+
+
 def bind_value(kind: str, param: object, index: int) -> Value:
     """The typed value of the ``index``-th parameter for placeholder ``%kind``.
 
     Raises :class:`ParameterError` for a parameter of the wrong type or outside the
     value range (the same range as literals: see :func:`octopus.record.int_in_range`).
     """
+    # The common cases first, checked as the general path below checks them (a set
+    # binds several values per call: this path is most of its binding time).
+    t = param.__class__
+    if (kind == "d" and t is int and -_INT_LIMIT < param < _INT_LIMIT) or (  # type: ignore[operator]
+            kind == "s" and t is str and param.isascii()):  # type: ignore[union-attr]
+        return param  # type: ignore[return-value]
+    return _bind_value_checked(kind, param, index)
+
+
+def _bind_value_checked(kind: str, param: object, index: int) -> Value:
     where = f"parameter {index + 1} (%{kind})"
     if kind == "d":
         if isinstance(param, bool) or not isinstance(param, int):

@@ -40,7 +40,7 @@ from octopus.query.ast import (
 )
 from octopus.query.cache import bounded_lru
 from octopus.query.parser import DEFAULT_MAX_LENGTH, parse
-from octopus.record import Value
+from octopus.record import Value, is_name
 
 __all__ = ["CompiledQuery", "CompiledRecord", "TypedConstraint", "compile_query",
            "compile_record"]
@@ -66,8 +66,8 @@ class CompiledQuery:
     someone asks for it (trigger descriptions, error messages).
     """
 
-    __slots__ = ("_query", "_source", "constraints", "exact_name", "name", "prolog_constraints",
-                 "prolog_name")
+    __slots__ = ("_query", "_source", "constraints", "exact_name", "name", "plan",
+                 "prolog_constraints", "prolog_name")
 
     def __init__(self, name: str | Regex | None, constraints: list[TypedConstraint],
                  query: Query | None = None,
@@ -79,6 +79,7 @@ class CompiledQuery:
         self.prolog_constraints = _encode(constraints)
         self._query = query
         self._source = source
+        self.plan: object = None    # how the store last ran this query (octopus/adapter.py)
 
     @property
     def query(self) -> Query:
@@ -256,17 +257,23 @@ def _record_template(text: str, what: str, max_length: int) -> _RecordTemplate:
 
 
 def _bind_record(t: _RecordTemplate, params: tuple[object, ...]) -> CompiledRecord:
-    _check_count(t.ast, params)
+    if len(params) != t.ast.placeholders:
+        _check_count(t.ast, params)
     name = t.name
     if isinstance(name, Placeholder):
-        bound = bind_name(name, params[name.index])
-        assert isinstance(bound, Name)      # %r and %p are refused in a record's name
-        name = bound.text
-    attrs: dict[str, Value] = {
-        k: bind_value(v.kind, params[v.index], v.index) if isinstance(v, Placeholder) else v
-        for k, v in t.stored}
+        given = params[name.index]
+        if name.kind in ("s", "n") and given.__class__ is str and is_name(given):
+            name = given                    # the common case, without a Name object
+        else:
+            bound = bind_name(name, given)
+            assert isinstance(bound, Name)  # %r and %p are refused in a record's name
+            name = bound.text
+    attrs: dict[str, Value] = {}
+    for k, v in t.stored:
+        attrs[k] = bind_value(v.kind, params[v.index], v.index) \
+            if v.__class__ is Placeholder else v
     return CompiledRecord(name, attrs, encode_attributes(attrs),
-                          _encode(_fill(t.conditions, params)))
+                          _encode(_fill(t.conditions, params)) if t.conditions else [])
 
 
 @_tiered

@@ -10,6 +10,7 @@ import contextlib
 import logging
 import random
 import socket
+import ssl
 import threading
 import time
 from collections import deque
@@ -189,8 +190,9 @@ class AsyncClient(_Base, AsyncStreams, AsyncRecipeFactories):
     def __init__(self, url: str, password: str | None, name: str | None, *,
                  timeout: float | None = 10.0, socket_timeout: float | None = 10.0,
                  session_timeout: float | None = 5.0,
-                 health_check_interval: float | None = None) -> None:
-        super().__init__(url, password, name)
+                 health_check_interval: float | None = None,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        super().__init__(url, password, name, ssl_context)
         self._transport: asyncio.Transport | None = None
         self._protocol: _AsyncProtocol | None = None
         self._loop_handlers = LoopHandlers()
@@ -236,8 +238,10 @@ class AsyncClient(_Base, AsyncStreams, AsyncRecipeFactories):
             transport, protocol = await loop.create_unix_connection(
                 lambda: _AsyncProtocol(self), where)
         else:
+            tls: dict[str, Any] = {} if self._tls is None else {
+                "ssl": self._tls, "server_hostname": where[0]}
             transport, protocol = await loop.create_connection(
-                lambda: _AsyncProtocol(self), *where)
+                lambda: _AsyncProtocol(self), *where, **tls)
         self._transport, self._protocol = transport, protocol  # type: ignore[assignment]
         self._heard = time.monotonic()
         requests = self._handshake()
@@ -587,11 +591,12 @@ async def connect_async(url: str = DEFAULT_URL, *, password: str | None = None,
                         name: str | None = None, timeout: float | None = 10.0,
                         socket_timeout: float | None = 10.0,
                         session_timeout: float | None = 5.0,
-                        health_check_interval: float | None = None) -> AsyncClient:
+                        health_check_interval: float | None = None,
+                        ssl_context: ssl.SSLContext | None = None) -> AsyncClient:
     """Connect an :class:`AsyncClient` (``await octopus.connect_async(url)``); the
-    arguments are :func:`octopus.connect`'s."""
+    arguments, URLs, credentials and TLS are :func:`octopus.connect`'s."""
     client = AsyncClient(url, password, name, timeout=timeout, socket_timeout=socket_timeout,
                          session_timeout=session_timeout,
-                         health_check_interval=health_check_interval)
+                         health_check_interval=health_check_interval, ssl_context=ssl_context)
     await client._open(client._timeout)
     return client

@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import socket
+import ssl
 import stat
 import threading
 import time
@@ -36,8 +37,9 @@ from octopus.query.lexer import Lexer
 from octopus.record import Atom, Record
 
 from .client import Client, connect
-from .client_base import DEFAULT_URL, AuthenticationError
+from .client_base import DEFAULT_URL, AuthenticationError, parse_url, redact_url, url_options
 from .params import placeholder_kinds
+from .server import is_loopback
 
 __all__ = ["add_commands", "parse_params"]
 
@@ -131,18 +133,39 @@ def _params(args: argparse.Namespace) -> tuple[object, ...]:
 # --- the client commands ---------------------------------------------------------------------
 
 
+def _client_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The TLS context of --tls-ca/--tls-cert/--tls-key (None: the URL's own options)."""
+    if not (args.tls_ca or args.tls_cert or args.tls_key):
+        return None
+    if parse_url(args.url)[0] != "tls":
+        raise CommandError(f"--tls-ca, --tls-cert and --tls-key need a rediss:// URL, not "
+                           f"{redact_url(args.url)}", EXIT_USAGE)
+    if args.tls_key and not args.tls_cert:
+        raise CommandError("--tls-key needs --tls-cert", EXIT_USAGE)
+    from .tls import client_context
+
+    try:
+        return client_context(args.tls_ca, args.tls_cert, args.tls_key)
+    except (OSError, ValueError) as e:
+        raise CommandError(f"cannot load the TLS files: {e}", EXIT_USAGE) from None
+
+
 @contextlib.contextmanager
 def _connected(args: argparse.Namespace) -> Iterator[Client]:
     """A client for the command; failing to connect, or losing the connection, is exit
     status 3 with a one-line reason."""
-    password = args.password or os.environ.get("OCTOPUS_PASSWORD")
+    context = _client_tls(args)
+    # --password, then the URL's, then $OCTOPUS_PASSWORD.
+    password = args.password or (None if "password" in url_options(args.url)
+                                 else os.environ.get("OCTOPUS_PASSWORD"))
     try:
-        client = connect(args.url, password=password)
+        client = connect(args.url, password=password, ssl_context=context)
     except (EngineClosed, OSError) as e:
         raise CommandError(f"{e} (is `octopus serve` running there? set --url or "
                            "$OCTOPUS_URL)", EXIT_UNREACHABLE) from None
     except AuthenticationError as e:
-        raise CommandError(f"{args.url} refused the password: {e}", EXIT_UNREACHABLE) from None
+        raise CommandError(f"{redact_url(args.url)} refused the password: {e}",
+                           EXIT_UNREACHABLE) from None
     try:
         with client:
             yield client
@@ -369,7 +392,11 @@ def _check_unix_path(path: str) -> None:
                        "or choose another --unix path")
 
 
-def _listen_error(e: OSError, args: argparse.Namespace, host: str | None) -> CommandError:
+def _listen_error(e: OSError, args: argparse.Namespace, host: str | None,
+                  metrics: tuple[str, int] | None = None) -> CommandError:
+    if e.errno == errno.EADDRINUSE and metrics is not None and _in_use(*metrics):
+        return CommandError(f"the metrics port {metrics[0]}:{metrics[1]} is in use; stop "
+                            "what holds it or choose another --metrics-port")
     if e.errno == errno.EADDRINUSE and host is not None:
         return CommandError(f"tcp://{host}:{args.port} is in use (another server?); stop it "
                             "or choose another --port")
@@ -378,22 +405,75 @@ def _listen_error(e: OSError, args: argparse.Namespace, host: str | None) -> Com
     return CommandError(f"cannot listen on {where}: {e.strerror or e}")
 
 
+def _in_use(host: str, port: int) -> bool:
+    """Whether something listens on host:port (to say which of two ports was taken)."""
+    if port == 0:
+        return False
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1.0):
+        return True
+    return False
+
+
+def _server_tls(args: argparse.Namespace, host: str | None) -> ssl.SSLContext | None:
+    """The server's TLS context from --tls-cert/--tls-key/--tls-ca (None without them)."""
+    if args.tls_cert is None:
+        if args.tls_key is not None or args.tls_ca is not None:
+            raise CommandError("--tls-key and --tls-ca need --tls-cert", EXIT_USAGE)
+        return None
+    if host is None:
+        raise CommandError("TLS is for TCP: --tls-cert needs --host (a --unix socket is "
+                           "local, mode 0600)", EXIT_USAGE)
+    from .tls import server_context
+
+    try:
+        return server_context(args.tls_cert, args.tls_key, args.tls_ca)
+    except (OSError, ValueError) as e:
+        # ssl.SSLError is an OSError: a key that does not match, a file that is no PEM.
+        raise CommandError(f"cannot load the TLS certificate, key or CA: "
+                           f"{getattr(e, 'strerror', None) or e}") from None
+
+
+def with_config(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                argv: Any) -> argparse.Namespace:
+    """``serve --config FILE``: ``args`` parsed again with the file's values as the
+    defaults of serve's flags, so the flags given win (see
+    :mod:`octopus.server.config_file`)."""
+    if getattr(args, "config", None) is None:
+        return args
+    from .config_file import load_config
+
+    serve: argparse.ArgumentParser = args.serve_parser
+    serve.set_defaults(**load_config(args.config, serve))
+    return parser.parse_args(argv)
+
+
 def _serve(args: argparse.Namespace) -> int:
     from octopus import __version__
     from octopus.engine import Engine
     from octopus.query.parser import DEFAULT_MAX_LENGTH
 
-    from .server import Server, ServerConfig, is_loopback, run
+    from .server import Server, ServerConfig, exposure_error, run
 
     host = args.host if args.host is not None or args.unix is not None else "127.0.0.1"
     password = args.requirepass or os.environ.get("OCTOPUS_PASSWORD")
-    if host is not None and not is_loopback(host):
-        if not args.allow_remote:
-            raise CommandError(f"refusing to listen on non-loopback address {host!r} "
-                               "without --allow-remote", EXIT_USAGE)
-        if not password:
-            raise CommandError("listening on a non-loopback address needs --requirepass",
-                               EXIT_USAGE)
+    tls = _server_tls(args, host)
+    refusal = exposure_error(host, password=password, tls=tls is not None,
+                             client_certs=args.tls_ca is not None,
+                             allow_remote=args.allow_remote,
+                             allow_cleartext=args.unsafe_allow_cleartext)
+    if refusal is not None:
+        raise CommandError(refusal, EXIT_USAGE)
+    if host is not None and password and tls is None and args.unsafe_allow_cleartext \
+            and not is_loopback(host):
+        log.warning("UNSAFE: the password and all data cross the network in clear text "
+                    "(--unsafe-allow-cleartext)")
+    metrics = None
+    if args.metrics_port is not None:
+        metrics_host = args.metrics_host or "127.0.0.1"
+        if not is_loopback(metrics_host) and not args.allow_remote:
+            raise CommandError(f"refusing to serve metrics on non-loopback address "
+                               f"{metrics_host!r} without --allow-remote", EXIT_USAGE)
+        metrics = (metrics_host, args.metrics_port)
     if args.unix is not None:
         _check_unix_path(args.unix)
 
@@ -431,13 +511,16 @@ def _serve(args: argparse.Namespace) -> int:
             started.append(server)
             log.info("serving on %s (octopus %s, pid %d)", " ".join(server.addresses),
                      __version__, os.getpid())
+            if server.metrics_address is not None:
+                log.info("metrics on %s", server.metrics_address)
 
         try:
             run(engine, host=host, port=args.port, unix=args.unix, config=config,
                 allow_remote=args.allow_remote, use_uvloop=not args.no_uvloop, ready=ready,
-                connection_class=connection_class)
+                connection_class=connection_class, tls=tls,
+                allow_cleartext=args.unsafe_allow_cleartext, metrics=metrics)
         except OSError as e:
-            raise _listen_error(e, args, host) from None
+            raise _listen_error(e, args, host, metrics) from None
     finally:
         engine.close()
     if started:
@@ -452,9 +535,18 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _client_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--url", default=os.environ.get("OCTOPUS_URL", DEFAULT_URL),
-                   help="server URL: unix:///path or tcp://host:port (default: $OCTOPUS_URL "
-                        "or %(default)s)")
-    p.add_argument("--password", help="server password (default: $OCTOPUS_PASSWORD)")
+                   help="server URL: unix:///path, tcp://host:port or rediss://host:port "
+                        "(TLS); a password may be in it (redis://:SECRET@host) "
+                        "(default: $OCTOPUS_URL or %(default)s)")
+    p.add_argument("--password", help="server password (default: the URL's, then "
+                                      "$OCTOPUS_PASSWORD)")
+    p.add_argument("--tls-ca", metavar="PEM",
+                   help="with a rediss:// URL: trust server certificates signed by this CA "
+                        "(default: the system's CAs)")
+    p.add_argument("--tls-cert", metavar="PEM",
+                   help="with a rediss:// URL: present this client certificate")
+    p.add_argument("--tls-key", metavar="PEM",
+                   help="the client certificate's key (default: in the --tls-cert file)")
     p.add_argument("--json", action="store_true", help="print JSON instead of record text")
 
 
@@ -520,7 +612,25 @@ def add_commands(sub: Any, **parser_args: Any) -> None:
     s.add_argument("--no-uvloop", action="store_true", help="use asyncio's own event loop")
     s.add_argument("--no-reply-cache", action="store_true",
                    help="send every GET to the engine (no revision-checked reply cache)")
-    s.set_defaults(func=_serve)
+    s.add_argument("--tls-cert", metavar="PEM",
+                   help="serve TCP over TLS with this certificate (chain) file; clients "
+                        "connect with rediss://")
+    s.add_argument("--tls-key", metavar="PEM",
+                   help="the certificate's private key (default: in the --tls-cert file)")
+    s.add_argument("--tls-ca", metavar="PEM",
+                   help="demand a client certificate signed by this CA (mutual TLS)")
+    s.add_argument("--unsafe-allow-cleartext", action="store_true",
+                   help="UNSAFE: allow --requirepass on a non-loopback --host without TLS "
+                        "(anyone on the network path reads the password and the data)")
+    s.add_argument("--metrics-port", type=_port, default=None, metavar="PORT",
+                   help="serve Prometheus metrics over HTTP on this port (at /metrics)")
+    s.add_argument("--metrics-host", default=None, metavar="ADDRESS",
+                   help="the metrics endpoint's address (default 127.0.0.1; another needs "
+                        "--allow-remote)")
+    s.add_argument("--config", metavar="FILE.toml",
+                   help="read serve's flags from this TOML file (keys: the flags without "
+                        "--; flags given win over it)")
+    s.set_defaults(func=_serve, serve_parser=s)
 
     _client_command(sub, "get", _get, "print the first record matching a query",
                     **parser_args)

@@ -56,6 +56,7 @@ import logging
 import random
 import select
 import socket
+import ssl
 import threading
 import time
 from collections import deque
@@ -89,9 +90,13 @@ from .client_base import (
     _Request,
     _Requests,
     parse_url,
+    redact_url,
+    tls_context,
+    url_options,
 )
 from .resp import Push, ReplyError, reply_parser
 from .sessions import keepalive
+from .tls import TLSSocket
 
 __all__ = ["Client", "connect"]
 
@@ -109,7 +114,7 @@ def _urls(url: str | Sequence[str]) -> list[str]:
     if not urls:
         raise QueryError("no server URL given")
     for u in urls:
-        parse_url(u)
+        url_options(u)              # the scheme, and the options of every URL, checked now
     return urls
 
 
@@ -150,8 +155,11 @@ def _roundtrip(sock: socket.socket, requests: list[_Request]) -> tuple[list[Any]
     return replies, parser
 
 
-def _open_socket(address: tuple[str, Any], timeout: float | None) -> socket.socket:
+def _open_socket(address: tuple[str, Any], timeout: float | None,
+                 tls: ssl.SSLContext | None = None) -> Any:
+    """A connected socket (a :class:`TLSSocket` for a ``rediss://`` address)."""
     kind, where = address
+    sock: Any
     if kind == "unix":
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(timeout)
@@ -164,6 +172,8 @@ def _open_socket(address: tuple[str, Any], timeout: float | None) -> socket.sock
         sock = socket.create_connection(where, timeout=timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         keepalive(sock)
+        if tls is not None:
+            sock = TLSSocket(sock, tls, where[0])
     return sock
 
 
@@ -205,7 +215,8 @@ class Client(_Base, RecipeFactories):
     def __init__(self, url: str | Sequence[str] = DEFAULT_URL, *, password: str | None = None,
                  name: str | None = None, timeout: float | None = 10.0,
                  socket_timeout: float | None = 10.0, session_timeout: float | None = 5.0,
-                 health_check_interval: float | None = None) -> None:
+                 health_check_interval: float | None = None,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         urls = _urls(url)
         self._urls = urls
         self._timeout = check_timeout(timeout, "timeout")
@@ -227,14 +238,14 @@ class Client(_Base, RecipeFactories):
         deadline = None if self._timeout is None else time.monotonic() + self._timeout
         with within(deadline):
             for i, u in enumerate(urls):
-                super().__init__(u, password, name)
+                super().__init__(u, password, name, ssl_context)
                 try:
                     self._sock, self._parser = self._open(self._address, first=True,
                                                           ask_session=len(urls) == 1)
                     self._urls = urls[i:] + urls[:i]
                     break
                 except (OSError, WaitTimeout) as e:
-                    failures.append(f"{u}: {e or type(e).__name__}")
+                    failures.append(f"{self.url}: {e or type(e).__name__}")
                 except BaseException:
                     self._dispatcher.stop(timeout=None)
                     raise
@@ -258,7 +269,7 @@ class Client(_Base, RecipeFactories):
         limit, _ = budget(self._timeout)
         if limit is not None and limit <= 0:
             raise WaitTimeout("no time left to connect")
-        sock = _open_socket(address, limit)
+        sock = _open_socket(address, limit, self._tls)
         try:
             requests = self._handshake()
             if first and ask_session and self._session_timeout:
@@ -561,7 +572,8 @@ class Client(_Base, RecipeFactories):
                     if left <= 0:
                         break
                     try:
-                        sock = _open_socket(parse_url(url), min(left, 2.0))
+                        sock = _open_socket(parse_url(url), min(left, 2.0),
+                                            tls_context(url, self._ssl_context))
                     except OSError:
                         continue
                     try:
@@ -585,12 +597,13 @@ class Client(_Base, RecipeFactories):
                     self._sock = sock
                     self._parser = parser
                     self._drop_reason = None
-                    self.url = url
+                    self.url = redact_url(url)
                     self._address = parse_url(url)
+                    self._tls = tls_context(url, self._ssl_context)
                     self._urls = self._urls[i % len(self._urls):] + \
                         self._urls[:i % len(self._urls)]
                     self._lost = None
-                    log.warning("failed over from %s to %s; session resumed", lost, url)
+                    log.warning("failed over from %s to %s; session resumed", lost, self.url)
                     return True
                 time.sleep(0.1)
         self._lost = f"{reason}; no other server took the session within {ttl} s"
@@ -804,10 +817,14 @@ class Client(_Base, RecipeFactories):
 def connect(url: str | Sequence[str] = DEFAULT_URL, *, password: str | None = None,
             name: str | None = None, timeout: float | None = 10.0,
             socket_timeout: float | None = 10.0, session_timeout: float | None = 5.0,
-            health_check_interval: float | None = None) -> Client:
-    """Connect to an Octopus server: ``unix:///path`` or ``tcp://host:port``. Several
-    URLs (a list, or comma-separated) name servers of one cluster: the client connects
-    to the first that answers and fails over to the others (see :class:`Client`).
+            health_check_interval: float | None = None,
+            ssl_context: ssl.SSLContext | None = None) -> Client:
+    """Connect to an Octopus server: ``unix:///path``, ``tcp://host:port`` or
+    ``rediss://host:port`` (TLS; ``ssl_context`` replaces the one made from the URL's
+    options). A password may be in the URL (``redis://:secret@host``,
+    ``unix:///path?password=secret``); ``password`` wins over it. Several URLs (a list,
+    or comma-separated) name servers of one cluster: the client connects to the first
+    that answers and fails over to the others (see :class:`Client`).
 
     ``timeout``: seconds to connect and shake hands. ``socket_timeout``: seconds a call
     waits for its reply before the connection is deemed dead (None: for ever).
@@ -817,5 +834,5 @@ def connect(url: str | Sequence[str] = DEFAULT_URL, *, password: str | None = No
     a third of the session timeout)."""
     return Client(url, password=password, name=name, timeout=timeout,
                   socket_timeout=socket_timeout, session_timeout=session_timeout,
-                  health_check_interval=health_check_interval)
+                  health_check_interval=health_check_interval, ssl_context=ssl_context)
 

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import enum
 import re
+import ssl
 from collections import deque
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
-from octopus import errors
 from octopus.errors import (
     EngineClosed,
     OctopusError,
-    ParseError,
     QueryError,
     SessionExpired,
     TriggerNotFound,
@@ -39,9 +38,11 @@ from octopus.rules import (
 )
 
 from .resp import ProtocolError, Push, ReplyError, encode_command
+from .wire import error_from_line
 
 __all__ = ["DEFAULT_URL", "EVENT_PUSHES", "AuthenticationError", "ConnectionState", "decode_event",
-           "decode_record", "error_from_reply", "parse_url"]
+           "decode_record", "error_from_reply", "parse_url", "redact_url", "tls_context",
+           "url_options"]
 
 DEFAULT_URL = "tcp://127.0.0.1:6380"
 _NO_LIMIT = 1 << 40
@@ -70,23 +71,97 @@ class ConnectionState(enum.StrEnum):
 # --- the wire format ----------------------------------------------------------------------
 
 
+_TLS_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs",
+                "ssl_check_hostname")
+_URL_OPTIONS = ("username", "password", *_TLS_OPTIONS)
+
+
 def parse_url(url: str) -> tuple[str, Any]:
-    """``unix:///path`` -> ("unix", path); ``tcp://host:port`` -> ("tcp", (host, port))."""
+    """``unix:///path`` -> ("unix", path); ``tcp://host:port`` (or ``redis://``) ->
+    ("tcp", (host, port)); ``rediss://host:port`` -> ("tls", (host, port)). Credentials
+    and options in the URL are in :func:`url_options`."""
     if not isinstance(url, str):
         raise QueryError(f"a server URL must be a str, got {type(url).__name__}")
     parts = urlsplit(url)
     if parts.scheme == "unix":
-        path = unquote(parts.netloc + parts.path)
+        # unix://[user:pass@]/path: the credentials are before the path.
+        path = unquote(parts.netloc.rpartition("@")[2] + parts.path)
         if not path:
-            raise QueryError(f"no socket path in {url!r}")
+            raise QueryError(f"no socket path in {redact_url(url)!r}")
         return "unix", path
-    if parts.scheme in ("tcp", "redis"):
+    if parts.scheme in ("tcp", "redis", "rediss"):
         try:
             port = parts.port or 6380
         except ValueError:
-            raise QueryError(f"invalid port in {url!r}") from None
-        return "tcp", (parts.hostname or "127.0.0.1", port)
-    raise QueryError(f"unsupported server URL {url!r}: use unix:///path or tcp://host:port")
+            raise QueryError(f"invalid port in {redact_url(url)!r}") from None
+        kind = "tls" if parts.scheme == "rediss" else "tcp"
+        return kind, (parts.hostname or "127.0.0.1", port)
+    raise QueryError(f"unsupported server URL {redact_url(url)!r}: use unix:///path, "
+                     "tcp://host:port or rediss://host:port (TLS)")
+
+
+def url_options(url: str) -> dict[str, str]:
+    """The credentials and options a URL carries: ``username`` and ``password``
+    (``redis://user:pass@host``, ``redis://:pass@host``, ``unix:///path?password=...``),
+    and for ``rediss://`` the TLS files and checks, named as redis-py names them
+    (``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile``, ``ssl_cert_reqs=none|required``,
+    ``ssl_check_hostname=true|false``). An unknown option is a :class:`QueryError`."""
+    parse_url(url)
+    parts = urlsplit(url)
+    options: dict[str, str] = {}
+    userinfo = parts.netloc.rpartition("@")[0] if "@" in parts.netloc else None
+    if userinfo is not None:
+        user, colon, password = userinfo.partition(":")
+        if user:
+            options["username"] = unquote(user)
+        if colon:
+            options["password"] = unquote(password)
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key not in _URL_OPTIONS:
+            raise QueryError(f"unknown option {key!r} in the server URL (known: "
+                             f"{', '.join(_URL_OPTIONS)})")
+        if key in _TLS_OPTIONS and parts.scheme != "rediss":
+            raise QueryError(f"the option {key!r} needs a rediss:// (TLS) URL")
+        options[key] = value
+    return options
+
+
+_USERINFO_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:@/?#]*):[^@/?#]*@")
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (for messages and logs); otherwise
+    exactly as written."""
+    if not isinstance(url, str):
+        return repr(url)
+    url = _USERINFO_PASSWORD.sub(r"\1:***@", url, count=1)
+    return _QUERY_PASSWORD.sub(r"\1***", url)
+
+
+def _flag(options: dict[str, str], key: str, true: str, false: str) -> bool:
+    value = options.get(key, true).lower()
+    if value not in (true, false):
+        raise QueryError(f"the URL option {key} must be {true} or {false}, got {value!r}")
+    return value == true
+
+
+def tls_context(url: str, context: ssl.SSLContext | None = None) -> ssl.SSLContext | None:
+    """The TLS context to connect to ``url`` with: ``context`` if given, else one made
+    from the URL's options; None for a URL without TLS. Files that cannot be read are
+    an ``OSError``."""
+    kind, _ = parse_url(url)
+    if kind != "tls":
+        return None
+    if context is not None:
+        return context
+    from .tls import client_context
+
+    options = url_options(url)
+    verify = _flag(options, "ssl_cert_reqs", "required", "none")
+    check = _flag(options, "ssl_check_hostname", "true", "false")
+    return client_context(options.get("ssl_ca_certs"), options.get("ssl_certfile"),
+                          options.get("ssl_keyfile"), verify=verify, check_hostname=check)
 
 
 def _param_text(value: object) -> str:
@@ -110,26 +185,12 @@ def _query_args(q: object, params: tuple[object, ...]) -> list[Any]:
     return [q, *(_param_text(p) for p in params)]
 
 
-_ERRORS: dict[str, type[OctopusError]] = {
-    name: getattr(errors, name) for name in errors.__all__
-}
-_PARSE_POSITION = re.compile(r"^(.*) at line (\d+), column (\d+)$", re.S)
-
-
 def error_from_reply(reply: ReplyError) -> OctopusError:
-    """The exception a server error reply stands for."""
-    code, message = reply.code, reply.message
-    if code == "ParseError":
-        m = _PARSE_POSITION.match(message)
-        if m:
-            return ParseError(m.group(1), line=int(m.group(2)), column=int(m.group(3)),
-                              text="")
-    if code in ("NOAUTH", "WRONGPASS"):
+    """The exception a server error reply stands for (the format: octopus.server.wire)."""
+    if reply.code in ("NOAUTH", "WRONGPASS"):
         return AuthenticationError(str(reply))
-    cls = _ERRORS.get(code)
-    if cls is None:
-        return OctopusError(str(reply))
-    return cls(message)
+    exc = error_from_line(str(reply))
+    return OctopusError(str(reply)) if exc is None else exc
 
 
 def _check(reply: Any) -> Any:
@@ -437,10 +498,16 @@ def _installed_id(reply: Any, obj: Trigger | Subscription | RuleWatch) -> int | 
 class _Base:
     """State shared by both clients: the URL, the FIFO, the installed handlers."""
 
-    def __init__(self, url: str, password: str | None, name: str | None) -> None:
-        self.url = url
+    def __init__(self, url: str, password: str | None, name: str | None,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        self.url = redact_url(url)       # for messages: never the password
         self._address = parse_url(url)
-        self._password = password
+        options = url_options(url)
+        # An explicit password wins over the URL's (the caller said it last).
+        self._password = password if password is not None else options.get("password")
+        self._username = options.get("username", "default")
+        self._ssl_context = ssl_context
+        self._tls = tls_context(url, ssl_context)
         self._name = name
         self._pending: deque[Any] = deque()
         self._handlers: dict[int, Trigger | Subscription] = {}
@@ -453,7 +520,7 @@ class _Base:
     def _handshake(self) -> list[_Request]:
         hello = ["HELLO", "3"]
         if self._password is not None:
-            hello += ["AUTH", "default", self._password]
+            hello += ["AUTH", self._username, self._password]
         if self._name:
             hello += ["SETNAME", self._name]
         return [_Request(hello, _check), _Request(["CLIENT", "FORMAT", "TAGGED"], _check)]

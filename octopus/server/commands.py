@@ -32,6 +32,7 @@ removes a finished trigger from :attr:`CommandLayer.owned` (single dict operatio
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 from collections.abc import Callable
@@ -39,9 +40,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from octopus.engine import Engine, Session
-from octopus.errors import LimitExceeded, OctopusError, TriggerNotFound
+from octopus.errors import LimitExceeded, NotFound, OctopusError, QueryError, TriggerNotFound
 from octopus.events import Event, Mode, Subscription, Trigger
 from octopus.explain import DEFAULT_LIMIT, MAX_LIMIT
+from octopus.query.compile import compile_record
 from octopus.record import Record
 from octopus.rules import RowEvent, RuleWatch
 
@@ -49,8 +51,16 @@ from .cache import ReplyCache
 from .config import ServerConfig
 from .params import FLOAT_RE, typed_params
 from .params import text as _text
-from .resp import Push, encode, encode_error
-from .wire import explanation_reply, mode_text, record_tagged, record_text, row_reply, untag_value
+from .resp import Push, Simple, encode, encode_error
+from .wire import (
+    error_line,
+    explanation_reply,
+    mode_text,
+    record_tagged,
+    record_text,
+    row_reply,
+    untag_value,
+)
 
 __all__ = [
     "MAX_RULE_WATCHES",
@@ -77,6 +87,15 @@ OK = b"+OK\r\n"
 #: derived watches (RWATCH) one connection may have installed at once: each costs work
 #: on every write that can change its relation
 MAX_RULE_WATCHES = 256
+QUEUED = b"+QUEUED\r\n"
+
+# A transaction (MULTI ... EXEC) queues at most this many commands and bytes of
+# arguments; past either, the command is refused and EXEC discards the transaction.
+MAX_QUEUED = 10_000
+MAX_QUEUED_BYTES = 16 << 20
+# A read-only transaction answers every read at one revision: it runs again when a change
+# committed while it ran, at most this many times.
+SNAPSHOT_ATTEMPTS = 50
 
 # A GET longer than this is not looked up in the reply cache: hashing its key would be
 # work for the event loop, and such requests are not the repeated ones the cache is for.
@@ -190,6 +209,18 @@ class CommandLayer:
         self.name = ""
         self.proto = 2
         self.tagged = False                     # CLIENT FORMAT TAGGED (the octopus client)
+        # Redis's reply conventions (GET of nothing is nil, SET answers OK, DEL a count,
+        # pub/sub frames as Redis sends them); the octopus client turns them off.
+        self.redis = True
+        self.mode = 1                           # (tagged, redis) as the reply cache's key
+        # Subscriptions made with Redis's conventions, by id: how their messages look.
+        self.channels: dict[int, _Channel] = {}
+        self._channel_ids: dict[tuple[bytes, ...], int] = {}
+        self._active_channels = 0
+        # MULTI ... EXEC: the queued commands (None outside a transaction).
+        self._queue: list[list[bytes]] | None = None
+        self._queued_bytes = 0
+        self._queue_error = False
         self.authed = ctx.config.password is None
         self.commands = 0                       # handled so far (INFO sums them)
         self.owned: dict[int, Trigger | Subscription] = {}
@@ -232,9 +263,13 @@ class CommandLayer:
                 self._closed = True
                 return Close(b"", f"a {_printable(args[0])!r} command, as in an HTTP "
                              "request, was sent to the RESP port; connection closed")
+            if self._queue is not None:
+                self._queue_error = True        # as Redis: EXEC will refuse to run
             return encode_error("ERR", f"unknown command '{_printable(args[0])}'")
         if not self.authed and name not in _BEFORE_AUTH:
             return encode_error("NOAUTH", "Authentication required.")
+        if self._queue is not None and name not in _NOT_QUEUED:
+            return self._enqueue(name, args)
         try:
             action = handler(self, args)
         except Exception as e:
@@ -274,6 +309,10 @@ class CommandLayer:
             return encode(Push([b"row", event.trigger_id, mode_text(event.mode),
                                 event.revision,
                                 row_reply(event.names, event.row, self.tagged)]), self.proto)
+        if self.channels:
+            channel = self.channels.get(event.trigger_id)
+            if channel is not None:
+                return self._channel_frame(channel, event)
         if event.mode & Mode.REMOVED:
             self.owned.pop(event.trigger_id, None)
         record: object = None
@@ -304,6 +343,9 @@ class CommandLayer:
             log.exception("closing the session of connection %d", self.id)
         self.owned.clear()
         self.rule_watches.clear()
+        self.channels.clear()
+        self._channel_ids.clear()
+        self._active_channels = 0
 
     def session_name(self) -> str:
         """The name explanations (WHY) show for this connection's session."""
@@ -331,7 +373,7 @@ class CommandLayer:
 
     def _error_reply(self, exc: BaseException) -> bytes:
         if isinstance(exc, OctopusError):
-            return encode_error(_error_code(exc), str(exc))
+            return error_reply(exc)
         if isinstance(exc, _ArgumentError):
             return encode_error("ERR", str(exc))
         log.error("internal error on connection %d", self.id, exc_info=exc)
@@ -404,7 +446,7 @@ class CommandLayer:
             if trigger is None:
                 return encode_result(outcome.value)
             if outcome.error is not None:
-                reply = encode_error(_error_code(outcome.error), str(outcome.error))
+                reply = error_reply(outcome.error)
             else:
                 reply = encode_result(outcome.value)
             if trigger.id is None:
@@ -417,9 +459,13 @@ class CommandLayer:
     # --- commands: protocol -------------------------------------------------------------------
 
     def cmd_ping(self, args: list[bytes]) -> Action:
+        _arity(args, 1, 2)
+        if self._active_channels and self.proto == 2:
+            # Redis's answer on a subscribed RESP2 connection, where a reply must look
+            # like a pub/sub frame (redis-py's PubSub health check reads it so).
+            return encode([b"pong", args[1] if len(args) > 1 else b""], 2)
         if len(args) == 1:
             return b"+PONG\r\n"
-        _arity(args, 2, 2)
         return encode(args[1], self.proto)
 
     def cmd_echo(self, args: list[bytes]) -> Action:
@@ -488,11 +534,20 @@ class CommandLayer:
         if sub == b"SETINFO":
             return OK
         if sub == b"FORMAT":
-            _arity(args, 3, 3)
+            _arity(args, 3, 4)
             fmt = args[2].upper()
-            if fmt not in (b"TEXT", b"TAGGED"):
-                raise _ArgumentError("CLIENT FORMAT takes TEXT or TAGGED")
+            conventions = args[3].upper() if len(args) > 3 else None
+            if fmt not in (b"TEXT", b"TAGGED") or \
+                    conventions not in (None, b"REDIS", b"OCTOPUS"):
+                raise _ArgumentError("CLIENT FORMAT takes TEXT or TAGGED, then optionally "
+                                     "REDIS or OCTOPUS")
+            if self.channels:
+                raise _ArgumentError("CLIENT FORMAT cannot change the conventions while "
+                                     "Redis-style subscriptions are active")
             self.tagged = fmt == b"TAGGED"
+            # TAGGED is the octopus client's format: its conventions by default.
+            self.redis = not self.tagged if conventions is None else conventions == b"REDIS"
+            self.mode = 2 * self.tagged + self.redis
             return OK
         raise _ArgumentError(f"unknown CLIENT subcommand '{_printable(args[1])}'")
 
@@ -503,7 +558,24 @@ class CommandLayer:
         return OK
 
     def cmd_command(self, args: list[bytes]) -> Action:
-        return b"*0\r\n"                         # redis-cli asks for command docs
+        proto = self.proto
+        table = self.COMMANDS
+        if len(args) == 1:
+            return encode([_command_info(n) for n in sorted(table)], proto)
+        sub = args[1].upper()
+        if sub == b"COUNT":
+            _arity(args, 2, 2)
+            return b":%d\r\n" % len(table)
+        if sub == b"LIST":
+            return encode([n.lower() for n in sorted(table)], proto)
+        if sub == b"INFO":
+            names = [a.upper() for a in args[2:]] or sorted(table)
+            return encode([_command_info(n) if n in table else None for n in names], proto)
+        if sub == b"DOCS":
+            names = [a.upper() for a in args[2:]] or sorted(table)
+            return encode({n.lower(): _command_docs(n) for n in names if n in table}, proto)
+        raise _ArgumentError(f"unknown COMMAND subcommand '{_printable(args[1])}'; "
+                             "expected COUNT, DOCS, INFO or LIST")
 
     def cmd_config(self, args: list[bytes]) -> Action:
         _arity(args, 2, 1 << 30)
@@ -531,13 +603,14 @@ class CommandLayer:
         if cache is not None and sum(map(len, args)) > CACHED_REQUEST_BYTES:
             cache = None
         engine = self.ctx.engine
-        key: tuple[object, ...] = (self.tagged, *args[1:])
+        key: tuple[object, ...] = (self.mode, *args[1:])
         if cache is not None:
             hit = cache.lookup(key, engine.revision)
             if hit is not None:
                 return hit
         session = self.session
         tagged = self.tagged
+        redis = self.redis
 
         def get(q: str, params: tuple[object, ...], rest: list[bytes],
                 trigger: Trigger | None) -> tuple[Record, int, int]:
@@ -546,11 +619,18 @@ class CommandLayer:
             # revision around the call means the reply is the state at that revision.
             # A reply with options (a trigger) is never kept.
             before = engine.revision if not rest else -1
-            record = session.get(q, *params, trigger=trigger)
+            try:
+                record: Record | None = session.get(q, *params, trigger=trigger)
+            except NotFound:
+                if not redis:
+                    raise
+                record = None
             return record, before, engine.revision
 
-        def reply(result: tuple[Record, int, int]) -> bytes:
+        def reply(result: tuple[Record | None, int, int]) -> bytes:
             record, before, after = result
+            if record is None:                  # Redis's convention (never cached)
+                return b"_\r\n" if self.proto >= 3 else b"$-1\r\n"
             encoded = self._record(record, tagged)
             if cache is not None and before == after:
                 cache.store(key, before, encoded)
@@ -596,13 +676,28 @@ class CommandLayer:
                 flags[rest.pop(0).decode().lower()] = True
             return self._trigger_options(rest)
 
+        def reply(record: Record) -> bytes:
+            # Under Redis's conventions a set answers OK, unless its name was made here.
+            if self.redis and not flags["sequential"]:
+                return OK
+            return self._record(record, tagged)
+
         return self._store_call(
-            args, lambda q, p, _, t: session.set(q, *p, trigger=t, **flags),
-            lambda record: self._record(record, tagged), options)
+            args, lambda q, p, _, t: session.set(q, *p, trigger=t, **flags), reply, options)
 
     def cmd_del(self, args: list[bytes]) -> Action:
         session = self.session
         tagged = self.tagged
+        if self.redis:                          # Redis's DEL: the number deleted
+            def delete(q: str, p: tuple[object, ...], _: list[bytes],
+                       t: Trigger | None) -> Record | None:
+                try:
+                    return session.delete(q, *p, trigger=t)
+                except NotFound:
+                    return None
+
+            return self._store_call(args, delete,
+                                    lambda record: b":0\r\n" if record is None else b":1\r\n")
         return self._store_call(
             args, lambda q, p, _, t: session.delete(q, *p, trigger=t),
             lambda record: self._record(record, tagged))
@@ -672,8 +767,9 @@ class CommandLayer:
             raise _ArgumentError(f"invalid id {_printable(args[1])!r}")
         qid = int(args[1])
         if not isinstance(self.owned.get(qid), kind):
-            what = "trigger" if kind is Trigger else "subscription"
-            raise TriggerNotFound(f"no installed {what} {qid} on this connection")
+            # The engine's own words (a session sees only its own triggers too).
+            raise TriggerNotFound(f"no installed trigger {qid!r}" if kind is Trigger
+                                  else f"no subscription {qid!r}")
         return qid
 
     def cmd_unwatch(self, args: list[bytes]) -> Action:
@@ -682,6 +778,8 @@ class CommandLayer:
         return Call(lambda: session.remove_trigger(qid), lambda _: OK)
 
     def cmd_subscribe(self, args: list[bytes]) -> Action:
+        if self.redis:
+            return self._subscribe_channels(args, b"message")
         session = self.session
         on_message = self._on_message
 
@@ -694,7 +792,19 @@ class CommandLayer:
 
         return Call(run, self._installed)
 
+    def cmd_psubscribe(self, args: list[bytes]) -> Action:
+        if self.redis:
+            return self._subscribe_channels(args, b"pmessage")
+        return self.cmd_subscribe(args)
+
+    def cmd_punsubscribe(self, args: list[bytes]) -> Action:
+        if self.redis:
+            return self._unsubscribe_channels(args, b"pmessage")
+        return self.cmd_unsubscribe(args)
+
     def cmd_unsubscribe(self, args: list[bytes]) -> Action:
+        if self.redis:
+            return self._unsubscribe_channels(args, b"message")
         qid = self._owned_id(args, Subscription)
         session = self.session
         return Call(lambda: session.unsubscribe(qid), lambda _: OK)
@@ -811,6 +921,282 @@ class CommandLayer:
 
         return Call(lambda: session.remove_rule_watch(watch), removed)
 
+    # --- commands: Redis's pub/sub frames -------------------------------------------------
+
+    def _subscribe_channels(self, args: list[bytes], kind: bytes) -> Action:
+        """``SUBSCRIBE q [params] [q [params] ...]`` under Redis's conventions: each query
+        is a *channel* (its text as sent); the reply is one ``[subscribe, channel,
+        count]`` frame per query, and messages arrive as ``[message, channel, record]``
+        (``[pmessage, query, record name, record]`` for ``PSUBSCRIBE``). Subscribing to
+        the same query and parameters again changes nothing, as in Redis."""
+        _arity(args, 2, 1 << 30)
+        session = self.session
+        on_message = self._on_message
+
+        def run() -> list[tuple[bytes, tuple[bytes, ...], Subscription | None]]:
+            wanted: list[tuple[bytes, tuple[bytes, ...], str, tuple[object, ...]]] = []
+            i = 1
+            while i < len(args):
+                q, params, _ = self._query(args, i)
+                key = (kind, *args[i:i + 1 + len(params)])
+                wanted.append((args[i], key, q, params))
+                i += 1 + len(params)
+            fresh = {w[1] for w in wanted if w[1] not in self._channel_ids}
+            limit = self.config.max_triggers
+            if limit and len(self.owned) + len(fresh) > limit:
+                raise LimitExceeded(f"this connection has {len(self.owned)} triggers and "
+                                    f"subscriptions installed (the limit is {limit})")
+            out: list[tuple[bytes, tuple[bytes, ...], Subscription | None]] = []
+            made: set[tuple[bytes, ...]] = set()
+            for raw, key, q, params in wanted:
+                if key in fresh and key not in made:
+                    made.add(key)
+                    out.append((raw, key, session.subscribe(q, on_message, *params)))
+                else:
+                    out.append((raw, key, None))
+            return out
+
+        def done(subs: list[tuple[bytes, tuple[bytes, ...], Subscription | None]]) -> bytes:
+            frames = []
+            verb = b"subscribe" if kind == b"message" else b"psubscribe"
+            for raw, key, sub in subs:
+                if sub is not None:
+                    assert sub.id is not None
+                    self.owned[sub.id] = sub
+                    self.channels[sub.id] = _Channel(kind, raw, key)
+                    self._channel_ids[key] = sub.id
+                    self._active_channels += 1
+                frames.append(encode(Push([verb, raw, self._active_channels]), self.proto))
+            return b"".join(frames)
+
+        return Call(run, done)
+
+    def _unsubscribe_channels(self, args: list[bytes], kind: bytes) -> Action:
+        """``UNSUBSCRIBE [channel ...]`` under Redis's conventions: the named channels
+        (or a subscription's id), or every one of this kind; one ``[unsubscribe,
+        channel, count]`` frame per channel named, as Redis answers."""
+        session = self.session
+        verb = b"unsubscribe" if kind == b"message" else b"punsubscribe"
+        active = [(qid, ch) for qid, ch in list(self.channels.items())
+                  if ch.active and ch.kind == kind]
+        targets: list[tuple[bytes | None, list[int]]] = []
+        if len(args) == 1:
+            targets = [(ch.channel, [qid]) for qid, ch in active]
+        for raw in args[1:]:
+            ids = [qid for qid, ch in active if ch.channel == raw]
+            if not ids and raw.isdigit() and len(raw) <= 19 and \
+                    any(qid == int(raw) for qid, _ in active):
+                ids = [int(raw)]
+                raw = self.channels[ids[0]].channel
+            targets.append((raw, ids))
+        if not targets:
+            targets = [(None, [])]
+
+        def run() -> None:
+            for _, ids in targets:
+                for qid in ids:
+                    # TriggerNotFound: it ended meanwhile (the session closed).
+                    with contextlib.suppress(TriggerNotFound):
+                        session.unsubscribe(qid)
+
+        def done(_: None) -> bytes:
+            frames = []
+            for raw, ids in targets:
+                for qid in ids:
+                    channel = self.channels.get(qid)
+                    if channel is not None and channel.active:
+                        # Its REMOVED event forgets it (event_frame): until then its
+                        # messages still need their Redis frame.
+                        channel.active = False
+                        self._active_channels -= 1
+                        self._channel_ids.pop(channel.key, None)
+                frames.append(encode(Push([verb, raw, self._active_channels]), self.proto))
+            return b"".join(frames)
+
+        return Call(run, done)
+
+    def _channel_frame(self, channel: _Channel, event: Event) -> bytes:
+        if event.mode & Mode.REMOVED:
+            self.channels.pop(event.trigger_id, None)
+            self.owned.pop(event.trigger_id, None)
+            return b""                          # the UNSUBSCRIBE reply said it
+        record = event.record
+        assert record is not None
+        data: object = record_tagged(record) if self.tagged else record_text(record)
+        if channel.kind == b"pmessage":
+            frame = Push([b"pmessage", channel.channel, record.name.encode(), data])
+        else:
+            frame = Push([b"message", channel.channel, data])
+        return encode(frame, self.proto)
+
+    # --- commands: transactions ------------------------------------------------------------
+
+    def cmd_multi(self, args: list[bytes]) -> Action:
+        _arity(args, 1, 1)
+        if self._queue is not None:
+            return encode_error("ERR", "MULTI calls can not be nested")
+        self._queue = []
+        self._queued_bytes = 0
+        self._queue_error = False
+        return OK
+
+    def cmd_discard(self, args: list[bytes]) -> Action:
+        _arity(args, 1, 1)
+        if self._queue is None:
+            return encode_error("ERR", "DISCARD without MULTI")
+        self._queue = None
+        return OK
+
+    def _enqueue(self, name: bytes, args: list[bytes]) -> bytes:
+        """A command inside MULTI: queued, or refused (and the transaction with it)."""
+        queue = self._queue
+        assert queue is not None
+        size = sum(map(len, args))
+        error: str | None = None
+        if name not in _TX_READS and name not in _TX_WRITES:
+            error = (f"'{_printable(args[0])}' cannot run in a transaction: octopus runs "
+                     "SET, or GET, EXISTS, NAMES, GETALL and REVISION there "
+                     "(docs/server.md)")
+        elif len(args) < 2 and name != b"REVISION":
+            error = f"wrong number of arguments for '{_printable(args[0])}' command"
+        elif queue and (name in _TX_WRITES) != (queue[0][0].upper() in _TX_WRITES):
+            error = ("a transaction either writes (SET) or reads (GET, EXISTS, NAMES, "
+                     "GETALL, REVISION), not both (docs/server.md)")
+        elif len(queue) >= MAX_QUEUED or self._queued_bytes + size > MAX_QUEUED_BYTES:
+            error = (f"the transaction is longer than {MAX_QUEUED} commands or "
+                     f"{MAX_QUEUED_BYTES} bytes")
+        if error is not None:
+            self._queue_error = True
+            return encode_error("ERR", error)
+        queue.append(args)
+        self._queued_bytes += size
+        return QUEUED
+
+    def cmd_exec(self, args: list[bytes]) -> Action:
+        _arity(args, 1, 1)
+        queue, self._queue = self._queue, None
+        if queue is None:
+            return encode_error("ERR", "EXEC without MULTI")
+        if self._queue_error:
+            return encode_error("EXECABORT", "Transaction discarded because of previous "
+                                "errors.")
+        if not queue:
+            return b"*0\r\n"
+        if queue[0][0].upper() in _TX_WRITES:
+            return self._exec_writes(queue)
+        return self._exec_reads(queue)
+
+    def _exec_writes(self, queue: list[list[bytes]]) -> Call:
+        """Every SET of the transaction in one atomic batch (``Session.set_many``): all or
+        nothing, consecutive revisions in queue order, events after the commit."""
+        session = self.session
+        max_length = self.ctx.max_query_length
+
+        def run() -> int:
+            records: list[Record] = []
+            for n, args in enumerate(queue, start=1):
+                try:
+                    q, params, rest = self._query(args)
+                    if rest:
+                        raise _ArgumentError("a SET in a transaction takes no options "
+                                             "(SEQUENTIAL, EPHEMERAL, TRIGGER)")
+                    compiled = compile_record(q, params, max_length=max_length)
+                    if compiled.conditions:
+                        raise QueryError("a SET in a transaction cannot have conditions "
+                                         "(the batch is applied without looking)")
+                except (OctopusError, _ArgumentError) as e:
+                    e.args = (f"command {n} of the transaction: {e}",)
+                    raise
+                records.append(Record(compiled.name, compiled.attributes))
+            return session.set_many(records, batch=len(records))
+
+        return Call(run, lambda n: b"*%d\r\n" % n + OK * n)
+
+    def _exec_reads(self, queue: list[list[bytes]]) -> Call:
+        """Every read of the transaction at one revision: run again while a change
+        commits in the middle (optimistic, as the reply cache's reasoning: a change
+        bumps the revision before it releases the engine)."""
+        engine = self.ctx.engine
+
+        def run() -> bytes:
+            for n, args in enumerate(queue, start=1):       # bad input: nothing is read
+                if args[0].upper() == b"REVISION":
+                    _arity(args, 1, 1)
+                    continue
+                try:
+                    _, _, rest = self._query(args)
+                except (OctopusError, _ArgumentError) as e:
+                    e.args = (f"command {n} of the transaction: {e}",)
+                    raise
+                if rest:
+                    raise _ArgumentError(f"command {n} of the transaction: reads in a "
+                                         "transaction take no options")
+            for _ in range(SNAPSHOT_ATTEMPTS):
+                revision = engine.revision
+                replies = [self._run_inline(args) for args in queue]
+                if engine.revision == revision:
+                    return b"*%d\r\n" % len(replies) + b"".join(replies)
+            raise LimitExceeded(f"the store changed while each of {SNAPSHOT_ATTEMPTS} "
+                                "attempts read the transaction; nothing was answered")
+
+        return Call(run, lambda reply: reply)
+
+    def _run_inline(self, args: list[bytes]) -> bytes:
+        """One read command's reply, run here and now (inside an engine call)."""
+        handler = self.COMMANDS[args[0].upper()]
+        try:
+            action = handler(self, args)
+            if type(action) is Call:
+                action = action.done(action.run())
+        except Exception as e:
+            return self._error_reply(e)
+        assert type(action) is bytes
+        return action
+
+
+def error_reply(exc: OctopusError) -> bytes:
+    """``exc`` as a RESP error reply, in the format of :func:`octopus.server.wire.error_line`."""
+    return b"-%s\r\n" % error_line(exc).encode("utf-8", "replace")
+
+
+@dataclass(slots=True)
+class _Channel:
+    """A subscription made under Redis's conventions."""
+
+    kind: bytes                     # b"message" or b"pmessage"
+    channel: bytes                  # the query as sent: the frames' channel or pattern
+    key: tuple[bytes, ...]          # kind, query and parameters: one subscription each
+    active: bool = True             # False once unsubscribed (until its REMOVED event)
+
+
+def _command_info(name: bytes) -> list[object]:
+    """``COMMAND INFO``'s entry: name, arity, flags, key positions (none: a query is not
+    a key), ACL categories, tips, key specs, subcommands."""
+    arity, flags, _, group, _ = _DOCS.get(name, (-1, (), "", "octopus", ()))
+    return [name.lower(), arity, [Simple(f) for f in flags], 0, 0, 0,
+            [Simple("@" + group)], [], [], []]
+
+
+def _command_docs(name: bytes) -> dict[str, object]:
+    """``COMMAND DOCS``'s entry, in Redis's shape (redis-cli builds its hints from it)."""
+    _, _, summary, group, arguments = _DOCS.get(name, (-1, (), "", "octopus", ()))
+    docs: dict[str, object] = {"summary": summary, "since": "0.1.0", "group": group}
+    if arguments:
+        out = []
+        for arg in arguments:
+            optional = arg.startswith("[")
+            word = arg.strip("[]")
+            multiple = word.endswith("...")
+            word = word.rstrip(". ")
+            entry: dict[str, object] = {"name": word.lower(), "type": "string"}
+            flags = ([Simple("optional")] if optional else []) + \
+                    ([Simple("multiple")] if multiple else [])
+            if flags:
+                entry["flags"] = flags
+            out.append(entry)
+        docs["arguments"] = out
+    return docs
+
 
 def _command_table(cls: type[CommandLayer]) -> dict[bytes, Handler]:
     """Every ``cmd_name`` method of ``cls`` as the command ``NAME``."""
@@ -848,14 +1234,63 @@ def _printable(raw: bytes) -> str:
     return raw[:60].decode("utf-8", "replace").replace("\r", " ").replace("\n", " ")
 
 
-def _error_code(exc: BaseException) -> str:
-    return type(exc).__name__
-
-
 _EVENTS = {b"SET": Mode.ON_SET, b"DEL": Mode.ON_DEL, b"SETDEL": Mode.ON_SET | Mode.ON_DEL}
+
+# Redis-style arity (negative: at least), flags, summary, group, arguments: COMMAND's data.
+_DOCS: dict[bytes, tuple[int, tuple[str, ...], str, str, tuple[str, ...]]] = {
+    b"GET": (-2, ("readonly",), "The first record matching a query (nil if none)", "octopus",
+             ("query", "[param ...]", "[trigger]")),
+    b"NAMES": (-2, ("readonly",), "The names of the records matching a query", "octopus",
+               ("query", "[param ...]", "[trigger]")),
+    b"GETALL": (-2, ("readonly",), "The records matching a query", "octopus",
+                ("query", "[param ...]")),
+    b"EXISTS": (-2, ("readonly", "fast"), "Whether a record matches a query", "octopus",
+                ("query", "[param ...]", "[trigger]")),
+    b"SET": (-2, ("write",), "Store a record (its comparisons are preconditions)", "octopus",
+             ("record", "[param ...]", "[sequential]", "[ephemeral]", "[trigger]")),
+    b"DEL": (-2, ("write",), "Delete the named record if it matches", "octopus",
+             ("query", "[param ...]", "[trigger]")),
+    b"WAIT": (-2, ("readonly", "blocking"), "The first record matching a query, now or later",
+              "octopus", ("query", "[param ...]", "[timeout]")),
+    b"WATCH": (-2, ("readonly",), "Install a trigger; its events are pushed", "octopus",
+               ("query", "[param ...]", "[set]", "[del]", "[persist|once]", "[existing]")),
+    b"UNWATCH": (2, ("readonly",), "Remove a trigger", "octopus", ("id",)),
+    b"SUBSCRIBE": (-2, ("pubsub",), "Receive the published messages matching queries",
+                   "pubsub", ("query", "[param ...]", "[query ...]")),
+    b"PSUBSCRIBE": (-2, ("pubsub",), "SUBSCRIBE whose messages also name the record",
+                    "pubsub", ("query", "[param ...]", "[query ...]")),
+    b"UNSUBSCRIBE": (-1, ("pubsub",), "End subscriptions", "pubsub", ("[channel ...]",)),
+    b"PUNSUBSCRIBE": (-1, ("pubsub",), "End PSUBSCRIBE subscriptions", "pubsub",
+                      ("[pattern ...]",)),
+    b"PUBLISH": (-2, ("pubsub", "fast"), "Deliver a message (a record never stored)",
+                 "pubsub", ("message", "[param ...]")),
+    b"FLUSH": (1, (), "Answer once every event queued so far has been pushed", "octopus", ()),
+    b"SESSION": (-1, (), "A resumable session: TIMEOUT seconds, or RESUME id secret received",
+                 "connection", ("[subcommand]", "[arg ...]")),
+    b"REVISION": (1, ("readonly", "fast"), "The store's revision", "octopus", ()),
+    b"MULTI": (1, ("fast",), "Start a transaction", "transactions", ()),
+    b"EXEC": (1, (), "Run the queued commands atomically", "transactions", ()),
+    b"DISCARD": (1, ("fast",), "Forget the queued commands", "transactions", ()),
+    b"PING": (-1, ("fast", "stale"), "PONG, or the message", "connection", ("[message]",)),
+    b"ECHO": (2, ("fast",), "The message", "connection", ("message",)),
+    b"QUIT": (1, ("fast",), "End the session, then close the connection", "connection", ()),
+    b"AUTH": (-2, ("fast", "no_auth"), "Authenticate", "connection", ("[username]", "password")),
+    b"HELLO": (-1, ("fast", "no_auth"), "Handshake: protocol, authentication, name",
+               "connection", ("[protover]", "[auth]", "[setname]")),
+    b"CLIENT": (-2, (), "SETNAME, GETNAME, ID, SETINFO, FORMAT", "connection",
+                ("subcommand", "[arg ...]")),
+    b"SELECT": (2, ("fast",), "Only database 0 exists", "connection", ("index",)),
+    b"COMMAND": (-1, (), "The commands: COUNT, DOCS, INFO, LIST", "server", ("[subcommand]",)),
+    b"CONFIG": (-2, (), "CONFIG GET answers an empty map", "server", ("subcommand",)),
+    b"INFO": (-1, (), "Server, clients, stats and store figures", "server", ("[section]",)),
+}
 
 CommandLayer.COMMANDS = _command_table(CommandLayer)
 _BEFORE_AUTH = frozenset({b"AUTH", b"HELLO", b"QUIT"})
+# Run at once inside MULTI (the rest is queued or refused).
+_NOT_QUEUED = frozenset({b"EXEC", b"DISCARD", b"MULTI", b"QUIT"})
+_TX_WRITES = frozenset({b"SET"})
+_TX_READS = frozenset({b"GET", b"EXISTS", b"NAMES", b"GETALL", b"REVISION"})
 # The first words of an HTTP request (a web page's POST to the loopback port, whose body
 # would otherwise be run as commands): Redis closes such connections, and so do we.
 _CROSS_PROTOCOL = frozenset({b"POST", b"HOST:"})

@@ -1,6 +1,7 @@
 """Placeholder parameters on the wire: they travel as text and are typed again by the
-query's own placeholders (``%d`` int, ``%f`` float, ``%b`` bool, ``%s``/``%n`` text), so
-``redis-cli GET "_ { port: %d }" 80`` and the Python client bind the same values."""
+query's own placeholders (``%d`` int, decimal or the language's hex ``0x8086``; ``%f``
+float, ``%b`` bool, ``%s``/``%n`` text), so ``redis-cli GET "_ { port: %d }" 80`` and the
+Python client bind the same values."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ from octopus.record import MAX_INT_DIGITS, int_from_decimal
 __all__ = ["FLOAT_RE", "placeholder_kinds", "text", "typed_params", "wire_param"]
 
 INT_RE = re.compile(rb"[+-]?[0-9]+\Z")
+HEX_RE = re.compile(rb"-?0[xX][0-9a-fA-F]+\Z")     # the language's hex literal
+# 10**MAX_INT_DIGITS has 3,572 hex digits: a longer hex text is out of range anyway.
+_HEX_MAX = 3600
 FLOAT_RE = re.compile(rb"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
 
 
@@ -50,10 +54,12 @@ def wire_param(kind: str, raw: bytes, index: int) -> object:
     where = f"parameter {index + 1} (%{kind})"
     if kind == "d":
         # The range itself is checked where every %d is bound (octopus.query.ast).
-        if len(raw) > MAX_INT_DIGITS + 1 or not INT_RE.match(raw):
-            raise ParameterError(f"{where} must be an integer of at most {MAX_INT_DIGITS} "
-                                 f"digits, got {raw[:40]!r}")
-        return int_from_decimal(raw.decode("ascii"))
+        if len(raw) <= MAX_INT_DIGITS + 1 and INT_RE.match(raw):
+            return int_from_decimal(raw.decode("ascii"))
+        if len(raw) <= _HEX_MAX and HEX_RE.match(raw):
+            return int(raw, 16)
+        raise ParameterError(f"{where} must be an integer (decimal, or hex as 0x1F) of at "
+                             f"most {MAX_INT_DIGITS} digits, got {raw[:40]!r}")
     if kind == "f":
         if len(raw) > 400 or not FLOAT_RE.match(raw):
             raise ParameterError(f"{where} must be a number, got {raw[:40]!r}")

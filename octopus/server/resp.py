@@ -13,8 +13,11 @@ What this module guarantees:
    than one command's declared size (plus one network read) of unparsed input.
 2. :class:`ReplyParser` (the client's side) reads every RESP2 and RESP3 type. Error
    replies come back as :class:`ReplyError` values (not raised: an error can be an element
-   of an array), RESP3 pushes as :class:`Push` lists. :func:`reply_parser` picks the C
-   parser of ``hiredis`` when it is installed.
+   of an array), RESP3 pushes as :class:`Push` lists. A reply that is a RESP3 boolean
+   comes back as ``1``/``0``, as RESP2 sends it: ``False`` is ``gets()``'s "no complete
+   reply" sentinel, so a ``#f`` reply must never be ``False`` (a boolean inside an array
+   or map stays a ``bool``). :func:`reply_parser` picks the C parser of ``hiredis`` when
+   it is installed.
 3. The encoders write RESP2 or RESP3 (``proto``) for plain Python values: ``None``,
    ``bool``, ``int``, ``float``, ``str``/``bytes`` (bulk), ``list``/``tuple`` (array),
    ``dict`` (RESP3 map, flat array in RESP2), :class:`Simple`, :class:`ReplyError`.
@@ -376,8 +379,8 @@ class ReplyParser:
             return self._int(text), pos
         if kind == 0x5F:                     # '_' null
             return None, pos
-        if kind == 0x23:                     # '#' boolean
-            return text == b"t", pos
+        if kind == 0x23:                     # '#' boolean (1/0 at the top: see gets)
+            return (text == b"t") if depth else int(text == b"t"), pos
         if kind == 0x2C:                     # ',' double
             try:
                 return float(text), pos
@@ -392,7 +395,9 @@ class _HiredisReplyParser:
     def __init__(self) -> None:
         import hiredis
 
-        self._reader = hiredis.Reader(replyError=ReplyError, protocolError=ProtocolError)
+        self._none = object()
+        self._reader = hiredis.Reader(replyError=ReplyError, protocolError=ProtocolError,
+                                      notEnoughData=self._none)
         self._push = hiredis.PushNotification
 
     def feed(self, data: bytes) -> None:
@@ -401,7 +406,12 @@ class _HiredisReplyParser:
     def gets(self) -> Any:
         # Simple strings come back as bytes here, like bulk strings.
         value = self._reader.gets()
-        return Push(value) if type(value) is self._push else value
+        if value is self._none:
+            return False
+        t = type(value)
+        if t is bool:                        # a RESP3 boolean reply: 1/0, as the pure parser
+            return int(value)
+        return Push(value) if t is self._push else value
 
 
 def reply_parser(prefer_hiredis: bool = True) -> ReplyParser | _HiredisReplyParser:

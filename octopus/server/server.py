@@ -47,10 +47,12 @@ import itertools
 import logging
 import os
 import socket
+import ssl
 import stat
 import time
 from collections import deque
 from collections.abc import Callable
+from time import perf_counter
 from typing import Any
 
 from octopus.aio import AsyncSession
@@ -73,11 +75,12 @@ from .commands import (
 )
 from .config import ServerConfig
 from .limits import AuthThrottle, BufferLimit, OutputBudget, RateLimitedLog
+from .metrics import CommandMetrics, MetricsProtocol, Tally, exposition
 from .resp import ProtocolError, RequestParser, encode, encode_error
 from .runner import EngineRunner
 from .sessions import SessionGap, SessionLink, keepalive
 
-__all__ = ["Connection", "Server", "ServerConfig", "is_loopback", "run"]
+__all__ = ["Connection", "Server", "ServerConfig", "exposure_error", "is_loopback", "run"]
 
 log = logging.getLogger("octopus.server")
 
@@ -86,6 +89,34 @@ OK_REPLY = b"+OK\r\n"
 # A batch on an engine-call thread stops after this many bytes of replies, so that the
 # loop writes them (and sees whether the client reads) before the next batch.
 BATCH_BYTES = 256 << 10
+
+
+# A TLS client has this long to finish its handshake (connection_made comes after it, so
+# a connection still shaking hands is not yet counted against max_clients).
+TLS_HANDSHAKE_TIMEOUT = 10.0
+
+
+def exposure_error(host: str | None, *, password: str | None, tls: bool,
+                   client_certs: bool, allow_remote: bool,
+                   allow_cleartext: bool) -> str | None:
+    """Why listening on ``host`` with these settings is refused (None: it is not).
+
+    Loopback is always allowed. Another address needs ``allow_remote``, some way to
+    authenticate clients (a password, or client certificates checked against a CA),
+    and a password only over TLS: a password sent in clear text on a network is a
+    password given away, unless ``allow_cleartext`` says the operator knows."""
+    if host is None or is_loopback(host):
+        return None
+    if not allow_remote:
+        return f"refusing to listen on non-loopback address {host!r} without --allow-remote"
+    if not password and not client_certs:
+        return ("listening on a non-loopback address needs --requirepass or client "
+                "certificates (--tls-ca)")
+    if password and not tls and not allow_cleartext:
+        return (f"refusing to take --requirepass in clear text on non-loopback address "
+                f"{host!r}: give --tls-cert and --tls-key, or --unsafe-allow-cleartext "
+                "(anyone on the network path can read the password and the data)")
+    return None
 
 
 def is_loopback(host: str) -> bool:
@@ -128,6 +159,7 @@ class Server:
         self.stats = _Stats()
         self.ids = itertools.count(1)
         self.addresses: list[str] = []
+        self.metrics_address: str | None = None
         self._servers: list[asyncio.AbstractServer] = []
         self._unix_paths: list[str] = []
         self._stop: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
@@ -153,6 +185,9 @@ class Server:
         self._auth_log = RateLimitedLog(log, 10.0)
         self._attack_log = RateLimitedLog(log, 60.0)
         self._background = 0                # blocking calls nobody waits for, running
+        # Per-command counts and latencies, kept only while a metrics endpoint listens.
+        self.metrics: CommandMetrics | None = None
+        self._scrapes = [0]
         self.sessions: dict[int, SessionLink] = {}   # resumable sessions, by id
 
     @property
@@ -163,15 +198,19 @@ class Server:
                                         durability=self.durability)
         return self._runner
 
-    async def start_tcp(self, host: str = "127.0.0.1", port: int = 6380) -> int:
-        """Listen on TCP; returns the port (useful with ``port=0``)."""
+    async def start_tcp(self, host: str = "127.0.0.1", port: int = 6380,
+                        tls: ssl.SSLContext | None = None) -> int:
+        """Listen on TCP (over TLS with ``tls``, see :mod:`octopus.server.tls`); returns
+        the port (useful with ``port=0``)."""
         loop = asyncio.get_running_loop()
         self.runner  # noqa: B018  (started on this loop)
-        srv = await loop.create_server(lambda: self.connection_class(self), host, port,
-                                       reuse_address=True, backlog=1024)
+        srv = await loop.create_server(
+            lambda: self.connection_class(self), host, port, reuse_address=True,
+            backlog=1024, ssl=tls,
+            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if tls is not None else None)
         self._servers.append(srv)
         bound = srv.sockets[0].getsockname()[1]
-        self.addresses.append(f"tcp://{host}:{bound}")
+        self.addresses.append(f"{'rediss' if tls is not None else 'tcp'}://{host}:{bound}")
         return int(bound)
 
     async def start_unix(self, path: str) -> None:
@@ -193,6 +232,27 @@ class Server:
         self._servers.append(srv)
         self._unix_paths.append(path)
         self.addresses.append(f"unix://{path}")
+
+    async def start_metrics(self, host: str = "127.0.0.1", port: int = 9380) -> int:
+        """Serve Prometheus metrics over HTTP (:mod:`octopus.server.metrics`); returns
+        the port."""
+        loop = asyncio.get_running_loop()
+        self.metrics = CommandMetrics(self.connection_class.layer_class.COMMANDS)
+        srv = await loop.create_server(
+            lambda: MetricsProtocol(self, self._render_metrics, self._scrapes), host, port,
+            reuse_address=True)
+        self._servers.append(srv)
+        bound = int(srv.sockets[0].getsockname()[1])
+        self.metrics_address = f"http://{host}:{bound}/metrics"
+        return bound
+
+    def _render_metrics(self, done: Callable[[str | None], None]) -> None:
+        """The exposition, made on an engine-call thread, handed to ``done`` on the loop."""
+        try:
+            self.runner.call(lambda _: exposition(self), None,
+                             lambda text, error: done(None if error is not None else text))
+        except RuntimeError:               # the threads have stopped
+            done(None)
 
     def stop_soon(self) -> None:
         """Ask a server started by :func:`run` to stop (from any thread)."""
@@ -385,6 +445,11 @@ class Connection(asyncio.Protocol):
         self.read_paused = False
         self._limits: tuple[int, int, int] | None = None
         self._authed_limits = False        # the parser has the limits of after AUTH
+        self.metrics = metrics = server.metrics
+        # This connection's command counts (metrics.py: folded into the totals at the end).
+        self.tally: Tally | None = {} if metrics is not None else None
+        self._command = b""                # the command being served, and since when
+        self._started = 0.0
 
     # --- asyncio.Protocol --------------------------------------------------------------
 
@@ -455,6 +520,8 @@ class Connection(asyncio.Protocol):
             self.task.cancel()
         if self.timer is not None:
             self.timer.cancel()
+        if self.metrics is not None:
+            self.metrics.retire(self)
         layer = self.layer
         if layer is not None:
             server.stats.commands += layer.commands
@@ -517,6 +584,7 @@ class Connection(asyncio.Protocol):
         size = 0
         queue = self.queue
         action: Action | None = None
+        metrics = self.metrics
         try:
             while not self.write_paused:
                 if not queue:
@@ -530,10 +598,16 @@ class Connection(asyncio.Protocol):
                     if not commands:
                         break
                     queue.extend(commands)
-                reply = layer.handle(queue.popleft())
+                command = queue.popleft()
+                if metrics is not None:
+                    self._command = command[0]
+                    self._started = perf_counter()
+                reply = layer.handle(command)
                 if type(reply) is not bytes:
                     action = reply
                     break
+                if metrics is not None:
+                    self._observe(reply)
                 out.append(reply)
                 size += len(reply)
                 if size > 65536:
@@ -676,6 +750,8 @@ class Connection(asyncio.Protocol):
                 continue
             if type(action) is not bytes:
                 return out, action, writes
+            if self.metrics is not None:
+                self._observe(action)
             if wrote:
                 writes.append(len(out))
                 wrote = False
@@ -683,7 +759,11 @@ class Connection(asyncio.Protocol):
             size += len(action)
             if not queue or self.closed or size > BATCH_BYTES:
                 return out, None, writes
-            action = layer.handle(queue.popleft())
+            command = queue.popleft()
+            if self.metrics is not None:
+                self._command = command[0]
+                self._started = perf_counter()
+            action = layer.handle(command)
 
     def _batch_done(self, batch: tuple[list[bytes], Action | None, list[int]] | None,
                     error: BaseException | None) -> None:
@@ -728,10 +808,19 @@ class Connection(asyncio.Protocol):
             return
         action = self.layer.complete(pending, result, error)
         if type(action) is bytes:
+            if self.metrics is not None:
+                self._observe(action)
             self._write(action)
             self._drain()
         else:
             self._start(action)
+
+    def _observe(self, reply: bytes) -> None:
+        """Count the command being served, answered with ``reply`` (with metrics on)."""
+        tally = self.tally
+        if tally is not None:
+            self.metrics.observe(tally, self._command, perf_counter() - self._started,  # type: ignore[union-attr]
+                                 reply)
 
     def _flow_control(self) -> None:
         if self.closed or self.transport is None:
@@ -810,19 +899,23 @@ def run(engine: Engine, *, host: str | None = None, port: int = 6380,
         unix: str | None = None, config: ServerConfig | None = None,
         allow_remote: bool = False, use_uvloop: bool = True,
         ready: Callable[[Server], None] | None = None,
-        connection_class: type[Connection] | None = None) -> None:
+        connection_class: type[Connection] | None = None,
+        tls: ssl.SSLContext | None = None, allow_cleartext: bool = False,
+        metrics: tuple[str, int] | None = None) -> None:
     """Serve ``engine`` until interrupted (SIGINT/SIGTERM). TCP on loopback by default;
-    with ``unix`` only that socket, unless ``host`` is given as well. A non-loopback
-    ``host`` needs ``allow_remote`` and a password."""
+    with ``unix`` only that socket, unless ``host`` is given as well; TCP over TLS with
+    ``tls``. A non-loopback ``host`` is refused as :func:`exposure_error` says.
+    ``metrics`` is the (host, port) of the Prometheus endpoint
+    (:mod:`octopus.server.metrics`)."""
     config = config or ServerConfig()
     if host is None and unix is None:
         host = "127.0.0.1"
-    if host is not None and not is_loopback(host):
-        if not allow_remote:
-            raise OctopusError(f"refusing to listen on non-loopback address {host!r} "
-                               "without --allow-remote")
-        if not config.password:
-            raise OctopusError("listening on a non-loopback address needs --requirepass")
+    refusal = exposure_error(
+        host, password=config.password, tls=tls is not None,
+        client_certs=tls is not None and tls.verify_mode == ssl.CERT_REQUIRED,
+        allow_remote=allow_remote, allow_cleartext=allow_cleartext)
+    if refusal is not None:
+        raise OctopusError(refusal)
     _raise_fd_limit()
 
     async def main() -> None:
@@ -830,10 +923,12 @@ def run(engine: Engine, *, host: str | None = None, port: int = 6380,
 
         server = Server(engine, config, connection_class)
         try:
+            if metrics is not None:         # first: it counts every connection's commands
+                await server.start_metrics(*metrics)
             if unix is not None:
                 await server.start_unix(unix)
             if host is not None:
-                await server.start_tcp(host, port)
+                await server.start_tcp(host, port, tls)
             loop = asyncio.get_running_loop()
             stop = loop.create_future()
             server._stop = (loop, stop)

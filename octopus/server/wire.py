@@ -1,20 +1,33 @@
-"""Records and trigger modes as the server sends them (docs/server.md): a record as its
-text or in the TAGGED format (``[name, revision, key, typed value, ...]``), a mode as
-``ON_DEL|REMOVED``; an explanation (``WHY``) and a derived watch's row (``RWATCH``) in
-the shapes docs/server.md gives. Pure functions, no I/O; the client's decoders are their
-inverse."""
+"""Records, trigger modes and errors as the server sends them (docs/server.md): a record
+as its text or in the TAGGED format (``[name, revision, key, typed value, ...]``), a mode
+as ``ON_DEL|REMOVED``, an explanation (``WHY``) and a derived watch's row (``RWATCH``)
+in the shapes docs/server.md gives, an exception as a Redis-style error line with a structured tail
+(:func:`error_line`, :func:`error_from_line`). Pure functions, no I/O; the client's
+decoders are their inverse.
+
+What the error format guarantees: an :class:`~octopus.errors.OctopusError` raised on the
+server comes back from :func:`error_from_line` with the same class (or, for a class the
+client does not know, its nearest ancestor in :mod:`octopus.errors`), the same ``str()``
+and ``args``, and the same public scalar attributes (a ``ParseError``'s ``reason``,
+``line``, ``column`` and ``text``; a ``PersistenceError``'s ``applied``; ...).
+"""
 
 from __future__ import annotations
 
+import importlib
+import json
+import math
 from functools import lru_cache
 from typing import Any
 
+from octopus import errors
+from octopus.errors import OctopusError
 from octopus.events import Mode
 from octopus.explain import SessionInfo, WaitExplanation
 from octopus.record import Atom, Record, format_value
 
-__all__ = ["explanation_reply", "mode_text", "record_tagged", "record_text", "row_reply",
-           "tag_value", "untag_value"]
+__all__ = ["ERROR_TAIL", "error_from_line", "error_line", "explanation_reply", "mode_text",
+           "record_tagged", "record_text", "row_reply", "tag_value", "untag_value"]
 
 _MODE_NAMES = ("ON_SET", "ON_DEL", "REMOVED", "ON_PUBLISH")
 
@@ -94,3 +107,109 @@ def row_reply(names: tuple[str, ...], row: tuple[Any, ...] | None,
     values = [tag_value(v) if tagged else format_value(v)  # type: ignore[arg-type]
               for v in row]
     return [list(names), values]
+
+
+# --- errors ------------------------------------------------------------------------------
+
+#: Where the structured tail of an error line starts: `` ~{`` then a JSON object to the end
+#: of the line. The human part before it never contains this sequence (nor CR or LF).
+ERROR_TAIL = " ~{"
+
+# Modules whose OctopusError subclasses a client recognises by name. Any other class
+# arrives as its nearest ancestor among these (the tail's "is" says which).
+_ERROR_MODULES = ("octopus.errors", "octopus.server.resp", "octopus.server.client_base",
+                  "octopus.cluster.etcd")
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _human(message: str) -> str:
+    # One line, and no tail marker: the first ERROR_TAIL of a line is always the tail's;
+    # text that UTF-8 cannot carry (lone surrogates) as "?" (the tail keeps it exactly).
+    line = message.replace("\r", " ").replace("\n", " ").replace("~{", "~ {")
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        line = line.encode("utf-8", "replace").decode("utf-8")
+    return line
+
+
+def error_line(exc: OctopusError) -> str:
+    """``exc`` as the text of a RESP error reply (without ``-`` and CRLF):
+    ``Class human message`` followed, when the message alone does not say everything,
+    by `` ~{json}`` with the full message (``m``), the exception's public scalar
+    attributes, and (``is``) the nearest class of :mod:`octopus.errors` when the
+    client might not know ``Class``."""
+    cls = type(exc)
+    message = str(exc)
+    human = _human(message)
+    tail: dict[str, Any] = {}
+    if human != message:
+        tail["m"] = message
+    for key, value in vars(exc).items():
+        if key.startswith("_") or key in ("m", "is") or type(value) not in _SCALARS:
+            continue
+        if type(value) is float and not math.isfinite(value):
+            continue
+        tail[key] = value
+    if cls.__module__ != "octopus.errors":
+        tail["is"] = _known_ancestor(cls).__name__
+    code = cls.__name__
+    if not tail:
+        return f"{code} {human}" if human else code
+    encoded = json.dumps(tail, ensure_ascii=True, separators=(",", ":"))
+    return f"{code} {human}{ERROR_TAIL[:2]}{encoded}"
+
+
+def error_from_line(text: str) -> OctopusError | None:
+    """The exception an error reply's text stands for, or None if its first word is not
+    an Octopus error class (a Redis-style ``ERR ...``, ``NOAUTH ...``)."""
+    code, _, rest = text.partition(" ")
+    known = _error_classes()
+    tail: dict[str, Any] = {}
+    at = rest.find(ERROR_TAIL)
+    if at >= 0:
+        try:
+            decoded = json.loads(rest[at + 2:])
+        except ValueError:
+            decoded = None
+        if isinstance(decoded, dict):
+            tail = decoded
+            rest = rest[:at]
+    cls = known.get(code)
+    if cls is None:
+        base = tail.get("is")
+        cls = known.get(base) if isinstance(base, str) else None
+        if cls is None:
+            return None
+    message = tail.pop("m", rest)
+    if not isinstance(message, str):
+        message = rest
+    tail.pop("is", None)
+    exc = cls.__new__(cls)
+    BaseException.__init__(exc, message)
+    for key, value in tail.items():
+        if isinstance(key, str) and key.isidentifier() and not key.startswith("_") and \
+                type(value) in _SCALARS:
+            setattr(exc, key, value)
+    return exc
+
+
+@lru_cache(maxsize=1)
+def _error_classes() -> dict[str, type[OctopusError]]:
+    for module in _ERROR_MODULES:
+        importlib.import_module(module)
+    out: dict[str, type[OctopusError]] = {}
+    todo: list[type[OctopusError]] = [OctopusError]
+    while todo:
+        cls = todo.pop()
+        if cls.__module__ in _ERROR_MODULES:
+            out.setdefault(cls.__name__, cls)
+        todo.extend(cls.__subclasses__())
+    return out
+
+
+def _known_ancestor(cls: type[OctopusError]) -> type[OctopusError]:
+    for base in cls.__mro__:
+        if base.__module__ == "octopus.errors" and getattr(errors, base.__name__, None) is base:
+            return base  # type: ignore[return-value]
+    return OctopusError

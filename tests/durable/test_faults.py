@@ -342,6 +342,31 @@ def test_a_failed_fsync_is_never_trusted_again(tmp_path: Path, faulty: FailingOp
         assert contents(e) == before and e.get("a")["v"] == 2
 
 
+def test_writes_resume_after_the_snapshot_is_counted(tmp_path: Path, faulty: FailingOps
+                                                     ) -> None:
+    # The repairing snapshot re-enabled writes before it counted itself: a writer that
+    # resumed could read stats() without the snapshot that let it (a race seen under load).
+    with octopus.Engine(path=tmp_path / "d", fsync="always") as e:
+        p = e._persistence
+        assert p is not None
+        seen: list[int] = []
+        repaired = p.journal.repaired
+
+        def spy() -> None:
+            seen.append(p.snapshots)
+            repaired()
+
+        p.journal.repaired = spy  # type: ignore[method-assign]
+        faulty.fail["fdatasync"] = errno.EIO
+        with pytest.raises(PersistenceError):
+            e.set("a { v: 1 }")
+        del faulty.fail["fdatasync"]
+        deadline = time.monotonic() + 20
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert seen == [1]
+
+
 @contextlib.contextmanager
 def small_tmpfs(tmp_path: Path, size: str) -> Iterator[Path]:
     if os.geteuid() != 0 or shutil.which("mount") is None:

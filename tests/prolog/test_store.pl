@@ -5,46 +5,71 @@
 :- begin_tests(store, [setup(store_create(tstore, _)), cleanup(store_destroy(tstore, _))]).
 
 test(set_get) :-
-    store_set(tstore, x, [a-1, s-abc], [], @(false), 1, R), R == x,
+    store_set(tstore, x, [a-1, s-abc], [], @(false), 1, [], R), R == ["x", @(none)],
     store_get(tstore, x, [Rev, D]), Rev == 1, D.a == 1, D.s == "abc".
-test(index_entries_follow_replace) :-
-    store_set(tstore, y, [a-1], [], @(false), 2, _),
-    store_set(tstore, y, [b-2], [], @(false), 3, _),
-    tstore:key_index(a, TA), \+ call(tstore:TA, _, y),
-    tstore:key_index(b, TB), call(tstore:TB, _, y).
+test(names_are_stored_as_strings) :-
+    store_set(tstore, n1, [], [], @(false), 2, [], _),
+    tstore:rec(N, 2, _), N == "n1".
+test(replace_reports_old_values_of_keys) :-
+    store_set(tstore, y, [a-1, b-x], [], @(false), 2, [a, b, c], R0), R0 == ["y", @(none)],
+    store_set(tstore, y, [b-2], [], @(false), 3, [a, b, c], R1),
+    R1 == ["y", [1, "x", @(none)]],
+    store_set(tstore, y, [], [], @(false), 4, [], R2), R2 == ["y", []].
 test(condition_failed) :-
-    store_set(tstore, z, [v-2], [-(v, eq, 1)], @(false), 4, R),
+    store_set(tstore, z, [v-2], [-(v, eq, 1)], @(false), 4, [], R),
     R == @(false),
-    \+ tstore:rec(z, _, _).
+    \+ tstore:rec("z", _, _).
+test(condition_on_a_stored_record) :-
+    store_set(tstore, c, [v-1], [], @(false), 5, [], _),
+    store_set(tstore, c, [v-2], [-(v, eq, 2)], @(false), 6, [v], R0), R0 == @(false),
+    store_set(tstore, c, [v-2], [-(v, eq, 1)], @(false), 7, [v], R1), R1 == ["c", [1]],
+    store_get(tstore, c, [7, D]), D.v == 2.
 test(sequential) :-
-    store_set(tstore, s_, [], [], @(true), 5, N0), N0 == s_0,
-    store_set(tstore, s_, [], [], @(true), 6, N1), N1 == s_1.
-test(delete_removes_index) :-
-    store_set(tstore, d, [k-9], [], @(false), 7, _),
-    store_delete(tstore, d, [], [7, _]),
-    \+ tstore:key_index(k, _),
+    store_set(tstore, s_, [], [], @(true), 5, [], N0), N0 == ["s_0", @(none)],
+    store_set(tstore, s_, [], [], @(true), 6, [], N1), N1 == ["s_1", @(none)],
+    store_set(tstore, s_, [], [-(a, eq, 1)], @(true), 7, [], N2), N2 == @(false),
+    store_set(tstore, s_, [], [], @(true), 8, [], N3), N3 == ["s_2", @(none)].
+test(delete) :-
+    store_set(tstore, d, [k-9], [], @(false), 7, [], _),
+    store_delete(tstore, d, [-(k, eq, 8)], R0), R0 == @(none),
+    store_delete(tstore, d, [], [7, D]), D.k == 9,
     store_delete(tstore, d, [], R), R == @(none).
-test(query_uses_index) :-
-    store_set(tstore, q1, [vendor-32902, dev-1], [], @(false), 8, _),
-    store_set(tstore, q2, [vendor-32902, dev-2], [], @(false), 9, _),
-    store_names(tstore, @(none), [-(vendor, eq, 32902), -(dev, eq, 2)], Names),
-    Names == [q2].
+test(candidates_are_matched_in_full) :-
+    store_set(tstore, q1, [vendor-32902, dev-1], [], @(false), 8, [], _),
+    store_set(tstore, q2, [vendor-32902, dev-2], [], @(false), 9, [], _),
+    Cs = [-(vendor, eq, 32902), -(dev, eq, 2)],
+    store_names(tstore, @(none), @(none), Cs, All), All == ["q2"],
+    store_names(tstore, [q1, q2, nothere], @(none), Cs, Some), Some == ["q2"],
+    store_names(tstore, [q1], @(none), Cs, None), None == [].
 test(load_is_all_or_nothing) :-
-    catch(store_load(tstore, [-(l1, [a-1]), -(l2, [a-f(x)])], 10, _), E, true),
+    catch(store_load(tstore, [-(l1, [a-1]), -(l2, [a-f(x)])], 10, [], _), E, true),
     E = error(type_error(octopus_value, f(x)), _),
-    \+ tstore:rec(l1, _, _).
-test(key_table_goes_with_its_last_record) :-
-    store_set(tstore, g1, [gone-1], [], @(false), 20, _),
-    store_set(tstore, g2, [gone-2], [], @(false), 21, _),
-    tstore:key_index(gone, T),
-    store_delete(tstore, g1, [], _),
-    tstore:key_index(gone, T),
-    store_set(tstore, g2, [other-1], [], @(false), 22, _),
-    \+ tstore:key_index(gone, _),
-    \+ current_predicate(tstore:T/2).
+    \+ tstore:rec("l1", _, _).
+test(load_reports_new_and_replaced) :-
+    store_load(tstore, [-(m1, [a-1]), -(m2, [a-2]), -(m1, [a-3])], 20, [a], R),
+    R == [3, 2, [@(none), @(none), [1]]],
+    store_get(tstore, m1, [23, D]), D.a == 3.
+test(key_values_sorted_by_kind) :-
+    store_set(tstore, kv1, [kv-2], [], @(false), 30, [], _),
+    store_set(tstore, kv2, [kv-[eth]], [], @(false), 31, [], _),
+    store_set(tstore, kv3, [kv-1.0], [], @(false), 32, [], _),
+    store_set(tstore, kv4, [kv-abc], [], @(false), 33, [], _),
+    store_set(tstore, kv5, [kv- @(true)], [], @(false), 34, [], _),
+    store_set(tstore, kv0, [kv-1], [], @(false), 35, [], _),
+    store_key_values(tstore, kv, R),
+    R == [[[1, 1, 2], ["kv0", "kv3", "kv1"]],
+          [["abc", "eth"], ["kv4", "kv2"]],
+          [[@(true)], ["kv5"]]].
 test(identifier_values) :-
-    store_set(tstore, i1, [t-[eth]], [], @(false), 23, _),
-    store_names(tstore, @(none), [-(t, eq, eth)], N), N == [i1],
+    store_set(tstore, i1, [t-[eth]], [], @(false), 23, [], _),
+    store_names(tstore, @(none), @(none), [-(t, eq, eth)], N), N == ["i1"],
     store_get(tstore, i1, [_, D]), D.t == ["eth"].
+
+test(collect_leaves_the_records_alone) :-
+    store_set(tstore, gc1, [a-1], [], @(false), 40, [], _),
+    aggregate_all(count, tstore:rec(_, _, _), N0),
+    store_collect(tstore, R), R == @(true),
+    aggregate_all(count, tstore:rec(_, _, _), N0),
+    \+ tstore:rec("", _, _).
 
 :- end_tests(store).

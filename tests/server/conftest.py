@@ -31,7 +31,7 @@ class ServerProcess:
         deadline = time.monotonic() + 60
         while True:
             text = self.log.read_text(errors="replace")
-            m = re.search(r"serving on (\S+) tcp://127\.0\.0\.1:(\d+)", text)
+            m = re.search(r"serving on (\S+) (?:tcp|rediss)://127\.0\.0\.1:(\d+)", text)
             if m:
                 self.port = int(m.group(2))
                 break

@@ -100,6 +100,7 @@ def test_parse_error_keeps_its_position(store: Any) -> None:
     with pytest.raises(ParseError) as info:
         store.get("abc { x: 1,, }")
     assert (info.value.line, info.value.column) == (1, 12)
+    assert info.value.text == "," and info.value.reason.startswith("unexpected")  # also remote
 
 
 def test_compare_and_set_sequential_and_delete(store: Any, ns: str) -> None:

@@ -115,12 +115,28 @@ def test_store_commands_are_engine_calls_run_by_the_caller(engine: octopus.Engin
     with pytest.raises(LayerError):
         d.layer.handle([b"PING"])                 # one thing at a time: request order
     reply = d.layer.complete(action, action.run(), None)
-    assert decode(reply) == b"a { x: 1 }" and not d.layer.busy
+    assert decode(reply) == "OK" and not d.layer.busy     # Redis's conventions by default
     assert d.reply("EXISTS", "a") == 1
     assert d.reply("NAMES", "_ { x: %d }", "1") == [b"a"]
     assert d.reply("GETALL", "r'^a'") == [b"a { x: 1 }"]
+    assert d.reply("DEL", "a") == 1
+    assert d.reply("DEL", "a") == 0
+    assert d.reply("GET", "a") is None
+    assert d.reply("CLIENT", "FORMAT", "TEXT", "OCTOPUS") == "OK"
+    assert d.reply("SET", "a { x: 1 }") == b"a { x: 1 }"
     assert d.reply("DEL", "a") == b"a { x: 1 }"
     assert str(d.reply("DEL", "a")).startswith("NotFound")
+    assert str(d.reply("GET", "a")).startswith("NotFound")
+
+
+def test_integer_parameters_take_the_languages_hex_literals(engine: octopus.Engine) -> None:
+    d = Driver(engine)
+    engine.set("dev { vendor: 0x8086, off: -16 }")
+    assert d.reply("NAMES", "_ { vendor: %d }", "0x8086") == [b"dev"]
+    assert d.reply("NAMES", "_ { vendor: %d }", "32902") == [b"dev"]
+    assert d.reply("NAMES", "_ { off: %d }", "-0x10") == [b"dev"]
+    for bad in ("0x", "0x8086g", "8086h", "+0x10", "0x" + "f" * 4000, "1e3"):
+        assert str(d.reply("NAMES", "_ { vendor: %d }", bad)).startswith("ParameterError")
 
 
 def test_parsing_happens_inside_the_engine_call(engine: octopus.Engine) -> None:
@@ -169,6 +185,7 @@ def test_long_gets_skip_the_cache(engine: octopus.Engine) -> None:
 
 def test_not_found_is_never_cached(engine: octopus.Engine) -> None:
     d = Driver(engine)
+    assert d.reply("CLIENT", "FORMAT", "TAGGED") == "OK"        # NotFound is an error
     for _ in range(2):
         call = d.layer.handle([b"GET", b"missing"])
         assert type(call) is Call
@@ -178,6 +195,8 @@ def test_not_found_is_never_cached(engine: octopus.Engine) -> None:
 
 def test_get_with_a_trigger_replies_with_its_id(engine: octopus.Engine) -> None:
     d = Driver(engine)
+    assert d.reply("GET", "v", "TRIGGER", "SET", "ONCE", "MISSING")[1] is None   # Redis's nil
+    assert d.reply("CLIENT", "FORMAT", "TEXT", "OCTOPUS") == "OK"
     tid, error = d.reply("GET", "w", "TRIGGER", "SET", "ONCE", "MISSING")
     assert isinstance(tid, int) and str(error).startswith("NotFound")
     assert tid in d.layer.owned and d.layer.subscriber
@@ -238,6 +257,7 @@ def test_quit_ends_the_session_before_its_reply(engine: octopus.Engine) -> None:
 
 def test_triggers_per_connection_are_limited(engine: octopus.Engine) -> None:
     d = Driver(engine, max_triggers=3)
+    assert d.reply("CLIENT", "FORMAT", "TEXT", "OCTOPUS") == "OK"
     ids = [d.reply("WATCH", f"t{i}") for i in range(2)] + [d.reply("SUBSCRIBE", "m")]
     assert all(isinstance(i, int) for i in ids)
     for args in (("WATCH", "t9"), ("SUBSCRIBE", "m2"),

@@ -169,8 +169,9 @@ def test_writers_on_many_connections_share_fsyncs_and_wait_for_them(
         socks = [_connect(url) for _ in range(writers + 1)]
         reader = socks.pop()
         for s in socks:                         # each connection's session is open
-            s.sendall(encode([b"PING"]))
-            assert _read_replies(s, 1) == [b"+PONG"]
+            # Octopus's conventions: each SET answers its own record (not +OK).
+            s.sendall(encode([b"PING"]) + encode([b"CLIENT", b"FORMAT", b"TEXT", b"OCTOPUS"]))
+            assert _read_replies(s, 2) == [b"+PONG", b"+OK"]
         replies: list[bytes] = []
 
         def write(i: int) -> None:

@@ -85,19 +85,20 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 
 def test_other_clients_are_served_while_a_slow_request_runs(server: ServerProcess) -> None:
-    """One client pipelines 40 range scans over 20,000 records (tens of ms of Prolog
-    each); another client's PING, GET and EXISTS must be answered before the first has
-    all its replies (they used to wait for every scan: the loop ran them)."""
+    """One client pipelines 40 scans over 20,000 records (a name regex on every record:
+    tens of ms of Prolog each; a range is no scan since the ordered index); another
+    client's PING, GET and EXISTS must be answered before the first has all its replies
+    (they used to wait for every scan: the loop ran them)."""
     setup = unix(server.unix_url)
     n_records = 20_000
     setup.sendall(b"".join(encode_command(["SET", f"scan{i} {{ slowscan: {i} }}"])
                            for i in range(n_records)) +
                   encode_command(["SET", "fast.rec { a: 1 }"]))
-    assert replies(setup, n_records + 1)[-1] == b"fast.rec { a: 1 }"
+    assert replies(setup, n_records + 1)[-1] == "OK"          # Redis's convention
     setup.close()
     slow = unix(server.unix_url)
     n = 40
-    slow.sendall(encode_command(["NAMES", "_ { slowscan > 1000000000 }"]) * n)
+    slow.sendall(encode_command(["NAMES", "r'^scan[0-9]+x$' { slowscan: _ }"]) * n)
     time.sleep(0.2)                               # the scans are running
     fast = unix(server.unix_url)
     fast.sendall(encode_command(["PING"]) + encode_command(["GET", "fast.rec"]) +
@@ -134,8 +135,8 @@ def test_replies_keep_request_order_across_engine_calls(server: ServerProcess) -
     for _ in range(3):
         s.sendall(b"".join(encode_command(c) for c in cmds))
         assert replies(s, len(cmds)) == [
-            "PONG", b"ord { n: 1 }", b"a", b"ord { n: 1 }", b"b", [b"ord"], b"c",
-            b"ord { n: 1 }", b"d", "OK", b"e", b"ord { n: 1 }", b"ord { n: 1 }", 0]
+            "PONG", "OK", b"a", b"ord { n: 1 }", b"b", [b"ord"], b"c",
+            b"ord { n: 1 }", b"d", "OK", b"e", b"ord { n: 1 }", 1, 0]
     s.close()
 
 
@@ -197,7 +198,7 @@ def slow_subscriber(url: str, query: str) -> socket.socket:
     s = unix(url)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     s.sendall(encode_command(["SUBSCRIBE", query]))
-    assert isinstance(replies(s, 1)[0], int)
+    assert replies(s, 1)[0] == [b"subscribe", query.encode(), 1]
     return s
 
 
@@ -252,10 +253,10 @@ def test_past_the_total_cap_the_largest_buffers_are_dropped_first() -> None:
         # The small subscriber lost nothing and is still served.
         small.sendall(encode_command(["PING"]))
         got = replies(small, len(delivered) + 1)
-        assert [m[4] for m in got[:-1]] == [  # type: ignore[index]
+        assert [m[2] for m in got[:-1]] == [  # type: ignore[index]  # [message, q, record]
             f"m {{ n: {i}, p: '{payload}', topic: 'all' }}".encode()
             for i in range(len(delivered))]
-        assert got[-1] == "PONG"
+        assert got[-1] == [b"pong", b""]      # Redis's PING reply on a subscribed RESP2 link
         with pytest.raises(OSError):                           # a was closed
             while a.recv(1 << 20):
                 pass
@@ -298,7 +299,7 @@ def test_a_failed_auth_is_answered_late_without_holding_up_anyone(
         other = unix(url)
         other.sendall(encode_command(["AUTH", "pw"]) + encode_command(["PING"]) +
                       encode_command(["SET", "a { b: 1 }"]))
-        assert replies(other, 3) == ["OK", "PONG", b"a { b: 1 }"]
+        assert replies(other, 3) == ["OK", "PONG", "OK"]
         assert pending_bytes(guesser) == b""            # still held
         got = replies(guesser, 4)
         assert [str(r).split(" ")[0] for r in got] == ["WRONGPASS", "NOAUTH", "OK", "PONG"]

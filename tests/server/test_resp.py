@@ -139,7 +139,7 @@ def test_replies(kind: str) -> None:
     p = make_reply_parser(kind)
     wire = (b"+OK\r\n-NotFound no record\r\n:42\r\n$3\r\nabc\r\n$-1\r\n_\r\n"
             b"*2\r\n:1\r\n-ERR inner\r\n>3\r\n$7\r\ntrigger\r\n:1\r\n_\r\n"
-            b"%1\r\n$1\r\nk\r\n,2.5\r\n#t\r\n")
+            b"%1\r\n$1\r\nk\r\n,2.5\r\n#t\r\n#f\r\n*1\r\n#f\r\n")
     values = []
     for i in range(len(wire)):        # byte by byte: incomplete frames wait
         p.feed(wire[i:i + 1])         # type: ignore[attr-defined]
@@ -152,7 +152,9 @@ def test_replies(kind: str) -> None:
     assert values[6][0] == 1 and isinstance(values[6][1], ReplyError)
     assert isinstance(values[7], Push) and values[7] == [b"trigger", 1, None]
     assert values[8] == {b"k": 2.5}
-    assert values[9] is True
+    # A boolean reply is 1/0: a #f must not look like gets()'s "nothing yet" (False).
+    assert values[9:] == [1, 0, [False]] and type(values[10]) is int
+    assert values[11][0] is False
 
 
 def test_reply_parser_refuses_unknown_types() -> None:

@@ -79,15 +79,22 @@ def test_engines_dropped_without_close_give_their_store_back() -> None:
     assert _modules_with_records() == before
 
 
-def test_keys_no_record_has_cost_nothing(engine: octopus.Engine) -> None:
+def test_indexed_keys_are_those_queries_use_and_bounded(engine: octopus.Engine) -> None:
     for i in range(2000):
         engine.set(f"r {{ key{i}: {i} }}")             # each replaces the last
-    assert engine.stats()["attribute_keys"] == 1
+    assert engine.stats()["indexed_keys"] == 0         # no query used a key yet
+    assert engine.get("_ { key1999: 1999 }").name == "r"
+    assert engine.stats()["indexed_keys"] == 1
+    limit = engine._core.store.MAX_INDEXED_KEYS
+    for i in range(limit + 50):                          # keys no record has
+        assert engine.get_names(f"_ {{ key{i}: {i} }}") == []
+    assert engine.stats()["indexed_keys"] == limit
     engine.delete("r")
     stats = engine.stats()
-    assert stats["attribute_keys"] == 0 and stats["records"] == 0
+    assert stats["records"] == 0
     engine.set("r { key7: 7 }")                        # a key comes back fine
     assert engine.get("_ { key7: 7 }").name == "r"
+    assert engine.get_names("_ { key7 > 6 }") == ["r"]
 
 
 @pytest.mark.parametrize("timeout", ["5", True, math.nan, [1], object()])
