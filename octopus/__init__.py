@@ -12,6 +12,7 @@ from octopus.engine import Engine, Session
 from octopus.errors import (
     ConditionFailed,
     EngineClosed,
+    InvariantViolated,
     KnowledgeBaseError,
     LimitExceeded,
     LockError,
@@ -21,6 +22,7 @@ from octopus.errors import (
     ParseError,
     PersistenceError,
     QueryError,
+    RuleError,
     SessionExpired,
     SetupError,
     TriggerNotFound,
@@ -28,9 +30,20 @@ from octopus.errors import (
     WaitTimeout,
 )
 from octopus.events import Event, Mode, Subscription, Trigger
+from octopus.explain import (
+    BarrierExplanation,
+    Holding,
+    LockExplanation,
+    RoundInfo,
+    SemaphoreExplanation,
+    SessionInfo,
+    Waiter,
+    WaitExplanation,
+)
 from octopus.reading import read
 from octopus.recipes import Barrier, Election, Lock, NameService, ReadWriteLock, Semaphore
 from octopus.record import Atom, Record
+from octopus.rules import Invariant, RowEvent, RuleLimits, RuleWatch
 from octopus.server.async_client import AsyncClient, connect_async
 from octopus.server.client import Client, connect
 from octopus.server.client_base import ConnectionState
@@ -39,6 +52,7 @@ __all__ = [
     "AsyncClient",
     "Atom",
     "Barrier",
+    "BarrierExplanation",
     "Client",
     "ConditionFailed",
     "ConnectionState",
@@ -46,10 +60,14 @@ __all__ = [
     "Engine",
     "EngineClosed",
     "Event",
+    "Holding",
+    "Invariant",
+    "InvariantViolated",
     "KnowledgeBaseError",
     "LimitExceeded",
     "Lock",
     "LockError",
+    "LockExplanation",
     "Mode",
     "NameService",
     "NotFound",
@@ -60,15 +78,24 @@ __all__ = [
     "QueryError",
     "ReadWriteLock",
     "Record",
+    "RoundInfo",
+    "RowEvent",
+    "RuleError",
+    "RuleLimits",
+    "RuleWatch",
     "Semaphore",
+    "SemaphoreExplanation",
     "Session",
     "SessionExpired",
+    "SessionInfo",
     "SetupError",
     "Subscription",
     "Trigger",
     "TriggerNotFound",
     "Unavailable",
+    "WaitExplanation",
     "WaitTimeout",
+    "Waiter",
     "connect",
     "connect_async",
     "read",

@@ -2,8 +2,10 @@
 Python values and Prolog terms, in both directions.
 
 No other module knows the name of a Prolog predicate or the shape of its reply: the
-core asks :class:`PrologStore` for ``first(query) -> Record | None`` and the knowledge
-base asks :class:`PrologKnowledgeBase` for ``query(...) -> list[dict]``. The calls
+core asks :class:`PrologStore` for ``first(query) -> Record | None``, the knowledge
+base asks :class:`PrologKnowledgeBase` for ``query(...) -> list[dict]`` and the rules
+(:mod:`octopus.rules`) ask :class:`PrologRules` to compile and install derived watches
+and invariants. The calls
 themselves run through :mod:`octopus._prolog` (the only module importing janus).
 
 Values on the way in (what :func:`encode_value` makes and janus converts):
@@ -34,7 +36,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from octopus._prolog import PrologRuntime, runtime
-from octopus.errors import KnowledgeBaseError, OctopusError
+from octopus.errors import InvariantViolated, KnowledgeBaseError, OctopusError, RuleError
 from octopus.ordered import KeyIndex, Span, kind_of
 from octopus.record import Atom, Record, Value
 
@@ -42,7 +44,9 @@ __all__ = [
     "EncodedConstraint",
     "EncodedName",
     "PrologKnowledgeBase",
+    "PrologRules",
     "PrologStore",
+    "RuleRow",
     "decode_attributes",
     "encode_attributes",
     "encode_value",
@@ -78,6 +82,36 @@ def decode_attributes(d: Mapping[str, Any]) -> dict[str, Value]:
 
 def _record(name: str, revision: int, d: Mapping[str, Any]) -> Record:
     return Record._trusted(name, decode_attributes(d), revision)
+
+
+#: One row a write left for the derived watches (prolog/rules.pl, rules_change/8):
+#: ``(revision or None for a delete, watch id, kind, values)``; kind is ``"set"`` or
+#: ``"del"`` (values: the row), ``"removed"`` (the watch exceeded its limit; values:
+#: the reason) or ``"violated"`` (a session's end broke an invariant; the row's text).
+RuleRow = tuple[int | None, int, str, Any]
+
+
+def _row_value(value: Any) -> Any:
+    """A value of a derived row as prolog/rules.pl exports it (export_value/2)."""
+    kind = type(value)
+    if kind is list:
+        return Atom(value[0])
+    if kind is dict:
+        if "list" in value:
+            return [_row_value(v) for v in value["list"]]
+        return str(value["text"])
+    return value
+
+
+def _refusal(reply: Mapping[str, Any]) -> OctopusError:
+    """The exception for a write an invariant refused (store.pl, rules_refusal/2)."""
+    if "violation" in reply:
+        invariant, row = reply["violation"]
+        return InvariantViolated(f"invariant {invariant} would be violated by {row}; "
+                                 "nothing changed", invariant=str(invariant), row=str(row))
+    invariant, reason = reply["unchecked"]
+    return RuleError(f"invariant {invariant} could not be checked ({reason}); the write "
+                     "is refused (nothing changed)")
 
 
 class PrologStore:
@@ -117,6 +151,25 @@ class PrologStore:
         self._token = object()              # replaced whenever an index goes (see _Shape)
         self._count = 0                     # records: kept from what writes report
         self._collected_at = _COLLECT_FROM  # the count at which to run store_collect
+        #: Rows for the derived watches left by the last write (see :data:`RuleRow`):
+        #: emptied at the start of every write, read by the rules' observer of the
+        #: change stream in the same critical section.
+        self.rows: list[RuleRow] = []
+
+    def _write(self, predicate: str, *args: Any) -> Any:
+        """A write: its value, with the rows it leaves for the derived watches kept in
+        :attr:`rows`; an invariant's refusal raised."""
+        self.rows = []
+        reply = self._call(predicate, *args)
+        if type(reply) is dict:
+            rows = reply.get("rows")
+            if rows is None:
+                raise _refusal(reply)
+            self.rows = [(rev, qid, kind, [_row_value(v) for v in values]
+                          if kind in ("set", "del") else values)
+                         for rev, qid, kind, values in rows]
+            return reply["value"]
+        return reply
 
     @property
     def rt(self) -> PrologRuntime:
@@ -317,10 +370,10 @@ class PrologStore:
             revision: int, attrs: Mapping[str, Any] | None = None) -> str | None:
         """Store a record at ``revision`` if the stored one meets ``conditions``; the
         final name (a sequential set appends its number), or None if the conditions
-        did not hold (nothing changed). ``attrs``: the attributes ``pairs`` encode, as a
+did not hold (nothing changed). ``attrs``: the attributes ``pairs`` encode, as a
         mapping, if the caller has it (spares building one)."""
         keys = self._keys
-        reply = self._call("store_set", name, pairs, conditions, sequential, revision, keys)
+        reply = self._write("store_set", name, pairs, conditions, sequential, revision, keys)
         if reply is False:
             return None
         final, olds = reply
@@ -332,9 +385,14 @@ class PrologStore:
             self._follow(keys, final, olds, pairs, attrs)
         return str(final)
 
-    def delete(self, name: str, constraints: Sequence[EncodedConstraint]) -> Record | None:
-        """Delete the record if it meets ``constraints``; the deleted record, or None."""
-        reply = self._call("store_delete", name, constraints)
+    def delete(self, name: str, constraints: Sequence[EncodedConstraint],
+               forced: bool = False) -> Record | None:
+        """Delete the record if it meets ``constraints``; the deleted record, or None.
+        ``forced`` (a session's end; no constraints): invariants do not refuse it."""
+        if forced:
+            reply = self._write("store_expire", name)
+        else:
+            reply = self._write("store_delete", name, constraints)
         if reply is None:
             return None
         self._count -= 1
@@ -348,7 +406,7 @@ class PrologStore:
         """Store rows (name, pairs) in one transaction; the i-th gets revision base+i."""
         rows = list(rows)
         keys = self._keys
-        count, new, olds = self._call("store_load", rows, base_revision, keys)
+        count, new, olds = self._write("store_load", rows, base_revision, keys)
         self._count += new
         self._call("store_trim")
         if self._count >= self._collected_at:
@@ -391,9 +449,10 @@ class PrologStore:
     def put(self, name: str, pairs: Sequence[tuple[str, Any]], counter: tuple[str, int] | None,
             revision: int) -> None:
         """Store a record unconditionally; ``counter`` (base, next) raises the base's
-        sequence counter to at least ``next``."""
+        sequence counter to at least ``next``. With rules, as :meth:`set` (rows kept in
+        :attr:`rows`, an invariant's refusal raised)."""
         keys = self._keys
-        olds = self._call("store_put", name, pairs, None if counter is None else list(counter),
+        olds = self._write("store_put", name, pairs, None if counter is None else list(counter),
                           revision, keys)
         if olds is None:
             self._count += 1
@@ -401,6 +460,26 @@ class PrologStore:
                 self._collect()
         if keys:
             self._follow(keys, name, olds, pairs)
+
+    def _trial(self, predicate: str, *args: Any) -> None:
+        reply = self._call(predicate, *args)
+        if type(reply) is dict:
+            raise _refusal(reply)
+
+    def trial_put(self, name: str, pairs: Sequence[tuple[str, Any]],
+                  counter: tuple[str, int] | None, revision: int) -> None:
+        """Raise what an invariant would say to :meth:`put`, changing nothing."""
+        self._trial("store_trial_put", name, pairs,
+                    None if counter is None else list(counter), revision)
+
+    def trial_delete(self, name: str) -> None:
+        """Raise what an invariant would say to deleting ``name``, changing nothing."""
+        self._trial("store_trial_delete", name)
+
+    def trial_load(self, rows: list[tuple[str, Sequence[tuple[str, Any]]]],
+                   base_revision: int) -> None:
+        """Raise what an invariant would say to :meth:`load`, changing nothing."""
+        self._trial("store_trial_load", rows, base_revision)
 
     def replay(self, ops: list[list[Any]]) -> int:
         """Apply journal operations (recovery): ``["s", rev, name, pairs, counter]`` or
@@ -658,3 +737,100 @@ class PrologKnowledgeBase:
     def destroy(self) -> None:
         """Close every iterator and drop every fact and rule."""
         self._call("kb_destroy", self.module, self._aux)
+
+
+
+#: How a derived watch or invariant is given to :meth:`PrologRules.install`:
+#: ``("goal", text, bindings)``, ``("relation", name, args)`` (None: any value) or
+#: ``("invariant", name, text)``.
+RuleSpec = tuple[str, str, Any]
+
+
+def _rule_arg(value: Any) -> Any:
+    """A binding or relation argument as rules_install/8 imports it (import_arg/2)."""
+    if type(value) is Atom:
+        return [str.__str__(value)]
+    return value
+
+
+class PrologRules:
+    """One engine's derived watches and invariants: a module of prolog/rules.pl next to
+    its store and knowledge base. Errors are :class:`~octopus.errors.RuleError`.
+
+    Not thread-safe by itself: the core calls it under its lock."""
+
+    _RULES = "octopus_rules"
+
+    def __init__(self, store: PrologStore, kb_module: str) -> None:
+        self._rt = store.rt
+        self.module = self._rt.new_module("octopus_rules")
+        self._store = store.module
+        self._kb = kb_module
+        self._call("rules_create", self.module, self._store)
+
+    def _call(self, predicate: str, *args: Any) -> Any:
+        try:
+            return self._rt.call(self._RULES, predicate, *args)
+        except RuleError:
+            raise
+        except OctopusError as e:
+            raise RuleError(str(e)) from None
+
+    @staticmethod
+    def attach_view(kb_module: str, store: PrologStore) -> None:
+        """Define the read-only record view (record/1, attr/3) of ``store`` in the
+        knowledge-base module ``kb_module``."""
+        store.rt.call(PrologRules._RULES, "rules_view", kb_module, store.module)
+
+    def parse(self, text: str) -> list[tuple[str, int, list[str]]]:
+        """The relations ``text`` defines, checked against the rule family as if it
+        were loaded: ``(name, arity, argument names)``. Nothing is loaded."""
+        return [(str(n), int(a), [str(x) for x in names])
+                for n, a, names in self._call("rules_parse", self._kb, text)]
+
+    def declare(self, relations: list[tuple[str, int, list[str]]]) -> None:
+        """Make relations returned by :meth:`parse` watchable by name."""
+        self._call("rules_declare", self.module, [list(r) for r in relations])
+
+    def relation(self, name: str, arity: int) -> list[str]:
+        """The argument names of the declared relation ``name/arity`` (RuleError if
+        there is none)."""
+        return [str(n) for n in self._call("rules_relation", self.module, name, arity, [])]
+
+    def install(self, qid: int, spec: RuleSpec, limits: list[int],
+                initial: bool) -> tuple[list[str], list[list[Any]]]:
+        """Compile and install watch or invariant ``qid``: the row's variable names and,
+        if ``initial`` (always for an invariant), the current rows in standard order.
+        InvariantViolated if an invariant already has a row (nothing installed)."""
+        kind, a, b = spec
+        if kind == "goal":
+            arg: Any = ["goal", a, [[k, _rule_arg(v)] for k, v in b]]
+        elif kind == "relation":
+            arg = ["relation", a, [_rule_arg(v) for v in b]]
+        else:
+            arg = ["invariant", a, b]
+        reply = self._call("rules_install", self.module, self._kb, self._store, qid, arg,
+                           limits, initial)
+        if type(reply) is dict:
+            raise InvariantViolated(f"invariant {a} is already violated by "
+                                    f"{reply['violated']}", invariant=a,
+                                    row=str(reply["violated"]))
+        names, rows = reply
+        return [str(n) for n in names], [[_row_value(v) for v in row] for row in rows]
+
+    def remove(self, qid: int) -> bool:
+        """Uninstall watch or invariant ``qid``; whether it was installed."""
+        return bool(self._call("rules_remove", self.module, self._store, qid))
+
+    def explain(self, goal: str, bindings: list[tuple[str, Any]],
+                inferences: int) -> list[tuple[str, str, int]]:
+        """For each literal of ``goal`` in order, up to the first that fails: its text,
+        ``"ok"``/``"fail"``/``"unknown"``, and how many solutions the goal has up to it
+        (at most 100 counted; -1 unknown)."""
+        reply = self._call("rules_explain", self._kb, self._store, goal,
+                           [[k, _rule_arg(v)] for k, v in bindings], [inferences])
+        return [(str(t), str(s), int(n)) for t, s, n in reply]
+
+    def destroy(self) -> None:
+        """Uninstall everything and forget the declared relations."""
+        self._call("rules_destroy", self.module, self._store)

@@ -41,9 +41,11 @@ from typing import Any, TypeVar
 from octopus.engine import Engine, Session
 from octopus.errors import EngineClosed, OctopusError, QueryError, TriggerNotFound
 from octopus.events import Event, Handler, Mode, Subscription, Trigger
+from octopus.explain import DEFAULT_LIMIT, WaitExplanation
 from octopus.recipes.awaitable import AsyncRecipeFactories
 from octopus.recipes.store import Store
 from octopus.record import Record, Value
+from octopus.rules import RowHandler, RuleWatch
 from octopus.waiting import wait_for_async
 
 __all__ = ["AsyncEngine", "AsyncSession", "AsyncStreams", "EventStream", "LoopHandlers"]
@@ -331,6 +333,20 @@ class AsyncSession(AsyncStreams, AsyncRecipeFactories):
 
         Raises WaitTimeout after ``timeout`` seconds; cancellation removes the trigger."""
         return await wait_for_async(self, q, params, timeout)
+
+    async def explain_wait(self, q: str, *params: object,
+                           limit: int = DEFAULT_LIMIT) -> WaitExplanation:
+        return await self._run(self.twin.explain_wait, q, *params, limit=limit)
+
+    async def watch_relation(self, relation: str, handler: RowHandler, *args: object,
+                             on: Mode = Mode.ON_SET | Mode.ON_DEL,
+                             existing: bool = False) -> RuleWatch:
+        return await self._run(self.twin.watch_relation, relation,
+                               self._on_loop(handler), *args,  # type: ignore[arg-type]
+                               on=on, existing=existing)
+
+    async def remove_rule_watch(self, watch: RuleWatch | int) -> None:
+        await self._run(self.twin.remove_rule_watch, watch)
 
     async def subscribe(self, q: str, handler: Handler, *params: object) -> Subscription:
         return await self._run(self.twin.subscribe, q, self._on_loop(handler), *params)

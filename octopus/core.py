@@ -50,11 +50,18 @@ Theory of operation (the guarantees are in docs/guarantees.md):
    (:meth:`Core.apply_set_locked` and its siblings), which changes the store at etcd's
    revision, under the lock, and commits the change to the observers exactly as a local
    write does. Reads, triggers and the knowledge base are the same on both paths.
+8. **Rules** (:mod:`octopus.rules`, docs/rules.md), created on first use, are the
+   second observer of the change stream: the rows of derived watches that a write
+   makes appear or disappear come back with the write from Prolog and are queued
+   with its commit; an invariant refuses a write inside the store's transaction, so
+   a refused write changes nothing and commits nothing. A session's end deletes its
+   ephemeral records whatever the invariants say (``forced``).
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
 import itertools
 import threading
 import weakref
@@ -62,16 +69,18 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from octopus.adapter import PrologStore, encode_attributes
+from octopus.adapter import PrologRules, PrologStore, RuleSpec, encode_attributes
 from octopus.errors import (
     ConditionFailed,
     EngineClosed,
     NotFound,
     PersistenceError,
     QueryError,
+    RuleError,
     TriggerNotFound,
 )
 from octopus.events import Dispatcher, Event, Handler, Mode, Subscription, Trigger
+from octopus.explain import Holding, SessionInfo, WaitExplanation, check_limit
 from octopus.kb import KnowledgeBase, Limits
 from octopus.query.compile import CompiledQuery, CompiledRecord, compile_query, compile_record
 from octopus.record import (
@@ -79,12 +88,14 @@ from octopus.record import (
     Record,
     Value,
     check_value,
+    format_value,
     is_name,
     natural_key,
     natural_sorted,
     short_repr,
 )
 from octopus.registry import TriggerRegistry
+from octopus.rules import Invariant, RowHandler, RuleEngine, RuleWatch, check_on
 
 __all__ = ["Change", "ChangeOp", "Core", "Observer", "ReplicatedWrites", "WriteAhead"]
 
@@ -175,13 +186,14 @@ class _Resources:
         self.store: PrologStore | None = store
         self.kb: KnowledgeBase | None = None
         self.dispatcher: Dispatcher | None = None
+        self.rules: RuleEngine | None = None
 
     def release(self, *, at_safe_point: bool) -> None:
-        store, kb, dispatcher = self.store, self.kb, self.dispatcher
-        self.store = self.kb = None
+        store, kb, dispatcher, rules = self.store, self.kb, self.dispatcher, self.rules
+        self.store = self.kb = self.rules = None
         if dispatcher is not None:
             dispatcher.stop(timeout=5.0 if at_safe_point else 0)
-        for release in (store and store.destroy, kb and kb.close):
+        for release in (rules and rules.destroy, store and store.destroy, kb and kb.close):
             if release:
                 if at_safe_point:
                     release()
@@ -201,6 +213,28 @@ def _bury_dropped() -> None:
         _graveyard.clear()
     for release in pending:
         release()
+
+
+def _constraint_texts(cq: CompiledQuery) -> list[str]:
+    """The query's constraints as text, in the order of ``cq.constraints``."""
+    texts = []
+    for key, op, value in cq.constraints:
+        if op == "any":
+            texts.append(f"{key}: _")
+        elif op == "re":
+            texts.append(f"{key}: r'{value}'")
+        else:
+            texts.append(f"{key} {_SPELLED[op]} {format_value(value)}")
+    return texts
+
+
+#: the knowledge-base key of a load of rules (followed by the text's SHA-256)
+RULES_KEY = "rules:"
+
+#: the longest name a session may be given (explanations show it)
+MAX_SESSION_NAME = 200
+
+_SPELLED = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 
 
 def _release_dropped(resources: _Resources) -> None:
@@ -233,11 +267,13 @@ class Core:
         self._resources = _Resources(self.store)
         self._sessions: dict[int, set[str]] = {}       # open session -> its ephemeral names
         self._owners: dict[str, int] = {}              # ephemeral record -> its session
+        self._session_names: dict[int, str] = {}       # sessions that were given a name
         self._session_ids = itertools.count(1)
         self._observers: list[Observer] = [self._deliver_triggers]
         self._wal: WriteAhead | None = None
         self._deferred = _Deferred()
         self._kb_lock = threading.Lock()
+        self._rules: RuleEngine | None = None       # rules over live records (point 8)
         #: The replicated write path (point 7), set by octopus.cluster; None: local.
         self.replicated: ReplicatedWrites | None = None
         self._finalizer = weakref.finalize(self, _release_dropped, self._resources)
@@ -257,11 +293,13 @@ class Core:
         return not self.closed and sid in self._sessions
 
     def owns_nothing(self, sid: int) -> bool:
-        """Whether session ``sid`` has no ephemeral record, trigger or subscription (a
-        session a resuming connection may drop for the one it resumes). Reads without
-        the lock: only the session's own calls change what it owns, and the caller
-        makes none meanwhile."""
-        return not self._sessions.get(sid) and not self.registry.owned_by(sid)
+        """Whether session ``sid`` has no ephemeral record, trigger, subscription or
+        derived watch (a session a resuming connection may drop for the one it
+        resumes). Reads without the lock: only the session's own calls change what it
+        owns, and the caller makes none meanwhile."""
+        rules = self._rules
+        return not self._sessions.get(sid) and not self.registry.owned_by(sid) and \
+            (rules is None or not rules.owns(sid))
 
     def close_session(self, sid: int) -> None:
         """End a session (idempotent): delete its ephemeral records, then remove its
@@ -287,7 +325,10 @@ class Core:
                 self._owners.pop(name, None)
         for qid in self.registry.owned_by(sid):
             self._remove_locked(qid)
+        if self._rules is not None:
+            self._rules.session_closed_locked(sid, self.revision)
         del self._sessions[sid]
+        self._session_names.pop(sid, None)
         return ticket
 
     def expire(self, names: list[str]) -> int:
@@ -308,6 +349,59 @@ class Core:
     def ephemeral_names(self) -> list[str]:
         """The names of the ephemeral records (the caller holds the lock)."""
         return sorted(self._owners)
+
+    def name_session(self, sid: int, name: str | None) -> None:
+        """Give session ``sid`` a name (None: none) that explanations show."""
+        if name is not None and not isinstance(name, str):
+            raise QueryError(f"a session name must be a str or None, got {type(name).__name__}")
+        if name is not None and len(name) > MAX_SESSION_NAME:
+            raise QueryError(f"a session name is at most {MAX_SESSION_NAME} characters")
+        with self.lock:
+            self._check_open(sid)
+            if name:
+                self._session_names[sid] = name
+            else:
+                self._session_names.pop(sid, None)
+
+    def session_name(self, sid: int) -> str | None:
+        return self._session_names.get(sid)
+
+    def _session_info(self, sid: int | None) -> SessionInfo | None:
+        return None if sid is None else SessionInfo(sid, self._session_names.get(sid))
+
+    # --- explanations (octopus.explain) -------------------------------------------------
+
+    def explain_wait(self, sid: int, q: object, params: tuple[object, ...],
+                     limit: int) -> WaitExplanation:
+        """Why a ``wait_for(q)`` would block: one atomic look at the records matching
+        it (with the sessions keeping them), the record of its exact name and the
+        constraints it fails, and the sessions waiting for it."""
+        cq = self._query(q, params)
+        limit = check_limit(limit)
+        text = str(cq.query)
+        with self.lock:
+            self._check_open(sid)
+            records = self.store.all(cq.prolog_name, cq.prolog_constraints)
+            records.sort(key=lambda r: natural_key(r.name))
+            truncated = len(records) > limit
+            matching = tuple(Holding(r, self._session_info(self._owners.get(r.name)))
+                             for r in records[:limit])
+            record: Record | None = None
+            unmet: list[str] = []
+            name = cq.exact_name
+            if name is not None:
+                record = self.store.get(name)
+                if record is None:
+                    unmet.append("missing")
+                elif not matching:
+                    unmet = [spelled for spelled, pc in zip(
+                                 _constraint_texts(cq), cq.prolog_constraints, strict=True)
+                             if not self.store.exists(name, [pc])]
+            waiters = sorted({inst.owner for inst in self.registry
+                              if not inst.is_subscription and not inst.persist
+                              and inst.mode == Mode.ON_SET and str(inst.query.query) == text})
+            infos = tuple(SessionInfo(w, self._session_names.get(w)) for w in waiters)
+        return WaitExplanation(text, matching, record, tuple(unmet), infos, truncated, name)
 
     def _check_core(self) -> None:
         if self.closed:
@@ -332,6 +426,11 @@ class Core:
                     self._observers.remove(observer)
 
         return stop
+
+    def _checks_invariants(self) -> bool:
+        """Whether a write must be asked about before it is journaled (the caller holds
+        the lock)."""
+        return self._rules is not None and self._rules.invariant_count > 0
 
     def set_write_ahead(self, wal: WriteAhead | None) -> None:
         """Log every change to ``wal`` before it is applied (point 3a)."""
@@ -581,6 +680,9 @@ class Core:
                 assert after is not None
                 counter = (name, after)
             name = final
+        if self._checks_invariants():
+            # Asked before the journal: a write an invariant refuses is never logged.
+            self.store.trial_put(name, pairs, counter, revision)
         change = Change(revision, ChangeOp.SET, name, Record._trusted(name, attributes, revision),
                         owner, counter)
         ticket = wal.log([change])
@@ -616,17 +718,20 @@ class Core:
     def _delete_locked(self, name: str, constraints: list[Any],
                        forced: bool = False) -> tuple[Record | None, int]:
         """Delete ``name`` if it meets ``constraints``: the deleted record (or None) and
-        the write-ahead ticket. ``forced``: a closing session's record goes even if the
-        journal refuses its deletion (the journal then knows it is behind)."""
+        the write-ahead ticket. ``forced`` (a session's end): invariants do not refuse
+        it, and the record goes even if the journal refuses its deletion (the journal
+        then knows it is behind)."""
         wal, ticket = self._wal, 0
         if wal is None:
-            record = self.store.delete(name, constraints)
+            record = self.store.delete(name, constraints, forced)
             if record is None:
                 return None, 0
         else:
             record = self.store.match(name, constraints)
             if record is None:
                 return None, 0
+            if not forced and self._checks_invariants():
+                self.store.trial_delete(name)       # an invariant's refusal: nothing logged
             change = Change(self.revision + 1, ChangeOp.DELETE, name, record,
                             self._owners.get(name))
             try:
@@ -636,7 +741,7 @@ class Core:
                     raise
                 wal.behind(change)
             try:
-                self.store.delete(name, [])
+                self.store.delete(name, [], forced)
             except BaseException:
                 if ticket:
                     wal.retract(ticket)
@@ -676,12 +781,15 @@ class Core:
             self._check_open(sid)
             base = self.revision
             wal = self._wal
+            rows = [(name, pairs) for name, pairs, _ in chunk]
+            if wal is not None and self._checks_invariants():
+                self.store.trial_load(rows, base)   # refused: nothing logged
             if wal is not None:
                 ticket = wal.log([Change(base + i, ChangeOp.SET, name,
                                          Record._trusted(name, attrs, base + i), None)
                                   for i, (name, _, attrs) in enumerate(chunk, start=1)])
             try:
-                count = self.store.load([(name, pairs) for name, pairs, _ in chunk], base)
+                count = self.store.load(rows, base)
             except BaseException:
                 if wal is not None:
                     wal.retract(ticket)
@@ -886,13 +994,110 @@ class Core:
     # --- the knowledge base, statistics, teardown ------------------------------------------
 
     def knowledge_base(self) -> KnowledgeBase:
-        """The engine's knowledge base, created on first use."""
+        """The engine's knowledge base, created on first use, with the view of this
+        engine's records (docs/rules.md)."""
         with self._kb_lock:
             self._check_core()
             kb = self._resources.kb
             if kb is None:
-                kb = self._resources.kb = KnowledgeBase(self.kb_limits)
+                kb = KnowledgeBase(self.kb_limits)
+                PrologRules.attach_view(kb.module, self.store)
+                self._resources.kb = kb
             return kb
+
+    # --- rules over live records (point 8; octopus.rules) ---------------------------------
+
+    def rule_engine(self) -> RuleEngine:
+        """The engine's rules, created on first use (with the knowledge base)."""
+        rules = self._rules
+        if rules is None:
+            kb = self.knowledge_base()
+            with self.lock:
+                self._check_core()
+                if self._rules is None:
+                    self._rules = RuleEngine(self.store, kb.module, lambda: self.dispatcher)
+                    self._resources.rules = self._rules
+                    self._observers.append(self._rules.observe)
+                rules = self._rules
+        return rules
+
+    def load_rules(self, text: str, *, replay: bool = False) -> list[str]:
+        """Check ``text`` against the rule family, load it into the knowledge base and
+        declare the relations it defines; their ``name/arity``."""
+        if not isinstance(text, str):
+            raise QueryError(f"rules must be a str, got {type(text).__name__}")
+        rules = self.rule_engine()
+        relations = rules.prolog.parse(text)
+        # Keyed by the text, as consult() is by the file: loading the same rules again
+        # replaces them rather than doubling every clause. A durable engine journals the
+        # load under that key, and its recovery declares the relations again (replay).
+        key = RULES_KEY + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+        if replay:
+            self.knowledge_base().replay_text(key, text)
+        else:
+            self.knowledge_base()._load(("text", text), key, False, "rules")
+        with self.lock:
+            self._check_core()
+            rules.prolog.declare(relations)
+        return [f"{name}/{arity}" for name, arity, _ in relations]
+
+    def watch_rule(self, sid: int, spec: RuleSpec, query: str, handler: RowHandler, on: Mode,
+                   existing: bool) -> RuleWatch:
+        """Install a derived watch (see :mod:`octopus.rules`)."""
+        if not callable(handler):
+            raise QueryError("a rule watch's handler must be callable")
+        watch = RuleWatch(handler, query, check_on(on))
+        rules = self.rule_engine()
+        with self.lock:
+            self._check_open(sid)
+            rules.watch_locked(sid, spec, watch, bool(existing), self.revision,
+                               lambda w: self.remove_rule_watch(sid, w))
+        return watch
+
+    def remove_rule_watch(self, sid: int, watch: RuleWatch | int) -> None:
+        """Remove a derived watch this session installed; its handler gets REMOVED."""
+        with self.lock:
+            self._check_open(sid)
+            rules = self._rules
+            qid = rules.lookup(sid, watch) if rules is not None else None
+            if rules is None or qid is None:
+                raise TriggerNotFound(f"no installed rule watch {watch!r}")
+            rules.remove_locked(qid, self.revision)
+
+    def invariant(self, name: str, text: str) -> Invariant:
+        """Install an invariant (see :mod:`octopus.rules`)."""
+        if not isinstance(name, str) or not name:
+            raise RuleError(f"an invariant's name must be a non-empty str, got {name!r}")
+        if not isinstance(text, str):
+            raise RuleError(f"an invariant's rules must be a str, got {type(text).__name__}")
+        if self.replicated is not None:
+            raise RuleError("invariants are not available on a replica of a cluster: "
+                            "a replica's writes are decided by etcd, which cannot run "
+                            "them (docs/rules.md)")
+        rules = self.rule_engine()
+        with self.lock:
+            self._check_core()
+            return rules.invariant_locked(name, text, self.remove_invariant)
+
+    def remove_invariant(self, inv: Invariant | str) -> None:
+        """Lift an invariant."""
+        with self.lock:
+            self._check_core()
+            if self._rules is None:
+                raise TriggerNotFound(f"no invariant {inv!r}")
+            self._rules.remove_invariant_locked(inv)
+
+    def invariants(self) -> list[Invariant]:
+        with self.lock:
+            return [] if self._rules is None else self._rules.invariants()
+
+    def explain_rule(self, goal: str,
+                     bindings: list[tuple[str, Any]]) -> list[tuple[str, str, int]]:
+        """Which literal of ``goal`` stops it (prolog/rules.pl, rules_explain/6)."""
+        rules = self.rule_engine()
+        with self.lock:
+            self._check_core()
+            return rules.prolog.explain(goal, bindings, rules.limits.install_inferences)
 
     def count(self) -> int:
         with self.lock:
@@ -918,6 +1123,8 @@ class Core:
                 "triggers": self.registry.trigger_count,
                 "subscriptions": self.registry.subscription_count,
                 "events_pending": dispatcher.pending if dispatcher is not None else 0,
+                "rule_watches": self._rules.watch_count if self._rules is not None else 0,
+                "invariants": self._rules.invariant_count if self._rules is not None else 0,
             }
 
     def close(self, last: int | None = None) -> None:

@@ -16,10 +16,20 @@ from typing import TYPE_CHECKING, Any
 from octopus.core import Change, Core
 from octopus.errors import KnowledgeBaseError, OctopusError, PersistenceError, QueryError
 from octopus.events import Handler, Mode, Subscription, Trigger
+from octopus.explain import DEFAULT_LIMIT, WaitExplanation
 from octopus.kb import KnowledgeBase, Limits, Progress, Solutions
 from octopus.query.parser import DEFAULT_MAX_LENGTH
 from octopus.recipes.factories import RecipeFactories
 from octopus.record import Record, Value
+from octopus.rules import (
+    Invariant,
+    RowHandler,
+    RuleLimits,
+    RuleWatch,
+    check_arg,
+    check_bindings,
+    check_relation_name,
+)
 from octopus.waiting import wait_for
 
 if TYPE_CHECKING:
@@ -109,6 +119,14 @@ class Session(RecipeFactories):
             raise OctopusError("wait_for from an event handler would deadlock the dispatcher")
         return wait_for(self, q, params, timeout)
 
+    def explain_wait(self, q: str, *params: object,
+                     limit: int = DEFAULT_LIMIT) -> WaitExplanation:
+        """Why ``wait_for(q)`` would block, or not (:class:`~octopus.explain.WaitExplanation`):
+        the records matching now with the sessions keeping them, the record of the
+        query's exact name and the constraints it fails, and the sessions waiting for
+        ``q``. One atomic look; lists at most ``limit`` records."""
+        return self._core.explain_wait(self._sid, q, params, limit)
+
     def subscribe(self, q: str, handler: Handler, *params: object) -> Subscription:
         """Receive every message published from now on that matches ``q`` (ON_PUBLISH)."""
         return self._core.subscribe(self._sid, q, params, handler)
@@ -178,11 +196,77 @@ class Session(RecipeFactories):
         """Solutions one step at a time; see :meth:`KnowledgeBase.prolog_iter`."""
         return self.kb.prolog_iter(goal, batch=batch, timeout=timeout, **bindings)
 
+    # --- rules over live records (docs/rules.md) --------------------------------------
+
+    def rules(self, text: str) -> list[str]:
+        """Load rules into the knowledge base, checked first against the rule family
+        (a rule outside it raises RuleError and loads nothing), and declare the
+        relations they define, so that they can be watched by name (also over the
+        wire). Returns them as ``"name/arity"``."""
+        return self._core.load_rules(text)
+
+    def watch_rule(self, goal: str, handler: RowHandler, *,
+                   on: Mode = Mode.ON_SET | Mode.ON_DEL, existing: bool = False,
+                   **bindings: object) -> RuleWatch:
+        """Watch the rows of ``goal`` (knowledge-base text, e.g. ``"unbound(Dev)"``):
+        the handler gets a :class:`~octopus.rules.RowEvent` when a row appears
+        (ON_SET) or disappears (ON_DEL), in revision order, exactly once, atomically
+        with the change that caused it. A row is the values of the goal's named
+        variables (except those bound by ``bindings``, given as data, and those
+        starting with ``_``). With ``existing``, the current rows come first, with no
+        gap. RuleError if the goal is outside the rule family."""
+        checked = check_bindings(bindings)
+        if not isinstance(goal, str):
+            raise QueryError(f"goal must be a str, got {type(goal).__name__}")
+        return self._core.watch_rule(self._sid, ("goal", goal, checked), goal, handler, on,
+                                     existing)
+
+    def watch_relation(self, relation: str, handler: RowHandler, *args: object,
+                       on: Mode = Mode.ON_SET | Mode.ON_DEL,
+                       existing: bool = False) -> RuleWatch:
+        """Watch a relation declared by :meth:`rules`, its arguments given as data
+        (``None``: any value; a str is an identifier; no arguments at all: any value
+        at every position). A row is all of the relation's arguments, named as in its
+        rules. Otherwise as :meth:`watch_rule`."""
+        check_relation_name(relation)
+        values = [check_arg(a, f"argument {i + 1}") for i, a in enumerate(args)]
+        query = f"{relation}/{len(values)}" if values else relation
+        return self._core.watch_rule(self._sid, ("relation", relation, values), query,
+                                     handler, on, existing)
+
+    def remove_rule_watch(self, watch: RuleWatch | int) -> None:
+        """Remove a derived watch this session installed (as ``watch.remove()``); its
+        handler gets REMOVED. TriggerNotFound for any other."""
+        self._core.remove_rule_watch(self._sid, watch)
+
+    def explain_rule(self, goal: str, **bindings: object) -> list[tuple[str, str, int]]:
+        """Why ``goal`` has no solution (or what it has): for each of its literals in
+        order, up to the first that fails, ``(literal, "ok" | "fail" | "unknown",
+        solutions so far)``, counting at most 100."""
+        checked = check_bindings(bindings)
+        if not isinstance(goal, str):
+            raise QueryError(f"goal must be a str, got {type(goal).__name__}")
+        return self._core.explain_rule(goal, checked)
+
     # --- sessions --------------------------------------------------------------------
 
     def session(self) -> Session:
         """A new session of this engine (a context manager)."""
         return Session(self._core, self._core.open_session())
+
+    @property
+    def id(self) -> int:
+        """The session's id in its engine (explanations name sessions by it)."""
+        return self._sid
+
+    @property
+    def name(self) -> str | None:
+        """The name explanations show for this session (None: none)."""
+        return self._core.session_name(self._sid)
+
+    @name.setter
+    def name(self, name: str | None) -> None:
+        self._core.name_session(self._sid, name)
 
     @property
     def revision(self) -> int:
@@ -333,3 +417,32 @@ class Engine(Session):
     def warm(self) -> None:
         """Build the store's clause indexes now (worth it after a large bulk load)."""
         self._core.warm()
+
+    def invariant(self, name: str, rules: str) -> Invariant:
+        """Refuse, from now on, every set or delete that would make a row of the
+        relation defined by ``rules`` appear (``"violation(Dev) :- ..."``; clauses of
+        one head, calling knowledge-base rules and the record view). The write raises
+        :class:`~octopus.errors.InvariantViolated` (a ConditionFailed naming the
+        invariant and the row) and changes nothing. ConditionFailed at once if the
+        relation already has a row; RuleError if it is outside the rule family. Not
+        available on a replica of a cluster."""
+        return self._core.invariant(name, rules)
+
+    def remove_invariant(self, invariant: Invariant | str) -> None:
+        """Lift an invariant (by object or name)."""
+        self._core.remove_invariant(invariant)
+
+    def invariants(self) -> list[Invariant]:
+        """The installed invariants."""
+        return self._core.invariants()
+
+    @property
+    def rule_limits(self) -> RuleLimits:
+        """What evaluating rules may cost; assign a new RuleLimits to change them."""
+        return self._core.rule_engine().limits
+
+    @rule_limits.setter
+    def rule_limits(self, limits: RuleLimits) -> None:
+        if not isinstance(limits, RuleLimits):
+            raise QueryError(f"rule_limits must be a RuleLimits, got {type(limits).__name__}")
+        self._core.rule_engine().limits = limits

@@ -13,9 +13,12 @@ convention keeps working. The tree::
     │   └── ParameterError      placeholder parameters of the wrong number or type
     ├── NotFound                no record matched (also a KeyError)
     ├── ConditionFailed         a compare-and-set's conditions did not hold
+    │   └── InvariantViolated   the write would make a row of an invariant's
+    │                           violation relation appear (docs/rules.md)
     ├── TriggerNotFound         removing a trigger or subscription that is not installed
     ├── EngineClosed            the engine, session or connection is closed
     ├── KnowledgeBaseError      a Prolog error from the knowledge base (message included)
+    │   └── RuleError           a rule outside the rule family, unsafe, or over its limits
     ├── WaitTimeout             a wait gave up (also the builtin TimeoutError)
     ├── LockError               misuse of a recipe, e.g. releasing an unheld lock
     │                           (also a RuntimeError)
@@ -33,6 +36,7 @@ from __future__ import annotations
 __all__ = [
     "ConditionFailed",
     "EngineClosed",
+    "InvariantViolated",
     "KnowledgeBaseError",
     "LimitExceeded",
     "LockError",
@@ -42,6 +46,7 @@ __all__ = [
     "ParseError",
     "PersistenceError",
     "QueryError",
+    "RuleError",
     "SessionExpired",
     "SetupError",
     "TriggerNotFound",
@@ -90,6 +95,17 @@ class ConditionFailed(OctopusError):
     """Raised when the conditions of a compare-and-set do not hold."""
 
 
+class InvariantViolated(ConditionFailed):
+    """Raised when a set or delete would make a row of an invariant's violation
+    relation appear (docs/rules.md). Nothing changed. ``invariant`` is its name,
+    ``row`` the offending row as text (``"Dev = 'hw.pci.device.3'"``)."""
+
+    def __init__(self, message: str, *, invariant: str = "", row: str = "") -> None:
+        super().__init__(message)
+        self.invariant = invariant
+        self.row = row
+
+
 class TriggerNotFound(OctopusError):
     """Raised when removing a trigger or subscription that is not installed."""
 
@@ -106,6 +122,12 @@ class SessionExpired(EngineClosed):
 
 class KnowledgeBaseError(OctopusError):
     """Raised when a knowledge-base goal or file raises a Prolog error."""
+
+
+class RuleError(KnowledgeBaseError):
+    """Raised when a rule cannot be watched or enforced: it is outside the rule family
+    (docs/rules.md), unsafe (a variable no positive literal binds), refers to an
+    unknown procedure, or needed more than its limits (inferences, rows)."""
 
 
 class WaitTimeout(OctopusError, TimeoutError):

@@ -298,6 +298,11 @@ keep(KB, Aux, Line, Clause) :-
     clause_head(Clause, Head),
     (   Head = M:_, M \== KB
     ->  octopus_error(kb, "line ~w: clause for another module: ~q", [Line, Head])
+    ;   view_head(Head)
+    ->  functor(Head, Name, Arity),
+        octopus_error(kb, "line ~w: ~w/~w is the view of the engine's records \c
+                           (docs/rules.md); a knowledge base cannot define it",
+                      [Line, Name, Arity])
     ;   callable(Head)
     ->  assertz(Aux:'$term'(clause(Clause)))
     ;   octopus_error(kb, "line ~w: not a clause: ~q", [Line, Clause])
@@ -305,6 +310,12 @@ keep(KB, Aux, Line, Clause) :-
 
 clause_head((Head :- _), Head) :- !.
 clause_head(Head, Head).
+
+%   view_head(+Head): record/1 and attr/3, the read-only view of the engine's records
+%   (prolog/rules.pl), imported into every knowledge base.
+
+view_head(record(_)).
+view_head(attr(_, _, _)).
 
 %   directive_kind(+Directive, -Kind) is semidet.
 %

@@ -10,6 +10,7 @@
             store_set/8,              % +Store, +Name, +Attrs, +Constraints, +Sequential, +Rev,
                                       % +Keys, -Reply
             store_delete/4,           % +Store, +Name, +Constraints, -Reply
+            store_expire/3,           % +Store, +Name, -Reply
             store_load/5,             % +Store, +Records, +Rev0, +Keys, -Reply
             store_key_values/3,       % +Store, +Key, -Reply
             store_count/2,            % +Store, -Count
@@ -19,6 +20,9 @@
             store_plan_set/5,         % +Store, +Name, +Constraints, +Sequential, -Reply
             store_match/4,            % +Store, +Name, +Constraints, -Reply
             store_put/7,              % +Store, +Name, +Attrs, +Counter, +Rev, +Keys, -Reply
+            store_trial_put/6,        % +Store, +Name, +Attrs, +Counter, +Rev, -Reply
+            store_trial_delete/3,     % +Store, +Name, -Reply
+            store_trial_load/4,       % +Store, +Records, +Rev0, -Reply
             store_replay/3,           % +Store, +Ops, -Reply
             store_snapshot/3,         % +Store, +File, -Reply
             store_restore/3           % +Store, +File, -Reply
@@ -35,7 +39,16 @@ by the Python side from a counter, never from user data) holding
                                revision of its last change, Dict its attributes in the
                                stored form of octopus_match;
   - seq(Base, Next):           per-base-name counters of sequential sets (Base an atom);
-  - trig(Id, Query):           installed trigger queries (prolog/triggers.pl).
+  - trig(Id, Query):           installed trigger queries (prolog/triggers.pl);
+  - '$rules'(Rules):           present while derived watches or invariants exist
+                               (prolog/rules.pl): every write then runs inside a
+                               transaction and hands each record it changes to
+                               rules_change/8, which returns the rows of watches that
+                               appear or disappear, or throws when an invariant would
+                               be violated (the transaction, hence the write, is
+                               undone). The rules keep, in the same transaction, an
+                               index of the attribute keys they read ('$rx'/3,
+                               '$rx_key'/1): nothing of it exists without rules.
 
 There is no attribute index here: the ordered index of each attribute key that queries
 use lives beside the store, in Python (octopus/ordered.py), which hands this module the
@@ -50,7 +63,9 @@ A durable engine writes every change to its journal before the store applies it,
 it needs the outcome of a conditional or sequential set before the set: it asks
 store_plan_set/5 (or store_match/4 for a delete), which decides without changing
 anything, then applies the decided change with store_put/7 (or store_delete/4
-without constraints). The caller holds its lock between the two calls, so nothing
+without constraints). With invariants installed it first asks store_trial_put/6 (or
+store_trial_delete/3, store_trial_load/4) whether they would refuse the change, so a
+refused write is never journaled. The caller holds its lock between the two calls, so nothing
 can change in between. store_snapshot/3 copies the records and counters from a
 snapshot/1 view while other threads go on writing; store_restore/3 loads such a
 copy into an empty store, and store_replay/3 applies journal entries on top of it.
@@ -72,6 +87,7 @@ without tuples: lists, dicts, strings, numbers and @(none)/@(true)/@(false)
 :- use_module(library(assoc)).
 :- use_module(match).
 :- use_module(errors).
+:- use_module(rules, [rules_change/8]).
 
 %!  store_create(+Store, -Reply) is det.
 %!  store_destroy(+Store, -Reply) is det.
@@ -80,13 +96,16 @@ without tuples: lists, dicts, strings, numbers and @(none)/@(true)/@(false)
 
 store_create(M, @(true)) :-
     must_be(atom, M),
-    dynamic([M:rec/3, M:seq/2, M:trig/2]).
+    dynamic([M:rec/3, M:seq/2, M:trig/2, M:'$rules'/1, M:'$rx'/3, M:'$rx_key'/1]).
 
 store_destroy(M, @(true)) :-
     must_be(atom, M),
     retractall(M:rec(_, _, _)),
     retractall(M:seq(_, _)),
-    retractall(M:trig(_, _)).
+    retractall(M:trig(_, _)),
+    retractall(M:'$rules'(_)),
+    retractall(M:'$rx'(_, _, _)),
+    retractall(M:'$rx_key'(_)).
 
 %   name_string(+Name, -String) is det.
 %
@@ -207,12 +226,26 @@ name_ok(NP, Name) :- record_matches(q(NP, []), Name, _{}).
 %   do not hold (nothing changed then), else [Final, Old]: the final name and
 %   @(none) if there was no record of that name, else the list of the replaced
 %   record's values of Keys (@(none) for a key it did not have).
+%
+%   With rules (rules_reply/3): _{value: Value, rows: Rows} when watches have rows to
+%   deliver, and _{violation: [Invariant, RowText]} or _{unchecked: [Invariant,
+%   Reason]} when an invariant refuses the write (nothing changed then).
 
 store_set(M, Name, Attrs, Cs0, Seq, Rev, Keys, Reply) :-
     prepare_constraints(Cs0, Cs),
     import_pairs(Attrs, Pairs),
     dict_pairs(Dict, _, Pairs),
-    (   Seq == @(true)
+    (   M:'$rules'(_)
+    ->  (   catch(transaction(set_rules(M, Name, Dict, Cs, Seq, Rev, Keys, Value, Rows)),
+                  Refusal, rules_refusal(Refusal, Refused))
+        ->  (   var(Refused)
+            ->  rules_reply(Value, Rows, Reply0)
+            ;   Reply0 = Refused      % an invariant refused it: the transaction undid all
+            )
+        ;   Reply0 = @(false)         % the conditions failed: the transaction undid all
+        ),
+        Reply = Reply0
+    ;   Seq == @(true)
     ->  must_be(atom, Name),
         (   Cs == []
         ->  transaction(sequential_set(M, Name, Dict, Rev, Final)),
@@ -233,6 +266,58 @@ store_set(M, Name, Attrs, Cs0, Seq, Rev, Keys, Reply) :-
             Reply = [S, @(none)]
         ;   Reply = @(false)          % conditions need a stored record
         )
+    ).
+
+%   set_rules(+M, +Name, +Dict, +Cs, +Seq, +Rev, +Keys, -Value, -Rows): store_set/8's
+%   change inside its transaction, handed to the rules; fails if the conditions do not
+%   hold.
+
+set_rules(M, Name, Dict, Cs, Seq, Rev, Keys, [S, Olds], Rows) :-
+    (   Seq == @(true)
+    ->  must_be(atom, Name),
+        Cs == [],
+        next_sequential_name(M, Name, S),
+        check_name(S),
+        OldDict = none
+    ;   name_string(Name, S),
+        check_name(S),
+        (   M:rec(S, _, OldDict)
+        ->  constraints_hold(Cs, OldDict)
+        ;   Cs == [],
+            OldDict = none
+        )
+    ),
+    (   OldDict == none
+    ->  Olds = @(none),
+        assertz(M:rec(S, Rev, Dict))
+    ;   old_values(Keys, OldDict, Olds),
+        replace_record(M, S, Rev, Dict)
+    ),
+    atom_string(A, S),
+    rules_change(M, A, OldDict, Dict, Rev, @(false), [], Rows).
+
+%   rules_reply(+Value, +Rows, -Reply): Value alone without rows to deliver.
+
+rules_reply(Value, [], Value) :- !.
+rules_reply(Value, Rows0, _{value: Value, rows: Rows}) :-
+    reverse(Rows0, Rows).                 % rules_change/8 adds the newest first
+
+%   rules_refusal(+Ball, -Reply): an invariant's refusal as a reply; rethrow others.
+
+rules_refusal(octopus_violation(Invariant, Row), _{violation: [Invariant, Row]}) :- !.
+rules_refusal(octopus_unchecked(Invariant, Reason),
+              _{unchecked: [Invariant, Reason]}) :- !.
+rules_refusal(E, _) :-
+    throw(E).
+
+%   rules_write(+Goal, -Value, -Rows, -Reply): run Goal(Value, Rows) in a transaction;
+%   Reply as store_set/8's with rules.
+
+rules_write(Goal, Value, Rows, Reply) :-
+    catch(transaction(Goal), Refusal, rules_refusal(Refusal, Refused)),
+    (   var(Refused)
+    ->  rules_reply(Value, Rows, Reply)
+    ;   Reply = Refused
     ).
 
 old_values([], _, []).
@@ -277,16 +362,44 @@ free_name(M, Base, N0, N, Name) :-
 %
 %   Delete record Name if it satisfies Constraints. Reply is [OldRev, OldDict], or
 %   @(none) when there was no such record (nothing changes then). One retract: atomic
-%   by itself.
+%   by itself. With rules, as for store_set/8 (the value being [OldRev, OldDict]).
 
 store_delete(M, Name, Cs0, Reply) :-
     prepare_constraints(Cs0, Cs),
     name_string(Name, S),
-    (   clause(M:rec(S, Rev, Dict), true, Ref),
+    (   M:'$rules'(_)
+    ->  rules_write(delete_rules(M, S, Cs, @(false), Value, Rows), Value, Rows, Reply0),
+        Reply = Reply0
+    ;   clause(M:rec(S, Rev, Dict), true, Ref),
         constraints_hold(Cs, Dict)
     ->  erase(Ref),
         Reply = [Rev, Dict]
     ;   Reply = @(none)
+    ).
+
+%!  store_expire(+Store, +Name, -Reply) is det.
+%
+%   Delete record Name, as store_delete/4 without constraints, for a session that
+%   ends: invariants do not refuse it (a session's end cannot be refused); a
+%   violation it causes comes back as a row of kind violated.
+
+store_expire(M, Name, Reply) :-
+    (   M:'$rules'(_)
+    ->  name_string(Name, S),
+        rules_write(delete_rules(M, S, [], @(true), Value, Rows), Value, Rows, Reply0),
+        Reply = Reply0
+    ;   store_delete(M, Name, [], Reply)
+    ).
+
+delete_rules(M, S, Cs, Forced, Reply, Rows) :-
+    (   M:rec(S, Rev, Dict),
+        constraints_hold(Cs, Dict)
+    ->  retract(M:rec(S, _, _)),
+        Reply = [Rev, Dict],
+        atom_string(A, S),
+        rules_change(M, A, Dict, none, @(none), Forced, [], Rows)
+    ;   Reply = @(none),
+        Rows = []
     ).
 
 %!  store_load(+Store, +Records, +Rev0, +Keys, -Reply) is det.
@@ -300,18 +413,31 @@ store_delete(M, Name, Cs0, Reply) :-
 %   Everything is read and checked first; the transaction then only asserts (and
 %   retracts the records replaced). Looking records up inside the transaction, between
 %   its asserts, left ~100 bytes per record behind (measured: 576 instead of 480 bytes
-%   per record loaded in batches of 10,000).
+%   per record loaded in batches of 10,000). With rules, as for store_set/8.
 
-store_load(M, Records, Rev0, Keys, [Count, New, Olds]) :-
+store_load(M, Records, Rev0, Keys, Reply) :-
     must_be(list, Records),
     (   distinct_names(Records)
     ->  Seen0 = none                    % the common case: no name twice in the batch
     ;   empty_assoc(Seen0)
     ),
     load_plan(Records, M, Keys, Rev0, Rev, Seen0, 0, New, Plan, Olds0),
-    transaction(maplist(load_apply(M), Plan)),
     Count is Rev - Rev0,
-    (   Keys == [] -> Olds = [] ; Olds = Olds0 ).
+    (   Keys == [] -> Olds = [] ; Olds = Olds0 ),
+    (   M:'$rules'(_)
+    ->  rules_write(foldl(load_rules(M), Plan, [], Rows), [Count, New, Olds], Rows, Reply0),
+        Reply = Reply0
+    ;   transaction(maplist(load_apply(M), Plan)),
+        Reply = [Count, New, Olds]
+    ).
+
+%   load_rules(+M, +Put, +Rows0, -Rows): load_apply/2, handing the change to the rules.
+
+load_rules(M, put(_, S, Rev, Dict), Rows0, Rows) :-
+    (   retract(M:rec(S, _, Old)) -> true ; Old = none ),
+    assertz(M:rec(S, Rev, Dict)),
+    atom_string(A, S),
+    rules_change(M, A, Old, Dict, Rev, @(false), Rows0, Rows).
 
 distinct_names(Records) :-
     findall(N, member(-(N, _), Records), Names),
@@ -482,13 +608,71 @@ store_match(M, Name, Cs0, Reply) :-
 %   Store record Name with Attrs at Rev, unconditionally. Counter is @(none) or
 %   [Base, Next]: the sequence counter of Base becomes at least Next (counters
 %   never go back, so applying a journal entry twice changes nothing more). Reply is
-%   what store_set/8 says of the record replaced: @(none), or its values of Keys.
+%   what store_set/8 says of the record replaced: @(none), or its values of Keys;
+%   with rules, as for store_set/8.
 
-store_put(M, Name, Attrs, Counter, Rev, Keys, Old) :-
+store_put(M, Name, Attrs, Counter, Rev, Keys, Reply) :-
     name_string(Name, S),
     import_pairs(Attrs, Pairs),
     dict_pairs(Dict, _, Pairs),
-    transaction(put_(M, S, Dict, Counter, Rev, Keys, Old)).
+    (   M:'$rules'(_)
+    ->  rules_write(put_rules(M, S, Dict, Counter, Rev, Keys, Old, Rows), Old, Rows, Reply0),
+        Reply = Reply0
+    ;   transaction(put_(M, S, Dict, Counter, Rev, Keys, Reply))
+    ).
+
+put_rules(M, S, Dict, Counter, Rev, Keys, Old, Rows) :-
+    advance_counter(Counter, M),
+    (   retract(M:rec(S, _, OldDict))
+    ->  old_values(Keys, OldDict, Old)
+    ;   OldDict = none,
+        Old = @(none)
+    ),
+    assertz(M:rec(S, Rev, Dict)),
+    atom_string(A, S),
+    rules_change(M, A, OldDict, Dict, Rev, @(false), [], Rows).
+
+%!  store_trial_put(+Store, +Name, +Attrs, +Counter, +Rev, -Reply) is det.
+%!  store_trial_delete(+Store, +Name, -Reply) is det.
+%!  store_trial_load(+Store, +Records, +Rev0, -Reply) is det.
+%
+%   What the invariants would say to a write, without writing: @(true), or the
+%   refusal as store_set/8 replies it. The write and the rules run in snapshot/1,
+%   which discards every change they make. A durable engine asks before it
+%   journals a write, so that a write an invariant refuses never reaches the
+%   journal (the write itself then runs as usual, and is checked again).
+
+store_trial_put(M, Name, Attrs, Counter, Rev, Reply) :-
+    name_string(Name, S),
+    import_pairs(Attrs, Pairs),
+    dict_pairs(Dict, _, Pairs),
+    trial(M, put_rules(M, S, Dict, Counter, Rev, [], _, _), Reply).
+
+store_trial_delete(M, Name, Reply) :-
+    name_string(Name, S),
+    trial(M, delete_rules(M, S, [], @(false), _, _), Reply).
+
+store_trial_load(M, Records, Rev0, Reply) :-
+    must_be(list, Records),
+    (   M:'$rules'(_)
+    ->  empty_assoc(Seen0),
+        load_plan(Records, M, [], Rev0, _, Seen0, 0, _, Plan, _),
+        trial(M, foldl(load_rules(M), Plan, [], _), Reply)
+    ;   Reply = @(true)
+    ).
+
+trial(M, Goal, Reply) :-
+    (   M:'$rules'(_)
+    ->  (   catch(snapshot(Goal), Refusal, rules_refusal(Refusal, Refused))
+        ->  true
+        ;   true
+        ),
+        (   var(Refused)
+        ->  Reply = @(true)
+        ;   Reply = Refused
+        )
+    ;   Reply = @(true)
+    ).
 
 put_(M, S, Dict, Counter, Rev, Keys, Old) :-
     advance_counter(Counter, M),

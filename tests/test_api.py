@@ -12,14 +12,15 @@ from octopus import errors
 
 def test_public_names_are_pinned() -> None:
     assert octopus.__all__ == [
-        "AsyncClient", "Atom", "Barrier", "Client", "ConditionFailed", "ConnectionState",
-        "Election", "Engine",
-        "EngineClosed", "Event", "KnowledgeBaseError", "LimitExceeded", "Lock", "LockError",
-        "Mode",
-        "NameService", "NotFound", "OctopusError", "ParameterError", "ParseError",
-        "PersistenceError", "QueryError", "ReadWriteLock", "Record", "Semaphore", "Session",
-        "SessionExpired", "SetupError", "Subscription", "Trigger", "TriggerNotFound", "Unavailable",
-        "WaitTimeout", "connect",
+        "AsyncClient", "Atom", "Barrier", "BarrierExplanation", "Client", "ConditionFailed",
+        "ConnectionState", "Election", "Engine", "EngineClosed", "Event", "Holding",
+        "Invariant", "InvariantViolated", "KnowledgeBaseError", "LimitExceeded", "Lock",
+        "LockError", "LockExplanation", "Mode", "NameService", "NotFound", "OctopusError",
+        "ParameterError", "ParseError", "PersistenceError", "QueryError", "ReadWriteLock",
+        "Record", "RoundInfo", "RowEvent", "RuleError", "RuleLimits", "RuleWatch", "Semaphore",
+        "SemaphoreExplanation", "Session", "SessionExpired", "SessionInfo", "SetupError",
+        "Subscription", "Trigger", "TriggerNotFound", "Unavailable", "WaitExplanation",
+        "WaitTimeout", "Waiter", "connect",
         "connect_async", "read",
     ]
     assert octopus.__all__ == sorted(octopus.__all__)
@@ -41,6 +42,8 @@ def test_public_names_are_pinned() -> None:
     (errors.LockError, (errors.OctopusError, RuntimeError)),
     (errors.SetupError, (errors.OctopusError,)),
     (errors.PersistenceError, (errors.OctopusError,)),
+    (errors.RuleError, (errors.KnowledgeBaseError,)),
+    (errors.InvariantViolated, (errors.ConditionFailed,)),
     (errors.Unavailable, (errors.OctopusError,)),
 ])
 def test_exception_tree(error: type[Exception], bases: tuple[type[Exception], ...]) -> None:

@@ -2,9 +2,11 @@
 
 The sync pair and the async pair have the same methods with the same parameters; the
 async pair awaits what the sync pair returns. The differences are few and listed here
-(and in docs/guarantees.md): the in-process knowledge base and ``set_many`` exist only
-in-process, ``info`` and the connection's state and listeners only over the network, and
-the async pair adds event streams.
+(and in docs/guarantees.md): the in-process knowledge base, loading rules and watching
+a rule's text (over the wire only relations the server's rules declared are watched), a
+session's id and name, and ``set_many`` exist only in-process, ``info`` and the
+connection's state and listeners only over the network, and the async pair adds event
+streams.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from octopus.server.async_client import AsyncClient
 from octopus.server.client import Client
 
 IN_PROCESS_ONLY = {"kb", "consult", "add_facts", "prolog", "prolog_once", "prolog_iter",
-                   "set_many"}
+                   "set_many", "rules", "watch_rule", "explain_rule", "id", "name"}
 NETWORK_ONLY = {"info", "add_listener", "remove_listener", "state"}
 # Connection states: synchronous on both clients (a listener is registered at once).
 NOT_AWAITED = {"add_listener", "remove_listener"}

@@ -46,7 +46,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from octopus.core import ChangeOp
+from octopus.core import RULES_KEY, ChangeOp
 from octopus.errors import KnowledgeBaseError, OctopusError, PersistenceError, QueryError
 from octopus.record import natural_key
 
@@ -263,7 +263,10 @@ class Persistence:
     def _replay_kb(self, payload: list[Any]) -> None:
         kb = self.core.knowledge_base()
         try:
-            if payload[0] == "k":
+            if payload[0] == "k" and isinstance(payload[1], str) \
+                    and payload[1].startswith(RULES_KEY):
+                self.core.load_rules(payload[2], replay=True)    # declared again, too
+            elif payload[0] == "k":
                 kb.replay_text(payload[1], payload[2])
             else:
                 kb.replay_rows(payload[1], decode_rows(payload[2]))

@@ -18,6 +18,9 @@ to the others only through the Octopus API:
    adds ``hw.usb.device.<n>`` records in turn.
 5. Drivers wait by name for the services they need (from the knowledge base) before
    registering their own; the boot services (netd, vfs, dma_mgr) wait for theirs.
+6. Devices without a driver are a derived relation (``unbound_device/1``,
+   prolog/kaluga_rules.pl): the demo watches it from the start and reports every device
+   that was ever in it and those still in it at the end (none, when the boot worked).
 
 Time: each participant keeps a simulated clock (see :mod:`octopus.kaluga.timeline`),
 stamped on every record it writes as ``t`` (microseconds). With the same seed the
@@ -42,6 +45,7 @@ from octopus.kaluga.kaluga import Kaluga, ThreadStarter
 from octopus.kaluga.machine import Machine, PciBridge, PciFunction, generate
 from octopus.kaluga.timeline import Timeline
 from octopus.record import Record, natural_key
+from octopus.rules import RowEvent, RuleWatch
 
 __all__ = ["Boot", "BootConfig", "BootReport", "DeviceRow", "run_boot"]
 
@@ -82,6 +86,10 @@ class BootReport:
     services: list[str]
     problems: list[str] = field(default_factory=list)
     wall_seconds: float = 0.0
+    #: devices that were rows of unbound_device/1 at some point (waiting for a driver)
+    unbound_seen: list[str] = field(default_factory=list)
+    #: the rows of unbound_device/1 at the end, as the watch delivered them
+    unbound: list[str] = field(default_factory=list)
     simulated_us: int = 0
 
     @property
@@ -195,6 +203,9 @@ class Boot:
         self._all_up = False
         self._sessions: list[Session] = []
         self._spawn_watch: Trigger | None = None
+        self._unbound_watch: RuleWatch | None = None
+        self._unbound: dict[str, None] = {}        # insertion-ordered set
+        self._unbound_seen: dict[str, None] = {}
         self.starter = ThreadStarter(self.engine, {
             "acpi": self._acpi, "cpu": self._cpu, "pci": self._pci,
             "usb_manager": self._usb_manager,
@@ -399,11 +410,16 @@ class Boot:
         start = time.perf_counter()
         try:
             self.kaluga.start()
+            self._unbound_watch = self.engine.watch_relation(
+                "unbound_device", self._on_unbound, existing=True)
             self._spawn("bsp", self._bsp)
             self._wait_until_quiet()
             report = self._report()
         finally:
             self.kaluga.stop()
+            if self._unbound_watch is not None and not self.engine.closed:
+                with contextlib.suppress(OctopusError):
+                    self._unbound_watch.remove()
             if self._spawn_watch is not None and not self.engine.closed:
                 with contextlib.suppress(OctopusError):
                     self.engine.remove_trigger(self._spawn_watch)
@@ -414,6 +430,17 @@ class Boot:
                 self.engine.close()
         report.wall_seconds = time.perf_counter() - start
         return report
+
+    def _on_unbound(self, event: RowEvent) -> None:
+        if event.row is None:
+            return
+        device = str(event.row[0])
+        with self._lock:
+            if event.mode is Mode.ON_SET:
+                self._unbound[device] = None
+                self._unbound_seen[device] = None
+            elif event.mode is Mode.ON_DEL:
+                self._unbound.pop(device, None)
 
     def _wait_until_quiet(self) -> None:
         """Until every thread has finished and Kaluga has nothing left to do (threads
@@ -454,6 +481,10 @@ class Boot:
         report = BootReport(self.machine, self.timeline, rows, cores_up, services,
                             problems=list(self.errors))
         report.problems += [f"kaluga: {k}: {err}" for k, err in self.kaluga.errors]
+        e.flush(self.config.timeout)
+        with self._lock:
+            report.unbound = sorted(self._unbound, key=natural_key)
+            report.unbound_seen = sorted(self._unbound_seen, key=natural_key)
         report.simulated_us = max((x.t for x in self.timeline.entries()), default=0)
         self._check(report)
         return report
@@ -487,6 +518,11 @@ class Boot:
                 self.engine.get("%n", str(s["Name"]))
             except NotFound:
                 report.problems.append(f"boot service {s['Name']} never registered")
+        without = sorted((r.record for r in report.rows if r.instance is None),
+                         key=natural_key)
+        if report.unbound != without:
+            report.problems.append(f"unbound_device/1 says {report.unbound}, the decisions "
+                                   f"say {without}")
         try:
             self.engine.get("all_spawnds_up")
         except NotFound:

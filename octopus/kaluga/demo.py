@@ -50,6 +50,9 @@ def render(report: BootReport, quiet: bool = False) -> None:
     console.print(table)
     console.print(f"cores up: {', '.join(map(str, report.cores_up))}; services: "
                   f"{', '.join(report.services)}")
+    console.print(f"devices without a driver (unbound_device/1): "
+                  f"{', '.join(report.unbound) or 'none'} now; "
+                  f"{len(report.unbound_seen)} were, while they waited for one")
     status = "[bold green]booted[/]" if report.ok else "[bold red]FAILED[/]"
     console.print(f"{status} in {report.simulated_us / 1000:.1f} ms simulated, "
                   f"{report.wall_seconds:.2f} s wall clock")

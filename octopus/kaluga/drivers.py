@@ -3,7 +3,9 @@
 The driver database (prolog/device_db.pl) and Kaluga's rules (prolog/kaluga.pl) are
 consulted into the engine's knowledge base; :class:`DriverDatabase` asks them, with
 constant goal texts and the device's fields as bindings, which driver serves a device
-record. No answer means the device is ignored.
+record. No answer means the device is ignored. Kaluga's rules over live records
+(prolog/kaluga_rules.pl: which devices no driver serves, which drivers have no device
+left) are loaded with ``engine.rules()``, so that Kaluga can watch them.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from octopus.engine import Session
 from octopus.record import Record
 
 __all__ = ["DEVICE_KINDS", "DriverDatabase", "DriverInfo", "DriverStart", "device_kind",
-           "knowledge_base_files"]
+           "knowledge_base_files", "rules_file"]
 
 #: record-name prefixes of the device records Kaluga watches, and their kinds
 DEVICE_KINDS = {
@@ -41,6 +43,11 @@ def knowledge_base_files() -> list[Path]:
     """The knowledge-base files Kaluga consults, in order."""
     base = runtime().prolog_dir
     return [base / "device_db.pl", base / "kaluga.pl"]
+
+
+def rules_file() -> Path:
+    """Kaluga's rules over live records (loaded with ``engine.rules()``)."""
+    return runtime().prolog_dir / "kaluga_rules.pl"
 
 
 def device_kind(name: str) -> str | None:
@@ -110,6 +117,11 @@ class DriverDatabase:
         """Consult the driver database and Kaluga's rules (again: replaces them)."""
         for path in knowledge_base_files():
             self.session.consult(path, progress=False)
+        self.load_rules()
+
+    def load_rules(self) -> None:
+        """Load Kaluga's rules over live records (again: replaces them)."""
+        self.session.rules(rules_file().read_text(encoding="utf-8"))
 
     def _ask(self, goal: str, **bindings: object) -> DriverInfo | None:
         if self.platform is not None:

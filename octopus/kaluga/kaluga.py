@@ -9,8 +9,11 @@ Theory of operation:
    thread handles them in order, so it may block (wait for a barrier, ask the
    knowledge base) without holding up the engine's dispatcher.
 2. A device is handled once: a record that is set again (updated) starts nothing new.
-   A deleted device is forgotten (a later record of that name is a new device); its
-   driver is not stopped.
+   A deleted device is forgotten (a later record of that name is a new device).
+   Kaluga watches the derived relation ``stale_driver/1`` (prolog/kaluga_rules.pl,
+   docs/rules.md): an instance none of whose devices is left. When a row appears,
+   Kaluga stops that instance (the starter's ``stop``): removing the last device a
+   driver serves stops the driver, removing one of several does not.
 3. For each new device Kaluga asks the knowledge base (:class:`DriverDatabase`) for the
    highest-priority driver. No answer: the device is ignored. A driver that is not
    multi-instance is started once; later devices are assigned to that instance.
@@ -23,7 +26,10 @@ Theory of operation:
 5. Starting is the starter's job (:class:`Starter`); the default
    :class:`ThreadStarter` writes ``driver.<binary>.<k> { device: ..., core: ... }`` and
    runs a Python callable for the binary in its own thread. ``after_start(order)`` then
-   runs in Kaluga's thread (the boot demo enters the ACPI barrier there).
+   runs in Kaluga's thread (the boot demo enters the ACPI barrier there). A device
+   assigned to an instance already running is written down as
+   ``kaluga.assign.<device> { assigned_device: ..., instance: ... }`` (so the rules see
+   which devices an instance serves).
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from octopus.errors import EngineClosed, NotFound, OctopusError
 from octopus.events import Event, Mode, Trigger
 from octopus.kaluga.drivers import DriverDatabase, DriverInfo, DriverStart, device_kind
 from octopus.record import Record
+from octopus.rules import RowEvent, RuleWatch
 
 __all__ = ["DEVICE_QUERIES", "Decision", "DriverMain", "Kaluga", "Starter", "ThreadStarter"]
 
@@ -61,7 +68,10 @@ Observer = Callable[[str, str, Mapping[str, Any]], None]
 
 
 class Starter(Protocol):
-    """Starts driver instances for Kaluga (called from Kaluga's thread)."""
+    """Starts driver instances for Kaluga (called from Kaluga's thread). A starter may
+    also have ``stop(order)``, which Kaluga calls when no device of the instance is
+    left; without one, Kaluga only deletes the instance's ``driver.<binary>.<k>``
+    record."""
 
     def start(self, order: DriverStart) -> None: ...
 
@@ -97,15 +107,19 @@ class ThreadStarter:
         self.threads: list[threading.Thread] = []
         self.sessions: list[Session] = []
         self.errors: list[tuple[DriverStart, BaseException]] = []
+        self.stopped: list[str] = []
+        self._by_instance: dict[str, Session] = {}
         self._lock = threading.Lock()
 
     def start(self, order: DriverStart) -> None:
-        self.session.set("%n { device: %s, core: %d }", order.name, order.device.name,
+        self.session.set("%n { device: %n, core: %d }", order.name, order.device.name,
                          order.core)
         main = self.drivers.get(order.driver.binary, self.fallback)
         if main is None:
             return
         session = self.session.session()
+        with self._lock:
+            self._by_instance[order.name] = session
         thread = threading.Thread(target=self._run, args=(main, session, order),
                                   name=order.name.removeprefix("driver."), daemon=True)
         with self._lock:       # started under the lock: join() never sees it unstarted
@@ -124,6 +138,18 @@ class ThreadStarter:
                 self.errors.append((order, e))
             if self.on_error is not None:
                 self.on_error(order, e)
+
+    def stop(self, order: DriverStart) -> None:
+        """Stop an instance: delete its record and close its session (its ephemeral
+        records, such as its registered service, go with it; its thread's next call
+        raises EngineClosed)."""
+        with contextlib.suppress(NotFound):
+            self.session.delete("%n", order.name)
+        with self._lock:
+            session = self._by_instance.pop(order.name, None)
+            self.stopped.append(order.name)
+        if session is not None:
+            session.close()
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for every driver thread started so far; False if some still run."""
@@ -168,6 +194,7 @@ class Kaluga:
         self._waiting: dict[int, list[DriverStart]] = defaultdict(list)
         self._handled: set[str] = set()
         self._triggers: list[Trigger] = []
+        self._stale: RuleWatch | None = None
         self._queue: queue.Queue[tuple[str, Any] | None] = queue.Queue()
         self._pending = 0
         self._idle = threading.Condition()
@@ -180,10 +207,14 @@ class Kaluga:
             raise OctopusError("Kaluga is already started")
         if self.load_database:
             self.db.load()
+        else:
+            self.db.load_rules()
         self._thread = threading.Thread(target=self._loop, name="kaluga", daemon=True)
         self._thread.start()
         for q in DEVICE_QUERIES:
             self._triggers.append(self.session.watch_existing(q, self._on_device))
+        self._stale = self.session.watch_relation("stale_driver", self._on_stale,
+                                                  on=Mode.ON_SET, existing=True)
         return self
 
     def stop(self, timeout: float | None = 10.0) -> None:
@@ -191,6 +222,10 @@ class Kaluga:
             with contextlib.suppress(OctopusError):
                 self.session.remove_trigger(t)
         self._triggers.clear()
+        if self._stale is not None:
+            with contextlib.suppress(OctopusError):
+                self._stale.remove()
+            self._stale = None
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join(timeout)
@@ -225,6 +260,10 @@ class Kaluga:
         if event.record is not None and event.mode & Mode.ON_SET:
             self._put(("spawnd", event.record))
 
+    def _on_stale(self, event: RowEvent) -> None:
+        if event.mode is Mode.ON_SET and event.row is not None:
+            self._put(("stale", str(event.row[0])))
+
     # --- Kaluga's thread -----------------------------------------------------------
 
     def _loop(self) -> None:
@@ -238,6 +277,8 @@ class Kaluga:
                     self._device(payload)
                 elif kind == "spawnd":
                     self._spawnd_up(payload)
+                elif kind == "stale":
+                    self._stop(payload)
                 elif kind == "call":
                     payload()
             except EngineClosed:
@@ -265,6 +306,8 @@ class Kaluga:
         name = record.name
         if event.mode & Mode.ON_DEL:
             self._handled.discard(name)
+            with contextlib.suppress(NotFound):
+                self.session.delete("%n", _assignment(name))
             self.observe("removed", f"{name} removed", record=record, event=event)
             return
         if name in self._handled:
@@ -294,6 +337,8 @@ class Kaluga:
         if not info.multi_instance and self._running[info.binary]:
             instance = self._running[info.binary][0]
             core = self.instances[instance].core
+            self.session.set("%n { assigned_device: %n, instance: %n }", _assignment(name),
+                             name, instance)
             self._decide(name, info.binary, instance, core, False, record)
             self.observe("assign", f"{name} → {instance} (start once: already running)",
                          record=record, instance=instance)
@@ -305,6 +350,26 @@ class Kaluga:
         self._running[info.binary].append(order.name)
         self._decide(name, info.binary, order.name, order.core, True, record)
         self._when_core_ready(order)
+
+    def _stop(self, instance: str) -> None:
+        """Stop an instance none of whose devices is left (a stale_driver row)."""
+        order = self.instances.pop(instance, None)
+        if order is None:
+            return
+        running = self._running[order.driver.binary]
+        if instance in running:
+            running.remove(instance)
+        for assignment in self.session.get_names("_ { instance: %n }", instance):
+            with contextlib.suppress(NotFound):
+                self.session.delete("%n", assignment)
+        self.observe("stop", f"stop {instance}: no device of it is left "
+                             f"({order.device.name} was removed)", order=order)
+        stop = getattr(self.starter, "stop", None)
+        if stop is not None:
+            stop(order)
+        else:
+            with contextlib.suppress(NotFound):
+                self.session.delete("%n", instance)
 
     def _decide(self, name: str, binary: str | None, instance: str | None,
                 core: int | None, started: bool, record: Record) -> None:
@@ -370,3 +435,8 @@ class Kaluga:
             return
         if self.after_start is not None:
             self.after_start(order)
+
+
+def _assignment(device: str) -> str:
+    """The record noting that ``device`` was assigned to an instance already running."""
+    return f"kaluga.assign.{device}"

@@ -42,8 +42,10 @@ the parties watching the last remaining entry: O(n) wake-ups per departure at wo
 from __future__ import annotations
 
 from octopus.errors import LockError, WaitTimeout
+from octopus.explain import BarrierExplanation, RoundInfo
 from octopus.recipes.lock import Lock
 from octopus.recipes.store import (
+    WHY_LIMIT,
     Store,
     add_entry,
     check_may_wait,
@@ -56,7 +58,7 @@ from octopus.recipes.store import (
 )
 from octopus.record import Record
 
-__all__ = ["Barrier"]
+__all__ = ["Barrier", "explain_barrier"]
 
 _ROUND_OF = "_ { barrier: %s, first <= %d, upto >= %d }"  # the marker covering entry k
 
@@ -147,6 +149,13 @@ class Barrier:
             if not wait_deleted(self.store, f"{self.name}_{left[-1]}", deadline):
                 return False
 
+    def why(self) -> BarrierExplanation:
+        """Who has entered and waits for the round to open, how many are missing, and
+        which parties of the open rounds have not left yet
+        (:class:`~octopus.explain.BarrierExplanation`), from one atomic read."""
+        return explain_barrier(self.store, self.name, self.n, self._entry,
+                               self._round)
+
     def __enter__(self) -> Barrier:
         self.enter()
         return self
@@ -157,3 +166,36 @@ class Barrier:
     def __repr__(self) -> str:
         state = "in" if self._round is not None else "out"
         return f"<Barrier {self.name!r} n={self.n} {state}>"
+
+
+def explain_barrier(store: Store, name: str, n: int | None = None, entry: int | None = None,
+                    round_: Record | None = None) -> BarrierExplanation:
+    """The state of barrier ``name`` (see :meth:`Barrier.why`); ``n`` None: taken from
+    the last round's marker, if there is one (the number of parties is not stored
+    elsewhere). ``entry`` and ``round_`` are those of the party asking, if any."""
+    check_name(name)
+    seen = store.explain_wait("_ { barrier: %s }", name, limit=WHY_LIMIT)
+    markers = sorted((h.record for h in seen.matching if "upto" in h.record.attributes),
+                     key=lambda m: m["upto"])
+    holding = {h.record.name: h for h in seen.matching}
+    entries = numbered([h.record for h in seen.matching], name)
+    if n is None and markers:
+        n = int(markers[-1]["upto"]) - int(markers[-1]["first"]) + 1
+    floor = max((m["upto"] for m in markers), default=-1)
+    entered = tuple(holding[r.name] for k, r in entries.items() if k > floor)
+    rounds = tuple(RoundInfo(m, m["first"], m["upto"],
+                             tuple(holding[r.name] for k, r in entries.items()
+                                   if m["first"] <= k <= m["upto"]))
+                   for m in markers)
+    mine = entry if entry in entries else None
+    inside = round_ is not None
+    if inside:       # leave() waits for the others of our round
+        assert round_ is not None
+        blocked = any(r.remaining for r in rounds
+                      if r.marker.name == round_.name)
+    elif mine is not None:      # enter() waits for the round to open
+        blocked = not any(r.first <= mine <= r.upto for r in rounds)
+    else:            # looked at from outside: parties wait for missing ones
+        blocked = bool(entered)
+    return BarrierExplanation(name, n, entered, rounds, mine, inside, seen.truncated,
+                              blocked)

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from octopus.errors import EngineClosed, LockError
+from octopus.explain import LockExplanation
 from octopus.recipes.lock import Lock
 from octopus.recipes.store import Store, check_may_wait
 
@@ -58,6 +59,11 @@ class Election:
     def contenders(self) -> list[str]:
         """Identifiers (or entry names) of the leader and those waiting, in order."""
         return self._candidacy.contenders()
+
+    def why(self) -> LockExplanation:
+        """The leader (the holder) and the candidates queued behind it
+        (:class:`~octopus.explain.LockExplanation`, kind ``election``)."""
+        return self._candidacy.why()
 
     def leader(self) -> str | None:
         """The current leader's identifier (or entry name), None if nobody runs."""

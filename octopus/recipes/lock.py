@@ -37,7 +37,9 @@ import threading
 
 from octopus.deadline import within
 from octopus.errors import LockError, WaitTimeout
+from octopus.explain import Holding, LockExplanation, Waiter
 from octopus.recipes.store import (
+    WHY_LIMIT,
     Acquirable,
     Store,
     add_entry,
@@ -81,6 +83,10 @@ class Lock(Acquirable):
         """The entry to wait for, given the entries ``ahead`` of ours; None: we hold it."""
         return ahead[-1] if ahead else None
 
+    def _blocker_of(self, entry: Record, ahead: list[Record]) -> Record | None:
+        """The entry ``entry`` (of any contender) waits for; None: it holds the lock."""
+        return self._blocker(ahead)
+
     # --- the queue -------------------------------------------------------------------
 
     def _queue(self) -> dict[int, Record]:
@@ -90,6 +96,28 @@ class Lock(Acquirable):
     def contenders(self) -> list[str]:
         """Identifiers (or entry names) of holders and waiters, in queue order."""
         return [str(r.get("owner", r.name)) for r in self._queue().values()]
+
+    def why(self) -> LockExplanation:
+        """Who holds the lock, who waits and for whom, and whether this object waits
+        (:class:`~octopus.explain.LockExplanation`), from one atomic read."""
+        seen = self.store.explain_wait(f"_ {{ {self.kind}: %s }}", self.name,
+                                       limit=WHY_LIMIT)
+        by_name = {h.record.name: h for h in seen.matching}
+        queue = numbered([h.record for h in seen.matching], self.name)
+        entries = list(queue.values())
+        holders: list[Holding] = []
+        waiting: list[Waiter] = []
+        for i, entry in enumerate(entries):
+            behind = self._blocker_of(entry, entries[:i])
+            if behind is None:
+                holders.append(by_name[entry.name])
+            else:
+                waiting.append(Waiter(by_name[entry.name], behind))
+        mine = self._entry if self._entry in queue else None
+        held = self._token is not None and mine is not None
+        blocked = not held if mine is not None else self._blocker(entries) is not None
+        return LockExplanation(self.kind, self.name, tuple(holders), tuple(waiting),
+                               mine, held, blocked, seen.truncated)
 
     @property
     def held(self) -> bool:

@@ -25,6 +25,7 @@ what one does not hold raises :class:`LockError`). There is no upgrade: holding
 
 from __future__ import annotations
 
+from octopus.explain import LockExplanation
 from octopus.recipes.lock import Lock
 from octopus.recipes.store import Store, check_name
 from octopus.record import Record
@@ -38,6 +39,13 @@ class _Side(Lock):
 
     def _attributes(self) -> dict[str, str | None]:
         return {**super()._attributes(), "mode": self.mode}
+
+    def _blocker_of(self, entry: Record, ahead: list[Record]) -> Record | None:
+        # A reader waits for the last writer ahead of it, a writer for whoever is ahead.
+        if entry.get("mode") == "read":
+            writers = [r for r in ahead if r.get("mode") == "write"]
+            return writers[-1] if writers else None
+        return ahead[-1] if ahead else None
 
 
 class ReadLock(_Side):
@@ -67,6 +75,11 @@ class ReadWriteLock:
     def contenders(self) -> list[str]:
         """Identifiers (or entry names) of readers and writers, in queue order."""
         return self.read.contenders()
+
+    def why(self) -> LockExplanation:
+        """The holders (readers, or one writer) and the queue; ``blocked`` is the write
+        side's (a writer now would wait). ``rw.read.why()`` answers for a reader."""
+        return self.write.why()
 
     def __repr__(self) -> str:
         return f"<ReadWriteLock {self.name!r} read={self.read.held} write={self.write.held}>"

@@ -44,8 +44,10 @@ import threading
 
 from octopus.errors import LockError, NotFound
 from octopus.events import Mode, Trigger
+from octopus.explain import SemaphoreExplanation
 from octopus.recipes.lock import Lock
 from octopus.recipes.store import (
+    WHY_LIMIT,
     Acquirable,
     Store,
     add_entry,
@@ -55,6 +57,7 @@ from octopus.recipes.store import (
     delete_quietly,
     discard,
     flag_setter,
+    numbered,
     remaining,
 )
 
@@ -157,6 +160,18 @@ class Semaphore(Acquirable):
         """How many permits an ``acquire()`` could take now (a snapshot)."""
         leases, posts = self._permits()
         return max(self.value - len(leases), 0) + len(posts)
+
+    def why(self) -> SemaphoreExplanation:
+        """The permits held (with the sessions holding them) and the queue of would-be
+        holders, in order (:class:`~octopus.explain.SemaphoreExplanation`)."""
+        leases = self.store.explain_wait("_ { semaphore: %s }", self.name, limit=WHY_LIMIT)
+        queue = self.store.explain_wait("_ { lock: %s }", self.name + ".queue",
+                                        limit=WHY_LIMIT)
+        order = numbered([h.record for h in queue.matching], self.name + ".queue")
+        by_name = {h.record.name: h for h in queue.matching}
+        return SemaphoreExplanation(self.name, self.value, leases.matching,
+                                    tuple(by_name[r.name] for r in order.values()),
+                                    self.held, leases.truncated or queue.truncated)
 
     def __repr__(self) -> str:
         return f"<Semaphore {self.name!r} value={self.value} held={self.held}>"

@@ -32,9 +32,11 @@ from typing import Protocol, Self, runtime_checkable
 
 from octopus.errors import EngineClosed, LockError, NotFound, QueryError, TriggerNotFound
 from octopus.events import Event, Handler, Mode, Trigger
+from octopus.explain import WaitExplanation
 from octopus.record import Record, is_name
 
 __all__ = [
+    "WHY_LIMIT",
     "Acquirable",
     "Store",
     "add_entry",
@@ -48,6 +50,9 @@ __all__ = [
     "remaining",
     "wait_deleted",
 ]
+
+#: entries a recipe's ``why()`` lists at most
+WHY_LIMIT = 1000
 
 
 @runtime_checkable
@@ -74,6 +79,8 @@ class Store(Protocol):
     def remove_trigger(self, trigger: Trigger | int) -> None: ...
 
     def wait_for(self, q: str, *params: object, timeout: float | None = None) -> Record: ...
+
+    def explain_wait(self, q: str, *params: object, limit: int = ...) -> WaitExplanation: ...
 
     def session(self) -> Store: ...
 

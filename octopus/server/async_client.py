@@ -27,14 +27,17 @@ from octopus.errors import (
     WaitTimeout,
 )
 from octopus.events import Event, Handler, Mode, Subscription, Trigger
+from octopus.explain import DEFAULT_LIMIT, WaitExplanation
 from octopus.recipes.awaitable import AsyncRecipeFactories
 from octopus.recipes.store import Store
 from octopus.record import Record
+from octopus.rules import RowHandler, RuleWatch
 from octopus.waiting import check_timeout, wait_for_async
 
 from .client import _ignore, _session_grant
 from .client_base import (
     DEFAULT_URL,
+    EVENT_PUSHES,
     ConnectionState,
     _Base,
     _check,
@@ -88,7 +91,7 @@ class _AsyncProtocol(asyncio.Protocol):
         try:
             while (reply := self.parser.gets()) is not False:
                 if type(reply) is Push:
-                    if reply and reply[0] in (b"trigger", b"message"):
+                    if reply and reply[0] in EVENT_PUSHES:
                         client._events += 1
                     delivery = client._event(reply)
                     if delivery is not None:
@@ -164,6 +167,10 @@ class _LoopBridge:
 
     def wait_for(self, q: str, *params: object, timeout: float | None = None) -> Record:
         return self._wait(self._client.wait_for(q, *params, timeout=timeout))
+
+    def explain_wait(self, q: str, *params: object,
+                     limit: int = DEFAULT_LIMIT) -> WaitExplanation:
+        return self._wait(self._client.explain_wait(q, *params, limit=limit))
 
     def on_handler_thread(self) -> bool:
         return threading.current_thread() is self._loop_thread   # handlers run on the loop
@@ -447,6 +454,23 @@ class AsyncClient(_Base, AsyncStreams, AsyncRecipeFactories):
 
     async def get_all(self, q: str, *params: object) -> list[Record]:
         return await self._call(_Requests.get_all(q, params))  # type: ignore[no-any-return]
+
+    async def explain_wait(self, q: str, *params: object,
+                           limit: int = DEFAULT_LIMIT) -> WaitExplanation:
+        """As :meth:`octopus.Client.explain_wait`."""
+        return await self._call(  # type: ignore[no-any-return]
+            _Requests.explain_wait(q, params, limit))
+
+    async def watch_relation(self, relation: str, handler: RowHandler, *args: object,
+                             on: Mode = Mode.ON_SET | Mode.ON_DEL,
+                             existing: bool = False) -> RuleWatch:
+        """As :meth:`octopus.Client.watch_relation`; remove the watch with
+        :meth:`remove_rule_watch` (``watch.remove()`` cannot await)."""
+        return await self._call(  # type: ignore[no-any-return]
+            _Requests.watch_relation(relation, handler, args, on, existing))
+
+    async def remove_rule_watch(self, watch: RuleWatch | int) -> None:
+        await self._call(_Requests.remove_rule_watch(watch))
 
     async def exists(self, q: str, *params: object, trigger: Trigger | None = None) -> bool:
         return await self._call(  # type: ignore[no-any-return]

@@ -233,6 +233,39 @@ def _wait(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _why(args: argparse.Namespace) -> int:
+    """``why lock|rwlock|semaphore|barrier NAME`` and ``why wait QUERY [PARAM...]``: who
+    is in the way. Exit 0 when nothing is (the lock is free, a wait would return at
+    once), 1 when something is, as ``exists`` says no."""
+    from octopus.recipes.barrier import explain_barrier
+    from octopus.recipes.store import check_name
+
+    kind = args.kind
+    if kind == "wait":
+        params = parse_params(args.name, args.params)
+    else:
+        if args.params:
+            raise CommandError(f"why {kind} takes one NAME, not parameters", EXIT_USAGE)
+        check_name(args.name)
+        if kind == "semaphore" and args.value is None:
+            raise CommandError("why semaphore needs --value N (the number of permits is "
+                               "not stored)", EXIT_USAGE)
+    with _connected(args) as c:
+        x: Any
+        if kind == "wait":
+            x = c.explain_wait(args.name, *params)
+        elif kind == "lock":
+            x = c.lock(args.name).why()
+        elif kind == "rwlock":
+            x = c.rwlock(args.name).why()
+        elif kind == "semaphore":
+            x = c.semaphore(args.name, args.value).why()
+        else:
+            x = explain_barrier(c, args.name, args.parties)
+    print(json.dumps(x.to_dict()) if args.json else str(x))
+    return EXIT_FALSE if x.blocked else EXIT_OK
+
+
 def _stream(args: argparse.Namespace, install: Callable[[Client, Any], object]) -> int:
     """Print events until Ctrl-C (exit 0) or until the connection is lost (exit 3)."""
     done = threading.Event()
@@ -296,6 +329,14 @@ def _info(args: argparse.Namespace) -> int:
 
 
 # --- serve -----------------------------------------------------------------------------------
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise CommandError(f"cannot read rules file {path}: {e}") from None
 
 
 def _port(text: str) -> int:
@@ -462,6 +503,9 @@ def _serve(args: argparse.Namespace) -> int:
         for path in args.load:
             engine.consult(path)        # trusted application code, loaded before serving
             log.info("loaded %s", path)
+        for path in args.rules:
+            declared = engine.rules(_read_text(path))
+            log.info("loaded rules %s: %s", path, " ".join(declared) or "no relation")
 
         def ready(server: Server) -> None:
             started.append(server)
@@ -534,6 +578,9 @@ def add_commands(sub: Any, **parser_args: Any) -> None:
                    help="TCP port, 0-65535; 0 picks a free one (default %(default)s)")
     s.add_argument("--load", action="append", default=[], metavar="FILE.pl",
                    help="consult a knowledge-base file at start-up (repeatable)")
+    s.add_argument("--rules", action="append", default=[], metavar="FILE.pl",
+                   help="load rules over live records at start-up (repeatable); the "
+                        "relations they define can be watched by clients (docs/rules.md)")
     s.add_argument("--requirepass", metavar="SECRET",
                    help="clients must AUTH with this password (default: $OCTOPUS_PASSWORD)")
     s.add_argument("--allow-remote", action="store_true",
@@ -611,6 +658,22 @@ def add_commands(sub: Any, **parser_args: Any) -> None:
                     "subscriptions got it", query="message", **parser_args)
     _client_command(sub, "subscribe", _subscribe, "stream published messages until Ctrl-C",
                     **parser_args)
+    desc = ("explain who is in the way: the holders and queue of a lock, the parties of a "
+            "barrier, what a wait for a query waits for (exit 0: nothing is, 1: something "
+            "is)")
+    p = sub.add_parser("why", help=desc, description=desc, **parser_args)
+    p.add_argument("kind", choices=("lock", "rwlock", "semaphore", "barrier", "wait"),
+                   help="what to explain")
+    p.add_argument("name", metavar="NAME|QUERY",
+                   help="the lock's, semaphore's or barrier's name; for wait, a query")
+    p.add_argument("params", nargs="*", metavar="PARAM",
+                   help="the query's placeholder parameters (why wait)")
+    p.add_argument("--parties", type=_positive, default=None, metavar="N",
+                   help="a barrier's number of parties (default: from its last round)")
+    p.add_argument("--value", type=_positive, default=None, metavar="N",
+                   help="a semaphore's number of permits (needed: it is not stored)")
+    _client_flags(p)
+    p.set_defaults(func=_why)
     p = sub.add_parser("info", help="print the server's INFO",
                        description="print the server's INFO", **parser_args)
     _client_flags(p)

@@ -72,12 +72,15 @@ from octopus.errors import (
     WaitTimeout,
 )
 from octopus.events import Dispatcher, Event, Handler, Mode, Subscription, Trigger
+from octopus.explain import DEFAULT_LIMIT, WaitExplanation
 from octopus.recipes.factories import RecipeFactories
 from octopus.record import Record
+from octopus.rules import RowHandler, RuleWatch
 from octopus.waiting import check_timeout, wait_for
 
 from .client_base import (
     DEFAULT_URL,
+    EVENT_PUSHES,
     ConnectionState,
     _Base,
     _check,
@@ -434,7 +437,7 @@ class Client(_Base, RecipeFactories):
 
     def _reply(self, reply: Any) -> None:
         if type(reply) is Push:
-            if reply and reply[0] in (b"trigger", b"message"):
+            if reply and reply[0] in EVENT_PUSHES:
                 self._events += 1
             delivery = self._event(reply)
             if delivery is not None:
@@ -700,6 +703,29 @@ class Client(_Base, RecipeFactories):
     def publish(self, message: str, *params: object) -> int:
         """Deliver ``message`` to every matching subscription; return how many."""
         return self._call(_Requests.publish(message, params))  # type: ignore[no-any-return]
+
+    def explain_wait(self, q: str, *params: object,
+                     limit: int = DEFAULT_LIMIT) -> WaitExplanation:
+        """Why ``wait_for(q)`` would block, or not (as :meth:`octopus.Session.explain_wait`;
+        sessions of the server's connections are named ``connection <id>``)."""
+        return self._call(  # type: ignore[no-any-return]
+            _Requests.explain_wait(q, params, limit))
+
+    def watch_relation(self, relation: str, handler: RowHandler, *args: object,
+                       on: Mode = Mode.ON_SET | Mode.ON_DEL,
+                       existing: bool = False) -> RuleWatch:
+        """Watch a relation declared by the server's loaded rules (``RWATCH``), its
+        arguments sent as data (None: any value; a str is an identifier). The handler
+        gets :class:`~octopus.RowEvent` values, as in-process."""
+        return self._call(  # type: ignore[no-any-return]
+            _Requests.watch_relation(relation, handler, args, on, existing))
+
+    def remove_rule_watch(self, watch: RuleWatch | int) -> None:
+        """Remove a derived watch of this connection; its handler gets REMOVED."""
+        self._call(_Requests.remove_rule_watch(watch))
+
+    def _unwatch_rule(self, watch: RuleWatch) -> None:
+        self.remove_rule_watch(watch)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every event the server queued so far has been handled here.

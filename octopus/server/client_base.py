@@ -24,14 +24,23 @@ from octopus.errors import (
     TriggerNotFound,
 )
 from octopus.events import Event, Handler, Mode, Subscription, Trigger
+from octopus.explain import Holding, SessionInfo, WaitExplanation, check_limit
 from octopus.query.ast import bind
 from octopus.query.parser import parse
 from octopus.record import Atom, Record, Value
+from octopus.rules import (
+    RowEvent,
+    RowHandler,
+    RuleWatch,
+    check_arg,
+    check_on,
+    check_relation_name,
+)
 
 from .resp import ProtocolError, Push, ReplyError, encode_command
 from .wire import error_from_line
 
-__all__ = ["DEFAULT_URL", "AuthenticationError", "ConnectionState", "decode_event",
+__all__ = ["DEFAULT_URL", "EVENT_PUSHES", "AuthenticationError", "ConnectionState", "decode_event",
            "decode_record", "error_from_reply", "parse_url", "redact_url", "tls_context",
            "url_options"]
 
@@ -244,6 +253,51 @@ def _decode_ok(reply: Any) -> None:
     _check(reply)
 
 
+def _decode_session(reply: Any) -> SessionInfo | None:
+    if reply is None:
+        return None
+    sid, name = reply
+    return SessionInfo(int(sid), None if name is None else name.decode())
+
+
+def decode_explanation(reply: Any) -> WaitExplanation:
+    """``WHY``'s reply (docs/server.md) as a :class:`~octopus.explain.WaitExplanation`."""
+    query, matching, record, unmet, waiters, truncated, exact = _check(reply)
+    return WaitExplanation(
+        query.decode(),
+        tuple(Holding(decode_record(r), _decode_session(s)) for r, s in matching),
+        None if record is None else decode_record(record),
+        tuple(u.decode() for u in unmet),
+        tuple(w for w in (_decode_session(x) for x in waiters) if w is not None),
+        bool(truncated), None if exact is None else exact.decode())
+
+
+def _row_arg(value: object) -> str:
+    """A derived watch's argument as a tagged value (RWATCH ... ARGS)."""
+    if value is None:
+        return "_"
+    if value is True or value is False:
+        return "b1" if value else "b0"
+    if isinstance(value, str):
+        return "a" + value                # an identifier, as in-process
+    if isinstance(value, int):
+        return f"i{value}"
+    return "f" + repr(value)
+
+
+def decode_row_event(push: Push) -> RowEvent:
+    """``[b"row", id, mode, revision, [names, values] or nil]`` -> RowEvent."""
+    _, qid, mode, revision, row = push
+    event_mode = Mode(0)
+    for name in mode.decode().split("|"):
+        event_mode |= Mode[name]
+    if row is None:
+        return RowEvent(event_mode, None, (), qid, revision)
+    names, values = row
+    return RowEvent(event_mode, tuple(_value(v) for v in values),
+                    tuple(n.decode() for n in names), qid, revision)
+
+
 def decode_event(push: Push) -> tuple[bytes, Event]:
     """``[kind, id, mode, revision, record]`` -> (kind, Event)."""
     kind, qid, mode, revision, record = push
@@ -255,6 +309,10 @@ def decode_event(push: Push) -> tuple[bytes, Event]:
 
 
 _ON = {Mode.ON_SET: "SET", Mode.ON_DEL: "DEL", Mode.ON_SET | Mode.ON_DEL: "SETDEL"}
+
+#: The pushes a resumable session numbers (sessions.py): a resuming client says how
+#: many of them it has read, so it must count every one, a derived watch's rows too.
+EVENT_PUSHES = frozenset({b"trigger", b"message", b"row"})
 
 
 class _Request:
@@ -269,7 +327,7 @@ class _Request:
     __slots__ = ("data", "decode", "idempotent", "obj", "query", "undo")
 
     def __init__(self, args: list[Any], decode: Callable[[Any], Any],
-                 obj: Trigger | Subscription | None = None, *,
+                 obj: Trigger | Subscription | RuleWatch | None = None, *,
                  idempotent: bool = False) -> None:
         self.data = encode_command(args)
         self.decode = decode
@@ -285,6 +343,8 @@ class _Request:
         qid = None if obj is None else _installed_id(reply, obj)
         if qid is None:
             return None
+        if isinstance(obj, RuleWatch):
+            return ["RUNWATCH", str(qid)]
         return ["UNSUBSCRIBE" if isinstance(obj, Subscription) else "UNWATCH", str(qid)]
 
 
@@ -391,8 +451,42 @@ class _Requests:
     def publish(message: str, params: tuple[object, ...]) -> _Request:
         return _Request(["PUBLISH", *_query_args(message, params)], _decode_int)
 
+    @staticmethod
+    def explain_wait(q: str, params: tuple[object, ...], limit: int) -> _Request:
+        limit = check_limit(limit)
+        return _Request(["WHY", *_query_args(q, params), "LIMIT", str(limit)],
+                        decode_explanation)
 
-def _installed_id(reply: Any, obj: Trigger | Subscription) -> int | None:
+    @staticmethod
+    def watch_relation(relation: str, handler: RowHandler, args: tuple[object, ...],
+                       on: Mode, existing: bool) -> _Request:
+        check_relation_name(relation)
+        if not callable(handler):
+            raise QueryError("a rule watch's handler must be callable")
+        values = [check_arg(a, f"argument {i + 1}") for i, a in enumerate(args)]
+        watch = RuleWatch(handler, f"{relation}/{len(values)}" if values else relation,
+                          check_on(on))
+        flags = [*(("SET",) if on & Mode.ON_SET else ()),
+                 *(("DEL",) if on & Mode.ON_DEL else ()),
+                 *(("EXISTING",) if existing else ())]
+        if values:
+            flags += ["ARGS", *(_row_arg(v) for v in values)]
+
+        def decode(reply: Any) -> RuleWatch:
+            _check(reply)
+            return watch
+
+        return _Request(["RWATCH", relation, *flags], decode, watch)
+
+    @staticmethod
+    def remove_rule_watch(watch: RuleWatch | int) -> _Request:
+        qid = watch.id if isinstance(watch, RuleWatch) else watch
+        if isinstance(qid, bool) or not isinstance(qid, int) or qid < 0:
+            raise TriggerNotFound(f"no installed rule watch {qid!r}")
+        return _Request(["RUNWATCH", str(qid)], _decode_ok)
+
+
+def _installed_id(reply: Any, obj: Trigger | Subscription | RuleWatch) -> int | None:
     """The id the server gave ``obj`` (None if it was not installed)."""
     if type(reply) is ReplyError:
         return None
@@ -417,6 +511,7 @@ class _Base:
         self._name = name
         self._pending: deque[Any] = deque()
         self._handlers: dict[int, Trigger | Subscription] = {}
+        self._rows: dict[int, RuleWatch] = {}           # derived watches (RWATCH)
         self._closed = False
         self._quitting = False
         self._lost: str | None = None
@@ -435,6 +530,12 @@ class _Base:
         obj = request.obj
         if obj is None:
             return
+        if isinstance(obj, RuleWatch):
+            if type(reply) is not ReplyError:
+                obj.id, obj.names = int(reply[0]), tuple(n.decode() for n in reply[1])
+                obj._remove = self._unwatch_rule
+                self._rows[obj.id] = obj
+            return
         qid = _installed_id(reply, obj)
         if qid is None:
             return
@@ -443,7 +544,22 @@ class _Base:
             obj.query = request.query
         self._handlers[qid] = obj
 
-    def _event(self, push: Push) -> tuple[Handler, Event] | None:
+    def _unwatch_rule(self, watch: RuleWatch) -> None:
+        """``watch.remove()``: the sync client sends RUNWATCH; the async one cannot
+        block, so its watches are removed with ``await client.remove_rule_watch(w)``."""
+        raise OctopusError("remove a derived watch of an AsyncClient with "
+                           "`await client.remove_rule_watch(watch)`")
+
+    def _event(self, push: Push) -> tuple[Handler, Any] | None:
+        if push[0] == b"row":
+            row = decode_row_event(push)
+            if row.mode & Mode.REMOVED:
+                watch = self._rows.pop(row.trigger_id, None)
+                if watch is not None:
+                    watch._remove = None
+            else:
+                watch = self._rows.get(row.trigger_id)
+            return None if watch is None else (watch.handler, row)
         _, event = decode_event(push)
         if event.mode & Mode.REMOVED:
             obj = self._handlers.pop(event.trigger_id, None)
@@ -451,11 +567,16 @@ class _Base:
             obj = self._handlers.get(event.trigger_id)
         return None if obj is None else (obj.handler, event)
 
-    def _removed_events(self) -> list[tuple[Handler, Event]]:
+    def _removed_events(self) -> list[tuple[Handler, Any]]:
         """The last events of every handler when the connection ends."""
         handlers, self._handlers = self._handlers, {}
+        rows, self._rows = self._rows, {}
+        for watch in rows.values():
+            watch._remove = None
         return [(obj.handler, Event(Mode.REMOVED, None, qid, 0))
-                for qid, obj in sorted(handlers.items())]
+                for qid, obj in sorted(handlers.items())] + \
+            [(w.handler, RowEvent(Mode.REMOVED, None, w.names, qid, 0))  # type: ignore[misc]
+             for qid, w in sorted(rows.items())]
 
     def _closed_error(self) -> EngineClosed:
         if self._expired and not self._quitting:

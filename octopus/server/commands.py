@@ -42,17 +42,28 @@ from typing import Any, ClassVar, Protocol
 from octopus.engine import Engine, Session
 from octopus.errors import LimitExceeded, NotFound, OctopusError, QueryError, TriggerNotFound
 from octopus.events import Event, Mode, Subscription, Trigger
+from octopus.explain import DEFAULT_LIMIT, MAX_LIMIT
 from octopus.query.compile import compile_record
 from octopus.record import Record
+from octopus.rules import RowEvent, RuleWatch
 
 from .cache import ReplyCache
 from .config import ServerConfig
 from .params import FLOAT_RE, typed_params
 from .params import text as _text
 from .resp import Push, Simple, encode, encode_error
-from .wire import error_line, mode_text, record_tagged, record_text
+from .wire import (
+    error_line,
+    explanation_reply,
+    mode_text,
+    record_tagged,
+    record_text,
+    row_reply,
+    untag_value,
+)
 
 __all__ = [
+    "MAX_RULE_WATCHES",
     "OK",
     "VERSION",
     "Action",
@@ -73,6 +84,9 @@ log = logging.getLogger("octopus.server")
 VERSION = "0.1.0"
 OK = b"+OK\r\n"
 
+#: derived watches (RWATCH) one connection may have installed at once: each costs work
+#: on every write that can change its relation
+MAX_RULE_WATCHES = 256
 QUEUED = b"+QUEUED\r\n"
 
 # A transaction (MULTI ... EXEC) queues at most this many commands and bytes of
@@ -210,6 +224,7 @@ class CommandLayer:
         self.authed = ctx.config.password is None
         self.commands = 0                       # handled so far (INFO sums them)
         self.owned: dict[int, Trigger | Subscription] = {}
+        self.rule_watches: dict[int, RuleWatch] = {}    # RWATCH: ids of their own
         self.session_closed = False
         self._on_trigger = on_trigger
         self._on_message = on_message
@@ -226,7 +241,7 @@ class CommandLayer:
     @property
     def subscriber(self) -> bool:
         """Events may be pushed to this connection (its output-limit class)."""
-        return bool(self.owned)
+        return bool(self.owned) or bool(self.rule_watches)
 
     @property
     def limits(self) -> tuple[int, int, int]:
@@ -283,9 +298,17 @@ class CommandLayer:
         except Exception as e:
             return self._error_reply(e)
 
-    def event_frame(self, kind: bytes, event: Event) -> bytes:
+    def event_frame(self, kind: bytes, event: Event | RowEvent) -> bytes:
         """A pushed event (``kind`` ``b"trigger"`` or ``b"message"``), encoded for this
-        connection; forgets the trigger or subscription after its last event."""
+        connection; forgets the trigger or subscription after its last event. A
+        derived watch's :class:`~octopus.RowEvent` (handed over as a trigger's event)
+        is a ``row`` push."""
+        if type(event) is RowEvent:
+            if event.mode & Mode.REMOVED:
+                self.rule_watches.pop(event.trigger_id, None)
+            return encode(Push([b"row", event.trigger_id, mode_text(event.mode),
+                                event.revision,
+                                row_reply(event.names, event.row, self.tagged)]), self.proto)
         if self.channels:
             channel = self.channels.get(event.trigger_id)
             if channel is not None:
@@ -300,10 +323,11 @@ class CommandLayer:
 
     def adopt(self, previous: CommandLayer) -> None:
         """Carry ``previous``'s session from now on (``SESSION RESUME``): its session,
-        its triggers and subscriptions, its handlers. This layer's own session must be
-        closed by the caller."""
+        its triggers, subscriptions and derived watches, its handlers. This layer's own
+        session must be closed by the caller."""
         self.session = previous.session
         self.owned = previous.owned
+        self.rule_watches = previous.rule_watches
         self._on_trigger = previous._on_trigger
         self._on_message = previous._on_message
         previous.session_closed = True      # the old connection must not close it
@@ -318,9 +342,19 @@ class CommandLayer:
         except Exception:
             log.exception("closing the session of connection %d", self.id)
         self.owned.clear()
+        self.rule_watches.clear()
         self.channels.clear()
         self._channel_ids.clear()
         self._active_channels = 0
+
+    def session_name(self) -> str:
+        """The name explanations (WHY) show for this connection's session."""
+        return (f"connection {self.id}" + (f" ({self.name})" if self.name else ""))[:200]
+
+    def _renamed(self, reply: bytes) -> Action:
+        """Name the session after the client (an engine call), then ``reply``."""
+        session, name = self.session, self.session_name()
+        return Call(lambda: session.__setattr__("name", name), lambda _: reply)
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -457,6 +491,7 @@ class CommandLayer:
 
     def cmd_hello(self, args: list[bytes]) -> Action:
         proto = self.proto
+        renamed = False
         i = 1
         if len(args) > 1:
             if not args[1].isdigit() or args[1] not in (b"2", b"3"):
@@ -472,6 +507,7 @@ class CommandLayer:
                 i += 3
             elif opt == b"SETNAME" and i + 1 < len(args):
                 self.name = _text(args[i + 1], "the client name")
+                renamed = True
                 i += 2
             else:
                 raise _ArgumentError(f"syntax error in HELLO option {_printable(args[i])!r}")
@@ -479,9 +515,10 @@ class CommandLayer:
             return encode_error("NOAUTH", "HELLO must be called with AUTH when a password "
                                 "is required")
         self.proto = proto
-        return encode({"server": "octopus", "version": VERSION, "proto": proto,
-                       "id": self.id, "mode": "standalone", "role": "master",
-                       "modules": []}, proto)
+        reply = encode({"server": "octopus", "version": VERSION, "proto": proto,
+                        "id": self.id, "mode": "standalone", "role": "master",
+                        "modules": []}, proto)
+        return self._renamed(reply) if renamed else reply
 
     def cmd_client(self, args: list[bytes]) -> Action:
         _arity(args, 2, 1 << 30)
@@ -489,7 +526,7 @@ class CommandLayer:
         if sub == b"SETNAME":
             _arity(args, 3, 3)
             self.name = _text(args[2], "the client name")
-            return OK
+            return self._renamed(OK)
         if sub == b"GETNAME":
             return encode(self.name or None, self.proto)
         if sub == b"ID":
@@ -805,6 +842,84 @@ class CommandLayer:
     def cmd_flush(self, args: list[bytes]) -> Action:
         _arity(args, 1, 1)
         return Flush()
+
+    def cmd_why(self, args: list[bytes]) -> Action:
+        """``WHY query [params] [LIMIT n]``: why a WAIT for the query would block."""
+        session = self.session
+
+        def run() -> bytes:
+            q, params, rest = self._query(args)
+            limit = DEFAULT_LIMIT
+            if rest:
+                if len(rest) != 2 or rest[0].upper() != b"LIMIT" or not rest[1].isdigit() \
+                        or not 1 <= int(rest[1][:6]) <= MAX_LIMIT:
+                    raise _ArgumentError(f"WHY takes a query, its parameters and LIMIT n "
+                                         f"(1 to {MAX_LIMIT})")
+                limit = int(rest[1])
+            explanation = session.explain_wait(q, *params, limit=limit)
+            return encode(explanation_reply(explanation, self.tagged), self.proto)
+
+        return Call(run, lambda reply: reply)
+
+    def cmd_rwatch(self, args: list[bytes]) -> Action:
+        """``RWATCH relation [SET] [DEL] [EXISTING] [ARGS value ...]``: watch a relation
+        the server's rules declared; each argument a tagged value (``a``, ``s``, ``i``,
+        ``f``, ``b``) or ``_`` for any. Arguments are data: never Prolog text."""
+        _arity(args, 2, 2 + 3 + 1 + 64)
+        relation = _text(args[1], "the relation")
+        on = Mode(0)
+        existing = False
+        values: list[object] = []
+        rest = args[2:]
+        for i, opt in enumerate(rest):
+            word = opt.upper()
+            if word == b"SET":
+                on |= Mode.ON_SET
+            elif word == b"DEL":
+                on |= Mode.ON_DEL
+            elif word == b"EXISTING":
+                existing = True
+            elif word == b"ARGS":
+                try:
+                    values = [untag_value(v) for v in rest[i + 1:]]
+                except (ValueError, UnicodeDecodeError) as e:
+                    raise _ArgumentError(f"RWATCH ARGS: {e}") from None
+                break
+            else:
+                raise _ArgumentError(f"unknown RWATCH option {_printable(opt)!r}; expected "
+                                     "SET, DEL, EXISTING or ARGS value ...")
+        if len(self.rule_watches) >= MAX_RULE_WATCHES:
+            raise LimitExceeded(f"this connection has {MAX_RULE_WATCHES} derived watches "
+                                "installed (the most it may have); RUNWATCH some first")
+        session, handler = self.session, self._on_trigger   # rows are handed over as events
+
+        def run() -> RuleWatch:
+            return session.watch_relation(relation, handler, *values,  # type: ignore[arg-type]
+                                          on=on or (Mode.ON_SET | Mode.ON_DEL),
+                                          existing=existing)
+
+        def installed(watch: RuleWatch) -> bytes:
+            assert watch.id is not None
+            self.rule_watches[watch.id] = watch
+            return encode([watch.id, list(watch.names)], self.proto)
+
+        return Call(run, installed)
+
+    def cmd_runwatch(self, args: list[bytes]) -> Action:
+        _arity(args, 2, 2)
+        if not args[1].isdigit() or len(args[1]) > 19:
+            raise _ArgumentError(f"invalid id {_printable(args[1])!r}")
+        qid = int(args[1])
+        watch = self.rule_watches.get(qid)
+        if watch is None:
+            raise TriggerNotFound(f"no derived watch {qid} on this connection")
+        session = self.session
+
+        def removed(_: object) -> bytes:
+            self.rule_watches.pop(qid, None)        # now: its REMOVED push comes later
+            return OK
+
+        return Call(lambda: session.remove_rule_watch(watch), removed)
 
     # --- commands: Redis's pub/sub frames -------------------------------------------------
 
@@ -1149,6 +1264,11 @@ _DOCS: dict[bytes, tuple[int, tuple[str, ...], str, str, tuple[str, ...]]] = {
                       ("[pattern ...]",)),
     b"PUBLISH": (-2, ("pubsub", "fast"), "Deliver a message (a record never stored)",
                  "pubsub", ("message", "[param ...]")),
+    b"WHY": (-2, ("readonly",), "Why a WAIT for the query would block: records, sessions",
+             "octopus", ("query", "[param ...]", "[limit n]")),
+    b"RWATCH": (-2, ("readonly",), "Watch a relation the server's rules declared; rows pushed",
+                "octopus", ("relation", "[set]", "[del]", "[existing]", "[args value ...]")),
+    b"RUNWATCH": (2, ("readonly",), "Remove a derived watch", "octopus", ("id",)),
     b"FLUSH": (1, (), "Answer once every event queued so far has been pushed", "octopus", ()),
     b"SESSION": (-1, (), "A resumable session: TIMEOUT seconds, or RESUME id secret received",
                  "connection", ("[subcommand]", "[arg ...]")),

@@ -473,9 +473,15 @@ class Connection(asyncio.Protocol):
         if self.config.password is not None:
             self._apply_limits(parser_limits(self.config, authed=False))
         server.connections.add(self)
-        engine = server.engine
+        engine, conn_id = server.engine, self.id
+
+        def open_session(_: object) -> Session:
+            session = engine.session()
+            session.name = f"connection {conn_id}"      # what explanations (WHY) show
+            return session
+
         try:
-            server.runner.call(lambda _: engine.session(), None, self._opened)
+            server.runner.call(open_session, None, self._opened)
         except RuntimeError:                # the threads have stopped
             self._refuse()
 
@@ -688,9 +694,10 @@ class Connection(asyncio.Protocol):
                                 "or was never resumable)"), []
         if link is fresh:
             return encode_error("ERR", "this connection already carries that session"), []
-        if layer.owned or not server.engine._core.owns_nothing(fresh.sid):
+        if layer.owned or layer.rule_watches or \
+                not server.engine._core.owns_nothing(fresh.sid):
             return encode_error("ERR", "SESSION RESUME must come before this connection "
-                                "installs triggers or ephemeral records"), []
+                                "installs triggers, derived watches or ephemeral records"), []
         try:
             frames = link.frames_after(received, layer)
         except SessionGap as e:
@@ -708,6 +715,9 @@ class Connection(asyncio.Protocol):
         self.link = link
         self.asession = AsyncSession(link.session, server.runner)
         server.in_background(own_session.close)
+        # Explanations (WHY) name the session after the connection carrying it now.
+        session, name = link.session, layer.session_name()
+        server.in_background(lambda: setattr(session, "name", name))
         server.stats.sessions_resumed += 1
         log.debug("session %d resumed on connection %d (%d events replayed)", sid, self.id,
                   len(frames))

@@ -32,6 +32,9 @@ def test_end_state(config: BootConfig) -> None:
               *(f"spawn.{c}" for c in range(config.cores))}
     assert wanted <= set(report.services)
     assert {r.service for r in report.rows} <= set(report.services)
+    # every device was a row of unbound_device/1 until Kaluga started its driver
+    assert report.unbound == []
+    assert set(report.unbound_seen) == {r.record for r in report.rows}
 
 
 def test_end_state_in_the_store() -> None:
@@ -78,4 +81,5 @@ def test_cli_demo_and_graph(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert main(["demo", "--seed", "2", "--cores", "3", "--graph", str(png)]) == 0
     out = capsys.readouterr().out
     assert "booted" in out and "all_spawnds_up" in out and "e1000n.0" in out
+    assert "devices without a driver (unbound_device/1): none now" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
