@@ -11,8 +11,10 @@ Theory of operation:
    server. A connection has at most one thing outstanding (a batch of engine calls, a
    WAIT, a FLUSH, a held AUTH failure), so its replies keep request order. A batch
    runs every command of a pipeline that is queued behind the first engine call in
-   the same thread hop (one hop per batch, not per command); what needs no engine call
-   (PING, a GET answered from the reply cache) is answered on the loop at once.
+   the same thread hop (one hop per batch, not per command), and the batches of every
+   connection started in one loop iteration go as one :class:`Round` (one hop for all;
+   their GETs by name read in one store call); what needs no engine call (PING, a GET
+   answered from the reply cache) is answered on the loop at once.
    Under ``--fsync always`` a batch that wrote is answered only once an fsync covers
    its writes; the runner's committer thread makes one fsync for the batches of every
    connection handed to it so far (group commit, see :mod:`octopus.server.runner`).
