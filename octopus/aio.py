@@ -168,7 +168,7 @@ class EventStream:
         self._holder: list[Trigger | Subscription] = []     # the installed handle
         self._started = False
         self._done = False
-        self._finalizer: weakref.finalize | None = None
+        self._finalizer: weakref.finalize[..., EventStream] | None = None
 
     @property
     def handle(self) -> Trigger | Subscription | None:
@@ -248,12 +248,12 @@ class AsyncStreams:
                 return self.watch_existing(q, handler, *params, on=on)
             return self.watch(q, handler, *params, on=on)
 
-        return EventStream(install, self.remove_trigger, max_buffered)  # type: ignore[arg-type]
+        return EventStream(install, self.remove_trigger, max_buffered)
 
     def messages(self, q: str, *params: object, max_buffered: int = 10_000) -> EventStream:
         """Published messages matching ``q`` as an :class:`EventStream`."""
         return EventStream(lambda handler: self.subscribe(q, handler, *params),
-                           self.unsubscribe, max_buffered)  # type: ignore[arg-type]
+                           self.unsubscribe, max_buffered)
 
 
 class AsyncSession(AsyncStreams, AsyncRecipeFactories):

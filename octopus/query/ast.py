@@ -14,8 +14,8 @@ messages but do not take part in equality.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from types import MemberDescriptorType
 from typing import Any, TypeAlias
 

@@ -242,7 +242,7 @@ class AsyncClient(_Base, AsyncStreams, AsyncRecipeFactories):
                 "ssl": self._tls, "server_hostname": where[0]}
             transport, protocol = await loop.create_connection(
                 lambda: _AsyncProtocol(self), *where, **tls)
-        self._transport, self._protocol = transport, protocol  # type: ignore[assignment]
+        self._transport, self._protocol = transport, protocol
         self._heard = time.monotonic()
         requests = self._handshake()
         futures = [self._send(r) for r in requests]

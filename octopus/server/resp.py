@@ -396,8 +396,10 @@ class _HiredisReplyParser:
         import hiredis
 
         self._none = object()
-        self._reader = hiredis.Reader(replyError=ReplyError, protocolError=ProtocolError,
-                                      notEnoughData=self._none)
+        # hiredis returns what replyError makes of an error's text, Exception or not:
+        # octopus's error replies are str values (ReplyError), not raised.
+        self._reader = hiredis.Reader(replyError=ReplyError,  # type: ignore[arg-type]
+                                      protocolError=ProtocolError, notEnoughData=self._none)
         self._push = hiredis.PushNotification
 
     def feed(self, data: bytes) -> None:

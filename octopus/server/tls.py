@@ -148,8 +148,8 @@ class TLSSocket:
     def settimeout(self, timeout: float | None) -> None:
         self._sock.settimeout(timeout)
 
-    def setsockopt(self, *args: object) -> None:
-        self._sock.setsockopt(*args)  # type: ignore[arg-type]
+    def setsockopt(self, level: int, option: int, value: int | bytes, /) -> None:
+        self._sock.setsockopt(level, option, value)
 
     def shutdown(self, how: int) -> None:
         self._sock.shutdown(how)
