@@ -35,12 +35,12 @@ import logging
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from octopus.engine import Engine, Session
 from octopus.errors import EngineClosed, OctopusError, QueryError, TriggerNotFound
-from octopus.events import Event, Handler, Mode, Subscription, Trigger
+from octopus.events import DispatchedT, Event, Handler, Mode, Subscription, Trigger
 from octopus.explain import DEFAULT_LIMIT, WaitExplanation
 from octopus.recipes.awaitable import AsyncRecipeFactories
 from octopus.recipes.store import Store
@@ -62,7 +62,7 @@ class LoopHandlers:
         self._tasks: set[asyncio.Future[Any]] = set()
         self._slots = threading.BoundedSemaphore(max_pending)
 
-    def run(self, handler: Handler, event: Event) -> None:
+    def run(self, handler: Callable[[DispatchedT], Any], event: DispatchedT) -> None:
         """Run ``handler(event)`` now (on the loop)."""
         try:
             result = handler(event)
@@ -259,7 +259,7 @@ class AsyncStreams:
 class AsyncSession(AsyncStreams, AsyncRecipeFactories):
     """Awaitable twin of :class:`octopus.Session` (handlers run on the event loop)."""
 
-    def __init__(self, session: Session, executor: ThreadPoolExecutor) -> None:
+    def __init__(self, session: Session, executor: Executor) -> None:
         #: The :class:`octopus.Session` this twin runs on the executor.
         self.twin = session
         self._executor = executor

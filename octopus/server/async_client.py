@@ -31,7 +31,7 @@ from octopus.explain import DEFAULT_LIMIT, WaitExplanation
 from octopus.recipes.awaitable import AsyncRecipeFactories
 from octopus.recipes.store import Store
 from octopus.record import Record
-from octopus.rules import RowHandler, RuleWatch
+from octopus.rules import RowEvent, RowHandler, RuleWatch
 from octopus.waiting import check_timeout, wait_for_async
 
 from .client import _ignore, _session_grant
@@ -417,7 +417,7 @@ class AsyncClient(_Base, AsyncStreams, AsyncRecipeFactories):
         self._suspended = False
         self._lost_connection(why)
 
-    def _deliver(self, handler: Handler, event: Event) -> None:
+    def _deliver(self, handler: Callable[[Any], Any], event: Event | RowEvent) -> None:
         self._loop_handlers.run(handler, event)
 
     def _blocking_store(self) -> Store:

@@ -13,7 +13,7 @@ import re
 import ssl
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeAlias
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from octopus.errors import (
@@ -45,6 +45,9 @@ __all__ = ["DEFAULT_URL", "EVENT_PUSHES", "AuthenticationError", "ConnectionStat
            "url_options"]
 
 DEFAULT_URL = "tcp://127.0.0.1:6380"
+# A handler and the event it takes: an Event (trigger, subscription) or a RowEvent
+# (derived watch). The pair is what the type says; each half alone is not.
+Delivery: TypeAlias = tuple[Callable[[Any], Any], Event | RowEvent]
 _NO_LIMIT = 1 << 40
 
 
@@ -550,7 +553,7 @@ class _Base:
         raise OctopusError("remove a derived watch of an AsyncClient with "
                            "`await client.remove_rule_watch(watch)`")
 
-    def _event(self, push: Push) -> tuple[Handler, Any] | None:
+    def _event(self, push: Push) -> Delivery | None:
         if push[0] == b"row":
             row = decode_row_event(push)
             if row.mode & Mode.REMOVED:
@@ -567,7 +570,7 @@ class _Base:
             obj = self._handlers.get(event.trigger_id)
         return None if obj is None else (obj.handler, event)
 
-    def _removed_events(self) -> list[tuple[Handler, Any]]:
+    def _removed_events(self) -> list[Delivery]:
         """The last events of every handler when the connection ends."""
         handlers, self._handlers = self._handlers, {}
         rows, self._rows = self._rows, {}
@@ -575,7 +578,7 @@ class _Base:
             watch._remove = None
         return [(obj.handler, Event(Mode.REMOVED, None, qid, 0))
                 for qid, obj in sorted(handlers.items())] + \
-            [(w.handler, RowEvent(Mode.REMOVED, None, w.names, qid, 0))  # type: ignore[misc]
+            [(w.handler, RowEvent(Mode.REMOVED, None, w.names, qid, 0))
              for qid, w in sorted(rows.items())]
 
     def _closed_error(self) -> EngineClosed:

@@ -293,7 +293,7 @@ class CommandLayer:
             if type(pending) is AuthFailed:
                 return pending.reply
             if type(pending) is SessionOp:
-                return result  # type: ignore[no-any-return]
+                return result  # type: ignore[no-any-return]  # SESSION's reply, made on the loop
             return OK                               # Flush
         except Exception as e:
             return self._error_reply(e)
@@ -613,7 +613,7 @@ class CommandLayer:
         redis = self.redis
 
         def get(q: str, params: tuple[object, ...], rest: list[bytes],
-                trigger: Trigger | None) -> tuple[Record, int, int]:
+                trigger: Trigger | None) -> tuple[Record | None, int, int]:
             # A reply may be kept only if no change completed while it was read: a change
             # bumps the revision before it releases the engine lock, so an unchanged
             # revision around the call means the reply is the state at that revision.
