@@ -80,17 +80,18 @@ class LoopHandlers:
         if not task.cancelled() and task.exception() is not None:
             log.error("async handler raised", exc_info=task.exception())
 
-    def from_thread(self, loop: asyncio.AbstractEventLoop, handler: Handler) -> Handler:
+    def from_thread(self, loop: asyncio.AbstractEventLoop,
+                    handler: Callable[[DispatchedT], Any]) -> Callable[[DispatchedT], None]:
         """A handler for the engine's dispatcher thread that runs ``handler`` on
         ``loop``; it waits for a slot when the loop is ``max_pending`` events behind."""
 
-        def on_loop(event: Event) -> None:
+        def on_loop(event: DispatchedT) -> None:
             try:
                 self.run(handler, event)
             finally:
                 self._slots.release()
 
-        def hop(event: Event) -> None:
+        def hop(event: DispatchedT) -> None:
             self._slots.acquire()
             try:
                 loop.call_soon_threadsafe(on_loop, event)
@@ -269,7 +270,7 @@ class AsyncSession(AsyncStreams, AsyncRecipeFactories):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(func, *args, **kwargs))
 
-    def _on_loop(self, handler: Handler) -> Handler:
+    def _on_loop(self, handler: Callable[[DispatchedT], Any]) -> Callable[[DispatchedT], None]:
         if not callable(handler):
             raise QueryError("a handler must be callable")
         return self._handlers.from_thread(asyncio.get_running_loop(), handler)
@@ -342,7 +343,7 @@ class AsyncSession(AsyncStreams, AsyncRecipeFactories):
                              on: Mode = Mode.ON_SET | Mode.ON_DEL,
                              existing: bool = False) -> RuleWatch:
         return await self._run(self.twin.watch_relation, relation,
-                               self._on_loop(handler), *args,  # type: ignore[arg-type]
+                               self._on_loop(handler), *args,
                                on=on, existing=existing)
 
     async def remove_rule_watch(self, watch: RuleWatch | int) -> None:

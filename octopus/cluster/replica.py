@@ -445,7 +445,7 @@ class Replica:
                 ops = [_delete(key), *mark] if matches else mark
                 reply = self._txn([_mod(key, rev)], ops, deadline)
                 if not reply.get("succeeded"):
-                    self._wait_changed(lambda name=name, rev=rev:  # type: ignore[misc]
+                    self._wait_changed(lambda name=name, rev=rev:  # type: ignore[misc]  # bound defaults
                                        self._rev_of_locked(name) != rev, deadline)
                     continue
                 if ops:

@@ -123,7 +123,7 @@ class Constraint:
             return f"{self.key}: {self.value}"
         spelled = OPERATORS[self.op]
         value = self.value
-        text = str(value) if isinstance(value, Placeholder) else format_value(value)  # type: ignore[arg-type]
+        text = str(value) if isinstance(value, Placeholder) else format_value(value)  # type: ignore[arg-type]  # op is a comparison: a Value
         return f"{self.key}: {text}" if spelled == ":" else f"{self.key} {spelled} {text}"
 
 

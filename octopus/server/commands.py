@@ -200,7 +200,7 @@ class CommandLayer:
         cls.COMMANDS = _command_table(cls)
 
     def __init__(self, ctx: Context, session: Session, *, conn_id: int,
-                 on_trigger: Callable[[Event], None],
+                 on_trigger: Callable[[Event | RowEvent], None],
                  on_message: Callable[[Event], None]) -> None:
         self.ctx = ctx
         self.config = ctx.config
@@ -364,7 +364,7 @@ class CommandLayer:
         if type(action) is Close:
             self._closed = True
             return action
-        self._pending = action  # type: ignore[assignment]
+        self._pending = action  # type: ignore[assignment]  # a Pending: bytes, Close returned
         return action
 
     def error_reply(self, exc: BaseException) -> bytes:
@@ -421,7 +421,7 @@ class CommandLayer:
                                  "ALWAYS|FOUND|MISSING")
         self._check_room()
         return Trigger(self._on_trigger, on=on, persist=persist,
-                       install_if=install_if)  # type: ignore[arg-type]
+                       install_if=install_if)  # type: ignore[arg-type]  # a value of InstallIf
 
     def _store_call(self, args: list[bytes],
                     call: Callable[[str, tuple[object, ...], list[bytes], Trigger | None], Any],
@@ -894,7 +894,7 @@ class CommandLayer:
         session, handler = self.session, self._on_trigger   # rows are handed over as events
 
         def run() -> RuleWatch:
-            return session.watch_relation(relation, handler, *values,  # type: ignore[arg-type]
+            return session.watch_relation(relation, handler, *values,
                                           on=on or (Mode.ON_SET | Mode.ON_DEL),
                                           existing=existing)
 

@@ -821,7 +821,7 @@ class Connection(asyncio.Protocol):
         """Count the command being served, answered with ``reply`` (with metrics on)."""
         tally = self.tally
         if tally is not None:
-            self.metrics.observe(tally, self._command, perf_counter() - self._started,  # type: ignore[union-attr]
+            self.metrics.observe(tally, self._command, perf_counter() - self._started,  # type: ignore[union-attr]  # tally implies metrics
                                  reply)
 
     def _flow_control(self) -> None:
@@ -853,7 +853,7 @@ class Connection(asyncio.Protocol):
     def _check_output(self) -> None:
         output = self.server.output
         if not output.total and not self.held_bytes and not self.closed and \
-                not self.transport.get_write_buffer_size():  # type: ignore[union-attr]
+                not self.transport.get_write_buffer_size():  # type: ignore[union-attr]  # open: set
             return                          # the common case: everything was sent
         size = self.buffered()
         layer = self.layer

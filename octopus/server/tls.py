@@ -21,6 +21,7 @@ from __future__ import annotations
 import socket
 import ssl
 import threading
+from typing import Any
 
 __all__ = ["TLSSocket", "client_context", "server_context"]
 
@@ -164,5 +165,5 @@ class TLSSocket:
         """The TLS version agreed on (``"TLSv1.3"``)."""
         return self._tls.version()
 
-    def getpeercert(self) -> dict[str, object] | None:
-        return self._tls.getpeercert()  # type: ignore[return-value]
+    def getpeercert(self) -> dict[str, Any] | None:
+        return self._tls.getpeercert()
