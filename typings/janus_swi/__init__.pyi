@@ -1,7 +1,8 @@
 # The part of janus-swi 1.5 that octopus/_prolog.py and octopus/durable use.
 from typing import Any
 
-class Term: ...
+class Term:
+    def __init__(self, record: Any) -> None: ...
 
 class PrologError(Exception):
     # A Prolog exception term, or None when janus refused the call before Prolog ran
