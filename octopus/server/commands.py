@@ -476,18 +476,22 @@ class CommandLayer:
         # The session ends (its records are gone) before the reply.
         return Call(self.close_session, lambda _: Close(OK))
 
-    def _auth(self, password: bytes) -> Action | None:
+    def _auth(self, password: bytes, user: bytes = b"default") -> Action | None:
         want = self.config.password
         if want is None:
             return encode_error("ERR", "AUTH called without any password configured")
-        if not hmac.compare_digest(password, want.encode()):
+        # One user exists, Redis's "default" (what --requirepass protects there too);
+        # any other name fails like a wrong password, after the same delay.
+        right = hmac.compare_digest(password, want.encode())
+        if not right or user != b"default":
             return AuthFailed(encode_error("WRONGPASS", "invalid username-password pair"))
         self.authed = True
         return None
 
     def cmd_auth(self, args: list[bytes]) -> Action:
         _arity(args, 2, 3)
-        return self._auth(args[-1]) or OK
+        user = args[1] if len(args) == 3 else b"default"
+        return self._auth(args[-1], user) or OK
 
     def cmd_hello(self, args: list[bytes]) -> Action:
         proto = self.proto
@@ -501,7 +505,7 @@ class CommandLayer:
         while i < len(args):
             opt = args[i].upper()
             if opt == b"AUTH" and i + 2 < len(args):
-                error = self._auth(args[i + 2])
+                error = self._auth(args[i + 2], args[i + 1])
                 if error is not None:
                     return error
                 i += 3
