@@ -123,7 +123,8 @@ class Constraint:
             return f"{self.key}: {self.value}"
         spelled = OPERATORS[self.op]
         value = self.value
-        text = str(value) if isinstance(value, Placeholder) else format_value(value)  # type: ignore[arg-type]  # op is a comparison: a Value
+        # op is a comparison, so the value is a Value: mypy cannot tie the two.
+        text = str(value) if isinstance(value, Placeholder) else format_value(value)  # type: ignore[arg-type]
         return f"{self.key}: {text}" if spelled == ":" else f"{self.key} {spelled} {text}"
 
 

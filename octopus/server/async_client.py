@@ -79,8 +79,9 @@ class _AsyncProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)    # a stream's (no isinstance:
-        sock = transport.get_extra_info("socket")               # uvloop's is no subclass)
+        # A stream transport (uvloop's is no subclass of asyncio.Transport: no isinstance).
+        self.transport = cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             keepalive(sock)
 
@@ -269,7 +270,7 @@ class AsyncClient(_Base, AsyncStreams, AsyncRecipeFactories):
     def _send(self, request: _Request[R]) -> asyncio.Future[R]:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._pending.append(_AsyncPending(request, future))
-        self._transport.write(request.data)  # type: ignore[union-attr]  # callers: connected
+        self._transport.write(request.data)  # type: ignore[union-attr]  # sent while connected
         return future
 
     def _send_internal(self, request: _Request[Any]) -> None:
@@ -318,7 +319,7 @@ class AsyncClient(_Base, AsyncStreams, AsyncRecipeFactories):
 
     def _tell(self, state: ConnectionState) -> None:
         for listener in list(self._listeners):
-            self._loop_handlers.run(lambda _, f=listener: f(state),  # type: ignore[misc]  # f=: bound
+            self._loop_handlers.run(lambda _, f=listener: f(state),  # type: ignore[misc]  # f= binds it
                                     Event(Mode.REMOVED, None, 0, 0))
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
@@ -407,7 +408,7 @@ class AsyncClient(_Base, AsyncStreams, AsyncRecipeFactories):
                 if not p.future.done():
                     self._pending.append(p)
                     p.sent = time.monotonic()
-                    self._transport.write(p.request.data)  # type: ignore[union-attr]  # resumed
+                    self._transport.write(p.request.data)  # type: ignore[union-attr]  # reconnected
             log.info("session resumed on %s after %.3f s", self.url,
                      time.monotonic() - lost_at)
             self._tell(ConnectionState.CONNECTED)

@@ -125,7 +125,7 @@ def parse_params(query: str, texts: list[str]) -> tuple[object, ...]:
         if not ok:
             raise ParameterError(f"parameter {i + 1} (%{kind}) must be {_WANT[kind]}, "
                                  f"got {text[:40]!r}")
-        values.append(float(value) if kind == "f" else value)  # type: ignore[arg-type]  # ok checked its type
+        values.append(float(value) if kind == "f" else value)  # type: ignore[arg-type]  # `ok` checked it
     return tuple(values)
 
 

@@ -181,7 +181,8 @@ def exposition(server: Server) -> str:
               "events_pending": "Events not yet handed to their handlers."}
     for key, help in gauges.items():
         if key in engine_stats:
-            w.single(f"octopus_{key}", "gauge", help, engine_stats[key])  # type: ignore[arg-type]  # these stats are numbers
+            # These stats are counts (engine.stats() also holds text).
+            w.single(f"octopus_{key}", "gauge", help, engine_stats[key])  # type: ignore[arg-type]
     persistence = server.engine.persistence()
     w.single("octopus_durable", "gauge", "1 if the records are kept on disk (--data).",
              int(bool(persistence)))
@@ -227,8 +228,9 @@ class MetricsProtocol(asyncio.Protocol):
         self.answered = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)    # a stream's (no isinstance:
-        self.active[0] += 1                                     # uvloop's is no subclass)
+        # A stream transport (uvloop's is no subclass of asyncio.Transport: no isinstance).
+        self.transport = cast(asyncio.Transport, transport)
+        self.active[0] += 1
         if self.active[0] > MAX_SCRAPES:
             self.answered = True
             transport.close()

@@ -682,7 +682,7 @@ class Connection(asyncio.Protocol):
         else:
             reply, frames = self._resume(*op.resume)
         self.busy = False
-        self._write(layer.complete(op, reply, None))  # type: ignore[arg-type]  # SESSION: reply
+        self._write(layer.complete(op, reply, None))  # type: ignore[arg-type]  # SESSION's reply
         for frame in frames:
             self._write(frame)
         self._drain()
@@ -821,7 +821,8 @@ class Connection(asyncio.Protocol):
         """Count the command being served, answered with ``reply`` (with metrics on)."""
         tally = self.tally
         if tally is not None:
-            self.metrics.observe(tally, self._command, perf_counter() - self._started,  # type: ignore[union-attr]  # tally implies metrics
+            # A tally exists only when metrics do.
+            self.metrics.observe(tally, self._command, perf_counter() - self._started,  # type: ignore[union-attr]
                                  reply)
 
     def _flow_control(self) -> None:
