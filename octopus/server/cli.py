@@ -28,7 +28,7 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from octopus.cli import EXIT_FALSE, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, CommandError
 from octopus.errors import EngineClosed, ParameterError, ParseError
@@ -40,6 +40,9 @@ from .client import Client, connect
 from .client_base import DEFAULT_URL, AuthenticationError, parse_url, redact_url, url_options
 from .params import placeholder_kinds
 from .server import is_loopback
+
+if TYPE_CHECKING:
+    from ply.lex import LexToken
 
 __all__ = ["add_commands", "parse_params"]
 
@@ -90,7 +93,7 @@ def _literal(text: str) -> object:
         _lexer = Lexer().build(reflags=int(re.VERBOSE | re.DOTALL))   # as the parser
     _lexer.input(text)
     try:
-        tokens = []
+        tokens: list[LexToken] = []
         while (tok := _lexer.token()) is not None and len(tokens) < 2:
             tokens.append(tok)
     except ParseError:
@@ -122,7 +125,7 @@ def parse_params(query: str, texts: list[str]) -> tuple[object, ...]:
         if not ok:
             raise ParameterError(f"parameter {i + 1} (%{kind}) must be {_WANT[kind]}, "
                                  f"got {text[:40]!r}")
-        values.append(float(value) if kind == "f" else value)  # type: ignore[arg-type]
+        values.append(float(value) if kind == "f" else value)  # type: ignore[arg-type]  # `ok` checked it
     return tuple(values)
 
 
