@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import random
 import selectors
 import socket
@@ -51,11 +52,23 @@ ZIPF_S = 0.99
 DISTRIBUTIONS = ("uniform", "zipf", "single")
 
 
-def _rss_kib(port: int) -> int:
-    """Resident set of the process listening on ``port`` (from /proc, via ss)."""
+def _pid(port: int) -> int:
+    """The process listening on ``port`` (via ss)."""
     out = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True,
                          text=True).stdout
-    pid = int(out.split("pid=")[1].split(",")[0])
+    return int(out.split("pid=")[1].split(",")[0])
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) the process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _rss_kib(port: int) -> int:
+    """Resident set of the process listening on ``port`` (from /proc, via ss)."""
+    pid = _pid(port)
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):
@@ -175,9 +188,15 @@ def _requests(distribution: str, records: int, n: int, octopus: bool) -> list[by
 def _round(server: Callable[[], AbstractContextManager[int]], octopus: bool,
            records: int, requests: int) -> dict[str, float]:
     got: dict[str, float] = {}
+    # Beside each rate, the server's CPU time per request: on a shared machine the rates
+    # follow the other processes' load, the CPU a request costs much less so.
+    cpu: dict[str, float] = {}
     with server() as port:
+        pid = _pid(port)
         before = _rss_kib(port)
+        start = _cpu_s(pid)
         got["load s"] = _load(port, records, octopus)
+        cpu["load"] = (_cpu_s(pid) - start) / records
         got["B/record"] = (_rss_kib(port) - before) * 1024 / records
         get = ("GET", "k__rand_int__") if octopus else ("HGETALL", "k__rand_int__")
         put = (("SET", "k__rand_int__ { v: 1 }") if octopus
@@ -185,21 +204,31 @@ def _round(server: Callable[[], AbstractContextManager[int]], octopus: bool,
         for name, command in (("GET", get), ("SET", put)):
             for pipeline in (1, 16):
                 n = requests if pipeline == 1 else 3 * requests
+                start = _cpu_s(pid)
                 got[f"{name} -P {pipeline}"] = benchmark(
                     port, CLIENTS, pipeline, n, ("-r", str(min(records, KEYS)), *command))
+                cpu[f"{name} -P {pipeline}"] = (_cpu_s(pid) - start) / n
         # The SETs above stored other records under the same names: load them again so
         # that every GET below finds a five-attribute record, as in Redis.
         _load(port, records, octopus)
         for distribution in DISTRIBUTIONS:
             commands = _requests(distribution, records, 3 * requests, octopus)
             before_info = _info(port) if octopus else {}
+            start = _cpu_s(pid)
             got[f"GET {distribution} -P {PIPELINE}"] = key_load(port, commands)
+            cpu[f"GET {distribution} -P {PIPELINE}"] = (_cpu_s(pid) - start) / len(commands)
             if octopus:
                 after_info = _info(port)
                 hits = (int(after_info["reply_cache_hits"])
                         - int(before_info["reply_cache_hits"]))
                 got[f"cache hits {distribution} %"] = 100 * hits / len(commands)
+    got.update({f"{point} CPU µs/req": 1e6 * seconds for point, seconds in cpu.items()})
     return got
+
+
+def _ratio(a: float, b: float) -> float:
+    """a / b; infinite when b is 0 (a CPU time below the clock's tick, in a short run)."""
+    return a / b if b else float("inf")
 
 
 def _octopus_at(root: Path) -> Callable[[], AbstractContextManager[int]]:
@@ -237,14 +266,15 @@ def main() -> None:
             continue
         o = statistics.median(x["octopus"][key] for x in rounds)
         r = statistics.median(x["redis"][key] for x in rounds)
-        ratios = [x["octopus"][key] / x["redis"][key] for x in rounds]
+        ratios = [_ratio(x["octopus"][key], x["redis"][key]) for x in rounds]
         # For times and bytes a smaller number is better: report octopus/redis as is.
         row = [key, f"{o:,.1f}", f"{r:,.1f}", f"{statistics.median(ratios):.2f}",
                f"{min(ratios):.2f}–{max(ratios):.2f}"]
         if args.baseline is not None:
             b = statistics.median(x["baseline"][key] for x in rounds)
-            br = statistics.median(x["baseline"][key] / x["redis"][key] for x in rounds)
-            ob = statistics.median(x["octopus"][key] / x["baseline"][key] for x in rounds)
+            br = statistics.median(_ratio(x["baseline"][key], x["redis"][key]) for x in rounds)
+            ob = statistics.median(_ratio(x["octopus"][key], x["baseline"][key])
+                                   for x in rounds)
             row += [f"{b:,.1f}", f"{br:.2f}", f"{ob:.2f}"]
         rows.append(row)
     text = table(f"octopus and redis-server, {args.records:,} records, {CLIENTS} clients, "
@@ -257,7 +287,10 @@ def main() -> None:
         f" (baseline {hit_rate('baseline', d)})" if args.baseline is not None else "")
         for d in DISTRIBUTIONS)
     text += ("\n\nreq/s for GET/SET (higher is better); load seconds and bytes per record "
-             "(lower is better). Redis GET is HGETALL of a 5-field hash, SET a string. "
+             "(lower is better); CPU µs/req: the server process's CPU time (user + "
+             "system) per request, or per record for the load (lower is better; on a "
+             "shared machine the steadiest figure). Redis GET is HGETALL of a 5-field "
+             "hash, SET a string. "
              "GET/SET -P 1 and -P 16: redis-benchmark, uniform random keys (`-r`). "
              f"GET uniform/zipf/single: this script's client (`key_load`, {CLIENTS} "
              f"connections, -P {PIPELINE}; Zipf exponent {ZIPF_S}), which bounds both "
