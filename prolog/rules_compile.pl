@@ -72,9 +72,39 @@ compile_variant(R, KB, Id, Single, H, Pos, Negs) :-
     assertz(R:(check1(Id, H) :- Check1)),
     plan(All, HVs, H, KB, over(M, On, Od), Check0),
     assertz(R:(check0(Id, On, Od, H) :- Check0)),
-    forall(generator(Pos, Negs, Kind0, Lit, Rest),
-           ( gen_kind(Kind0, Single, H, Pos, Negs, Kind),
-             compile_generator(R, KB, M, Id, H, Kind, Lit, Rest) )).
+    findall(Body, ( generator(Pos, Negs, Kind0, Lit, Rest),
+                    gen_kind(Kind0, Single, H, Pos, Negs, Kind),
+                    compile_generator(R, KB, M, Id, H, Kind, Lit, Rest, Body) ),
+            GenBodies),
+    drop_first(ScanBody, ScanRest),
+    forall(( member(B, [ScanRest, Check1, Check0|GenBodies]),
+             sub_term(T, B),
+             compound(T),
+             T = octopus_rules_view:table_entry(_, K, _, _),
+             atom(K)
+           ),
+           index_key(R, M, Id, K)).
+
+%   The rules' index (prolog/rules_view.pl) is kept for the keys that compiled code
+%   looks up by value, or by key inside a join or a check: index_key(Key, Id) for
+%   each watch that needs it. A scan that starts with every record having a key
+%   visits them once when the watch is installed; that needs no index kept current on
+%   every write (a key such as temp, only ever read with its record known, costs a
+%   write nothing).
+
+index_key(R, M, Id, K) :-
+    (   R:index_key(K, Id)
+    ->  true
+    ;   assertz(R:index_key(K, Id)),
+        index_build(M, K)
+    ).
+
+%   drop_first(+ScanBody, -Rest): the scan without its first pass over a key.
+
+drop_first((A, B), (A1, B)) :- !, drop_first(A, A1).
+drop_first((A ; B), (A1 ; B)) :- !, drop_first(A, A1).
+drop_first(octopus_rules_view:table_entry(_, _, _, _), true) :- !.
+drop_first(G, G).
 
 %   generator(+Pos, +Negs, -Kind, -Lit, -Rest) is nondet: Lit, a literal reading a
 %   record, and the other literals its generator evaluates: for a positive Lit (Kind
@@ -108,7 +138,7 @@ gen_kind(neg(Neg), Single, Head, Pos, Negs, Kind) :-
     ;   Kind = neg
     ).
 
-compile_generator(R, KB, M, Id, H, Kind, view(Lit), Rest) :-
+compile_generator(R, KB, M, Id, H, Kind, view(Lit), Rest, Bodies) :-
     lit_name(Lit, NameArg),
     term_variables(NameArg, Named),         % the name is given: bound when it runs
     term_variables(Lit, Bound0),            % the literal runs first: all bound after it
@@ -122,12 +152,12 @@ compile_generator(R, KB, M, Id, H, Kind, view(Lit), Rest) :-
     plan(Rest, Bound0, Dicts0, H, KB, S0, Rest0),
     conj(First0, Rest0, Body0),
     assertz(R:(gen0(Id, G, NameArg, Old, H, Kind) :- Old \== none, Body0)),
+    Bodies = Body1-Body0,
     (   Lit = attr(_, K, _), atom(K)
     ->  assertz(R:gen_key(K, Id, G)),
         (   R:watched_key(K)
         ->  true
-        ;   assertz(R:watched_key(K)),
-            index_build(M, K)
+        ;   assertz(R:watched_key(K))
         )
     ;   Lit = attr(_, _, _)
     ->  assertz(R:gen_anykey(Id, G))

@@ -21,11 +21,12 @@ only in D' appear, rows true only in D disappear.
 
 Dispatch. A generator runs only if its literal could have changed: attr(N, K, _) when
 N's K changed, record(N) when N came or went. rebuild_dispatch/1 keeps, whenever a
-watch or invariant comes or goes, the list of keys the generators read (keys/1) and
-for each key, and for existence, the generators to run grouped by watch (on_key/2,
-on_any/1, on_exists/1). A change compares the values of those keys only (once: the
-rules' index is kept from the same comparison), so a write that no rule reads costs
-one dict lookup per watched key and never evaluates anything.
+watch or invariant comes or goes, a clause comparing the keys the generators read
+(changed_keys/3, compiled for those keys) and, for each key and for existence, the
+generators to run grouped by watch (on_key/2, on_any/1, on_exists/1). A change
+compares the values of those keys only (once: the rules' index is kept from the same
+comparison, for the keys it has: prolog/rules_compile.pl), so a write that no rule reads costs two dict lookups per watched key and
+never evaluates anything.
 
 D is D' with N as it was: the evaluation runs inside the store's transaction, after
 the write, and reads through the overlay of prolog/rules_view.pl. An invariant whose
@@ -66,8 +67,7 @@ the write (it cannot be checked, so it is not given up silently).
 rules_change(M, Name, Old, New, Rev, Forced, Rows0, Rows) :-
     (   M:'$rules'(R),
         Old \== New
-    ->  R:keys(Keys),
-        changed_keys(Keys, Old, New, Changed),
+    ->  R:changed_keys(Old, New, Changed),
         (   Changed == []
         ->  true
         ;   index_update(Changed, M, Name)
@@ -80,21 +80,20 @@ rules_change(M, Name, Old, New, Rev, Forced, Rows0, Rows) :-
     ;   Rows = Rows0
     ).
 
-%   changed_keys(+Keys, +Old, +New, -Changed): Key-V0-V1 for each of Keys whose value
-%   differs (none: absent).
+%   changed_keys(+Keys, -Clause): the clause of R:changed_keys(+Old, +New, -Changed),
+%   Changed being Key-V0-V1 for each of Keys whose value differs between the dicts
+%   (or none) Old and New (none: absent). Compiled for the keys (one get_dict/3 per
+%   key and state, the tests inline), as it runs on every write.
 
-changed_keys([], _, _, []).
-changed_keys([K|Ks], Old, New, Cs) :-
-    value_of(K, Old, V0),
-    value_of(K, New, V1),
-    (   V0 == V1
-    ->  Cs = Cs1
-    ;   Cs = [K-V0-V1|Cs1]
-    ),
-    changed_keys(Ks, Old, New, Cs1).
+changed_keys(Keys, (changed_keys(Old, New, Changed) :- Body)) :-
+    key_tests(Keys, Old, New, Changed, Body).
 
-value_of(_, none, V) :- !, V = none.
-value_of(K, D, V) :- ( get_dict(K, D, V0) -> V = V0 ; V = none ).
+key_tests([], _, _, [], true).
+key_tests([K|Ks], Old, New, C0, (Test, Body)) :-
+    Test = ( ( Old == none -> V0 = none ; get_dict(K, Old, V0) -> true ; V0 = none ),
+             ( New == none -> V1 = none ; get_dict(K, New, V1) -> true ; V1 = none ),
+             ( V0 == V1 -> C0 = C1 ; C0 = [K-V0-V1|C1] ) ),
+    key_tests(Ks, Old, New, C1, Body).
 
 %   affected(+R, +Changed, +Old, +New, -Groups): Id-Generators of every watch with a
 %   generator the change concerns, ordered by Id.
@@ -142,13 +141,14 @@ same_id(T, _, Gs0, Gs, T) :-
 %   The dispatch tables of R (see the module's comment) from its generators.
 
 rebuild_dispatch(R) :-
-    retractall(R:keys(_)),
+    retractall(R:changed_keys(_, _, _)),
     retractall(R:on_key(_, _)),
     retractall(R:on_any(_)),
     retractall(R:on_exists(_)),
     findall(K, R:watched_key(K), Ks0),
     sort(Ks0, Ks),
-    assertz(R:keys(Ks)),
+    changed_keys(Ks, Clause),
+    assertz(R:Clause),
     forall(member(K, Ks),
            ( findall(Id-G, R:gen_key(K, Id, G), Pairs),
              group_gens(Pairs, Groups),
@@ -174,7 +174,7 @@ group_gens(Pairs, Groups) :-
 evaluate_all(R, Name, Old, New, Rev, Forced, Groups, Rows0, Rows) :-
     budget(Groups, R, 0, Budget),
     catch(call_with_inference_limit(
-              foldl(evaluate_one(R, Name, Old, New, Rev, Forced), Groups, Rows0, Rows1),
+              evaluate_each(Groups, R, Name, Old, New, Rev, Forced, Rows0, Rows1),
               Budget, Result),
           E, true),
     (   var(E), Result \== inference_limit_exceeded
@@ -189,14 +189,16 @@ budget([Id-_|Gs], R, B0, B) :-
     (   R:limit(Id, I) -> B1 is B0 + I ; B1 = B0 ),
     budget(Gs, R, B1, B).
 
-%   evaluate_one(+R, +Name, +Old, +New, +Rev, +Forced, +Id-Gens, +Rows0, -Rows): the
-%   rows of watch Id (no limit of its own: evaluate_all/9 has one).
+%   evaluate_each(+Groups, +R, +Name, +Old, +New, +Rev, +Forced, +Rows0, -Rows): the
+%   rows of each watch Id-Gens of Groups (no limit of its own: evaluate_all/9 has one).
 
-evaluate_one(R, Name, Old, New, Rev, Forced, Id-Gs, Rows0, Rows) :-
+evaluate_each([], _, _, _, _, _, _, Rows, Rows).
+evaluate_each([Id-Gs|Groups], R, Name, Old, New, Rev, Forced, Rows0, Rows) :-
     R:watch(Id, Kind, Names),
     need(Kind, Need),
     delta(R, Id, Gs, Name, Old, New, Need, Appear, Disappear),
-    outcome(Kind, Names, Id, Rev, Forced, Appear, Disappear, Rows0, Rows).
+    outcome(Kind, Names, Id, Rev, Forced, Appear, Disappear, Rows0, Rows1),
+    evaluate_each(Groups, R, Name, Old, New, Rev, Forced, Rows1, Rows).
 
 need(invariant(_), appear) :- !.
 need(watch, both).
@@ -227,8 +229,8 @@ outcome(invariant(InvName), Names, Id, Rev, Forced, Appear, _, Rows0, Rows) :- !
     ;   Rows = Rows0
     ).
 outcome(watch, _, Id, Rev, _, Appear, Disappear, Rows0, Rows) :-
-    foldl(row_out(Rev, Id, del), Disappear, Rows0, Rows1),
-    foldl(row_out(Rev, Id, set), Appear, Rows1, Rows).
+    rows_out(Disappear, Rev, Id, del, Rows0, Rows1),
+    rows_out(Appear, Rev, Id, set, Rows1, Rows).
 
 %   failed(+R, +Id, +Kind, +Outcome, +Inferences, +Rev, +Forced, +Rows0, -Rows)
 %
@@ -254,9 +256,10 @@ failure_text(error(E), _, Text) :-
     describe_error(E, [_, Message]),
     format(string(Text), "its rules raised an error: ~s", [Message]).
 
-row_out(Rev, Id, Kind, Row, Rows0, Rows) :-
+rows_out([], _, _, _, Rows, Rows).
+rows_out([Row|Hs], Rev, Id, Kind, Rows0, Rows) :-
     export_row(Row, Values),
-    Rows = [[Rev, Id, Kind, Values]|Rows0].
+    rows_out(Hs, Rev, Id, Kind, [[Rev, Id, Kind, Values]|Rows0], Rows).
 
 %   delta(+R, +Id, +Gens, +Name, +Old, +New, +Need, -Appear, -Disappear)
 %
@@ -344,8 +347,8 @@ limited(Goal, Inferences, Outcome) :-
 
 %!  forget(+R, +Id) is det.
 %
-%   Uninstall watch or invariant Id: its clauses, its keys' index when no other
-%   generator reads them, its place in the dispatch tables.
+%   Uninstall watch or invariant Id: its clauses, the index of keys no other watch
+%   needs, its place in the dispatch tables.
 
 forget(R, Id) :-
     retractall(R:watch(Id, _, _)),
@@ -356,11 +359,12 @@ forget(R, Id) :-
     retractall(R:check1(Id, _)),
     retractall(R:scan(Id, _)),
     retractall(R:gen_key(_, Id, _)),
-    R:store(M),
     forall(( R:watched_key(K), \+ R:gen_key(K, _, _) ),
-           ( retract(R:watched_key(K)),
-             index_drop(M, K)
-           )),
+           retract(R:watched_key(K))),
+    retractall(R:index_key(_, Id)),
+    R:store(M),
+    forall(( M:'$rx_key'(K), \+ R:index_key(K, _) ),
+           index_drop(M, K)),
     retractall(R:gen_anykey(Id, _)),
     retractall(R:gen_exists(Id, _)),
     rebuild_dispatch(R).

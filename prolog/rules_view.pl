@@ -30,10 +30,10 @@ table_entry/4 and arith/1 of this module directly.
 
 The rules' index: lookups by value (attr(N, class, C) with N unbound) go through
 '$rx'(Hash, Key, Name) facts in the store module, kept only for the keys installed
-watches and invariants read ('$rx_key'(Key)): built when the first rule reading a key
-is installed (index_build/2), kept exact by every write inside its transaction
-(index_update/3), dropped with the last rule reading the key (index_drop/2). A store
-without rules pays nothing for it.
+watches and invariants look up that way ('$rx_key'(Key), prolog/rules_compile.pl):
+built when the first rule needing it is installed (index_build/2), kept exact by every
+write inside its transaction (index_update/3), dropped with the last rule needing it
+(index_drop/2). A store without rules pays nothing for it.
 */
 
 :- use_module(library(error)).
@@ -216,19 +216,22 @@ index_drop(M, K) :-
 
 %   index_update(+Changed, +M, +Name): the index after record Name changed the values
 %   Changed, a list of Key-Old-New (each a stored value, or none) for the keys the
-%   installed rules read (exactly the indexed keys), as rules_change/8 found them.
+%   installed rules read, as rules_change/8 found them (those indexed are a subset).
 
 index_update([], _, _).
 index_update([K-V0-V1|Cs], M, Name) :-
-    (   V0 == none
-    ->  true
-    ;   index_hash(V0, H0),
-        ignore(retract(M:'$rx'(H0, K, Name)))
-    ),
-    (   V1 == none
-    ->  true
-    ;   index_hash(V1, H1),
-        assertz(M:'$rx'(H1, K, Name))
+    (   M:'$rx_key'(K)
+    ->  (   V0 == none
+        ->  true
+        ;   index_hash(V0, H0),
+            ignore(retract(M:'$rx'(H0, K, Name)))
+        ),
+        (   V1 == none
+        ->  true
+        ;   index_hash(V1, H1),
+            assertz(M:'$rx'(H1, K, Name))
+        )
+    ;   true
     ),
     index_update(Cs, M, Name).
 
