@@ -261,7 +261,7 @@ literal_goal(neg(Lits), Bound, Dicts, Dicts, KB, S, \+ Body) :-
 view_goal(record(X), _, _, Dicts, Dicts, true) :-
     known_dict(X, Dicts, _), !.              % fetched: the record exists
 view_goal(record(X), S, Bound, Dicts0, Dicts, Code) :- !,
-    fetch(X, S, Bound, D, Code),
+    fetch(X, S, Bound, Dicts0, D, Code),
     remember(X, D, Dicts0, Dicts).
 view_goal(attr(X, K, V), S, Bound, Dicts0, Dicts, Code) :-
     atom(K), !,
@@ -274,20 +274,27 @@ view_goal(attr(X, K, V), S, Bound, Dicts0, Dicts, Code) :-
         )
     ;   Match = ( get_dict(K, D, Value), octopus_rules_view:view_value(Value, V) ),
         (   bound_term(V, Bound)
-        ->  Index = hash(V)
+        ->  (   var(V), known_raw(V, Dicts0, Raw)
+            ->  Index = raw(Raw)
+            ;   Index = hash(V)
+            )
         ;   Index = _
         )
     ),
+    (   var(V), \+ bound_term(V, Bound)
+    ->  Dicts1 = [raw(V, Value)|Dicts0]     % V's stored form, for lookups by it
+    ;   Dicts1 = Dicts0
+    ),
     (   known_dict(X, Dicts0, D0)
     ->  D = D0,
-        Dicts = Dicts0,
+        Dicts = Dicts1,
         Code = Match
     ;   bound_term(X, Bound)
-    ->  fetch(X, S, Bound, D, Fetch),
-        remember(X, D, Dicts0, Dicts),
+    ->  fetch(X, S, Bound, Dicts0, D, Fetch),
+        remember(X, D, Dicts1, Dicts),
         Code = ( Fetch, Match )
     ;   index_code(Index, M, K, X, Entries),
-        remember(X, D, Dicts0, Dicts),
+        remember(X, D, Dicts1, Dicts),
         (   S = plain(M)
         ->  Code = ( Entries, octopus_rules_view:rec_(M, X, D), Match )
         ;   S = over(M, On, Od),
@@ -301,19 +308,39 @@ view_goal(attr(X, K, V), plain(M), _, Dicts, Dicts,
 view_goal(attr(X, K, V), over(M, On, Od), _, Dicts, Dicts,
           octopus_rules_view:v_attr(s(M, On, Od), X, K, V)).
 
-%   fetch(?X, +S, +Bound, -D, -Code): Code finds record X (a name known when it runs
-%   if X is in Bound, else every record) in state S, with D its dict.
+%   fetch(?X, +S, +Bound, +Dicts, -D, -Code): Code finds record X (a name known when
+%   it runs if X is in Bound, else every record) in state S, with D its dict. A name
+%   read from an attribute value is looked up by its stored form (an identifier is
+%   [Text], the store's names are texts): no conversion to an atom and back.
 
-fetch(X, plain(M), _, D, octopus_rules_view:rec_(M, X, D)).
-fetch(X, over(M, On, Od), Bound, D, Code) :-
+fetch(X, plain(M), Bound, Dicts, D, Code) :-
+    (   bound_term(X, Bound), var(X), known_raw(X, Dicts, Raw)
+    ->  Code = ( Raw = [Text], M:rec(Text, _, D) )
+    ;   Code = octopus_rules_view:rec_(M, X, D)
+    ).
+fetch(X, over(M, On, Od), Bound, Dicts, D, Code) :-
     (   bound_term(X, Bound)
-    ->  Code = ( X == On -> Od \== none, D = Od ; octopus_rules_view:rec_(M, X, D) )
+    ->  (   var(X), known_raw(X, Dicts, Raw)
+        ->  Lookup = ( Raw = [Text], M:rec(Text, _, D) )
+        ;   Lookup = octopus_rules_view:rec_(M, X, D)
+        ),
+        Code = ( X == On -> Od \== none, D = Od ; Lookup )
     ;   Code = ( octopus_rules_view:rec_(M, X, D), X \== On
                ; Od \== none, X = On, D = Od )
     ).
 
+known_raw(V, Dicts, Raw) :-
+    member(Entry, Dicts),
+    nonvar(Entry),
+    Entry = raw(V0, Raw0),
+    V0 == V,
+    !,
+    Raw = Raw0.
+
 known_dict(X, Dicts, D) :-
-    member(X0-D0, Dicts),
+    member(Entry, Dicts),
+    nonvar(Entry),
+    Entry = X0-D0,
     X0 == X,
     !,
     D = D0.
@@ -322,13 +349,17 @@ remember(X, D, Dicts, [X-D|Dicts]) :- ( var(X) ; atom(X) ), !.
 remember(_, _, Dicts, Dicts).
 
 %   index_code(+Index, +M, +K, ?X, -Code): the names in key K's index table, all of
-%   them or those with the value's hash (computed now, or when the code runs).
+%   them or those with the value's hash (computed now, or when the code runs, from
+%   the value or from its stored form).
 
 index_code(Index, M, K, X, Code) :-
     (   var(Index)
     ->  Code = octopus_rules_view:table_entry(M, K, _, X)
     ;   Index = hash(V)
     ->  Code = ( octopus_rules_view:view_hash(V, H),
+                 octopus_rules_view:table_entry(M, K, H, X) )
+    ;   Index = raw(Raw)
+    ->  Code = ( octopus_match:index_hash(Raw, H),
                  octopus_rules_view:table_entry(M, K, H, X) )
     ;   Code = octopus_rules_view:table_entry(M, K, Index, X)
     ).

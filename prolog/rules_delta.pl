@@ -293,9 +293,10 @@ found(appear, R, Id, Gs, Name, Old, New, H, Known) :-
     member(G, Gs),
     (   R:gen1(Id, G, Name, New, H, pos),
         Known = t1
-    ;   R:gen0(Id, G, Name, Old, H, Kind),
-        Kind \== pos,
-        known(Kind, 0, Known)
+    ;   R:gen0(Id, G, Name, Old, H, negx),     % (the kind in the call: a positive
+        Known = f0                             % generator's body does not run)
+    ;   R:gen0(Id, G, Name, Old, H, neg),
+        Known = none
     ).
 
 %   known(+Kind, +State, -Known): what finding a row in State tells: t0/t1 true
