@@ -1,7 +1,7 @@
 """Rules over live records: derived watches and invariants (docs/rules.md).
 
 The knowledge base reads the engine's live records through ``record(Name)`` and
-``attr(Name, Key, Value)`` (prolog/rules.pl). On top of that view:
+``attr(Name, Key, Value)`` (prolog/rules_view.pl). On top of that view:
 
 - a **derived watch** (:meth:`octopus.Session.watch_rule`,
   :meth:`octopus.Session.watch_relation`) tells a handler when a row of a relation
@@ -14,13 +14,16 @@ Theory of operation (the guarantees are in docs/guarantees.md):
 1. Rules are compiled when a watch or invariant is installed: the goal is unfolded
    through the knowledge base's rules into a small family of conjunctions (joins over
    ``record/1``, ``attr/3`` and knowledge-base facts, negation, comparisons); other
-   rules are refused with :class:`~octopus.errors.RuleError` (prolog/rules.pl says
-   exactly which).
+   rules are refused with :class:`~octopus.errors.RuleError` (prolog/rules_family.pl
+   says exactly which).
 2. A write hands each record it changes to the rules inside its own Prolog
-   transaction, after the change. Only generators whose literal reads a changed key
-   (or the record's existence) run, with the record bound first; every candidate row
-   is checked before and after the change. So a relation is kept current by looking
-   at what the change can affect, never by recomputing it.
+   transaction, after the change (prolog/rules_delta.pl). The keys the rules read are
+   compared once, and a table per key names the generators to run: only those whose
+   literal reads a changed key (or the record's existence), with the record bound
+   first; a write no rule reads evaluates nothing. Every candidate row is checked
+   before and after the change, unless the generator that found it already tells. So
+   a relation is kept current by looking at what the change can affect, never by
+   recomputing it.
 3. The rows of a write come back with the write (:attr:`PrologStore.rows`) and this
    module, an observer of the core's change stream, queues their events to the
    dispatcher in the same critical section as the change: in revision order, exactly
