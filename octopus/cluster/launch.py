@@ -242,8 +242,13 @@ class OctopusNode:
 
     def __init__(self, etcd: str, *, prefix: str = "/octopus/", lease_ttl: int = 3,
                  log: Path | None = None, port: int | None = None,
-                 extra_args: Sequence[str] = ()) -> None:
+                 extra_args: Sequence[str] = (),
+                 command: Sequence[str] | None = None) -> None:
+        """``command`` runs the ``octopus`` command line (default: this interpreter's
+        ``-m octopus``; bench/cluster.py runs an older checkout's so to compare)."""
         self.etcd = etcd
+        self.command = list(command) if command is not None else [sys.executable, "-m",
+                                                                    "octopus"]
         self.prefix = prefix
         self.lease_ttl = lease_ttl
         self._fixed_port = port
@@ -277,7 +282,7 @@ class OctopusNode:
         """Start the process without waiting for it (see :meth:`wait_ready`)."""
         self._port = self._fixed_port
         self._log_start = self.log.stat().st_size if self.log.exists() else 0
-        args = [sys.executable, "-m", "octopus", "serve", "--log-level", "info",
+        args = [*self.command, "serve", "--log-level", "info",
                 "--port", str(self._fixed_port or 0), "--etcd", self.etcd,
                 "--prefix", self.prefix, "--lease-ttl", str(self.lease_ttl), "--no-uvloop",
                 *self.extra_args]
