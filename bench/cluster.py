@@ -184,6 +184,28 @@ def run_workers(kind: str, target: str, *, processes: int = PROCESSES, threads: 
     return total, statistics.median(r["median_ms"] for r in results)
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by the processes ``pids``."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def run_measured(kind: str, target: str, etcd_pids: list[int],
+                 node_pids: list[int]) -> tuple[float, float, float, float]:
+    """``run_workers`` and the CPU it cost per operation, in µs: (ops/s, median ms, etcd's
+    CPU, the nodes' CPU). CPU per operation depends far less on the machine's other load
+    than a rate does: on 2 shared cores it is what a rate is made of."""
+    etcd0, nodes0 = cpu_seconds(etcd_pids), cpu_seconds(node_pids)
+    rate, ms = run_workers(kind, target)
+    ops = max(rate * SECONDS, 1.0)
+    return (rate, ms, 1e6 * (cpu_seconds(etcd_pids) - etcd0) / ops,
+            1e6 * (cpu_seconds(node_pids) - nodes0) / ops)
+
+
 # --- ZooKeeper, when a server is installed ------------------------------------------------
 
 
@@ -354,17 +376,23 @@ def main(baseline: str | None = None) -> None:
         try:
             # Interleaved rounds: the machine's load changes from minute to minute, so
             # each ratio is taken within one round and the median round is reported.
-            rounds: list[dict[str, tuple[float, float]]] = []
+            epids = [p.pid for p in etcd.procs if p is not None]
+
+            def pids(nodes: list[Any]) -> list[int]:
+                return [n.proc.pid for n in nodes if n.proc is not None]
+
+            rounds: list[dict[str, tuple[float, ...]]] = []
             for _ in range(ROUNDS):
-                r = {"etcd-put": run_workers("etcd-put", etcd.url),
-                     "w1": run_workers("octo-set", one[0].url),
-                     "w3": run_workers("octo-set", urls3)}
+                r: dict[str, tuple[float, ...]] = {
+                    "etcd-put": run_measured("etcd-put", etcd.url, epids, []),
+                    "w1": run_measured("octo-set", one[0].url, epids, pids(one)),
+                    "w3": run_measured("octo-set", urls3, epids, pids(three))}
                 if before:
-                    r["ow1"] = run_workers("octo-set", old_one[0].url)
-                    r["ow3"] = run_workers("octo-set", old3)
-                r["etcd-get"] = run_workers("etcd-get", etcd.url)
-                r["r1"] = run_workers("octo-get", one[0].url)
-                r["r3"] = run_workers("octo-get", urls3)
+                    r["ow1"] = run_measured("octo-set", old_one[0].url, epids, pids(old_one))
+                    r["ow3"] = run_measured("octo-set", old3, epids, pids(old_three))
+                r["etcd-get"] = run_measured("etcd-get", etcd.url, epids, [])
+                r["r1"] = run_measured("octo-get", one[0].url, epids, pids(one))
+                r["r3"] = run_measured("octo-get", urls3, epids, pids(three))
                 # Lock latency: one client alone, each system in turn.
                 r["etcd-lock"] = run_workers("etcd-lock", etcd.url, processes=1, threads=1)
                 r["lock"] = run_workers("octo-lock", urls3, processes=1, threads=1)
@@ -372,8 +400,9 @@ def main(baseline: str | None = None) -> None:
                     r["olock"] = run_workers("octo-lock", old3, processes=1, threads=1)
                 rounds.append(r)
                 print(f"round {len(rounds)} (load {os.getloadavg()[0]:.1f}): " + ", ".join(
-                    f"{k} {rate:,.0f}/s {ms:.2f} ms" for k, (rate, ms) in r.items()),
-                    flush=True)
+                    f"{k} {v[0]:,.0f}/s {v[1]:.2f} ms"
+                    + (f" cpu {v[2]:.0f}+{v[3]:.0f} µs" if len(v) > 2 else "")
+                    for k, v in r.items()), flush=True)
 
             def med(key: str, base: str | None = None,
                     latency: bool = False) -> tuple[float, float, float]:
@@ -387,7 +416,11 @@ def main(baseline: str | None = None) -> None:
             def row(kind: str, label: str, key: str, base: str,
                     extra: str = "") -> list[Any]:
                 rate, ms, ratio = med(key, base if key != base else None)
-                return [kind, label, f"{rate:,.0f}", f"{ms:.2f}", f"{ratio:.2f}{extra}"]
+                etcd_cpu = statistics.median(r[key][2] for r in rounds)
+                node_cpu = statistics.median(r[key][3] for r in rounds)
+                nodes = "" if key.startswith("etcd") else f"{node_cpu:,.0f}"
+                return [kind, label, f"{rate:,.0f}", f"{ms:.2f}", f"{ratio:.2f}{extra}",
+                        f"{etcd_cpu:,.0f}", nodes]
 
             scale = statistics.median(r["r3"][0] / r["r1"][0] for r in rounds)
             rows += [
@@ -434,15 +467,15 @@ def main(baseline: str | None = None) -> None:
                     _, z_lat = run_workers("zk-lock", zk, processes=1, threads=1)
                     z_con, _ = run_workers("zk-lock", zk, processes=2, threads=3)
                     rows += [["writes", "ZooKeeper set (kazoo, 1 server)", f"{zs:,.0f}",
-                              f"{zs_ms:.2f}", f"{zs / etcd_put:.2f}"],
+                              f"{zs_ms:.2f}", f"{zs / etcd_put:.2f}", "", ""],
                              ["reads", "ZooKeeper get (kazoo, 1 server)", f"{zg:,.0f}",
-                              f"{zg_ms:.2f}", f"{zg / etcd_get:.2f}"]]
+                              f"{zg_ms:.2f}", f"{zg / etcd_get:.2f}", "", ""]]
                     lock_rows.append(["ZooKeeper Lock recipe (kazoo, 1 server)",
                                       f"{z_lat:.2f}", f"{z_lat / e_lat:.2f}", f"{z_con:,.0f}",
                                       f"{z_con / e_con:.2f}"])
                 else:
                     rows.append(["—", "ZooKeeper: not measured (needs apt-get install "
-                                 "zookeeper and pip install kazoo)", "", "", ""])
+                                 "zookeeper and pip install kazoo)", "", "", "", "", ""])
         finally:
             for node in one + three + old_one + old_three:
                 node.stop()
@@ -458,12 +491,15 @@ def main(baseline: str | None = None) -> None:
         f"{SECONDS:g} s per measurement, {ROUNDS} interleaved rounds (medians; each ratio "
         "is taken within a round; the lock latency of one client alone is measured in "
         "each round too). The ratio column divides by etcd's own figure from the "
-        f"same client count. Load average: {load:.1f} at the start, {load_end:.1f} at "
-        f"the end, on {os.cpu_count()} cores (other work shares this machine)."
+        "same client count; the CPU columns are the CPU time etcd's three members and the "
+        "Octopus nodes spent per operation during the measurement (medians over the "
+        f"rounds). Load average: {load:.1f} at the start, {load_end:.1f} at the end, "
+        f"on {os.cpu_count()} cores (other work shares this machine)."
         + (f" Rows marked *before* are the nodes of commit {before_name}, run in the "
            "same rounds against the same etcd." if before_name else "")
         + "\n\n"
-        + table("Throughput", ["kind", "system", "ops/s", "median ms", "× etcd"], rows)
+        + table("Throughput", ["kind", "system", "ops/s", "median ms", "× etcd",
+                               "etcd CPU µs/op", "nodes' CPU µs/op"], rows)
         + "\n"
         + table("Locks", ["lock", "acquire+release ms (alone)", "× etcd",
                           "contended grants/s (6 clients)", "× etcd"], lock_rows)
