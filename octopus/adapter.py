@@ -416,6 +416,26 @@ did not hold (nothing changed). ``attrs``: the attributes ``pairs`` encode, as a
                 self._follow(keys, name, old, pairs)
         return int(count)
 
+    def bulk(self, shapes: list[list[str]], flat: list[Any], distinct: bool,
+             base_revision: int, attrs: list[tuple[str, Mapping[str, Any]]]) -> int:
+        """:meth:`load` with the batch encoded flat (the bulk path: prolog/store.pl,
+        store_bulk/7): ``shapes`` the sorted key lists, ``flat`` per record its shape's
+        1-based number, its name and its encoded values in key order; ``distinct`` if
+        no name comes twice. ``attrs``: (name, attributes) per record, in order, for
+        the ordered indexes."""
+        keys = self._keys
+        count, new, olds = self._write("store_bulk", shapes, flat, distinct, base_revision,
+                                       keys)
+        self._count += new
+        self._call("store_trim")
+        if self._count >= self._collected_at:
+            self._collect()
+        if keys:
+            follow = self._follow
+            for (name, values), old in zip(attrs, olds, strict=True):
+                follow(keys, name, old, values.items(), values)
+        return int(count)
+
     def _collect(self) -> None:
         """Free the record index tables Prolog retired as the store grew (see
         store_collect/2); next time when the store has grown by half again."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Iterator, Sequence
@@ -99,11 +100,51 @@ def _data(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _load(args: argparse.Namespace) -> int:
+    from octopus.server.cli import _connected
+
+    source: Any = args.file
+    if args.file == "-":
+        source = sys.stdin.buffer
+    elif not os.path.isfile(args.file):
+        raise CommandError(f"no such file: {args.file}", EXIT_USAGE)
+    loaded = 0
+
+    def progress(n: int) -> None:
+        nonlocal loaded
+        loaded = n
+
+    try:
+        with _connected(args) as client:
+            total = client.load(source, batch_bytes=args.batch_bytes, progress=progress)
+    except OctopusError as e:
+        done = getattr(e, "loaded", loaded)
+        code, message = _failure(e)
+        raise CommandError(f"{message} ({done} records were loaded before it)", code) from None
+    if args.json:
+        import json
+
+        print(json.dumps({"loaded": total}))
+    else:
+        print(f"loaded {total} records")
+    return EXIT_OK
+
+
 def _completion(args: argparse.Namespace) -> int:
     from octopus.completion import script
 
     print(script(build_parser(), args.shell), end="")
     return EXIT_OK
+
+
+def _batch_bytes(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 65536 <= value <= 16 << 20:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number from 65536 to 16777216")
+    return value
 
 
 def _version() -> str:
@@ -153,9 +194,22 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("directory", metavar="DIR", help="the data directory (serve --data)")
     data.add_argument("--json", action="store_true", help="dump: JSON lines")
     data.set_defaults(func=_data)
+    from octopus.server.cli import _client_flags
     from octopus.server.cli import add_commands as add_server_commands
 
     add_server_commands(sub, parents=[common], epilog=_EPILOG)
+    load = sub.add_parser("load", parents=[common], epilog=_EPILOG,
+                          help="store the records of a file (one per line) on a server",
+                          description="send a file of records, one per line in canonical "
+                                      "text (what `octopus data dump` and GET print), to "
+                                      "a server with LOAD, each request of about "
+                                      "--batch-bytes all or nothing; on a bad line, stop "
+                                      "and say which (earlier requests stay loaded)")
+    load.add_argument("file", metavar="FILE", help="the file, or - for standard input")
+    load.add_argument("--batch-bytes", type=_batch_bytes, default=256 << 10, metavar="BYTES",
+                      help="text per LOAD request, 65536 to 16777216 (default %(default)s)")
+    _client_flags(load)
+    load.set_defaults(func=_load)
     completion = sub.add_parser("completion", parents=[common], epilog=_EPILOG,
                                 help="print a shell completion script: "
                                      "source <(octopus completion bash)",

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import random
 import select
 import socket
@@ -60,9 +61,10 @@ import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, BinaryIO
 
+from octopus.bulk import chunks, is_path, lines_as_blocks, shifted
 from octopus.deadline import budget, within
 from octopus.errors import (
     EngineClosed,
@@ -660,6 +662,36 @@ class Client(_Base, RecipeFactories):
     def delete(self, q: str, *params: object, trigger: Trigger | None = None) -> Record:
         """Delete the named record if it matches ``q``; return it. NotFound otherwise."""
         return self._call(_Requests.delete(q, params, trigger))  # type: ignore[no-any-return]
+
+    def load(self, source: str | os.PathLike[str] | BinaryIO | Iterable[str], *,
+             batch_bytes: int = 256 << 10, progress: Callable[[int], None] | None = None
+             ) -> int:
+        """Store the records of a file (a path, or a binary file object) or of lines of
+        text with the server's ``LOAD``, about ``batch_bytes`` of text at a time, each
+        all or nothing; return how many were stored. Errors as
+        :meth:`octopus.Session.load`: ``line`` counts in the whole input, ``loaded`` the
+        records stored by earlier batches."""
+        total = 0
+        with contextlib.ExitStack() as stack:
+            if is_path(source) or hasattr(source, "read"):
+                f: BinaryIO = (stack.enter_context(open(source, "rb"))
+                               if is_path(source) else source)  # type: ignore[assignment]
+                blocks: Iterable[bytes] = iter(lambda: f.read(1 << 20), b"")
+            else:
+                blocks = lines_as_blocks(source)
+            try:
+                for first, piece in chunks(blocks, batch_bytes):
+                    try:
+                        total += self._call(_Request([b"LOAD", piece], _decode_int))
+                    except OctopusError as e:
+                        raise shifted(e, first - 1, total) from None
+                    if progress is not None:
+                        progress(total)
+            except OctopusError as e:
+                if not hasattr(e, "loaded"):
+                    e.loaded = total      # type: ignore[attr-defined]
+                raise
+        return total
 
     # --- triggers, waiting, publish/subscribe ---------------------------------------------
 
