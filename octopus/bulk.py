@@ -1,6 +1,6 @@
 """Records as text, one per line, read in bulk: the format that ``octopus data dump``
 prints and ``Engine.load``, the server's ``LOAD`` and ``octopus load`` read
-(docs/api.md, "Bulk loading").
+(docs/language.md, "Records in bulk").
 
 The format: each record is its canonical text (``str(record)``, what ``GET`` sends),
 or any record text the language accepts without conditions or placeholders, starting
@@ -26,17 +26,34 @@ Guarantees:
 from __future__ import annotations
 
 import codecs
+import contextlib
 import os
+import queue
 import re
+import threading
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from octopus.errors import OctopusError, ParseError, QueryError
+from octopus.query.compile import compile_record
 from octopus.query.fast import parse_record
-from octopus.record import Value
+from octopus.record import Atom, Value
 
-__all__ = ["Parsed", "chunks", "is_path", "lines_as_blocks", "located", "read_file",
-           "read_records", "shifted", "split_text"]
+__all__ = [
+    "Encoded",
+    "Parsed",
+    "batches",
+    "chunks",
+    "encode_batch",
+    "is_path",
+    "lines_as_blocks",
+    "located",
+    "prefetched",
+    "read_file",
+    "read_records",
+    "shifted",
+    "split_text",
+]
 
 #: A record read by the fast path: its name and attributes (sorted by key).
 Parsed = tuple[str, dict[str, Value]]
@@ -45,6 +62,122 @@ Parsed = tuple[str, dict[str, Value]]
 # text once they are removed holds a quote only if one is open.
 _QUOTED = re.compile(r"'(?:[^'\\]|\\.)*+'", re.S)
 _READ = 1 << 20          # bytes read from a file at a time
+
+
+def batches(lines: Iterable[str], size: int, max_length: int
+            ) -> Iterator[tuple[list[Parsed], Encoded]]:
+    """The records of ``lines`` in batches of ``size``, each with its encoding for
+    Prolog (:func:`encode_batch`). A record the fast path declines is compiled the usual
+    way; one that cannot be stored raises a :class:`QueryError` naming its line."""
+    chunk: list[Parsed] = []
+    for line, text, parsed in read_records(lines, max_length):
+        if parsed is None:
+            try:
+                cr = compile_record(text, max_length=max_length)
+                if cr.conditions:
+                    raise QueryError("a loaded record cannot have conditions")
+            except QueryError as e:
+                raise located(e, line, 0) from None
+            parsed = (cr.name, cr.attributes)
+        chunk.append(parsed)
+        if len(chunk) >= size:
+            yield chunk, encode_batch(chunk)
+            chunk = []
+    if chunk:
+        yield chunk, encode_batch(chunk)
+
+
+T = TypeVar("T")
+_DONE = object()
+
+
+@contextlib.contextmanager
+def prefetched(items: Iterator[T], ahead: int = 1) -> Iterator[Iterator[T]]:
+    """``items`` as they come, the first one made on the calling thread and the others
+    on a helper thread, at most ``ahead`` ahead of the consumer (so a batch is parsed
+    while the one before it is stored). An exception of ``items`` is raised where its
+    item would have been. Leaving the block stops the helper (it stops making items
+    and is joined)."""
+    try:
+        first = next(items)
+    except StopIteration:
+        yield iter(())
+        return
+    out: queue.Queue[Any] = queue.Queue(maxsize=ahead)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+        except BaseException as e:  # handed over, raised by the consumer
+            put(_Raised(e))
+            return
+        put(_DONE)
+
+    def consume() -> Iterator[T]:
+        yield first
+        while True:
+            item = out.get()
+            if item is _DONE:
+                return
+            if type(item) is _Raised:
+                raise item.error
+            yield item
+
+    helper = threading.Thread(target=produce, name="octopus-load-reader", daemon=True)
+    helper.start()
+    try:
+        yield consume()
+    finally:
+        stop.set()
+        helper.join()
+
+
+class _Raised:
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+#: A batch as store_bulk/7 takes it: shapes, flat values, whether names are distinct.
+Encoded = tuple[list[list[str]], list[Any], bool]
+
+
+def encode_batch(batch: list[Parsed]) -> Encoded:
+    """A batch as prolog/store.pl's store_bulk/7 takes it (flat lists: what janus
+    converts fastest): the key lists of its shapes; per record its shape's 1-based
+    number, its name and its values in key order (identifiers as ``[text]``); and
+    whether no name comes twice."""
+    shapes: dict[tuple[str, ...], int] = {}
+    flat: list[Any] = []
+    add = flat.append
+    extend = flat.extend
+    for name, attrs in batch:
+        keys = tuple(attrs)
+        shape = shapes.get(keys)
+        if shape is None:
+            shape = shapes[keys] = len(shapes) + 1
+        add(shape)
+        add(name)
+        values = attrs.values()
+        if Atom in map(type, values):
+            extend([[str.__str__(v)] if type(v) is Atom else v for v in values])
+        else:
+            extend(values)
+    distinct = len({name for name, _ in batch}) == len(batch)
+    return [list(keys) for keys in shapes], flat, distinct
 
 
 def _quote_open(text: str) -> bool:

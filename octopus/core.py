@@ -70,7 +70,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from octopus.adapter import PrologRules, PrologStore, RuleSpec, encode_attributes
-from octopus.bulk import Parsed, located, read_records
+from octopus.bulk import Encoded, Parsed, batches, encode_batch, prefetched
 from octopus.errors import (
     ConditionFailed,
     EngineClosed,
@@ -778,61 +778,32 @@ class Core:
              progress: Callable[[int], None] | None) -> int:
         """Store the records of ``lines`` (octopus/bulk.py's format) in atomic batches
         (see :meth:`octopus.Session.load`); errors name their line (``.line``) and say
-        how many records earlier batches loaded (``.loaded``)."""
+        how many records earlier batches loaded (``.loaded``).
+
+        Reading and parsing (Python) run a batch ahead of storing (Prolog, which runs
+        without the GIL), on a helper thread once there is more than one batch."""
         _check_batch(batch)
         max_length = self.max_query_length
         total = 0
-        chunk: list[Parsed] = []
         try:
-            for line, text, parsed in read_records(lines, max_length):
-                if parsed is None:
-                    try:
-                        cr = compile_record(text, max_length=max_length)
-                        if cr.conditions:
-                            raise QueryError("a loaded record cannot have conditions")
-                    except QueryError as e:
-                        raise located(e, line, total) from None
-                    parsed = (cr.name, cr.attributes)
-                chunk.append(parsed)
-                if len(chunk) >= batch:
-                    total += self._bulk(sid, chunk)
-                    chunk = []
+            with prefetched(batches(lines, batch, max_length)) as ready:
+                for parsed, encoded in ready:
+                    total += self._bulk(sid, parsed, encoded)
                     if progress is not None:
                         progress(total)
-            if chunk:
-                total += self._bulk(sid, chunk)
-                if progress is not None:
-                    progress(total)
         except OctopusError as e:
-            if not hasattr(e, "loaded"):
-                e.loaded = total        # type: ignore[attr-defined]
+            e.loaded = total            # type: ignore[attr-defined]
             raise
         return total
 
-    def _bulk(self, sid: int, batch: list[Parsed]) -> int:
+    def _bulk(self, sid: int, batch: list[Parsed], encoded: Encoded | None = None) -> int:
         """Store one batch of (name, attributes) in one Prolog call, all or nothing;
-        each record is one change of the change stream, at its own revision."""
+        each record is one change of the change stream, at its own revision.
+        ``encoded``: the batch as :func:`~octopus.bulk.encode_batch` encodes it."""
         if self.replicated is not None:
             return self.replicated.load(sid, [(name, encode_attributes(attrs), attrs)
                                               for name, attrs in batch])
-        # The batch as flat lists (store_bulk/7): what janus converts fastest.
-        shapes: dict[tuple[str, ...], int] = {}
-        flat: list[Any] = []
-        add = flat.append
-        extend = flat.extend
-        for name, attrs in batch:
-            keys = tuple(attrs)
-            shape = shapes.get(keys)
-            if shape is None:
-                shape = shapes[keys] = len(shapes) + 1
-            add(shape)
-            add(name)
-            values = attrs.values()
-            if Atom in map(type, values):
-                extend([[str.__str__(v)] if type(v) is Atom else v for v in values])
-            else:
-                extend(values)
-        distinct = len({name for name, _ in batch}) == len(batch)
+        shapes, flat, distinct = encode_batch(batch) if encoded is None else encoded
         ticket = 0
         with self.lock:
             self._check_open(sid)
@@ -848,8 +819,7 @@ class Core:
                            for i, (name, attrs) in enumerate(batch, start=1)]
                 ticket = wal.log(changes)
             try:
-                count = self.store.bulk([list(keys) for keys in shapes], flat, distinct,
-                                        base, batch)
+                count = self.store.bulk(shapes, flat, distinct, base, batch)
             except BaseException:
                 if wal is not None:
                     wal.retract(ticket)

@@ -94,7 +94,7 @@ class Session(RecipeFactories):
              progress: Callable[[int], None] | None = None) -> int:
         """Store the records of a file (a path) or of lines of text: record texts, one
         per line, as ``octopus data dump`` and ``str(record)`` print them (the format:
-        docs/api.md, "Bulk loading"); return how many were stored.
+        docs/language.md, "Records in bulk"); return how many were stored.
 
         Each batch of ``batch`` records is one atomic Prolog call and a change per
         record, as for :meth:`set_many`. A bad record raises a QueryError (a ParseError

@@ -1,7 +1,7 @@
 """Bulk loading of record texts (``Engine.load``, octopus/bulk.py): a dump loads back
 into the same store, every record is one change of the change stream (triggers,
 observers, the journal), each batch is all or nothing, and a bad line is a typed error
-naming it (docs/api.md, "Bulk loading")."""
+naming it (docs/language.md, "Records in bulk")."""
 
 from __future__ import annotations
 
