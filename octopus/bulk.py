@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-import os
 import queue
 import re
 import threading
@@ -45,7 +44,6 @@ __all__ = [
     "batches",
     "chunks",
     "encode_batch",
-    "is_path",
     "lines_as_blocks",
     "located",
     "prefetched",
@@ -343,17 +341,14 @@ def _too_long(line: int, max_length: int) -> None:
     raise error
 
 
-def is_path(source: object) -> bool:
-    """Whether a load's source names a file (rather than being its lines)."""
-    return isinstance(source, str | os.PathLike)
-
-
 def located(error: QueryError, line: int, loaded: int) -> QueryError:
     """The error of the record that starts on ``line`` (its own lines counted from 1),
     as the error of the load: numbered in the whole input, with ``loaded`` records
     loaded before it."""
     if isinstance(error, ParseError):
-        return shifted(error, line - 1, loaded)
+        moved = shifted(error, line - 1, loaded)
+        assert isinstance(moved, ParseError)
+        return moved
     reason = getattr(error, "reason", None) or str(error)
     out = QueryError(f"line {line}: {reason}")
     out.line = line             # type: ignore[attr-defined]

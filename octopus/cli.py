@@ -24,7 +24,7 @@ import os
 import sys
 import traceback
 from collections.abc import Iterator, Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 from octopus.completion import SHELLS
 from octopus.errors import (

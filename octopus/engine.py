@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from octopus.bulk import is_path, read_file
+from octopus.bulk import read_file
 from octopus.core import Change, Core
 from octopus.errors import KnowledgeBaseError, OctopusError, PersistenceError, QueryError
 from octopus.events import Handler, Mode, Subscription, Trigger
@@ -102,8 +102,8 @@ class Session(RecipeFactories):
         anything; earlier batches stay stored, and ``error.loaded`` says how many
         records they held. A string is a file name, never a record.
         """
-        if is_path(source):
-            with open(source, "rb") as f:   # type: ignore[arg-type]
+        if isinstance(source, str | os.PathLike):
+            with open(source, "rb") as f:
                 return self._core.load(self._sid, read_file(f, self._core.max_query_length),
                                        batch, progress)
         if isinstance(source, bytes | bytearray):

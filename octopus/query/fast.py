@@ -240,12 +240,13 @@ def parse_record(text: str, max_length: int) -> tuple[str, dict[str, Value]] | N
         first = token[0]
         value: Value
         if first == "'":
-            value = token[1:-1]
-            if "\\" in value:
-                unescaped = _unescape(value)
+            body = token[1:-1]
+            if "\\" in body:
+                unescaped = _unescape(body)
                 if unescaped is None:
                     return None
-                value = unescaped
+                body = unescaped
+            value = body
         elif first in _NUMBER_START:
             if len(token) > _MAX_NUMBER_TEXT:
                 return None

@@ -64,7 +64,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, BinaryIO, cast
 
-from octopus.bulk import chunks, is_path, lines_as_blocks, shifted
+from octopus.bulk import chunks, lines_as_blocks, shifted
 from octopus.deadline import budget, within
 from octopus.errors import (
     EngineClosed,
@@ -675,10 +675,13 @@ class Client(_Base, RecipeFactories):
         records stored by earlier batches."""
         total = 0
         with contextlib.ExitStack() as stack:
-            if is_path(source) or hasattr(source, "read"):
-                f: BinaryIO = (stack.enter_context(open(source, "rb"))
-                               if is_path(source) else source)  # type: ignore[assignment]
-                blocks: Iterable[bytes] = iter(lambda: f.read(1 << 20), b"")
+            blocks: Iterable[bytes]
+            if isinstance(source, str | os.PathLike):
+                f: BinaryIO = stack.enter_context(open(source, "rb"))
+                blocks = iter(lambda: f.read(1 << 20), b"")
+            elif hasattr(source, "read"):
+                reader = cast(BinaryIO, source)
+                blocks = iter(lambda: reader.read(1 << 20), b"")
             else:
                 blocks = lines_as_blocks(source)
             try:
