@@ -5,7 +5,7 @@ device_id: N, class: 'C', bus: N mod 256, label: 'dev N' }``), in one run:
   line, batches of 10,000 in one Prolog call each), and ``set_many`` of (name, dict)
   tuples (the same path without the text);
 - octopus through a server: ``octopus load FILE`` to ``octopus serve`` (``LOAD``
-  requests of 256 KiB);
+  requests of 10,000 records);
 - redis-server: ``redis-cli --pipe`` of ``HSET name vendor 32902 device_id N ...``;
 - SQLite in memory: ``executemany`` of tuples in one transaction (no index).
 
@@ -219,7 +219,7 @@ def main() -> None:
 
     rows = [row("octopus embedded: Engine.load(FILE), the bulk path", "embedded"),
             row("octopus embedded: set_many of (name, dict), batches of 10,000", "set_many"),
-            row("octopus server: `octopus load FILE` (LOAD of 256 KiB)", "server"),
+            row("octopus server: `octopus load FILE` (LOAD of 10,000 records)", "server"),
             row("redis-server: `redis-cli --pipe` of HSETs", "redis"),
             row("sqlite in memory: executemany, one transaction, no index", "sqlite")]
     text = table(f"Loading {n:,} records ({size / n:.0f} bytes of text each)",

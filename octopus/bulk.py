@@ -27,11 +27,14 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import io
+import itertools
+import os
 import queue
 import re
 import threading
 from collections.abc import Iterable, Iterator
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO, TypeVar, cast
 
 from octopus.errors import OctopusError, ParseError, QueryError
 from octopus.query.compile import compile_record
@@ -45,6 +48,7 @@ __all__ = [
     "chunks",
     "encode_batch",
     "lines_as_blocks",
+    "load_requests",
     "located",
     "prefetched",
     "read_file",
@@ -60,6 +64,9 @@ Parsed = tuple[str, dict[str, Value]]
 # text once they are removed holds a quote only if one is open.
 _QUOTED = re.compile(r"'(?:[^'\\]|\\.)*+'", re.S)
 _READ = 1 << 20          # bytes read from a file at a time
+#: The most text a client puts in one LOAD (a server refuses an argument over its
+#: max_bulk, 1 MiB by default).
+MAX_REQUEST_BYTES = 512 << 10
 
 
 def batches(lines: Iterable[str], size: int, max_length: int
@@ -279,25 +286,59 @@ def _safe_cut(piece: bytes) -> int:
     return newline + 1 if newline >= 0 else safe
 
 
-def chunks(blocks: Iterable[bytes], max_bytes: int) -> Iterator[tuple[int, bytes]]:
+def chunks(blocks: Iterable[bytes], max_bytes: int,
+           max_lines: int = 1 << 62) -> Iterator[tuple[int, bytes]]:
     """The text of ``blocks`` (UTF-8, read in any sizes) cut into pieces of at most
-    ``max_bytes`` that end at a line end where no record goes on: ``(number of the
-    piece's first line, piece)``. A line longer than ``max_bytes`` raises a
-    :class:`QueryError` naming it. (``octopus load``: each piece is one ``LOAD``.)"""
+    ``max_bytes`` and about ``max_lines`` lines (more only when a record goes on over
+    the cut) that end at a line end where no record goes on: ``(number of the piece's
+    first line, piece)``. A line longer than ``max_bytes`` raises a :class:`QueryError`
+    naming it. (``Client.load``: each piece is one ``LOAD``.)"""
     buf = b""
     line = 1
-    for block in blocks:
-        buf += block
-        while len(buf) > max_bytes:
+    for block in itertools.chain(blocks, [None]):
+        final = block is None
+        if block is not None:
+            buf += block
+        while buf:
             head = buf[:max_bytes]
-            cut = _safe_cut(head) or head.rfind(b"\n") + 1
+            cut = 0
+            if head.count(b"\n") >= max_lines:
+                rest = head.split(b"\n", max_lines)[-1]
+                cut = _safe_cut(head[:len(head) - len(rest)])
+            elif len(buf) <= max_bytes:
+                if not final:
+                    break                   # wait for more text
+                head = buf
+                if not buf.endswith(b"\n"):
+                    yield line, buf         # the last line, without its line end
+                    buf = b""
+                    break
+            if not cut:
+                cut = _safe_cut(head) or head.rfind(b"\n") + 1
             if not cut:
                 _too_long(line + head.count(b"\n"), max_bytes)
             piece, buf = buf[:cut], buf[cut:]
             yield line, piece
             line += piece.count(b"\n")
-    if buf:
-        yield line, buf
+
+
+def load_requests(source: str | os.PathLike[str] | BinaryIO | Iterable[str], records: int,
+                  max_bytes: int = MAX_REQUEST_BYTES) -> Iterator[tuple[int, bytes]]:
+    """A load's source (a file name, a binary file, or lines of text) as the texts of
+    ``LOAD`` requests of about ``records`` lines and at most ``max_bytes``: ``(number of
+    the first line, text)``."""
+    if isinstance(records, bool) or not isinstance(records, int) or records < 1:
+        raise QueryError(f"batch must be a positive int, got {records!r}")
+    if isinstance(source, str | os.PathLike):
+        with open(source, "rb") as f:
+            yield from chunks(iter(lambda: f.read(_READ), b""), max_bytes, records)
+    elif hasattr(source, "read") and not isinstance(source, io.TextIOBase):
+        reader = cast(BinaryIO, source)
+        yield from chunks(iter(lambda: reader.read(_READ), b""), max_bytes, records)
+    elif isinstance(source, bytes | bytearray):
+        raise QueryError("load takes a file name or lines of text, not bytes")
+    else:
+        yield from chunks(lines_as_blocks(source), max_bytes, records)
 
 
 def lines_as_blocks(lines: Iterable[str], size: int = _READ) -> Iterator[bytes]:

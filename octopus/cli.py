@@ -116,7 +116,7 @@ def _load(args: argparse.Namespace) -> int:
 
     try:
         with _connected(args) as client:
-            total = client.load(source, batch_bytes=args.batch_bytes, progress=progress)
+            total = client.load(source, batch=args.batch, progress=progress)
     except OctopusError as e:
         done = getattr(e, "loaded", loaded)
         code, message = _failure(e)
@@ -137,13 +137,13 @@ def _completion(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _batch_bytes(text: str) -> int:
+def _batch(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
         value = 0
-    if not 65536 <= value <= 16 << 20:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number from 65536 to 16777216")
+    if not 1 <= value <= 100_000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number from 1 to 100000")
     return value
 
 
@@ -203,11 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
                           description="send a file of records, one per line in canonical "
                                       "text (what `octopus data dump` and GET print), to "
                                       "a server with LOAD, each request of about "
-                                      "--batch-bytes all or nothing; on a bad line, stop "
+                                      "--batch records all or nothing; on a bad line, stop "
                                       "and say which (earlier requests stay loaded)")
     load.add_argument("file", metavar="FILE", help="the file, or - for standard input")
-    load.add_argument("--batch-bytes", type=_batch_bytes, default=256 << 10, metavar="BYTES",
-                      help="text per LOAD request, 65536 to 16777216 (default %(default)s)")
+    load.add_argument("--batch", type=_batch, default=10_000, metavar="N",
+                      help="records per LOAD request, 1 to 100000 (at most 512 KiB of text; "
+                           "default %(default)s)")
     _client_flags(load)
     load.set_defaults(func=_load)
     completion = sub.add_parser("completion", parents=[common], epilog=_EPILOG,

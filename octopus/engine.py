@@ -9,9 +9,10 @@ tests/test_parity.py checks that they stay twins.
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from octopus.bulk import read_file
 from octopus.core import Change, Core
@@ -92,7 +93,8 @@ class Session(RecipeFactories):
 
     def load(self, source: str | os.PathLike[str] | Iterable[str], *, batch: int = 10_000,
              progress: Callable[[int], None] | None = None) -> int:
-        """Store the records of a file (a path) or of lines of text: record texts, one
+        """Store the records of a file (a path, or a binary file object) or of lines of
+        text: record texts, one
         per line, as ``octopus data dump`` and ``str(record)`` print them (the format:
         docs/language.md, "Records in bulk"); return how many were stored.
 
@@ -106,6 +108,10 @@ class Session(RecipeFactories):
             with open(source, "rb") as f:
                 return self._core.load(self._sid, read_file(f, self._core.max_query_length),
                                        batch, progress)
+        if hasattr(source, "read") and not isinstance(source, io.TextIOBase):  # binary
+            reader = cast(BinaryIO, source)
+            return self._core.load(self._sid, read_file(reader, self._core.max_query_length),
+                                   batch, progress)
         if isinstance(source, bytes | bytearray):
             raise QueryError("load takes a file name or lines of text, not bytes")
         return self._core.load(self._sid, source, batch, progress)

@@ -62,9 +62,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, BinaryIO, cast
+from typing import Any, cast
 
-from octopus.bulk import chunks, lines_as_blocks, shifted
+from octopus.bulk import load_requests, shifted
 from octopus.deadline import budget, within
 from octopus.errors import (
     EngineClosed,
@@ -665,37 +665,26 @@ class Client(_Base, RecipeFactories):
         """Delete the named record if it matches ``q``; return it. NotFound otherwise."""
         return self._call(_Requests.delete(q, params, trigger))
 
-    def load(self, source: str | os.PathLike[str] | BinaryIO | Iterable[str], *,
-             batch_bytes: int = 256 << 10, progress: Callable[[int], None] | None = None
-             ) -> int:
+    def load(self, source: str | os.PathLike[str] | Iterable[str], *, batch: int = 10_000,
+             progress: Callable[[int], None] | None = None) -> int:
         """Store the records of a file (a path, or a binary file object) or of lines of
-        text with the server's ``LOAD``, about ``batch_bytes`` of text at a time, each
-        all or nothing; return how many were stored. Errors as
-        :meth:`octopus.Session.load`: ``line`` counts in the whole input, ``loaded`` the
-        records stored by earlier batches."""
+        text with the server's ``LOAD``: requests of about ``batch`` records (at most
+        512 KiB), one at a time, each all or nothing; return how many were stored.
+        Errors as :meth:`octopus.Session.load`: ``line`` counts in the whole input,
+        ``loaded`` the records stored by earlier requests."""
         total = 0
-        with contextlib.ExitStack() as stack:
-            blocks: Iterable[bytes]
-            if isinstance(source, str | os.PathLike):
-                f: BinaryIO = stack.enter_context(open(source, "rb"))
-                blocks = iter(lambda: f.read(1 << 20), b"")
-            elif hasattr(source, "read"):
-                reader = cast(BinaryIO, source)
-                blocks = iter(lambda: reader.read(1 << 20), b"")
-            else:
-                blocks = lines_as_blocks(source)
-            try:
-                for first, piece in chunks(blocks, batch_bytes):
-                    try:
-                        total += self._call(_Request([b"LOAD", piece], _decode_int))
-                    except OctopusError as e:
-                        raise shifted(e, first - 1, total) from None
-                    if progress is not None:
-                        progress(total)
-            except OctopusError as e:
-                if not hasattr(e, "loaded"):
-                    e.loaded = total      # type: ignore[attr-defined]
-                raise
+        try:
+            for first, text in load_requests(source, batch):
+                try:
+                    total += self._call(_Request([b"LOAD", text], _decode_int))
+                except OctopusError as e:
+                    raise shifted(e, first - 1, total) from None
+                if progress is not None:
+                    progress(total)
+        except OctopusError as e:
+            if not hasattr(e, "loaded"):
+                e.loaded = total      # type: ignore[attr-defined]
+            raise
         return total
 
     # --- triggers, waiting, publish/subscribe ---------------------------------------------

@@ -225,3 +225,9 @@ def test_chunks_end_where_a_record_may_start() -> None:
     with pytest.raises(QueryError, match="line 2: longer") as info:
         list(chunks([b"a {}\n" + b"x" * 100], 50))
     assert info.value.line == 2
+    # At most 3 lines a piece, unless a record goes on over the cut.
+    pieces = [p for _, p in chunks([text], 10_000, 3)]
+    assert b"".join(pieces) == text
+    assert all(p.count(b"\n") <= 3 or b"one\ntwo" in p for p in pieces)
+    assert not any(p.startswith((b"two", b"three")) for p in pieces)
+    assert [p for _, p in chunks([b"a {}\nb {}"], 100, 1)] == [b"a {}\n", b"b {}"]
