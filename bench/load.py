@@ -214,8 +214,10 @@ def main() -> None:
 
     def row(label: str, key: str) -> list[str]:
         s = got[key]["s"]
+        cpu = got[key].get("cpu")
         return [label, f"{s:,.1f}", f"{n / s:,.0f}", f"{s / redis_s:.1f}×",
-                f"{s / sqlite_s:.2f}×"]
+                f"{s / sqlite_s:.2f}×", "" if cpu is None else f"{cpu:,.1f}",
+                "" if cpu is None else f"{n / cpu:,.0f}"]
 
     rows = [row("octopus embedded: Engine.load(FILE), the bulk path", "embedded"),
             row("octopus embedded: set_many of (name, dict), batches of 10,000", "set_many"),
@@ -223,7 +225,8 @@ def main() -> None:
             row("redis-server: `redis-cli --pipe` of HSETs", "redis"),
             row("sqlite in memory: executemany, one transaction, no index", "sqlite")]
     text = table(f"Loading {n:,} records ({size / n:.0f} bytes of text each)",
-                 ["store", "seconds", "records/s", "× Redis", "× SQLite"], rows)
+                 ["store", "seconds", "records/s", "× Redis", "× SQLite", "CPU s (own process)",
+                  "records per CPU-second"], rows)
     total = stage["Engine.load in all, no index"]
     stage_rows = [[k, f"{v:.2f}", f"{v / total:.0%}" if "in all" not in k else "100%"]
                   for k, v in stage.items()]
