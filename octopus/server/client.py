@@ -249,7 +249,7 @@ class Client(_Base, RecipeFactories):
                     self._urls = urls[i:] + urls[:i]
                     break
                 except (OSError, WaitTimeout) as e:
-                    failures.append(f"{self.url}: {e or type(e).__name__}")
+                    failures.append(f"{self.url}: {str(e) or type(e).__name__}")
                 except BaseException:
                     self._dispatcher.stop(timeout=None)
                     raise
@@ -356,7 +356,7 @@ class Client(_Base, RecipeFactories):
         try:
             self._sock.sendall(b"".join(p.request.data for p in pendings))
         except OSError as e:
-            self._drop_locked(f"sending failed: {e or type(e).__name__}")
+            self._drop_locked(f"sending failed: {str(e) or type(e).__name__}")
 
     def _drop_locked(self, reason: str) -> None:
         """Declare the connection dead: the reader sees it end and reconnects."""
