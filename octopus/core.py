@@ -490,7 +490,7 @@ class Core:
             mode = Mode.ON_SET if change.op is ChangeOp.SET else Mode.ON_DEL
             deliveries = self.registry.match(mode, change.record, change.revision)
             if deliveries:
-                self.dispatcher.put_many(deliveries)
+                self.dispatcher.put_deliveries(deliveries)
 
     def _own(self, name: str, owner: int | None) -> None:
         """Make ``name`` ``owner``'s ephemeral record (None: nobody's). A set replaces
@@ -900,7 +900,7 @@ class Core:
             record = Record._trusted(cr.name, cr.attributes, self.revision)
             deliveries = self.registry.match(Mode.ON_PUBLISH, record, self.revision)
             if deliveries:
-                self.dispatcher.put_many(deliveries)
+                self.dispatcher.put_deliveries(deliveries)
         if deliveries:
             self._after_write()
         return len(deliveries)
@@ -959,7 +959,7 @@ class Core:
             self.revision = revision
         deliveries = self.registry.match(Mode.ON_PUBLISH, message, revision)
         if deliveries:
-            self.dispatcher.put_many(deliveries)
+            self.dispatcher.put_deliveries(deliveries)
         return len(deliveries)
 
     def apply_revision_locked(self, revision: int) -> None:
