@@ -618,6 +618,19 @@ class Core:
             self._unclaim(trigger)
         return found
 
+    def watch(self, sid: int, q: object, params: tuple[object, ...], trigger: Trigger) -> None:
+        """Install ``trigger`` (install_if "always") on ``q`` without running the query:
+        a watch does not need its answer, and running it would build the store's index
+        of every key the query names, which each later write then maintains."""
+        cq = self._query(q, params)
+        self._claim(trigger)
+        try:
+            with self.lock:
+                self._check_open(sid)
+                self._install_locked(sid, trigger, cq, True)
+        finally:
+            self._unclaim(trigger)
+
     # --- writes --------------------------------------------------------------------------
 
     def set(self, sid: int, rec: object, params: tuple[object, ...], sequential: bool = False,

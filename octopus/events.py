@@ -10,6 +10,8 @@ Theory of operation (docs/guarantees.md has the guarantees):
 1. Events are appended to the dispatcher's queue by the core in the critical section
    of the change they report, hence in revision order, and delivered by one thread in
    that order. Handlers never run under the engine's lock and may call the engine.
+   The writer's share is kept small: it queues the fields of each event (the dispatcher
+   thread makes the :class:`Event`) and wakes the thread only when it sleeps.
 2. A handler that raises (anything, ``SystemExit`` and ``KeyboardInterrupt`` included)
    is logged with its trigger id and the dispatcher goes on; a slow handler delays later
    events but loses none.

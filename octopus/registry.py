@@ -11,12 +11,14 @@ Theory of operation (the guarantees are in docs/guarantees.md):
    with roaring bitmaps (each query sits in exactly one bitmap, keyed by the most
    selective thing it requires: its exact name, else one ``key == value`` it requires,
    else one key it requires, else the bitmap of unconstrained queries); then Prolog
-   runs the full match on the candidates only. Candidates whose query is a bare name or
-   ``_`` match by being candidates and skip the Prolog step. Non-matching triggers
-   therefore cost (almost) nothing.
-3. :meth:`TriggerRegistry.match` returns the deliveries of one change in id order; the
-   core hands them to the dispatcher in the same critical section, so events leave in
-   revision order.
+   runs the full match on the candidates only. Candidates whose query is ``_`` or an
+   exact name with only ``key: _`` and ``key: value`` constraints (an int, bool, string
+   or identifier value) are decided in Python (:func:`decided_checks`), exactly as
+   Prolog would, and skip the Prolog step unless a value's kind differs from its
+   operand's. Non-matching triggers therefore cost (almost) nothing.
+3. :meth:`TriggerRegistry.match` returns the deliveries of one change in id order, as
+   plain tuples; the core hands them to the dispatcher in the same critical section, so
+   events leave in revision order, and the dispatcher thread makes the Event objects.
 4. Only the session that installed a trigger or subscription may remove it; for any
    other session it does not exist (:class:`~octopus.errors.TriggerNotFound`).
 5. Installing writes the Prolog side first: a query Prolog refuses (a bad regex)

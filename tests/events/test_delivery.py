@@ -165,3 +165,22 @@ def test_flush_times_out_while_a_handler_blocks() -> None:
     release.set()
     assert d.flush(timeout=10)
     d.stop()
+
+
+def test_watch_installs_without_running_its_query(engine: octopus.Engine) -> None:
+    # Running it would build the store's index of each key it names, which every later
+    # write would maintain (10,000 watches on distinct keys: 64 indexes, ~2x a set).
+    for i in range(20):
+        engine.set(f"r{i} {{ key{i}: {i} }}")
+    got: list[Event] = []
+    for i in range(20):
+        engine.watch(f"_ {{ key{i}: _ }}", got.append)
+    assert engine._core.store.indexed_keys() == []
+    engine.set("r3 { key3: 4 }")
+    engine.flush()
+    assert [e.record.name for e in got if e.record] == ["r3"]
+    with pytest.raises(octopus.QueryError):
+        engine.watch("_ { key: r'(' }", got.append)
+    with pytest.raises(octopus.QueryError):
+        engine.watch("_ { key: ", got.append)
+    assert len(engine._core.registry) == 20
