@@ -11,7 +11,8 @@
    calling the same number of handlers.
 3. CPU of the writing thread per set (``time.thread_time``: the dispatcher thread that
    runs the handlers is left out) with no trigger, 1 firing trigger (decided in Python,
-   or by the full match in Prolog), 10 firing and 10,000 non-matching. With
+   or by the full match in Prolog: docs/events.md, "The writer's share"), 10 firing and
+   10,000 non-matching. With
    ``--baseline CHECKOUT`` (another source checkout, e.g. ``git worktree add --detach
    /tmp/base main``) the same measurement runs on that checkout's octopus too, the two
    in alternating child processes, and the table puts them side by side.
@@ -53,10 +54,11 @@ SCENARIOS: list[tuple[str, list[tuple[str, tuple[object, ...]]]]] = [
     ("no trigger", []),
     ("1 firing: hw.pci.device.7 (exact name)", [("hw.pci.device.7", ())]),
     ("1 firing: _ { vendor: _ } (key present)", [("_ { vendor: _ }", ())]),
-    ("1 firing: _ { vendor: %d } (full match in Prolog)", [("_ { vendor: %d }", (0x8086,))]),
-    ("10 firing (4 exact name, 3 key present, 3 in Prolog)",
-     [("hw.pci.device.7", ())] * 4 + [("_ { vendor: _ }", ())] * 3
-     + [("_ { device_id: %d }", (4110,))] * 3),
+    ("1 firing: _ { vendor: %d } (key: value)", [("_ { vendor: %d }", (0x8086,))]),
+    ("1 firing: _ { vendor > %d } (full match in Prolog)", [("_ { vendor > %d }", (1,))]),
+    ("10 firing (4 exact name, 3 key: value, 3 in Prolog)",
+     [("hw.pci.device.7", ())] * 4 + [("_ { device_id: %d }", (4110,))] * 3
+     + [("_ { device_id >= %d }", (4110,))] * 3),
     ("10,000 non-matching", []),
 ]
 
@@ -116,7 +118,9 @@ def writer_cpu_table(baseline: Path | None) -> str:
         b, a = before[label], after[label]
         rows.append([label, f"{b:.1f}", f"{a:.1f}", f"{a / b:.2f}×",
                      f"{b - before['no trigger']:.1f}", f"{a - after['no trigger']:.1f}"])
-    return table(f"{title}: before ({baseline.name}) and after",
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=baseline,
+                            capture_output=True, text=True).stdout.strip() or baseline.name
+    return table(f"{title}: before (commit {commit}) and after",
                  ["set", "before", "after", "after/before", "before: more than no trigger",
                   "after: more than no trigger"], rows)
 
