@@ -190,10 +190,10 @@ class Dispatcher:
 
     def put_many(self,
                  items: Iterable[tuple[Callable[[DispatchedT], Any], DispatchedT]]) -> None:
+        batch = list(items)     # counted before the dispatcher can take any of them
         with self._mutex:
-            before = len(self._queue)
-            self._queue.extend(items)
-            self._queued += len(self._queue) - before
+            self._queue.extend(batch)
+            self._queued += len(batch)
             if self._sleeping:
                 self._ring()
 
