@@ -210,7 +210,7 @@ class PrologStore:
         self._token = object()
 
     def _follow(self, keys: list[str], name: str, olds: list[Any] | None,
-                pairs: Sequence[tuple[str, Any]], attrs: Mapping[str, Any] | None = None
+                pairs: Iterable[tuple[str, Any]], attrs: Mapping[str, Any] | None = None
                 ) -> None:
         """Bring the indexes of ``keys`` up to date after record ``name`` was stored with
         ``pairs`` (``attrs``, if given, the same as a mapping), replacing one whose values
@@ -307,6 +307,12 @@ class PrologStore:
         """The record called ``name``."""
         reply = self._call("store_get", name)
         return None if reply is None else _record(name, reply[0], reply[1])
+
+    def get_many(self, names: list[str]) -> dict[str, Record]:
+        """The records called ``names`` (one store call), by name; a name without a
+        record is left out."""
+        rows = self._call("store_get_many", names)
+        return {n: _record(n, rev, d) for n, rev, d in rows}
 
     @staticmethod
     def _candidates(plan: _Plan) -> list[str] | None:
@@ -414,6 +420,26 @@ did not hold (nothing changed). ``attrs``: the attributes ``pairs`` encode, as a
         if keys:
             for (name, pairs), old in zip(rows, olds, strict=True):
                 self._follow(keys, name, old, pairs)
+        return int(count)
+
+    def bulk(self, shapes: list[list[str]], flat: list[Any], distinct: bool,
+             base_revision: int, attrs: Sequence[tuple[str, Mapping[str, Any]]]) -> int:
+        """:meth:`load` with the batch encoded flat (the bulk path: prolog/store.pl,
+        store_bulk/7): ``shapes`` the sorted key lists, ``flat`` per record its shape's
+        1-based number, its name and its encoded values in key order; ``distinct`` if
+        no name comes twice. ``attrs``: (name, attributes) per record, in order, for
+        the ordered indexes."""
+        keys = self._keys
+        count, new, olds = self._write("store_bulk", shapes, flat, distinct, base_revision,
+                                       keys)
+        self._count += new
+        self._call("store_trim")
+        if self._count >= self._collected_at:
+            self._collect()
+        if keys:
+            follow = self._follow
+            for (name, values), old in zip(attrs, olds, strict=True):
+                follow(keys, name, old, values.items(), values)
         return int(count)
 
     def _collect(self) -> None:

@@ -39,11 +39,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
+from octopus.bulk import split_text
 from octopus.engine import Engine, Session
 from octopus.errors import LimitExceeded, NotFound, OctopusError, QueryError, TriggerNotFound
 from octopus.events import Event, Mode, Subscription, Trigger
 from octopus.explain import DEFAULT_LIMIT, MAX_LIMIT
 from octopus.query.compile import compile_record
+from octopus.query.fast import parse_name
 from octopus.record import Record
 from octopus.rules import RowEvent, RuleWatch
 
@@ -63,6 +65,8 @@ from .wire import (
 )
 
 __all__ = [
+    "MAX_LOAD_BYTES",
+    "MAX_LOAD_LINES",
     "MAX_RULE_WATCHES",
     "OK",
     "VERSION",
@@ -97,6 +101,11 @@ MAX_QUEUED_BYTES = 16 << 20
 # committed while it ran, at most this many times.
 SNAPSHOT_ATTEMPTS = 50
 
+# LOAD: one request is one all-or-nothing batch, parsed in memory before it is stored
+# (~1 KB a record on its way through): at most this many bytes of text and lines.
+MAX_LOAD_BYTES = 16 << 20
+MAX_LOAD_LINES = 100_000
+
 # A GET longer than this is not looked up in the reply cache: hashing its key would be
 # work for the event loop, and such requests are not the repeated ones the cache is for.
 CACHED_REQUEST_BYTES = 8192
@@ -107,13 +116,21 @@ CACHED_REQUEST_BYTES = 8192
 
 class Call:
     """Run ``run()`` (a blocking engine call; it may raise), then hand the outcome to
-    :meth:`CommandLayer.complete`."""
+    :meth:`CommandLayer.complete`.
 
-    __slots__ = ("done", "run")
+    ``name`` is set on a plain ``GET name`` (a bare record name, no options): then
+    ``run()`` returns ``(record or None, revision, revision)``, and the I/O layer may
+    instead read that record together with other connections' GETs in one store call
+    (:meth:`octopus.core.Core.get_named`) and complete the call with the same triple,
+    ``revision`` being the store's revision when it was read."""
 
-    def __init__(self, run: Callable[[], Any], done: Callable[[Any], Action]) -> None:
+    __slots__ = ("done", "name", "run")
+
+    def __init__(self, run: Callable[[], Any], done: Callable[[Any], Action],
+                 name: str | None = None) -> None:
         self.run = run
         self.done = done
+        self.name = name
 
     def __repr__(self) -> str:
         return f"<Call {getattr(self.run, '__qualname__', self.run)}>"
@@ -612,6 +629,10 @@ class CommandLayer:
             hit = cache.lookup(key, engine.revision)
             if hit is not None:
                 return hit
+        if len(args) == 2:
+            name = bare_name(args[1], self.ctx.max_query_length)
+            if name is not None:
+                return self._get_named(name, key, cache)
         session = self.session
         tagged = self.tagged
         redis = self.redis
@@ -641,6 +662,40 @@ class CommandLayer:
             return encoded
 
         return self._store_call(args, get, reply)
+
+    def _get_named(self, name: str, key: tuple[object, ...],
+                   cache: ReplyCache | None) -> Call:
+        """``GET name`` of a bare name: what :meth:`_get` does, without parsing a query
+        (the name is the whole query), as a call the I/O layer may batch (see
+        :class:`Call`)."""
+        session = self.session
+        engine = self.ctx.engine
+        tagged = self.tagged
+        redis = self.redis
+        proto = self.proto
+
+        def get() -> tuple[Record | None, int, int]:
+            before = engine.revision
+            try:
+                record: Record | None = session.get(name)
+            except NotFound:
+                if not redis:
+                    raise
+                record = None
+            return record, before, engine.revision
+
+        def reply(result: tuple[Record | None, int, int]) -> bytes:
+            record, before, after = result
+            if record is None:              # (read in a batch: see Call)
+                if not redis:
+                    raise NotFound(f"no record matches {name!r}")
+                return b"_\r\n" if proto >= 3 else b"$-1\r\n"   # never cached
+            encoded = self._record(record, tagged)
+            if cache is not None and before == after:
+                cache.store(key, before, encoded)
+            return encoded
+
+        return Call(get, reply, name)
 
     def cmd_names(self, args: list[bytes]) -> Action:
         session = self.session
@@ -821,6 +876,34 @@ class CommandLayer:
             if rest:
                 raise _ArgumentError("PUBLISH takes one message and its parameters")
             return session.publish(q, *params)
+
+        return Call(run, lambda n: b":%d\r\n" % n)
+
+    def cmd_load(self, args: list[bytes]) -> Action:
+        # LOAD text [text ...]: records, one per line (octopus/bulk.py's format), stored
+        # as one all-or-nothing batch; the reply is how many (docs/server.md, "LOAD").
+        if len(args) < 2:
+            raise _ArgumentError("wrong number of arguments for 'LOAD' command")
+        size = sum(map(len, args)) - len(args[0])
+        if size > MAX_LOAD_BYTES:
+            raise LimitExceeded(f"LOAD of {size} bytes: the limit is {MAX_LOAD_BYTES} bytes "
+                                "(octopus load splits a file into such requests)")
+        session = self.session
+
+        def run() -> int:
+            lines: list[str] = []
+            for raw in args[1:]:
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    line = len(lines) + raw.count(b"\n", 0, e.start) + 1
+                    error = QueryError(f"line {line}: the text is not valid UTF-8")
+                    error.line = line               # type: ignore[attr-defined]
+                    raise error from None
+                lines += split_text(text)
+                if len(lines) > MAX_LOAD_LINES:
+                    raise LimitExceeded(f"LOAD of more than {MAX_LOAD_LINES} lines")
+            return session.load(lines, batch=max(1, len(lines)))
 
         return Call(run, lambda n: b":%d\r\n" % n)
 
@@ -1158,6 +1241,17 @@ class CommandLayer:
         return action
 
 
+def bare_name(raw: bytes, max_length: int) -> str | None:
+    """``raw`` as a record name if it is a bare name (the whole query, nothing to
+    parse: ``hw.pci.device.7``), else None. Such a name is what the query parser would
+    make of it (octopus.query.fast.parse_name is the parser's own fast path), so
+    reading the record by that name answers the query."""
+    if len(raw) > max_length or not raw.isascii():
+        return None
+    name = raw.decode("ascii")
+    return name if parse_name(name) is not None else None
+
+
 def error_reply(exc: OctopusError) -> bytes:
     """``exc`` as a RESP error reply, in the format of :func:`octopus.server.wire.error_line`."""
     return b"-%s\r\n" % error_line(exc).encode("utf-8", "replace")
@@ -1254,6 +1348,8 @@ _DOCS: dict[bytes, tuple[int, tuple[str, ...], str, str, tuple[str, ...]]] = {
              ("record", "[param ...]", "[sequential]", "[ephemeral]", "[trigger]")),
     b"DEL": (-2, ("write",), "Delete the named record if it matches", "octopus",
              ("query", "[param ...]", "[trigger]")),
+    b"LOAD": (-2, ("write",), "Store records given as text, one per line, all or nothing; "
+              "the count", "octopus", ("text", "[text ...]")),
     b"WAIT": (-2, ("readonly", "blocking"), "The first record matching a query, now or later",
               "octopus", ("query", "[param ...]", "[timeout]")),
     b"WATCH": (-2, ("readonly",), "Install a trigger; its events are pushed", "octopus",
