@@ -1,6 +1,6 @@
 """What installed triggers cost a change, and publish throughput.
 
-    .venv/bin/python bench/triggers.py
+    .venv/bin/python bench/triggers.py [--baseline CHECKOUT]
 
 1. Latency of a `set` with 0, 1,000, 10,000 and 100,000 installed non-matching triggers
    (exact names of other records, `key: value` on values the record does not have, keys it
@@ -9,11 +9,24 @@
    costs), and triggers on a name regex only, which the index cannot narrow.
 2. Publish throughput to 1, 10 and 100 matching subscribers, beside a plain Python loop
    calling the same number of handlers.
+3. CPU of the writing thread per set (``time.thread_time``: the dispatcher thread that
+   runs the handlers is left out) with no trigger, 1 firing trigger (decided in Python,
+   or by the full match in Prolog: docs/events.md, "The writer's share"), 10 firing and
+   10,000 non-matching. With
+   ``--baseline CHECKOUT`` (another source checkout, e.g. ``git worktree add --detach
+   /tmp/base main``) the same measurement runs on that checkout's octopus too, the two
+   in alternating child processes, and the table puts them side by side.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 from common import per_second, record_results, table
 
@@ -34,7 +47,93 @@ def install_non_matching(engine: octopus.Engine, n: int) -> None:
             engine.watch(f"_ {{ key{i}: _ }}", nothing)
 
 
+REC = "hw.pci.device.7 { vendor: 0x8086, device_id: 4110 }"
+
+#: Writer-CPU scenarios: label and the watches installed (query, parameters).
+SCENARIOS: list[tuple[str, list[tuple[str, tuple[object, ...]]]]] = [
+    ("no trigger", []),
+    ("1 firing: hw.pci.device.7 (exact name)", [("hw.pci.device.7", ())]),
+    ("1 firing: _ { vendor: _ } (key present)", [("_ { vendor: _ }", ())]),
+    ("1 firing: _ { vendor: %d } (key: value)", [("_ { vendor: %d }", (0x8086,))]),
+    ("1 firing: _ { vendor > %d } (full match in Prolog)", [("_ { vendor > %d }", (1,))]),
+    ("10 firing (4 exact name, 3 key: value, 3 in Prolog)",
+     [("hw.pci.device.7", ())] * 4 + [("_ { device_id: %d }", (4110,))] * 3
+     + [("_ { device_id >= %d }", (4110,))] * 3),
+    ("10,000 non-matching", []),
+]
+
+
+def writer_cpu(rounds: int = 5, sets: int = 2000) -> dict[str, float]:
+    """Microseconds of the writing thread's CPU per set, best of ``rounds``, per scenario
+    (engines side by side, measured in turns)."""
+    engines = {}
+    for label, watches in SCENARIOS:
+        engine = octopus.Engine()
+        for q, params in watches:
+            engine.watch(q, lambda event: None, *params)
+        if label.startswith("10,000"):
+            install_non_matching(engine, 10_000)
+        engine.set(REC)
+        engine.flush()
+        engines[label] = engine
+    best: dict[str, float] = {}
+    for _ in range(rounds):
+        for label, engine in engines.items():
+            cpu = time.thread_time()
+            for _ in range(sets):
+                engine.set(REC)
+            used = (time.thread_time() - cpu) / sets * 1e6
+            engine.flush()
+            best[label] = min(best.get(label, used), used)
+    for engine in engines.values():
+        engine.close()
+    return best
+
+
+def writer_cpu_children(checkouts: dict[str, Path], turns: int = 3) -> dict[str, dict[str, float]]:
+    """writer_cpu() of each checkout's octopus, in child processes taking turns."""
+    best: dict[str, dict[str, float]] = {name: {} for name in checkouts}
+    for _ in range(turns):
+        for name, root in checkouts.items():
+            env = dict(os.environ, PYTHONPATH=str(root))
+            reply = subprocess.run([sys.executable, __file__, "--writer-cpu-child"], env=env,
+                                   capture_output=True, text=True, check=True)
+            for label, us in json.loads(reply.stdout.splitlines()[-1]).items():
+                best[name][label] = min(best[name].get(label, us), us)
+    return best
+
+
+def writer_cpu_table(baseline: Path | None) -> str:
+    title = "CPU of the writing thread per set (µs; handlers run on the dispatcher thread)"
+    if baseline is None:
+        got = writer_cpu()
+        none = got["no trigger"]
+        rows = [[label, f"{us:.1f}", f"{us - none:.1f}"] for label, us in got.items()]
+        return table(title, ["set", "µs", "µs more than no trigger"], rows)
+    here = Path(__file__).resolve().parent.parent
+    got = writer_cpu_children({"before": baseline.resolve(), "after": here})
+    before, after = got["before"], got["after"]
+    rows = []
+    for label, _ in SCENARIOS:
+        b, a = before[label], after[label]
+        rows.append([label, f"{b:.1f}", f"{a:.1f}", f"{a / b:.2f}×",
+                     f"{b - before['no trigger']:.1f}", f"{a - after['no trigger']:.1f}"])
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=baseline,
+                            capture_output=True, text=True).stdout.strip() or baseline.name
+    return table(f"{title}: before (commit {commit}) and after",
+                 ["set", "before", "after", "after/before", "before: more than no trigger",
+                  "after: more than no trigger"], rows)
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--baseline", type=Path,
+                        help="a source checkout to measure the writer's CPU against")
+    parser.add_argument("--writer-cpu-child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.writer_cpu_child:
+        print(json.dumps(writer_cpu()))
+        return
     out = []
     rows = []
     # Engines with 0 ... 100,000 triggers side by side, measured in turns (best of 5
@@ -112,6 +211,7 @@ def main() -> None:
     out.append(table("Publish throughput (publish + delivery on the dispatcher thread)",
                      ["subscribers", "messages/s", "deliveries/s",
                       "plain Python loop deliveries/s", "× plain"], rows))
+    out.append(writer_cpu_table(args.baseline))
     record_results("Triggers and publish (bench/triggers.py)", "\n".join(out))
 
 

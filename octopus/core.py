@@ -492,7 +492,7 @@ class Core:
             mode = Mode.ON_SET if change.op is ChangeOp.SET else Mode.ON_DEL
             deliveries = self.registry.match(mode, change.record, change.revision)
             if deliveries:
-                self.dispatcher.put_many(deliveries)
+                self.dispatcher.put_deliveries(deliveries)
 
     def _own(self, name: str, owner: int | None) -> None:
         """Make ``name`` ``owner``'s ephemeral record (None: nobody's). A set replaces
@@ -639,6 +639,19 @@ class Core:
         finally:
             self._unclaim(trigger)
         return found
+
+    def watch(self, sid: int, q: object, params: tuple[object, ...], trigger: Trigger) -> None:
+        """Install ``trigger`` (install_if "always") on ``q`` without running the query:
+        a watch does not need its answer, and running it would build the store's index
+        of every key the query names, which each later write then maintains."""
+        cq = self._query(q, params)
+        self._claim(trigger)
+        try:
+            with self.lock:
+                self._check_open(sid)
+                self._install_locked(sid, trigger, cq, True)
+        finally:
+            self._unclaim(trigger)
 
     # --- writes --------------------------------------------------------------------------
 
@@ -957,7 +970,7 @@ class Core:
             record = Record._trusted(cr.name, cr.attributes, self.revision)
             deliveries = self.registry.match(Mode.ON_PUBLISH, record, self.revision)
             if deliveries:
-                self.dispatcher.put_many(deliveries)
+                self.dispatcher.put_deliveries(deliveries)
         if deliveries:
             self._after_write()
         return len(deliveries)
@@ -1016,7 +1029,7 @@ class Core:
             self.revision = revision
         deliveries = self.registry.match(Mode.ON_PUBLISH, message, revision)
         if deliveries:
-            self.dispatcher.put_many(deliveries)
+            self.dispatcher.put_deliveries(deliveries)
         return len(deliveries)
 
     def apply_revision_locked(self, revision: int) -> None:

@@ -122,7 +122,7 @@ class Session(RecipeFactories):
               on: Mode = Mode.ON_SET | Mode.ON_DEL, persist: bool = True) -> Trigger:
         """Install a trigger on ``q`` for future changes; returns it (see remove_trigger)."""
         trigger = Trigger(handler, on=on, persist=persist)
-        self._core.exists(self._sid, q, params, trigger)
+        self._core.watch(self._sid, q, params, trigger)
         return trigger
 
     def watch_existing(self, q: str, handler: Handler, *params: object,

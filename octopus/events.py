@@ -10,6 +10,8 @@ Theory of operation (docs/guarantees.md has the guarantees):
 1. Events are appended to the dispatcher's queue by the core in the critical section
    of the change they report, hence in revision order, and delivered by one thread in
    that order. Handlers never run under the engine's lock and may call the engine.
+   The writer's share is kept small: it queues the fields of each event (the dispatcher
+   thread makes the :class:`Event`) and wakes the thread only when it sleeps.
 2. A handler that raises (anything, ``SystemExit`` and ``KeyboardInterrupt`` included)
    is logged with its trigger id and the dispatcher goes on; a slow handler delays later
    events but loses none.
@@ -142,12 +144,27 @@ DispatchedT = TypeVar("DispatchedT", bound=Dispatched)
 
 
 class Dispatcher:
-    """One thread that runs handlers, in the order events were queued."""
+    """One thread that runs handlers, in the order events were queued.
+
+    The queue holds ``(handler, event)`` pairs, or ``(handler, mode, record, trigger_id,
+    revision)`` tuples of which the dispatcher thread makes the :class:`Event`: a writer
+    that fires triggers only appends tuples, and rings the bell only when the thread
+    sleeps (:meth:`_ring`), so a write that fires while handlers are busy takes no
+    lock but the queue's own short one.
+    """
 
     def __init__(self, name: str, max_pending: int = 100_000) -> None:
-        # Each handler is queued with an event of the type it takes (put's signature).
-        self._queue: deque[tuple[Callable[[Any], Any], Dispatched]] = deque()
+        # Each handler is queued with an event of the type it takes (put's signature),
+        # or with the fields of an Event (put_deliveries).
+        self._queue: deque[tuple[Any, ...]] = deque()
+        self._mutex = threading.Lock()      # _queue appends, _queued, _sleeping
+        self._bell = threading.Lock()       # held while there is no reason to wake up
+        self._bell.acquire()
+        self._sleeping = False
+        # flush and wait_for_room wait on _cond; the dispatcher notifies it only while
+        # someone waits (_waiting), so that handling an event costs no notify.
         self._cond = threading.Condition(threading.Lock())
+        self._waiting = 0
         self._queued = 0        # events ever queued
         self._done = 0          # events ever handled
         self._stopping = False
@@ -165,18 +182,44 @@ class Dispatcher:
         return self._queued - self._done
 
     def put(self, handler: Callable[[DispatchedT], Any], event: DispatchedT) -> None:
-        with self._cond:
+        with self._mutex:
             self._queue.append((handler, event))
             self._queued += 1
-            self._cond.notify_all()
+            if self._sleeping:
+                self._ring()
 
     def put_many(self,
                  items: Iterable[tuple[Callable[[DispatchedT], Any], DispatchedT]]) -> None:
+        batch = list(items)     # counted before the dispatcher can take any of them
+        with self._mutex:
+            self._queue.extend(batch)
+            self._queued += len(batch)
+            if self._sleeping:
+                self._ring()
+
+    def put_deliveries(self, items: list[tuple[Handler, Mode, Record | None, int, int]]
+                       ) -> None:
+        """Queue ``(handler, mode, record, trigger_id, revision)`` deliveries; each
+        handler gets ``Event(mode, record, trigger_id, revision)``, made on the
+        dispatcher thread."""
+        with self._mutex:
+            self._queue.extend(items)
+            self._queued += len(items)
+            if self._sleeping:
+                self._ring()
+
+    def _ring(self) -> None:
+        # Under _mutex, with the thread asleep on the bell (or about to be).
+        self._sleeping = False
+        self._bell.release()
+
+    def _wait(self, ready: Callable[[], bool], timeout: float | None) -> bool:
         with self._cond:
-            for item in items:
-                self._queue.append(item)
-                self._queued += 1
-            self._cond.notify_all()
+            self._waiting += 1
+            try:
+                return self._cond.wait_for(ready, timeout)
+            finally:
+                self._waiting -= 1
 
     def wait_for_room(self) -> None:
         """Wait until fewer than ``max_pending`` events are queued. Writers call this
@@ -185,9 +228,8 @@ class Dispatcher:
             return
         if threading.current_thread() is self._thread:
             return
-        with self._cond:
-            self._cond.wait_for(
-                lambda: self._queued - self._done < self.max_pending or self._stopping)
+        self._wait(lambda: self._queued - self._done < self.max_pending or self._stopping,
+                   None)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every event queued before this call has been handled.
@@ -197,33 +239,48 @@ class Dispatcher:
         """
         if threading.current_thread() is self._thread:
             return True
-        with self._cond:
-            target = self._queued
-            return self._cond.wait_for(lambda: self._done >= target, timeout)
+        target = self._queued
+        if self._done >= target:
+            return True
+        return self._wait(lambda: self._done >= target, timeout)
 
     def stop(self, timeout: float | None = 5.0) -> None:
         """Handle what is queued, then end the thread."""
-        with self._cond:
+        with self._mutex:
             self._stopping = True
+            if self._sleeping:
+                self._ring()
+        with self._cond:
             self._cond.notify_all()
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout)
 
     def _run(self) -> None:
+        queue = self._queue
         while True:
-            with self._cond:
-                while not self._queue and not self._stopping:
-                    self._cond.wait()
-                if not self._queue:
-                    return
-                handler, event = self._queue.popleft()
             try:
-                handler(event)
+                item = queue.popleft()
+            except IndexError:
+                with self._mutex:
+                    if queue:
+                        continue
+                    if self._stopping:
+                        break
+                    self._sleeping = True
+                # A put after the mutex was released rings (releases) the bell.
+                self._bell.acquire()
+                continue
+            event = item[1] if len(item) == 2 else Event(item[1], item[2], item[3], item[4])
+            try:
+                item[0](event)
             except BaseException:
                 # SystemExit and KeyboardInterrupt too: they belong to the handler, and
                 # letting them end this thread would lose every later event.
                 log.exception("handler of trigger %s raised on %s event",
                               event.trigger_id, event.mode)
-            with self._cond:
-                self._done += 1
-                self._cond.notify_all()
+            self._done += 1
+            if self._waiting:
+                with self._cond:
+                    self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()

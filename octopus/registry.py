@@ -11,12 +11,14 @@ Theory of operation (the guarantees are in docs/guarantees.md):
    with roaring bitmaps (each query sits in exactly one bitmap, keyed by the most
    selective thing it requires: its exact name, else one ``key == value`` it requires,
    else one key it requires, else the bitmap of unconstrained queries); then Prolog
-   runs the full match on the candidates only. Candidates whose query is a bare name or
-   ``_`` match by being candidates and skip the Prolog step. Non-matching triggers
-   therefore cost (almost) nothing.
-3. :meth:`TriggerRegistry.match` returns the deliveries of one change in id order; the
-   core hands them to the dispatcher in the same critical section, so events leave in
-   revision order.
+   runs the full match on the candidates only. Candidates whose query is ``_`` or an
+   exact name with only ``key: _`` and ``key: value`` constraints (an int, bool, string
+   or identifier value) are decided in Python (:func:`decided_checks`), exactly as
+   Prolog would, and skip the Prolog step unless a value's kind differs from its
+   operand's. Non-matching triggers therefore cost (almost) nothing.
+3. :meth:`TriggerRegistry.match` returns the deliveries of one change in id order, as
+   plain tuples; the core hands them to the dispatcher in the same critical section, so
+   events leave in revision order, and the dispatcher thread makes the Event objects.
 4. Only the session that installed a trigger or subscription may remove it; for any
    other session it does not exist (:class:`~octopus.errors.TriggerNotFound`).
 5. Installing writes the Prolog side first: a query Prolog refuses (a bad regex)
@@ -37,16 +39,29 @@ from typing import Any
 from pyroaring import BitMap64
 
 from octopus.adapter import PrologStore, encode_attributes
-from octopus.events import Event, Handler, Mode, Subscription, Trigger
+from octopus.events import Handler, Mode, Subscription, Trigger
 from octopus.query.compile import CompiledQuery
-from octopus.record import Record, Value
+from octopus.record import Atom, Record, Value
 
 __all__ = ["Delivery", "Installed", "QueryIndex", "TriggerRegistry"]
 
 log = logging.getLogger("octopus.events")
 
-#: A handler and the event to give it.
-Delivery = tuple[Handler, Event]
+#: A handler and the fields of the event to give it (mode, record, trigger id, revision):
+#: the dispatcher thread makes the Event (Dispatcher.put_deliveries), not the writer.
+Delivery = tuple[Handler, Mode, Record | None, int, int]
+
+#: Candidates few enough to sort out one by one in Python rather than with bitmap
+#: operations (each of which allocates a bitmap).
+_FEW = 64
+
+_SET_REMOVED = Mode.ON_SET | Mode.REMOVED
+_DEL_REMOVED = Mode.ON_DEL | Mode.REMOVED
+_PUBLISH_REMOVED = Mode.ON_PUBLISH | Mode.REMOVED
+#: No candidates (never changed).
+_NONE = BitMap64()
+_WITH_REMOVED = {Mode.ON_SET: _SET_REMOVED, Mode.ON_DEL: _DEL_REMOVED,
+                 Mode.ON_PUBLISH: _PUBLISH_REMOVED}
 
 
 def _value_key(value: Value) -> Any:
@@ -57,6 +72,56 @@ def _value_key(value: Value) -> Any:
     return value
 
 
+#: The operand of a ``key: _`` check (any value).
+_ANY: Any = object()
+#: Operand types whose equality with a stored value of the same kind Python decides
+#: exactly as prolog/match.pl's value_eq/2 does (floats are left to Prolog).
+_EXACT = frozenset({int, bool, str, Atom})
+_TEXT = frozenset({str, Atom})
+
+#: What a record must have to match a query, given that it is a candidate for it:
+#: (key, operand) pairs, the operand a value it must equal or _ANY.
+Checks = tuple[tuple[str, Any], ...]
+
+
+def decided_checks(query: CompiledQuery) -> Checks | None:
+    """The checks that decide ``query`` in Python for its candidates (None: only the
+    full match in Prolog does).
+
+    Such a query is ``_`` or an exact name, with ``key: _`` and ``key: value``
+    constraints only, each value an int, bool, string or identifier: a candidate
+    already has the name (its one bitmap is by_name, by_value, by_key or
+    unconstrained, see :meth:`QueryIndex.add`), and the checks test the rest."""
+    if query.name is not None and query.exact_name is None:
+        return None             # a name regex
+    checks = []
+    for key, op, operand in query.constraints:
+        if op == "any":
+            checks.append((key, _ANY))
+        elif op == "eq" and type(operand) in _EXACT:
+            checks.append((key, operand))
+        else:
+            return None
+    return tuple(checks)
+
+
+def holds(checks: Checks, attributes: Mapping[str, Value]) -> bool | None:
+    """Whether ``attributes`` pass ``checks``; None when a value's kind differs from
+    its operand's (``1 == 1.0``, a float: Prolog decides)."""
+    for key, operand in checks:
+        value = attributes.get(key)
+        if value is None:
+            return False
+        if operand is _ANY:
+            continue
+        kind, wanted = type(value), type(operand)
+        if kind is not wanted and (kind not in _TEXT or wanted not in _TEXT):
+            return None
+        if value != operand:
+            return False
+    return True
+
+
 class QueryIndex:
     """Candidate ids for a record: a superset of the ids whose query matches it."""
 
@@ -65,8 +130,7 @@ class QueryIndex:
         self.by_value: dict[tuple[str, Any], BitMap64] = {}
         self.by_key: dict[str, BitMap64] = {}
         self.unconstrained = BitMap64()
-        # Queries a record matches whenever it is a candidate for them (a plain name or
-        # `_`, no constraints): they need no full match in Prolog.
+        # Queries decided in Python (see decided_keys): no full match in Prolog.
         self.certain = BitMap64()
         self.slot: dict[int, tuple[dict[Any, BitMap64] | None, Any]] = {}
 
@@ -85,7 +149,7 @@ class QueryIndex:
                     break
             if table is None and query.constraints:
                 table, key = self.by_key, query.constraints[0][0]
-        if not query.constraints and (query.name is None or query.exact_name is not None):
+        if decided_checks(query) is not None:
             self.certain.add(qid)
         if table is None:
             self.unconstrained.add(qid)
@@ -108,27 +172,36 @@ class QueryIndex:
             del table[key]
 
     def candidates(self, name: str, attributes: Mapping[str, Value]) -> BitMap64:
-        found = [self.unconstrained]
+        """The candidates; the caller must not change the bitmap (it may be one of the
+        index's own)."""
+        found = [self.unconstrained] if self.unconstrained else []
         bitmap = self.by_name.get(name)
         if bitmap is not None:
             found.append(bitmap)
-        if self.by_value:
-            for item in attributes.items():
-                bitmap = self.by_value.get((item[0], _value_key(item[1])))
+        by_value = self.by_value
+        if by_value:
+            for key, value in attributes.items():
+                bitmap = by_value.get((key, ("bool", value) if value.__class__ is bool
+                                       else value))
                 if bitmap is not None:
                     found.append(bitmap)
-        if self.by_key:
+        by_key = self.by_key
+        if by_key:
             for key in attributes:
-                bitmap = self.by_key.get(key)
+                bitmap = by_key.get(key)
                 if bitmap is not None:
                     found.append(bitmap)
-        return found[0] if len(found) == 1 else BitMap64.union(*found)
+        if len(found) == 1:
+            return found[0]
+        # Unions only when needed: each allocates a bitmap.
+        return BitMap64.union(*found) if found else _NONE
 
 
 class Installed:
     """One installed trigger or subscription."""
 
-    __slots__ = ("handler", "id", "mode", "obj", "owner", "persist", "query")
+    __slots__ = ("checks", "handler", "id", "mode", "obj", "on", "owner", "persist",
+                 "query")
 
     def __init__(self, qid: int, obj: Trigger | Subscription, query: CompiledQuery,
                  mode: Mode, persist: bool, owner: int) -> None:
@@ -139,6 +212,8 @@ class Installed:
         self.persist = persist
         self.owner = owner
         self.handler = obj.handler
+        self.on = mode.value            # an int: enum.Flag's & is slow on the write path
+        self.checks = decided_checks(query)
 
     @property
     def is_subscription(self) -> bool:
@@ -218,36 +293,71 @@ class TriggerRegistry:
         return sorted(self._owned.get(owner, ()))
 
     def match(self, mode: Mode, record: Record, revision: int) -> list[Delivery]:
-        """The deliveries of a change (ON_SET or ON_DEL) or a message (ON_PUBLISH);
-        one-shot triggers that fire are uninstalled, and their event carries REMOVED."""
+        """The deliveries of a change (ON_SET or ON_DEL) or a message (ON_PUBLISH), in
+        id order; one-shot triggers that fire are uninstalled, and their event carries
+        REMOVED."""
         if mode is Mode.ON_PUBLISH:
             index = self._subscriptions
-            if not len(index):
+            if not index.slot:
                 return []
-            candidates = index.candidates(record.name, record.attributes)
+            attributes = record.attributes
+            candidates = index.candidates(record.name, attributes)
         else:
             index = self._triggers
-            if not len(index):
+            if not index.slot:
                 return []
-            watching = self._on_set if mode is Mode.ON_SET else self._on_del
-            candidates = index.candidates(record.name, record.attributes) & watching
+            attributes = record.attributes
+            candidates = index.candidates(record.name, attributes)
+            if len(candidates) > _FEW:
+                candidates = candidates & (self._on_set if mode is Mode.ON_SET
+                                           else self._on_del)
         if not candidates:
             return []
-        matched = candidates & index.certain
-        unsure = candidates - matched
+        installed = self._installed
+        matched: list[int] = []
+        unsure: list[int] = []
+        if len(candidates) <= _FEW:
+            bit = mode.value
+            for qid in candidates:
+                inst = installed[qid]
+                if not inst.on & bit:
+                    continue
+                checks = inst.checks
+                if checks is None:
+                    unsure.append(qid)
+                elif not checks:
+                    matched.append(qid)
+                else:
+                    hit = holds(checks, attributes)
+                    if hit:
+                        matched.append(qid)
+                    elif hit is None:
+                        unsure.append(qid)
+        else:
+            for qid in candidates & index.certain:
+                checks = installed[qid].checks
+                hit = holds(checks, attributes) if checks else True
+                if hit:
+                    matched.append(qid)
+                elif hit is None:
+                    unsure.append(qid)
+            unsure.extend(candidates - index.certain)
+            unsure.sort()
         costly: list[int] = []
         if unsure:
             hits, costly = self._store.trigger_match(
-                list(unsure), record.name, encode_attributes(record.attributes))
-            matched |= BitMap64(hits)
+                unsure, record.name, encode_attributes(attributes))
+            if hits:
+                matched.extend(hits)
+                matched.sort()
         deliveries: list[Delivery] = []
         for qid in matched:
-            inst = self._installed[qid]
-            event_mode = mode
-            if not inst.persist:
+            inst = installed[qid]
+            if inst.persist:
+                deliveries.append((inst.handler, mode, record, qid, revision))
+            else:
                 self.uninstall(qid)
-                event_mode = mode | Mode.REMOVED
-            deliveries.append((inst.handler, Event(event_mode, record, qid, revision)))
+                deliveries.append((inst.handler, _WITH_REMOVED[mode], record, qid, revision))
         for qid in costly:
             # Removed rather than left to tax every write or to miss changes unseen:
             # its owner learns from the REMOVED event (point 6 of the theory).
@@ -256,5 +366,5 @@ class TriggerRegistry:
                         "CPU budget",
                         "subscription" if inst.is_subscription else "trigger", qid,
                         inst.query.query, record.name)
-            deliveries.append((inst.handler, Event(Mode.REMOVED, None, qid, revision)))
+            deliveries.append((inst.handler, Mode.REMOVED, None, qid, revision))
         return deliveries
