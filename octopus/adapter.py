@@ -37,7 +37,7 @@ from typing import Any
 
 from octopus._prolog import PrologRuntime, runtime
 from octopus.errors import InvariantViolated, KnowledgeBaseError, OctopusError, RuleError
-from octopus.ordered import KeyIndex, Span, kind_of
+from octopus.ordered import KeyIndex, Span, kind_of, name_order
 from octopus.record import Atom, Record, Value
 
 __all__ = [
@@ -553,9 +553,10 @@ did not hold (nothing changed). ``attrs``: the attributes ``pairs`` encode, as a
         Python's, the loading Prolog's: two cores)."""
         keys, names, columns = self._rt.call(self._STORE, "store_read_columns", path,
                                              index_at)
+        by_name = name_order(names) if len(keys) > 1 else None
         indexes = {}
         for key, values in zip(keys, columns, strict=True):
-            indexes[str(key)] = KeyIndex.from_column(names, values)
+            indexes[str(key)] = KeyIndex.from_column(names, values, by_name)
         return indexes, names
 
     def restore(self, path: str) -> int:

@@ -31,7 +31,7 @@ from operator import is_not
 from types import NoneType
 from typing import Any
 
-__all__ = ["KeyIndex", "Run", "SortedPairs", "Span", "kind_of", "sorted_runs"]
+__all__ = ["KeyIndex", "Run", "SortedPairs", "Span", "kind_of", "name_order", "sorted_runs"]
 
 #: Pairs per chunk: a chunk splits at twice this and merges with a neighbour below a
 #: quarter. Inserting moves at most 2 x CHUNK pointers; ranges walk whole chunks.
@@ -307,10 +307,13 @@ class Span:
 Run = tuple[list[Any], list[int]]
 
 
-def sorted_runs(names: Sequence[str], values: Sequence[Any]) -> list[Run]:
+def sorted_runs(names: Sequence[str], values: Sequence[Any],
+                by_name: Sequence[int] | None = None) -> list[Run]:
     """The pairs ``(values[i], names[i])`` sorted into one run per kind (numbers, texts,
     booleans), as :meth:`KeyIndex.from_runs_at` takes them; ``values[i]`` is None where
-    record ``names[i]`` has no value of the key.
+    record ``names[i]`` has no value of the key. ``by_name``, if given, is every
+    position in the order of its name (:func:`name_order`: several keys of the same
+    names sort them once).
 
     Two stable sorts of positions, by name and then by value, give (value, name) order
     without comparing a single tuple: Python's sort of a million positions keyed by
@@ -318,19 +321,21 @@ def sorted_runs(names: Sequence[str], values: Sequence[Any]) -> list[Run]:
     clause order often has them) cost next to nothing. Sorting (value, name) tuples
     took 2.3 s, and Prolog's msort/2 of Value-Name pairs 2-3 s."""
     kinds = set(map(type, values))
+    order: Sequence[int] = range(len(values)) if by_name is None else by_name
     if kinds <= _NUMBERS:
         comparable: Sequence[Any] = values
-        everyone = range(len(values))
         if NoneType in kinds:
-            number = list(compress(everyone, map(is_not, values, repeat(None))))
+            number = list(compress(order, map(is_not, map(values.__getitem__, order),
+                                              repeat(None))))
         else:
-            number = list(everyone)
+            number = list(order)
         runs: list[list[int]] = [number, [], []]
     else:
         runs = [[], [], []]
         comparable = list(values)
         number, text, boolean = runs
-        for i, v in enumerate(values):
+        for i in order:
+            v = values[i]
             t = v.__class__
             if t is int or t is float:
                 number.append(i)
@@ -349,12 +354,18 @@ def sorted_runs(names: Sequence[str], values: Sequence[Any]) -> list[Run]:
             else:
                 raise TypeError(f"not an indexable value: {t.__name__}")
     out: list[Run] = []
-    by_name, by_value = names.__getitem__, comparable.__getitem__
+    by_value = comparable.__getitem__
     for positions in runs:
-        positions.sort(key=by_name)
+        if by_name is None:
+            positions.sort(key=names.__getitem__)
         positions.sort(key=by_value)
         out.append(([comparable[i] for i in positions], positions))
     return out
+
+
+def name_order(names: Sequence[str]) -> list[int]:
+    """Every position of ``names`` in the order of its name."""
+    return sorted(range(len(names)), key=names.__getitem__)
 
 
 _NUMBERS = {int, float, NoneType}
@@ -369,12 +380,13 @@ class KeyIndex:
         self.runs = (SortedPairs(), SortedPairs(), SortedPairs())
 
     @classmethod
-    def from_column(cls, names: Sequence[str], values: Sequence[Any]) -> KeyIndex:
+    def from_column(cls, names: Sequence[str], values: Sequence[Any],
+                    by_name: Sequence[int] | None = None) -> KeyIndex:
         """From every record's name and (encoded) value of the key (None: it has
-        none), in any order."""
+        none), in any order (``by_name``: see :func:`sorted_runs`)."""
         if len(names) != len(values):
             raise ValueError(f"{len(names)} names for {len(values)} values")
-        return cls.from_runs_at(names, sorted_runs(names, values))
+        return cls.from_runs_at(names, sorted_runs(names, values, by_name))
 
     @classmethod
     def from_runs_at(cls, names: Sequence[str], runs: Sequence[Run]) -> KeyIndex:

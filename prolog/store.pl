@@ -740,8 +740,10 @@ replay_op(Op, _, _, _, _, _) :-
 %
 %   Write the records and sequence counters to File (created or truncated) from a
 %   snapshot/1 view: a consistent state, while other threads go on changing the
-%   store. The file holds fast_write/2 terms: snapshot(1), then rec(Name, Rev, Dict)
-%   per record, seq(Base, Next) per counter, and end(Records). When Keys is not [],
+%   store. The file holds fast_write/2 terms: snapshot(2), then recs(Recs) per 1,000
+%   records, each rec(Name, Rev, Dict) (reading a term of a thousand records took 15-30%
+%   less than a thousand terms: bench/RESULTS.md, "Durability, restart"), seq(Base,
+%   Next) per counter, and end(Records). When Keys is not [],
 %   the columns of those keys follow, from the same view, so that a restart builds
 %   their indexes without asking the store (store_read_columns/3): index(Keys),
 %   names(Names) (every record's name) and, per key, column(Key, Values) (each
@@ -758,11 +760,14 @@ store_snapshot(M, File, Keys, Reply) :-
         close(Out)).
 
 write_snapshot(M, Out, Keys, [Count, IndexAt]) :-
-    fast_write(Out, snapshot(1)),
+    fast_write(Out, snapshot(2)),
     State = count(0),
-    forall(M:rec(Name, Rev, Dict),
-           ( fast_write(Out, rec(Name, Rev, Dict)),
-             arg(1, State, N0), N is N0 + 1, nb_setarg(1, State, N)
+    forall(findnsols(1000, rec(Name, Rev, Dict), M:rec(Name, Rev, Dict), Recs),
+           (   Recs == []
+           ->  true
+           ;   fast_write(Out, recs(Recs)),
+               length(Recs, Len),
+               arg(1, State, N0), N is N0 + Len, nb_setarg(1, State, N)
            )),
     forall(M:seq(Base, Next), fast_write(Out, seq(Base, Next))),
     arg(1, State, Count),
@@ -815,8 +820,9 @@ read_column(In, Key, Values) :-
 
 %!  store_restore(+Store, +File, -Reply) is det.
 %
-%   Load a file written by store_snapshot/3 into an empty store: records and
-%   counters. Reads up to the end/1 term (what follows belongs to the caller). Reply
+%   Load a file written by store_snapshot/4 into an empty store: records and
+%   counters. Reads up to the end/1 term (what follows belongs to the caller); a
+%   snapshot(1) file has a rec/3 term per record instead of recs/1 chunks. Reply
 %   is the number of records. Not a transaction (one of a million records takes
 %   twice as long): a store whose restore failed is thrown away by the caller, never
 %   used. Names are stored as strings whatever the file holds (snapshots written
@@ -835,13 +841,17 @@ store_restore(M, File, Count) :-
 
 restore_(M, In, Count) :-
     fast_read(In, Header),
-    (   Header == snapshot(1)
+    (   ( Header == snapshot(2) ; Header == snapshot(1) )
     ->  true
     ;   domain_error(octopus_snapshot, Header)
     ),
     fast_read(In, Term),
     restore_terms(Term, M, In, 0, Count).
 
+restore_terms(recs(Recs), M, In, N0, N) :- !,
+    restore_recs(Recs, M, N0, N1),
+    fast_read(In, Term),
+    restore_terms(Term, M, In, N1, N).
 restore_terms(rec(Name, Rev, Dict), M, In, N0, N) :- !,
     name_string(Name, S),
     assertz(M:rec(S, Rev, Dict)),
@@ -859,3 +869,10 @@ restore_terms(end(N), _, _, N0, N) :- !,
     ).
 restore_terms(Term, _, _, _, _) :-
     domain_error(octopus_snapshot_term, Term).
+
+restore_recs([], _, N, N).
+restore_recs([rec(Name, Rev, Dict)|Recs], M, N0, N) :-
+    name_string(Name, S),
+    assertz(M:rec(S, Rev, Dict)),
+    N1 is N0 + 1,
+    restore_recs(Recs, M, N1, N).

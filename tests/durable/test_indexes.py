@@ -6,8 +6,10 @@ bit flip among them is refused like any other."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import shutil
 import struct
 import zlib
 from collections.abc import Callable
@@ -18,6 +20,7 @@ import pytest
 
 import octopus
 from octopus import Atom, PersistenceError
+from octopus.durable import tools
 from octopus.durable.format import read_footer
 from octopus.ordered import KeyIndex
 
@@ -84,6 +87,9 @@ def test_a_restart_restores_the_indexes_and_the_journal_keeps_them_exact(
         answers = brute(e)
     assert sorted(keys) == ["k", "up", "v"]
     assert sorted(read_footer(snapshot(d)).index_keys) == ["k", "up", "v"]
+    out = io.StringIO()
+    assert tools.check(d, out) == 0
+    assert "format version 2; ordered indexes kept: " in out.getvalue()
     with octopus.Engine(path=d) as e:
         store = e._core.store
         assert sorted(store.indexed_keys()) == ["k", "up", "v"]   # before any query
@@ -194,3 +200,22 @@ def test_a_bit_flip_among_the_columns_is_refused(tmp_path: Path) -> None:
     with pytest.raises(PersistenceError) as info:
         octopus.Engine(path=d)
     assert str(path) in str(info.value) and "offset" in str(info.value)
+
+
+def test_a_directory_written_by_the_version_1_code_opens(tmp_path: Path) -> None:
+    # tests/durable/data/v1: written by the code before snapshot format 2 (one rec/3
+    # term per record, no columns), then one set and one delete in its journal.
+    d = tmp_path / "d"
+    shutil.copytree(Path(__file__).parent / "data" / "v1", d)
+    assert read_footer(snapshot(d)).version == 1
+    with octopus.Engine(path=d) as e:
+        assert (e.revision, e.count()) == (46, 44)
+        assert str(e.get("r4")) == "r4 { f: 2.0, k: 'text é', up: false, v: 4 }"
+        assert e.get("big")["n"] == 123456789012345678901234567890
+        assert not e.exists("r3") and e.get("after")["v"] == 1
+        assert e.get_names("_ { v: 1 }") == ["after", "r1", "r6", "r11", "r16", "r21",
+                                             "r26", "r31", "r36"]
+        assert e.set("job.", sequential=True).name == "job.3"
+        assert e.prolog("color(X)") == [{"X": "red"}]
+        e.compact()
+    assert read_footer(snapshot(d)).version == 2

@@ -22,7 +22,7 @@ import octopus
 from octopus import ordered
 from octopus._prolog import runtime
 from octopus.adapter import encode_value
-from octopus.ordered import KeyIndex, SortedPairs
+from octopus.ordered import KeyIndex, SortedPairs, name_order
 from octopus.record import Atom, format_value, natural_key, natural_sorted
 
 
@@ -334,13 +334,15 @@ def test_an_index_built_from_a_column_is_the_index_built_pair_by_pair(
     names = [n for n, _ in pairs]
     values = [v for _, v in pairs]
     built = KeyIndex.from_column(names, values)
+    ordered_once = KeyIndex.from_column(names, values, name_order(names))
     added = KeyIndex()
     for n, v in pairs:
         if v is not None:
             added.add(v, n)
-    for a, b in zip(built.runs, added.runs, strict=True):
+    for a, b, c in zip(built.runs, added.runs, ordered_once.runs, strict=True):
         assert list(zip(a.everything().name_list(), _values(a), strict=True)) == \
-            list(zip(b.everything().name_list(), _values(b), strict=True))
+            list(zip(b.everything().name_list(), _values(b), strict=True)) == \
+            list(zip(c.everything().name_list(), _values(c), strict=True))
 
 
 def _values(run: SortedPairs) -> list[Any]:
