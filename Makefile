@@ -1,5 +1,5 @@
 # The two commands a new user runs are `make demo` and `make test`; each sets up what it needs.
-.PHONY: setup test wheel-smoke demo cluster-demo bench lint docs docs-site clean
+.PHONY: setup test typecheck wheel-smoke demo cluster-demo bench lint docs docs-site clean
 
 VENV := .venv
 PY   := $(VENV)/bin/python
@@ -7,7 +7,7 @@ PY   := $(VENV)/bin/python
 setup:
 	@scripts/setup.sh
 
-test: setup
+test: setup typecheck
 	@echo "[test] ruff"
 	@$(PY) -m ruff check octopus tests bench scripts examples
 	@echo "[test] pytest"
@@ -16,6 +16,12 @@ test: setup
 	@$(PY) -m mkdocs build --strict --quiet
 	@echo "[test] wheel-smoke"
 	@scripts/wheel-smoke.sh
+
+# mypy --strict over octopus/ (pyproject.toml [tool.mypy]; stubs for the untyped libraries
+# in typings/). Its cache is .mypy_cache/: a fresh clone checks everything (~30 s).
+typecheck: setup
+	@echo "[typecheck] mypy --strict octopus"
+	@$(PY) -m mypy
 
 # Build the wheel, install it into a fresh venv outside the checkout, run it from there.
 wheel-smoke: setup
@@ -47,4 +53,4 @@ lint: setup
 	@$(PY) -m ruff format --check octopus tests bench
 
 clean:
-	rm -rf $(VENV) build site *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) build site *.egg-info .pytest_cache .hypothesis .mypy_cache

@@ -288,7 +288,7 @@ class PrologStore:
         if not constraints or name.__class__ is str:
             return _SCAN
         shape = memo.plan if memo is not None else None
-        if shape.__class__ is not _Shape or shape.store is not self._token:  # type: ignore[union-attr]
+        if shape.__class__ is not _Shape or shape.store is not self._token:
             shape = _Shape(self._token, name, constraints)
             if memo is not None:
                 memo.plan = shape
@@ -512,7 +512,7 @@ did not hold (nothing changed). ``attrs``: the attributes ``pairs`` encode, as a
         """Raise what an invariant would say to deleting ``name``, changing nothing."""
         self._trial("store_trial_delete", name)
 
-    def trial_load(self, rows: list[tuple[str, Sequence[tuple[str, Any]]]],
+    def trial_load(self, rows: Sequence[tuple[str, Sequence[tuple[str, Any]]]],
                    base_revision: int) -> None:
         """Raise what an invariant would say to :meth:`load`, changing nothing."""
         self._trial("store_trial_load", rows, base_revision)

@@ -35,12 +35,12 @@ import logging
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from octopus.engine import Engine, Session
 from octopus.errors import EngineClosed, OctopusError, QueryError, TriggerNotFound
-from octopus.events import Event, Handler, Mode, Subscription, Trigger
+from octopus.events import DispatchedT, Event, Handler, Mode, Subscription, Trigger
 from octopus.explain import DEFAULT_LIMIT, WaitExplanation
 from octopus.recipes.awaitable import AsyncRecipeFactories
 from octopus.recipes.store import Store
@@ -62,7 +62,7 @@ class LoopHandlers:
         self._tasks: set[asyncio.Future[Any]] = set()
         self._slots = threading.BoundedSemaphore(max_pending)
 
-    def run(self, handler: Handler, event: Event) -> None:
+    def run(self, handler: Callable[[DispatchedT], Any], event: DispatchedT) -> None:
         """Run ``handler(event)`` now (on the loop)."""
         try:
             result = handler(event)
@@ -80,17 +80,18 @@ class LoopHandlers:
         if not task.cancelled() and task.exception() is not None:
             log.error("async handler raised", exc_info=task.exception())
 
-    def from_thread(self, loop: asyncio.AbstractEventLoop, handler: Handler) -> Handler:
+    def from_thread(self, loop: asyncio.AbstractEventLoop,
+                    handler: Callable[[DispatchedT], Any]) -> Callable[[DispatchedT], None]:
         """A handler for the engine's dispatcher thread that runs ``handler`` on
         ``loop``; it waits for a slot when the loop is ``max_pending`` events behind."""
 
-        def on_loop(event: Event) -> None:
+        def on_loop(event: DispatchedT) -> None:
             try:
                 self.run(handler, event)
             finally:
                 self._slots.release()
 
-        def hop(event: Event) -> None:
+        def hop(event: DispatchedT) -> None:
             self._slots.acquire()
             try:
                 loop.call_soon_threadsafe(on_loop, event)
@@ -168,7 +169,7 @@ class EventStream:
         self._holder: list[Trigger | Subscription] = []     # the installed handle
         self._started = False
         self._done = False
-        self._finalizer: weakref.finalize | None = None
+        self._finalizer: weakref.finalize[..., EventStream] | None = None
 
     @property
     def handle(self) -> Trigger | Subscription | None:
@@ -248,18 +249,18 @@ class AsyncStreams:
                 return self.watch_existing(q, handler, *params, on=on)
             return self.watch(q, handler, *params, on=on)
 
-        return EventStream(install, self.remove_trigger, max_buffered)  # type: ignore[arg-type]
+        return EventStream(install, self.remove_trigger, max_buffered)
 
     def messages(self, q: str, *params: object, max_buffered: int = 10_000) -> EventStream:
         """Published messages matching ``q`` as an :class:`EventStream`."""
         return EventStream(lambda handler: self.subscribe(q, handler, *params),
-                           self.unsubscribe, max_buffered)  # type: ignore[arg-type]
+                           self.unsubscribe, max_buffered)
 
 
 class AsyncSession(AsyncStreams, AsyncRecipeFactories):
     """Awaitable twin of :class:`octopus.Session` (handlers run on the event loop)."""
 
-    def __init__(self, session: Session, executor: ThreadPoolExecutor) -> None:
+    def __init__(self, session: Session, executor: Executor) -> None:
         #: The :class:`octopus.Session` this twin runs on the executor.
         self.twin = session
         self._executor = executor
@@ -269,7 +270,7 @@ class AsyncSession(AsyncStreams, AsyncRecipeFactories):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(func, *args, **kwargs))
 
-    def _on_loop(self, handler: Handler) -> Handler:
+    def _on_loop(self, handler: Callable[[DispatchedT], Any]) -> Callable[[DispatchedT], None]:
         if not callable(handler):
             raise QueryError("a handler must be callable")
         return self._handlers.from_thread(asyncio.get_running_loop(), handler)
@@ -342,7 +343,7 @@ class AsyncSession(AsyncStreams, AsyncRecipeFactories):
                              on: Mode = Mode.ON_SET | Mode.ON_DEL,
                              existing: bool = False) -> RuleWatch:
         return await self._run(self.twin.watch_relation, relation,
-                               self._on_loop(handler), *args,  # type: ignore[arg-type]
+                               self._on_loop(handler), *args,
                                on=on, existing=existing)
 
     async def remove_rule_watch(self, watch: RuleWatch | int) -> None:

@@ -23,7 +23,7 @@ import logging
 import sys
 import traceback
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TextIO
 
 from octopus.completion import SHELLS
 from octopus.errors import (
@@ -167,15 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+class _Handler(logging.StreamHandler[TextIO]):
     """Writes to whatever ``sys.stderr`` is at the time (as logging's last resort does)."""
 
-    @property  # type: ignore[override]
-    def stream(self) -> Any:
+    @property
+    def stream(self) -> TextIO:
         return sys.stderr
 
     @stream.setter
-    def stream(self, value: Any) -> None:
+    def stream(self, value: TextIO) -> None:
         pass
 
 

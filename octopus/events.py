@@ -26,7 +26,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 from octopus.errors import QueryError
 from octopus.record import Record
@@ -127,11 +127,26 @@ class Subscription:
         return f"<Subscription id={self.id} query={self.query!r}>"
 
 
+class Dispatched(Protocol):
+    """What the dispatcher needs of an event (an Event, a rules RowEvent): enough to
+    name it when its handler raises."""
+
+    @property
+    def trigger_id(self) -> int: ...
+
+    @property
+    def mode(self) -> Mode: ...
+
+
+DispatchedT = TypeVar("DispatchedT", bound=Dispatched)
+
+
 class Dispatcher:
     """One thread that runs handlers, in the order events were queued."""
 
     def __init__(self, name: str, max_pending: int = 100_000) -> None:
-        self._queue: deque[tuple[Handler, Event]] = deque()
+        # Each handler is queued with an event of the type it takes (put's signature).
+        self._queue: deque[tuple[Callable[[Any], Any], Dispatched]] = deque()
         self._cond = threading.Condition(threading.Lock())
         self._queued = 0        # events ever queued
         self._done = 0          # events ever handled
@@ -149,13 +164,14 @@ class Dispatcher:
         """Events queued and not yet handled."""
         return self._queued - self._done
 
-    def put(self, handler: Handler, event: Event) -> None:
+    def put(self, handler: Callable[[DispatchedT], Any], event: DispatchedT) -> None:
         with self._cond:
             self._queue.append((handler, event))
             self._queued += 1
             self._cond.notify_all()
 
-    def put_many(self, items: Iterable[tuple[Handler, Event]]) -> None:
+    def put_many(self,
+                 items: Iterable[tuple[Callable[[DispatchedT], Any], DispatchedT]]) -> None:
         with self._cond:
             for item in items:
                 self._queue.append(item)

@@ -24,7 +24,7 @@ import math
 import re
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeGuard
 
 from octopus.errors import QueryError
 
@@ -52,11 +52,11 @@ MAX_NAME_LENGTH = 1024
 MAX_INT_DIGITS = 4300
 """The most decimal digits an integer value may have: Python's default limit for
 int/str conversion, so every stored integer prints in canonical text."""
-_INT_BOUND = 10 ** MAX_INT_DIGITS
+_INT_BOUND: int = 10 ** MAX_INT_DIGITS
 # Below any interpreter limit (the smallest allowed is 640): pieces this long always
 # convert, whatever sys.set_int_max_str_digits says.
 _CHUNK_DIGITS = 600
-_CHUNK = 10 ** _CHUNK_DIGITS
+_CHUNK: int = 10 ** _CHUNK_DIGITS
 
 _NAME_RE = re.compile(r"[a-z][A-Za-z0-9._\-]*\Z")
 _KEYWORDS = frozenset({"true", "false"})
@@ -76,7 +76,7 @@ class Atom(str):
 Value: TypeAlias = int | float | str | bool
 
 
-def is_name(text: object) -> bool:
+def is_name(text: object) -> TypeGuard[str]:
     """True if ``text`` is a valid record name or attribute key (at most
     :data:`MAX_NAME_LENGTH` characters)."""
     return (isinstance(text, str) and len(text) <= MAX_NAME_LENGTH

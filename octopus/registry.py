@@ -192,7 +192,7 @@ class TriggerRegistry:
 
     def lookup(self, owner: int, qid: object, subscription: bool) -> Installed | None:
         """The trigger (or subscription) ``qid`` if session ``owner`` installed it."""
-        inst = self._installed.get(qid) if isinstance(qid, int) else None  # type: ignore[arg-type]
+        inst = self._installed.get(qid) if isinstance(qid, int) else None
         if inst is None or inst.owner != owner or inst.is_subscription != subscription:
             return None
         return inst

@@ -47,7 +47,7 @@ import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, final
 
 from octopus.adapter import PrologKnowledgeBase, PrologRules, PrologStore, RuleSpec
 from octopus.errors import QueryError, RuleError, TriggerNotFound
@@ -65,6 +65,7 @@ _NAME = re.compile(r"[a-z][A-Za-z0-9_]*\Z")
 _VARIABLE = re.compile(r"[A-Z_][A-Za-z0-9_]*\Z")
 
 
+@final
 @dataclass(frozen=True, slots=True)
 class RowEvent:
     """One delivery of a derived watch.
@@ -332,7 +333,7 @@ class RuleEngine:
         if not rows:
             return
         revision = change.revision
-        deliveries = []
+        deliveries: list[tuple[RowHandler, RowEvent]] = []
         taken = 0
         for rev, qid, kind, values in rows:
             if rev is not None and rev != revision:
@@ -358,7 +359,8 @@ class RuleEngine:
         if deliveries:
             self._dispatcher().put_many(deliveries)
 
-    def _forget_deferred(self, qid: int, revision: int, deliveries: list[Any]) -> None:
+    def _forget_deferred(self, qid: int, revision: int,
+                         deliveries: list[tuple[RowHandler, RowEvent]]) -> None:
         watch, sid = self._watches.pop(qid)
         watch._remove = None
         owned = self._owned.get(sid)

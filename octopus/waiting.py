@@ -26,7 +26,7 @@ import contextlib
 import math
 import threading
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from octopus.errors import EngineClosed, NotFound, QueryError, TriggerNotFound, WaitTimeout
@@ -68,7 +68,7 @@ class RecordWait:
     """One wait, without blocking: the trigger to install with the first ``get``, the
     event that arrived, and what the wait returns or raises."""
 
-    def __init__(self, q: str, timeout: object, notify: object) -> None:
+    def __init__(self, q: str, timeout: object, notify: Callable[[], object]) -> None:
         self.timeout = check_timeout(timeout)
         self.event: Event | None = None
         self._q = q
@@ -78,7 +78,7 @@ class RecordWait:
     def _arrive(self, event: Event) -> None:   # the trigger's handler
         if self.event is None:
             self.event = event
-            self._notify()  # type: ignore[operator]
+            self._notify()
 
     def timed_out(self) -> WaitTimeout:
         return WaitTimeout(f"no record matching {self._q!r} within {self.timeout} s")

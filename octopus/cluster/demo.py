@@ -63,8 +63,12 @@ def main() -> int:
             print(f"   a client of node 0 holds 'printer' with token {token}")
             lock = c1.lock("printer")
             granted: list[float] = []
-            waiter = threading.Thread(target=lambda: (lock.acquire(),
-                                                      granted.append(time.perf_counter())))
+
+            def wait_for_lock() -> None:
+                lock.acquire()
+                granted.append(time.perf_counter())
+
+            waiter = threading.Thread(target=wait_for_lock)
             waiter.start()
             time.sleep(0.5)
             print(f"   a client of node 1 waits; queue: {lock.contenders()}")

@@ -44,6 +44,7 @@ Theory of operation:
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import hashlib
 import heapq
@@ -365,12 +366,13 @@ class Replica:
                             core.store.first(name, cr.conditions, _first) is not None
                         compare.append(_mod(self._k_rec + name.encode(), rev))
 
-                        def changed(name: str = name, rev: int = rev) -> bool:
+                        # Each branch binds its own defaults; all are called as changed().
+                        def changed(name: str = name, rev: int = rev) -> bool:  # type: ignore[misc]
                             return self._rev_of_locked(name) != rev
                     else:
                         holds = True
 
-                        def changed() -> bool:
+                        def changed() -> bool:  # type: ignore[misc]  # as above
                             return True
                     if trigger is not None and marker is not None and tq is not None:
                         query = tq.renamed(name) if sequential and holds else tq
@@ -443,7 +445,7 @@ class Replica:
                 ops = [_delete(key), *mark] if matches else mark
                 reply = self._txn([_mod(key, rev)], ops, deadline)
                 if not reply.get("succeeded"):
-                    self._wait_changed(lambda name=name, rev=rev:  # type: ignore[misc]
+                    self._wait_changed(lambda name=name, rev=rev:  # type: ignore[misc]  # bound defaults
                                        self._rev_of_locked(name) != rev, deadline)
                     continue
                 if ops:
@@ -702,7 +704,8 @@ class Replica:
         while waiters and (waiters[0][0] <= self.applied or self._stop.is_set()):
             heapq.heappop(waiters)[2].set()
 
-    def _finish_locked(self, revision: int, markers: list[str], names: set[str]) -> None:
+    def _finish_locked(self, revision: int, markers: list[str],
+                       names: builtins.set[str]) -> None:
         self.core.apply_revision_locked(revision)
         self.applied = revision
         for marker in markers:
@@ -716,7 +719,7 @@ class Replica:
             self._confirm(*self._beats.popleft())
 
     def _apply_one_locked(self, deleted: bool, kv: dict[str, Any], revision: int,
-                          markers: list[str], names: set[str]) -> None:
+                          markers: list[str], names: builtins.set[str]) -> None:
         key = unb64(kv.get("key", ""))
         rel = key[len(self.prefix):]
         kind, rest = rel[:2], rel[2:]
@@ -744,10 +747,10 @@ class Replica:
         elif kind == b"m/":
             if deleted:
                 return                          # the message's lease expired
-            attrs, _, name = decode_value(unb64(kv.get("value", "")))
-            if name is None:
+            attrs, _, msg_name = decode_value(unb64(kv.get("value", "")))
+            if msg_name is None:
                 raise ValueError("a message without a name")
-            count = self.core.apply_publish_locked(revision, Record._trusted(name, attrs,
+            count = self.core.apply_publish_locked(revision, Record._trusted(msg_name, attrs,
                                                                              revision))
             msgid = rest.decode()
             if msgid in self.published:

@@ -134,7 +134,8 @@ class ReplicaConnection(Connection):
     def connection_lost(self, exc: Exception | None) -> None:
         layer = self.layer
         replica = layer._replica() if isinstance(layer, ReplicaCommands) else None
-        if layer is None or replica is None or not layer.resumable or layer.session_closed:
+        if (not isinstance(layer, ReplicaCommands) or replica is None or not layer.resumable
+                or layer.session_closed):
             super().connection_lost(exc)
             return
         # A resumable session outlives its connection: stop keeping its lease alive and

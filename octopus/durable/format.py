@@ -101,7 +101,7 @@ _encoder = json.JSONEncoder(ensure_ascii=False, check_circular=False, allow_nan=
 # Integers are read with the record module's own conversion, so a journal reads back
 # even where a program lowered the interpreter's int/str digit limit.
 _decoder = json.JSONDecoder(parse_int=int_from_decimal)
-_string: Any = json.encoder.encode_basestring       # type: ignore[attr-defined]
+_string: Any = json.encoder.encode_basestring
 
 
 # --- entries -----------------------------------------------------------------------------
@@ -124,12 +124,12 @@ def _json_value(v: Value) -> str:
     if kind is str:
         return str(_string(v))
     if kind is int:
-        return int_text(v)                  # type: ignore[arg-type]
+        return int_text(v)                  # type: ignore[arg-type]  # kind is type(v): not narrowed
     if kind is bool:
         return "true" if v else "false"
     if kind is float:
-        return float.__repr__(v)            # type: ignore[arg-type]
-    return '["' + str.__str__(v) + '"]'     # an Atom: a name, nothing to escape  # type: ignore[arg-type]
+        return float.__repr__(v)
+    return '["' + str.__str__(v) + '"]'     # an Atom: a name, nothing to escape
 
 
 def json_attrs(attrs: dict[str, Value]) -> str:
@@ -313,7 +313,7 @@ def payloads(scan: JournalScan) -> Iterator[tuple[int, list[Any]]]:
     """The entries of a scanned journal as (offset, payload), decoded one at a time
     from the file (the scan checked them)."""
     if all(p is not None for _, p in scan.entries):
-        yield from scan.entries                         # type: ignore[misc]
+        yield from scan.entries                         # type: ignore[misc]  # all() checked: no None
         return
     with scan.path.open("rb") as f, \
             mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:

@@ -142,10 +142,10 @@ class Journal:
             if self.failure is not None:
                 raise PersistenceError(f"the journal in {self.directory} cannot be written "
                                        f"({self.failure}); nothing was changed")
-            fd = self.fd
+            fd: int = self.fd               # type: ignore[assignment]  # set unless broken
             start = self.offset
             try:
-                files.ops.write(fd, data)       # type: ignore[arg-type]  # set unless broken
+                files.ops.write(fd, data)
             except OSError as e:
                 self.write_errors += 1
                 try:

@@ -115,15 +115,15 @@ def inspect(directory: Path, *, decode: bool = True, verify: bool = True) -> Dat
                                    f"to {generation}: journal-{previous + 1:08d}.log is "
                                    "missing")
     if wanted:
-        newest = journals[wanted[-1]]
+        last = journals[wanted[-1]]
         try:
-            torn_header = newest.stat().st_size < JOURNAL_HEADER
+            torn_header = last.stat().st_size < JOURNAL_HEADER
         except OSError:
             torn_header = False
         if torn_header:
             # Created by a rewrite that died before its header was on disk: it holds
             # nothing, and no snapshot of its generation exists.
-            state.leftovers.append(newest)
+            state.leftovers.append(last)
             wanted.pop()
     for generation in wanted:
         scan = scan_journal(journals[generation], decode=decode)

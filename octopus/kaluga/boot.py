@@ -310,7 +310,7 @@ class Boot:
         _passed(barrier.leave(timeout=self.config.timeout), "leave barrier.acpi",
                 self.config.timeout)
         cores = self.engine.get_all(r"r'^hw\.processor\.' { enabled: true }")
-        self._expected_cores = {int(r["barrelfish_id"]) for r in cores}  # type: ignore[arg-type]
+        self._expected_cores = {int(r["barrelfish_id"]) for r in cores}
         self._spawn_watch = self.engine.watch_existing(r"r'^spawn\.'", self._on_spawnd,
                                                        on=Mode.ON_SET)
 
@@ -475,7 +475,7 @@ class Boot:
             rows.append(self._row(rec, f"usb port {rec['port']}",
                                   f"{rec['vendor']:04x}:{rec['product']:04x}",
                                   dev.description if dev else "?"))
-        cores_up = sorted(int(r["core"]) for r in e.get_all(r"r'^spawn\.'")  # type: ignore[arg-type]
+        cores_up = sorted(int(r["core"]) for r in e.get_all(r"r'^spawn\.'")
                           if isinstance(r["core"], int))
         services = sorted(e.get_names("_ { service: _ }"), key=natural_key)
         report = BootReport(self.machine, self.timeline, rows, cores_up, services,

@@ -126,7 +126,7 @@ class DriverDatabase:
     def _ask(self, goal: str, **bindings: object) -> DriverInfo | None:
         if self.platform is not None:
             bindings["Platform"] = self.platform
-        solution = self.session.prolog_once(goal, **bindings)
+        solution = self.session.prolog_once(goal, timeout=None, **bindings)
         return None if solution is None else DriverInfo.from_solution(solution, self.platform)
 
     def lookup(self, record: Record) -> DriverInfo | None:

@@ -77,7 +77,8 @@ class Machine:
     def on_bus(self, bus: int) -> list[PciFunction | PciBridge]:
         """What configuration space shows on ``bus``, in slot order."""
         if not self._by_bus:
-            for item in (*self.functions, *self.bridges):
+            pci: tuple[PciFunction | PciBridge, ...] = (*self.functions, *self.bridges)
+            for item in pci:
                 self._by_bus.setdefault(item.bus, []).append(item)
             for items in self._by_bus.values():
                 items.sort(key=lambda i: (i.device, getattr(i, "function", 0)))

@@ -14,8 +14,10 @@ messages but do not take part in equality.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeAlias
+from types import MemberDescriptorType
+from typing import Any, TypeAlias
 
 from octopus.errors import ParameterError
 from octopus.record import (
@@ -121,6 +123,7 @@ class Constraint:
             return f"{self.key}: {self.value}"
         spelled = OPERATORS[self.op]
         value = self.value
+        # op is a comparison, so the value is a Value: mypy cannot tie the two.
         text = str(value) if isinstance(value, Placeholder) else format_value(value)  # type: ignore[arg-type]
         return f"{self.key}: {text}" if spelled == ":" else f"{self.key} {spelled} {text}"
 
@@ -147,14 +150,24 @@ class Query:
 # descriptors; they check nothing, so only parsers use them.
 
 _new = object.__new__
-_name_text = Name.text.__set__  # type: ignore[attr-defined]
-_c_key = Constraint.key.__set__  # type: ignore[attr-defined]
-_c_op = Constraint.op.__set__  # type: ignore[attr-defined]
-_c_value = Constraint.value.__set__  # type: ignore[attr-defined]
-_c_pos = Constraint.pos.__set__  # type: ignore[attr-defined]
-_q_name = Query.name.__set__  # type: ignore[attr-defined]
-_q_constraints = Query.constraints.__set__  # type: ignore[attr-defined]
-_q_placeholders = Query.placeholders.__set__  # type: ignore[attr-defined]
+
+
+def _slot_setter(cls: type, name: str) -> Callable[[Any, Any], None]:
+    """The ``__set__`` of the slot ``name`` of ``cls`` (read from the class dict: a
+    frozen dataclass's own attribute access would refuse)."""
+    descriptor = cls.__dict__[name]
+    assert isinstance(descriptor, MemberDescriptorType)
+    return descriptor.__set__
+
+
+_name_text = _slot_setter(Name, "text")
+_c_key = _slot_setter(Constraint, "key")
+_c_op = _slot_setter(Constraint, "op")
+_c_value = _slot_setter(Constraint, "value")
+_c_pos = _slot_setter(Constraint, "pos")
+_q_name = _slot_setter(Query, "name")
+_q_constraints = _slot_setter(Query, "constraints")
+_q_placeholders = _slot_setter(Query, "placeholders")
 
 
 def make_name(text: str) -> Name:
@@ -184,7 +197,7 @@ def make_query(name: NamePattern, constraints: tuple[Constraint, ...],
     return q
 
 
-_INT_LIMIT = 10 ** MAX_INT_DIGITS     # int_in_range, inlined in bind_value's fast path
+_INT_LIMIT: int = 10 ** MAX_INT_DIGITS  # int_in_range, inlined in bind_value's fast path
 
 
 def bind_value(kind: str, param: object, index: int) -> Value:
@@ -195,10 +208,9 @@ def bind_value(kind: str, param: object, index: int) -> Value:
     """
     # The common cases first, checked as the general path below checks them (a set
     # binds several values per call: this path is most of its binding time).
-    t = param.__class__
-    if (kind == "d" and t is int and -_INT_LIMIT < param < _INT_LIMIT) or (  # type: ignore[operator]
-            kind == "s" and t is str and param.isascii()):  # type: ignore[union-attr]
-        return param  # type: ignore[return-value]
+    if (kind == "d" and type(param) is int and -_INT_LIMIT < param < _INT_LIMIT) or (
+            kind == "s" and type(param) is str and param.isascii()):
+        return param
     return _bind_value_checked(kind, param, index)
 
 
@@ -234,7 +246,7 @@ def _bind_value_checked(kind: str, param: object, index: int) -> Value:
     if kind == "n":
         if not is_name(param):
             raise ParameterError(f"{where} must be a valid name, got {short_repr(param)}")
-        return Atom(param)  # type: ignore[arg-type]
+        return Atom(param)
     raise ParameterError(f"unknown placeholder %{kind}")
 
 
@@ -274,7 +286,7 @@ def bind_name(pattern: Placeholder, param: object) -> Name | Regex:
         raise ParameterError(
             f"parameter {pattern.index + 1} (%{pattern.kind}) in name position must be a "
             f"valid name, got {short_repr(param)}")
-    return Name(param)  # type: ignore[arg-type]
+    return Name(param)
 
 
 def bind(query: Query, params: tuple[object, ...]) -> Query:

@@ -177,7 +177,7 @@ class CachedFunction(Generic[P, R]):
         if value is missing:
             value = self.__wrapped__(*args, **kwargs)
             self.cache.put(key, value)
-        return value  # type: ignore[return-value]
+        return value
 
     def cache_info(self) -> CacheInfo:
         return self.cache.info()

@@ -169,7 +169,7 @@ def _tiered(func: Callable[..., T]) -> Callable[..., T]:
     def cached(text: str, *args: Any) -> T:
         return short(text, *args) if len(text) <= _SHORT else long(text, *args)
 
-    cached.short, cached.long = short, long  # type: ignore[attr-defined]
+    cached.short, cached.long = short, long  # type: ignore[attr-defined]  # attributes of a function
     return cached
 
 

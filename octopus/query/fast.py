@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 
 from octopus.query.ast import (
     AnyName,
@@ -129,9 +130,10 @@ def parse_fast(text: str) -> Query | None:
     end = head.start(5)
     # Each match starts where the previous one ended (a scanner anchors them), so the
     # items cover the body with nothing skipped.
-    next_item = _ITEM.scanner(text, end).match
+    next_item: Callable[[], re.Match[str] | None] = \
+        _ITEM.scanner(text, end).match  # type: ignore[attr-defined]  # not in typeshed
     while (m := next_item()) is not None:
-        kind: int = m.lastindex  # type: ignore[assignment]
+        kind: int = m.lastindex  # type: ignore[assignment]  # a value group always matches
         separator, key, op, token = m.group(1, 2, 3, kind)
         if key in _KEYWORDS or (separator == "{" and constraints):
             return None
@@ -170,7 +172,7 @@ def parse_fast(text: str) -> Query | None:
             op, value = "re", Regex(token)
         else:
             op, value = "any", None
-        constraints.append(make_constraint(key, op, value, m.start(2)))  # type: ignore[arg-type]
+        constraints.append(make_constraint(key, op, value, m.start(2)))
         end = m.end()
     if not constraints or _CLOSE.fullmatch(text, end) is None:
         return None

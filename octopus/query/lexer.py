@@ -15,6 +15,7 @@ import re
 from typing import Any, ClassVar, NoReturn
 
 import ply.lex as lex
+from ply.lex import LexToken
 
 from octopus.errors import ParseError
 from octopus.record import MAX_INT_DIGITS, MAX_NAME_LENGTH, int_from_decimal, int_in_range
@@ -61,9 +62,10 @@ class Lexer:
     t_LT = r"<"
     t_GT = r">"
 
+    lexer: lex.Lexer        # PLY's, made by build()
+
     def __init__(self) -> None:
         self.text = ""
-        self.lexer: Any = None
 
     def build(self, **kwargs: Any) -> Lexer:
         self.lexer = lex.lex(module=self, **kwargs)
@@ -74,7 +76,7 @@ class Lexer:
         self.lexer.input(text)
         self.lexer.lineno = 1
 
-    def token(self) -> Any:
+    def token(self) -> LexToken | None:
         return self.lexer.token()
 
     def fail(self, message: str, offset: int, snippet: str) -> NoReturn:
@@ -83,18 +85,18 @@ class Lexer:
 
     # --- tokens with actions, in priority order -------------------------------------
 
-    def t_newline(self, t: Any) -> None:
+    def t_newline(self, t: LexToken) -> None:
         r"\n+"
         t.lexer.lineno += len(t.value)
 
-    def t_REGEX(self, t: Any) -> Any:
+    def t_REGEX(self, t: LexToken) -> LexToken:
         r"r'(?:\\.|[^'\\])*(?:'|\\?\Z)"
         if not _REGEX_TOKEN.fullmatch(t.value):
             self.fail("unterminated regular expression", t.lexpos, t.value)
         t.value = t.value[2:-1]
         return t
 
-    def t_STRING(self, t: Any) -> Any:
+    def t_STRING(self, t: LexToken) -> LexToken:
         r"'(?:\\.|[^'\\])*(?:'|\\?\Z)"
         if not _STRING_TOKEN.fullmatch(t.value):
             self.fail("unterminated string", t.lexpos, t.value)
@@ -119,7 +121,7 @@ class Lexer:
         t.value = "".join(out)
         return t
 
-    def t_FLOAT(self, t: Any) -> Any:
+    def t_FLOAT(self, t: LexToken) -> LexToken:
         r"""-?(?: [0-9]+\.[0-9]+ (?:[eE][+-]?[0-9]+)?
                 | \.[0-9]+      (?:[eE][+-]?[0-9]+)?
                 | [0-9]+         [eE][+-]?[0-9]+ )"""
@@ -132,7 +134,7 @@ class Lexer:
         t.value = value
         return t
 
-    def t_HEX(self, t: Any) -> Any:
+    def t_HEX(self, t: LexToken) -> LexToken:
         r"-?0[xX][0-9a-fA-F]+"
         value = int(t.value, 16)  # power-of-two bases have no digit limit
         if not int_in_range(value):
@@ -142,7 +144,7 @@ class Lexer:
         t.value = value
         return t
 
-    def t_INT(self, t: Any) -> Any:
+    def t_INT(self, t: LexToken) -> LexToken:
         r"-?[0-9]+"
         digits = t.value.lstrip("-")
         if len(digits) > 1 and digits[0] == "0":
@@ -153,7 +155,7 @@ class Lexer:
         t.value = int_from_decimal(t.value)
         return t
 
-    def t_NAME(self, t: Any) -> Any:
+    def t_NAME(self, t: LexToken) -> LexToken:
         r"[a-z][A-Za-z0-9._\-]*"
         if len(t.value) > MAX_NAME_LENGTH:
             self.fail(f"a name, key or identifier may have at most {MAX_NAME_LENGTH} "
@@ -162,16 +164,16 @@ class Lexer:
         t.type = self.keywords.get(t.value, "NAME")
         return t
 
-    def t_UNDERSCORE(self, t: Any) -> Any:
+    def t_UNDERSCORE(self, t: LexToken) -> LexToken:
         r"_"
         return t
 
-    def t_PLACEHOLDER(self, t: Any) -> Any:
+    def t_PLACEHOLDER(self, t: LexToken) -> LexToken:
         r"%[dfsbnrp]"
         t.value = t.value[1]
         return t
 
-    def t_error(self, t: Any) -> None:
+    def t_error(self, t: LexToken) -> None:
         ch = t.value[0]
         what = "unexpected character" if ch.isprintable() else "unexpected control character"
         self.fail(f"{what} {ch!r}", t.lexpos, ch)

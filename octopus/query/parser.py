@@ -18,9 +18,11 @@ from __future__ import annotations
 import re
 import sys
 import threading
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import ply.yacc as yacc
+from ply.lex import LexToken
+from ply.yacc import YaccProduction
 
 from octopus.errors import ParseError, QueryError
 from octopus.query.ast import AnyName, Constraint, Name, Placeholder, Query, Regex
@@ -50,7 +52,8 @@ class Parser:
     def parse(self, text: str) -> Query:
         self.text = text
         self.placeholders = 0
-        return self.parser.parse(text, lexer=self.lexer)
+        # The start rule (p_query) puts a Query in p[0]; PLY hands it back untyped.
+        return cast(Query, self.parser.parse(text, lexer=self.lexer))
 
     def fail(self, message: str, offset: int, snippet: str) -> NoReturn:
         line, column = position(self.text, offset)
@@ -63,7 +66,7 @@ class Parser:
 
     # --- grammar -------------------------------------------------------------------
 
-    def p_query(self, p: Any) -> None:
+    def p_query(self, p: YaccProduction) -> None:
         """query : name_pattern
                  | name_pattern LBRACE RBRACE
                  | name_pattern LBRACE constraints RBRACE
@@ -71,35 +74,35 @@ class Parser:
         constraints = tuple(p[3]) if len(p) == 5 else ()
         p[0] = Query(p[1], constraints, self.placeholders)
 
-    def p_name_pattern_name(self, p: Any) -> None:
+    def p_name_pattern_name(self, p: YaccProduction) -> None:
         """name_pattern : NAME"""
         p[0] = Name(p[1])
 
-    def p_name_pattern_any(self, p: Any) -> None:
+    def p_name_pattern_any(self, p: YaccProduction) -> None:
         """name_pattern : UNDERSCORE"""
         p[0] = AnyName()
 
-    def p_name_pattern_regex(self, p: Any) -> None:
+    def p_name_pattern_regex(self, p: YaccProduction) -> None:
         """name_pattern : REGEX"""
         p[0] = Regex(p[1])
 
-    def p_name_pattern_placeholder(self, p: Any) -> None:
+    def p_name_pattern_placeholder(self, p: YaccProduction) -> None:
         """name_pattern : PLACEHOLDER"""
         if p[1] not in ("s", "n", "r", "p"):
             self.fail(f"placeholder %{p[1]} cannot stand for a name (use %s, %n, %r or %p)",
                       p.lexpos(1), "%" + p[1])
         p[0] = self.placeholder(p[1])
 
-    def p_constraints_one(self, p: Any) -> None:
+    def p_constraints_one(self, p: YaccProduction) -> None:
         """constraints : constraint"""
         p[0] = [p[1]]
 
-    def p_constraints_more(self, p: Any) -> None:
+    def p_constraints_more(self, p: YaccProduction) -> None:
         """constraints : constraints COMMA constraint"""
         p[1].append(p[3])
         p[0] = p[1]
 
-    def p_constraint_value(self, p: Any) -> None:
+    def p_constraint_value(self, p: YaccProduction) -> None:
         """constraint : NAME COLON value"""
         value = p[3]
         if isinstance(value, Placeholder) and value.kind in _PATTERN_KINDS:
@@ -107,15 +110,15 @@ class Parser:
         else:
             p[0] = Constraint(p[1], "is", value, p.lexpos(1))
 
-    def p_constraint_any(self, p: Any) -> None:
+    def p_constraint_any(self, p: YaccProduction) -> None:
         """constraint : NAME COLON UNDERSCORE"""
         p[0] = Constraint(p[1], "any", None, p.lexpos(1))
 
-    def p_constraint_regex(self, p: Any) -> None:
+    def p_constraint_regex(self, p: YaccProduction) -> None:
         """constraint : NAME COLON REGEX"""
         p[0] = Constraint(p[1], "re", Regex(p[3]), p.lexpos(1))
 
-    def p_constraint_comparison(self, p: Any) -> None:
+    def p_constraint_comparison(self, p: YaccProduction) -> None:
         """constraint : NAME comparison value"""
         value = p[3]
         if isinstance(value, Placeholder) and value.kind in _PATTERN_KINDS:
@@ -123,7 +126,7 @@ class Parser:
                       f"'{p[1]}: %{value.kind}'", self.value_pos, "%" + value.kind)
         p[0] = Constraint(p[1], p[2], value, p.lexpos(1))
 
-    def p_comparison(self, p: Any) -> None:
+    def p_comparison(self, p: YaccProduction) -> None:
         """comparison : EQ
                       | NE
                       | LT
@@ -133,31 +136,31 @@ class Parser:
         """
         p[0] = {"==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}[p[1]]
 
-    def p_value_literal(self, p: Any) -> None:
+    def p_value_literal(self, p: YaccProduction) -> None:
         """value : INT
                  | FLOAT
                  | STRING
         """
         p[0] = p[1]
 
-    def p_value_true(self, p: Any) -> None:
+    def p_value_true(self, p: YaccProduction) -> None:
         """value : TRUE"""
         p[0] = True
 
-    def p_value_false(self, p: Any) -> None:
+    def p_value_false(self, p: YaccProduction) -> None:
         """value : FALSE"""
         p[0] = False
 
-    def p_value_atom(self, p: Any) -> None:
+    def p_value_atom(self, p: YaccProduction) -> None:
         """value : NAME"""
         p[0] = Atom(p[1])
 
-    def p_value_placeholder(self, p: Any) -> None:
+    def p_value_placeholder(self, p: YaccProduction) -> None:
         """value : PLACEHOLDER"""
         self.value_pos = p.lexpos(1)        # for an error about this value
         p[0] = self.placeholder(p[1])
 
-    def p_error(self, t: Any) -> None:
+    def p_error(self, t: LexToken | None) -> None:
         if t is None:
             self.fail("unexpected end of input", len(self.text), "")
         self.fail(f"unexpected {_describe(t)}", t.lexpos, _source_text(self.text, t))
@@ -168,7 +171,7 @@ class Parser:
 _PATTERN_KINDS = frozenset({"r", "p"})
 
 
-def _describe(t: Any) -> str:
+def _describe(t: LexToken) -> str:
     kinds = {
         "NAME": "name", "UNDERSCORE": "'_'", "INT": "integer", "FLOAT": "float",
         "STRING": "string", "REGEX": "regular expression", "PLACEHOLDER": "placeholder",
@@ -178,7 +181,7 @@ def _describe(t: Any) -> str:
     return kinds.get(t.type, "operator")
 
 
-def _source_text(text: str, t: Any) -> str:
+def _source_text(text: str, t: LexToken) -> str:
     """The token's text as written (tokens carry converted values)."""
     end = t.lexpos + 1
     while end < len(text) and not text[end].isspace() and text[end] not in "{},:":

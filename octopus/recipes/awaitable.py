@@ -31,7 +31,7 @@ from octopus.recipes.election import Election
 from octopus.recipes.lock import Lock
 from octopus.recipes.names import NameService
 from octopus.recipes.rwlock import ReadWriteLock
-from octopus.recipes.semaphore import Semaphore
+from octopus.recipes.semaphore import DEFAULT_MAX_POSTS, Semaphore
 from octopus.recipes.store import Store
 
 __all__ = ["AsyncRecipe", "AsyncRecipeFactories", "in_thread"]
@@ -150,9 +150,11 @@ class AsyncRecipeFactories:
         """A double barrier for ``n`` parties (:mod:`octopus.recipes.barrier`), awaited."""
         return AsyncRecipe(Barrier(self._blocking_store(), name, n))
 
-    def semaphore(self, name: str, value: int = 1) -> AsyncRecipe:
+    def semaphore(self, name: str, value: int = 1, *,
+                  max_posts: int = DEFAULT_MAX_POSTS) -> AsyncRecipe:
         """A counting semaphore (:mod:`octopus.recipes.semaphore`), awaited."""
-        return AsyncRecipe(Semaphore(self._blocking_store(), name, value))
+        return AsyncRecipe(Semaphore(self._blocking_store(), name, value,
+                                     max_posts=max_posts))
 
     def election(self, name: str, identifier: str | None = None) -> AsyncRecipe:
         """A leader election (:mod:`octopus.recipes.election`), awaited."""

@@ -41,6 +41,8 @@ the parties watching the last remaining entry: O(n) wake-ups per departure at wo
 
 from __future__ import annotations
 
+from typing import cast
+
 from octopus.errors import LockError, WaitTimeout
 from octopus.explain import BarrierExplanation, RoundInfo
 from octopus.recipes.lock import Lock
@@ -63,6 +65,16 @@ __all__ = ["Barrier", "explain_barrier"]
 _ROUND_OF = "_ { barrier: %s, first <= %d, upto >= %d }"  # the marker covering entry k
 
 
+def _first(marker: Record) -> int:
+    """A round marker's first entry number (this module writes it as an int)."""
+    return cast(int, marker["first"])
+
+
+def _upto(marker: Record) -> int:
+    """A round marker's last entry number (this module writes it as an int)."""
+    return cast(int, marker["upto"])
+
+
 class Barrier:
     """A double barrier named ``name`` for ``n`` parties on ``store``."""
 
@@ -83,7 +95,7 @@ class Barrier:
 
     def _waiting(self, markers: list[Record], entries: list[int]) -> list[int]:
         """The entries no marker covers: those above the last round (rounds open in order)."""
-        floor = max((m["upto"] for m in markers), default=-1)
+        floor = max((_upto(m) for m in markers), default=-1)
         return [k for k in entries if k > floor]
 
     def enter(self, timeout: float | None = None) -> bool:
@@ -136,12 +148,12 @@ class Barrier:
             raise LockError(f"barrier {self.name!r}: leave() without enter()")
         deadline = deadline_after(timeout)
         check_may_wait(self.store, f"barrier {self.name!r}: leave()", True, timeout)
-        first, upto = self._round["first"], self._round["upto"]
+        first, upto = _first(self._round), _upto(self._round)
         self._forget()
         while True:
             markers, entries = self._read()
             for marker in markers:  # a marker whose round is empty is of no use to anyone
-                if not any(marker["first"] <= k <= marker["upto"] for k in entries):
+                if not any(_first(marker) <= k <= _upto(marker) for k in entries):
                     delete_quietly(self.store, marker.name)
             left = [k for k in entries if first <= k <= upto]
             if not left:
@@ -181,11 +193,11 @@ def explain_barrier(store: Store, name: str, n: int | None = None, entry: int | 
     entries = numbered([h.record for h in seen.matching], name)
     if n is None and markers:
         n = int(markers[-1]["upto"]) - int(markers[-1]["first"]) + 1
-    floor = max((m["upto"] for m in markers), default=-1)
+    floor = max((_upto(m) for m in markers), default=-1)
     entered = tuple(holding[r.name] for k, r in entries.items() if k > floor)
-    rounds = tuple(RoundInfo(m, m["first"], m["upto"],
+    rounds = tuple(RoundInfo(m, _first(m), _upto(m),
                              tuple(holding[r.name] for k, r in entries.items()
-                                   if m["first"] <= k <= m["upto"]))
+                                   if _first(m) <= k <= _upto(m)))
                    for m in markers)
     mine = entry if entry in entries else None
     inside = round_ is not None

@@ -12,7 +12,7 @@ from octopus.recipes.election import Election
 from octopus.recipes.lock import Lock
 from octopus.recipes.names import NameService
 from octopus.recipes.rwlock import ReadWriteLock
-from octopus.recipes.semaphore import Semaphore
+from octopus.recipes.semaphore import DEFAULT_MAX_POSTS, Semaphore
 from octopus.recipes.store import Store
 
 __all__ = ["RecipeFactories"]
@@ -33,9 +33,10 @@ class RecipeFactories:
         """A double barrier for ``n`` parties (:mod:`octopus.recipes.barrier`)."""
         return Barrier(self, name, n)
 
-    def semaphore(self: Store, name: str, value: int = 1) -> Semaphore:
+    def semaphore(self: Store, name: str, value: int = 1, *,
+                  max_posts: int = DEFAULT_MAX_POSTS) -> Semaphore:
         """A counting semaphore (:mod:`octopus.recipes.semaphore`)."""
-        return Semaphore(self, name, value)
+        return Semaphore(self, name, value, max_posts=max_posts)
 
     def election(self: Store, name: str, identifier: str | None = None) -> Election:
         """A leader election (:mod:`octopus.recipes.election`)."""

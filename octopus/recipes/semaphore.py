@@ -42,7 +42,7 @@ from __future__ import annotations
 import contextlib
 import threading
 
-from octopus.errors import LockError, NotFound
+from octopus.errors import LimitExceeded, LockError, NotFound
 from octopus.events import Mode, Trigger
 from octopus.explain import SemaphoreExplanation
 from octopus.recipes.lock import Lock
@@ -61,18 +61,30 @@ from octopus.recipes.store import (
     remaining,
 )
 
-__all__ = ["Semaphore"]
+__all__ = ["DEFAULT_MAX_POSTS", "Semaphore"]
+
+DEFAULT_MAX_POSTS = 65536
 
 
 class Semaphore(Acquirable):
-    """A semaphore ``name`` on ``store`` whose count starts at ``value``."""
+    """A semaphore ``name`` on ``store`` whose count starts at ``value``.
 
-    def __init__(self, store: Store, name: str, value: int = 1) -> None:
+    ``max_posts`` bounds the posted permits waiting to be taken: a ``release()`` that
+    would post past it raises :class:`~octopus.errors.LimitExceeded` and posts nothing
+    (a loop of releases must not grow the store without end). The count is read just
+    before the post, so releases racing from several processes may pass it by at most
+    their number."""
+
+    def __init__(self, store: Store, name: str, value: int = 1, *,
+                 max_posts: int = DEFAULT_MAX_POSTS) -> None:
         self.store = store
         self.name = check_name(name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise LockError(f"a semaphore's value must be an int >= 0, got {value!r}")
+        if isinstance(max_posts, bool) or not isinstance(max_posts, int) or max_posts < 0:
+            raise LockError(f"a semaphore's max_posts must be an int >= 0, got {max_posts!r}")
         self.value = value
+        self.max_posts = max_posts
         self._leases: list[str] = []   # leases held through this object, oldest first
         self._taken = 0                 # permits this object took from posts
         self._mutex = threading.Lock()
@@ -133,9 +145,16 @@ class Semaphore(Acquirable):
         a new post (which any party's ``acquire()`` may take, now or later)."""
         with self._mutex:
             lease = self._leases.pop(0) if self._leases else None
-            if lease is None and self._taken:
+            returned = lease is None and self._taken > 0
+            if returned:
                 self._taken -= 1
         if lease is None:
+            if len(self._permits()[1]) >= self.max_posts:
+                if returned:            # nothing was given back: still held
+                    with self._mutex:
+                        self._taken += 1
+                raise LimitExceeded(f"semaphore {self.name!r}: {self.max_posts} posted "
+                                    f"permits already wait to be taken (max_posts)")
             self.store.set("%n { semaphore: %s, posted: true }", self.name + ".post_",
                            self.name, sequential=True)
         elif not delete_quietly(self.store, lease):

@@ -28,7 +28,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
-from typing import Protocol, Self, runtime_checkable
+from typing import Protocol, Self, overload, runtime_checkable
 
 from octopus.errors import EngineClosed, LockError, NotFound, QueryError, TriggerNotFound
 from octopus.events import Event, Handler, Mode, Trigger
@@ -112,7 +112,7 @@ def check_name(name: object, what: str = "name") -> str:
     """A recipe's name becomes part of record names: it must be a valid record name."""
     if not is_name(name):
         raise QueryError(f"{what} must be a valid record name, got {name!r}")
-    return name  # type: ignore[return-value]
+    return name
 
 
 def check_may_wait(store: Store, what: str, blocking: bool = True,
@@ -145,6 +145,10 @@ def deadline_after(timeout: float | None) -> float | None:
     return time.monotonic() + max(timeout, 0.0)
 
 
+@overload
+def remaining(deadline: float) -> float: ...
+@overload
+def remaining(deadline: float | None) -> float | None: ...
 def remaining(deadline: float | None) -> float | None:
     """Seconds left until ``deadline`` (never negative; None: no deadline)."""
     return None if deadline is None else max(deadline - time.monotonic(), 0.0)

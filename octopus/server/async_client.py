@@ -15,7 +15,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from octopus.aio import AsyncStreams, LoopHandlers
 from octopus.deadline import budget, within
@@ -31,7 +31,7 @@ from octopus.explain import DEFAULT_LIMIT, WaitExplanation
 from octopus.recipes.awaitable import AsyncRecipeFactories
 from octopus.recipes.store import Store
 from octopus.record import Record
-from octopus.rules import RowHandler, RuleWatch
+from octopus.rules import RowEvent, RowHandler, RuleWatch
 from octopus.waiting import check_timeout, wait_for_async
 
 from .client import _ignore, _session_grant
@@ -39,11 +39,13 @@ from .client_base import (
     DEFAULT_URL,
     EVENT_PUSHES,
     ConnectionState,
+    R,
     _Base,
     _check,
     _decode_float,
     _decode_int,
     _decode_ok,
+    _decode_text,
     _Request,
     _Requests,
 )
@@ -64,7 +66,7 @@ def _consume(future: asyncio.Future[Any]) -> None:
 class _AsyncPending:
     __slots__ = ("future", "request", "sent")
 
-    def __init__(self, request: _Request, future: asyncio.Future[Any]) -> None:
+    def __init__(self, request: _Request[Any], future: asyncio.Future[Any]) -> None:
         self.request = request
         self.future = future
         self.sent = time.monotonic()
@@ -77,7 +79,8 @@ class _AsyncProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # A stream transport (uvloop's is no subclass of asyncio.Transport: no isinstance).
+        self.transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             keepalive(sock)
@@ -242,7 +245,7 @@ class AsyncClient(_Base, AsyncStreams, AsyncRecipeFactories):
                 "ssl": self._tls, "server_hostname": where[0]}
             transport, protocol = await loop.create_connection(
                 lambda: _AsyncProtocol(self), *where, **tls)
-        self._transport, self._protocol = transport, protocol  # type: ignore[assignment]
+        self._transport, self._protocol = transport, protocol
         self._heard = time.monotonic()
         requests = self._handshake()
         futures = [self._send(r) for r in requests]
@@ -264,23 +267,23 @@ class AsyncClient(_Base, AsyncStreams, AsyncRecipeFactories):
             if type(reply) is not ReplyError:       # else: no resumable sessions there
                 self._session = _session_grant(reply)
 
-    def _send(self, request: _Request) -> asyncio.Future[Any]:
-        future = asyncio.get_running_loop().create_future()
+    def _send(self, request: _Request[R]) -> asyncio.Future[R]:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._pending.append(_AsyncPending(request, future))
-        self._transport.write(request.data)  # type: ignore[union-attr]
+        self._transport.write(request.data)  # type: ignore[union-attr]  # sent while connected
         return future
 
-    def _send_internal(self, request: _Request) -> None:
+    def _send_internal(self, request: _Request[Any]) -> None:
         """Send a request nobody waits for (a health check, an undo)."""
         if not self._closed and not self._suspended and self._transport is not None:
             self._send(request).cancel()
 
-    async def _call(self, request: _Request) -> Any:
+    async def _call(self, request: _Request[R]) -> R:
         if self._closed:
             raise self._closed_error()
         loop = asyncio.get_running_loop()
         if self._suspended:
-            future = loop.create_future()
+            future: asyncio.Future[R] = loop.create_future()
             self._unsent.append(_AsyncPending(request, future))
         else:
             future = self._send(request)
@@ -316,7 +319,7 @@ class AsyncClient(_Base, AsyncStreams, AsyncRecipeFactories):
 
     def _tell(self, state: ConnectionState) -> None:
         for listener in list(self._listeners):
-            self._loop_handlers.run(lambda _, f=listener: f(state),  # type: ignore[misc]
+            self._loop_handlers.run(lambda _, f=listener: f(state),  # type: ignore[misc]  # f= binds it
                                     Event(Mode.REMOVED, None, 0, 0))
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
@@ -405,7 +408,7 @@ class AsyncClient(_Base, AsyncStreams, AsyncRecipeFactories):
                 if not p.future.done():
                     self._pending.append(p)
                     p.sent = time.monotonic()
-                    self._transport.write(p.request.data)  # type: ignore[union-attr]
+                    self._transport.write(p.request.data)  # type: ignore[union-attr]  # reconnected
             log.info("session resumed on %s after %.3f s", self.url,
                      time.monotonic() - lost_at)
             self._tell(ConnectionState.CONNECTED)
@@ -417,7 +420,7 @@ class AsyncClient(_Base, AsyncStreams, AsyncRecipeFactories):
         self._suspended = False
         self._lost_connection(why)
 
-    def _deliver(self, handler: Handler, event: Event) -> None:
+    def _deliver(self, handler: Callable[[Any], Any], event: Event | RowEvent) -> None:
         self._loop_handlers.run(handler, event)
 
     def _blocking_store(self) -> Store:
@@ -445,20 +448,20 @@ class AsyncClient(_Base, AsyncStreams, AsyncRecipeFactories):
     # --- the API --------------------------------------------------------------------------
 
     async def get(self, q: str, *params: object, trigger: Trigger | None = None) -> Record:
-        return await self._call(_Requests.get(q, params, trigger))  # type: ignore[no-any-return]
+        return await self._call(_Requests.get(q, params, trigger))
 
     async def get_names(self, q: str, *params: object,
                         trigger: Trigger | None = None) -> list[str]:
-        return await self._call(  # type: ignore[no-any-return]
+        return await self._call(
             _Requests.get_names(q, params, trigger))
 
     async def get_all(self, q: str, *params: object) -> list[Record]:
-        return await self._call(_Requests.get_all(q, params))  # type: ignore[no-any-return]
+        return await self._call(_Requests.get_all(q, params))
 
     async def explain_wait(self, q: str, *params: object,
                            limit: int = DEFAULT_LIMIT) -> WaitExplanation:
         """As :meth:`octopus.Client.explain_wait`."""
-        return await self._call(  # type: ignore[no-any-return]
+        return await self._call(
             _Requests.explain_wait(q, params, limit))
 
     async def watch_relation(self, relation: str, handler: RowHandler, *args: object,
@@ -466,33 +469,33 @@ class AsyncClient(_Base, AsyncStreams, AsyncRecipeFactories):
                              existing: bool = False) -> RuleWatch:
         """As :meth:`octopus.Client.watch_relation`; remove the watch with
         :meth:`remove_rule_watch` (``watch.remove()`` cannot await)."""
-        return await self._call(  # type: ignore[no-any-return]
+        return await self._call(
             _Requests.watch_relation(relation, handler, args, on, existing))
 
     async def remove_rule_watch(self, watch: RuleWatch | int) -> None:
         await self._call(_Requests.remove_rule_watch(watch))
 
     async def exists(self, q: str, *params: object, trigger: Trigger | None = None) -> bool:
-        return await self._call(  # type: ignore[no-any-return]
+        return await self._call(
             _Requests.exists(q, params, trigger))
 
     async def set(self, rec: str, *params: object, sequential: bool = False,
                   ephemeral: bool = False, trigger: Trigger | None = None) -> Record:
-        return await self._call(  # type: ignore[no-any-return]
+        return await self._call(
             _Requests.set(rec, params, sequential, ephemeral, trigger))
 
     async def delete(self, q: str, *params: object, trigger: Trigger | None = None) -> Record:
-        return await self._call(  # type: ignore[no-any-return]
+        return await self._call(
             _Requests.delete(q, params, trigger))
 
     async def watch(self, q: str, handler: Handler, *params: object,
                     on: Mode = Mode.ON_SET | Mode.ON_DEL, persist: bool = True) -> Trigger:
-        return await self._call(  # type: ignore[no-any-return]
+        return await self._call(
             _Requests.watch(q, handler, params, on, persist, existing=False))
 
     async def watch_existing(self, q: str, handler: Handler, *params: object,
                              on: Mode = Mode.ON_SET | Mode.ON_DEL) -> Trigger:
-        return await self._call(  # type: ignore[no-any-return]
+        return await self._call(
             _Requests.watch(q, handler, params, on, True, existing=True))
 
     async def remove_trigger(self, trigger: Trigger | int) -> None:
@@ -511,14 +514,14 @@ class AsyncClient(_Base, AsyncStreams, AsyncRecipeFactories):
                 "closed while waiting") from None
 
     async def subscribe(self, q: str, handler: Handler, *params: object) -> Subscription:
-        return await self._call(  # type: ignore[no-any-return]
+        return await self._call(
             _Requests.subscribe(q, handler, params))
 
     async def unsubscribe(self, subscription: Subscription | int) -> None:
         await self._call(_Requests.unsubscribe(subscription))
 
     async def publish(self, message: str, *params: object) -> int:
-        return await self._call(_Requests.publish(message, params))  # type: ignore[no-any-return]
+        return await self._call(_Requests.publish(message, params))
 
     async def flush(self, timeout: float | None = None) -> bool:
         try:
@@ -535,16 +538,16 @@ class AsyncClient(_Base, AsyncStreams, AsyncRecipeFactories):
         """See :meth:`octopus.Session.sync` (a server that is not a replica answers its
         revision)."""
         try:
-            return await self._call(_Request(["SYNC"], _decode_int))  # type: ignore[no-any-return]
+            return await self._call(_Request(["SYNC"], _decode_int))
         except OctopusError as e:
             if "unknown command" not in str(e):
                 raise
-            return await self._call(_Request(["REVISION"], _decode_int))  # type: ignore[no-any-return]
+            return await self._call(_Request(["REVISION"], _decode_int))
 
     async def staleness(self) -> float:
         """See :meth:`octopus.Session.staleness`."""
         try:
-            return await self._call(_Request(["STALENESS"], _decode_float))  # type: ignore[no-any-return]
+            return await self._call(_Request(["STALENESS"], _decode_float))
         except OctopusError as e:
             if "unknown command" not in str(e):
                 raise
@@ -560,15 +563,15 @@ class AsyncClient(_Base, AsyncStreams, AsyncRecipeFactories):
 
     async def revision(self) -> int:
         """The server's current revision (a coroutine here, a property on Client)."""
-        return await self._call(_Request(["REVISION"], _decode_int))  # type: ignore[no-any-return]
+        return await self._call(_Request(["REVISION"], _decode_int))
 
     @property
     def closed(self) -> bool:
         return self._closed
 
     async def info(self) -> str:
-        return await self._call(  # type: ignore[no-any-return]
-            _Request(["INFO"], lambda r: _check(r).decode()))
+        return await self._call(
+            _Request(["INFO"], _decode_text))
 
     async def close(self) -> None:
         if not self._closed:

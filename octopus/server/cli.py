@@ -28,7 +28,7 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from octopus.cli import EXIT_FALSE, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, CommandError
 from octopus.errors import EngineClosed, ParameterError, ParseError
@@ -40,6 +40,9 @@ from .client import Client, connect
 from .client_base import DEFAULT_URL, AuthenticationError, parse_url, redact_url, url_options
 from .params import placeholder_kinds
 from .server import is_loopback
+
+if TYPE_CHECKING:
+    from ply.lex import LexToken
 
 __all__ = ["add_commands", "parse_params"]
 
@@ -90,7 +93,7 @@ def _literal(text: str) -> object:
         _lexer = Lexer().build(reflags=int(re.VERBOSE | re.DOTALL))   # as the parser
     _lexer.input(text)
     try:
-        tokens = []
+        tokens: list[LexToken] = []
         while (tok := _lexer.token()) is not None and len(tokens) < 2:
             tokens.append(tok)
     except ParseError:
@@ -122,7 +125,7 @@ def parse_params(query: str, texts: list[str]) -> tuple[object, ...]:
         if not ok:
             raise ParameterError(f"parameter {i + 1} (%{kind}) must be {_WANT[kind]}, "
                                  f"got {text[:40]!r}")
-        values.append(float(value) if kind == "f" else value)  # type: ignore[arg-type]
+        values.append(float(value) if kind == "f" else value)  # type: ignore[arg-type]  # `ok` checked it
     return tuple(values)
 
 
@@ -351,6 +354,28 @@ def _port(text: str) -> int:
     return port
 
 
+def _seconds(text: str) -> float:
+    try:
+        n = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < n < 1e6:         # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"must be more than 0 and less than 1e6 seconds, "
+                                         f"got {text}")
+    return n
+
+
+def _count(text: str) -> int:
+    """A non-negative integer (0 turns the limit off or the feature down)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {n}")
+    return n
+
+
 def _positive(text: str) -> int:
     try:
         n = int(text)
@@ -477,9 +502,16 @@ def _serve(args: argparse.Namespace) -> int:
     if args.unix is not None:
         _check_unix_path(args.unix)
 
+    if args.session_timeout > args.max_session_timeout:
+        raise CommandError(f"--session-timeout {args.session_timeout:g} is more than "
+                           f"--max-session-timeout {args.max_session_timeout:g}", EXIT_USAGE)
     config = ServerConfig(password=password, max_clients=args.max_clients,
                           output_limit=args.output_limit,
-                          reply_cache=0 if args.no_reply_cache else 4096)
+                          reply_cache=0 if args.no_reply_cache else 4096,
+                          max_triggers=args.max_triggers,
+                          session_timeout=args.session_timeout,
+                          max_session_timeout=args.max_session_timeout,
+                          session_replay_bytes=args.session_replay_bytes)
     connection_class = None
     if args.etcd and args.data:
         raise CommandError("--data and --etcd do not go together: a replica's state is in "
@@ -592,6 +624,18 @@ def add_commands(sub: Any, **parser_args: Any) -> None:
                         "(default %(default)s)")
     s.add_argument("--max-query-length", type=_positive, default=None, metavar="BYTES",
                    help="longest query or record text accepted (default 65536)")
+    s.add_argument("--max-triggers", type=_count, default=10000, metavar="N",
+                   help="triggers and subscriptions one connection may install "
+                        "(0: none; default %(default)s)")
+    s.add_argument("--session-timeout", type=_seconds, default=5.0, metavar="SECONDS",
+                   help="a resumable session's timeout when its client asks none "
+                        "(default %(default)s)")
+    s.add_argument("--max-session-timeout", type=_seconds, default=60.0, metavar="SECONDS",
+                   help="the longest session timeout a client may ask for "
+                        "(default %(default)s)")
+    s.add_argument("--session-replay-bytes", type=_count, default=4 << 20, metavar="BYTES",
+                   help="events kept per disconnected session for its resume "
+                        "(default %(default)s)")
     s.add_argument("--data", metavar="DIR", default=None,
                    help="keep the records in this directory (journal and snapshots; created "
                         "if needed) and recover them at start; without it the server "

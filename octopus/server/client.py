@@ -61,7 +61,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from octopus.deadline import budget, within
 from octopus.errors import (
@@ -82,11 +82,13 @@ from .client_base import (
     DEFAULT_URL,
     EVENT_PUSHES,
     ConnectionState,
+    R,
     _Base,
     _check,
     _decode_float,
     _decode_int,
     _decode_ok,
+    _decode_text,
     _Request,
     _Requests,
     parse_url,
@@ -132,7 +134,7 @@ def _listener_call(listener: Callable[[ConnectionState], None],
 _STATE_EVENT = Event(Mode.REMOVED, None, 0, 0)    # a placeholder: listeners get the state
 
 
-def _roundtrip(sock: socket.socket, requests: list[_Request]) -> tuple[list[Any], Any]:
+def _roundtrip(sock: socket.socket, requests: list[_Request[Any]]) -> tuple[list[Any], Any]:
     """Send ``requests`` on a fresh connection and read their replies (the handshake,
     before the reader thread reads that socket): each result or exception, and the
     parser, which may hold what followed (pushed events after a resume)."""
@@ -195,7 +197,7 @@ def _session_grant(reply: Any) -> tuple[int, str, float] | None:
 class _Pending:
     __slots__ = ("abandoned", "done", "error", "request", "sent", "value")
 
-    def __init__(self, request: _Request, abandoned: bool = False) -> None:
+    def __init__(self, request: _Request[Any], abandoned: bool = False) -> None:
         self.request = request
         self.done = threading.Event()
         self.value: Any = None
@@ -245,7 +247,7 @@ class Client(_Base, RecipeFactories):
                     self._urls = urls[i:] + urls[:i]
                     break
                 except (OSError, WaitTimeout) as e:
-                    failures.append(f"{self.url}: {e or type(e).__name__}")
+                    failures.append(f"{self.url}: {str(e) or type(e).__name__}")
                 except BaseException:
                     self._dispatcher.stop(timeout=None)
                     raise
@@ -352,7 +354,7 @@ class Client(_Base, RecipeFactories):
         try:
             self._sock.sendall(b"".join(p.request.data for p in pendings))
         except OSError as e:
-            self._drop_locked(f"sending failed: {e or type(e).__name__}")
+            self._drop_locked(f"sending failed: {str(e) or type(e).__name__}")
 
     def _drop_locked(self, reason: str) -> None:
         """Declare the connection dead: the reader sees it end and reconnects."""
@@ -362,13 +364,13 @@ class Client(_Base, RecipeFactories):
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
 
-    def _send_internal(self, request: _Request) -> None:
+    def _send_internal(self, request: _Request[Any]) -> None:
         """Send a request nobody waits for (a health check, an undo)."""
         with self._send_lock:
             if not self._closed and not self._suspended:
                 self._send_locked([_Pending(request, abandoned=True)])
 
-    def _call(self, request: _Request) -> Any:
+    def _call(self, request: _Request[R]) -> R:
         pending = _Pending(request)
         limit, by_deadline = budget(self._socket_timeout)
         with self._send_lock:
@@ -389,7 +391,7 @@ class Client(_Base, RecipeFactories):
                     raise WaitTimeout(f"no reply from {self.url} within {limit:g} s")
         if pending.error is not None:
             raise pending.error
-        return pending.value
+        return cast(R, pending.value)       # request.decode's, stored by the reader thread
 
     def _read_loop(self) -> None:
         while True:
@@ -636,43 +638,43 @@ class Client(_Base, RecipeFactories):
 
     def get(self, q: str, *params: object, trigger: Trigger | None = None) -> Record:
         """The first record matching ``q`` in natural name order; NotFound if none."""
-        return self._call(_Requests.get(q, params, trigger))  # type: ignore[no-any-return]
+        return self._call(_Requests.get(q, params, trigger))
 
     def get_names(self, q: str, *params: object, trigger: Trigger | None = None) -> list[str]:
         """All names matching ``q``, in natural order (``[]`` if none)."""
-        return self._call(_Requests.get_names(q, params, trigger))  # type: ignore[no-any-return]
+        return self._call(_Requests.get_names(q, params, trigger))
 
     def get_all(self, q: str, *params: object) -> list[Record]:
         """All records matching ``q``, in natural name order."""
-        return self._call(_Requests.get_all(q, params))  # type: ignore[no-any-return]
+        return self._call(_Requests.get_all(q, params))
 
     def exists(self, q: str, *params: object, trigger: Trigger | None = None) -> bool:
         """Whether any record matches ``q``."""
-        return self._call(_Requests.exists(q, params, trigger))  # type: ignore[no-any-return]
+        return self._call(_Requests.exists(q, params, trigger))
 
     def set(self, rec: str, *params: object, sequential: bool = False, ephemeral: bool = False,
             trigger: Trigger | None = None) -> Record:
         """Store (replace) a record; see :meth:`octopus.Session.set`. Ephemeral records
         belong to this connection."""
-        return self._call(  # type: ignore[no-any-return]
+        return self._call(
             _Requests.set(rec, params, sequential, ephemeral, trigger))
 
     def delete(self, q: str, *params: object, trigger: Trigger | None = None) -> Record:
         """Delete the named record if it matches ``q``; return it. NotFound otherwise."""
-        return self._call(_Requests.delete(q, params, trigger))  # type: ignore[no-any-return]
+        return self._call(_Requests.delete(q, params, trigger))
 
     # --- triggers, waiting, publish/subscribe ---------------------------------------------
 
     def watch(self, q: str, handler: Handler, *params: object,
               on: Mode = Mode.ON_SET | Mode.ON_DEL, persist: bool = True) -> Trigger:
         """Install a trigger on ``q`` for future changes; returns it."""
-        return self._call(  # type: ignore[no-any-return]
+        return self._call(
             _Requests.watch(q, handler, params, on, persist, existing=False))
 
     def watch_existing(self, q: str, handler: Handler, *params: object,
                        on: Mode = Mode.ON_SET | Mode.ON_DEL) -> Trigger:
         """ON_SET events for every current match (natural name order), then future changes."""
-        return self._call(  # type: ignore[no-any-return]
+        return self._call(
             _Requests.watch(q, handler, params, on, True, existing=True))
 
     def remove_trigger(self, trigger: Trigger | int) -> None:
@@ -694,7 +696,7 @@ class Client(_Base, RecipeFactories):
 
     def subscribe(self, q: str, handler: Handler, *params: object) -> Subscription:
         """Receive every message published from now on that matches ``q``."""
-        return self._call(_Requests.subscribe(q, handler, params))  # type: ignore[no-any-return]
+        return self._call(_Requests.subscribe(q, handler, params))
 
     def unsubscribe(self, subscription: Subscription | int) -> None:
         """End a subscription; its handler gets a last event with mode REMOVED."""
@@ -702,13 +704,13 @@ class Client(_Base, RecipeFactories):
 
     def publish(self, message: str, *params: object) -> int:
         """Deliver ``message`` to every matching subscription; return how many."""
-        return self._call(_Requests.publish(message, params))  # type: ignore[no-any-return]
+        return self._call(_Requests.publish(message, params))
 
     def explain_wait(self, q: str, *params: object,
                      limit: int = DEFAULT_LIMIT) -> WaitExplanation:
         """Why ``wait_for(q)`` would block, or not (as :meth:`octopus.Session.explain_wait`;
         sessions of the server's connections are named ``connection <id>``)."""
-        return self._call(  # type: ignore[no-any-return]
+        return self._call(
             _Requests.explain_wait(q, params, limit))
 
     def watch_relation(self, relation: str, handler: RowHandler, *args: object,
@@ -717,7 +719,7 @@ class Client(_Base, RecipeFactories):
         """Watch a relation declared by the server's loaded rules (``RWATCH``), its
         arguments sent as data (None: any value; a str is an identifier). The handler
         gets :class:`~octopus.RowEvent` values, as in-process."""
-        return self._call(  # type: ignore[no-any-return]
+        return self._call(
             _Requests.watch_relation(relation, handler, args, on, existing))
 
     def remove_rule_watch(self, watch: RuleWatch | int) -> None:
@@ -761,7 +763,7 @@ class Client(_Base, RecipeFactories):
     def staleness(self) -> float:
         """See :meth:`octopus.Session.staleness` (of the server this client talks to)."""
         try:
-            return self._call(_Request(["STALENESS"], _decode_float))  # type: ignore[no-any-return]
+            return self._call(_Request(["STALENESS"], _decode_float))
         except OctopusError as e:
             if "unknown command" not in str(e):
                 raise
@@ -782,7 +784,7 @@ class Client(_Base, RecipeFactories):
     @property
     def revision(self) -> int:
         """The server's current revision."""
-        return self._call(  # type: ignore[no-any-return]
+        return self._call(
             _Request(["REVISION"], _decode_int, idempotent=True))
 
     @property
@@ -791,8 +793,8 @@ class Client(_Base, RecipeFactories):
 
     def info(self) -> str:
         """The server's INFO text."""
-        return self._call(  # type: ignore[no-any-return]
-            _Request(["INFO"], lambda r: _check(r).decode(), idempotent=True))
+        return self._call(
+            _Request(["INFO"], _decode_text, idempotent=True))
 
     def close(self) -> None:
         """End the session: the server deletes its ephemeral records and removes its

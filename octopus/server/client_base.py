@@ -13,7 +13,7 @@ import re
 import ssl
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeAlias, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from octopus.errors import (
@@ -45,6 +45,9 @@ __all__ = ["DEFAULT_URL", "EVENT_PUSHES", "AuthenticationError", "ConnectionStat
            "url_options"]
 
 DEFAULT_URL = "tcp://127.0.0.1:6380"
+# A handler and the event it takes: an Event (trigger, subscription) or a RowEvent
+# (derived watch). The pair is what the type says; each half alone is not.
+Delivery: TypeAlias = tuple[Callable[[Any], Any], Event | RowEvent]
 _NO_LIMIT = 1 << 40
 
 
@@ -199,7 +202,12 @@ def _check(reply: Any) -> Any:
     return reply
 
 
-def _checked(reply: Any, obj: Trigger | Subscription) -> Trigger | Subscription:
+_Installed = TypeVar("_Installed", Trigger, Subscription)
+# What a request's reply decodes to (the return type of the client call that sends it).
+R = TypeVar("R")
+
+
+def _checked(reply: Any, obj: _Installed) -> _Installed:
     """``obj`` once the server installed it; the server's error (a refused query) else."""
     _check(reply)
     return obj
@@ -247,6 +255,11 @@ def _decode_int(reply: Any) -> int:
 def _decode_float(reply: Any) -> float:
     value = _check(reply)
     return float(value.decode() if isinstance(value, bytes) else value)
+
+
+def _decode_text(reply: Any) -> str:
+    text: bytes = _check(reply)
+    return text.decode()
 
 
 def _decode_ok(reply: Any) -> None:
@@ -315,7 +328,7 @@ _ON = {Mode.ON_SET: "SET", Mode.ON_DEL: "DEL", Mode.ON_SET | Mode.ON_DEL: "SETDE
 EVENT_PUSHES = frozenset({b"trigger", b"message", b"row"})
 
 
-class _Request:
+class _Request(Generic[R]):
     """One command: its bytes, how to decode its reply, and what to do with a trigger.
 
     ``idempotent``: sending it twice is harmless (reads), so a call in flight when the
@@ -326,7 +339,7 @@ class _Request:
 
     __slots__ = ("data", "decode", "idempotent", "obj", "query", "undo")
 
-    def __init__(self, args: list[Any], decode: Callable[[Any], Any],
+    def __init__(self, args: list[Any], decode: Callable[[Any], R],
                  obj: Trigger | Subscription | RuleWatch | None = None, *,
                  idempotent: bool = False) -> None:
         self.data = encode_command(args)
@@ -365,8 +378,8 @@ def _check_trigger(trigger: Trigger | None) -> None:
         raise QueryError("this Trigger object is already installed; make a new one")
 
 
-def _triggered(cmd: str, q: str, params: tuple[object, ...], decode: Callable[[Any], Any],
-               trigger: Trigger | None, extra: tuple[str, ...] = ()) -> _Request:
+def _triggered(cmd: str, q: str, params: tuple[object, ...], decode: Callable[[Any], R],
+               trigger: Trigger | None, extra: tuple[str, ...] = ()) -> _Request[R]:
     """A store command, with the trigger options when a trigger is given."""
     args = [cmd, *_query_args(q, params), *extra]
     if trigger is None:
@@ -375,7 +388,7 @@ def _triggered(cmd: str, q: str, params: tuple[object, ...], decode: Callable[[A
     args += ["TRIGGER", _ON[trigger.on], "PERSIST" if trigger.persist else "ONCE",
              trigger.install_if.upper()]
 
-    def decode_pair(reply: Any) -> Any:
+    def decode_pair(reply: Any) -> R:
         return decode(_check(reply)[1])
 
     return _Request(args, decode_pair, trigger)
@@ -388,24 +401,25 @@ class _Requests:
     """The commands of the API, shared by the sync and async clients."""
 
     @staticmethod
-    def get(q: str, params: tuple[object, ...], trigger: Trigger | None) -> _Request:
+    def get(q: str, params: tuple[object, ...], trigger: Trigger | None) -> _Request[Record]:
         return _triggered("GET", q, params, decode_record, trigger)
 
     @staticmethod
-    def get_names(q: str, params: tuple[object, ...], trigger: Trigger | None) -> _Request:
+    def get_names(q: str, params: tuple[object, ...],
+                  trigger: Trigger | None) -> _Request[list[str]]:
         return _triggered("NAMES", q, params, _decode_names, trigger)
 
     @staticmethod
-    def get_all(q: str, params: tuple[object, ...]) -> _Request:
+    def get_all(q: str, params: tuple[object, ...]) -> _Request[list[Record]]:
         return _Request(["GETALL", *_query_args(q, params)], _decode_records, idempotent=True)
 
     @staticmethod
-    def exists(q: str, params: tuple[object, ...], trigger: Trigger | None) -> _Request:
+    def exists(q: str, params: tuple[object, ...], trigger: Trigger | None) -> _Request[bool]:
         return _triggered("EXISTS", q, params, _decode_bool, trigger)
 
     @staticmethod
     def set(rec: str, params: tuple[object, ...], sequential: bool, ephemeral: bool,
-            trigger: Trigger | None) -> _Request:
+            trigger: Trigger | None) -> _Request[Record]:
         extra = (("SEQUENTIAL",) if sequential else ()) + (("EPHEMERAL",) if ephemeral else ())
         request = _triggered("SET", rec, params, decode_record, trigger, extra)
         if sequential and ephemeral and trigger is None:
@@ -413,12 +427,12 @@ class _Requests:
         return request
 
     @staticmethod
-    def delete(q: str, params: tuple[object, ...], trigger: Trigger | None) -> _Request:
+    def delete(q: str, params: tuple[object, ...], trigger: Trigger | None) -> _Request[Record]:
         return _triggered("DEL", q, params, decode_record, trigger)
 
     @staticmethod
     def watch(q: str, handler: Handler, params: tuple[object, ...], on: Mode, persist: bool,
-              existing: bool) -> _Request:
+              existing: bool) -> _Request[Trigger]:
         trigger = Trigger(handler, on=on, persist=persist)
         flags = [*(("SET",) if on & Mode.ON_SET else ()), *(("DEL",) if on & Mode.ON_DEL else ()),
                  "PERSIST" if persist else "ONCE", *(("EXISTING",) if existing else ())]
@@ -426,14 +440,15 @@ class _Requests:
                         lambda reply: _checked(reply, trigger), trigger)
 
     @staticmethod
-    def remove_trigger(trigger: Trigger | int) -> _Request:
+    def remove_trigger(trigger: Trigger | int) -> _Request[None]:
         qid = trigger.id if isinstance(trigger, Trigger) else trigger
         if isinstance(qid, bool) or not isinstance(qid, int) or qid < 0:
             raise TriggerNotFound(f"no installed trigger {qid!r}")
         return _Request(["UNWATCH", str(qid)], _decode_ok)
 
     @staticmethod
-    def subscribe(q: str, handler: Handler, params: tuple[object, ...]) -> _Request:
+    def subscribe(q: str, handler: Handler,
+                  params: tuple[object, ...]) -> _Request[Subscription]:
         if not callable(handler):
             raise QueryError("a subscription's handler must be callable")
         sub = Subscription(handler, q, 0)
@@ -441,25 +456,26 @@ class _Requests:
                         lambda reply: _checked(reply, sub), sub)
 
     @staticmethod
-    def unsubscribe(subscription: Subscription | int) -> _Request:
+    def unsubscribe(subscription: Subscription | int) -> _Request[None]:
         qid = subscription.id if isinstance(subscription, Subscription) else subscription
         if isinstance(qid, bool) or not isinstance(qid, int) or qid < 0:
             raise TriggerNotFound(f"no subscription {qid!r}")
         return _Request(["UNSUBSCRIBE", str(qid)], _decode_ok)
 
     @staticmethod
-    def publish(message: str, params: tuple[object, ...]) -> _Request:
+    def publish(message: str, params: tuple[object, ...]) -> _Request[int]:
         return _Request(["PUBLISH", *_query_args(message, params)], _decode_int)
 
     @staticmethod
-    def explain_wait(q: str, params: tuple[object, ...], limit: int) -> _Request:
+    def explain_wait(q: str, params: tuple[object, ...],
+                     limit: int) -> _Request[WaitExplanation]:
         limit = check_limit(limit)
         return _Request(["WHY", *_query_args(q, params), "LIMIT", str(limit)],
                         decode_explanation)
 
     @staticmethod
     def watch_relation(relation: str, handler: RowHandler, args: tuple[object, ...],
-                       on: Mode, existing: bool) -> _Request:
+                       on: Mode, existing: bool) -> _Request[RuleWatch]:
         check_relation_name(relation)
         if not callable(handler):
             raise QueryError("a rule watch's handler must be callable")
@@ -479,7 +495,7 @@ class _Requests:
         return _Request(["RWATCH", relation, *flags], decode, watch)
 
     @staticmethod
-    def remove_rule_watch(watch: RuleWatch | int) -> _Request:
+    def remove_rule_watch(watch: RuleWatch | int) -> _Request[None]:
         qid = watch.id if isinstance(watch, RuleWatch) else watch
         if isinstance(qid, bool) or not isinstance(qid, int) or qid < 0:
             raise TriggerNotFound(f"no installed rule watch {qid!r}")
@@ -517,7 +533,7 @@ class _Base:
         self._lost: str | None = None
         self._expired = False           # the session ended while disconnected
 
-    def _handshake(self) -> list[_Request]:
+    def _handshake(self) -> list[_Request[Any]]:
         hello = ["HELLO", "3"]
         if self._password is not None:
             hello += ["AUTH", self._username, self._password]
@@ -525,7 +541,7 @@ class _Base:
             hello += ["SETNAME", self._name]
         return [_Request(hello, _check), _Request(["CLIENT", "FORMAT", "TAGGED"], _check)]
 
-    def _on_reply(self, request: _Request, reply: Any) -> None:
+    def _on_reply(self, request: _Request[Any], reply: Any) -> None:
         """Runs where replies are read, before the next frame: registers triggers."""
         obj = request.obj
         if obj is None:
@@ -550,7 +566,7 @@ class _Base:
         raise OctopusError("remove a derived watch of an AsyncClient with "
                            "`await client.remove_rule_watch(watch)`")
 
-    def _event(self, push: Push) -> tuple[Handler, Any] | None:
+    def _event(self, push: Push) -> Delivery | None:
         if push[0] == b"row":
             row = decode_row_event(push)
             if row.mode & Mode.REMOVED:
@@ -567,7 +583,7 @@ class _Base:
             obj = self._handlers.get(event.trigger_id)
         return None if obj is None else (obj.handler, event)
 
-    def _removed_events(self) -> list[tuple[Handler, Any]]:
+    def _removed_events(self) -> list[Delivery]:
         """The last events of every handler when the connection ends."""
         handlers, self._handlers = self._handlers, {}
         rows, self._rows = self._rows, {}
@@ -575,7 +591,7 @@ class _Base:
             watch._remove = None
         return [(obj.handler, Event(Mode.REMOVED, None, qid, 0))
                 for qid, obj in sorted(handlers.items())] + \
-            [(w.handler, RowEvent(Mode.REMOVED, None, w.names, qid, 0))  # type: ignore[misc]
+            [(w.handler, RowEvent(Mode.REMOVED, None, w.names, qid, 0))
              for qid, w in sorted(rows.items())]
 
     def _closed_error(self) -> EngineClosed:

@@ -200,7 +200,7 @@ class CommandLayer:
         cls.COMMANDS = _command_table(cls)
 
     def __init__(self, ctx: Context, session: Session, *, conn_id: int,
-                 on_trigger: Callable[[Event], None],
+                 on_trigger: Callable[[Event | RowEvent], None],
                  on_message: Callable[[Event], None]) -> None:
         self.ctx = ctx
         self.config = ctx.config
@@ -293,7 +293,7 @@ class CommandLayer:
             if type(pending) is AuthFailed:
                 return pending.reply
             if type(pending) is SessionOp:
-                return result  # type: ignore[no-any-return]
+                return result  # type: ignore[no-any-return]  # SESSION's reply, made on the loop
             return OK                               # Flush
         except Exception as e:
             return self._error_reply(e)
@@ -364,7 +364,7 @@ class CommandLayer:
         if type(action) is Close:
             self._closed = True
             return action
-        self._pending = action  # type: ignore[assignment]
+        self._pending = action  # type: ignore[assignment]  # a Pending: bytes, Close returned
         return action
 
     def error_reply(self, exc: BaseException) -> bytes:
@@ -421,7 +421,7 @@ class CommandLayer:
                                  "ALWAYS|FOUND|MISSING")
         self._check_room()
         return Trigger(self._on_trigger, on=on, persist=persist,
-                       install_if=install_if)  # type: ignore[arg-type]
+                       install_if=install_if)  # type: ignore[arg-type]  # a value of InstallIf
 
     def _store_call(self, args: list[bytes],
                     call: Callable[[str, tuple[object, ...], list[bytes], Trigger | None], Any],
@@ -476,18 +476,22 @@ class CommandLayer:
         # The session ends (its records are gone) before the reply.
         return Call(self.close_session, lambda _: Close(OK))
 
-    def _auth(self, password: bytes) -> Action | None:
+    def _auth(self, password: bytes, user: bytes = b"default") -> Action | None:
         want = self.config.password
         if want is None:
             return encode_error("ERR", "AUTH called without any password configured")
-        if not hmac.compare_digest(password, want.encode()):
+        # One user exists, Redis's "default" (what --requirepass protects there too);
+        # any other name fails like a wrong password, after the same delay.
+        right = hmac.compare_digest(password, want.encode())
+        if not right or user != b"default":
             return AuthFailed(encode_error("WRONGPASS", "invalid username-password pair"))
         self.authed = True
         return None
 
     def cmd_auth(self, args: list[bytes]) -> Action:
         _arity(args, 2, 3)
-        return self._auth(args[-1]) or OK
+        user = args[1] if len(args) == 3 else b"default"
+        return self._auth(args[-1], user) or OK
 
     def cmd_hello(self, args: list[bytes]) -> Action:
         proto = self.proto
@@ -501,7 +505,7 @@ class CommandLayer:
         while i < len(args):
             opt = args[i].upper()
             if opt == b"AUTH" and i + 2 < len(args):
-                error = self._auth(args[i + 2])
+                error = self._auth(args[i + 2], args[i + 1])
                 if error is not None:
                     return error
                 i += 3
@@ -613,7 +617,7 @@ class CommandLayer:
         redis = self.redis
 
         def get(q: str, params: tuple[object, ...], rest: list[bytes],
-                trigger: Trigger | None) -> tuple[Record, int, int]:
+                trigger: Trigger | None) -> tuple[Record | None, int, int]:
             # A reply may be kept only if no change completed while it was read: a change
             # bumps the revision before it releases the engine lock, so an unchanged
             # revision around the call means the reply is the state at that revision.
@@ -894,7 +898,7 @@ class CommandLayer:
         session, handler = self.session, self._on_trigger   # rows are handed over as events
 
         def run() -> RuleWatch:
-            return session.watch_relation(relation, handler, *values,  # type: ignore[arg-type]
+            return session.watch_relation(relation, handler, *values,
                                           on=on or (Mode.ON_SET | Mode.ON_DEL),
                                           existing=existing)
 

@@ -20,7 +20,7 @@ import threading
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from .server import Server
@@ -181,6 +181,7 @@ def exposition(server: Server) -> str:
               "events_pending": "Events not yet handed to their handlers."}
     for key, help in gauges.items():
         if key in engine_stats:
+            # These stats are counts (engine.stats() also holds text).
             w.single(f"octopus_{key}", "gauge", help, engine_stats[key])  # type: ignore[arg-type]
     persistence = server.engine.persistence()
     w.single("octopus_durable", "gauge", "1 if the records are kept on disk (--data).",
@@ -227,7 +228,8 @@ class MetricsProtocol(asyncio.Protocol):
         self.answered = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # A stream transport (uvloop's is no subclass of asyncio.Transport: no isinstance).
+        self.transport = cast(asyncio.Transport, transport)
         self.active[0] += 1
         if self.active[0] > MAX_SCRAPES:
             self.answered = True

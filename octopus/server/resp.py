@@ -75,7 +75,7 @@ class ReplyError(str):
         return parts[1] if len(parts) > 1 else ""
 
 
-class Push(list):  # type: ignore[type-arg]
+class Push(list[Any]):
     """A RESP3 push frame (``>``): an out-of-band event, not the reply to a command."""
 
     __slots__ = ()
@@ -396,8 +396,10 @@ class _HiredisReplyParser:
         import hiredis
 
         self._none = object()
-        self._reader = hiredis.Reader(replyError=ReplyError, protocolError=ProtocolError,
-                                      notEnoughData=self._none)
+        # hiredis returns what replyError makes of an error's text, Exception or not:
+        # octopus's error replies are str values (ReplyError), not raised.
+        self._reader = hiredis.Reader(replyError=ReplyError,  # type: ignore[arg-type]  # see above
+                                      protocolError=ProtocolError, notEnoughData=self._none)
         self._push = hiredis.PushNotification
 
     def feed(self, data: bytes) -> None:

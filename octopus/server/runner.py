@@ -305,8 +305,8 @@ class EngineRunner(Executor):
             w.wake.release()
         self._wake_committer()
         if wait:
-            for w in self._threads:
-                w.join()
+            for thread in self._threads:
+                thread.join()
             if self._committer is not None:
                 self._committer.join()
 

@@ -53,7 +53,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from time import perf_counter
-from typing import Any
+from typing import Any, cast
 
 from octopus.aio import AsyncSession
 from octopus.core import Core
@@ -259,7 +259,7 @@ class Server:
         if self._stop is not None:
             loop, stop = self._stop
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(lambda: stop.done() or stop.set_result(None))
+                loop.call_soon_threadsafe(_resolve, stop)
 
     async def serve_forever(self) -> None:
         await asyncio.gather(*(s.serve_forever() for s in self._servers))
@@ -359,7 +359,7 @@ class Server:
         conns = list(self.connections)
         commands = s.commands + sum(x.layer.commands for x in conns if x.layer is not None)
         cache = self.cache
-        sections = {
+        sections: dict[str, list[tuple[str, object]]] = {
             "server": [("octopus_version", VERSION), ("process_id", os.getpid()),
                        ("listening", " ".join(self.addresses)),
                        ("uptime_in_seconds", int(time.time() - s.started)),
@@ -454,7 +454,8 @@ class Connection(asyncio.Protocol):
     # --- asyncio.Protocol --------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+        # A stream transport (uvloop's is no subclass of asyncio.Transport: no isinstance).
+        self.transport = transport = cast(asyncio.Transport, transport)
         self.loop = asyncio.get_running_loop()
         server = self.server
         server.stats.connections_received += 1
@@ -469,7 +470,7 @@ class Connection(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if isinstance(peer, tuple) and sock is not None:
             keepalive(sock)             # a vanished client's session must detach, then expire
-        transport.set_write_buffer_limits(high=256 << 10)  # type: ignore[attr-defined]
+        transport.set_write_buffer_limits(high=256 << 10)
         if self.config.password is not None:
             self._apply_limits(parser_limits(self.config, authed=False))
         server.connections.add(self)
@@ -642,6 +643,7 @@ class Connection(asyncio.Protocol):
             return
         self.busy = True
         if kind is Call:
+            assert isinstance(action, Call)
             self.held = []
             try:
                 self.server.runner.call(self._batch, action, self._batch_done)
@@ -653,7 +655,7 @@ class Connection(asyncio.Protocol):
                 action.query, *action.params, timeout=action.timeout))
             self.task.add_done_callback(lambda t: self._task_done(action, t))
         elif kind is Flush:
-            assert self.asession is not None
+            assert isinstance(action, Flush) and self.asession is not None
             self.task = loop.create_task(self.asession.flush())
             self.task.add_done_callback(lambda t: self._task_done(action, t))
         elif kind is SessionOp:
@@ -680,7 +682,7 @@ class Connection(asyncio.Protocol):
         else:
             reply, frames = self._resume(*op.resume)
         self.busy = False
-        self._write(layer.complete(op, reply, None))  # type: ignore[arg-type]
+        self._write(layer.complete(op, reply, None))  # type: ignore[arg-type]  # SESSION's reply
         for frame in frames:
             self._write(frame)
         self._drain()
@@ -819,6 +821,7 @@ class Connection(asyncio.Protocol):
         """Count the command being served, answered with ``reply`` (with metrics on)."""
         tally = self.tally
         if tally is not None:
+            # A tally exists only when metrics do.
             self.metrics.observe(tally, self._command, perf_counter() - self._started,  # type: ignore[union-attr]
                                  reply)
 
@@ -851,7 +854,7 @@ class Connection(asyncio.Protocol):
     def _check_output(self) -> None:
         output = self.server.output
         if not output.total and not self.held_bytes and not self.closed and \
-                not self.transport.get_write_buffer_size():  # type: ignore[union-attr]
+                not self.transport.get_write_buffer_size():  # type: ignore[union-attr]  # open: set
             return                          # the common case: everything was sent
         size = self.buffered()
         layer = self.layer
@@ -934,7 +937,7 @@ def run(engine: Engine, *, host: str | None = None, port: int = 6380,
             server._stop = (loop, stop)
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                    loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+                    loop.add_signal_handler(sig, _resolve, stop)
             if ready is not None:
                 ready(server)
             await stop
@@ -951,6 +954,12 @@ def run(engine: Engine, *, host: str | None = None, port: int = 6380,
             pass
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         runner.run(main())
+
+
+def _resolve(stop: asyncio.Future[None]) -> None:
+    """Set ``stop``'s result, unless a stop was asked already."""
+    if not stop.done():
+        stop.set_result(None)
 
 
 def _raise_fd_limit() -> None:

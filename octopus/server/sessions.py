@@ -45,6 +45,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from octopus.events import Event
+from octopus.rules import RowEvent
 
 if TYPE_CHECKING:
     import asyncio
@@ -93,7 +94,7 @@ class SessionLink:
         self.limit = 0                          # bytes of event frames kept
         self.seq = 0                            # event frames pushed so far
         self.sent = 0                           # ... of which handed to a connection
-        self.kept: deque[tuple[int, bytes, Event, bytes, tuple[int, bool]]] = deque()
+        self.kept: deque[tuple[int, bytes, Event | RowEvent, bytes, tuple[int, bool]]] = deque()
         self.kept_bytes = 0
         self.timer: asyncio.TimerHandle | None = None
         self.expired = False
@@ -109,7 +110,7 @@ class SessionLink:
 
     # --- events (the handlers run on the dispatcher thread) -------------------------------
 
-    def on_trigger(self, event: Event) -> None:
+    def on_trigger(self, event: Event | RowEvent) -> None:
         with contextlib.suppress(RuntimeError):     # the loop has closed: nobody to tell
             self.loop.call_soon_threadsafe(self.push, b"trigger", event)
 
@@ -117,7 +118,7 @@ class SessionLink:
         with contextlib.suppress(RuntimeError):
             self.loop.call_soon_threadsafe(self.push, b"message", event)
 
-    def push(self, kind: bytes, event: Event) -> None:
+    def push(self, kind: bytes, event: Event | RowEvent) -> None:
         """Number an event, keep its frame (resumable), write it to the connection."""
         layer = self.layer
         if layer is None or self.expired:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import socket
 import ssl
 import threading
+from typing import Any
 
 __all__ = ["TLSSocket", "client_context", "server_context"]
 
@@ -148,8 +149,8 @@ class TLSSocket:
     def settimeout(self, timeout: float | None) -> None:
         self._sock.settimeout(timeout)
 
-    def setsockopt(self, *args: object) -> None:
-        self._sock.setsockopt(*args)  # type: ignore[arg-type]
+    def setsockopt(self, level: int, option: int, value: int | bytes, /) -> None:
+        self._sock.setsockopt(level, option, value)
 
     def shutdown(self, how: int) -> None:
         self._sock.shutdown(how)
@@ -164,5 +165,5 @@ class TLSSocket:
         """The TLS version agreed on (``"TLSv1.3"``)."""
         return self._tls.version()
 
-    def getpeercert(self) -> dict[str, object] | None:
-        return self._tls.getpeercert()  # type: ignore[return-value]
+    def getpeercert(self) -> dict[str, Any] | None:
+        return self._tls.getpeercert()

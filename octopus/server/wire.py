@@ -104,7 +104,7 @@ def row_reply(names: tuple[str, ...], row: tuple[Any, ...] | None,
     tagged, or as the language writes them), nil for REMOVED."""
     if row is None:
         return None
-    values = [tag_value(v) if tagged else format_value(v)  # type: ignore[arg-type]
+    values = [tag_value(v) if tagged else format_value(v)
               for v in row]
     return [list(names), values]
 
@@ -211,5 +211,5 @@ def _error_classes() -> dict[str, type[OctopusError]]:
 def _known_ancestor(cls: type[OctopusError]) -> type[OctopusError]:
     for base in cls.__mro__:
         if base.__module__ == "octopus.errors" and getattr(errors, base.__name__, None) is base:
-            return base  # type: ignore[return-value]
+            return base  # type: ignore[no-any-return]  # `is` getattr's Any made it Any
     return OctopusError

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from octopus import LockError
+from octopus import LimitExceeded, LockError
 from octopus.recipes import Store
 
 from .threads import PATIENCE, Threads, eventually
@@ -151,6 +151,27 @@ def test_producer_and_consumer_across_sessions(store: Store) -> None:
     assert sem.acquire(blocking=False) and sem.acquire(blocking=False)
     assert not sem.acquire(blocking=False)
     assert store.get_names("r'^items'") == []
+
+
+def test_posts_are_bounded_and_a_refused_release_changes_nothing(store: Store) -> None:
+    sem = store.semaphore("capped", 1, max_posts=3)
+    for _ in range(3):
+        sem.release()
+    with pytest.raises(LimitExceeded, match="max_posts"):
+        sem.release()
+    assert sem.posted() == 3 and sem.available() == 4
+    # a permit taken from a post and given back while the posts are full stays held
+    taker = store.semaphore("capped", 1, max_posts=3)
+    assert taker.acquire(blocking=False) and taker.acquire(blocking=False)
+    assert taker.held == 2 and sem.posted() == 2
+    store.semaphore("capped", 1).release()      # the default cap is far away
+    taker.release()                             # the lease goes back: no post needed
+    assert taker.held == 1 and sem.posted() == 3
+    with pytest.raises(LimitExceeded):
+        taker.release()
+    assert taker.held == 1 and sem.posted() == 3
+    with pytest.raises(LockError, match="max_posts"):
+        store.semaphore("capped", 1, max_posts=-1)
 
 
 def test_leases_return_with_their_session_and_posts_stay(store: Store) -> None:

@@ -407,3 +407,31 @@ def test_demo_graph_without_matplotlib(tmp_path: Path) -> None:
     assert r.stderr == ("octopus demo: --graph needs matplotlib: pip install matplotlib "
                         "(or octopus[demo])\n")
     assert not (tmp_path / "boot.png").exists()
+
+
+def test_serve_session_flags_bound_what_clients_ask(tmp_path: Path) -> None:
+    import redis
+
+    srv = ServerProcess(tmp_path, "--session-timeout", "1.5", "--max-session-timeout", "2",
+                        "--session-replay-bytes", "1000", "--max-triggers", "1")
+    try:
+        r = redis.Redis(unix_socket_path=srv.socket, protocol=3)
+        assert r.execute_command("SESSION")[b"timeout_ms"] == 1500
+        assert r.execute_command("SESSION", "TIMEOUT", "30")[b"timeout_ms"] == 2000
+        r.execute_command("WATCH", "a", "SET")
+        with pytest.raises(redis.ResponseError, match="LimitExceeded"):
+            r.execute_command("WATCH", "b", "SET")
+        r.close()
+    finally:
+        srv.stop()
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--session-timeout", "9", "--max-session-timeout", "5"], "is more than"),
+    (["--session-timeout", "0"], "argument --session-timeout:"),
+    (["--max-session-timeout", "inf"], "argument --max-session-timeout:"),
+    (["--session-replay-bytes", "-1"], "argument --session-replay-bytes:"),
+])
+def test_serve_session_flags_are_checked(flags: list[str], message: str) -> None:
+    r = run("serve", "--port", "0", *flags)
+    assert r.returncode == 2 and message in r.stderr

@@ -237,6 +237,21 @@ def test_auth_failures_are_held_and_success_lifts_the_limits(engine: octopus.Eng
     assert d.layer.limits == (65536, 1 << 20, 64 << 10)
 
 
+def test_auth_knows_one_user_default(engine: octopus.Engine) -> None:
+    # The right password under another user name is refused, as Redis refuses a user
+    # it does not have; "default" is the user --requirepass protects.
+    for command in ([b"AUTH", b"admin", b"pw"], [b"HELLO", b"3", b"AUTH", b"admin", b"pw"]):
+        d = Driver(engine, password="pw")
+        failed = d.layer.handle(command)
+        assert type(failed) is AuthFailed
+        assert decode(d.layer.complete(failed)).startswith("WRONGPASS")
+        assert str(d.reply("GET", "x")).startswith("NOAUTH")
+    d = Driver(engine, password="pw")
+    assert d.layer.handle([b"AUTH", b"default", b"pw"]) == OK
+    d = Driver(engine, password="pw")
+    assert d.layer.handle([b"HELLO", b"3", b"AUTH", b"default", b"pw"]).startswith(b"%")
+
+
 def test_http_requests_close_the_connection(engine: octopus.Engine) -> None:
     for first in (b"POST", b"post", b"Host:"):
         d = Driver(engine, password="pw")        # before AUTH too

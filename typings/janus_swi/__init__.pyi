@@ -1,0 +1,19 @@
+# The part of janus-swi 1.5 that octopus/_prolog.py and octopus/durable use.
+from typing import Any
+
+class Term:
+    def __init__(self, record: Any) -> None: ...
+
+class PrologError(Exception):
+    # A Prolog exception term, or None when janus refused the call before Prolog ran
+    # (then `message` says why).
+    term: Term | None
+    message: str | None
+    def __init__(self, msg: Term | str) -> None: ...
+
+# Run module:predicate(*args, Reply) once and return Reply converted to Python: its
+# shape depends on the predicate, which only octopus/adapter.py knows.
+def apply_once(module: str, predicate: str, /, *args: Any, fail: Any = ...) -> Any: ...
+def cmd(module: str, predicate: str, /, *args: Any) -> Any: ...
+def attach_engine() -> int: ...
+def detach_engine() -> None: ...
