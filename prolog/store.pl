@@ -800,23 +800,31 @@ store_read_columns(File, IndexAt, [Keys, Names, Columns]) :-
         ( seek(In, IndexAt, bof, _),
           fast_read(In, Index),
           (   Index = index(Keys), is_list(Keys) -> true
-          ;   domain_error(octopus_snapshot_index, Index)
+          ;   snapshot_index_error(index, Index)
           ),
           fast_read(In, NamesTerm),
           (   NamesTerm = names(Names), is_list(Names) -> true
-          ;   domain_error(octopus_snapshot_names, NamesTerm)
+          ;   snapshot_index_error(names, NamesTerm)
           ),
           maplist(read_column(In), Keys, Columns),
           fast_read(In, End),
-          (   End == end_index -> true ; domain_error(octopus_snapshot_index_end, End) )
+          (   End == end_index -> true ; snapshot_index_error(end_index, End) )
         ),
         close(In)).
 
 read_column(In, Key, Values) :-
     fast_read(In, Term),
     (   Term = column(Key, Values), is_list(Values) -> true
-    ;   domain_error(octopus_snapshot_column(Key), Term)
+    ;   snapshot_index_error(column(Key), Term)
     ).
+
+%   snapshot_index_error(+Expected, +Found): the error for a term that is not what
+%   the columns hold there, naming only the functor of what was found (the term may
+%   hold a million values, and the message goes to a log).
+
+snapshot_index_error(Expected, Found) :-
+    (   compound(Found) -> functor(Found, Name, Arity), What = Name/Arity ; What = Found ),
+    domain_error(octopus_snapshot_index(Expected), What).
 
 %!  store_restore(+Store, +File, -Reply) is det.
 %

@@ -558,8 +558,8 @@ class _IndexLoader:
             # The columns passed their checksums, so this is no corruption, and an
             # index only saves work: start without it (the first query on its key
             # builds it) rather than refuse the records.
-            log.warning("%s: the indexes it holds cannot be read (%s); they will be built "
-                        "by the first queries on their keys", self._path, e)
+            log.warning("%s: the indexes it holds cannot be read (%.300s); they will be "
+                        "built by the first queries on their keys", self._path, e)
 
     def result(self) -> tuple[dict[str, KeyIndex], list[str]]:
         self._thread.join()

@@ -173,6 +173,26 @@ def test_columns_that_cannot_be_read_cost_only_time(tmp_path: Path,
         assert e._core.store.indexed_keys() == []
         assert {q: e.get_names(q) for q in QUERIES} == answers
     assert "the indexes it holds cannot be read" in caplog.text
+    assert len(caplog.text) < 2000              # not the million values it found
+
+
+def test_columns_of_another_shape_are_named_not_printed(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    d = tmp_path / "d"
+    with octopus.Engine(path=d) as e:
+        e.set_many((f"r{i}", {"v": i}) for i in range(3000))
+        e.get_names("_ { v > 10 }")
+        e.compact()
+    path = snapshot(d)
+    footer = read_footer(path)
+    # Point the columns at the names list: a well-formed term of the wrong kind.
+    data = path.read_bytes()
+    names_at = data.rfind(b"r", footer.index_at, data.index(b"names", footer.index_at))
+    assert names_at > footer.index_at
+    rewrite_footer(path, lambda f: f.update(index_at=names_at))
+    with caplog.at_level(logging.WARNING, "octopus.durable"), octopus.Engine(path=d) as e:
+        assert e.count() == 3000 and e.get_names("_ { v > 2997 }") == ["r2998", "r2999"]
+    assert "names/1" in caplog.text and "r2999" not in caplog.text
 
 
 def test_an_impossible_index_offset_is_refused(tmp_path: Path) -> None:
