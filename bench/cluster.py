@@ -15,8 +15,10 @@ Measured, each with the same client count for every system:
 Clients run in separate worker processes (``bench/cluster.py worker ...``) so the
 client side is not one GIL. The machine has 2 cores shared by 3 etcd members, the nodes
 and the clients: the absolute numbers are this machine's; the ratios are the point.
-Run: ``.venv/bin/python bench/cluster.py`` (about three minutes); results go to
-bench/RESULTS.md.
+Run: ``.venv/bin/python bench/cluster.py [--baseline REV]`` (about four minutes, six
+with a baseline); results go to bench/RESULTS.md. ``--baseline REV`` runs the nodes of
+an older commit too, in the same rounds against the same etcd: before/after figures
+taken under the same load.
 """
 
 from __future__ import annotations
@@ -182,6 +184,28 @@ def run_workers(kind: str, target: str, *, processes: int = PROCESSES, threads: 
     return total, statistics.median(r["median_ms"] for r in results)
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by the processes ``pids``."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def run_measured(kind: str, target: str, etcd_pids: list[int],
+                 node_pids: list[int]) -> tuple[float, float, float, float]:
+    """``run_workers`` and the CPU it cost per operation, in µs: (ops/s, median ms, etcd's
+    CPU, the nodes' CPU). CPU per operation depends far less on the machine's other load
+    than a rate does: on 2 shared cores it is what a rate is made of."""
+    etcd0, nodes0 = cpu_seconds(etcd_pids), cpu_seconds(node_pids)
+    rate, ms = run_workers(kind, target)
+    ops = max(rate * SECONDS, 1.0)
+    return (rate, ms, 1e6 * (cpu_seconds(etcd_pids) - etcd0) / ops,
+            1e6 * (cpu_seconds(node_pids) - nodes0) / ops)
+
+
 # --- ZooKeeper, when a server is installed ------------------------------------------------
 
 
@@ -287,41 +311,104 @@ def failover_time(etcd_url: str, what: str, prefix: str) -> float:
 # --- the run --------------------------------------------------------------------------------
 
 
-def main() -> None:
+#: Runs the ``octopus`` command line of the source tree given as its first argument
+#: (a baseline checkout), not the installed one (an editable install's finder would
+#: take precedence over sys.path, so it is dropped).
+BASELINE_BOOT = ("import sys; tree = sys.argv.pop(1); "
+                 "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f)]; "
+                 "sys.path.insert(0, tree); from octopus.cli import main; "
+                 "sys.exit(main(sys.argv[1:]))")
+
+
+@contextlib.contextmanager
+def baseline_tree(revision: str | None) -> Iterator[tuple[list[str], str] | None]:
+    """The command that runs ``octopus`` as of git ``revision`` (its octopus/ and
+    prolog/ extracted to a temporary directory) and the revision's short name; None
+    without a revision."""
+    if revision is None:
+        yield None
+        return
+    root = HERE.parent
+    short = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", revision],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    directory = Path(tempfile.mkdtemp(prefix="octopus-baseline-"))
+    try:
+        archive = subprocess.run(["git", "-C", str(root), "archive", revision, "octopus",
+                                  "prolog"], capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(directory)], input=archive, check=True)
+        yield [sys.executable, "-c", BASELINE_BOOT, str(directory)], short
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def start_nodes(etcd_url: str, prefix: str, n: int,
+                command: list[str] | None = None) -> list[Any]:
+    from octopus.cluster.launch import OctopusNode
+
+    nodes = [OctopusNode(etcd_url, prefix=prefix, command=command) for _ in range(n)]
+    for node in nodes:
+        node.spawn()
+    for node in nodes:
+        node.wait_ready()
+    return nodes
+
+
+def main(baseline: str | None = None) -> None:
     from common import record_results, table
 
-    from octopus.cluster.launch import EtcdCluster, OctopusNode
+    from octopus.cluster.launch import EtcdCluster
 
     load = os.getloadavg()[0]
     rows: list[list[Any]] = []
     lock_rows: list[list[Any]] = []
     fail_rows: list[list[Any]] = []
     clients = PROCESSES * THREADS
-    with EtcdCluster() as etcd:
-        one = OctopusNode(etcd.url, prefix="/one/").start()
-        three = [OctopusNode(etcd.url, prefix="/three/") for _ in range(3)]
-        for n in three:
-            n.spawn()
-        for n in three:
-            n.wait_ready()
+    before_name: str | None = None
+    with EtcdCluster() as etcd, baseline_tree(baseline) as before:
+        before_name = before[1] if before else None
+        one = start_nodes(etcd.url, "/one/", 1)
+        three = start_nodes(etcd.url, "/three/", 3)
+        # The same rows from an older checkout's nodes, in the same rounds.
+        old_one = start_nodes(etcd.url, "/b-one/", 1, before[0]) if before else []
+        old_three = start_nodes(etcd.url, "/b-three/", 3, before[0]) if before else []
         urls3 = ",".join(n.url for n in three)
+        old3 = ",".join(n.url for n in old_three)
         try:
             # Interleaved rounds: the machine's load changes from minute to minute, so
             # each ratio is taken within one round and the median round is reported.
-            rounds: list[dict[str, tuple[float, float]]] = []
-            for _ in range(ROUNDS):
-                rounds.append({
-                    "etcd-put": run_workers("etcd-put", etcd.url),
-                    "w1": run_workers("octo-set", one.url),
-                    "w3": run_workers("octo-set", urls3),
-                    "etcd-get": run_workers("etcd-get", etcd.url),
-                    "r1": run_workers("octo-get", one.url),
-                    "r3": run_workers("octo-get", urls3),
-                })
+            epids = [p.pid for p in etcd.procs if p is not None]
 
-            def med(key: str, base: str | None = None) -> tuple[float, float, float]:
+            def pids(nodes: list[Any]) -> list[int]:
+                return [n.proc.pid for n in nodes if n.proc is not None]
+
+            rounds: list[dict[str, tuple[float, ...]]] = []
+            for _ in range(ROUNDS):
+                r: dict[str, tuple[float, ...]] = {
+                    "etcd-put": run_measured("etcd-put", etcd.url, epids, []),
+                    "w1": run_measured("octo-set", one[0].url, epids, pids(one)),
+                    "w3": run_measured("octo-set", urls3, epids, pids(three))}
+                if before:
+                    r["ow1"] = run_measured("octo-set", old_one[0].url, epids, pids(old_one))
+                    r["ow3"] = run_measured("octo-set", old3, epids, pids(old_three))
+                r["etcd-get"] = run_measured("etcd-get", etcd.url, epids, [])
+                r["r1"] = run_measured("octo-get", one[0].url, epids, pids(one))
+                r["r3"] = run_measured("octo-get", urls3, epids, pids(three))
+                # Lock latency: one client alone, each system in turn.
+                r["etcd-lock"] = run_workers("etcd-lock", etcd.url, processes=1, threads=1)
+                r["lock"] = run_workers("octo-lock", urls3, processes=1, threads=1)
+                if before:
+                    r["olock"] = run_workers("octo-lock", old3, processes=1, threads=1)
+                rounds.append(r)
+                print(f"round {len(rounds)} (load {os.getloadavg()[0]:.1f}): " + ", ".join(
+                    f"{k} {v[0]:,.0f}/s {v[1]:.2f} ms"
+                    + (f" cpu {v[2]:.0f}+{v[3]:.0f} µs" if len(v) > 2 else "")
+                    for k, v in r.items()), flush=True)
+
+            def med(key: str, base: str | None = None,
+                    latency: bool = False) -> tuple[float, float, float]:
                 rates = [r[key][0] for r in rounds]
-                ratios = [r[key][0] / r[base][0] for r in rounds] if base else [1.0]
+                index = 1 if latency else 0
+                ratios = [r[key][index] / r[base][index] for r in rounds] if base else [1.0]
                 return (statistics.median(rates),
                         statistics.median(r[key][1] for r in rounds),
                         statistics.median(ratios))
@@ -329,13 +416,26 @@ def main() -> None:
             def row(kind: str, label: str, key: str, base: str,
                     extra: str = "") -> list[Any]:
                 rate, ms, ratio = med(key, base if key != base else None)
-                return [kind, label, f"{rate:,.0f}", f"{ms:.2f}", f"{ratio:.2f}{extra}"]
+                etcd_cpu = statistics.median(r[key][2] for r in rounds)
+                node_cpu = statistics.median(r[key][3] for r in rounds)
+                nodes = "" if key.startswith("etcd") else f"{node_cpu:,.0f}"
+                return [kind, label, f"{rate:,.0f}", f"{ms:.2f}", f"{ratio:.2f}{extra}",
+                        f"{etcd_cpu:,.0f}", nodes]
 
             scale = statistics.median(r["r3"][0] / r["r1"][0] for r in rounds)
             rows += [
                 row("writes", "etcd put (JSON gateway)", "etcd-put", "etcd-put"),
                 row("writes", "octopus set, 1 node", "w1", "etcd-put"),
                 row("writes", "octopus set, 3 nodes", "w3", "etcd-put"),
+            ]
+            if before:
+                rows += [
+                    row("writes", f"octopus set, 1 node (before: {before[1]})", "ow1",
+                        "etcd-put"),
+                    row("writes", f"octopus set, 3 nodes (before: {before[1]})", "ow3",
+                        "etcd-put"),
+                ]
+            rows += [
                 row("reads", "etcd range (linearizable)", "etcd-get", "etcd-get"),
                 row("reads", "octopus get, 1 node", "r1", "etcd-get"),
                 row("reads", "octopus get, 3 nodes", "r3", "etcd-get",
@@ -343,17 +443,23 @@ def main() -> None:
             ]
             etcd_put = med("etcd-put")[0]
             etcd_get = med("etcd-get")[0]
-            # Lock latency: one client alone; contended: 6 contenders over the nodes.
-            _, e_lat = run_workers("etcd-lock", etcd.url, processes=1, threads=1)
-            _, o_lat = run_workers("octo-lock", urls3, processes=1, threads=1)
+            e_lat = med("etcd-lock")[1]
+            # Contended: 6 contenders over the nodes.
             e_con, _ = run_workers("etcd-lock", etcd.url, processes=2, threads=3)
             o_con, _ = run_workers("octo-lock", urls3, processes=2, threads=3)
+            o_lat, lat_ratio = med("lock", "etcd-lock", latency=True)[1:]
             lock_rows += [
                 ["etcd lock API (v3lock, lease per client)", f"{e_lat:.2f}", "1.00",
                  f"{e_con:,.0f}", "1.00"],
-                ["octopus Lock recipe (3 nodes)", f"{o_lat:.2f}", f"{o_lat / e_lat:.2f}",
+                ["octopus Lock recipe (3 nodes)", f"{o_lat:.2f}", f"{lat_ratio:.2f}",
                  f"{o_con:,.0f}", f"{o_con / e_con:.2f}"],
             ]
+            if before:
+                b_con, _ = run_workers("octo-lock", old3, processes=2, threads=3)
+                b_lat, b_ratio = med("olock", "etcd-lock", latency=True)[1:]
+                lock_rows.append([f"octopus Lock recipe (3 nodes, before: {before[1]})",
+                                  f"{b_lat:.2f}", f"{b_ratio:.2f}", f"{b_con:,.0f}",
+                                  f"{b_con / e_con:.2f}"])
             with zookeeper() as zk:
                 if zk is not None:
                     zs, zs_ms = run_workers("zk-set", zk)
@@ -361,32 +467,39 @@ def main() -> None:
                     _, z_lat = run_workers("zk-lock", zk, processes=1, threads=1)
                     z_con, _ = run_workers("zk-lock", zk, processes=2, threads=3)
                     rows += [["writes", "ZooKeeper set (kazoo, 1 server)", f"{zs:,.0f}",
-                              f"{zs_ms:.2f}", f"{zs / etcd_put:.2f}"],
+                              f"{zs_ms:.2f}", f"{zs / etcd_put:.2f}", "", ""],
                              ["reads", "ZooKeeper get (kazoo, 1 server)", f"{zg:,.0f}",
-                              f"{zg_ms:.2f}", f"{zg / etcd_get:.2f}"]]
+                              f"{zg_ms:.2f}", f"{zg / etcd_get:.2f}", "", ""]]
                     lock_rows.append(["ZooKeeper Lock recipe (kazoo, 1 server)",
                                       f"{z_lat:.2f}", f"{z_lat / e_lat:.2f}", f"{z_con:,.0f}",
                                       f"{z_con / e_con:.2f}"])
                 else:
                     rows.append(["—", "ZooKeeper: not measured (needs apt-get install "
-                                 "zookeeper and pip install kazoo)", "", "", ""])
+                                 "zookeeper and pip install kazoo)", "", "", "", "", ""])
         finally:
-            one.stop()
-            for n in three:
-                n.stop()
+            for node in one + three + old_one + old_three:
+                node.stop()
         for what in ("node", "client"):
             times = [failover_time(etcd.url, what, f"/fo{what}{i}/") for i in range(3)]
             fail_rows.append([f"SIGKILL of the holder's {what}", f"{TTL}",
                               f"{statistics.median(times):.2f}",
                               ", ".join(f"{t:.2f}" for t in times)])
+    load_end = os.getloadavg()[0]
     text = (
         f"3 etcd {etcd_version()} members and the Octopus nodes on loopback, {clients} "
         f"clients in {PROCESSES} worker processes ({THREADS} threads each), "
         f"{SECONDS:g} s per measurement, {ROUNDS} interleaved rounds (medians; each ratio "
-        "is taken within a round). The ratio column divides by etcd's own figure from the "
-        f"same client count. Load average at the start: {load:.1f} on "
-        f"{os.cpu_count()} cores (other work shares this machine).\n\n"
-        + table("Throughput", ["kind", "system", "ops/s", "median ms", "× etcd"], rows)
+        "is taken within a round; the lock latency of one client alone is measured in "
+        "each round too). The ratio column divides by etcd's own figure from the "
+        "same client count; the CPU columns are the CPU time etcd's three members and the "
+        "Octopus nodes spent per operation during the measurement (medians over the "
+        f"rounds). Load average: {load:.1f} at the start, {load_end:.1f} at the end, "
+        f"on {os.cpu_count()} cores (other work shares this machine)."
+        + (f" Rows marked *before* are the nodes of commit {before_name}, run in the "
+           "same rounds against the same etcd." if before_name else "")
+        + "\n\n"
+        + table("Throughput", ["kind", "system", "ops/s", "median ms", "× etcd",
+                               "etcd CPU µs/op", "nodes' CPU µs/op"], rows)
         + "\n"
         + table("Locks", ["lock", "acquire+release ms (alone)", "× etcd",
                           "contended grants/s (6 clients)", "× etcd"], lock_rows)
@@ -407,4 +520,10 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "worker":
         worker(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]), sys.argv[6])
     else:
-        main()
+        import argparse
+
+        parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+        parser.add_argument("--baseline", metavar="REV",
+                            help="also run the nodes of git revision REV in the same "
+                                 "rounds (before/after rows)")
+        main(parser.parse_args().baseline)

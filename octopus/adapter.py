@@ -92,7 +92,7 @@ RuleRow = tuple[int | None, int, str, Any]
 
 
 def _row_value(value: Any) -> Any:
-    """A value of a derived row as prolog/rules.pl exports it (export_value/2)."""
+    """A value of a derived row as prolog/rules_delta.pl exports it (export_value/2)."""
     kind = type(value)
     if kind is list:
         return Atom(value[0])

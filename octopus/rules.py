@@ -1,7 +1,7 @@
 """Rules over live records: derived watches and invariants (docs/rules.md).
 
 The knowledge base reads the engine's live records through ``record(Name)`` and
-``attr(Name, Key, Value)`` (prolog/rules.pl). On top of that view:
+``attr(Name, Key, Value)`` (prolog/rules_view.pl). On top of that view:
 
 - a **derived watch** (:meth:`octopus.Session.watch_rule`,
   :meth:`octopus.Session.watch_relation`) tells a handler when a row of a relation
@@ -14,13 +14,16 @@ Theory of operation (the guarantees are in docs/guarantees.md):
 1. Rules are compiled when a watch or invariant is installed: the goal is unfolded
    through the knowledge base's rules into a small family of conjunctions (joins over
    ``record/1``, ``attr/3`` and knowledge-base facts, negation, comparisons); other
-   rules are refused with :class:`~octopus.errors.RuleError` (prolog/rules.pl says
-   exactly which).
+   rules are refused with :class:`~octopus.errors.RuleError` (prolog/rules_family.pl
+   says exactly which).
 2. A write hands each record it changes to the rules inside its own Prolog
-   transaction, after the change. Only generators whose literal reads a changed key
-   (or the record's existence) run, with the record bound first; every candidate row
-   is checked before and after the change. So a relation is kept current by looking
-   at what the change can affect, never by recomputing it.
+   transaction, after the change (prolog/rules_delta.pl). The keys the rules read are
+   compared once, and a table per key names the generators to run: only those whose
+   literal reads a changed key (or the record's existence), with the record bound
+   first; a write no rule reads evaluates nothing. Every candidate row is checked
+   before and after the change, unless the generator that found it already tells. So
+   a relation is kept current by looking at what the change can affect, never by
+   recomputing it.
 3. The rows of a write come back with the write (:attr:`PrologStore.rows`) and this
    module, an observer of the core's change stream, queues their events to the
    dispatcher in the same critical section as the change: in revision order, exactly
@@ -124,53 +127,60 @@ class RuleLimits:
         return [self.install_inferences, self.change_inferences, self.max_rows]
 
 
-class RuleWatch:
-    """A derived watch, installed by ``watch_rule`` or ``watch_relation``; like a
-    :class:`~octopus.Trigger`, ``remove()`` ends it (its handler gets REMOVED)."""
+class _Installed:
+    """What a derived watch and an invariant share: installed until ``remove()``, which
+    asks the core to uninstall it (the core clears ``_remove`` when it is gone)."""
 
-    def __init__(self, handler: RowHandler, query: str, on: Mode) -> None:
-        self.handler = handler
-        self.query = query
-        self.on = on
-        self.id: int | None = None
-        self.names: tuple[str, ...] = ()
-        self._remove: Callable[[RuleWatch], None] | None = None
+    id: int | None
+
+    def __init__(self) -> None:
+        self.id = None
+        self._remove: Callable[[Any], None] | None = None
 
     @property
     def installed(self) -> bool:
         return self._remove is not None
 
     def remove(self) -> None:
-        """End the watch; its handler gets a last REMOVED event. TriggerNotFound if it
-        has already ended."""
+        """End it: a derived watch's handler gets a last REMOVED event; an invariant is
+        lifted. TriggerNotFound if it has already ended."""
         remove = self._remove
         if remove is None:
-            raise TriggerNotFound(f"rule watch {self.id} is not installed")
+            raise TriggerNotFound(f"{self._what()} is not installed")
         remove(self)
+
+    def _what(self) -> str:
+        raise NotImplementedError
+
+
+class RuleWatch(_Installed):
+    """A derived watch, installed by ``watch_rule`` or ``watch_relation``; like a
+    :class:`~octopus.Trigger`, ``remove()`` ends it (its handler gets REMOVED)."""
+
+    def __init__(self, handler: RowHandler, query: str, on: Mode) -> None:
+        super().__init__()
+        self.handler = handler
+        self.query = query
+        self.on = on
+        self.names: tuple[str, ...] = ()
+
+    def _what(self) -> str:
+        return f"rule watch {self.id}"
 
     def __repr__(self) -> str:
         return f"<RuleWatch id={self.id} query={self.query!r} names={self.names}>"
 
 
-class Invariant:
+class Invariant(_Installed):
     """An installed invariant: ``remove()`` lifts it."""
 
     def __init__(self, name: str, text: str) -> None:
+        super().__init__()
         self.name = name
         self.text = text
-        self.id: int | None = None
-        self._remove: Callable[[Invariant], None] | None = None
 
-    @property
-    def installed(self) -> bool:
-        return self._remove is not None
-
-    def remove(self) -> None:
-        """Lift the invariant (TriggerNotFound if it no longer is installed)."""
-        remove = self._remove
-        if remove is None:
-            raise TriggerNotFound(f"invariant {self.name!r} is not installed")
-        remove(self)
+    def _what(self) -> str:
+        return f"invariant {self.name!r}"
 
     def __repr__(self) -> str:
         return f"<Invariant {self.name!r} id={self.id}>"
@@ -278,6 +288,10 @@ class RuleEngine:
         self._forget(qid, revision)
 
     def _forget(self, qid: int, revision: int) -> None:
+        self._dispatcher().put(*self._ended(qid, revision))
+
+    def _ended(self, qid: int, revision: int) -> tuple[RowHandler, RowEvent]:
+        """Forget watch ``qid`` (already uninstalled in Prolog): its REMOVED delivery."""
         watch, sid = self._watches.pop(qid)
         watch._remove = None
         owned = self._owned.get(sid)
@@ -285,8 +299,7 @@ class RuleEngine:
             owned.discard(qid)
             if not owned:
                 del self._owned[sid]
-        self._dispatcher().put(watch.handler,
-                               RowEvent(Mode.REMOVED, None, watch.names, qid, revision))
+        return watch.handler, RowEvent(Mode.REMOVED, None, watch.names, qid, revision)
 
     def owns(self, sid: int) -> bool:
         """Whether session ``sid`` has a watch installed (a dict read: no lock needed)."""
@@ -349,7 +362,7 @@ class RuleEngine:
             watch = entry[0]
             if kind == "removed":
                 log.warning("rule watch %d (%s) removed: %s", qid, watch.query, values)
-                self._forget_deferred(qid, revision, deliveries)
+                deliveries.append(self._ended(qid, revision))
                 continue
             mode = Mode.ON_SET if kind == "set" else Mode.ON_DEL
             if watch.on & mode:
@@ -358,18 +371,6 @@ class RuleEngine:
         del rows[:taken]
         if deliveries:
             self._dispatcher().put_many(deliveries)
-
-    def _forget_deferred(self, qid: int, revision: int,
-                         deliveries: list[tuple[RowHandler, RowEvent]]) -> None:
-        watch, sid = self._watches.pop(qid)
-        watch._remove = None
-        owned = self._owned.get(sid)
-        if owned is not None:
-            owned.discard(qid)
-            if not owned:
-                del self._owned[sid]
-        deliveries.append((watch.handler,
-                           RowEvent(Mode.REMOVED, None, watch.names, qid, revision)))
 
     def _invariant_name(self, qid: int) -> str:
         for inv in self._invariants.values():

@@ -49,7 +49,8 @@ by the Python side from a counter, never from user data) holding
                                appear or disappear, or throws when an invariant would
                                be violated (the transaction, hence the write, is
                                undone). The rules keep, in the same transaction, an
-                               index of the attribute keys they read ('$rx'/3,
+                               index of the attribute keys they look up by value or
+                               join on ('$rx'/3,
                                '$rx_key'/1): nothing of it exists without rules.
 
 There is no attribute index here: the ordered index of each attribute key that queries

@@ -20,7 +20,13 @@ Theory of operation:
    is confirmed the same way (a compare-only transaction), so a ConditionFailed or
    NotFound is as linearizable as a success. A sequential set takes the counter key in
    the same transaction. The caller then waits until the node has applied the write's
-   revision, so it **reads its own writes** on the node it talks to.
+   revision, so it **reads its own writes** on the node it talks to. When that revision
+   is the next one to apply (the node has applied the one before), the writer applies
+   its transaction from etcd's reply itself, under the lock, instead of waiting for the
+   watch to bring it back; the watch's copy is then skipped. Plain sets made at the
+   same time on one node (no condition, no lease, no trigger) are **committed in
+   groups**: while one group's transaction is in flight the others queue, and the next
+   transaction carries them all (each key once), at one revision.
 3. **Sessions are leases.** A session's ephemeral records are put with its etcd lease,
    kept alive by this node every TTL/3. When the session ends the lease is revoked; when
    the node or the client dies the lease expires after its TTL. Either way etcd deletes
@@ -46,6 +52,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import copy
 import hashlib
 import heapq
 import itertools
@@ -94,6 +101,8 @@ DEFAULT_MAX_TXN_OPS = 128
 MAX_TXN_BYTES = 1 << 20
 #: TTL of the leases that carry published messages.
 MESSAGE_TTL = 5
+#: Group commit: how many transactions of grouped plain sets a node has in flight at once.
+GROUP_IN_FLIGHT = 1
 
 
 def _first(names: list[str]) -> str:
@@ -119,6 +128,45 @@ def _revision(reply: dict[str, Any]) -> int:
     return int(reply.get("header", {}).get("revision", 0))
 
 
+def _own_events(revision: int, ops: list[dict[str, Any]],
+                reply: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The watch events that the successful transaction ``ops`` (answered by ``reply``)
+    made at ``revision``, as the watch would bring them; None when unknown."""
+    events: list[dict[str, Any]] = []
+    responses = reply.get("responses")
+    for i, op in enumerate(ops):
+        put = op.get("request_put")
+        if put is not None:
+            events.append({"kv": {"key": put["key"], "value": put["value"],
+                                  "mod_revision": revision, "lease": put.get("lease", 0)}})
+            continue
+        delete = op.get("request_delete_range")
+        if delete is None or "range_end" in delete or responses is None or \
+                len(responses) != len(ops):
+            return None
+        gone = responses[i].get("response_delete_range", {})
+        if int(gone.get("deleted", 0) or 0):
+            events.append({"type": "DELETE", "kv": {"key": delete["key"],
+                                                    "mod_revision": revision}})
+    return events
+
+
+class _Pending:
+    """A plain set waiting to be sent in a group (see :meth:`Replica._put_grouped`)."""
+
+    __slots__ = ("deadline", "error", "key", "op", "revision", "sent", "size")
+
+    def __init__(self, op: dict[str, Any], deadline: float) -> None:
+        put = op["request_put"]
+        self.op = op
+        self.key: str = put["key"]
+        self.size = len(put["key"]) + len(put["value"])
+        self.deadline = deadline
+        self.sent = False
+        self.revision = 0
+        self.error: BaseException | None = None
+
+
 Hook = Callable[[set[str]], None]
 
 
@@ -128,7 +176,8 @@ class Replica:
 
     def __init__(self, core: Core, endpoints: str | Sequence[str], *, prefix: str = "/octopus/",
                  lease_ttl: int = 10, timeout: float = 5.0, heartbeat: float = 0.5,
-                 grace: float = 3.0, max_txn_ops: int = DEFAULT_MAX_TXN_OPS) -> None:
+                 grace: float = 3.0, max_txn_ops: int = DEFAULT_MAX_TXN_OPS,
+                 group_in_flight: int = GROUP_IN_FLIGHT) -> None:
         if not isinstance(prefix, str) or not prefix or not prefix.isprintable():
             raise QueryError(f"the cluster prefix must be printable text, got {prefix!r}")
         if isinstance(lease_ttl, bool) or not isinstance(lease_ttl, int) or lease_ttl < 2:
@@ -143,6 +192,7 @@ class Replica:
         self.heartbeat = heartbeat
         self.grace = grace
         self.max_txn_ops = max_txn_ops
+        self.group_in_flight = max(1, group_in_flight)
         self.node = secrets.token_hex(4)
         self._k_rec = self.prefix + b"r/"
         self._k_seq = self.prefix + b"s/"
@@ -167,6 +217,14 @@ class Replica:
         # every writer on every change cost more than the rest of the write path).
         self._waiters: list[tuple[int, int, threading.Event]] = []
 
+        # Group commit of plain sets (guarded by _group_cond's own lock, never held
+        # together with the core's): the sets waiting to be sent, the groups in flight.
+        self._group_cond = threading.Condition(threading.Lock())
+        self._group: list[_Pending] = []
+        self._group_sending = 0
+        self.groups = 0                     # transactions sent for grouped sets
+        self.grouped = 0                    # grouped sets they carried
+
         self._ids = itertools.count(1)
         self._stop = threading.Event()
         self._closed = False
@@ -181,6 +239,7 @@ class Replica:
         self._beats: deque[tuple[float, int]] = deque(maxlen=64)
         self._last_catch_up = 0.0
         self.resyncs = 0
+        self.own_applied = 0        # own transactions applied from their reply (not the watch)
         self._threads: list[threading.Thread] = []
 
     # --- life cycle ----------------------------------------------------------------------
@@ -270,6 +329,83 @@ class Replica:
             except Unavailable as e:
                 raise Unavailable(str(e)) from None
 
+    def _put_grouped(self, op: dict[str, Any], deadline: float) -> int:
+        """Commit the plain put ``op`` together with the plain puts other threads make
+        meanwhile (group commit); the revision, with the group applied here if it was
+        next.
+
+        At most ``group_in_flight`` transactions are in flight; puts made while they
+        are wait and go in the next one, in one transaction of at most
+        ``max_txn_ops`` puts and about 1 MiB, each key once (etcd refuses a key twice in
+        one transaction). Every put in a group commits at once, at one revision, as a
+        ``set_many`` batch does: each is still one linearizable write (its effect takes
+        place at that commit, between its call and its return). Only puts that cannot
+        fail alone go in a group (no compare, no lease, no trigger marker), so a group
+        fails only as a whole (etcd unavailable, outcome unknown), and then every one
+        of its sets fails with that error."""
+        me = _Pending(op, deadline)
+        cond = self._group_cond
+        with cond:
+            self._group.append(me)
+            while not me.revision and me.error is None:
+                if not me.sent and self._group_sending < self.group_in_flight:
+                    self._send_group_locked()     # the group holds this put
+                    continue
+                left = me.deadline - time.monotonic()
+                if left <= 0 and not me.sent:
+                    self._group.remove(me)
+                    raise Unavailable(f"etcd did not commit the write within "
+                                      f"{self.timeout:g} s (it was not sent)")
+                cond.wait(max(left, 0.05))
+        if me.error is not None:
+            try:
+                error = copy.copy(me.error)      # one instance per raising thread
+            except Exception:
+                error = me.error
+            raise error.with_traceback(None) from None
+        return me.revision
+
+    def _send_group_locked(self) -> None:
+        """Send the next group (the group lock held on entry and on return, not while
+        etcd is asked)."""
+        batch: list[_Pending] = []
+        rest: list[_Pending] = []
+        keys: set[str] = set()
+        size = 0
+        for pending in self._group:
+            if len(batch) >= self.max_txn_ops or pending.key in keys or \
+                    (batch and size + pending.size > MAX_TXN_BYTES):
+                rest.append(pending)
+                continue
+            batch.append(pending)
+            keys.add(pending.key)
+            size += pending.size
+            pending.sent = True
+        self._group = rest
+        self._group_sending += 1
+        self.groups += 1
+        self.grouped += len(batch)
+        cond = self._group_cond
+        cond.release()
+        revision = 0
+        error: BaseException | None = None
+        try:
+            ops = [p.op for p in batch]
+            reply = self._txn([], ops, min(p.deadline for p in batch))
+            revision = _revision(reply)
+            self._apply_own(revision, ops, reply)
+            if not revision:
+                error = Unavailable("etcd answered the write without a revision")
+        except BaseException as e:           # handed to every set of the group
+            error = e
+        finally:
+            cond.acquire()
+            self._group_sending -= 1
+        for pending in batch:
+            pending.revision = revision if error is None else 0
+            pending.error = error
+        cond.notify_all()
+
     def _wait_applied(self, revision: int, deadline: float) -> None:
         with self.cond:
             if self.applied >= revision:
@@ -283,6 +419,14 @@ class Replica:
             raise Unavailable(f"the change was committed at revision {revision}, but this "
                               f"node has applied only up to {self.applied} so far (its "
                               "replication is behind); it will appear here once applied")
+
+    def _txn_applied(self, ops: list[dict[str, Any]], deadline: float) -> int:
+        """Commit ``ops`` (no compare) and apply them here if they are next; the
+        revision (not yet waited for)."""
+        reply = self._txn([], ops, deadline)
+        revision = _revision(reply)
+        self._apply_own(revision, ops, reply)
+        return revision
 
     def _wait_changed(self, changed: Callable[[], bool], deadline: float) -> None:
         """Wait until the local replica has caught up with what etcd's compare saw."""
@@ -384,11 +528,16 @@ class Replica:
                     ops = [_put(self._k_mark, marker.encode())]
                 else:
                     ops = []
-                reply = self._txn(compare, ops, deadline)
-                if not reply.get("succeeded"):
-                    self._wait_changed(changed, deadline)
-                    continue
-                revision = _revision(reply)
+                if not compare and len(ops) == 1 and not lease and marker is None:
+                    revision = self._put_grouped(ops[0], deadline)
+                else:
+                    reply = self._txn(compare, ops, deadline)
+                    if not reply.get("succeeded"):
+                        self._wait_changed(changed, deadline)
+                        continue
+                    revision = _revision(reply)
+                    if ops:
+                        self._apply_own(revision, ops, reply)
                 if ops:
                     self._wait_applied(revision, deadline)
                 if not holds:
@@ -430,11 +579,13 @@ class Replica:
                 if not conditional:
                     # No precondition: the deletion returns the record as it was, so the
                     # local view is not needed and a stale replica costs nothing.
-                    reply = self._txn([], [_delete(key), *mark], deadline)
+                    ops = [_delete(key), *mark]
+                    reply = self._txn([], ops, deadline)
                     revision = _revision(reply)
                     gone = reply.get("responses", [{}])[0].get("response_delete_range", {})
                     prev = gone.get("prev_kvs") or []
                     if prev or mark:
+                        self._apply_own(revision, ops, reply)
                         self._wait_applied(revision, deadline)
                     failed = False
                     if not prev:
@@ -449,6 +600,7 @@ class Replica:
                                        self._rev_of_locked(name) != rev, deadline)
                     continue
                 if ops:
+                    self._apply_own(_revision(reply), ops, reply)
                     self._wait_applied(_revision(reply), deadline)
                 failed = False
                 if not matches or current is None:
@@ -474,12 +626,12 @@ class Replica:
             op = _put(self._k_rec + name.encode(), encode_value(attrs))
             op_size = len(op["request_put"]["key"]) + len(op["request_put"]["value"])
             if ops and (len(ops) >= self.max_txn_ops or size + op_size > MAX_TXN_BYTES):
-                last = _revision(self._txn([], ops, deadline))
+                last = self._txn_applied(ops, deadline)
                 ops, size = [], 0
             ops.append(op)
             size += op_size
         if ops:
-            last = _revision(self._txn([], ops, deadline))
+            last = self._txn_applied(ops, deadline)
         if last:
             self._wait_applied(last, deadline)
         self.core._after_write()
@@ -498,13 +650,14 @@ class Replica:
             for attempt in range(2):
                 lease = self._message_lease(fresh=attempt > 0)
                 try:
-                    reply = self._txn([], [_put(self._k_msg + msgid.encode(),
-                                                encode_value(cr.attributes, name=cr.name),
-                                                lease)], deadline)
+                    ops = [_put(self._k_msg + msgid.encode(),
+                                encode_value(cr.attributes, name=cr.name), lease)]
+                    reply = self._txn([], ops, deadline)
                     break
                 except (LeaseNotFound, EtcdError) as e:
                     if attempt or "lease" not in str(e):
                         raise Unavailable(f"could not publish: {e}") from None
+            self._apply_own(_revision(reply), ops, reply)
             self._wait_applied(_revision(reply), deadline)
             with self.cond:
                 count = self.published.get(msgid, 0)
@@ -640,8 +793,10 @@ class Replica:
         started = time.monotonic()
         limit = self.timeout if timeout is None else timeout
         deadline = started + limit
-        reply = self._txn([], [_put(self._k_sync, b"")], deadline)
+        ops = [_put(self._k_sync, b"")]
+        reply = self._txn([], ops, deadline)
         revision = _revision(reply)
+        self._apply_own(revision, ops, reply)
         self._wait_applied(revision, deadline)
         self._confirm(started, revision)
         return revision
@@ -669,35 +824,66 @@ class Replica:
                 "staleness": round(self.staleness(), 3),
                 "healthy": since is None,
                 "unhealthy_for": 0.0 if since is None else round(time.monotonic() - since, 3),
-                "sessions_with_leases": len(self.lease_of), "resyncs": self.resyncs}
+                "sessions_with_leases": len(self.lease_of), "resyncs": self.resyncs,
+                "own_applied": self.own_applied, "groups": self.groups,
+                "grouped": self.grouped}
 
     # --- the apply path (point 1) --------------------------------------------------------
 
     def _apply(self, events: list[dict[str, Any]]) -> None:
-        core = self.core
+        """Apply a watch response's events (the watch thread)."""
         with self.cond:
-            revision = 0
-            markers: list[str] = []
-            names: set[str] = set()
-            for event in events:
-                kv = event.get("kv", {})
-                rev = int(kv.get("mod_revision", 0))
-                if revision and rev != revision:
-                    self._finish_locked(revision, markers, names)
-                    markers, names = [], set()
-                revision = rev
-                try:
-                    self._apply_one_locked(event.get("type") == "DELETE", kv, rev, markers,
-                                           names)
-                except (ValueError, KeyError, TypeError, UnicodeDecodeError,
-                        OctopusError) as e:
-                    log.error("skipping a change at revision %d that is not an Octopus "
-                              "record (key %r): %s", rev, unb64(kv.get("key", ""))[:80], e)
-            if revision:
+            self._apply_locked(events)
+        self.core._after_write()
+
+    def _apply_locked(self, events: list[dict[str, Any]]) -> None:
+        """Apply ``events`` in order, each revision once: a revision at or below
+        ``applied`` was applied already (from its writer's reply, see
+        :meth:`_apply_own`), and the watch's copy of it is skipped."""
+        applied = self.applied
+        revision = 0
+        markers: list[str] = []
+        names: set[str] = set()
+        for event in events:
+            kv = event.get("kv", {})
+            rev = int(kv.get("mod_revision", 0))
+            if rev <= applied:
+                continue
+            if revision and rev != revision:
                 self._finish_locked(revision, markers, names)
-            self._wake_locked()
-            self.cond.notify_all()
-        core._after_write()
+                markers, names = [], set()
+            revision = rev
+            try:
+                self._apply_one_locked(event.get("type") == "DELETE", kv, rev, markers,
+                                       names)
+            except (ValueError, KeyError, TypeError, UnicodeDecodeError,
+                    OctopusError) as e:
+                log.error("skipping a change at revision %d that is not an Octopus "
+                          "record (key %r): %s", rev, unb64(kv.get("key", ""))[:80], e)
+        if revision:
+            self._finish_locked(revision, markers, names)
+        self._wake_locked()
+        self.cond.notify_all()
+
+    def _apply_own(self, revision: int, ops: list[dict[str, Any]],
+                   reply: dict[str, Any]) -> None:
+        """Apply this node's own transaction from its reply when it is the next
+        revision to apply, instead of waiting for the watch to bring it back.
+
+        Only then: ``applied == revision - 1`` means every change up to the one before
+        is applied here, and a transaction that changed something is all of its
+        revision (etcd gives each transaction one revision), so the order stays etcd's
+        order and nothing is skipped. Otherwise (another change in between, from any
+        node or under another prefix) the watch applies it in its turn."""
+        if self.applied != revision - 1:          # a hint; checked again under the lock
+            return
+        events = _own_events(revision, ops, reply)
+        if not events:
+            return
+        with self.cond:
+            if self.applied == revision - 1:
+                self._apply_locked(events)
+                self.own_applied += 1
 
     def _wake_locked(self) -> None:
         waiters = self._waiters

@@ -79,16 +79,19 @@ def test_defining_the_view_says_why(engine: octopus.Engine) -> None:
 
 def test_knowledge_base_code_cannot_write_the_store(engine: octopus.Engine) -> None:
     engine.set("x { a: 1 }")
+    # a join on key a: the rules keep an index of it ('$rx'/3 in the store module)
+    engine.watch_rule("attr(A, a, V), attr(B, a, V), A @< B", lambda event: None)
     engine.add_facts("""
-        :- dynamic rec/3, key_index/2.
+        :- dynamic rec/3, '$rx'/3.
         meddle :- assertz(rec(y, 1, _{a: 1})), retractall(rec(x, _, _)),
-                  assertz(key_index(a, 'attr$1')).
+                  assertz('$rx'(0, a, y)), retractall('$rx'(_, _, x)).
         :- meddle.
     """)
     engine.prolog("meddle")
     assert engine.get_names("_") == ["x"]
     assert engine.get_names("_ { a: 1 }") == ["x"]
     assert engine.prolog("record(N)") == [{"N": "x"}]
+    assert engine.prolog("attr(N, a, 1)") == [{"N": "x"}]
 
 
 def test_an_engine_sees_its_own_records_only() -> None:

@@ -1,0 +1,396 @@
+:- module(octopus_rules_compile,
+          [ compile_watch/8,          % +R, +KB, +Id, +Kind, +Names, +Head, +Variants, +Inf
+            plan/6,                   % +Lits, +Bound, +Head, +KB, +S, -Body
+            literal_goal/5,           % +Lit, +Bound, +KB, +S, -Goal
+            literal_text/2            % +Lit, -Text
+          ]).
+
+/** <module> Rules over live records: compiling a watch or invariant
+
+The variants of a goal (prolog/rules_family.pl) become clauses of the rules module R,
+each planned for what is bound when it runs:
+
+  - scan(Id, Head):              every row now;
+  - check1(Id, Head):            is this row true (after the change)?
+  - check0(Id, On, Od, Head):    is it true with record On as Od (before the change)?
+  - gen1(Id, G, Name, New, Head, Kind): generator G, its literal's record bound to
+                                 the changed record Name, whose dict after the change
+                                 is New (or none);
+  - gen0(Id, G, Name, Old, Head, Kind): the same before the change (Old: its dict
+                                 then, or none);
+  - gen_key(Key, Id, G), gen_anykey(Id, G), gen_exists(Id, G): which change a
+    generator must see (prolog/rules_delta.pl turns them into a dispatch table);
+  - watched_key(Key): a key some generator reads (the rules' index has it).
+
+Kind says what a row a generator finds tells: pos (found in a state: true there),
+negx (found in a state: false there) or neg (nothing; checked). A generator of a
+literal inside a negation is negx when the relation has one variant and the negation
+shares only row variables with the rest of it: then the negated conjunction holding
+for the row makes the row false, whatever else holds.
+
+Each record a clause reads is fetched once: the compiled code keeps the dict of every
+record variable it has looked up (and the changed record's dict is an argument of the
+generators), so attr(X, a, A), attr(X, b, B) costs one lookup of X.
+*/
+
+:- use_module(library(apply)).
+:- use_module(library(lists)).
+:- use_module(match).
+:- use_module(errors).
+:- use_module(rules_family).
+:- use_module(rules_view, [index_build/2]).
+
+
+%   compile_watch(+R, +KB, +Id, +Kind, +Names, +Head, +Variants, +ChangeInf)
+%
+%   Assert the clauses of watch Id (see the module's comment).
+
+compile_watch(R, KB, Id, Kind, Names, _, Variants, ChangeInf) :-
+    forall(member(V, Variants), check_safe(V)),
+    assertz(R:watch(Id, Kind, Names)),
+    assertz(R:limit(Id, ChangeInf)),
+    length(Variants, N),
+    (   N =:= 1 -> Single = true ; Single = false ),
+    forall(member(H-Pos-Negs, Variants),
+           compile_variant(R, KB, Id, Single, H, Pos, Negs)).
+
+%   compile_variant(+R, +KB, +Id, +Single, +H, +Pos, +Negs)
+%
+%   The clauses of one variant, each compiled for the state it reads: the store as it
+%   is (plain(M), the store's module M known when compiling, so record reads are
+%   direct calls), or with the changed record's overlay (over(M, On, Od), On and Od
+%   arguments of the clause).
+
+compile_variant(R, KB, Id, Single, H, Pos, Negs) :-
+    R:store(M),
+    negs_as_literals(Negs, NegLits),
+    append(Pos, NegLits, All),
+    plan(All, [], H, KB, plain(M), ScanBody),       % every row: nothing bound
+    assertz(R:(scan(Id, H) :- ScanBody)),
+    term_variables(H, HVs),
+    plan(All, HVs, H, KB, plain(M), Check1),        % one row: the row bound
+    assertz(R:(check1(Id, H) :- Check1)),
+    plan(All, HVs, H, KB, over(M, On, Od), Check0),
+    assertz(R:(check0(Id, On, Od, H) :- Check0)),
+    findall(Body, ( generator(Pos, Negs, Kind0, Lit, Rest),
+                    gen_kind(Kind0, Single, H, Pos, Negs, Kind),
+                    compile_generator(R, KB, M, Id, H, Kind, Lit, Rest, Body) ),
+            GenBodies),
+    drop_first(ScanBody, ScanRest),
+    forall(( member(B, [ScanRest, Check1, Check0|GenBodies]),
+             sub_term(T, B),
+             compound(T),
+             T = octopus_rules_view:table_entry(_, K, _, _),
+             atom(K)
+           ),
+           index_key(R, M, Id, K)).
+
+%   The rules' index (prolog/rules_view.pl) is kept for the keys that compiled code
+%   looks up by value, or by key inside a join or a check: index_key(Key, Id) for
+%   each watch that needs it. A scan that starts with every record having a key
+%   visits them once when the watch is installed; that needs no index kept current on
+%   every write (a key such as temp, only ever read with its record known, costs a
+%   write nothing).
+
+index_key(R, M, Id, K) :-
+    (   R:index_key(K, Id)
+    ->  true
+    ;   assertz(R:index_key(K, Id)),
+        index_build(M, K)
+    ).
+
+%   drop_first(+ScanBody, -Rest): the scan without its first pass over a key.
+
+drop_first((A, B), (A1, B)) :- !, drop_first(A, A1).
+drop_first((A ; B), (A1 ; B)) :- !, drop_first(A, A1).
+drop_first(octopus_rules_view:table_entry(_, _, _, _), true) :- !.
+drop_first(G, G).
+
+%   generator(+Pos, +Negs, -Kind, -Lit, -Rest) is nondet: Lit, a literal reading a
+%   record, and the other literals its generator evaluates: for a positive Lit (Kind
+%   pos) the rest of the body, so the rows it finds are true; for Lit inside a
+%   negation Neg (Kind neg(Neg)) the positive literals and the rest of that negation
+%   (made positive; the other negations are left out: the candidates only need to
+%   include every row that may have changed).
+
+generator(Pos, Negs, pos, L, Rest) :-
+    nth0(_, Pos, L, Rest0),
+    L = view(_),
+    negs_as_literals(Negs, NL),
+    append(Rest0, NL, Rest).
+generator(Pos, Negs, neg(Neg), L, Rest) :-
+    member(Neg, Negs),
+    nth0(_, Neg, L, NegRest),
+    L = view(_),
+    append(Pos, NegRest, Rest).
+
+%   gen_kind(+Kind0, +Single, +Head, +Pos, +Negs, -Kind): see the module's comment.
+
+gen_kind(pos, _, _, _, _, pos).
+gen_kind(neg(Neg), Single, Head, Pos, Negs, Kind) :-
+    term_variables(Head, HVs),
+    term_variables(Neg, NVs),
+    exclude(==(Neg), Negs, Others),
+    term_variables(Pos-Others, OVs),
+    (   Single == true,
+        forall(( member(V, NVs), occurs_in(OVs, V) ), occurs_in(HVs, V))
+    ->  Kind = negx
+    ;   Kind = neg
+    ).
+
+compile_generator(R, KB, M, Id, H, Kind, view(Lit), Rest, Bodies) :-
+    lit_name(Lit, NameArg),
+    term_variables(NameArg, Named),         % the name is given: bound when it runs
+    term_variables(Lit, Bound0),            % the literal runs first: all bound after it
+    flag(octopus_rules_gen, G, G + 1),
+    view_goal(Lit, plain(M), Named, [NameArg-New], Dicts1, First1),
+    plan(Rest, Bound0, Dicts1, H, KB, plain(M), Rest1),
+    conj(First1, Rest1, Body1),
+    assertz(R:(gen1(Id, G, NameArg, New, H, Kind) :- New \== none, Body1)),
+    S0 = over(M, NameArg, Old),
+    view_goal(Lit, S0, Named, [NameArg-Old], Dicts0, First0),
+    plan(Rest, Bound0, Dicts0, H, KB, S0, Rest0),
+    conj(First0, Rest0, Body0),
+    assertz(R:(gen0(Id, G, NameArg, Old, H, Kind) :- Old \== none, Body0)),
+    Bodies = Body1-Body0,
+    (   Lit = attr(_, K, _), atom(K)
+    ->  assertz(R:gen_key(K, Id, G)),
+        (   R:watched_key(K)
+        ->  true
+        ;   assertz(R:watched_key(K))
+        )
+    ;   Lit = attr(_, _, _)
+    ->  assertz(R:gen_anykey(Id, G))
+    ;   assertz(R:gen_exists(Id, G))
+    ).
+
+lit_name(record(X), X).
+lit_name(attr(X, _, _), X).
+
+
+                 /*******************************
+                 *           PLANNING          *
+                 *******************************/
+
+%   plan(+Lits, +Bound, +Head, +KB, +S, -Body)
+%   plan(+Lits, +Bound, +Dicts, +Head, +KB, +S, -Body)
+%
+%   Order Lits for evaluation given the variables Bound: ready builtins and
+%   negations first (they only filter), then view literals whose record is known,
+%   then attr/3 with a known key and value (an index lookup), knowledge-base goals
+%   with a bound first argument, attr/3 with a known key, other knowledge-base goals,
+%   and last the scans; the order written among equals. S is the state the view
+%   literals read (view_goal/6); Dicts the records whose dicts the code before has
+%   fetched (Name-Dict pairs).
+
+plan(Lits, Bound, Head, KB, S, Body) :-
+    plan(Lits, Bound, [], Head, KB, S, Body).
+
+plan([], _, _, _, _, _, true) :- !.
+plan(Lits, Bound, Dicts, Head, KB, S, Body) :-
+    pick(Lits, Bound, Head, L, Rest),
+    !,
+    literal_goal(L, Bound, Dicts, Dicts1, KB, S, G),
+    (   L = neg(_)
+    ->  Bound1 = Bound                   % a negation binds nothing
+    ;   term_variables(L, Vs),
+        append(Vs, Bound, Bound1)
+    ),
+    plan(Rest, Bound1, Dicts1, Head, KB, S, Body0),
+    conj(G, Body0, Body).
+plan([L|_], _, _, _, _, _, _) :-
+    literal_text(L, Text),
+    octopus_error(kb, "unsafe rule: ~s cannot run: its arguments are never bound", [Text]).
+
+conj(G, true, G) :- !.
+conj(G, B, (G, B)).
+
+pick(Lits, Bound, Head, L, Rest) :-
+    member(Rank, [filter, named, indexed, kb_bound, keyed, kb, scan]),
+    select(L, Lits, Rest),
+    rank_ok(Rank, L, Bound, Head, Rest),
+    !.
+
+rank_ok(filter, bi(G), Bound, _, _) :- ready(bi(G), Bound).
+rank_ok(filter, neg(Neg), Bound, Head, Rest) :-
+    % shared variables bound; its own (existential) variables are its business
+    term_variables(Neg, NVs),
+    term_variables(Head-Rest, OVs),
+    forall(( member(V, NVs), occurs_in(OVs, V) ), bound_var(V, Bound)).
+rank_ok(named, view(L), Bound, _, _) :- lit_name(L, X), bound_term(X, Bound).
+rank_ok(indexed, view(attr(_, K, V)), Bound, _, _) :-
+    bound_term(K, Bound), bound_term(V, Bound).
+rank_ok(kb_bound, kb(G), Bound, _, _) :- compound(G), arg(1, G, A), bound_term(A, Bound).
+rank_ok(keyed, view(attr(_, K, _)), Bound, _, _) :- bound_term(K, Bound).
+rank_ok(kb, kb(_), _, _, _).
+rank_ok(scan, view(_), _, _, _).
+
+bound_term(T, Bound) :-
+    term_variables(T, Vs),
+    forall(member(V, Vs), bound_var(V, Bound)).
+
+%   literal_goal(+Lit, +Bound, +KB, +S, -Goal): the code of one literal on its own.
+
+literal_goal(L, Bound, KB, S, Goal) :-
+    literal_goal(L, Bound, [], _, KB, S, Goal).
+
+literal_goal(bi(G), _, Dicts, Dicts, _, _, Goal) :- !,
+    (   arithmetic(G), G \= (_ is _), simple_comparison(G, Tests)
+    ->  conj_list(Tests, G, Goal)             % number(V) tests, then the comparison
+    ;   arithmetic(G)
+    ->  Goal = octopus_rules_view:arith(G)
+    ;   G = '$link'(A, B)
+    ->  Goal = (A = B)
+    ;   Goal = G
+    ).
+literal_goal(kb(G), _, Dicts, Dicts, KB, _, KB:G) :- !.
+literal_goal(view(L), Bound, Dicts0, Dicts, _, S, Goal) :- !,
+    view_goal(L, S, Bound, Dicts0, Dicts, Goal).
+literal_goal(neg(Lits), Bound, Dicts, Dicts, KB, S, \+ Body) :-
+    plan(Lits, Bound, Dicts, Lits, KB, S, Body).   % what it fetches stays inside
+
+%   view_goal(+Literal, +State, +Bound, +Dicts0, -Dicts, -Code)
+%
+%   The code of a view literal in State, given the variables Bound before it and the
+%   records whose dicts are known (Dicts0; Dicts adds the one it fetches), inlined
+%   into the compiled clause (the store's module is known, so its facts are called
+%   directly). plain(M) reads the store; over(M, On, Od) reads it with record On
+%   replaced by Od (a dict, or none: absent). A value known when compiling is matched
+%   in its stored form (stored_form/3); a variable key falls back to v_attr/4.
+
+view_goal(record(X), _, _, Dicts, Dicts, true) :-
+    known_dict(X, Dicts, _), !.              % fetched: the record exists
+view_goal(record(X), S, Bound, Dicts0, Dicts, Code) :- !,
+    fetch(X, S, Bound, Dicts0, D, Code),
+    remember(X, D, Dicts0, Dicts).
+view_goal(attr(X, K, V), S, Bound, Dicts0, Dicts, Code) :-
+    atom(K), !,
+    (   S = plain(M) -> true ; S = over(M, _, _) ),
+    (   nonvar(V), \+ compound_value(V)
+    ->  (   stored_form(V, Stored, Hash)
+        ->  Match = get_dict(K, D, Stored),
+            Index = Hash
+        ;   Match = fail, Index = _
+        )
+    ;   Match = ( get_dict(K, D, Value), octopus_rules_view:view_value(Value, V) ),
+        (   bound_term(V, Bound)
+        ->  (   var(V), known_raw(V, Dicts0, Raw)
+            ->  Index = raw(Raw)
+            ;   Index = hash(V)
+            )
+        ;   Index = _
+        )
+    ),
+    (   var(V), \+ bound_term(V, Bound)
+    ->  Dicts1 = [raw(V, Value)|Dicts0]     % V's stored form, for lookups by it
+    ;   Dicts1 = Dicts0
+    ),
+    (   known_dict(X, Dicts0, D0)
+    ->  D = D0,
+        Dicts = Dicts1,
+        Code = Match
+    ;   bound_term(X, Bound)
+    ->  fetch(X, S, Bound, Dicts0, D, Fetch),
+        remember(X, D, Dicts1, Dicts),
+        Code = ( Fetch, Match )
+    ;   index_code(Index, M, K, X, Entries),
+        remember(X, D, Dicts1, Dicts),
+        (   S = plain(M)
+        ->  Code = ( Entries, octopus_rules_view:rec_(M, X, D), Match )
+        ;   S = over(M, On, Od),
+            Code = ( Entries, X \== On, octopus_rules_view:rec_(M, X, D), Match
+                   ; Od \== none, X = On, D = Od, Match
+                   )
+        )
+    ).
+view_goal(attr(X, K, V), plain(M), _, Dicts, Dicts,
+          octopus_rules_view:v_attr(s(M, [], none), X, K, V)).
+view_goal(attr(X, K, V), over(M, On, Od), _, Dicts, Dicts,
+          octopus_rules_view:v_attr(s(M, On, Od), X, K, V)).
+
+%   fetch(?X, +S, +Bound, +Dicts, -D, -Code): Code finds record X (a name known when
+%   it runs if X is in Bound, else every record) in state S, with D its dict. A name
+%   read from an attribute value is looked up by its stored form (an identifier is
+%   [Text], the store's names are texts): no conversion to an atom and back.
+
+fetch(X, plain(M), Bound, Dicts, D, Code) :-
+    (   bound_term(X, Bound), var(X), known_raw(X, Dicts, Raw)
+    ->  Code = ( Raw = [Text], M:rec(Text, _, D) )
+    ;   Code = octopus_rules_view:rec_(M, X, D)
+    ).
+fetch(X, over(M, On, Od), Bound, Dicts, D, Code) :-
+    (   bound_term(X, Bound)
+    ->  (   var(X), known_raw(X, Dicts, Raw)
+        ->  Lookup = ( Raw = [Text], M:rec(Text, _, D) )
+        ;   Lookup = octopus_rules_view:rec_(M, X, D)
+        ),
+        Code = ( X == On -> Od \== none, D = Od ; Lookup )
+    ;   Code = ( octopus_rules_view:rec_(M, X, D), X \== On
+               ; Od \== none, X = On, D = Od )
+    ).
+
+known_raw(V, Dicts, Raw) :-
+    member(Entry, Dicts),
+    nonvar(Entry),
+    Entry = raw(V0, Raw0),
+    V0 == V,
+    !,
+    Raw = Raw0.
+
+known_dict(X, Dicts, D) :-
+    member(Entry, Dicts),
+    nonvar(Entry),
+    Entry = X0-D0,
+    X0 == X,
+    !,
+    D = D0.
+
+remember(X, D, Dicts, [X-D|Dicts]) :- ( var(X) ; atom(X) ), !.
+remember(_, _, Dicts, Dicts).
+
+%   index_code(+Index, +M, +K, ?X, -Code): the names in key K's index table, all of
+%   them or those with the value's hash (computed now, or when the code runs, from
+%   the value or from its stored form).
+
+index_code(Index, M, K, X, Code) :-
+    (   var(Index)
+    ->  Code = octopus_rules_view:table_entry(M, K, _, X)
+    ;   Index = hash(V)
+    ->  Code = ( octopus_rules_view:view_hash(V, H),
+                 octopus_rules_view:table_entry(M, K, H, X) )
+    ;   Index = raw(Raw)
+    ->  Code = ( octopus_match:index_hash(Raw, H),
+                 octopus_rules_view:table_entry(M, K, H, X) )
+    ;   Code = octopus_rules_view:table_entry(M, K, Index, X)
+    ).
+
+%   A value known when the rule is compiled is compared in its stored form, with its
+%   index hash computed once (no conversion per record read).
+
+compound_value(V) :- compound(V), V \= @(_).
+
+stored_form(V, [S], H) :- atom(V), !, atom_string(V, S), index_hash(S, H).
+stored_form(V, V, H) :- string(V), !, index_hash(V, H).
+stored_form(V, V, H) :- number(V), !, index_hash(V, H).
+stored_form(@(B), @(B), H) :- ( B == true ; B == false ), index_hash(@(B), H).
+
+literal_text(L, Text) :-
+    (   L = bi(G) ; L = kb(G) ; L = view(G) ; L = neg(G) ), !,
+    copy_term(G, C),
+    numbervars(C, 0, _),
+    format(string(Text), "~W", [C, [quoted(true), numbervars(true)]]).
+
+%   simple_comparison(+G, -Tests): G compares numbers and variables only: it needs no
+%   error handling, just number/1 tests on its variables (numbers never raise).
+
+simple_comparison(G, Tests) :-
+    G =.. [_, A, B],
+    simple_side(A, TA),
+    simple_side(B, TB),
+    append(TA, TB, Tests).
+
+simple_side(X, []) :- number(X), !.
+simple_side(X, [number(X)]) :- var(X).
+
+conj_list([], G, G).
+conj_list([T|Ts], G, (T, Rest)) :- conj_list(Ts, G, Rest).
