@@ -6,13 +6,15 @@ Theory of operation (what survives, and the formats, are in docs/durability.md):
 
 1. **Open.** Lock the directory (:class:`~octopus.durable.files.DirectoryLock`), read
    it (:mod:`octopus.durable.recovery`), load the newest snapshot into the empty store
-   through prolog/store.pl's restore path, replay the journals after it in batches
-   (``store_replay/3``: every entry is idempotent), replay the knowledge-base entries,
-   warm the indexes. A torn last entry is cut with a warning; anything worse refuses
-   to start. The revision is the larger of the snapshot's and the last entry's.
-   Ephemeral records left by the sessions of the previous run are then deleted, each
-   an ordinary journaled delete with a new revision (like ZooKeeper expiring the
-   sessions of a restarted server): they never come back.
+   through prolog/store.pl's restore path while a thread builds the ordered indexes
+   from the columns the snapshot kept (:class:`_IndexLoader`), replay the journals
+   after it in batches (``store_replay/4``: every entry is idempotent; the indexes
+   follow), replay the knowledge-base entries, warm the clause index. A torn last
+   entry is cut with a warning; anything worse refuses to start. The revision is the
+   larger of the snapshot's and the last entry's. Ephemeral records left by the
+   sessions of the previous run are then deleted, each an ordinary journaled delete
+   with a new revision (like ZooKeeper expiring the sessions of a restarted server):
+   they never come back.
 2. **Write-ahead.** :meth:`log` encodes the changes of one call as one journal entry
    and appends it (:class:`~octopus.durable.journal.Journal`); the core applies them
    only if that succeeded. :meth:`acknowledge` waits for the fsync under
@@ -76,7 +78,7 @@ __all__ = ["Persistence"]
 
 log = logging.getLogger("octopus.durable")
 
-_REPLAY_BATCH = 5000        # journal operations per store_replay/3 call
+_REPLAY_BATCH = 5000        # journal operations per store_replay/4 call
 _RETRY_SECONDS = 1.0        # while broken: how often to try a rescue snapshot
 
 

@@ -381,9 +381,9 @@ def test_a_query_text_shared_by_engines_plans_for_each() -> None:
 # --- every write path keeps the index: the durable seam, recovery, a replica's applies -----
 
 def test_an_index_built_from_integral_floats_from_2_63_is_exact() -> None:
-    # The index of a key is built from Prolog's sorted values (store_key_values/3);
-    # integer/1 gives 2^63-1 for 2.0^63 in SWI-Prolog 9.2.9, which made float(2**63)
-    # an index entry equal to 2^63-1.
+    # An index was once built from values Prolog sorted (integral floats made integers),
+    # and integer/1 gives 2^63-1 for 2.0^63 in SWI-Prolog 9.2.9, which made float(2**63)
+    # an index entry equal to 2^63-1. Python sorts them now, as they are.
     with octopus.Engine() as e:
         e.set("two63 { v: %f }", float(2**63))
         e.set("max { v: %d }", 2**63 - 1)
