@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["store", "unification_overhead", "parse", "compare", "index_choice", "triggers",
+SCRIPTS = ["store", "unification_overhead", "parse", "compare", "load", "index_choice", "triggers",
            "regex_limits", "recipes", "kb_load", "server", "server_keys", "cluster", "durable",
            "loc"]
 

@@ -246,7 +246,7 @@ class PrologStore:
         self._token = object()
 
     def _follow(self, keys: list[str], name: str, olds: list[Any] | None,
-                pairs: Sequence[tuple[str, Any]], attrs: Mapping[str, Any] | None = None
+                pairs: Iterable[tuple[str, Any]], attrs: Mapping[str, Any] | None = None
                 ) -> None:
         """Bring the indexes of ``keys`` up to date after record ``name`` was stored with
         ``pairs`` (``attrs``, if given, the same as a mapping), replacing one whose values
@@ -450,6 +450,26 @@ did not hold (nothing changed). ``attrs``: the attributes ``pairs`` encode, as a
         if keys:
             for (name, pairs), old in zip(rows, olds, strict=True):
                 self._follow(keys, name, old, pairs)
+        return int(count)
+
+    def bulk(self, shapes: list[list[str]], flat: list[Any], distinct: bool,
+             base_revision: int, attrs: Sequence[tuple[str, Mapping[str, Any]]]) -> int:
+        """:meth:`load` with the batch encoded flat (the bulk path: prolog/store.pl,
+        store_bulk/7): ``shapes`` the sorted key lists, ``flat`` per record its shape's
+        1-based number, its name and its encoded values in key order; ``distinct`` if
+        no name comes twice. ``attrs``: (name, attributes) per record, in order, for
+        the ordered indexes."""
+        keys = self._keys
+        count, new, olds = self._write("store_bulk", shapes, flat, distinct, base_revision,
+                                       keys)
+        self._count += new
+        self._call("store_trim")
+        if self._count >= self._collected_at:
+            self._collect()
+        if keys:
+            follow = self._follow
+            for (name, values), old in zip(attrs, olds, strict=True):
+                follow(keys, name, old, values.items(), values)
         return int(count)
 
     def _collect(self) -> None:

@@ -32,6 +32,7 @@ import contextlib
 import functools
 import inspect
 import logging
+import os
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
@@ -313,6 +314,11 @@ class AsyncSession(AsyncStreams, AsyncRecipeFactories):
                        progress: Callable[[int], None] | None = None) -> int:
         return await self._run(self.twin.set_many, list(records), batch=batch,
                                progress=progress)
+
+    async def load(self, source: str | os.PathLike[str] | Iterable[str], *,
+                   batch: int = 10_000, progress: Callable[[int], None] | None = None
+                   ) -> int:
+        return await self._run(self.twin.load, source, batch=batch, progress=progress)
 
     # --- triggers, waiting, publish/subscribe ---------------------------------------------
 

@@ -20,10 +20,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Iterator, Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 from octopus.completion import SHELLS
 from octopus.errors import (
@@ -99,11 +100,51 @@ def _data(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _load(args: argparse.Namespace) -> int:
+    from octopus.server.cli import _connected
+
+    source: Any = args.file
+    if args.file == "-":
+        source = sys.stdin.buffer
+    elif not os.path.isfile(args.file):
+        raise CommandError(f"no such file: {args.file}", EXIT_USAGE)
+    loaded = 0
+
+    def progress(n: int) -> None:
+        nonlocal loaded
+        loaded = n
+
+    try:
+        with _connected(args) as client:
+            total = client.load(source, batch=args.batch, progress=progress)
+    except OctopusError as e:
+        done = getattr(e, "loaded", loaded)
+        code, message = _failure(e)
+        raise CommandError(f"{message} ({done} records were loaded before it)", code) from None
+    if args.json:
+        import json
+
+        print(json.dumps({"loaded": total}))
+    else:
+        print(f"loaded {total} records")
+    return EXIT_OK
+
+
 def _completion(args: argparse.Namespace) -> int:
     from octopus.completion import script
 
     print(script(build_parser(), args.shell), end="")
     return EXIT_OK
+
+
+def _batch(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 100_000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number from 1 to 100000")
+    return value
 
 
 def _version() -> str:
@@ -153,9 +194,23 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("directory", metavar="DIR", help="the data directory (serve --data)")
     data.add_argument("--json", action="store_true", help="dump: JSON lines")
     data.set_defaults(func=_data)
+    from octopus.server.cli import _client_flags
     from octopus.server.cli import add_commands as add_server_commands
 
     add_server_commands(sub, parents=[common], epilog=_EPILOG)
+    load = sub.add_parser("load", parents=[common], epilog=_EPILOG,
+                          help="store the records of a file (one per line) on a server",
+                          description="send a file of records, one per line in canonical "
+                                      "text (what `octopus data dump` and GET print), to "
+                                      "a server with LOAD, each request of about "
+                                      "--batch records all or nothing; on a bad line, stop "
+                                      "and say which (earlier requests stay loaded)")
+    load.add_argument("file", metavar="FILE", help="the file, or - for standard input")
+    load.add_argument("--batch", type=_batch, default=10_000, metavar="N",
+                      help="records per LOAD request, 1 to 100000 (at most 512 KiB of text; "
+                           "default %(default)s)")
+    _client_flags(load)
+    load.set_defaults(func=_load)
     completion = sub.add_parser("completion", parents=[common], epilog=_EPILOG,
                                 help="print a shell completion script: "
                                      "source <(octopus completion bash)",

@@ -70,10 +70,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from octopus.adapter import PrologRules, PrologStore, RuleSpec, encode_attributes
+from octopus.bulk import Encoded, Parsed, batches, encode_batch, prefetched
 from octopus.errors import (
     ConditionFailed,
     EngineClosed,
     NotFound,
+    OctopusError,
     PersistenceError,
     QueryError,
     RuleError,
@@ -756,63 +758,98 @@ class Core:
     def set_many(self, sid: int, records: Iterable[Record | str | tuple[str, Mapping[str, Value]]],
                  batch: int, progress: Callable[[int], None] | None) -> int:
         """Store many records in atomic batches (see :meth:`octopus.Session.set_many`)."""
-        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-            raise QueryError(f"batch must be a positive int, got {batch!r}")
+        _check_batch(batch)
         total = 0
-        chunk: list[_Row] = []
+        chunk: list[Parsed] = []
         for item in records:
             chunk.append(self._bulk_row(item))
             if len(chunk) >= batch:
-                total += self._load(sid, chunk)
+                total += self._bulk(sid, chunk)
                 chunk = []
                 if progress is not None:
                     progress(total)
         if chunk:
-            total += self._load(sid, chunk)
+            total += self._bulk(sid, chunk)
             if progress is not None:
                 progress(total)
         return total
 
-    def _load(self, sid: int, chunk: list[_Row]) -> int:
+    def load(self, sid: int, lines: Iterable[str], batch: int,
+             progress: Callable[[int], None] | None) -> int:
+        """Store the records of ``lines`` (octopus/bulk.py's format) in atomic batches
+        (see :meth:`octopus.Session.load`); errors name their line (``.line``) and say
+        how many records earlier batches loaded (``.loaded``).
+
+        Reading and parsing (Python) run a batch ahead of storing (Prolog, which runs
+        without the GIL), on a helper thread once there is more than one batch."""
+        _check_batch(batch)
+        max_length = self.max_query_length
+        total = 0
+        try:
+            with prefetched(batches(lines, batch, max_length)) as ready:
+                for parsed, encoded in ready:
+                    total += self._bulk(sid, parsed, encoded)
+                    if progress is not None:
+                        progress(total)
+        except OctopusError as e:
+            e.loaded = total            # type: ignore[attr-defined]
+            raise
+        return total
+
+    def _bulk(self, sid: int, batch: list[Parsed], encoded: Encoded | None = None) -> int:
+        """Store one batch of (name, attributes) in one Prolog call, all or nothing;
+        each record is one change of the change stream, at its own revision.
+        ``encoded``: the batch as :func:`~octopus.bulk.encode_batch` encodes it."""
         if self.replicated is not None:
-            return self.replicated.load(sid, chunk)
+            return self.replicated.load(sid, [(name, encode_attributes(attrs), attrs)
+                                              for name, attrs in batch])
+        shapes, flat, distinct = encode_batch(batch) if encoded is None else encoded
         ticket = 0
         with self.lock:
             self._check_open(sid)
             base = self.revision
             wal = self._wal
-            rows = [(name, pairs) for name, pairs, _ in chunk]
-            if wal is not None and self._checks_invariants():
-                self.store.trial_load(rows, base)   # refused: nothing logged
+            changes: list[Change] | None = None
             if wal is not None:
-                ticket = wal.log([Change(base + i, ChangeOp.SET, name,
-                                         Record._trusted(name, attrs, base + i), None)
-                                  for i, (name, _, attrs) in enumerate(chunk, start=1)])
+                if self._checks_invariants():   # refused: nothing logged
+                    self.store.trial_load([(name, encode_attributes(attrs))
+                                           for name, attrs in batch], base)
+                changes = [Change(base + i, ChangeOp.SET, name,
+                                  Record._trusted(name, attrs, base + i), None)
+                           for i, (name, attrs) in enumerate(batch, start=1)]
+                ticket = wal.log(changes)
             try:
-                count = self.store.load(rows, base)
+                count = self.store.bulk(shapes, flat, distinct, base, batch)
             except BaseException:
                 if wal is not None:
                     wal.retract(ticket)
                 raise
             self.revision = base + count
-            for i, (name, _, attrs) in enumerate(chunk, start=1):
-                if name in self._owners:
-                    self._own(name, None)
-                record = Record._trusted(name, attrs, base + i)
-                self._commit(Change(base + i, ChangeOp.SET, name, record, None))
+            if self._owners:
+                for name, _ in batch:
+                    if name in self._owners:
+                        self._own(name, None)
+            # Nobody to tell (no trigger, rule or other observer): no change to build.
+            if len(self._observers) > 1 or len(self.registry):
+                if changes is None:
+                    changes = [Change(base + i, ChangeOp.SET, name,
+                                      Record._trusted(name, attrs, base + i), None)
+                               for i, (name, attrs) in enumerate(batch, start=1)]
+                for change in changes:
+                    self._commit(change)
         self._acknowledge(ticket)
         self._after_write()
         return count
 
-    def _bulk_row(self, item: Record | str | tuple[str, Mapping[str, Value]]) -> _Row:
+    def _bulk_row(self, item: Record | str | tuple[str, Mapping[str, Value]]) -> Parsed:
         """Validate one item of ``set_many`` (a Record, record text or ``(name, attrs)``)."""
         if isinstance(item, Record):
-            return item.name, encode_attributes(item._attrs), item._attrs
+            return item.name, item._attrs
         if isinstance(item, str):
             cr = compile_record(item, max_length=self.max_query_length)
             if cr.conditions:
                 raise QueryError("set_many does not take conditions")
-            return cr.name, cr.pairs, cr.attributes
+            return cr.name, cr.attributes
         try:
             name, attrs = item
             if not is_name(name):
@@ -833,7 +870,7 @@ class Core:
                 checked[key] = value
         except (TypeError, ValueError, AttributeError) as e:
             raise QueryError(f"not a record: {short_repr(item, 200)} ({e})") from None
-        return name, encode_attributes(checked), checked
+        return name, checked
 
     # --- triggers and publish/subscribe --------------------------------------------------
 
@@ -1146,6 +1183,11 @@ class Core:
         with self._kb_lock:
             self._resources.release(at_safe_point=True)
         _bury_dropped()
+
+
+def _check_batch(batch: object) -> None:
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise QueryError(f"batch must be a positive int, got {batch!r}")
 
 
 def _natural_records(records: list[Record]) -> list[Record]:

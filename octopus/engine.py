@@ -9,10 +9,12 @@ tests/test_parity.py checks that they stay twins.
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
+from octopus.bulk import read_file
 from octopus.core import Change, Core
 from octopus.errors import KnowledgeBaseError, OctopusError, PersistenceError, QueryError
 from octopus.events import Handler, Mode, Subscription, Trigger
@@ -88,6 +90,31 @@ class Session(RecipeFactories):
         Bad input raises before its batch changes anything.
         """
         return self._core.set_many(self._sid, records, batch, progress)
+
+    def load(self, source: str | os.PathLike[str] | Iterable[str], *, batch: int = 10_000,
+             progress: Callable[[int], None] | None = None) -> int:
+        """Store the records of a file (a path, or a binary file object) or of lines of
+        text: record texts, one
+        per line, as ``octopus data dump`` and ``str(record)`` print them (the format:
+        docs/language.md, "Records in bulk"); return how many were stored.
+
+        Each batch of ``batch`` records is one atomic Prolog call and a change per
+        record, as for :meth:`set_many`. A bad record raises a QueryError (a ParseError
+        for bad text) whose ``line`` is its line number, before its batch changes
+        anything; earlier batches stay stored, and ``error.loaded`` says how many
+        records they held. A string is a file name, never a record.
+        """
+        if isinstance(source, str | os.PathLike):
+            with open(source, "rb") as f:
+                return self._core.load(self._sid, read_file(f, self._core.max_query_length),
+                                       batch, progress)
+        if hasattr(source, "read") and not isinstance(source, io.TextIOBase):  # binary
+            reader = cast(BinaryIO, source)
+            return self._core.load(self._sid, read_file(reader, self._core.max_query_length),
+                                   batch, progress)
+        if isinstance(source, bytes | bytearray):
+            raise QueryError("load takes a file name or lines of text, not bytes")
+        return self._core.load(self._sid, source, batch, progress)
 
     # --- triggers, waiting, publish/subscribe --------------------------------------
 

@@ -39,6 +39,7 @@ from octopus.query.ast import (
     bind_value,
 )
 from octopus.query.cache import bounded_lru
+from octopus.query.fast import parse_record
 from octopus.query.parser import DEFAULT_MAX_LENGTH, parse
 from octopus.record import Value, is_name
 
@@ -278,6 +279,13 @@ def _bind_record(t: _RecordTemplate, params: tuple[object, ...]) -> CompiledReco
 
 @_tiered
 def _cached_record(text: str, what: str, max_length: int) -> CompiledRecord:
+    # A text of `key: literal` items (the canonical text of every record) needs no tree:
+    # parse_record reads it as PLY would (tests/query/test_fast.py), and a text seen
+    # once does not also fill the parse memo and the template cache.
+    fast = parse_record(text, max_length)
+    if fast is not None:
+        name, attrs = fast
+        return CompiledRecord(name, attrs, encode_attributes(attrs), [])
     return _bind_record(_record_template(text, what, max_length), ())
 
 

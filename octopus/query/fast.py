@@ -46,9 +46,9 @@ from octopus.query.ast import (
     make_name,
     make_query,
 )
-from octopus.record import MAX_NAME_LENGTH, Atom
+from octopus.record import MAX_NAME_LENGTH, Atom, Value
 
-__all__ = ["parse_fast", "parse_name"]
+__all__ = ["parse_fast", "parse_name", "parse_record"]
 
 # Possessive quantifiers: every token below ends where PLY's would, so giving characters
 # back could never help a match; not trying keeps each match linear.
@@ -185,3 +185,89 @@ def _unescape(body: str) -> str | None:
         if m.group(1) not in _ESCAPES:
             return None
     return _ESCAPE.sub(lambda m: _ESCAPES[m.group(1)], body)
+
+
+# --- records to store, in bulk (octopus.bulk) -------------------------------------------
+#
+# A record whose every item is ``key: value`` with a literal value (no condition, regex,
+# "_" or placeholder) is what a bulk load reads a million times: parse_record() checks
+# the whole text with one anchored expression built from the token patterns above (so
+# it accepts exactly the spellings parse_fast() accepts for these items), then lists
+# the items with one findall, and converts each value by its first character. No AST
+# is built. tests/query/test_fast.py checks it against PLY like parse_fast().
+_NUMBER = (r"-?(?:" + _DIGITS + r"\.[0-9]++(?:" + _EXPONENT + r")?"
+           r"|\.[0-9]++(?:" + _EXPONENT + r")?"
+           r"|" + _DIGITS + _EXPONENT +
+           r"|0[xX][0-9a-fA-F]++"
+           r"|" + _DIGITS + r")")
+_LITERAL = r"(?:'" + _QUOTED + r"'|" + _NUMBER + r"|" + _NAME + r")"
+_PAIR = _NAME + _WS + ":" + _WS + _LITERAL + _WS
+_RECORD = re.compile(
+    _WS + "(" + _NAME + ")" + _WS + r"\{" + _WS +
+    r"(?:" + _PAIR + r"(?:," + _WS + _PAIR + r")*+)?\}" + _WS, re.S)
+# Run over a text _RECORD matched, from the end of its name: every match starts at an
+# item's key (whitespace, "{", "," and "}" never start one, and a quoted value is
+# consumed whole), and a value that is not quoted ends where whitespace, "," or "}"
+# begins, as _RECORD's literal did. Simpler than _LITERAL, hence faster.
+_PAIRS = re.compile(r"([a-z][A-Za-z0-9._\-]*+)" + _WS + ":" + _WS +
+                    r"('" + _QUOTED + r"'|[^ \t\r\n,}]++)", re.S)
+_NUMBER_START = frozenset("-0123456789.")
+
+
+def parse_record(text: str, max_length: int) -> tuple[str, dict[str, Value]] | None:
+    """The name and attributes (sorted by key) of a record to store, as
+    :func:`octopus.query.compile.compile_record` gives them for ``text``, when every
+    item is ``key: literal``; None to say "compile it the usual way" (conditions,
+    placeholders, errors, a text over ``max_length`` UTF-8 bytes, or anything unsure)."""
+    if len(text) > max_length:
+        return None
+    if not text.isascii():
+        try:
+            if len(text.encode("utf-8")) > max_length:
+                return None
+        except UnicodeEncodeError:
+            return None
+    m = _RECORD.fullmatch(text)
+    if m is None:
+        return None
+    name = m.group(1)
+    if name in _KEYWORDS:
+        return None
+    attrs: dict[str, Value] = {}
+    last = ""
+    ordered = True
+    for key, token in _PAIRS.findall(text, m.end(1)):
+        first = token[0]
+        value: Value
+        if first == "'":
+            body = token[1:-1]
+            if "\\" in body:
+                unescaped = _unescape(body)
+                if unescaped is None:
+                    return None
+                body = unescaped
+            value = body
+        elif first in _NUMBER_START:
+            if len(token) > _MAX_NUMBER_TEXT:
+                return None
+            if "x" in token or "X" in token:
+                value = int(token, 16)
+            elif "." in token or "e" in token or "E" in token:
+                value = float(token)
+                if not math.isfinite(value):
+                    return None
+            else:
+                value = int(token)
+        elif token == "true":
+            value = True
+        elif token == "false":
+            value = False
+        else:
+            value = Atom(token)
+        if key in attrs or key in _KEYWORDS:
+            return None        # PLY's error or the compiler's, with its message
+        if key < last:
+            ordered = False
+        last = key
+        attrs[key] = value
+    return name, (attrs if ordered else dict(sorted(attrs.items())))

@@ -8,16 +8,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import socket
 import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, TypeVar, cast
 
 from octopus.aio import AsyncStreams, LoopHandlers
+from octopus.bulk import load_requests, shifted
 from octopus.deadline import budget, within
 from octopus.errors import (
     EngineClosed,
@@ -522,6 +524,25 @@ class AsyncClient(_Base, AsyncStreams, AsyncRecipeFactories):
 
     async def publish(self, message: str, *params: object) -> int:
         return await self._call(_Requests.publish(message, params))
+
+    async def load(self, source: str | os.PathLike[str] | Iterable[str], *,
+                   batch: int = 10_000, progress: Callable[[int], None] | None = None
+                   ) -> int:
+        # As Client.load; the file is read on the loop (1 MiB at a time).
+        total = 0
+        try:
+            for first, text in load_requests(source, batch):
+                try:
+                    total += await self._call(_Request([b"LOAD", text], _decode_int))
+                except OctopusError as e:
+                    raise shifted(e, first - 1, total) from None
+                if progress is not None:
+                    progress(total)
+        except OctopusError as e:
+            if not hasattr(e, "loaded"):
+                e.loaded = total      # type: ignore[attr-defined]
+            raise
+        return total
 
     async def flush(self, timeout: float | None = None) -> bool:
         try:

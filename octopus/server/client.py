@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import random
 import select
 import socket
@@ -60,9 +61,10 @@ import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
+from octopus.bulk import load_requests, shifted
 from octopus.deadline import budget, within
 from octopus.errors import (
     EngineClosed,
@@ -662,6 +664,28 @@ class Client(_Base, RecipeFactories):
     def delete(self, q: str, *params: object, trigger: Trigger | None = None) -> Record:
         """Delete the named record if it matches ``q``; return it. NotFound otherwise."""
         return self._call(_Requests.delete(q, params, trigger))
+
+    def load(self, source: str | os.PathLike[str] | Iterable[str], *, batch: int = 10_000,
+             progress: Callable[[int], None] | None = None) -> int:
+        """Store the records of a file (a path, or a binary file object) or of lines of
+        text with the server's ``LOAD``: requests of about ``batch`` records (at most
+        512 KiB), one at a time, each all or nothing; return how many were stored.
+        Errors as :meth:`octopus.Session.load`: ``line`` counts in the whole input,
+        ``loaded`` the records stored by earlier requests."""
+        total = 0
+        try:
+            for first, text in load_requests(source, batch):
+                try:
+                    total += self._call(_Request([b"LOAD", text], _decode_int))
+                except OctopusError as e:
+                    raise shifted(e, first - 1, total) from None
+                if progress is not None:
+                    progress(total)
+        except OctopusError as e:
+            if not hasattr(e, "loaded"):
+                e.loaded = total      # type: ignore[attr-defined]
+            raise
+        return total
 
     # --- triggers, waiting, publish/subscribe ---------------------------------------------
 

@@ -39,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
+from octopus.bulk import split_text
 from octopus.engine import Engine, Session
 from octopus.errors import LimitExceeded, NotFound, OctopusError, QueryError, TriggerNotFound
 from octopus.events import Event, Mode, Subscription, Trigger
@@ -63,6 +64,8 @@ from .wire import (
 )
 
 __all__ = [
+    "MAX_LOAD_BYTES",
+    "MAX_LOAD_LINES",
     "MAX_RULE_WATCHES",
     "OK",
     "VERSION",
@@ -96,6 +99,11 @@ MAX_QUEUED_BYTES = 16 << 20
 # A read-only transaction answers every read at one revision: it runs again when a change
 # committed while it ran, at most this many times.
 SNAPSHOT_ATTEMPTS = 50
+
+# LOAD: one request is one all-or-nothing batch, parsed in memory before it is stored
+# (~1 KB a record on its way through): at most this many bytes of text and lines.
+MAX_LOAD_BYTES = 16 << 20
+MAX_LOAD_LINES = 100_000
 
 # A GET longer than this is not looked up in the reply cache: hashing its key would be
 # work for the event loop, and such requests are not the repeated ones the cache is for.
@@ -824,6 +832,34 @@ class CommandLayer:
 
         return Call(run, lambda n: b":%d\r\n" % n)
 
+    def cmd_load(self, args: list[bytes]) -> Action:
+        # LOAD text [text ...]: records, one per line (octopus/bulk.py's format), stored
+        # as one all-or-nothing batch; the reply is how many (docs/server.md, "LOAD").
+        if len(args) < 2:
+            raise _ArgumentError("wrong number of arguments for 'LOAD' command")
+        size = sum(map(len, args)) - len(args[0])
+        if size > MAX_LOAD_BYTES:
+            raise LimitExceeded(f"LOAD of {size} bytes: the limit is {MAX_LOAD_BYTES} bytes "
+                                "(octopus load splits a file into such requests)")
+        session = self.session
+
+        def run() -> int:
+            lines: list[str] = []
+            for raw in args[1:]:
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    line = len(lines) + raw.count(b"\n", 0, e.start) + 1
+                    error = QueryError(f"line {line}: the text is not valid UTF-8")
+                    error.line = line               # type: ignore[attr-defined]
+                    raise error from None
+                lines += split_text(text)
+                if len(lines) > MAX_LOAD_LINES:
+                    raise LimitExceeded(f"LOAD of more than {MAX_LOAD_LINES} lines")
+            return session.load(lines, batch=max(1, len(lines)))
+
+        return Call(run, lambda n: b":%d\r\n" % n)
+
     def cmd_session(self, args: list[bytes]) -> Action:
         # SESSION [TIMEOUT seconds] | SESSION RESUME id secret received (docs/server.md)
         if len(args) == 1:
@@ -1254,6 +1290,8 @@ _DOCS: dict[bytes, tuple[int, tuple[str, ...], str, str, tuple[str, ...]]] = {
              ("record", "[param ...]", "[sequential]", "[ephemeral]", "[trigger]")),
     b"DEL": (-2, ("write",), "Delete the named record if it matches", "octopus",
              ("query", "[param ...]", "[trigger]")),
+    b"LOAD": (-2, ("write",), "Store records given as text, one per line, all or nothing; "
+              "the count", "octopus", ("text", "[text ...]")),
     b"WAIT": (-2, ("readonly", "blocking"), "The first record matching a query, now or later",
               "octopus", ("query", "[param ...]", "[timeout]")),
     b"WATCH": (-2, ("readonly",), "Install a trigger; its events are pushed", "octopus",

@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 
 from octopus.errors import ParseError, QueryError
 from octopus.query import parser as parser_module
-from octopus.query.ast import Query
-from octopus.query.fast import parse_fast
+from octopus.query.ast import Name, Placeholder, Query, Regex
+from octopus.query.compile import compile_record
+from octopus.query.fast import parse_fast, parse_record
 from octopus.query.parser import parse, parse_ply
 from octopus.record import MAX_INT_DIGITS, Atom, Record, format_string, format_value
 
@@ -344,3 +345,75 @@ def test_pathological_texts_are_linear() -> None:
         check_fast(text)
         with pytest.raises(QueryError):
             parse(text)
+
+
+# --- parse_record: the bulk load's fast path ------------------------------------------
+
+
+def record_reference(text: str) -> tuple[str, dict[str, Any]] | None:
+    """What PLY's tree says a record to store is, for a text of ``key: literal`` items
+    only (None for anything else: an error, a condition, a placeholder, ...)."""
+    try:
+        q = parse_ply(text)
+    except ParseError:
+        return None
+    if not isinstance(q.name, Name) or q.placeholders:
+        return None
+    attrs: dict[str, Any] = {}
+    for c in q.constraints:
+        if c.op != "is" or isinstance(c.value, Placeholder | Regex) or c.key in attrs:
+            return None
+        attrs[c.key] = c.value
+    return q.name.text, dict(sorted(attrs.items()))
+
+
+def check_record(text: str, max_length: int = 65536) -> tuple[str, dict[str, Any]] | None:
+    fast = parse_record(text, max_length)
+    if fast is not None:
+        reference = record_reference(text)
+        assert reference is not None, f"parse_record accepted {text!r}"
+        assert_same(fast[0], reference[0])
+        assert list(fast[1]) == list(reference[1]), text            # sorted the same
+        assert_same(tuple(fast[1].values()), tuple(reference[1].values()))
+        cr = compile_record(text, max_length=max_length)            # what a set stores
+        assert cr.name == fast[0] and not cr.conditions
+        assert_same(tuple(cr.attributes.items()), tuple(fast[1].items()))
+    return fast
+
+
+@settings(max_examples=1500)
+@given(st.one_of(grammar_texts(), near_valid_texts(), mutated()))
+@example("x{a:'it\\'s',b:-.5e3,c:0XfF,d:eth0, e :true,f:false}")
+@example("x { b: 1, a: 2 }")
+@example("x { a: 1, a: 1 }")
+@example("true { a: 1 }")
+@example("x { true: 1 }")
+@example("x { a: r'y' }")
+@example("x { a: 'b\\q' }")
+@example("x {}")
+def test_parse_record_is_ply_or_declines(text: str) -> None:
+    check_record(text)
+
+
+@settings(max_examples=300)
+@given(st.text(alphabet=ALPHABET, max_size=30))
+def test_parse_record_on_random_texts(text: str) -> None:
+    check_record(text)
+
+
+@given(records())
+def test_canonical_records_take_the_record_fast_path(record: Record) -> None:
+    text = str(record)
+    fast = check_record(text)
+    long_number = any(type(v) is int and len(format_value(v)) > 300
+                      for v in record.attributes.values())
+    assert (fast is None) == long_number, text
+    if fast is not None:
+        assert Record(*fast) == record
+
+
+def test_parse_record_declines_texts_over_the_limit() -> None:
+    assert parse_record("x { a: 'éé' }", 13) is None          # 15 bytes of UTF-8
+    assert parse_record("x { a: 'éé' }", 15) == ("x", {"a": "éé"})
+    assert parse_record("x { a: 'ab' }", 12) is None
+    assert parse_record("x { a: '\udcff' }", 100) is None     # PLY reports it

@@ -1,0 +1,419 @@
+"""Records as text, one per line, read in bulk: the format that ``octopus data dump``
+prints and ``Engine.load``, the server's ``LOAD`` and ``octopus load`` read
+(docs/language.md, "Records in bulk").
+
+The format: each record is its canonical text (``str(record)``, what ``GET`` sends),
+or any record text the language accepts without conditions or placeholders, starting
+on a new line. Blank lines are skipped. The canonical text keeps a newline inside a
+string as it is, so a record continues on the next line while one of its quoted
+strings is open; everything else is one line. Line breaks are ``\\n`` alone (a ``\\r``
+before it is whitespace, as in the language).
+
+Guarantees:
+
+1. :func:`read_records` yields every record with the number of the line it starts on,
+   and the parsed name and attributes when the fast path (:func:`parse_record`, proven
+   equal to PLY by tests/query/test_fast.py) read it; otherwise the caller compiles the
+   text the usual way, which raises PLY's error for bad text.
+2. No record text longer than ``max_length`` is ever built: a quote left open
+   stops joining lines at that length and the record's first line is handed on alone
+   (its error is then the unterminated string, at the right line).
+3. :func:`located` and :func:`shifted` give an error the line number in the whole input
+   (``.line``) and the number of records loaded before it (``.loaded``), so a load that
+   stops says where and how far it got.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import io
+import itertools
+import os
+import queue
+import re
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Any, BinaryIO, TypeVar, cast
+
+from octopus.errors import OctopusError, ParseError, QueryError
+from octopus.query.compile import compile_record
+from octopus.query.fast import parse_record
+from octopus.record import Atom, Value
+
+__all__ = [
+    "Encoded",
+    "Parsed",
+    "batches",
+    "chunks",
+    "encode_batch",
+    "lines_as_blocks",
+    "load_requests",
+    "located",
+    "prefetched",
+    "read_file",
+    "read_records",
+    "shifted",
+    "split_text",
+]
+
+#: A record read by the fast path: its name and attributes (sorted by key).
+Parsed = tuple[str, dict[str, Value]]
+
+# A quoted string or regex, escapes paired (as the lexer reads them): what is left of a
+# text once they are removed holds a quote only if one is open.
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*+'", re.S)
+_READ = 1 << 20          # bytes read from a file at a time
+#: The most text a client puts in one LOAD (a server refuses an argument over its
+#: max_bulk, 1 MiB by default).
+MAX_REQUEST_BYTES = 512 << 10
+
+
+def batches(lines: Iterable[str], size: int, max_length: int
+            ) -> Iterator[tuple[list[Parsed], Encoded]]:
+    """The records of ``lines`` in batches of ``size``, each with its encoding for
+    Prolog (:func:`encode_batch`). A record the fast path declines is compiled the usual
+    way; one that cannot be stored raises a :class:`QueryError` naming its line."""
+    chunk: list[Parsed] = []
+    for line, text, parsed in read_records(lines, max_length):
+        if parsed is None:
+            try:
+                cr = compile_record(text, max_length=max_length)
+                if cr.conditions:
+                    raise QueryError("a loaded record cannot have conditions")
+            except QueryError as e:
+                raise located(e, line, 0) from None
+            parsed = (cr.name, cr.attributes)
+        chunk.append(parsed)
+        if len(chunk) >= size:
+            yield chunk, encode_batch(chunk)
+            chunk = []
+    if chunk:
+        yield chunk, encode_batch(chunk)
+
+
+T = TypeVar("T")
+_DONE = object()
+
+
+@contextlib.contextmanager
+def prefetched(items: Iterator[T], ahead: int = 1) -> Iterator[Iterator[T]]:
+    """``items`` as they come, the first one made on the calling thread and the others
+    on a helper thread, at most ``ahead`` ahead of the consumer (so a batch is parsed
+    while the one before it is stored). An exception of ``items`` is raised where its
+    item would have been. Leaving the block stops the helper (it stops making items
+    and is joined)."""
+    try:
+        first = next(items)
+    except StopIteration:
+        yield iter(())
+        return
+    out: queue.Queue[Any] = queue.Queue(maxsize=ahead)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+        except BaseException as e:  # handed over, raised by the consumer
+            put(_Raised(e))
+            return
+        put(_DONE)
+
+    def consume() -> Iterator[T]:
+        yield first
+        while True:
+            item = out.get()
+            if item is _DONE:
+                return
+            if type(item) is _Raised:
+                raise item.error
+            yield item
+
+    helper = threading.Thread(target=produce, name="octopus-load-reader", daemon=True)
+    helper.start()
+    try:
+        yield consume()
+    finally:
+        stop.set()
+        helper.join()
+
+
+class _Raised:
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+#: A batch as store_bulk/7 takes it: shapes, flat values, whether names are distinct.
+Encoded = tuple[list[list[str]], list[Any], bool]
+
+
+def encode_batch(batch: list[Parsed]) -> Encoded:
+    """A batch as prolog/store.pl's store_bulk/7 takes it (flat lists: what janus
+    converts fastest): the key lists of its shapes; per record its shape's 1-based
+    number, its name and its values in key order (identifiers as ``[text]``); and
+    whether no name comes twice."""
+    shapes: dict[tuple[str, ...], int] = {}
+    flat: list[Any] = []
+    add = flat.append
+    extend = flat.extend
+    for name, attrs in batch:
+        keys = tuple(attrs)
+        shape = shapes.get(keys)
+        if shape is None:
+            shape = shapes[keys] = len(shapes) + 1
+        add(shape)
+        add(name)
+        values = attrs.values()
+        if Atom in map(type, values):
+            extend([[str.__str__(v)] if type(v) is Atom else v for v in values])
+        else:
+            extend(values)
+    distinct = len({name for name, _ in batch}) == len(batch)
+    return [list(keys) for keys in shapes], flat, distinct
+
+
+def _quote_open(text: str) -> bool:
+    return "'" in _QUOTED.sub("", text)
+
+
+def read_records(lines: Iterable[str], max_length: int
+                 ) -> Iterator[tuple[int, str, Parsed | None]]:
+    """``(line number, text, parsed or None)`` for every record of ``lines`` (each a
+    line, with or without its ``\\n``), numbered from 1."""
+    pending: str | None = None      # a record whose quoted string is still open
+    start = 0
+    first = ""
+    number = 0
+    for number, line in enumerate(lines, 1):
+        if line.endswith("\n"):
+            line = line[:-1]
+        if pending is None:
+            parsed = parse_record(line, max_length)
+            if parsed is not None:
+                yield number, line, parsed
+                continue
+            if not line or line.isspace():
+                continue
+            if _quote_open(line) and len(line) < max_length:
+                pending, start, first = line, number, line
+                continue
+            yield number, line, None
+            continue
+        pending += "\n" + line
+        if len(pending) > max_length:
+            yield start, first, None          # its error: the unterminated string
+            pending = None
+        elif not _quote_open(pending):
+            yield start, pending, parse_record(pending, max_length)
+            pending = None
+    if pending is not None:
+        yield start, pending, None
+
+
+def split_text(text: str) -> list[str]:
+    """The lines of a block of text (``\\n`` only: other line breaks are characters of
+    a record's strings, or whitespace)."""
+    lines = text.split("\n")
+    if lines and not lines[-1]:
+        lines.pop()
+    return lines
+
+
+def read_file(f: BinaryIO, max_length: int) -> Iterator[str]:
+    """The lines of a UTF-8 file (without their ``\\n``), read in large blocks. A line
+    longer than ``max_length`` characters (plus room for whitespace) or not valid
+    UTF-8 raises a :class:`QueryError` naming it."""
+    limit = max_length + 4096
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    rest = ""
+    number = 0
+    while True:
+        block = f.read(_READ)
+        try:
+            text = rest + decoder.decode(block, final=not block)
+        except UnicodeDecodeError as e:
+            seen = rest.count("\n") + block[:e.start].count(b"\n")
+            error = QueryError(f"line {number + seen + 1}: the text is not valid UTF-8")
+            error.line = number + seen + 1   # type: ignore[attr-defined]
+            raise error from None
+        lines = text.split("\n")
+        rest = lines.pop()
+        for line in lines:
+            number += 1
+            if len(line) > limit:
+                _too_long(number, max_length)
+            yield line
+        if len(rest) > limit:
+            _too_long(number + 1, max_length)
+        if not block:
+            break
+    if rest:
+        yield rest
+
+
+# The same over bytes, or a quote no string closes (from there on, a quote is open).
+_QUOTED_OR_OPEN = re.compile(rb"'(?:[^'\\]|\\.)*+'|'", re.S)
+
+
+def _safe_cut(piece: bytes) -> int:
+    """The end of the last line of ``piece`` after which no quoted string is open (so a
+    record may start there), or 0 if there is none."""
+    cut = piece.rfind(b"\n") + 1
+    if b"\\" not in piece and piece.count(b"'", 0, cut) % 2 == 0:
+        return cut          # without escapes, each quote opens or closes a string
+    safe = pos = 0
+    for m in _QUOTED_OR_OPEN.finditer(piece):
+        newline = piece.rfind(b"\n", pos, m.start())
+        if newline >= 0:
+            safe = newline + 1
+        if m.end() - m.start() == 1:
+            return safe
+        pos = m.end()
+    newline = piece.rfind(b"\n", pos)
+    return newline + 1 if newline >= 0 else safe
+
+
+def chunks(blocks: Iterable[bytes], max_bytes: int,
+           max_lines: int = 1 << 62) -> Iterator[tuple[int, bytes]]:
+    """The text of ``blocks`` (UTF-8, read in any sizes) cut into pieces of at most
+    ``max_bytes`` and about ``max_lines`` lines (more only when a record goes on over
+    the cut) that end at a line end where no record goes on: ``(number of the piece's
+    first line, piece)``. A line longer than ``max_bytes`` raises a :class:`QueryError`
+    naming it. (``Client.load``: each piece is one ``LOAD``.)"""
+    buf = b""
+    line = 1
+    for block in itertools.chain(blocks, [None]):
+        final = block is None
+        if block is not None:
+            buf += block
+        while buf:
+            head = buf[:max_bytes]
+            cut = 0
+            if head.count(b"\n") >= max_lines:
+                rest = head.split(b"\n", max_lines)[-1]
+                cut = _safe_cut(head[:len(head) - len(rest)])
+            elif len(buf) <= max_bytes:
+                if not final:
+                    break                   # wait for more text
+                head = buf
+                if not buf.endswith(b"\n"):
+                    yield line, buf         # the last line, without its line end
+                    buf = b""
+                    break
+            if not cut:
+                cut = _safe_cut(head) or head.rfind(b"\n") + 1
+            if not cut:
+                _too_long(line + head.count(b"\n"), max_bytes)
+            piece, buf = buf[:cut], buf[cut:]
+            yield line, piece
+            line += piece.count(b"\n")
+
+
+def load_requests(source: str | os.PathLike[str] | BinaryIO | Iterable[str], records: int,
+                  max_bytes: int = MAX_REQUEST_BYTES) -> Iterator[tuple[int, bytes]]:
+    """A load's source (a file name, a binary file, or lines of text) as the texts of
+    ``LOAD`` requests of about ``records`` lines and at most ``max_bytes``: ``(number of
+    the first line, text)``."""
+    if isinstance(records, bool) or not isinstance(records, int) or records < 1:
+        raise QueryError(f"batch must be a positive int, got {records!r}")
+    if isinstance(source, str | os.PathLike):
+        with open(source, "rb") as f:
+            yield from chunks(iter(lambda: f.read(_READ), b""), max_bytes, records)
+    elif hasattr(source, "read") and not isinstance(source, io.TextIOBase):
+        reader = cast(BinaryIO, source)
+        yield from chunks(iter(lambda: reader.read(_READ), b""), max_bytes, records)
+    elif isinstance(source, bytes | bytearray):
+        raise QueryError("load takes a file name or lines of text, not bytes")
+    else:
+        yield from chunks(lines_as_blocks(source), max_bytes, records)
+
+
+def lines_as_blocks(lines: Iterable[str], size: int = _READ) -> Iterator[bytes]:
+    """Lines of text (with or without their ``\n``) as UTF-8 blocks of about ``size``
+    bytes; a line that is not valid Unicode raises a :class:`QueryError` naming it."""
+    part: list[str] = []
+    length = 0
+    number = 0
+    for line in lines:
+        number += 1
+        if not line.endswith("\n"):
+            line += "\n"
+        part.append(line)
+        length += len(line)
+        if length >= size:
+            yield _encoded(part, number)
+            part, length = [], 0
+    if part:
+        yield _encoded(part, number)
+
+
+def _encoded(part: list[str], last: int) -> bytes:
+    try:
+        return "".join(part).encode("utf-8")
+    except UnicodeEncodeError:
+        for i, line in enumerate(part):
+            try:
+                line.encode("utf-8")
+            except UnicodeEncodeError:
+                number = last - len(part) + 1 + i
+                error = QueryError(f"line {number}: the text is not valid Unicode "
+                                   "(lone surrogate)")
+                error.line = number     # type: ignore[attr-defined]
+                raise error from None
+        raise
+
+
+def _too_long(line: int, max_length: int) -> None:
+    error = QueryError(f"line {line}: longer than the limit of {max_length} bytes a record")
+    error.line = line       # type: ignore[attr-defined]
+    raise error
+
+
+def located(error: QueryError, line: int, loaded: int) -> QueryError:
+    """The error of the record that starts on ``line`` (its own lines counted from 1),
+    as the error of the load: numbered in the whole input, with ``loaded`` records
+    loaded before it."""
+    if isinstance(error, ParseError):
+        moved = shifted(error, line - 1, loaded)
+        assert isinstance(moved, ParseError)
+        return moved
+    reason = getattr(error, "reason", None) or str(error)
+    out = QueryError(f"line {line}: {reason}")
+    out.line = line             # type: ignore[attr-defined]
+    out.reason = reason         # type: ignore[attr-defined]
+    out.loaded = loaded         # type: ignore[attr-defined]
+    return out
+
+
+def shifted(error: OctopusError, lines_before: int, loaded_before: int) -> OctopusError:
+    """An error of a part of the input (a server's ``LOAD`` of some of a file's lines)
+    as the error of the whole: its ``line`` moved down by ``lines_before`` and its
+    ``loaded`` count raised by ``loaded_before``."""
+    loaded = loaded_before + int(getattr(error, "loaded", 0) or 0)
+    line = getattr(error, "line", None)
+    if isinstance(error, ParseError) and isinstance(line, int):
+        out: OctopusError = ParseError(error.reason, line=line + lines_before,
+                                       column=error.column, text=error.text)
+    elif isinstance(error, QueryError) and isinstance(line, int):
+        reason = getattr(error, "reason", None) or str(error)
+        out = QueryError(f"line {line + lines_before}: {reason}")
+        out.line = line + lines_before      # type: ignore[attr-defined]
+        out.reason = reason                 # type: ignore[attr-defined]
+    else:
+        error.loaded = loaded               # type: ignore[attr-defined]
+        return error
+    out.loaded = loaded         # type: ignore[attr-defined]
+    return out
