@@ -344,6 +344,12 @@ class PrologStore:
         reply = self._call("store_get", name)
         return None if reply is None else _record(name, reply[0], reply[1])
 
+    def get_many(self, names: list[str]) -> dict[str, Record]:
+        """The records called ``names`` (one store call), by name; a name without a
+        record is left out."""
+        rows = self._call("store_get_many", names)
+        return {n: _record(n, rev, d) for n, rev, d in rows}
+
     @staticmethod
     def _candidates(plan: _Plan) -> list[str] | None:
         return None if plan.spans is None else plan.names()

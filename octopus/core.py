@@ -578,6 +578,26 @@ class Core:
             raise NotFound(f"no record matches {q!r}")
         return record
 
+    def get_named(self, requests: list[tuple[int, str]]
+                  ) -> tuple[int, list[Record | OctopusError | None]]:
+        """Several reads by exact name, for several sessions, in one store call under
+        one hold of the lock: for each ``(session id, name)``, the record called
+        ``name`` (the caller checked it is a bare name: the whole query), None if there
+        is none, or the error that session's read raises (EngineClosed). Also the
+        revision all of them were read at. The server batches its connections' GETs
+        with it; each answer is what :meth:`get` of that name answers at that revision."""
+        with self.lock:
+            self._check_core()
+            sessions = self._sessions
+            found = self.store.get_many(list({name: None for _, name in requests}))
+            out: list[Record | OctopusError | None] = []
+            for sid, name in requests:
+                if sid in sessions:
+                    out.append(found.get(name))
+                else:
+                    out.append(EngineClosed("the session is closed"))
+            return self.revision, out
+
     def get_names(self, sid: int, q: object, params: tuple[object, ...],
                   trigger: Trigger | None = None) -> list[str]:
         """All names matching ``q``, in natural order."""

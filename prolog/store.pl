@@ -470,6 +470,16 @@ load_plan([-(Name, Attrs)|Records], M, Keys, Rev0, Rev, Seen0, New0, New,
     import_pairs(Attrs, Pairs),
     dict_pairs(Dict, _, Pairs),
     Rev1 is Rev0 + 1,
+    plan_put(M, Keys, S, Dict, Seen0, Seen1, New0, New1, Replace, Old),
+    load_plan(Records, M, Keys, Rev1, Rev, Seen1, New1, New, Plan, Olds).
+
+%   plan_put(+Store, +Keys, +Name, +Dict, +Seen0, -Seen, +New0, -New, -Replace, -Old)
+%
+%   One record of a load's plan: whether it replaces a stored record or one earlier in
+%   the batch (Seen, an assoc of the batch's names, or none when the names are known
+%   to be distinct), the count of new records, and the replaced values of Keys.
+
+plan_put(M, Keys, S, Dict, Seen0, Seen1, New0, New1, Replace, Old) :-
     (   (   Seen0 \== none,
             get_assoc(S, Seen0, OldDict)
         ->  true
@@ -485,8 +495,7 @@ load_plan([-(Name, Attrs)|Records], M, Keys, Rev0, Rev, Seen0, New0, New,
     (   Seen0 == none
     ->  Seen1 = none
     ;   put_assoc(S, Seen0, Dict, Seen1)
-    ),
-    load_plan(Records, M, Keys, Rev1, Rev, Seen1, New1, New, Plan, Olds).
+    ).
 
 %!  store_bulk(+Store, +Shapes, +Flat, +Distinct, +Rev0, +Keys, -Reply) is det.
 %
@@ -526,22 +535,7 @@ bulk_plan([Shape, Name|Flat0], Table, M, Keys, Rev0, Rev, Seen0, New0, New,
     import_values(Values, Flat0, Flat),
     name_string(Name, S),
     Rev1 is Rev0 + 1,
-    (   (   Seen0 \== none,
-            get_assoc(S, Seen0, OldDict)
-        ->  true
-        ;   M:rec(S, _, OldDict)
-        )
-    ->  Replace = true,
-        New1 = New0,
-        old_values(Keys, OldDict, Old)
-    ;   Replace = false,
-        New1 is New0 + 1,
-        Old = @(none)
-    ),
-    (   Seen0 == none
-    ->  Seen1 = none
-    ;   put_assoc(S, Seen0, Dict, Seen1)
-    ),
+    plan_put(M, Keys, S, Dict, Seen0, Seen1, New0, New1, Replace, Old),
     bulk_plan(Flat, Table, M, Keys, Rev1, Rev, Seen1, New1, New, Plan, Olds).
 bulk_plan(Flat, _, _, _, _, _, _, _, _, _, _) :-
     domain_error(octopus_bulk_batch, Flat).

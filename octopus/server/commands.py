@@ -45,6 +45,7 @@ from octopus.errors import LimitExceeded, NotFound, OctopusError, QueryError, Tr
 from octopus.events import Event, Mode, Subscription, Trigger
 from octopus.explain import DEFAULT_LIMIT, MAX_LIMIT
 from octopus.query.compile import compile_record
+from octopus.query.fast import parse_name
 from octopus.record import Record
 from octopus.rules import RowEvent, RuleWatch
 
@@ -115,13 +116,21 @@ CACHED_REQUEST_BYTES = 8192
 
 class Call:
     """Run ``run()`` (a blocking engine call; it may raise), then hand the outcome to
-    :meth:`CommandLayer.complete`."""
+    :meth:`CommandLayer.complete`.
 
-    __slots__ = ("done", "run")
+    ``name`` is set on a plain ``GET name`` (a bare record name, no options): then
+    ``run()`` returns ``(record or None, revision, revision)``, and the I/O layer may
+    instead read that record together with other connections' GETs in one store call
+    (:meth:`octopus.core.Core.get_named`) and complete the call with the same triple,
+    ``revision`` being the store's revision when it was read."""
 
-    def __init__(self, run: Callable[[], Any], done: Callable[[Any], Action]) -> None:
+    __slots__ = ("done", "name", "run")
+
+    def __init__(self, run: Callable[[], Any], done: Callable[[Any], Action],
+                 name: str | None = None) -> None:
         self.run = run
         self.done = done
+        self.name = name
 
     def __repr__(self) -> str:
         return f"<Call {getattr(self.run, '__qualname__', self.run)}>"
@@ -620,6 +629,10 @@ class CommandLayer:
             hit = cache.lookup(key, engine.revision)
             if hit is not None:
                 return hit
+        if len(args) == 2:
+            name = bare_name(args[1], self.ctx.max_query_length)
+            if name is not None:
+                return self._get_named(name, key, cache)
         session = self.session
         tagged = self.tagged
         redis = self.redis
@@ -649,6 +662,40 @@ class CommandLayer:
             return encoded
 
         return self._store_call(args, get, reply)
+
+    def _get_named(self, name: str, key: tuple[object, ...],
+                   cache: ReplyCache | None) -> Call:
+        """``GET name`` of a bare name: what :meth:`_get` does, without parsing a query
+        (the name is the whole query), as a call the I/O layer may batch (see
+        :class:`Call`)."""
+        session = self.session
+        engine = self.ctx.engine
+        tagged = self.tagged
+        redis = self.redis
+        proto = self.proto
+
+        def get() -> tuple[Record | None, int, int]:
+            before = engine.revision
+            try:
+                record: Record | None = session.get(name)
+            except NotFound:
+                if not redis:
+                    raise
+                record = None
+            return record, before, engine.revision
+
+        def reply(result: tuple[Record | None, int, int]) -> bytes:
+            record, before, after = result
+            if record is None:              # (read in a batch: see Call)
+                if not redis:
+                    raise NotFound(f"no record matches {name!r}")
+                return b"_\r\n" if proto >= 3 else b"$-1\r\n"   # never cached
+            encoded = self._record(record, tagged)
+            if cache is not None and before == after:
+                cache.store(key, before, encoded)
+            return encoded
+
+        return Call(get, reply, name)
 
     def cmd_names(self, args: list[bytes]) -> Action:
         session = self.session
@@ -1192,6 +1239,17 @@ class CommandLayer:
             return self._error_reply(e)
         assert type(action) is bytes
         return action
+
+
+def bare_name(raw: bytes, max_length: int) -> str | None:
+    """``raw`` as a record name if it is a bare name (the whole query, nothing to
+    parse: ``hw.pci.device.7``), else None. Such a name is what the query parser would
+    make of it (octopus.query.fast.parse_name is the parser's own fast path), so
+    reading the record by that name answers the query."""
+    if len(raw) > max_length or not raw.isascii():
+        return None
+    name = raw.decode("ascii")
+    return name if parse_name(name) is not None else None
 
 
 def error_reply(exc: OctopusError) -> bytes:

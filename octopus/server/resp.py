@@ -98,6 +98,12 @@ class RequestParser:
         self.max_bulk = max_bulk
         self.max_request = max_request
         self.max_inline = max_inline
+        # A read that holds whole commands is parsed where it lies (``_data`` from
+        # ``_pos``): the arguments are slices of it, nothing else is copied. Only the
+        # bytes of a command that arrives in several reads gather in ``_buf``, and are
+        # copied once more when it is complete.
+        self._data = b""
+        self._pos = 0
         self._buf = bytearray()
         self._need = 0               # bytes that must be buffered before parsing again
         self._wanted = 0
@@ -110,20 +116,33 @@ class RequestParser:
 
     @property
     def buffered(self) -> int:
-        return len(self._buf)
+        return len(self._buf) + len(self._data) - self._pos
 
     def feed(self, data: bytes) -> None:
+        if not self._buf and self._pos == len(self._data):
+            self._data = data if type(data) is bytes else bytes(data)
+            self._pos = 0
+            return
+        if not self._buf:            # the start of a command: keep it with what follows
+            self._buf += memoryview(self._data)[self._pos:]
+        self._data = b""
+        self._pos = 0
         self._buf += data
 
     def commands(self, limit: int = 1 << 30) -> list[list[bytes]]:
         """Every complete command buffered (at most ``limit``); raises ProtocolError."""
         buf = self._buf
-        if len(buf) < self._need:    # a long argument is still arriving: do not re-copy
-            return []
+        if buf:
+            if len(buf) < self._need:    # a long argument is still arriving: do not copy
+                return []
+            self._data = bytes(buf)      # the command is complete: one copy
+            self._pos = 0
+            buf.clear()
         self._need = 0
-        data = bytes(buf)            # one copy; slices of bytes are the arguments
+        data = self._data
         out: list[list[bytes]] = []
-        pos = 0
+        pos = self._pos
+        start = pos
         size = len(data)
         try:
             while pos < size and len(out) < limit:
@@ -139,8 +158,11 @@ class RequestParser:
                 if args:
                     out.append(args)
         finally:
-            if pos:
-                del buf[:pos]
+            if pos == size:
+                self._data = b""
+                self._pos = 0
+            elif pos != start:
+                self._pos = pos
         return out
 
     def _multibulk(self, data: bytes, pos: int, size: int

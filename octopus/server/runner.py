@@ -115,6 +115,7 @@ class EngineRunner(Executor):
         self._idle: list[_Worker] = []        # asleep on their semaphore
         self._awake: list[_Worker] = []       # taking calls
         self._settle_scheduled = False
+        self._settle_handle: asyncio.Handle | None = None
         self._settling = False                # the loop waits in _settle
         self._wake_scheduled = False          # _deliver is scheduled on the loop
         self._stall_check: asyncio.TimerHandle | None = None
@@ -134,6 +135,7 @@ class EngineRunner(Executor):
         self._committer_wake.acquire()
         self._committer_asleep = True
         self._threads: list[threading.Thread] = []
+        self._local = threading.local()       # .worker: the _Worker of this thread
         self._live = max(1, workers)          # worker threads not yet returned
         for i in range(max(1, workers)):
             w = _Worker()
@@ -173,7 +175,15 @@ class EngineRunner(Executor):
                 self._stall_check = self._loop.call_later(self.stall, self._check_stall)
         if not self._settle_scheduled and self.handoff > 0:
             self._settle_scheduled = True
-            self._loop.call_soon(self._settle)
+            self._settle_handle = self._loop.call_soon(self._settle)
+
+    def settle_now(self) -> None:
+        """Settle at once rather than in the loop's next iteration (the caller has made
+        every call of this iteration)."""
+        if self._settle_scheduled:
+            assert self._settle_handle is not None
+            self._settle_handle.cancel()
+            self._settle()
 
     def _progressing(self, now: float) -> bool:
         """Short calls are under way (lock held): some awake thread is on a call or
@@ -315,7 +325,17 @@ class EngineRunner(Executor):
 
     # --- the threads -------------------------------------------------------------------------
 
+    def progress(self) -> None:
+        """On a worker thread: the call it runs has made progress — one step of a long
+        call made of many short ones (a :class:`~octopus.server.server.Round`), which
+        must not count as one long call (another thread would be woken for nothing,
+        and the loop would stop waiting for the results)."""
+        me = getattr(self._local, "worker", None)
+        if me is not None:
+            me.since = time.monotonic()
+
     def _work(self, me: _Worker) -> None:
+        self._local.worker = me
         try:
             self._take_calls(me)
         finally:

@@ -11,8 +11,10 @@ Theory of operation:
    server. A connection has at most one thing outstanding (a batch of engine calls, a
    WAIT, a FLUSH, a held AUTH failure), so its replies keep request order. A batch
    runs every command of a pipeline that is queued behind the first engine call in
-   the same thread hop (one hop per batch, not per command); what needs no engine call
-   (PING, a GET answered from the reply cache) is answered on the loop at once.
+   the same thread hop (one hop per batch, not per command), and the batches of every
+   connection started in one loop iteration go as one :class:`Round` (one hop for all;
+   their GETs by name read in one store call); what needs no engine call (PING, a GET
+   answered from the reply cache) is answered on the loop at once.
    Under ``--fsync always`` a batch that wrote is answered only once an fsync covers
    its writes; the runner's committer thread makes one fsync for the batches of every
    connection handed to it so far (group commit, see :mod:`octopus.server.runner`).
@@ -49,9 +51,10 @@ import os
 import socket
 import ssl
 import stat
+import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from time import perf_counter
 from typing import Any, cast
 
@@ -144,6 +147,11 @@ class _Stats:
         self.cross_protocol = 0
         self.sessions_resumed = 0
         self.sessions_expired = 0
+        self.rounds = 0                    # Server._start_round: rounds of batches ...
+        self.round_batches = 0             # ... and the connections' batches they ran
+        self.batched_reads = 0             # Round._read: store calls for reads by name ...
+        self.batched_gets = 0              # ... and the GETs they answered (the threads
+        #                                    add to these two: a lost count is harmless)
 
 
 class Server:
@@ -189,6 +197,9 @@ class Server:
         self.metrics: CommandMetrics | None = None
         self._scrapes = [0]
         self.sessions: dict[int, SessionLink] = {}   # resumable sessions, by id
+        # Batches started in this loop iteration, handed to the engine threads at its end.
+        self._round: list[tuple[Connection, Call]] = []
+        self._round_scheduled = False
 
     @property
     def runner(self) -> EngineRunner:
@@ -287,6 +298,51 @@ class Server:
             with contextlib.suppress(OSError):
                 os.unlink(p)
 
+    def run_batch(self, conn: Connection, call: Call) -> None:
+        """Run ``conn``'s batch of engine calls starting with ``call`` on an engine-call
+        thread, then ``conn._batch_done`` on the loop. Batches started in the same loop
+        iteration run as one :class:`Round` (one hand-off, their reads by name in one
+        store call); under ``fsync=always`` each batch is its own call, so the runner's
+        committer holds back only the replies of the batches that wrote."""
+        if self.durability is not None:
+            self.runner.call(conn._batch, call, conn._batch_done)
+            return
+        self._round.append((conn, call))
+        if not self._round_scheduled:
+            self._round_scheduled = True
+            assert conn.loop is not None
+            conn.loop.call_soon(self._start_round)
+
+    def _start_round(self) -> None:
+        self._round_scheduled = False
+        work, self._round = self._round, []
+        if not work:
+            return
+        runner = self.runner
+        self.stats.rounds += 1
+        self.stats.round_batches += len(work)
+        rnd = Round(self.engine._core, work, self.stats, runner.progress)
+        try:
+            # One job takes the whole round; the others take over only the connections
+            # it has not reached if it is held up by a slow call (the runner wakes
+            # another thread for them after ``stall``), else they find nothing left.
+            for _ in range(min(len(work), ROUND_JOBS)):
+                runner.call(rnd.drive, None, self._round_done)
+        except RuntimeError:                # the threads have stopped: the server ends
+            for conn, _ in work:
+                conn.abort()
+            return
+        runner.settle_now()
+
+    @staticmethod
+    def _round_done(finished: list[tuple[Connection, Batch | None, BaseException | None]],
+                    error: BaseException | None) -> None:
+        if error is not None:               # Round.drive catches every exception
+            log.error("a round of engine calls failed", exc_info=error)
+            return
+        for conn, batch, failure in finished:
+            conn._batch_done(batch, failure)
+
     def in_background(self, func: Callable[[], object]) -> None:
         """Run a blocking engine call whose result nobody waits for (closing a session);
         :meth:`close` waits for it."""
@@ -371,7 +427,11 @@ class Server:
                         self._runner.extra_wakes if self._runner else 0),
                        ("engine_group_commits", self._runner.commits if self._runner else 0),
                        ("engine_group_committed_calls",
-                        self._runner.committed_calls if self._runner else 0)],
+                        self._runner.committed_calls if self._runner else 0),
+                       ("engine_rounds", s.rounds),
+                       ("engine_round_batches", s.round_batches),
+                       ("engine_batched_reads", s.batched_reads),
+                       ("engine_batched_gets", s.batched_gets)],
             "clients": [("connected_clients", len(conns)),
                         ("resumable_sessions", len(self.sessions)),
                         ("detached_sessions",
@@ -409,6 +469,100 @@ class Server:
                 lines += [f"{k}:{v}" for k, v in items]
                 lines.append("")
         return "\r\n".join(lines)
+
+
+# --- a round of batches --------------------------------------------------------------------
+
+Batch = tuple[list[bytes], Action | None, list[int]]
+Steps = Generator[Call, tuple[Any, BaseException | None], Batch]
+
+# Jobs a round hands the runner (at most one per connection): see Server._start_round.
+ROUND_JOBS = 4
+
+
+class Round:
+    """The engine work of one loop iteration: the batches of the connections that made
+    an engine call in it (:meth:`Connection.steps`), advanced on engine-call threads by
+    :meth:`drive`, with their reads by name combined: whenever no connection can
+    advance without the record it asked for, one store call reads all of those
+    (:meth:`octopus.core.Core.get_named`).
+
+    Guarantees: a connection's commands run in its request order, one thread at a time
+    (its steps are held by at most one thread); a read by name answers what ``GET`` of
+    that name answers at the revision of the store call that read it, which lies
+    between the request's arrival and its reply. Between connections any order is
+    valid: every request of the round arrived before the round began, and no reply of
+    it is written before its connection's batch ends. An exception in one connection's
+    steps ends that connection's batch only (the connection is then dropped, as an
+    exception in a batch always did); a failed store call is the error reply of each
+    read it carried, and the connections go on.
+    """
+
+    def __init__(self, core: Core, work: list[tuple[Connection, Call]], stats: _Stats,
+                 progress: Callable[[], None] = lambda: None) -> None:
+        self._core = core
+        self._stats = stats
+        self._progress = progress           # EngineRunner.progress: a step is done
+        self._lock = threading.Lock()
+        # (connection, its steps or None before they start, the call to start them
+        # with or the (result, error) to send them)
+        self._ready: deque[tuple[Connection, Steps | None, Any]] = deque(
+            (conn, None, call) for conn, call in work)
+        self._reads: list[tuple[Connection, Steps, Call]] = []
+
+    def drive(self, _: object) -> list[tuple[Connection, Batch | None, BaseException | None]]:
+        """Advance connections until none is left to advance; the batches this call
+        finished (on an engine-call thread; several may drive one round at once)."""
+        finished: list[tuple[Connection, Batch | None, BaseException | None]] = []
+        lock = self._lock
+        ready = self._ready
+        progress = self._progress
+        while True:
+            progress()
+            with lock:
+                if ready:
+                    conn, steps, sent = ready.popleft()
+                    reads = None
+                elif self._reads:
+                    reads, self._reads = self._reads, []
+                else:
+                    return finished
+            if reads is not None:
+                answers = self._read(reads)
+                with lock:
+                    ready.extend((c, st, answer)
+                                 for (c, st, _), answer in zip(reads, answers, strict=True))
+                continue
+            try:
+                if steps is None:
+                    steps = conn.steps(sent)
+                    sent = None
+                get = steps.send(sent)
+            except StopIteration as stop:
+                finished.append((conn, stop.value, None))
+                continue
+            except BaseException as e:      # a SystemExit must not end the thread
+                finished.append((conn, None, e))
+                continue
+            with lock:
+                self._reads.append((conn, steps, get))
+
+    def _read(self, reads: list[tuple[Connection, Steps, Call]]
+              ) -> list[tuple[Any, BaseException | None]]:
+        """The answers of reads by name, from one store call: what their ``run()``
+        returns, or the error."""
+        self._stats.batched_reads += 1
+        self._stats.batched_gets += len(reads)
+        try:
+            requests = []
+            for conn, _, call in reads:
+                assert conn.layer is not None and call.name is not None
+                requests.append((conn.layer.session._sid, call.name))
+            revision, found = self._core.get_named(requests)
+        except Exception as e:
+            return [(None, e)] * len(reads)
+        return [(None, r) if isinstance(r, OctopusError) else ((r, revision, revision), None)
+                for r in found]
 
 
 # --- one connection ----------------------------------------------------------------------
@@ -646,7 +800,7 @@ class Connection(asyncio.Protocol):
             assert isinstance(action, Call)
             self.held = []
             try:
-                self.server.runner.call(self._batch, action, self._batch_done)
+                self.server.run_batch(self, action)
             except RuntimeError:            # the threads have stopped
                 self.abort()
         elif kind is Wait:
@@ -725,11 +879,32 @@ class Connection(asyncio.Protocol):
                   len(frames))
         return OK_REPLY, frames
 
-    def _batch(self, call: Call) -> tuple[list[bytes], Action | None, list[int]]:
+    def _batch(self, call: Call) -> Batch:
+        """On an engine-call thread: run ``call``, then the commands queued behind it
+        (:meth:`steps`, each read run on its own)."""
+        steps = self.steps(call)
+        sent: tuple[Any, BaseException | None] | None = None
+        while True:
+            try:
+                get = steps.send(sent)  # type: ignore[arg-type]
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            try:
+                sent = (get.run(), None)
+            except Exception as e:
+                sent = (None, e)
+
+    def steps(self, call: Call) -> Generator[Call, tuple[Any, BaseException | None], Batch]:
         """On an engine-call thread: run ``call``, then the commands queued behind it,
-        until one needs the loop (a wait, a close) or the batch is big enough. Also
-        which replies are those of writes whose acknowledgement was deferred (group
-        commit: they become the error if the fsync fails)."""
+        until one needs the loop (a wait, a close) or the batch is big enough; return
+        the replies, that action, and which replies are those of writes whose
+        acknowledgement was deferred (group commit: they become the error if the fsync
+        fails).
+
+        A read by name (a :class:`Call` with ``name``) is not run here: it is yielded,
+        and whoever drives the steps sends back its ``(result, error)`` — the server
+        reads the records of many connections' GETs in one store call (a
+        :class:`Round`). Everything else runs here, in request order."""
         layer = self.layer
         assert layer is not None
         queue = self.queue
@@ -741,13 +916,16 @@ class Connection(asyncio.Protocol):
         action: Action = call
         while True:
             if type(action) is Call:
-                before = durability.deferred() if durability is not None else 0
-                try:
-                    result, error = action.run(), None
-                except Exception as e:
-                    result, error = None, e
-                if durability is not None and durability.deferred() != before:
-                    wrote = True
+                if action.name is not None:
+                    result, error = yield action
+                else:
+                    before = durability.deferred() if durability is not None else 0
+                    try:
+                        result, error = action.run(), None
+                    except Exception as e:
+                        result, error = None, e
+                    if durability is not None and durability.deferred() != before:
+                        wrote = True
                 action = layer.complete(action, result, error)
                 continue
             if type(action) is not bytes:
@@ -767,8 +945,7 @@ class Connection(asyncio.Protocol):
                 self._started = perf_counter()
             action = layer.handle(command)
 
-    def _batch_done(self, batch: tuple[list[bytes], Action | None, list[int]] | None,
-                    error: BaseException | None) -> None:
+    def _batch_done(self, batch: Batch | None, error: BaseException | None) -> None:
         self.busy = False
         held, self.held = self.held or [], None
         self.held_bytes = 0

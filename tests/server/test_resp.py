@@ -96,6 +96,24 @@ def test_commands_limit_keeps_the_rest_buffered() -> None:
     assert len(p.commands()) == 3
 
 
+def test_a_read_of_whole_commands_is_parsed_where_it_lies() -> None:
+    """No copy of the read (issue 13): the parser keeps the bytes object it was fed
+    and parses it in place; only a command split across reads is gathered."""
+    p = RequestParser()
+    read = b"*2\r\n$3\r\nGET\r\n$1\r\na\r\n" * 3 + b"*2\r\n$3\r\nGET\r\n$2\r\nb"
+    p.feed(read)
+    assert p._data is read and not p._buf
+    assert p.commands(1) == [[b"GET", b"a"]]
+    assert p._data is read and p.buffered == len(read) - 20    # the rest, not copied
+    assert p.commands() == [[b"GET", b"a"]] * 2
+    assert p.buffered == 18 and not p._buf                     # the incomplete command
+    p.feed(b"b\r\n")                                           # its end: gathered
+    assert p.commands() == [[b"GET", b"bb"]]
+    assert p.buffered == 0 and not p._buf
+    p.feed(bytearray(b"PING\r\n"))                             # any bytes-like read
+    assert p.commands() == [[b"PING"]]
+
+
 @pytest.mark.parametrize(("value", "proto", "wire"), [
     (None, 2, b"$-1\r\n"),
     (None, 3, b"_\r\n"),
