@@ -37,7 +37,7 @@ from typing import Any
 
 from octopus._prolog import PrologRuntime, runtime
 from octopus.errors import InvariantViolated, KnowledgeBaseError, OctopusError, RuleError
-from octopus.ordered import KeyIndex, Span, kind_of
+from octopus.ordered import KeyIndex, Span, kind_of, name_order
 from octopus.record import Atom, Record, Value
 
 __all__ = [
@@ -150,6 +150,11 @@ class PrologStore:
         self._keys: list[str] = []          # the indexed keys, in a fixed order
         self._token = object()              # replaced whenever an index goes (see _Shape)
         self._count = 0                     # records: kept from what writes report
+        #: Every record's name in clause order as of store generation ``_names_at``
+        #: (store_key_column/4): the next index built before a write reuses them,
+        #: strings and all. Dropped by every write, so it never keeps a deleted name.
+        self._names: list[str] = []
+        self._names_at = -1
         self._collected_at = _COLLECT_FROM  # the count at which to run store_collect
         #: Rows for the derived watches left by the last write (see :data:`RuleRow`):
         #: emptied at the start of every write, read by the rules' observer of the
@@ -160,6 +165,8 @@ class PrologStore:
         """A write: its value, with the rows it leaves for the derived watches kept in
         :attr:`rows`; an invariant's refusal raised."""
         self.rows = []
+        if self._names_at >= 0:
+            self._forget_names()
         reply = self._call(predicate, *args)
         if type(reply) is dict:
             rows = reply.get("rows")
@@ -190,11 +197,20 @@ class PrologStore:
         if index is not None:
             self._indexes.move_to_end(key)
             return index
-        index = KeyIndex.from_runs(self._call("store_key_values", key))
+        generation, names, values = self._call("store_key_column", key, self._names_at)
+        kept = names is None
+        if kept:
+            names = self._names
+        else:
+            self._names, self._names_at = names, generation
+        index = KeyIndex.from_column(names, values)
+        del names, values
         self._call("store_trim")
-        donor = max(self._indexes.values(), key=len, default=None)
-        if donor is not None and len(donor) and len(index):
-            index.share_names(donor)
+        if not kept:
+            # New name strings (~70 bytes each): hold the ones an index has already.
+            donor = max(self._indexes.values(), key=len, default=None)
+            if donor is not None and len(donor) and len(index):
+                index.share_names(donor)
         if len(self._indexes) >= self.MAX_INDEXED_KEYS:
             self._indexes.popitem(last=False)
             self._token = object()
@@ -202,9 +218,29 @@ class PrologStore:
         self._keys = list(self._indexes)
         return index
 
+    def _forget_names(self) -> None:
+        self._names = []
+        self._names_at = -1
+
+    def adopt_indexes(self, indexes: Mapping[str, KeyIndex], names: list[str]) -> None:
+        """Take ``indexes`` (built elsewhere from exactly the stored records: a restored
+        snapshot's) as the indexes of their keys, the first ones least recently used;
+        ``names``, every record's name in clause order, the ones they hold."""
+        if indexes:
+            self._names, self._names_at = names, int(self._call("store_generation"))
+        for key, index in indexes.items():
+            if key in self._indexes:
+                self._indexes.move_to_end(key)
+            elif len(self._indexes) >= self.MAX_INDEXED_KEYS:
+                self._indexes.popitem(last=False)
+                self._token = object()
+            self._indexes[key] = index
+        self._keys = list(self._indexes)
+
     def _drop_indexes(self) -> None:
         """Forget every index (they are built again on demand): after a write whose
         effect on them is unknown."""
+        self._forget_names()
         self._indexes.clear()
         self._keys = []
         self._token = object()
@@ -509,22 +545,49 @@ did not hold (nothing changed). ``attrs``: the attributes ``pairs`` encode, as a
 
     def replay(self, ops: list[list[Any]]) -> int:
         """Apply journal operations (recovery): ``["s", rev, name, pairs, counter]`` or
-        ``["d", name]``; each is idempotent. The indexes are dropped (built again on
-        demand)."""
-        self._drop_indexes()
-        entries, change = self._call("store_replay", ops)
+        ``["d", name]``; each is idempotent. The indexes follow, from what each
+        operation replaced (the indexes of a restored snapshot)."""
+        keys = self._keys
+        self._forget_names()
+        entries, change, olds = self._call("store_replay", ops, keys)
         self._count += change
+        if keys:
+            follow = self._follow
+            for op, old in zip(ops, olds, strict=True):
+                if op[0] == "s":
+                    follow(keys, op[2], old, op[3])
+                elif old is not None:
+                    follow(keys, op[1], old, ())
         if self._count >= self._collected_at:
             self._collect()
         return int(entries)
 
-    def write_snapshot(self, path: str) -> int:
+    def write_snapshot(self, path: str, keys: Sequence[str] = ()) -> tuple[int, int]:
         """Copy records and counters to ``path`` from a consistent view while other
-        threads go on writing; the number of records."""
-        return int(self._call("store_snapshot", path))
+        threads go on writing, and after them, from the same view, the columns of
+        ``keys`` (every record's value of each) for :meth:`read_indexes`: the number of
+        records and the byte offset of the columns (0 without keys)."""
+        count, index_at = self._call("store_snapshot", path, list(keys))
+        return int(count), int(index_at)
+
+    def read_indexes(self, path: str, index_at: int
+                     ) -> tuple[dict[str, KeyIndex], list[str]]:
+        """The indexes of the keys whose columns :meth:`write_snapshot` wrote into
+        ``path`` at ``index_at``, and the names they hold (every record's, in the
+        order the snapshot has them). Touches nothing of this store, so it may run in
+        another thread while :meth:`restore` loads the records (the sorting is
+        Python's, the loading Prolog's: two cores)."""
+        keys, names, columns = self._rt.call(self._STORE, "store_read_columns", path,
+                                             index_at)
+        by_name = name_order(names) if len(keys) > 1 else None
+        indexes = {}
+        for key, values in zip(keys, columns, strict=True):
+            indexes[str(key)] = KeyIndex.from_column(names, values, by_name)
+        return indexes, names
 
     def restore(self, path: str) -> int:
-        """Load a file written by :meth:`write_snapshot` into this empty store."""
+        """Load a file written by :meth:`write_snapshot` into this empty store (the
+        indexes it had are given to :meth:`adopt_indexes`, not kept here)."""
         self._drop_indexes()
         count = int(self._call("store_restore", path))
         self._count = count

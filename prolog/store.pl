@@ -13,7 +13,8 @@
             store_expire/3,           % +Store, +Name, -Reply
             store_load/5,             % +Store, +Records, +Rev0, +Keys, -Reply
             store_bulk/7,             % +Store, +Shapes, +Flat, +Distinct, +Rev0, +Keys, -Reply
-            store_key_values/3,       % +Store, +Key, -Reply
+            store_key_column/4,       % +Store, +Key, +Generation, -Reply
+            store_generation/2,       % +Store, -Generation
             store_count/2,            % +Store, -Count
             store_trim/2,             % +Store, -Reply
             store_collect/2,          % +Store, -Reply
@@ -24,8 +25,9 @@
             store_trial_put/6,        % +Store, +Name, +Attrs, +Counter, +Rev, -Reply
             store_trial_delete/3,     % +Store, +Name, -Reply
             store_trial_load/4,       % +Store, +Records, +Rev0, -Reply
-            store_replay/3,           % +Store, +Ops, -Reply
-            store_snapshot/3,         % +Store, +File, -Reply
+            store_replay/4,           % +Store, +Ops, +Keys, -Reply
+            store_snapshot/4,         % +Store, +File, +Keys, -Reply
+            store_read_columns/3,     % +File, +IndexAt, -Reply
             store_restore/3           % +Store, +File, -Reply
           ]).
 
@@ -57,7 +59,7 @@ use lives beside the store, in Python (octopus/ordered.py), which hands this mod
 candidate names of a query for the full match. To keep that index exact, every write
 reports what it replaced: store_set/8 and store_load/5 take the indexed Keys and reply
 with the old values of those keys (store_delete/4 replies with the whole old record),
-and store_key_values/3 lists a key's values to build a new index.
+and store_key_column/4 lists a key's values to build a new index.
 
 Revisions are allocated by the caller (which serialises all calls) and passed in.
 
@@ -68,9 +70,11 @@ anything, then applies the decided change with store_put/7 (or store_delete/4
 without constraints). With invariants installed it first asks store_trial_put/6 (or
 store_trial_delete/3, store_trial_load/4) whether they would refuse the change, so a
 refused write is never journaled. The caller holds its lock between the two calls, so nothing
-can change in between. store_snapshot/3 copies the records and counters from a
-snapshot/1 view while other threads go on writing; store_restore/3 loads such a
-copy into an empty store, and store_replay/3 applies journal entries on top of it.
+can change in between. store_snapshot/4 copies the records and counters from a
+snapshot/1 view while other threads go on writing (and hands back, from the same
+view, the columns of the indexed keys: the snapshot keeps their indexes);
+store_restore/3 loads such a copy into an empty store, and store_replay/4 applies
+journal entries on top of it.
 
 Replacing a record (retract and assert) runs inside transaction/1, so a failure
 half-way leaves nothing behind and a snapshot/1 view in another thread sees the old
@@ -87,6 +91,7 @@ without tuples: lists, dicts, strings, numbers and @(none)/@(true)/@(false)
 :- use_module(library(apply)).
 :- use_module(library(lists)).
 :- use_module(library(assoc)).
+:- use_module(library(pairs)).
 :- use_module(match).
 :- use_module(errors).
 :- use_module(rules, [rules_change/8]).
@@ -550,43 +555,36 @@ load_apply(M, put(Replace, S, Rev, Dict)) :-
     ),
     assertz(M:rec(S, Rev, Dict)).
 
-%!  store_key_values(+Store, +Key, -Reply) is det.
+%!  store_key_column(+Store, +Key, +Generation, -Reply) is det.
 %
-%   Every record's value of Key, to build its index: Reply is [Numbers, Texts, Bools],
-%   each [Values, Names] of the records with a value of that kind, sorted by value
-%   then name. Numbers compare by exact value (an integral float becomes the integer
-%   it equals: SWI-Prolog's standard order compares an integer and a float exactly
-%   but puts 1.0 before 1 whatever the names); texts (strings and identifiers) by code
-%   point, as strings; false before true. Sorting here spares Python a million
-%   tuples (the order is checked there).
+%   Every record's value of Key, to build its index: Reply is [Gen, Names, Values],
+%   the i-th value being record i's (@(none) where it has none), in clause order,
+%   unsorted (Python sorts a million positions in well under a second, where msort/2
+%   of Value-Name pairs took 2-3 s: octopus/ordered.py, sorted_runs/2). Gen is
+%   store_generation/2's. Names is @(none) when Generation is Gen: the caller kept
+%   the names of an earlier reply, and they are still every record's, in this order
+%   (sending them again, a million strings, cost more than the values).
 
-store_key_values(M, Key, [Numbers, Texts, Bools]) :-
+store_key_column(M, Key, Gen0, [Gen, Names, Values]) :-
     must_be(atom, Key),
-    findall(K-N, ( M:rec(N, _, D), get_dict(Key, D, V), sort_key(V, K) ), Pairs0),
-    msort(Pairs0, Pairs),
-    kind_runs(Pairs, NVs, NNs, TVs, TNs, BVs, BNs),
-    Numbers = [NVs, NNs],
-    Texts = [TVs, TNs],
-    Bools = [BVs, BNs].
+    store_generation(M, Gen),
+    (   Gen0 == Gen
+    ->  Names = @(none)
+    ;   findall(N, M:rec(N, _, _), Names)
+    ),
+    findall(V, ( M:rec(_, _, D), ( get_dict(Key, D, V0) -> V = V0 ; V = @(none) ) ),
+            Values).
 
-sort_key(V, K) :-
-    (   float(V), V =:= float_integer_part(V)
-    ->  K is truncate(V)                 % exact; integer/1 saturates at 2^63-1
-    ;   V = [S]
-    ->  K = S
-    ;   K = V
+%!  store_generation(+Store, -Generation) is det.
+%
+%   The database generation at which a record was last added or removed (0 before
+%   any): while it stays the same, the records and their clause order do.
+
+store_generation(M, Gen) :-
+    (   predicate_property(M:rec(_, _, _), last_modified_generation(Gen0))
+    ->  Gen = Gen0
+    ;   Gen = 0
     ).
-
-% Standard order puts numbers before strings before compounds (@(false), @(true)).
-kind_runs(Ps0, NVs, NNs, TVs, TNs, BVs, BNs) :-
-    run(number, Ps0, NVs, NNs, Ps1),
-    run(string, Ps1, TVs, TNs, Ps2),
-    run(compound, Ps2, BVs, BNs, []).
-
-run(Type, [K-N|Ps], [K|Vs], [N|Ns], Rest) :-
-    is_of_type(Type, K), !,
-    run(Type, Ps, Vs, Ns, Rest).
-run(_, Rest, [], [], Rest).
 
 %!  store_count(+Store, -Count) is det.
 %
@@ -763,64 +761,144 @@ advance_counter([Base, Next], M) :-
     ;   assertz(M:seq(Base, Next))
     ).
 
-%!  store_replay(+Store, +Ops, -Reply) is det.
+%!  store_replay(+Store, +Ops, +Keys, -Reply) is det.
 %
 %   Apply journal entries in order: each is [s, Rev, Name, Attrs, Counter]
 %   (store_put/7) or [d, Name] (delete if present). Every entry is idempotent:
 %   applied on top of a snapshot that already holds some of them, the result is the
 %   same. Not a transaction (for recovery only: a store whose replay failed is thrown
-%   away). Reply is [Entries, Change]: the number of entries and by how much the
-%   number of records changed (the adapter keeps the count).
+%   away). Reply is [Entries, Change, Olds]: the number of entries, by how much the
+%   number of records changed (the adapter keeps the count) and, when Keys is not []
+%   (the keys whose indexes the snapshot restored), what each entry replaced or
+%   deleted as store_set/8 says it: @(none), or the old record's values of Keys
+%   (Olds is [] when Keys is).
 
-store_replay(M, Ops, [Count, Change]) :-
+store_replay(M, Ops, Keys, [Count, Change, Olds]) :-
     must_be(list, Ops),
-    foldl(replay_op(M), Ops, 0, Change),
+    must_be(list, Keys),
+    replay_ops(Ops, M, Keys, 0, Change, Olds0),
+    (   Keys == [] -> Olds = [] ; Olds = Olds0 ),
     length(Ops, Count).
 
-replay_op(M, [s, Rev, Name, Attrs, Counter], C0, C) :- !,
+replay_ops([], _, _, C, C, []).
+replay_ops([Op|Ops], M, Keys, C0, C, [Old|Olds]) :-
+    replay_op(Op, M, Keys, Old, C0, C1),
+    replay_ops(Ops, M, Keys, C1, C, Olds).
+
+replay_op([s, Rev, Name, Attrs, Counter], M, Keys, Old, C0, C) :- !,
     must_be(atom, Name),
     name_string(Name, S),
     import_pairs(Attrs, Pairs),
     dict_pairs(Dict, _, Pairs),
-    put_(M, S, Dict, Counter, Rev, [], Old),
+    put_(M, S, Dict, Counter, Rev, Keys, Old),
     (   Old == @(none) -> C is C0 + 1 ; C = C0 ).
-replay_op(M, [d, Name], C0, C) :- !,
+replay_op([d, Name], M, Keys, Old, C0, C) :- !,
     must_be(atom, Name),
     name_string(Name, S),
-    (   retract(M:rec(S, _, _)) -> C is C0 - 1 ; C = C0 ).
-replay_op(_, Op, _, _) :-
+    (   retract(M:rec(S, _, Dict))
+    ->  old_values(Keys, Dict, Old),
+        C is C0 - 1
+    ;   Old = @(none),
+        C = C0
+    ).
+replay_op(Op, _, _, _, _, _) :-
     domain_error(octopus_journal_op, Op).
 
-%!  store_snapshot(+Store, +File, -Reply) is det.
+%!  store_snapshot(+Store, +File, +Keys, -Reply) is det.
 %
 %   Write the records and sequence counters to File (created or truncated) from a
 %   snapshot/1 view: a consistent state, while other threads go on changing the
-%   store. The file holds fast_write/2 terms: snapshot(1), then rec(Name, Rev, Dict)
-%   per record, seq(Base, Next) per counter, and end(Records). Reply is the number
-%   of records written.
+%   store. The file holds fast_write/2 terms: snapshot(2), then recs(Recs) per 1,000
+%   records, each rec(Name, Rev, Dict) (reading a term of a thousand records took 15-30%
+%   less than a thousand terms: bench/RESULTS.md, "Durability, restart"), seq(Base,
+%   Next) per counter, and end(Records). When Keys is not [],
+%   the columns of those keys follow, from the same view, so that a restart builds
+%   their indexes without asking the store (store_read_columns/3): index(Keys),
+%   names(Names) (every record's name) and, per key, column(Key, Values) (each
+%   record's value, aligned with Names; @(none) where it has none), then end_index.
+%   Reply is [Count, IndexAt]: the number of records and the byte offset of index/1
+%   (0 without Keys).
 
-store_snapshot(M, File, Count) :-
+store_snapshot(M, File, Keys, Reply) :-
     must_be(atom, M),
+    must_be(list(atom), Keys),
     setup_call_cleanup(
         open(File, write, Out, [type(binary)]),
-        snapshot(write_snapshot(M, Out, Count)),
+        snapshot(write_snapshot(M, Out, Keys, Reply)),
         close(Out)).
 
-write_snapshot(M, Out, Count) :-
-    fast_write(Out, snapshot(1)),
+write_snapshot(M, Out, Keys, [Count, IndexAt]) :-
+    fast_write(Out, snapshot(2)),
     State = count(0),
-    forall(M:rec(Name, Rev, Dict),
-           ( fast_write(Out, rec(Name, Rev, Dict)),
-             arg(1, State, N0), N is N0 + 1, nb_setarg(1, State, N)
+    forall(findnsols(1000, rec(Name, Rev, Dict), M:rec(Name, Rev, Dict), Recs),
+           (   Recs == []
+           ->  true
+           ;   fast_write(Out, recs(Recs)),
+               length(Recs, Len),
+               arg(1, State, N0), N is N0 + Len, nb_setarg(1, State, N)
            )),
     forall(M:seq(Base, Next), fast_write(Out, seq(Base, Next))),
     arg(1, State, Count),
-    fast_write(Out, end(Count)).
+    fast_write(Out, end(Count)),
+    (   Keys == []
+    ->  IndexAt = 0
+    ;   byte_count(Out, IndexAt),
+        fast_write(Out, index(Keys)),
+        findall(Name, M:rec(Name, _, _), Names),
+        fast_write(Out, names(Names)),
+        forall(member(Key, Keys),
+               ( findall(V, ( M:rec(_, _, D),
+                              ( get_dict(Key, D, V0) -> V = V0 ; V = @(none) ) ),
+                         Values),
+                 fast_write(Out, column(Key, Values))
+               )),
+        fast_write(Out, end_index)
+    ).
+
+%!  store_read_columns(+File, +IndexAt, -Reply) is det.
+%
+%   The columns store_snapshot/4 wrote at byte offset IndexAt of File: Reply is
+%   [Keys, Names, Columns]. Touches no store: a restart reads them in a thread of its
+%   own while store_restore/3 loads the records.
+
+store_read_columns(File, IndexAt, [Keys, Names, Columns]) :-
+    must_be(nonneg, IndexAt),
+    setup_call_cleanup(
+        open(File, read, In, [type(binary)]),
+        ( seek(In, IndexAt, bof, _),
+          fast_read(In, Index),
+          (   Index = index(Keys), is_list(Keys) -> true
+          ;   snapshot_index_error(index, Index)
+          ),
+          fast_read(In, NamesTerm),
+          (   NamesTerm = names(Names), is_list(Names) -> true
+          ;   snapshot_index_error(names, NamesTerm)
+          ),
+          maplist(read_column(In), Keys, Columns),
+          fast_read(In, End),
+          (   End == end_index -> true ; snapshot_index_error(end_index, End) )
+        ),
+        close(In)).
+
+read_column(In, Key, Values) :-
+    fast_read(In, Term),
+    (   Term = column(Key, Values), is_list(Values) -> true
+    ;   snapshot_index_error(column(Key), Term)
+    ).
+
+%   snapshot_index_error(+Expected, +Found): the error for a term that is not what
+%   the columns hold there, naming only the functor of what was found (the term may
+%   hold a million values, and the message goes to a log).
+
+snapshot_index_error(Expected, Found) :-
+    (   compound(Found) -> functor(Found, Name, Arity), What = Name/Arity ; What = Found ),
+    domain_error(octopus_snapshot_index(Expected), What).
 
 %!  store_restore(+Store, +File, -Reply) is det.
 %
-%   Load a file written by store_snapshot/3 into an empty store: records and
-%   counters. Reads up to the end/1 term (what follows belongs to the caller). Reply
+%   Load a file written by store_snapshot/4 into an empty store: records and
+%   counters. Reads up to the end/1 term (what follows belongs to the caller); a
+%   snapshot(1) file has a rec/3 term per record instead of recs/1 chunks. Reply
 %   is the number of records. Not a transaction (one of a million records takes
 %   twice as long): a store whose restore failed is thrown away by the caller, never
 %   used. Names are stored as strings whatever the file holds (snapshots written
@@ -839,13 +917,17 @@ store_restore(M, File, Count) :-
 
 restore_(M, In, Count) :-
     fast_read(In, Header),
-    (   Header == snapshot(1)
+    (   ( Header == snapshot(2) ; Header == snapshot(1) )
     ->  true
     ;   domain_error(octopus_snapshot, Header)
     ),
     fast_read(In, Term),
     restore_terms(Term, M, In, 0, Count).
 
+restore_terms(recs(Recs), M, In, N0, N) :- !,
+    restore_recs(Recs, M, N0, N1),
+    fast_read(In, Term),
+    restore_terms(Term, M, In, N1, N).
 restore_terms(rec(Name, Rev, Dict), M, In, N0, N) :- !,
     name_string(Name, S),
     assertz(M:rec(S, Rev, Dict)),
@@ -863,3 +945,10 @@ restore_terms(end(N), _, _, N0, N) :- !,
     ).
 restore_terms(Term, _, _, _, _) :-
     domain_error(octopus_snapshot_term, Term).
+
+restore_recs([], _, N, N).
+restore_recs([rec(Name, Rev, Dict)|Recs], M, N0, N) :-
+    name_string(Name, S),
+    assertz(M:rec(S, Rev, Dict)),
+    N1 is N0 + 1,
+    restore_recs(Recs, M, N1, N).

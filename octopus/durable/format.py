@@ -1,9 +1,10 @@
 """The on-disk formats of a durable engine's data directory (docs/durability.md).
 
 Nothing here touches Prolog or an engine: ``octopus data check`` reads journals and
-snapshot footers with this module alone. Version 1 of the formats:
+snapshot footers with this module alone. Each format has its version (the journal's is
+1, the snapshot's 2):
 
-Journal file ``journal-<generation>.log``: a header, then entries, appended::
+Journal file ``journal-<generation>.log`` (version 1): a header, then entries, appended::
 
     header  b"OCTJRNL\\n" | version u16 | generation u64 | crc32 of the 18 bytes before, u32
     entry   b"\\xe7\\x0c" | length u32 | crc32(length bytes + payload) u32 | payload
@@ -27,15 +28,19 @@ The two sync bytes let a reader tell a torn last entry (nothing valid follows it
 corruption in the middle (a valid entry follows): the first is cut with a warning, the
 second refuses to start.
 
-Snapshot file ``snapshot-<generation>.snap``: the data section written by
-prolog/store.pl (``store_snapshot/3``: fast_write terms), then a JSON footer and a
+Snapshot file ``snapshot-<generation>.snap`` (version 2): the data section written by
+prolog/store.pl (``store_snapshot/4``: fast_write terms), then a JSON footer and a
 16-byte trailer::
 
     data | footer | footer length u32 | crc32(footer) u32 | b"OCTSNAP\\n"
 
-The footer holds the revision the journal of the same generation starts after, the
-names of the ephemeral records at that revision, the knowledge-base entries, and a
-crc32 per 1 MiB block of the data section.
+The data section holds the records and counters and, from byte ``index_at`` on (0:
+none), the columns of the keys that had an ordered index (``index_keys``), from which a
+restart builds those indexes while the records load. The footer holds the revision the
+journal of the same generation starts after, the names of the ephemeral records at
+that revision, the knowledge-base entries, and a crc32 per 1 MiB block of the data
+section. Version 1 (no columns, no ``index_at``) is read as well: its indexes are built
+by the first query on each key, as before.
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ __all__ = [
     "ENTRY_HEAD",
     "FORMAT_VERSION",
     "JOURNAL_HEADER",
+    "SNAPSHOT_VERSION",
     "Footer",
     "JournalScan",
     "decode_attrs",
@@ -74,7 +80,9 @@ __all__ = [
     "verify_snapshot",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1              # the journal's
+SNAPSHOT_VERSION = 2            # the snapshot's
+SNAPSHOT_VERSIONS_READ = (1, 2)
 JOURNAL_MAGIC = b"OCTJRNL\n"
 SNAPSHOT_MAGIC = b"OCTSNAP\n"
 SYNC = b"\xe7\x0c"
@@ -329,14 +337,18 @@ class Footer:
     kb: list[list[Any]]
     created: float
     prolog: str = ""
+    index_at: int = 0               # where the columns of index_keys start (0: none)
+    index_keys: list[str] = field(default_factory=list)
+    version: int = SNAPSHOT_VERSION
 
     def to_json(self) -> bytes:
         return _encoder.encode({
-            "format": FORMAT_VERSION, "generation": self.generation,
+            "format": SNAPSHOT_VERSION, "generation": self.generation,
             "revision": self.revision, "records": self.records,
             "data_bytes": self.data_bytes, "block": BLOCK, "crcs": self.crcs,
             "ephemeral": self.ephemeral, "kb": self.kb, "created": self.created,
-            "prolog": self.prolog}).encode()
+            "prolog": self.prolog, "index_at": self.index_at,
+            "index_keys": self.index_keys}).encode()
 
 
 def block_crcs(path: Path, size: int) -> list[int]:
@@ -377,18 +389,24 @@ def read_footer(path: Path) -> Footer:
         raise PersistenceError(f"{path}: snapshot footer corrupt (offset {start})")
     try:
         d = json.loads(data)
-        if d["format"] != FORMAT_VERSION:
+        if d["format"] not in SNAPSHOT_VERSIONS_READ:
             raise PersistenceError(f"{path}: snapshot format version {d['format']}; this "
-                                   f"octopus reads version {FORMAT_VERSION}")
+                                   f"octopus reads versions "
+                                   f"{', '.join(map(str, SNAPSHOT_VERSIONS_READ))}")
         footer = Footer(int(d["generation"]), int(d["revision"]), int(d["records"]),
                         int(d["data_bytes"]), [int(c) for c in d["crcs"]],
                         list(d["ephemeral"]), list(d["kb"]), float(d["created"]),
-                        str(d.get("prolog", "")))
+                        str(d.get("prolog", "")), int(d.get("index_at", 0)),
+                        [str(k) for k in d.get("index_keys", [])], int(d["format"]))
     except (KeyError, TypeError, ValueError) as e:
         raise PersistenceError(f"{path}: snapshot footer unreadable ({e})") from None
     if footer.data_bytes != start:
         raise PersistenceError(f"{path}: snapshot footer says {footer.data_bytes} data "
                                f"bytes, the file has {start}")
+    if not 0 <= footer.index_at < footer.data_bytes or \
+            (footer.index_at == 0) != (not footer.index_keys):
+        raise PersistenceError(f"{path}: snapshot footer has an impossible index offset "
+                               f"{footer.index_at} for keys {footer.index_keys}")
     return footer
 
 

@@ -6,13 +6,15 @@ Theory of operation (what survives, and the formats, are in docs/durability.md):
 
 1. **Open.** Lock the directory (:class:`~octopus.durable.files.DirectoryLock`), read
    it (:mod:`octopus.durable.recovery`), load the newest snapshot into the empty store
-   through prolog/store.pl's restore path, replay the journals after it in batches
-   (``store_replay/3``: every entry is idempotent), replay the knowledge-base entries,
-   warm the indexes. A torn last entry is cut with a warning; anything worse refuses
-   to start. The revision is the larger of the snapshot's and the last entry's.
-   Ephemeral records left by the sessions of the previous run are then deleted, each
-   an ordinary journaled delete with a new revision (like ZooKeeper expiring the
-   sessions of a restarted server): they never come back.
+   through prolog/store.pl's restore path while a thread builds the ordered indexes
+   from the columns the snapshot kept (:class:`_IndexLoader`), replay the journals
+   after it in batches (``store_replay/4``: every entry is idempotent; the indexes
+   follow), replay the knowledge-base entries, warm the clause index. A torn last
+   entry is cut with a warning; anything worse refuses to start. The revision is the
+   larger of the snapshot's and the last entry's. Ephemeral records left by the
+   sessions of the previous run are then deleted, each an ordinary journaled delete
+   with a new revision (like ZooKeeper expiring the sessions of a restarted server):
+   they never come back.
 2. **Write-ahead.** :meth:`log` encodes the changes of one call as one journal entry
    and appends it (:class:`~octopus.durable.journal.Journal`); the core applies them
    only if that succeeded. :meth:`acknowledge` waits for the fsync under
@@ -68,6 +70,7 @@ from .recovery import DataState, inspect, snapshot_path
 
 if TYPE_CHECKING:
     from octopus.core import Change, Core
+    from octopus.ordered import KeyIndex
 
 _SET = ChangeOp.SET
 
@@ -75,7 +78,7 @@ __all__ = ["Persistence"]
 
 log = logging.getLogger("octopus.durable")
 
-_REPLAY_BATCH = 5000        # journal operations per store_replay/3 call
+_REPLAY_BATCH = 5000        # journal operations per store_replay/4 call
 _RETRY_SECONDS = 1.0        # while broken: how often to try a rescue snapshot
 
 
@@ -187,11 +190,18 @@ class Persistence:
         ephemeral: set[str] = set()
         kb: list[list[Any]] = []
         if state.snapshot is not None and state.footer is not None:
+            loader = None
+            if state.footer.index_at:
+                loader = _IndexLoader(core, state.snapshot, state.footer.index_at)
             try:
                 count = core.store.restore(str(state.snapshot))
             except Exception as e:
                 raise PersistenceError(f"{state.snapshot}: cannot load the snapshot ({e})") \
                     from None
+            finally:
+                indexes, names = loader.result() if loader is not None else ({}, [])
+            # Before the journal: its replay keeps them up to date from here on.
+            core.store.adopt_indexes(indexes, names)
             if count != state.footer.records:
                 raise PersistenceError(f"{state.snapshot}: {count} records loaded, the "
                                        f"footer says {state.footer.records}")
@@ -437,15 +447,16 @@ class Persistence:
                 revision = core.revision
                 ephemeral = core.ephemeral_names()
                 kb = [list(p) for p in self._kb_entries]
+                keys = core.store.indexed_keys()
             pause = time.perf_counter() - paused
             self.last_snapshot_pause = pause
             self.max_snapshot_pause = max(self.max_snapshot_pause, pause)
             try:
-                count = core.store.write_snapshot(str(tmp))
+                count, index_at = core.store.write_snapshot(str(tmp), keys)
                 data_bytes = tmp.stat().st_size
                 footer = Footer(generation, revision, count, data_bytes,
                                 block_crcs(tmp, data_bytes), ephemeral, kb, time.time(),
-                                _prolog_version())
+                                _prolog_version(), index_at, keys if index_at else [])
                 out = os.open(tmp, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
                 try:
                     files.ops.write(out, snapshot_trailer(footer))
@@ -524,6 +535,37 @@ class Persistence:
             if self._lock is not None:
                 self._lock.release()
                 self._lock = None
+
+
+class _IndexLoader:
+    """Builds the indexes whose columns a snapshot holds, in a thread of its own while
+    the records load: the load runs in Prolog without the GIL, the sorting in Python,
+    so on two cores the indexes come nearly for free."""
+
+    def __init__(self, core: Core, snapshot: Path, index_at: int) -> None:
+        self._store = core.store
+        self._path = snapshot
+        self._index_at = index_at
+        self._indexes: dict[str, KeyIndex] = {}
+        self._names: list[str] = []
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name="octopus-restore-indexes")
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._indexes, self._names = self._store.read_indexes(str(self._path),
+                                                                  self._index_at)
+        except Exception as e:
+            # The columns passed their checksums, so this is no corruption, and an
+            # index only saves work: start without it (the first query on its key
+            # builds it) rather than refuse the records.
+            log.warning("%s: the indexes it holds cannot be read (%.300s); they will be "
+                        "built by the first queries on their keys", self._path, e)
+
+    def result(self) -> tuple[dict[str, KeyIndex], list[str]]:
+        self._thread.join()
+        return self._indexes, self._names
 
 
 def _remember_kb(kb: list[list[Any]], payload: list[Any]) -> None:

@@ -33,6 +33,8 @@ def _describe(state: DataState) -> list[str]:
         lines.append(f"  snapshot {state.snapshot.name}: {f.records} records, revision "
                      f"{f.revision}, {state.snapshot.stat().st_size} bytes, "
                      f"{len(f.ephemeral)} ephemeral, {len(f.kb)} knowledge-base loads")
+        lines.append(f"    format version {f.version}; ordered indexes kept: "
+                     f"{', '.join(f.index_keys) or 'none'}")
     else:
         lines.append("  no snapshot")
     for scan in state.journals:

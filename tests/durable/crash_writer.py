@@ -1,7 +1,8 @@
 """A writer process for the crash tests: opens a durable engine (fsync="always"), then
 sets, compare-and-sets, deletes, sequential sets, set_many batches and ephemeral sets
-as fast as it can, logging to a side file an *intent* line before each operation and
-an *ack* line with the engine's answer after it, until it is killed.
+(and now and then a query on v, so that snapshots keep its index) as fast as it can,
+logging to a side file an *intent* line before each operation and an *ack* line with
+the engine's answer after it, until it is killed.
 
     python crash_writer.py DIR LOG SEED [--compact-every N]
 """
@@ -35,6 +36,9 @@ def main() -> None:
         step += 1
         if compact_every and step % compact_every == 0:
             engine.compact()
+        if step % 50 == 1:
+            # A query now and then: the index of v exists, so snapshots keep it.
+            engine.get_names("_ { v > %d }", rng.randrange(1000))
         roll = rng.random()
         name = f"k{rng.randrange(12)}"
         v = rng.randrange(1000)

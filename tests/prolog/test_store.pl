@@ -49,17 +49,25 @@ test(load_reports_new_and_replaced) :-
     store_load(tstore, [-(m1, [a-1]), -(m2, [a-2]), -(m1, [a-3])], 20, [a], R),
     R == [3, 2, [@(none), @(none), [1]]],
     store_get(tstore, m1, [23, D]), D.a == 3.
-test(key_values_sorted_by_kind) :-
+test(key_column_in_clause_order) :-
     store_set(tstore, kv1, [kv-2], [], @(false), 30, [], _),
     store_set(tstore, kv2, [kv-[eth]], [], @(false), 31, [], _),
     store_set(tstore, kv3, [kv-1.0], [], @(false), 32, [], _),
     store_set(tstore, kv4, [kv-abc], [], @(false), 33, [], _),
     store_set(tstore, kv5, [kv- @(true)], [], @(false), 34, [], _),
     store_set(tstore, kv0, [kv-1], [], @(false), 35, [], _),
-    store_key_values(tstore, kv, R),
-    R == [[[1, 1, 2], ["kv0", "kv3", "kv1"]],
-          [["abc", "eth"], ["kv4", "kv2"]],
-          [[@(true)], ["kv5"]]].
+    store_set(tstore, kv6, [other-1], [], @(false), 36, [], _),
+    store_key_column(tstore, kv, 0, [Gen, Names, Values]),
+    findall(N, tstore:rec(N, _, _), Names),
+    append(_, ["kv1", "kv2", "kv3", "kv4", "kv5", "kv0", "kv6"], Names),
+    append(_, [2, ["eth"], 1.0, "abc", @(true), 1, @(none)], Values),
+    store_key_column(tstore, other, Gen, [Gen, Same, Others]),
+    Same == @(none),                      % the caller has them
+    append(_, [@(none), @(none), 1], Others),
+    store_set(tstore, kv7, [kv-3], [], @(false), 37, [], _),
+    store_key_column(tstore, kv, Gen, [Gen2, Names2, _]),
+    Gen2 \== Gen,
+    append(Names, ["kv7"], Names2).
 test(identifier_values) :-
     store_set(tstore, i1, [t-[eth]], [], @(false), 23, [], _),
     store_names(tstore, @(none), @(none), [-(t, eq, eth)], N), N == ["i1"],
