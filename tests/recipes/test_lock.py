@@ -95,7 +95,8 @@ def test_timed_out_waiter_withdraws_and_the_next_moves_up(store: Store) -> None:
     assert not b.acquire(timeout=0.05)
     assert a.contenders() == ["wd_0"]  # b left nothing behind
     threads = Threads()
-    b_result = threads.start(lambda: b.acquire(timeout=0.3))
+    # Long enough for c to queue behind b on a loaded machine before b gives up.
+    b_result = threads.start(lambda: b.acquire(timeout=1.5))
     eventually(lambda: "b" in a.contenders(), "b queued")
     threads.start(c.acquire)
     eventually(lambda: a.contenders()[1:] == ["b", "c"], "c queued behind b")
