@@ -28,7 +28,7 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from octopus.cli import EXIT_FALSE, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, CommandError
 from octopus.errors import EngineClosed, ParameterError, ParseError
@@ -342,48 +342,41 @@ def _read_text(path: str) -> str:
         raise CommandError(f"cannot read rules file {path}: {e}") from None
 
 
-def _port(text: str) -> int:
+N = TypeVar("N", int, float)
+
+
+def _number(text: str, kind: Callable[[str], N], what: str, ok: Callable[[N], bool],
+            rule: str) -> N:
+    """``text`` read by ``kind`` and checked by ``ok``, else an argparse type error
+    (``rule`` with the number as ``{n}``)."""
     try:
-        port = int(text)
+        n = kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= port <= 65535:
-        # Checked here: uvloop would bind `port % 65536` without a word.
-        raise argparse.ArgumentTypeError(f"port {port} is out of range (0-65535; 0 picks "
-                                         "a free port)")
-    return port
+        raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+    if not ok(n):
+        raise argparse.ArgumentTypeError(rule.format(n=n))
+    return n
+
+
+def _port(text: str) -> int:
+    # Checked here: uvloop would bind `port % 65536` without a word.
+    return _number(text, int, "a port number", lambda p: 0 <= p <= 65535,
+                   "port {n} is out of range (0-65535; 0 picks a free port)")
 
 
 def _seconds(text: str) -> float:
-    try:
-        n = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 < n < 1e6:         # also refuses nan and inf
-        raise argparse.ArgumentTypeError(f"must be more than 0 and less than 1e6 seconds, "
-                                         f"got {text}")
-    return n
+    # The comparison also refuses nan and inf.
+    return _number(text, float, "a number of seconds", lambda n: 0 < n < 1e6,
+                   "must be more than 0 and less than 1e6 seconds, got {n}")
 
 
 def _count(text: str) -> int:
     """A non-negative integer (0 turns the limit off or the feature down)."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {n}")
-    return n
+    return _number(text, int, "an integer", lambda n: n >= 0, "must be 0 or more, got {n}")
 
 
 def _positive(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if n <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {n}")
-    return n
+    return _number(text, int, "an integer", lambda n: n > 0, "must be positive, got {n}")
 
 
 def _check_unix_path(path: str) -> None:
