@@ -276,27 +276,27 @@ sub_goal(G, Sub) :-
     meta_goal_arg(G, Sub).
 
 meta_goal_arg(G, Sub) :-
-    functor(G, Name, Arity),
-    functor(Spec, Name, Arity),
-    predicate_property(system:Spec, meta_predicate(Spec)),
-    arg(I, Spec, S),
-    ( integer(S) ; S == (^) ),
-    arg(I, G, Sub0),
-    strip_carets(Sub0, Sub),
+    goal_arg(G, Sub),
     nonvar(Sub).
 
 %   meta_var(+Goal): a goal argument of Goal is a variable (call(G), findall(X, G, L)).
 
 meta_var(G) :-
+    goal_arg(G, Sub),
+    var(Sub),
+    !.
+
+%   goal_arg(+Goal, -Sub): Sub is (on backtracking) each goal argument of Goal, a
+%   system meta-predicate's, with ^ prefixes removed.
+
+goal_arg(G, Sub) :-
     functor(G, Name, Arity),
     functor(Spec, Name, Arity),
     predicate_property(system:Spec, meta_predicate(Spec)),
     arg(I, Spec, S),
     ( integer(S) ; S == (^) ),
     arg(I, G, Sub0),
-    strip_carets(Sub0, Sub),
-    var(Sub),
-    !.
+    strip_carets(Sub0, Sub).
 
 strip_carets(G, G) :- var(G), !.
 strip_carets(_^G0, G) :- !, strip_carets(G0, G).
