@@ -653,15 +653,21 @@ class CommandLayer:
             return record, before, engine.revision
 
         def reply(result: tuple[Record | None, int, int]) -> bytes:
-            record, before, after = result
-            if record is None:                  # Redis's convention (never cached)
-                return b"_\r\n" if self.proto >= 3 else b"$-1\r\n"
-            encoded = self._record(record, tagged)
-            if cache is not None and before == after:
-                cache.store(key, before, encoded)
-            return encoded
+            return self._got(result, key, cache, tagged, self.proto)
 
         return self._store_call(args, get, reply)
+
+    def _got(self, result: tuple[Record | None, int, int], key: tuple[object, ...],
+             cache: ReplyCache | None, tagged: bool, proto: int) -> bytes:
+        """A GET's reply: the record (kept in the cache if no change completed while it
+        was read), or nil, Redis's convention, never cached."""
+        record, before, after = result
+        if record is None:
+            return b"_\r\n" if proto >= 3 else b"$-1\r\n"
+        encoded = self._record(record, tagged)
+        if cache is not None and before == after:
+            cache.store(key, before, encoded)
+        return encoded
 
     def _get_named(self, name: str, key: tuple[object, ...],
                    cache: ReplyCache | None) -> Call:
@@ -685,15 +691,9 @@ class CommandLayer:
             return record, before, engine.revision
 
         def reply(result: tuple[Record | None, int, int]) -> bytes:
-            record, before, after = result
-            if record is None:              # (read in a batch: see Call)
-                if not redis:
-                    raise NotFound(f"no record matches {name!r}")
-                return b"_\r\n" if proto >= 3 else b"$-1\r\n"   # never cached
-            encoded = self._record(record, tagged)
-            if cache is not None and before == after:
-                cache.store(key, before, encoded)
-            return encoded
+            if result[0] is None and not redis:     # (read in a batch: see Call)
+                raise NotFound(f"no record matches {name!r}")
+            return self._got(result, key, cache, tagged, proto)
 
         return Call(get, reply, name)
 
