@@ -128,12 +128,12 @@ join_groups([Id-Gs0|T0], [Id-Gs|T]) :-
     same_id(T0, Id, Gs0, Gs, T1),
     join_groups(T1, T).
 
-same_id([Id1-Gs1|T0], Id, Gs0, Gs, T) :-
+same_id([Id1-g(_, _, Gs1)|T0], Id, g(Need, Limit, Gs0), Gs, T) :-
     Id1 == Id,
     !,
     append(Gs0, Gs1, Gs2),
-    same_id(T0, Id, Gs2, Gs, T).
-same_id(T, _, Gs0, Gs, T) :-
+    same_id(T0, Id, g(Need, Limit, Gs2), Gs, T).
+same_id(T, _, g(Need, Limit, Gs0), g(Need, Limit, Gs), T) :-
     sort(Gs0, Gs).
 
 %!  rebuild_dispatch(+R) is det.
@@ -151,20 +151,30 @@ rebuild_dispatch(R) :-
     assertz(R:Clause),
     forall(member(K, Ks),
            ( findall(Id-G, R:gen_key(K, Id, G), Pairs),
-             group_gens(Pairs, Groups),
+             group_gens(R, Pairs, Groups),
              assertz(R:on_key(K, Groups)) )),
     findall(Id-G, R:gen_anykey(Id, G), Any),
-    (   Any == [] -> true ; group_gens(Any, AnyGroups), assertz(R:on_any(AnyGroups)) ),
+    (   Any == [] -> true ; group_gens(R, Any, AnyGroups), assertz(R:on_any(AnyGroups)) ),
     findall(Id-G, R:gen_exists(Id, G), Exists),
     (   Exists == []
     ->  true
-    ;   group_gens(Exists, ExistsGroups),
+    ;   group_gens(R, Exists, ExistsGroups),
         assertz(R:on_exists(ExistsGroups))
     ).
 
-group_gens(Pairs, Groups) :-
+%   group_gens(+R, +Pairs, -Groups): Id-g(Need, Limit, Gens) per watch Id, ordered by
+%   Id: what a change needs of it (need/2) and its inference limit are in the table,
+%   so that evaluating a change looks nothing else up for the watches it concerns.
+
+group_gens(R, Pairs, Groups) :-
     sort(Pairs, Sorted),
-    group_pairs_by_key(Sorted, Groups).
+    group_pairs_by_key(Sorted, Groups0),
+    maplist(group_entry(R), Groups0, Groups).
+
+group_entry(R, Id-Gs, Id-g(Need, Limit, Gs)) :-
+    R:watch(Id, Kind, _),
+    R:limit(Id, Limit),
+    need(Kind, Need).
 
 
                  /*******************************
@@ -172,9 +182,9 @@ group_gens(Pairs, Groups) :-
                  *******************************/
 
 evaluate_all(R, Name, Old, New, Rev, Forced, Groups, Rows0, Rows) :-
-    budget(Groups, R, 0, Budget),
+    budget(Groups, 0, Budget),
     catch(call_with_inference_limit(
-              evaluate_each(Groups, R, Name, Old, New, Rev, Forced, Rows0, Rows1),
+              evaluate_batch(Groups, R, Name, Old, New, Rev, Forced, Rows0, Rows1),
               Budget, Result),
           E, true),
     (   var(E), Result \== inference_limit_exceeded
@@ -184,21 +194,47 @@ evaluate_all(R, Name, Old, New, Rev, Forced, Groups, Rows0, Rows) :-
     ;   foldl(evaluate(R, Name, Old, New, Rev, Forced), Groups, Rows0, Rows)
     ).
 
-budget([], _, B, B).
-budget([Id-_|Gs], R, B0, B) :-
-    (   R:limit(Id, I) -> B1 is B0 + I ; B1 = B0 ),
-    budget(Gs, R, B1, B).
+budget([], B, B).
+budget([_-g(_, I, _)|Gs], B0, B) :-
+    B1 is B0 + I,
+    budget(Gs, B1, B).
 
-%   evaluate_each(+Groups, +R, +Name, +Old, +New, +Rev, +Forced, +Rows0, -Rows): the
-%   rows of each watch Id-Gens of Groups (no limit of its own: evaluate_all/9 has one).
+%   evaluate_batch(+Groups, +R, +Name, +Old, +New, +Rev, +Forced, +Rows0, -Rows): the
+%   rows of every watch Id-g(Need, Limit, Gens) of Groups (no limit of its own:
+%   evaluate_all/9 has one), as delta/9 and outcome/9 would find them watch by watch,
+%   but with the candidates of all of them found at once (one findall/3 and one sort
+%   per change, not per watch: most changes find few candidates, or none).
 
-evaluate_each([], _, _, _, _, _, _, Rows, Rows).
-evaluate_each([Id-Gs|Groups], R, Name, Old, New, Rev, Forced, Rows0, Rows) :-
+evaluate_batch(Groups, R, Name, Old, New, Rev, Forced, Rows0, Rows) :-
+    findall(Id-H-Known,
+            ( member(Id-g(Need, _, Gs), Groups),
+              found(Need, R, Id, Gs, Name, Old, New, H, Known)
+            ),
+            Found),
+    (   Found == []
+    ->  Rows = Rows0
+    ;   msort(Found, Sorted),
+        group_pairs_by_key(Sorted, Candidates),
+        outcomes(Candidates, Groups, R, Name, Old, Rev, Forced, Rows0, Rows)
+    ).
+
+%   outcomes(+Candidates, +Groups, ...): Candidates, (Id-Head)-Knowns ordered by Id,
+%   taken watch by watch.
+
+outcomes([], _, _, _, _, _, _, Rows, Rows).
+outcomes([(Id-H)-Known|Cs0], Groups, R, Name, Old, Rev, Forced, Rows0, Rows) :-
+    same_watch(Cs0, Id, Hs, Cs),
+    memberchk(Id-g(Need, _, _), Groups),
     R:watch(Id, Kind, Names),
-    need(Kind, Need),
-    delta(R, Id, Gs, Name, Old, New, Need, Appear, Disappear),
+    partition_rows([H-Known|Hs], R, Id, Name, Old, Need, Appear, Disappear),
     outcome(Kind, Names, Id, Rev, Forced, Appear, Disappear, Rows0, Rows1),
-    evaluate_each(Groups, R, Name, Old, New, Rev, Forced, Rows1, Rows).
+    outcomes(Cs, Groups, R, Name, Old, Rev, Forced, Rows1, Rows).
+
+same_watch([(Id1-H)-Known|Cs0], Id, [H-Known|Hs], Cs) :-
+    Id1 == Id,
+    !,
+    same_watch(Cs0, Id, Hs, Cs).
+same_watch(Cs, _, [], Cs).
 
 need(invariant(_), appear) :- !.
 need(watch, both).
@@ -206,7 +242,7 @@ need(watch, both).
 %   evaluate(..., +Id-Gens, +Rows0, -Rows): the same, under Id's own limit; a watch
 %   over it is removed, an invariant refuses the change.
 
-evaluate(R, Name, Old, New, Rev, Forced, Id-Gs, Rows0, Rows) :-
+evaluate(R, Name, Old, New, Rev, Forced, Id-g(_, _, Gs), Rows0, Rows) :-
     (   R:watch(Id, Kind, Names),
         R:limit(Id, Inferences)
     ->  need(Kind, Need),
