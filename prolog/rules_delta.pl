@@ -145,37 +145,79 @@ rebuild_dispatch(R) :-
     retractall(R:on_key(_, _)),
     retractall(R:on_any(_)),
     retractall(R:on_exists(_)),
+    retractall(R:found(_, _, _, _, _, _, _)),
     findall(K, R:watched_key(K), Ks0),
     sort(Ks0, Ks),
     changed_keys(Ks, Clause),
     assertz(R:Clause),
     forall(member(K, Ks),
            ( findall(Id-G, R:gen_key(K, Id, G), Pairs),
-             group_gens(R, Pairs, Groups),
+             group_gens(R, key(K), Pairs, Groups),
              assertz(R:on_key(K, Groups)) )),
     findall(Id-G, R:gen_anykey(Id, G), Any),
-    (   Any == [] -> true ; group_gens(R, Any, AnyGroups), assertz(R:on_any(AnyGroups)) ),
+    (   Any == []
+    ->  true
+    ;   group_gens(R, any, Any, AnyGroups),
+        assertz(R:on_any(AnyGroups))
+    ),
     findall(Id-G, R:gen_exists(Id, G), Exists),
     (   Exists == []
     ->  true
-    ;   group_gens(R, Exists, ExistsGroups),
+    ;   group_gens(R, exists, Exists, ExistsGroups),
         assertz(R:on_exists(ExistsGroups))
     ).
 
-%   group_gens(+R, +Pairs, -Groups): Id-g(Need, Limit, Gens) per watch Id, ordered by
-%   Id: what a change needs of it (need/2) and its inference limit are in the table,
-%   so that evaluating a change looks nothing else up for the watches it concerns.
+%   group_gens(+R, +Source, +Pairs, -Groups): Id-g(Need, Limit, [Source]) per watch
+%   Id with generators Pairs (Id-G) of Source (key(K), any or exists), ordered by Id:
+%   what a change needs of it (need/2) and its inference limit are in the table, so
+%   that evaluating a change looks nothing else up for the watches it concerns; and
+%   the clause R:found(Source, Id, ...) of found_clause/6.
 
-group_gens(R, Pairs, Groups) :-
+group_gens(R, Source, Pairs, Groups) :-
     sort(Pairs, Sorted),
     group_pairs_by_key(Sorted, Groups0),
-    maplist(group_entry(R), Groups0, Groups).
+    maplist(group_entry(R, Source), Groups0, Groups).
 
-group_entry(R, Id-Gs, Id-g(Need, Limit, Gs)) :-
+group_entry(R, Source, Id-Gs, Id-g(Need, Limit, [Source])) :-
     R:watch(Id, Kind, _),
     R:limit(Id, Limit),
-    need(Kind, Need).
+    need(Kind, Need),
+    found_clause(R, Source, Id, Need, Gs, Clause),
+    assertz(R:Clause).
 
+%   found_clause(+R, +Source, +Id, +Need, +Gens, -Clause): the clause of
+%   found(Source, Id, Name, Old, New, Head, Known): the candidates of watch Id's
+%   generators Gens (those of Source) with what finding each tells (known/3): one
+%   disjunction of the generators' bodies (gen0/6 before the change, gen1/6 after
+%   it, each with its head unified in its branch), so that a change calls one clause
+%   per watch and source instead of each generator in turn. Need appear (an
+%   invariant) keeps only what a row that appears needs (see delta/9).
+
+found_clause(R, Source, Id, Need, Gs, (Head :- Body)) :-
+    Head = found(Source, Id, Name, Old, New, H, Known),
+    findall(b(State, N0, D0, H0, K0, B),
+            ( member(G, Gs),
+              (   State = 0, clause(R:gen0(Id, G, N0, D0, H0, Kind), B)
+              ;   State = 1, clause(R:gen1(Id, G, N0, D0, H0, Kind), B)
+              ),
+              gen_known(Need, State, Kind, K0)
+            ),
+            Branches),
+    maplist(branch(Name, Old, New, H, Known), Branches, Goals),
+    disjunction(Goals, Body).
+
+gen_known(both, State, Kind, Known) :- known(Kind, State, Known).
+gen_known(appear, 1, pos, t1).
+gen_known(appear, 0, negx, f0).
+gen_known(appear, 0, neg, none).
+
+branch(Name, Old, New, H, Known, b(State, N0, D0, H0, K0, B),
+       (Name = N0, D = D0, H = H0, Known = K0, B)) :-
+    (   State == 0 -> D = Old ; D = New ).
+
+disjunction([], fail).
+disjunction([G], G) :- !.
+disjunction([G|Gs], (G ; Rest)) :- disjunction(Gs, Rest).
 
                  /*******************************
                  *          EVALUATION         *
@@ -200,15 +242,16 @@ budget([_-g(_, I, _)|Gs], B0, B) :-
     budget(Gs, B1, B).
 
 %   evaluate_batch(+Groups, +R, +Name, +Old, +New, +Rev, +Forced, +Rows0, -Rows): the
-%   rows of every watch Id-g(Need, Limit, Gens) of Groups (no limit of its own:
+%   rows of every watch Id-g(Need, Limit, Sources) of Groups (no limit of its own:
 %   evaluate_all/9 has one), as delta/9 and outcome/9 would find them watch by watch,
 %   but with the candidates of all of them found at once (one findall/3 and one sort
 %   per change, not per watch: most changes find few candidates, or none).
 
 evaluate_batch(Groups, R, Name, Old, New, Rev, Forced, Rows0, Rows) :-
     findall(Id-H-Known,
-            ( member(Id-g(Need, _, Gs), Groups),
-              found(Need, R, Id, Gs, Name, Old, New, H, Known)
+            ( member(Id-g(_, _, Sources), Groups),
+              member(Source, Sources),
+              R:found(Source, Id, Name, Old, New, H, Known)
             ),
             Found),
     (   Found == []
@@ -239,14 +282,14 @@ same_watch(Cs, _, [], Cs).
 need(invariant(_), appear) :- !.
 need(watch, both).
 
-%   evaluate(..., +Id-Gens, +Rows0, -Rows): the same, under Id's own limit; a watch
-%   over it is removed, an invariant refuses the change.
+%   evaluate(..., +Id-g(Need, Limit, Sources), +Rows0, -Rows): the same, under Id's own
+%   limit; a watch over it is removed, an invariant refuses the change.
 
-evaluate(R, Name, Old, New, Rev, Forced, Id-g(_, _, Gs), Rows0, Rows) :-
+evaluate(R, Name, Old, New, Rev, Forced, Id-g(_, _, Sources), Rows0, Rows) :-
     (   R:watch(Id, Kind, Names),
         R:limit(Id, Inferences)
     ->  need(Kind, Need),
-        limited(delta(R, Id, Gs, Name, Old, New, Need, Appear, Disappear), Inferences,
+        limited(delta(R, Id, Sources, Name, Old, New, Need, Appear, Disappear), Inferences,
                 Outcome),
         (   Outcome \== done
         ->  failed(R, Id, Kind, Outcome, Inferences, Rev, Forced, Rows0, Rows)
@@ -297,10 +340,11 @@ rows_out([Row|Hs], Rev, Id, Kind, Rows0, Rows) :-
     export_row(Row, Values),
     rows_out(Hs, Rev, Id, Kind, [[Rev, Id, Kind, Values]|Rows0], Rows).
 
-%   delta(+R, +Id, +Gens, +Name, +Old, +New, +Need, -Appear, -Disappear)
+%   delta(+R, +Id, +Sources, +Name, +Old, +New, +Need, -Appear, -Disappear)
 %
-%   The candidates of the generators Gens after the change (gen1: record Name is New)
-%   and before it (gen0: Name is Old), each checked where what found it does not tell
+%   The candidates of watch Id's generators of Sources (found/7 of found_clause/6)
+%   after the change (gen1: record Name is New) and before it (gen0: Name is Old),
+%   each checked where what found it does not tell
 %   (known/3). So a row found by positive generators in both states (the usual
 %   update that changes nothing) costs no check at all. Need is both, or appear (an
 %   invariant): a row that appears has a derivation after the change through Name, or
@@ -308,31 +352,18 @@ rows_out([Row|Hs], Rev, Id, Kind, Rows0, Rows) :-
 %   generators run after the change and the negative ones before it only; a row
 %   false after the change is not checked before it.
 
-delta(R, Id, Gs, Name, Old, New, Need, Appear, Disappear) :-
-    findall(H-Known, found(Need, R, Id, Gs, Name, Old, New, H, Known), Found),
+delta(R, Id, Sources, Name, Old, New, Need, Appear, Disappear) :-
+    findall(H-Known,
+            ( member(Source, Sources),
+              R:found(Source, Id, Name, Old, New, H, Known)
+            ),
+            Found),
     (   Found == []
     ->  Appear = [],
         Disappear = []
     ;   msort(Found, Sorted),
         group_pairs_by_key(Sorted, Candidates),
         partition_rows(Candidates, R, Id, Name, Old, Need, Appear, Disappear)
-    ).
-
-found(both, R, Id, Gs, Name, Old, New, H, Known) :-
-    member(G, Gs),
-    (   R:gen0(Id, G, Name, Old, H, Kind),
-        known(Kind, 0, Known)
-    ;   R:gen1(Id, G, Name, New, H, Kind),
-        known(Kind, 1, Known)
-    ).
-found(appear, R, Id, Gs, Name, Old, New, H, Known) :-
-    member(G, Gs),
-    (   R:gen1(Id, G, Name, New, H, pos),
-        Known = t1
-    ;   R:gen0(Id, G, Name, Old, H, negx),     % (the kind in the call: a positive
-        Known = f0                             % generator's body does not run)
-    ;   R:gen0(Id, G, Name, Old, H, neg),
-        Known = none
     ).
 
 %   known(+Kind, +State, -Known): what finding a row in State tells: t0/t1 true
