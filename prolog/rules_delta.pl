@@ -80,23 +80,13 @@ rules_change(M, Name, Old, New, Rev, Forced, Rows0, Rows) :-
     ;   Rows = Rows0
     ).
 
-%   changed_keys(+R, +Keys, -Clause): the clause of R:changed_keys(+Old, +New,
-%   -Changed), Changed being Key-V0-V1 for each of Keys whose value differs between
-%   the dicts (or none) Old and New (none: absent). It runs on every write, so it is
-%   compiled for the keys, two ways: records with few keys (at most twice as many as
-%   Keys) are compared key by key in one walk over both dicts' pairs (changed_walk/4:
-%   two dict_pairs/3 calls, then only the keys that differ are looked up in Keys);
-%   bigger records with one get_dict/3 per key of Keys and state, the tests inline.
+%   changed_keys(+Keys, -Clause): the clause of R:changed_keys(+Old, +New, -Changed),
+%   Changed being Key-V0-V1 for each of Keys whose value differs between the dicts
+%   (or none) Old and New (none: absent). Compiled for the keys (one get_dict/3 per
+%   key and state, the tests inline), as it runs on every write.
 
-changed_keys(R, Keys, (changed_keys(Old, New, Changed) :- Body)) :-
-    length(Keys, N),
-    Limit is 2 * N,
-    key_tests(Keys, Old, New, Changed, Tests),
-    Body = ( octopus_rules_delta:dict_size(Old, S0), S0 =< Limit,
-             octopus_rules_delta:dict_size(New, S1), S1 =< Limit
-           ->  octopus_rules_delta:changed_walk(Old, New, R, Changed)
-           ;   Tests
-           ).
+changed_keys(Keys, (changed_keys(Old, New, Changed) :- Body)) :-
+    key_tests(Keys, Old, New, Changed, Body).
 
 key_tests([], _, _, [], true).
 key_tests([K|Ks], Old, New, C0, (Test, Body)) :-
@@ -104,54 +94,6 @@ key_tests([K|Ks], Old, New, C0, (Test, Body)) :-
              ( New == none -> V1 = none ; get_dict(K, New, V1) -> true ; V1 = none ),
              ( V0 == V1 -> C0 = C1 ; C0 = [K-V0-V1|C1] ) ),
     key_tests(Ks, Old, New, C1, Body).
-
-%   dict_size(+Dict, -Size): the number of keys of a dict (0 for none), in constant
-%   time (a dict is a compound of a tag and a value and key per key).
-
-dict_size(none, 0) :- !.
-dict_size(D, S) :-
-    compound_name_arity(D, _, A),
-    S is A >> 1.
-
-%   changed_walk(+Old, +New, +R, -Changed): changed_keys/3 by one walk over the pairs
-%   of both dicts (dict_pairs/3 orders them by key), each differing key kept if R
-%   watches it.
-
-changed_walk(Old, New, R, Changed) :-
-    dict_pairs_or_none(Old, P0),
-    dict_pairs_or_none(New, P1),
-    walk(P0, P1, R, Changed).
-
-dict_pairs_or_none(none, []) :- !.
-dict_pairs_or_none(D, P) :- dict_pairs(D, _, P).
-
-walk([], [], _, []) :- !.
-walk([], [K-V|P1], R, C) :- !,
-    differs(K, none, V, R, C, C1),
-    walk([], P1, R, C1).
-walk([K-V|P0], [], R, C) :- !,
-    differs(K, V, none, R, C, C1),
-    walk(P0, [], R, C1).
-walk([K0-V0|P0], [K1-V1|P1], R, C) :-
-    compare(O, K0, K1),
-    (   O == (=)
-    ->  (   V0 == V1
-        ->  C = C1
-        ;   differs(K0, V0, V1, R, C, C1)
-        ),
-        walk(P0, P1, R, C1)
-    ;   O == (<)
-    ->  differs(K0, V0, none, R, C, C1),
-        walk(P0, [K1-V1|P1], R, C1)
-    ;   differs(K1, none, V1, R, C, C1),
-        walk([K0-V0|P0], P1, R, C1)
-    ).
-
-differs(K, V0, V1, R, C0, C) :-
-    (   R:watched_key(K)
-    ->  C0 = [K-V0-V1|C]
-    ;   C0 = C
-    ).
 
 %   affected(+R, +Changed, +Old, +New, -Groups): Id-Generators of every watch with a
 %   generator the change concerns, ordered by Id.
@@ -206,7 +148,7 @@ rebuild_dispatch(R) :-
     retractall(R:found(_, _, _, _, _, _, _)),
     findall(K, R:watched_key(K), Ks0),
     sort(Ks0, Ks),
-    changed_keys(R, Ks, Clause),
+    changed_keys(Ks, Clause),
     assertz(R:Clause),
     forall(member(K, Ks),
            ( findall(Id-G, R:gen_key(K, Id, G), Pairs),
@@ -303,20 +245,18 @@ budget([_-g(_, I, _)|Gs], B0, B) :-
 %   rows of every watch Id-g(Need, Limit, Sources) of Groups (no limit of its own:
 %   evaluate_all/9 has one), as delta/9 and outcome/9 would find them watch by watch,
 %   but with the candidates of all of them found at once (one findall/3 and one sort
-%   per change, not per watch). Most changes find no candidate at all (an invariant
-%   that holds, a watch whose rows stay as they are): that is asked first, as
-%   findall/3 costs more than finding the first candidate twice.
-
-candidate(Groups, R, Name, Old, New, Id, H, Known) :-
-    member(Id-g(_, _, Sources), Groups),
-    member(Source, Sources),
-    R:found(Source, Id, Name, Old, New, H, Known).
+%   per change, not per watch: most changes find few candidates, or none).
 
 evaluate_batch(Groups, R, Name, Old, New, Rev, Forced, Rows0, Rows) :-
-    (   \+ candidate(Groups, R, Name, Old, New, _, _, _)
-    ->  Rows = Rows0                      % the usual case: nothing to collect
-    ;   findall(Id-H-Known, candidate(Groups, R, Name, Old, New, Id, H, Known), Found),
-        msort(Found, Sorted),
+    findall(Id-H-Known,
+            ( member(Id-g(_, _, Sources), Groups),
+              member(Source, Sources),
+              R:found(Source, Id, Name, Old, New, H, Known)
+            ),
+            Found),
+    (   Found == []
+    ->  Rows = Rows0
+    ;   msort(Found, Sorted),
         group_pairs_by_key(Sorted, Candidates),
         outcomes(Candidates, Groups, R, Name, Old, Rev, Forced, Rows0, Rows)
     ).

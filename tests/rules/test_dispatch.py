@@ -110,30 +110,3 @@ def test_a_negation_in_one_of_two_variants(engine: octopus.Engine) -> None:
     assert _rows(e, events) == [(Mode.ON_SET, (Atom("d0"),)),
                                 (Mode.ON_SET, (Atom("d1"),)),
                                 (Mode.ON_DEL, (Atom("d1"),))]
-
-
-@pytest.mark.parametrize("extra", [0, 1, 40], ids=["few keys", "one more", "many keys"])
-def test_changed_keys_walk_and_lookup_agree(engine: octopus.Engine, extra: int) -> None:
-    # A change is compared key by key in one walk over both records when they have at
-    # most twice as many keys as the rules read, else by looking each read key up: the
-    # same rows either way, with keys added, removed, changed and left alone, and keys
-    # no rule reads (some sorting before the read ones, some after) changing too.
-    e = engine
-    e.rules(JOINS)
-    pad = {f"{'a' if i % 2 else 'z'}pad{i}": i for i in range(extra)}
-    events: list[RowEvent] = []
-    e.watch_relation("hot", events.append, on=Mode.ON_SET | Mode.ON_DEL)
-    e.watch_relation("orphan", events.append, on=Mode.ON_SET | Mode.ON_DEL)
-    e.set_many([("dev0", {"temp": 40, **pad})])
-    e.set_many([("dev0", {"temp": 95, **pad})])                            # changed
-    e.set_many([("dev0", {"temp": 95, "label": "x", **pad})])              # unread key
-    e.set_many([("dev0", {"label": "y", **pad})])                          # removed
-    e.set_many([("drv0", {"device": Atom("dev9"), **pad})])                 # added
-    e.set_many([("drv0", {"device": Atom("dev9"), "mpad": 1, **pad})])     # unread
-    e.set_many([("drv0", {"device": Atom("dev0")})])       # changed, padding removed
-    e.set_many([("dev0", {"temp": 97})])
-    assert _rows(e, events) == [(Mode.ON_SET, (Atom("dev0"), 95)),
-                                (Mode.ON_DEL, (Atom("dev0"), 95)),
-                                (Mode.ON_SET, (Atom("drv0"),)),
-                                (Mode.ON_DEL, (Atom("drv0"),)),
-                                (Mode.ON_SET, (Atom("dev0"), 97))]
