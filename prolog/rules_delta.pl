@@ -23,10 +23,13 @@ Dispatch. A generator runs only if its literal could have changed: attr(N, K, _)
 N's K changed, record(N) when N came or went. rebuild_dispatch/1 keeps, whenever a
 watch or invariant comes or goes, a clause comparing the keys the generators read
 (changed_keys/3, compiled for those keys) and, for each key and for existence, the
-generators to run grouped by watch (on_key/2, on_any/1, on_exists/1). A change
-compares the values of those keys only (once: the rules' index is kept from the same
-comparison, for the keys it has: prolog/rules_compile.pl), so a write that no rule reads costs two dict lookups per watched key and
-never evaluates anything.
+watches to evaluate with what each needs and may spend (on_key/2, on_any/1,
+on_exists/1), and one clause per watch and source running that watch's generators of
+it (found/7: their bodies in one disjunction). A change compares the values of those
+keys only (once: the rules' index is kept from the same comparison, for the keys it
+has: prolog/rules_compile.pl), so a write that no rule reads costs two dict lookups per
+watched key and never evaluates anything; a change that some watches read finds the
+candidates of all of them with one findall/3 and one sort (evaluate_batch/9).
 
 D is D' with N as it was: the evaluation runs inside the store's transaction, after
 the write, and reads through the overlay of prolog/rules_view.pl. An invariant whose
