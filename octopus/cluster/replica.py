@@ -62,6 +62,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from octopus.core import Core, _Row
@@ -103,6 +104,8 @@ MAX_TXN_BYTES = 1 << 20
 MESSAGE_TTL = 5
 #: Group commit: how many transactions of grouped plain sets a node has in flight at once.
 GROUP_IN_FLIGHT = 1
+#: Threads that run server commands waiting for etcd (:meth:`Replica.io`).
+IO_THREADS = 64
 
 
 def _first(names: list[str]) -> str:
@@ -241,6 +244,8 @@ class Replica:
         self.resyncs = 0
         self.own_applied = 0        # own transactions applied from their reply (not the watch)
         self._threads: list[threading.Thread] = []
+        self._io: ThreadPoolExecutor | None = None
+        self._io_lock = threading.Lock()
 
     # --- life cycle ----------------------------------------------------------------------
 
@@ -291,6 +296,26 @@ class Replica:
         with self.cond:
             self._wake_locked()
             self.cond.notify_all()
+        with self._io_lock:
+            io, self._io = self._io, None
+        if io is not None:
+            io.shutdown(wait=False)
+
+    def io(self, func: Callable[[], None]) -> None:
+        """Run ``func`` on one of this replica's I/O threads (at most ``IO_THREADS``;
+        RuntimeError once closed).
+
+        They run the server's commands that wait for etcd (octopus/cluster/server.py):
+        such a call spends milliseconds waiting for a Raft round, and the more of them
+        wait at once, the more plain sets one transaction carries (group commit). Calls
+        beyond the threads queue; there is at most one per connection."""
+        with self._io_lock:
+            if self._closed:
+                raise RuntimeError("the replica has closed")
+            if self._io is None:
+                self._io = ThreadPoolExecutor(IO_THREADS,
+                                              thread_name_prefix=f"octopus-io-{self.node}")
+            self._io.submit(func)
 
     # --- the write path (point 2) -------------------------------------------------------
 

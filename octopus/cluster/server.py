@@ -4,10 +4,17 @@
 whose commands are :class:`ReplicaCommands`, the server's sans-I/O
 :class:`~octopus.server.commands.CommandLayer` with:
 
-1. **Writes off the event loop** — as every engine call of the server is: on a replica
-   a write waits for etcd (a Raft round and an fsync) and then for its revision to be
-   applied here, on one of the server's engine threads; the connection's later commands
-   wait behind it, so replies keep request order, and other connections go on.
+1. **Writes off the event loop, on threads of their own.** On a replica a write waits
+   for etcd (a Raft round and an fsync) and then for its revision to be applied here:
+   milliseconds of waiting, not of work. The server's engine threads are built for short
+   calls (one thread takes the calls of a loop iteration one after another, and the loop
+   waits briefly for them, see :mod:`octopus.server.runner`): a write there held up the
+   connections behind it and the loop itself, so under load few writes were in flight at
+   once and the replica's group commit had little to group. A command that waits for
+   etcd therefore runs on the replica's I/O threads (:meth:`Replica.io`), each
+   connection's batch on one thread, its reply handed back to the loop at once. The
+   connection's later commands wait behind it, so replies keep request order, and other
+   connections go on.
 2. **Commands**:
 
    | command | reply |
@@ -32,6 +39,7 @@ whose commands are :class:`ReplicaCommands`, the server's sans-I/O
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from octopus.errors import QueryError
@@ -42,6 +50,12 @@ from octopus.server.server import Connection
 from .replica import Replica
 
 __all__ = ["ReplicaCommands", "ReplicaConnection"]
+
+
+#: Commands whose engine call waits for etcd on a replica (a transaction, a lease, a
+#: sync); EXEC may carry writes. ``GET ... LINEARIZABLE`` is one too (a sync first).
+ETCD_COMMANDS = frozenset({b"SET", b"DEL", b"LOAD", b"PUBLISH", b"SYNC", b"SESSION",
+                           b"EXEC", b"QUIT"})
 
 
 def _int(raw: bytes, what: str) -> int:
@@ -56,10 +70,20 @@ class ReplicaCommands(CommandLayer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.resumable = False            # SESSION was asked: keep it when the link drops
+        #: The engine call of the last command, if it waits for etcd (see the module).
+        self.etcd_call: Call | None = None
 
     def _replica(self) -> Replica | None:
         replica = self.ctx.engine._core.replicated
         return replica if isinstance(replica, Replica) else None
+
+    def handle(self, args: list[bytes]) -> Action:
+        action = super().handle(args)
+        if type(action) is Call and self._replica() is not None:
+            name = args[0].upper()
+            if name in ETCD_COMMANDS or (name == b"GET" and args[-1].upper() == b"LINEARIZABLE"):
+                self.etcd_call = action
+        return action
 
     def cmd_get(self, args: list[bytes]) -> Action:
         if len(args) > 2 and args[-1].upper() == b"LINEARIZABLE":
@@ -130,6 +154,34 @@ class ReplicaConnection(Connection):
     """A connection of a server whose engine may be a cluster replica."""
 
     layer_class = ReplicaCommands
+
+    def _start(self, action: Action) -> None:
+        layer = self.layer
+        if type(action) is not Call or not isinstance(layer, ReplicaCommands) or \
+                action is not layer.etcd_call or self.closed:
+            super()._start(action)
+            return
+        layer.etcd_call = None
+        replica = layer._replica()
+        loop = self.loop
+        assert replica is not None and loop is not None
+        self.busy = True
+        self.held = []
+
+        def run() -> None:
+            # The batch runs here as it would on an engine thread (the commands queued
+            # behind the write included); the loop gets its outcome at once.
+            try:
+                batch, error = self._batch(action), None
+            except BaseException as e:      # as a Round reports it: the connection drops
+                batch, error = None, e
+            with contextlib.suppress(RuntimeError):     # the loop has closed
+                loop.call_soon_threadsafe(self._batch_done, batch, error)
+
+        try:
+            replica.io(run)
+        except RuntimeError:                # the replica has closed: as the runner does
+            self.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         layer = self.layer
