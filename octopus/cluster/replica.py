@@ -157,10 +157,13 @@ def _own_events(revision: int, ops: list[dict[str, Any]],
 class _Pending:
     """A plain set waiting to be sent in a group (see :meth:`Replica._put_grouped`)."""
 
-    __slots__ = ("deadline", "error", "key", "op", "revision", "sent", "size")
+    __slots__ = ("deadline", "error", "key", "op", "revision", "sent", "size", "woken")
 
-    def __init__(self, op: dict[str, Any], deadline: float) -> None:
+    def __init__(self, op: dict[str, Any], deadline: float, lock: threading.Lock) -> None:
         put = op["request_put"]
+        # Its writer waits on its own condition (on the group lock): a group's commit
+        # wakes its own writers and the next sender, not every writer queued.
+        self.woken = threading.Condition(lock)
         self.op = op
         self.key: str = put["key"]
         self.size = len(put["key"]) + len(put["value"])
@@ -222,7 +225,8 @@ class Replica:
 
         # Group commit of plain sets (guarded by _group_cond's own lock, never held
         # together with the core's): the sets waiting to be sent, the groups in flight.
-        self._group_cond = threading.Condition(threading.Lock())
+        self._group_lock = threading.Lock()
+        self._group_cond = threading.Condition(self._group_lock)
         self._group: list[_Pending] = []
         self._group_sending = 0
         self.groups = 0                     # transactions sent for grouped sets
@@ -368,8 +372,8 @@ class Replica:
         fail alone go in a group (no compare, no lease, no trigger marker), so a group
         fails only as a whole (etcd unavailable, outcome unknown), and then every one
         of its sets fails with that error."""
-        me = _Pending(op, deadline)
         cond = self._group_cond
+        me = _Pending(op, deadline, self._group_lock)
         with cond:
             self._group.append(me)
             while not me.revision and me.error is None:
@@ -379,9 +383,11 @@ class Replica:
                 left = me.deadline - time.monotonic()
                 if left <= 0 and not me.sent:
                     self._group.remove(me)
+                    if self._group and self._group_sending < self.group_in_flight:
+                        self._group[0].woken.notify()   # it may have been the next sender
                     raise Unavailable(f"etcd did not commit the write within "
                                       f"{self.timeout:g} s (it was not sent)")
-                cond.wait(max(left, 0.05))
+                me.woken.wait(max(left, 0.05))
         if me.error is not None:
             try:
                 error = copy.copy(me.error)      # one instance per raising thread
@@ -429,7 +435,9 @@ class Replica:
         for pending in batch:
             pending.revision = revision if error is None else 0
             pending.error = error
-        cond.notify_all()
+            pending.woken.notify()
+        if self._group and self._group_sending < self.group_in_flight:
+            self._group[0].woken.notify()       # the next group's sender
 
     def _wait_applied(self, revision: int, deadline: float) -> None:
         with self.cond:
