@@ -39,7 +39,13 @@ whose commands are :class:`ReplicaCommands`, the server's sans-I/O
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
+import threading
+import weakref
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from octopus.errors import QueryError
@@ -56,6 +62,46 @@ __all__ = ["ReplicaCommands", "ReplicaConnection"]
 #: sync); EXEC may carry writes. ``GET ... LINEARIZABLE`` is one too (a sync first).
 ETCD_COMMANDS = frozenset({b"SET", b"DEL", b"LOAD", b"PUBLISH", b"SYNC", b"SESSION",
                            b"EXEC", b"QUIT"})
+
+
+class _Deliveries:
+    """Outcomes handed back from the I/O threads to one event loop: one wake-up of the
+    loop for all those ready by then (a group commit finishes several writes at once)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.ready: deque[tuple[Callable[[Any, BaseException | None], None], Any,
+                                BaseException | None]] = deque()
+        self.lock = threading.Lock()
+        self.scheduled = False
+
+    def put(self, done: Callable[[Any, BaseException | None], None], result: Any,
+            error: BaseException | None) -> None:
+        """From any thread: run ``done(result, error)`` on the loop soon."""
+        self.ready.append((done, result, error))
+        with self.lock:
+            if self.scheduled:              # the loop has yet to drain: it will see it
+                return
+            self.scheduled = True
+        with contextlib.suppress(RuntimeError):     # the loop has closed
+            self.loop.call_soon_threadsafe(self._run)
+
+    def _run(self) -> None:
+        with self.lock:
+            self.scheduled = False
+        ready = self.ready
+        while ready:
+            done, result, error = ready.popleft()
+            try:
+                done(result, error)
+            except Exception:
+                log.exception("delivering the outcome of a command that waited for etcd")
+
+
+log = logging.getLogger("octopus.cluster")
+
+_deliveries: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Deliveries] = \
+    weakref.WeakKeyDictionary()
 
 
 def _int(raw: bytes, what: str) -> int:
@@ -165,6 +211,9 @@ class ReplicaConnection(Connection):
         replica = layer._replica()
         loop = self.loop
         assert replica is not None and loop is not None
+        deliveries = _deliveries.get(loop)
+        if deliveries is None:
+            deliveries = _deliveries[loop] = _Deliveries(loop)
         self.busy = True
         self.held = []
 
@@ -175,8 +224,7 @@ class ReplicaConnection(Connection):
                 batch, error = self._batch(action), None
             except BaseException as e:      # as a Round reports it: the connection drops
                 batch, error = None, e
-            with contextlib.suppress(RuntimeError):     # the loop has closed
-                loop.call_soon_threadsafe(self._batch_done, batch, error)
+            deliveries.put(self._batch_done, batch, error)
 
         try:
             replica.io(run)
