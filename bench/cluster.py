@@ -497,9 +497,10 @@ def main(baseline: str | None = None) -> None:
         f"{SECONDS:g} s per measurement, {ROUNDS} interleaved rounds (medians; each ratio "
         "is taken within a round; the lock latency of one client alone is measured in "
         "each round too). The ratio column divides by etcd's own figure from the "
-        "same client count; the CPU columns are the CPU time etcd's three members and the "
-        "Octopus nodes spent per operation during the measurement (medians over the "
-        f"rounds). Load average: {load:.1f} at the start, {load_end:.1f} at the end, "
+        "same client count; the CPU columns are the CPU time etcd's three members, the "
+        "Octopus nodes and the client processes spent per operation during the measurement "
+        "(medians over the rounds; on 2 shared cores a rate is what they add up to). Load "
+        f"average: {load:.1f} at the start, {load_end:.1f} at the end, "
         f"on {os.cpu_count()} cores (other work shares this machine)."
         + (f" Rows marked *before* are the nodes of commit {before_name}, run in the "
            "same rounds against the same etcd." if before_name else "")
