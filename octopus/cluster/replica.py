@@ -309,10 +309,10 @@ class Replica:
         """Run ``func`` on one of this replica's I/O threads (at most ``IO_THREADS``;
         RuntimeError once closed).
 
-        They run the server's commands that wait for etcd (octopus/cluster/server.py):
-        such a call spends milliseconds waiting for a Raft round, and the more of them
-        wait at once, the more plain sets one transaction carries (group commit). Calls
-        beyond the threads queue; there is at most one per connection."""
+        They run the server's plain sets (octopus/cluster/server.py): such a call
+        spends milliseconds waiting for a Raft round, and the more of them wait at once,
+        the more sets one transaction carries (group commit). Calls beyond the threads
+        queue; there is at most one per connection."""
         with self._io_lock:
             if self._closed:
                 raise RuntimeError("the replica has closed")

@@ -4,17 +4,20 @@
 whose commands are :class:`ReplicaCommands`, the server's sans-I/O
 :class:`~octopus.server.commands.CommandLayer` with:
 
-1. **Writes off the event loop, on threads of their own.** On a replica a write waits
-   for etcd (a Raft round and an fsync) and then for its revision to be applied here:
-   milliseconds of waiting, not of work. The server's engine threads are built for short
-   calls (one thread takes the calls of a loop iteration one after another, and the loop
-   waits briefly for them, see :mod:`octopus.server.runner`): a write there held up the
-   connections behind it and the loop itself, so under load few writes were in flight at
-   once and the replica's group commit had little to group. A command that waits for
-   etcd therefore runs on the replica's I/O threads (:meth:`Replica.io`), each
+1. **Plain sets off the event loop, on threads of their own.** On a replica a write
+   waits for etcd (a Raft round and an fsync) and then for its revision to be applied
+   here: milliseconds of waiting, not of work. The server's engine threads are built for
+   short calls (one thread takes the calls of a loop iteration one after another, and
+   the loop waits briefly for them, see :mod:`octopus.server.runner`): there a write
+   held up the connections behind it and the loop itself, so under load few sets were
+   in flight at once and the replica's group commit had little to group. A ``SET``
+   without ``SEQUENTIAL``, ``EPHEMERAL`` or ``TRIGGER`` (the sets a replica commits in
+   groups) therefore runs on the replica's I/O threads (:meth:`Replica.io`), the
    connection's batch on one thread, its reply handed back to the loop at once. The
-   connection's later commands wait behind it, so replies keep request order, and other
-   connections go on.
+   other writes (a lock's entries and deletions among them) stay on the engine threads:
+   they are not grouped, and on I/O threads they cost contended lock grants 10–15%
+   (docs/cluster.md). Either way the connection's later commands wait behind it, so
+   replies keep request order, and other connections go on.
 2. **Commands**:
 
    | command | reply |
@@ -58,10 +61,8 @@ from .replica import Replica
 __all__ = ["ReplicaCommands", "ReplicaConnection"]
 
 
-#: Commands whose engine call waits for etcd on a replica (a transaction, a lease, a
-#: sync); EXEC may carry writes. ``GET ... LINEARIZABLE`` is one too (a sync first).
-ETCD_COMMANDS = frozenset({b"SET", b"DEL", b"LOAD", b"PUBLISH", b"SYNC", b"SESSION",
-                           b"EXEC", b"QUIT"})
+#: Options that keep a SET off the I/O threads: its write is not grouped (see the module).
+UNGROUPED = frozenset({b"SEQUENTIAL", b"EPHEMERAL", b"TRIGGER"})
 
 
 class _Deliveries:
@@ -116,7 +117,7 @@ class ReplicaCommands(CommandLayer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.resumable = False            # SESSION was asked: keep it when the link drops
-        #: The engine call of the last command, if it waits for etcd (see the module).
+        #: The engine call of the last command, if it runs on the I/O threads (the module).
         self.etcd_call: Call | None = None
 
     def _replica(self) -> Replica | None:
@@ -125,10 +126,12 @@ class ReplicaCommands(CommandLayer):
 
     def handle(self, args: list[bytes]) -> Action:
         action = super().handle(args)
-        if type(action) is Call and self._replica() is not None:
-            name = args[0].upper()
-            if name in ETCD_COMMANDS or (name == b"GET" and args[-1].upper() == b"LINEARIZABLE"):
-                self.etcd_call = action
+        if type(action) is Call and args[0].upper() == b"SET" and \
+                self._replica() is not None and \
+                not any(arg.upper() in UNGROUPED for arg in args[2:]):
+            # Only where the routing is wrong does a parameter spelled like an option
+            # matter: such a set runs on an engine thread, as every write once did.
+            self.etcd_call = action
         return action
 
     def cmd_get(self, args: list[bytes]) -> Action:
