@@ -32,7 +32,7 @@ tests/store/test_leaks.py guards this with an allocation count per call.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from octopus._prolog import PrologRuntime, runtime
@@ -78,6 +78,22 @@ def decode_attributes(d: Mapping[str, Any]) -> dict[str, Value]:
         if type(v) is list:
             attrs[k] = Atom(v[0])
     return attrs
+
+
+#: The Prolog stacks a thread keeps after a bulk batch (prolog/store.pl,
+#: store_trim_above/3): a batch of 10,000 records needs ~10 MiB.
+_BULK_STACKS = 32 << 20
+
+
+class _Pulled:
+    """A value Prolog fetches itself (``py_call(Obj:value, V, [py_string_as(string)])``)
+    rather than receiving it as an argument: janus then makes each Python str a Prolog
+    string, where an argument's strs arrive as atoms (prolog/store.pl, store_bulk/7)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
 
 
 def _record(name: str, revision: int, d: Mapping[str, Any]) -> Record:
@@ -459,22 +475,24 @@ did not hold (nothing changed). ``attrs``: the attributes ``pairs`` encode, as a
         return int(count)
 
     def bulk(self, shapes: list[list[str]], flat: list[Any], distinct: bool,
-             base_revision: int, attrs: Sequence[tuple[str, Mapping[str, Any]]]) -> int:
+             base_revision: int, attrs: Callable[[], Sequence[tuple[str, Mapping[str, Any]]]]
+             ) -> int:
         """:meth:`load` with the batch encoded flat (the bulk path: prolog/store.pl,
         store_bulk/7): ``shapes`` the sorted key lists, ``flat`` per record its shape's
-        1-based number, its name and its encoded values in key order; ``distinct`` if
-        no name comes twice. ``attrs``: (name, attributes) per record, in order, for
-        the ordered indexes."""
+        1-based number, its name and its values in key order, in stored form (an
+        identifier as ``[text]``); ``distinct`` if no name comes twice. ``attrs``:
+        gives (name, attributes) per record, in order, for the ordered indexes (called
+        only when there are some)."""
         keys = self._keys
-        count, new, olds = self._write("store_bulk", shapes, flat, distinct, base_revision,
-                                       keys)
+        count, new, olds = self._write("store_bulk", shapes, _Pulled(flat), distinct,
+                                       base_revision, keys)
         self._count += new
-        self._call("store_trim")
+        self._call("store_trim_above", _BULK_STACKS)
         if self._count >= self._collected_at:
             self._collect()
         if keys:
             follow = self._follow
-            for (name, values), old in zip(attrs, olds, strict=True):
+            for (name, values), old in zip(attrs(), olds, strict=True):
                 follow(keys, name, old, values.items(), values)
         return int(count)
 
