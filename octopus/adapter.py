@@ -32,7 +32,7 @@ tests/store/test_leaks.py guards this with an allocation count per call.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from octopus._prolog import PrologRuntime, runtime
@@ -475,14 +475,11 @@ did not hold (nothing changed). ``attrs``: the attributes ``pairs`` encode, as a
         return int(count)
 
     def bulk(self, shapes: list[list[str]], flat: list[Any], distinct: bool,
-             base_revision: int, attrs: Callable[[], Sequence[tuple[str, Mapping[str, Any]]]]
-             ) -> int:
+             base_revision: int) -> int:
         """:meth:`load` with the batch encoded flat (the bulk path: prolog/store.pl,
         store_bulk/7): ``shapes`` the sorted key lists, ``flat`` per record its shape's
         1-based number, its name and its values in key order, in stored form (an
-        identifier as ``[text]``); ``distinct`` if no name comes twice. ``attrs``:
-        gives (name, attributes) per record, in order, for the ordered indexes (called
-        only when there are some)."""
+        identifier as ``[text]``); ``distinct`` if no name comes twice."""
         keys = self._keys
         count, new, olds = self._write("store_bulk", shapes, _Pulled(flat), distinct,
                                        base_revision, keys)
@@ -491,10 +488,35 @@ did not hold (nothing changed). ``attrs``: the attributes ``pairs`` encode, as a
         if self._count >= self._collected_at:
             self._collect()
         if keys:
-            follow = self._follow
-            for (name, values), old in zip(attrs(), olds, strict=True):
-                follow(keys, name, old, values.items(), values)
+            self._follow_flat(keys, shapes, flat, olds)
         return int(count)
+
+    def _follow_flat(self, keys: list[str], shapes: list[list[str]], flat: list[Any],
+                     olds: list[Any]) -> None:
+        """:meth:`_follow` for each record of a bulk batch, read off its flat form: a new
+        record adds its values of the indexed keys (found once per shape), a replaced
+        one goes through :meth:`_follow`."""
+        indexes = self._indexes
+        at: list[list[tuple[KeyIndex, int]]] = [
+            [(indexes[k], i) for i, k in enumerate(shape, 2) if k in indexes]
+            for shape in shapes]
+        i = 0
+        try:
+            for old in olds:
+                shape = flat[i] - 1
+                name = flat[i + 1]
+                if old is None:
+                    for index, offset in at[shape]:
+                        index.add(flat[i + offset], name)
+                    i += 2 + len(shapes[shape])
+                else:
+                    start = i + 2
+                    i = start + len(shapes[shape])
+                    self._follow(keys, name, old, (),
+                                 dict(zip(shapes[shape], flat[start:i], strict=True)))
+        except BaseException:
+            self._drop_indexes()        # as _follow: an index that missed a change
+            raise
 
     def _collect(self) -> None:
         """Free the record index tables Prolog retired as the store grew (see

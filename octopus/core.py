@@ -850,8 +850,7 @@ class Core:
                            for i, (name, attrs) in enumerate(batch.records(), start=1)]
                 ticket = wal.log(changes)
             try:
-                count = self.store.bulk(batch.shapes, batch.flat, batch.distinct, base,
-                                        batch.records)
+                count = self.store.bulk(batch.shapes, batch.flat, batch.distinct, base)
             except BaseException:
                 if wal is not None:
                     wal.retract(ticket)
