@@ -518,15 +518,61 @@ store_bulk(M, Shapes, Values, Distinct, Rev0, Keys, Reply) :-
     must_be(list, Shapes),
     janus:py_call(Values:value, Flat, [py_string_as(string)]),
     must_be(list, Flat),
-    (   Distinct == @(true)
-    ->  Seen0 = none
-    ;   empty_assoc(Seen0)
-    ),
     setup_call_cleanup(
         bulk_shapes(Shapes, 1),
-        bulk_plan(Flat, M, Keys, Rev0, Rev, Seen0, 0, New, Plan, Olds0),
+        bulk_plan(Distinct, Keys, Flat, M, Rev0, Rev, New, Plan, Olds),
         retractall(bulk_shape(_, _, _, _))),
-    load_commit(M, Plan, Rev0, Rev, New, Keys, Olds0, Reply).
+    (   Keys == [],
+        \+ M:'$rules'(_)
+    ->  Count is Rev - Rev0,
+        transaction(bulk_apply(Plan, M)),
+        Reply = [Count, New, []]
+    ;   load_commit(M, Plan, Rev0, Rev, New, Keys, Olds, Reply)
+    ).
+
+%   bulk_plan(+Distinct, +Keys, +Flat, +Store, +Rev0, -Rev, -New, -Plan, -Olds)
+%
+%   load_plan/10 of a bulk batch. The common case, no name twice and no ordered
+%   index to tell (Keys = []), has a loop of its own that only asks whether each name
+%   is stored.
+
+bulk_plan(Distinct, Keys, Flat, M, Rev0, Rev, New, Plan, Olds) :-
+    (   Distinct == @(true),
+        Keys == []
+    ->  bulk_plan_new(Flat, M, Rev0, Rev, 0, New, Plan),
+        Olds = []
+    ;   (   Distinct == @(true)
+        ->  Seen0 = none
+        ;   empty_assoc(Seen0)
+        ),
+        bulk_plan(Flat, M, Keys, Rev0, Rev, Seen0, 0, New, Plan, Olds)
+    ).
+
+bulk_plan_new([], _, Rev, Rev, New, New, []) :- !.
+bulk_plan_new([Shape, S|Flat0], M, Rev0, Rev, New0, New,
+              [put(Replace, S, Rev1, Dict)|Plan]) :-
+    string(S),
+    bulk_shape(Shape, Flat0, Flat, Dict),
+    !,
+    Rev1 is Rev0 + 1,
+    (   M:rec(S, _, _)
+    ->  Replace = true,
+        New1 = New0
+    ;   Replace = false,
+        New1 is New0 + 1
+    ),
+    bulk_plan_new(Flat, M, Rev1, Rev, New1, New, Plan).
+bulk_plan_new(Flat, _, _, _, _, _, _) :-
+    domain_error(octopus_bulk_batch, Flat).
+
+bulk_apply([], _).
+bulk_apply([put(Replace, S, Rev, Dict)|Plan], M) :-
+    (   Replace == true
+    ->  retract(M:rec(S, _, _))
+    ;   true
+    ),
+    assertz(M:rec(S, Rev, Dict)),
+    bulk_apply(Plan, M).
 
 :- thread_local bulk_shape/4.       % bulk_shape(Number, Flat0, Flat, Dict)
 
