@@ -413,7 +413,7 @@ class CommandLayer:
     def _record(self, record: Record, tagged: bool | None = None) -> bytes:
         if self.tagged if tagged is None else tagged:
             return encode(record_tagged(record), self.proto)
-        text = str(record).encode()
+        text = record_text(record)
         return b"$%d\r\n%s\r\n" % (len(text), text)
 
     def _check_room(self) -> None:
