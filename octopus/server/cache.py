@@ -56,8 +56,9 @@ class ReplyCache:
     per entry) ``<= max_bytes``; when an entry does not fit, the least recently used
     ones are evicted until it does.
 
-    Thread-safe: the event loop looks up (without taking the lock: each dict operation
-    is atomic), engine threads store, the committing thread drops.
+    Thread-safe: the event loop and engine threads look up, engine threads store, the
+    committing thread drops; each under the cache's lock (held for a few dict
+    operations).
     """
 
     def __init__(self, max_entries: int, max_bytes: int) -> None:
@@ -86,18 +87,17 @@ class ReplyCache:
         return ENTRY_OVERHEAD + len(reply) + sum(len(k) for k in key if type(k) is bytes)
 
     def lookup(self, key: Key) -> bytes | None:
-        """The reply stored for ``key``, else None. Called from one thread (the event
-        loop)."""
-        hit = self._entries.get(key)
-        if hit is None:
-            self.misses += 1
-            return None
-        try:                                  # noqa: SIM105 (suppress() costs more)
+        """The reply stored for ``key``, else None. From the event loop, and from engine
+        threads (the commands pipelined behind an engine call): under the lock, or the
+        counters would lose and regain increments (``+=`` is not atomic across threads)."""
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is None:
+                self.misses += 1
+                return None
             self._entries.move_to_end(key)
-        except KeyError:                      # dropped meanwhile: the reply is still one
-            pass                              # the store gave during this lookup
-        self.hits += 1
-        return hit[0]
+            self.hits += 1
+            return hit[0]
 
     def begin(self) -> int:
         """The epoch to hand to :meth:`store` for a read that starts now."""

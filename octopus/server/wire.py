@@ -59,13 +59,12 @@ def record_text(record: Record) -> bytes:
     Equal to it for every record: tests/server/test_wire_text.py."""
     parts = []
     for key, value in record._attrs.items():
-        kind = type(value)
-        if kind is str:
+        if type(value) is str:
             if "'" in value or "\\" in value:
                 parts.append(f"{key}: {format_value(value)}")
             else:
                 parts.append(f"{key}: '{value}'")
-        elif kind is int and -_SMALL < value < _SMALL:
+        elif type(value) is int and -_SMALL < value < _SMALL:
             parts.append(f"{key}: {int.__repr__(value)}")
         else:
             parts.append(f"{key}: {format_value(value)}")
