@@ -205,6 +205,18 @@ def test_no_get_after_an_acknowledged_write_answers_the_old_value() -> None:
     assert not errors, errors[:3]
 
 
+def test_info_counts_hits_while_the_cache_is_empty() -> None:
+    """INFO asked ``if cache`` (its length): an emptied cache reported 0 hits."""
+    with octopus.Engine() as engine, serve_in_thread(engine) as url, connect(url) as c:
+        c.set("a { v: 1 }")
+        c.get("a")
+        c.get("a")                                   # from the cache
+        c.set("a { v: 2 }")                          # the cache is empty now
+        stats = dict(line.split(":", 1) for line in c.info().split() if ":" in line)
+        assert stats["reply_cache_entries"] == "0"
+        assert int(stats["reply_cache_hits"]) >= 1 and int(stats["reply_cache_misses"]) >= 1
+
+
 NAMES = ["a", "b", "c"]
 
 
