@@ -102,6 +102,30 @@ class RowEvent:
 RowHandler = Callable[[RowEvent], Any]
 
 
+class _Row(tuple[Any, ...]):
+    """A row's delivery as queued by the writer: ``(handler, kind, values, names,
+    trigger_id, revision)``, kind ``"set"`` or ``"del"``. A tuple, so that queueing it
+    costs the writer no Python-level construction; :func:`_deliver` makes the
+    :class:`RowEvent` on the dispatcher thread (as the dispatcher makes record
+    triggers' events). ``trigger_id`` and ``mode`` name it if the handler raises."""
+
+    __slots__ = ()
+
+    @property
+    def trigger_id(self) -> int:
+        return int(self[4])
+
+    @property
+    def mode(self) -> Mode:
+        return Mode.ON_SET if self[1] == "set" else Mode.ON_DEL
+
+
+def _deliver(row: _Row) -> Any:
+    handler, kind, values, names, qid, revision = row
+    return handler(RowEvent(Mode.ON_SET if kind == "set" else Mode.ON_DEL, tuple(values),
+                            names, qid, revision))
+
+
 @dataclass(frozen=True)
 class RuleLimits:
     """What evaluating rules may cost (docs/rules.md, Limits).
@@ -163,6 +187,10 @@ class RuleWatch(_Installed):
         self.query = query
         self.on = on
         self.names: tuple[str, ...] = ()
+        #: The row kinds (prolog/rules_delta.pl) delivered: a set, not ``on``, is
+        #: tested per row (a Flag's ``&`` costs a Python call).
+        self._kinds = frozenset(k for k, m in (("set", Mode.ON_SET), ("del", Mode.ON_DEL))
+                               if on & m)
 
     def _what(self) -> str:
         return f"rule watch {self.id}"
@@ -346,28 +374,28 @@ class RuleEngine:
         if not rows:
             return
         revision = change.revision
-        deliveries: list[tuple[RowHandler, RowEvent]] = []
+        deliveries: list[tuple[Callable[[Any], Any], Any]] = []
+        watches = self._watches
         taken = 0
-        for rev, qid, kind, values in rows:
+        for row in rows:
+            rev, qid, kind, values = row
             if rev is not None and rev != revision:
                 break
             taken += 1
+            entry = watches.get(qid)
+            if kind == "set" or kind == "del":
+                if entry is not None:
+                    watch = entry[0]
+                    if kind in watch._kinds:
+                        deliveries.append((_deliver, _Row((watch.handler, kind, values,
+                                                           watch.names, qid, revision))))
+                continue
             if kind == "violated":
                 log.warning("a session's end deleted %s and broke invariant %s: %s",
                             change.name, self._invariant_name(qid), values)
-                continue
-            entry = self._watches.get(qid)
-            if entry is None:
-                continue
-            watch = entry[0]
-            if kind == "removed":
-                log.warning("rule watch %d (%s) removed: %s", qid, watch.query, values)
+            elif entry is not None:         # removed: over its limit on this change
+                log.warning("rule watch %d (%s) removed: %s", qid, entry[0].query, values)
                 deliveries.append(self._ended(qid, revision))
-                continue
-            mode = Mode.ON_SET if kind == "set" else Mode.ON_DEL
-            if watch.on & mode:
-                deliveries.append((watch.handler,
-                                   RowEvent(mode, tuple(values), watch.names, qid, revision)))
         del rows[:taken]
         if deliveries:
             self._dispatcher().put_many(deliveries)

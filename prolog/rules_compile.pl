@@ -205,6 +205,9 @@ plan([L|_], _, _, _, _, _, _) :-
 conj(G, true, G) :- !.
 conj(G, B, (G, B)).
 
+pre(true, G, G) :- !.
+pre(P, G, (P, G)).
+
 pick(Lits, Bound, Head, L, Rest) :-
     member(Rank, [filter, named, indexed, kb_bound, keyed, kb, scan]),
     select(L, Lits, Rest),
@@ -261,8 +264,8 @@ literal_goal(neg(Lits), Bound, Dicts, Dicts, KB, S, \+ Body) :-
 view_goal(record(X), _, _, Dicts, Dicts, true) :-
     known_dict(X, Dicts, _), !.              % fetched: the record exists
 view_goal(record(X), S, Bound, Dicts0, Dicts, Code) :- !,
-    fetch(X, S, Bound, Dicts0, D, Code),
-    remember(X, D, Dicts0, Dicts).
+    fetch(X, S, Bound, Dicts0, Dicts1, D, Code),
+    remember(X, D, Dicts1, Dicts).
 view_goal(attr(X, K, V), S, Bound, Dicts0, Dicts, Code) :-
     atom(K), !,
     (   S = plain(M) -> true ; S = over(M, _, _) ),
@@ -271,63 +274,100 @@ view_goal(attr(X, K, V), S, Bound, Dicts0, Dicts, Code) :-
         ->  Match = get_dict(K, D, Stored),
             Index = Hash
         ;   Match = fail, Index = _
-        )
+        ),
+        Pre = true,
+        Dicts1 = Dicts0
+    ;   var(V), bound_var(V, Bound)
+    ->  raw_form(V, Dicts0, Raw, Pre, Dicts1),  % compared in the stored form
+        Match = ( get_dict(K, D, Value), Value == Raw ),
+        Index = raw(Raw)
     ;   Match = ( get_dict(K, D, Value), octopus_rules_view:view_value(Value, V) ),
+        Pre = true,
         (   bound_term(V, Bound)
-        ->  (   var(V), known_raw(V, Dicts0, Raw)
-            ->  Index = raw(Raw)
-            ;   Index = hash(V)
+        ->  Index = hash(V),
+            Dicts1 = Dicts0
+        ;   Index = _,
+            (   var(V)
+            ->  Dicts1 = [raw(V, Value)|Dicts0]     % V's stored form, for lookups by it
+            ;   Dicts1 = Dicts0
             )
-        ;   Index = _
         )
     ),
-    (   var(V), \+ bound_term(V, Bound)
-    ->  Dicts1 = [raw(V, Value)|Dicts0]     % V's stored form, for lookups by it
-    ;   Dicts1 = Dicts0
-    ),
-    (   known_dict(X, Dicts0, D0)
+    (   known_dict(X, Dicts1, D0)
     ->  D = D0,
         Dicts = Dicts1,
-        Code = Match
+        Code0 = Match
     ;   bound_term(X, Bound)
-    ->  fetch(X, S, Bound, Dicts0, D, Fetch),
-        remember(X, D, Dicts1, Dicts),
-        Code = ( Fetch, Match )
+    ->  fetch(X, S, Bound, Dicts1, Dicts2, D, Fetch),
+        remember(X, D, Dicts2, Dicts),
+        Code0 = ( Fetch, Match )
     ;   index_code(Index, M, K, X, Entries),
         remember(X, D, Dicts1, Dicts),
         (   S = plain(M)
-        ->  Code = ( Entries, octopus_rules_view:rec_(M, X, D), Match )
+        ->  Code0 = ( Entries, octopus_rules_view:rec_(M, X, D), Match )
         ;   S = over(M, On, Od),
-            Code = ( Entries, X \== On, octopus_rules_view:rec_(M, X, D), Match
-                   ; Od \== none, X = On, D = Od, Match
-                   )
+            Code0 = ( Entries, X \== On, octopus_rules_view:rec_(M, X, D), Match
+                    ; Od \== none, X = On, D = Od, Match
+                    )
         )
-    ).
+    ),
+    pre(Pre, Code0, Code).
 view_goal(attr(X, K, V), plain(M), _, Dicts, Dicts,
           octopus_rules_view:v_attr(s(M, [], none), X, K, V)).
 view_goal(attr(X, K, V), over(M, On, Od), _, Dicts, Dicts,
           octopus_rules_view:v_attr(s(M, On, Od), X, K, V)).
 
-%   fetch(?X, +S, +Bound, +Dicts, -D, -Code): Code finds record X (a name known when
-%   it runs if X is in Bound, else every record) in state S, with D its dict. A name
-%   read from an attribute value is looked up by its stored form (an identifier is
-%   [Text], the store's names are texts): no conversion to an atom and back.
+%   raw_form(+V, +Dicts0, -Raw, -Code, -Dicts): Raw is the stored form of the value of
+%   the bound variable V: known if V was read from a record (Code true), else computed
+%   by Code once (and remembered in Dicts), so that every later read compares stored
+%   values (==: the view's values are the stored ones, one to one) instead of
+%   converting each value read to compare it with V.
 
-fetch(X, plain(M), Bound, Dicts, D, Code) :-
-    (   bound_term(X, Bound), var(X), known_raw(X, Dicts, Raw)
-    ->  Code = ( Raw = [Text], M:rec(Text, _, D) )
-    ;   Code = octopus_rules_view:rec_(M, X, D)
+raw_form(V, Dicts0, Raw, Code, Dicts) :-
+    (   known_raw(V, Dicts0, Raw0)
+    ->  Raw = Raw0,
+        Code = true,
+        Dicts = Dicts0
+    ;   Code = octopus_rules_view:raw_of(V, Raw),
+        Dicts = [raw(V, Raw)|Dicts0]
     ).
-fetch(X, over(M, On, Od), Bound, Dicts, D, Code) :-
-    (   bound_term(X, Bound)
-    ->  (   var(X), known_raw(X, Dicts, Raw)
-        ->  Lookup = ( Raw = [Text], M:rec(Text, _, D) )
-        ;   Lookup = octopus_rules_view:rec_(M, X, D)
-        ),
-        Code = ( X == On -> Od \== none, D = Od ; Lookup )
-    ;   Code = ( octopus_rules_view:rec_(M, X, D), X \== On
-               ; Od \== none, X = On, D = Od )
-    ).
+
+%   fetch(?X, +S, +Bound, +Dicts0, -Dicts, -D, -Code): Code finds record X (a name
+%   known when it runs if X is in Bound, else every record) in state S, with D its
+%   dict. A name known when it runs is looked up by its stored form (an identifier is
+%   [Text], the store's names are texts), computed once per clause (raw_form/5): a
+%   name read from an attribute value needs no conversion to an atom and back; a
+%   name known when compiling is converted then.
+
+fetch(X, S, Bound, Dicts0, Dicts, D, Code) :-
+    (   S = plain(M) -> true ; S = over(M, On, Od) ),
+    (   atom(X)
+    ->  atom_string(X, Text),
+        Dicts = Dicts0,
+        Lookup = M:rec(Text, _, D),
+        Pre = true
+    ;   bound_term(X, Bound), var(X)
+    ->  raw_form(X, Dicts0, Raw, Pre, Dicts),
+        Lookup = ( Raw = [Text], M:rec(Text, _, D) )
+    ;   bound_term(X, Bound)
+    ->  Dicts = Dicts0,
+        Lookup = octopus_rules_view:rec_(M, X, D),
+        Pre = true
+    ;   Dicts = Dicts0,
+        Lookup = none,
+        Pre = true
+    ),
+    (   S = plain(_)
+    ->  (   Lookup == none
+        ->  Code0 = octopus_rules_view:rec_(M, X, D)
+        ;   Code0 = Lookup
+        )
+    ;   Lookup == none
+    ->  Code0 = ( octopus_rules_view:rec_(M, X, D), X \== On
+                ; Od \== none, X = On, D = Od )
+    ;   Code0 = ( X == On -> Od \== none, D = Od ; Lookup )
+    ),
+    pre(Pre, Code0, Code).
 
 known_raw(V, Dicts, Raw) :-
     member(Entry, Dicts),

@@ -23,10 +23,13 @@ Dispatch. A generator runs only if its literal could have changed: attr(N, K, _)
 N's K changed, record(N) when N came or went. rebuild_dispatch/1 keeps, whenever a
 watch or invariant comes or goes, a clause comparing the keys the generators read
 (changed_keys/3, compiled for those keys) and, for each key and for existence, the
-generators to run grouped by watch (on_key/2, on_any/1, on_exists/1). A change
-compares the values of those keys only (once: the rules' index is kept from the same
-comparison, for the keys it has: prolog/rules_compile.pl), so a write that no rule reads costs two dict lookups per watched key and
-never evaluates anything.
+watches to evaluate with what each needs and may spend (on_key/2, on_any/1,
+on_exists/1), and one clause per watch and source running that watch's generators of
+it (found/7: their bodies in one disjunction). A change compares the values of those
+keys only (once: the rules' index is kept from the same comparison, for the keys it
+has: prolog/rules_compile.pl), so a write that no rule reads costs two dict lookups per
+watched key and never evaluates anything; a change that some watches read finds the
+candidates of all of them with one findall/3 and one sort (evaluate_batch/9).
 
 D is D' with N as it was: the evaluation runs inside the store's transaction, after
 the write, and reads through the overlay of prolog/rules_view.pl. An invariant whose
@@ -128,12 +131,12 @@ join_groups([Id-Gs0|T0], [Id-Gs|T]) :-
     same_id(T0, Id, Gs0, Gs, T1),
     join_groups(T1, T).
 
-same_id([Id1-Gs1|T0], Id, Gs0, Gs, T) :-
+same_id([Id1-g(_, _, Gs1)|T0], Id, g(Need, Limit, Gs0), Gs, T) :-
     Id1 == Id,
     !,
     append(Gs0, Gs1, Gs2),
-    same_id(T0, Id, Gs2, Gs, T).
-same_id(T, _, Gs0, Gs, T) :-
+    same_id(T0, Id, g(Need, Limit, Gs2), Gs, T).
+same_id(T, _, g(Need, Limit, Gs0), g(Need, Limit, Gs), T) :-
     sort(Gs0, Gs).
 
 %!  rebuild_dispatch(+R) is det.
@@ -145,36 +148,88 @@ rebuild_dispatch(R) :-
     retractall(R:on_key(_, _)),
     retractall(R:on_any(_)),
     retractall(R:on_exists(_)),
+    retractall(R:found(_, _, _, _, _, _, _)),
     findall(K, R:watched_key(K), Ks0),
     sort(Ks0, Ks),
     changed_keys(Ks, Clause),
     assertz(R:Clause),
     forall(member(K, Ks),
            ( findall(Id-G, R:gen_key(K, Id, G), Pairs),
-             group_gens(Pairs, Groups),
+             group_gens(R, key(K), Pairs, Groups),
              assertz(R:on_key(K, Groups)) )),
     findall(Id-G, R:gen_anykey(Id, G), Any),
-    (   Any == [] -> true ; group_gens(Any, AnyGroups), assertz(R:on_any(AnyGroups)) ),
+    (   Any == []
+    ->  true
+    ;   group_gens(R, any, Any, AnyGroups),
+        assertz(R:on_any(AnyGroups))
+    ),
     findall(Id-G, R:gen_exists(Id, G), Exists),
     (   Exists == []
     ->  true
-    ;   group_gens(Exists, ExistsGroups),
+    ;   group_gens(R, exists, Exists, ExistsGroups),
         assertz(R:on_exists(ExistsGroups))
     ).
 
-group_gens(Pairs, Groups) :-
-    sort(Pairs, Sorted),
-    group_pairs_by_key(Sorted, Groups).
+%   group_gens(+R, +Source, +Pairs, -Groups): Id-g(Need, Limit, [Source]) per watch
+%   Id with generators Pairs (Id-G) of Source (key(K), any or exists), ordered by Id:
+%   what a change needs of it (need/2) and its inference limit are in the table, so
+%   that evaluating a change looks nothing else up for the watches it concerns; and
+%   the clause R:found(Source, Id, ...) of found_clause/6.
 
+group_gens(R, Source, Pairs, Groups) :-
+    sort(Pairs, Sorted),
+    group_pairs_by_key(Sorted, Groups0),
+    maplist(group_entry(R, Source), Groups0, Groups).
+
+group_entry(R, Source, Id-Gs, Id-g(Need, Limit, [Source])) :-
+    R:watch(Id, Kind, _),
+    R:limit(Id, Limit),
+    need(Kind, Need),
+    found_clause(R, Source, Id, Need, Gs, Clause),
+    assertz(R:Clause).
+
+%   found_clause(+R, +Source, +Id, +Need, +Gens, -Clause): the clause of
+%   found(Source, Id, Name, Old, New, Head, Known): the candidates of watch Id's
+%   generators Gens (those of Source) with what finding each tells (known/3): one
+%   disjunction of the generators' bodies (gen0/6 before the change, gen1/6 after
+%   it, each with its head unified in its branch), so that a change calls one clause
+%   per watch and source instead of each generator in turn. Need appear (an
+%   invariant) keeps only what a row that appears needs (see delta/9).
+
+found_clause(R, Source, Id, Need, Gs, (Head :- Body)) :-
+    Head = found(Source, Id, Name, Old, New, H, Known),
+    findall(b(State, N0, D0, H0, K0, B),
+            ( member(G, Gs),
+              (   State = 0, clause(R:gen0(Id, G, N0, D0, H0, Kind), B)
+              ;   State = 1, clause(R:gen1(Id, G, N0, D0, H0, Kind), B)
+              ),
+              gen_known(Need, State, Kind, K0)
+            ),
+            Branches),
+    maplist(branch(Name, Old, New, H, Known), Branches, Goals),
+    disjunction(Goals, Body).
+
+gen_known(both, State, Kind, Known) :- known(Kind, State, Known).
+gen_known(appear, 1, pos, t1).
+gen_known(appear, 0, negx, f0).
+gen_known(appear, 0, neg, none).
+
+branch(Name, Old, New, H, Known, b(State, N0, D0, H0, K0, B),
+       (Name = N0, D = D0, H = H0, Known = K0, B)) :-
+    (   State == 0 -> D = Old ; D = New ).
+
+disjunction([], fail).
+disjunction([G], G) :- !.
+disjunction([G|Gs], (G ; Rest)) :- disjunction(Gs, Rest).
 
                  /*******************************
                  *          EVALUATION         *
                  *******************************/
 
 evaluate_all(R, Name, Old, New, Rev, Forced, Groups, Rows0, Rows) :-
-    budget(Groups, R, 0, Budget),
+    budget(Groups, 0, Budget),
     catch(call_with_inference_limit(
-              evaluate_each(Groups, R, Name, Old, New, Rev, Forced, Rows0, Rows1),
+              evaluate_batch(Groups, R, Name, Old, New, Rev, Forced, Rows0, Rows1),
               Budget, Result),
           E, true),
     (   var(E), Result \== inference_limit_exceeded
@@ -184,33 +239,60 @@ evaluate_all(R, Name, Old, New, Rev, Forced, Groups, Rows0, Rows) :-
     ;   foldl(evaluate(R, Name, Old, New, Rev, Forced), Groups, Rows0, Rows)
     ).
 
-budget([], _, B, B).
-budget([Id-_|Gs], R, B0, B) :-
-    (   R:limit(Id, I) -> B1 is B0 + I ; B1 = B0 ),
-    budget(Gs, R, B1, B).
+budget([], B, B).
+budget([_-g(_, I, _)|Gs], B0, B) :-
+    B1 is B0 + I,
+    budget(Gs, B1, B).
 
-%   evaluate_each(+Groups, +R, +Name, +Old, +New, +Rev, +Forced, +Rows0, -Rows): the
-%   rows of each watch Id-Gens of Groups (no limit of its own: evaluate_all/9 has one).
+%   evaluate_batch(+Groups, +R, +Name, +Old, +New, +Rev, +Forced, +Rows0, -Rows): the
+%   rows of every watch Id-g(Need, Limit, Sources) of Groups (no limit of its own:
+%   evaluate_all/9 has one), as delta/9 and outcome/9 would find them watch by watch,
+%   but with the candidates of all of them found at once (one findall/3 and one sort
+%   per change, not per watch: most changes find few candidates, or none).
 
-evaluate_each([], _, _, _, _, _, _, Rows, Rows).
-evaluate_each([Id-Gs|Groups], R, Name, Old, New, Rev, Forced, Rows0, Rows) :-
+evaluate_batch(Groups, R, Name, Old, New, Rev, Forced, Rows0, Rows) :-
+    findall(Id-H-Known,
+            ( member(Id-g(_, _, Sources), Groups),
+              member(Source, Sources),
+              R:found(Source, Id, Name, Old, New, H, Known)
+            ),
+            Found),
+    (   Found == []
+    ->  Rows = Rows0
+    ;   msort(Found, Sorted),
+        group_pairs_by_key(Sorted, Candidates),
+        outcomes(Candidates, Groups, R, Name, Old, Rev, Forced, Rows0, Rows)
+    ).
+
+%   outcomes(+Candidates, +Groups, ...): Candidates, (Id-Head)-Knowns ordered by Id,
+%   taken watch by watch.
+
+outcomes([], _, _, _, _, _, _, Rows, Rows).
+outcomes([(Id-H)-Known|Cs0], Groups, R, Name, Old, Rev, Forced, Rows0, Rows) :-
+    same_watch(Cs0, Id, Hs, Cs),
+    memberchk(Id-g(Need, _, _), Groups),
     R:watch(Id, Kind, Names),
-    need(Kind, Need),
-    delta(R, Id, Gs, Name, Old, New, Need, Appear, Disappear),
+    partition_rows([H-Known|Hs], R, Id, Name, Old, Need, Appear, Disappear),
     outcome(Kind, Names, Id, Rev, Forced, Appear, Disappear, Rows0, Rows1),
-    evaluate_each(Groups, R, Name, Old, New, Rev, Forced, Rows1, Rows).
+    outcomes(Cs, Groups, R, Name, Old, Rev, Forced, Rows1, Rows).
+
+same_watch([(Id1-H)-Known|Cs0], Id, [H-Known|Hs], Cs) :-
+    Id1 == Id,
+    !,
+    same_watch(Cs0, Id, Hs, Cs).
+same_watch(Cs, _, [], Cs).
 
 need(invariant(_), appear) :- !.
 need(watch, both).
 
-%   evaluate(..., +Id-Gens, +Rows0, -Rows): the same, under Id's own limit; a watch
-%   over it is removed, an invariant refuses the change.
+%   evaluate(..., +Id-g(Need, Limit, Sources), +Rows0, -Rows): the same, under Id's own
+%   limit; a watch over it is removed, an invariant refuses the change.
 
-evaluate(R, Name, Old, New, Rev, Forced, Id-Gs, Rows0, Rows) :-
+evaluate(R, Name, Old, New, Rev, Forced, Id-g(_, _, Sources), Rows0, Rows) :-
     (   R:watch(Id, Kind, Names),
         R:limit(Id, Inferences)
     ->  need(Kind, Need),
-        limited(delta(R, Id, Gs, Name, Old, New, Need, Appear, Disappear), Inferences,
+        limited(delta(R, Id, Sources, Name, Old, New, Need, Appear, Disappear), Inferences,
                 Outcome),
         (   Outcome \== done
         ->  failed(R, Id, Kind, Outcome, Inferences, Rev, Forced, Rows0, Rows)
@@ -261,10 +343,11 @@ rows_out([Row|Hs], Rev, Id, Kind, Rows0, Rows) :-
     export_row(Row, Values),
     rows_out(Hs, Rev, Id, Kind, [[Rev, Id, Kind, Values]|Rows0], Rows).
 
-%   delta(+R, +Id, +Gens, +Name, +Old, +New, +Need, -Appear, -Disappear)
+%   delta(+R, +Id, +Sources, +Name, +Old, +New, +Need, -Appear, -Disappear)
 %
-%   The candidates of the generators Gens after the change (gen1: record Name is New)
-%   and before it (gen0: Name is Old), each checked where what found it does not tell
+%   The candidates of watch Id's generators of Sources (found/7 of found_clause/6)
+%   after the change (gen1: record Name is New) and before it (gen0: Name is Old),
+%   each checked where what found it does not tell
 %   (known/3). So a row found by positive generators in both states (the usual
 %   update that changes nothing) costs no check at all. Need is both, or appear (an
 %   invariant): a row that appears has a derivation after the change through Name, or
@@ -272,31 +355,18 @@ rows_out([Row|Hs], Rev, Id, Kind, Rows0, Rows) :-
 %   generators run after the change and the negative ones before it only; a row
 %   false after the change is not checked before it.
 
-delta(R, Id, Gs, Name, Old, New, Need, Appear, Disappear) :-
-    findall(H-Known, found(Need, R, Id, Gs, Name, Old, New, H, Known), Found),
+delta(R, Id, Sources, Name, Old, New, Need, Appear, Disappear) :-
+    findall(H-Known,
+            ( member(Source, Sources),
+              R:found(Source, Id, Name, Old, New, H, Known)
+            ),
+            Found),
     (   Found == []
     ->  Appear = [],
         Disappear = []
     ;   msort(Found, Sorted),
         group_pairs_by_key(Sorted, Candidates),
         partition_rows(Candidates, R, Id, Name, Old, Need, Appear, Disappear)
-    ).
-
-found(both, R, Id, Gs, Name, Old, New, H, Known) :-
-    member(G, Gs),
-    (   R:gen0(Id, G, Name, Old, H, Kind),
-        known(Kind, 0, Known)
-    ;   R:gen1(Id, G, Name, New, H, Kind),
-        known(Kind, 1, Known)
-    ).
-found(appear, R, Id, Gs, Name, Old, New, H, Known) :-
-    member(G, Gs),
-    (   R:gen1(Id, G, Name, New, H, pos),
-        Known = t1
-    ;   R:gen0(Id, G, Name, Old, H, negx),     % (the kind in the call: a positive
-        Known = f0                             % generator's body does not run)
-    ;   R:gen0(Id, G, Name, Old, H, neg),
-        Known = none
     ).
 
 %   known(+Kind, +State, -Known): what finding a row in State tells: t0/t1 true

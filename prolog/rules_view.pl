@@ -3,6 +3,7 @@
             rec_/3,                   % +Store, ?Name, -Dict
             view_value/2,             % +Stored, -Value
             view_hash/2,              % +Value, -Hash
+            raw_of/2,                 % +Value, -Stored
             table_entry/4,            % +Store, +Key, ?Hash, -Name
             index_build/2,            % +Store, +Key
             index_drop/2,             % +Store, +Key
@@ -160,6 +161,14 @@ view_value(S, V) :- number(S), !, V = S.
 view_value(S, V) :- string(S), !, V = S.
 view_value([S], V) :- !, atom_string(A, S), V = A.
 view_value(@(B), @(B)).
+
+%   raw_of(+Value, -Stored) is semidet: the stored form of a view value (fails for
+%   terms no record holds, a variable included): the inverse of view_value/2.
+
+raw_of(V, R) :- atom(V), !, atom_string(V, S), R = [S].
+raw_of(V, V) :- string(V), !.
+raw_of(V, V) :- number(V), !.
+raw_of(@(B), @(B)) :- ( B == true ; B == false ), !.
 
 %   view_hash(+Value, -Hash) is semidet: the index hash of the stored values a view
 %   value can be (fails for terms no record holds).

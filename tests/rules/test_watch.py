@@ -119,6 +119,39 @@ def test_on_set_only_and_bindings_as_data(kaluga_like: octopus.Engine) -> None:
     assert [(x.mode, x.bindings) for x in events] == [(Mode.ON_SET, {"Dev": "a"})]
 
 
+def test_on_del_only_gets_only_disappearing_rows(kaluga_like: octopus.Engine) -> None:
+    e = kaluga_like
+    events: list[RowEvent] = []
+    e.watch_rule("unbound(Dev)", events.append, on=Mode.ON_DEL)
+    e.set("d0 { class: net }")
+    e.set("drv { device: d0 }")
+    e.delete("drv")
+    e.flush()
+    assert [(x.mode, x.row, x.revision) for x in events] == [(Mode.ON_DEL, (Atom("d0"),), 2)]
+
+
+def test_a_handler_that_raises_is_logged_and_later_rows_still_come(
+        kaluga_like: octopus.Engine, caplog: pytest.LogCaptureFixture) -> None:
+    # The writer queues a row's fields; the dispatcher makes the RowEvent and names
+    # the watch and mode in the log when the handler raises.
+    e = kaluga_like
+    events: list[RowEvent] = []
+
+    def handler(event: RowEvent) -> None:
+        events.append(event)
+        if len(events) == 1:
+            raise ValueError("boom")
+
+    watch = e.watch_rule("unbound(Dev)", handler)
+    with caplog.at_level(logging.ERROR, logger="octopus.events"):
+        e.set("d0 { class: net }")
+        e.set("d1 { class: net }")
+        e.flush()
+    assert [(type(x), x.mode, x.row) for x in events] == [
+        (RowEvent, Mode.ON_SET, (Atom("d0"),)), (RowEvent, Mode.ON_SET, (Atom("d1"),))]
+    assert f"handler of trigger {watch.id} raised on {Mode.ON_SET} event" in caplog.text
+
+
 def test_watch_relation_takes_arguments_as_data(kaluga_like: octopus.Engine) -> None:
     e = kaluga_like
     events: list[RowEvent] = []
