@@ -439,6 +439,11 @@ class Core:
         with self.lock:
             self._wal = wal
 
+    def _observed(self) -> bool:
+        """Whether a change has anyone to go to: an observer besides the trigger
+        registry, or an installed trigger or subscription (the caller holds the lock)."""
+        return len(self._observers) > 1 or len(self.registry) > 0
+
     def _commit(self, change: Change) -> None:
         for observer in self._observers:
             observer(change)
@@ -666,7 +671,8 @@ class Core:
         self._claim(trigger)
         try:
             with self.lock:
-                self._check_open(sid)
+                if sid not in self._sessions:
+                    self._check_open(sid)
                 revision = self.revision + 1
                 owner = sid if ephemeral else None
                 if self._wal is None:
@@ -685,12 +691,17 @@ class Core:
                         "the stored record does not satisfy the set's conditions")
                 self.revision = revision
                 if change is None:
-                    change = Change(revision, ChangeOp.SET, name,
-                                    Record._trusted(name, cr.attributes, revision), owner)
-                record = change.record
-                if owner is not None or name in self._owners:
+                    record = Record._trusted(name, cr.attributes, revision)
+                    # Nobody to tell (no trigger, rule or other observer): no change to
+                    # build (the durable path built one for its journal).
+                    if self._observed():
+                        change = Change(revision, ChangeOp.SET, name, record, owner)
+                else:
+                    record = change.record
+                if owner is not None or (self._owners and name in self._owners):
                     self._own(name, owner)
-                self._commit(change)
+                if change is not None:
+                    self._commit(change)
                 if tq is not None:
                     self._install_locked(sid, trigger, tq.renamed(name) if sequential else tq,
                                          True)

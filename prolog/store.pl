@@ -232,7 +232,8 @@ name_ok(NP, Name) :- record_matches(q(NP, []), Name, _{}).
 %   Base<N> for the next free N of that base. Reply is @(false) when the conditions
 %   do not hold (nothing changed then), else [Final, Old]: the final name and
 %   @(none) if there was no record of that name, else the list of the replaced
-%   record's values of Keys (@(none) for a key it did not have).
+%   record's values of Keys (@(none) for a key it did not have), or [] if no value of
+%   Keys changed (the plain set only: no conditions, not sequential, no rules).
 %
 %   With rules (rules_reply/3): _{value: Value, rows: Rows} when watches have rows to
 %   deliver, and _{violation: [Invariant, RowText]} or _{unchecked: [Invariant,
@@ -242,7 +243,11 @@ store_set(M, Name, Attrs, Cs0, Seq, Rev, Keys, Reply) :-
     prepare_constraints(Cs0, Cs),
     import_pairs(Attrs, Pairs),
     dict_pairs(Dict, _, Pairs),
-    (   M:'$rules'(_)
+    (   Cs == [], Seq \== @(true), \+ M:'$rules'(_)
+    ->  name_string(Name, S),         % the common case: a plain replace
+        put_record(M, S, Rev, Dict, Keys, Olds),
+        Reply = [S, Olds]
+    ;   M:'$rules'(_)
     ->  (   catch(transaction(set_rules(M, Name, Dict, Cs, Seq, Rev, Keys, Value, Rows)),
                   Refusal, rules_refusal(Refusal, Refused))
         ->  (   var(Refused)
@@ -343,6 +348,42 @@ import_pairs([K-V0|Attrs], [K-V|Pairs]) :-
 replace_record(M, S, Rev, Dict) :-
     retract(M:rec(S, _, _)),
     assertz(M:rec(S, Rev, Dict)).
+
+%   put_record(+Store, +S, +Rev, +Dict, +Keys, -Olds): store record S unconditionally;
+%   Olds as store_set/8 replies it. A replace looks the name up once: retract/1 finds
+%   the old record and hands back its dict (a lookup before it, as a conditional set
+%   needs, would be a second). A stored name was checked when it was created.
+
+put_record(M, S, Rev, Dict, Keys, Olds) :-
+    (   transaction(swap_record(M, S, Rev, Dict, OldDict))
+    ->  changed_values(Keys, OldDict, Dict, Olds)
+    ;   check_name(S),
+        assertz(M:rec(S, Rev, Dict)),
+        Olds = @(none)
+    ).
+
+swap_record(M, S, Rev, Dict, OldDict) :-
+    retract(M:rec(S, _, OldDict)),
+    assertz(M:rec(S, Rev, Dict)).
+
+%   changed_values(+Keys, +OldDict, +NewDict, -Olds): Olds is [] when every key of Keys
+%   has the same value (==) in both dicts, or none in either: the caller's indexes of
+%   those keys have nothing to change (the usual replace). Otherwise as old_values/3.
+
+changed_values(Keys, Old, New, Olds) :-
+    (   same_values(Keys, Old, New)
+    ->  Olds = []
+    ;   old_values(Keys, Old, Olds)
+    ).
+
+same_values([], _, _).
+same_values([Key|Keys], Old, New) :-
+    (   get_dict(Key, Old, V)
+    ->  get_dict(Key, New, W),
+        V == W
+    ;   \+ get_dict(Key, New, _)
+    ),
+    same_values(Keys, Old, New).
 
 sequential_set(M, Base, Dict, Rev, Name) :-
     next_sequential_name(M, Base, Name),
