@@ -535,7 +535,9 @@ class PrologStore:
             self._count += 1
             if self._count >= self._collected_at:
                 self._collect()
-        if keys:
+            if keys:
+                self._follow(keys, name, None, pairs)
+        elif olds:                  # [] when no indexed value changed
             self._follow(keys, name, olds, pairs)
 
     def _trial(self, predicate: str, *args: Any) -> None:

@@ -439,11 +439,6 @@ class Core:
         with self.lock:
             self._wal = wal
 
-    def _observed(self) -> bool:
-        """Whether a change has anyone to go to: an observer besides the trigger
-        registry, or an installed trigger or subscription (the caller holds the lock)."""
-        return len(self._observers) > 1 or len(self.registry) > 0
-
     def _commit(self, change: Change) -> None:
         for observer in self._observers:
             observer(change)
@@ -668,7 +663,8 @@ class Core:
         tq = self._query(rec, params) if trigger is not None else None
         if self.replicated is not None:
             return self.replicated.set(sid, cr, tq, bool(sequential), bool(ephemeral), trigger)
-        self._claim(trigger)
+        if trigger is not None:
+            self._claim(trigger)
         try:
             with self.lock:
                 if sid not in self._sessions:
@@ -694,7 +690,7 @@ class Core:
                     record = Record._trusted(name, cr.attributes, revision)
                     # Nobody to tell (no trigger, rule or other observer): no change to
                     # build (the durable path built one for its journal).
-                    if self._observed():
+                    if len(self._observers) > 1 or len(self.registry):
                         change = Change(revision, ChangeOp.SET, name, record, owner)
                 else:
                     record = change.record
@@ -706,8 +702,10 @@ class Core:
                     self._install_locked(sid, trigger, tq.renamed(name) if sequential else tq,
                                          True)
         finally:
-            self._unclaim(trigger)
-        self._acknowledge(ticket)
+            if trigger is not None:
+                self._unclaim(trigger)
+        if ticket:
+            self._acknowledge(ticket)
         self._after_write()
         return record
 

@@ -715,8 +715,8 @@ store_match(M, Name, Cs0, Reply) :-
 %   Store record Name with Attrs at Rev, unconditionally. Counter is @(none) or
 %   [Base, Next]: the sequence counter of Base becomes at least Next (counters
 %   never go back, so applying a journal entry twice changes nothing more). Reply is
-%   what store_set/8 says of the record replaced: @(none), or its values of Keys;
-%   with rules, as for store_set/8.
+%   what store_set/8 says of the record replaced: @(none), or its values of Keys ([]
+%   when none of them changed and Counter is @(none)); with rules, as for store_set/8.
 
 store_put(M, Name, Attrs, Counter, Rev, Keys, Reply) :-
     name_string(Name, S),
@@ -725,6 +725,8 @@ store_put(M, Name, Attrs, Counter, Rev, Keys, Reply) :-
     (   M:'$rules'(_)
     ->  rules_write(put_rules(M, S, Dict, Counter, Rev, Keys, Old, Rows), Old, Rows, Reply0),
         Reply = Reply0
+    ;   Counter == @(none)
+    ->  put_record(M, S, Rev, Dict, Keys, Reply)
     ;   transaction(put_(M, S, Dict, Counter, Rev, Keys, Reply))
     ).
 
