@@ -216,8 +216,85 @@ def worker(n: int, repeat: int, redis_port: int | None) -> dict[str, Any]:
     out["matches"] = {"range": len(engine.get_names(f"_ {{ device_id > {n - 1000} }}")),
                       "attribute": len(engine.get_names(
                           "_ { vendor: 0x8086, device_id: 4110 }"))}
+    out["stages"] = set_stages(engine, n, repeat)
     engine.close()
     return out
+
+
+def set_stages(engine: Any, n: int, repeat: int) -> dict[str, float]:
+    """Where the time of a set goes: each stage timed on its own (CPU µs per call,
+    median of ``repeat`` interleaved rounds), on records that exist, with the values
+    they have (as the "set" operation writes them). Runs last: it writes through the
+    store directly, past the engine."""
+    from octopus.query.compile import compile_record
+
+    core = engine._core
+    store = core.store
+    rt = store.rt
+    rt.consult(HERE / "bench.pl")
+    apply_once = rt.janus.apply_once
+    module = store.module
+    rng = random.Random(7)
+    params = [(f"hw.pci.device.{i}", 0x8086, i, "C", i % 256, f"dev {i}")
+              for i in (rng.randrange(n) for _ in range(4096))]
+    compiled = [compile_record(SET_TEXT, p, max_length=core.max_query_length) for p in params]
+    items = [[cr.name, cr.pairs] for cr in compiled]
+    it = iter(range(10**12))
+    fresh = iter(range(10**12))
+
+    def nxt() -> int:
+        return next(it) & 4095
+
+    def revision() -> int:
+        core.revision += 1
+        return int(core.revision)
+
+    def total() -> None:
+        engine.set(SET_TEXT, *params[nxt()])
+
+    def bind() -> None:
+        compile_record(SET_TEXT, params[nxt()], max_length=core.max_query_length)
+
+    def adapter() -> None:
+        cr = compiled[nxt()]
+        store.set(cr.name, cr.pairs, cr.conditions, False, revision(), cr.attributes)
+
+    def call() -> None:
+        cr = compiled[nxt()]
+        apply_once("octopus_store", "store_set", module, cr.name, cr.pairs, cr.conditions,
+                   False, revision(), store.indexed_keys())
+
+    def noop() -> None:
+        cr = compiled[nxt()]
+        apply_once("octopus_bench", "noop", module, cr.name, cr.pairs, cr.conditions,
+                   False, revision(), store.indexed_keys())
+
+    def new_text() -> str:
+        i = params[nxt()][2]
+        return (f"hw.pci.device.{i} {{ vendor: 0x8086, device_id: {i}, class: 'C', "
+                f"bus: {i % 256}, label: 'dev {i} w{next(fresh)}' }}")
+
+    def new_total() -> None:
+        engine.set(new_text())
+
+    def parse() -> None:
+        compile_record(new_text(), max_length=core.max_query_length)
+
+    def text_only() -> None:
+        new_text()
+
+    timed: dict[str, Callable[[], None]] = {
+        "total": total, "bind": bind, "adapter": adapter, "call": call, "noop": noop,
+        "new_total": new_total, "parse": parse, "text": text_only}
+    rounds: dict[str, list[float]] = {k: [] for k in [*timed, "prolog"]}
+    for _ in range(repeat):
+        for key, func in timed.items():
+            rounds[key].append(cpu_us(func, 2000))
+        rev0 = core.revision
+        core.revision += len(items)
+        rounds["prolog"].append(1e6 * rt.call("octopus_bench", "time_set", module, items,
+                                              store.indexed_keys(), rev0))
+    return {k: statistics.median(v) for k, v in rounds.items()}
 
 
 # --- Redis --------------------------------------------------------------------------------
@@ -314,6 +391,9 @@ def report(results: list[dict[str, Any]], baseline: dict[int, dict[str, Any]],
                           f"{n / before['octopus']['load_s']:,.0f}"])
     out.append(table(f"Loading {n:,} records", ["store", "seconds", "records/s"], load_rows))
 
+    if "stages" in biggest:
+        out.append(stages_report(biggest, before))
+
     first = biggest["octopus"]["first_us"]
     out.append(table(
         "The first query on a key builds its ordered index (octopus) — SQLite's indexes "
@@ -338,6 +418,45 @@ def report(results: list[dict[str, Any]], baseline: dict[int, dict[str, Any]],
                "unique). SQLite returns the range in index order, octopus in natural name "
                "order.\n")
     return "\n".join(out)
+
+
+def stages_report(result: dict[str, Any], before: dict[str, Any] | None) -> str:
+    """The stage breakdown of a set (set_stages), beside the earlier run's if it has one."""
+    def rows(st: dict[str, float]) -> list[tuple[str, float]]:
+        prolog, noop, call = st["prolog"], st["noop"], st["call"]
+        return [
+            ("binding the parameters (compile_record, template cached)", st["bind"]),
+            ("core: lock, session check, revision, Record, change stream (the rest)",
+             max(st["total"] - st["bind"] - st["adapter"], 0.0)),
+            ("adapter: PrologStore.set around the call (index upkeep, reply)",
+             max(st["adapter"] - call, 0.0)),
+            ("janus: the call and converting its arguments (a no-op predicate)", noop),
+            ("Prolog: store_set/8, timed inside Prolog", prolog),
+            ("janus: converting the reply (the call, less the two above)",
+             max(call - noop - prolog, 0.0)),
+            ("= set with parameters (Engine.set, measured)", st["total"]),
+            ("parsing a text never seen before (compile_record: parse_record, cache)",
+             max(st["parse"] - st["text"], 0.0)),
+            ("the write of that text (as above, the binding aside)",
+             max(st["new_total"] - st["parse"], 0.0)),
+            ("= set of a text never seen before (Engine.set, measured)",
+             max(st["new_total"] - st["text"], 0.0)),
+        ]
+
+    now = rows(result["stages"])
+    old = rows(before["stages"]) if before and "stages" in before else None
+    header = ["stage", "µs", "share of its set"]
+    if old:
+        header.append("before: µs")
+    out = []
+    for i, (label, us) in enumerate(now):
+        whole = now[6][1] if i <= 6 else now[9][1]
+        row = [label, f"{us:.1f}", f"{100 * us / whole:.0f}%" if whole else "-"]
+        if old:
+            row.append(f"{old[i][1]:.1f}")
+        out.append(row)
+    return table(f"Where a set's time goes, {result['n']:,} records (CPU µs per call, each "
+                 "stage timed on its own: the parts need not add up exactly)", header, out)
 
 
 def plot(results: list[dict[str, Any]], baseline: dict[int, dict[str, Any]], path: Path) -> None:
