@@ -342,7 +342,12 @@ old_values([Key|Keys], Dict, [V|Vs]) :-
 import_pairs([], []).
 import_pairs([K-V0|Attrs], [K-V|Pairs]) :-
     (   atom(K) -> true ; must_be(atom, K) ),
-    import_value(V0, V),
+    (   atom(V0)                  % the common kinds inline: import_value/2 is a call
+    ->  atom_string(V0, V)
+    ;   number(V0)
+    ->  V = V0
+    ;   import_value(V0, V)
+    ),
     import_pairs(Attrs, Pairs).
 
 replace_record(M, S, Rev, Dict) :-
