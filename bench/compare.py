@@ -12,7 +12,8 @@ in an embedded octopus Engine and in an in-memory SQLite table (primary key on t
 name, an index on device_id and a composite index on (vendor, device_id)), and loads
 them into a redis-server this script starts (one hash per record, redis-py pipelines).
 Then every operation runs on octopus and on SQLite in turn, ``--repeat`` rounds
-interleaved; each figure is the median round. Times are the calling thread's CPU time
+interleaved; each figure is the median round, and each ratio the median of the rounds'
+ratios. Times are the calling thread's CPU time
 (``time.thread_time``: Prolog and SQLite both run on the calling thread), which other
 processes on the shared cores do not inflate. Each operation runs once unmeasured
 first: for octopus that first query on a key builds the key's ordered index, which
@@ -213,6 +214,11 @@ def worker(n: int, repeat: int, redis_port: int | None) -> dict[str, Any]:
             rounds[name]["octopus"].append(cpu_us(octo, calls))
             rounds[name]["sqlite"].append(cpu_us(sql, calls))
     out["us"] = {k: {s: statistics.median(v) for s, v in r.items()} for k, r in rounds.items()}
+    # Each round measures octopus and SQLite one after the other: the median of the
+    # rounds' ratios is steadier than the ratio of the medians on a loaded machine.
+    out["ratio"] = {k: statistics.median(o / q for o, q in zip(r["octopus"], r["sqlite"],
+                                                               strict=True))
+                    for k, r in rounds.items()}
     out["matches"] = {"range": len(engine.get_names(f"_ {{ device_id > {n - 1000} }}")),
                       "attribute": len(engine.get_names(
                           "_ { vendor: 0x8086, device_id: 4110 }"))}
@@ -223,7 +229,7 @@ def worker(n: int, repeat: int, redis_port: int | None) -> dict[str, Any]:
 
 def set_stages(engine: Any, n: int, repeat: int) -> dict[str, float]:
     """Where the time of a set goes: each stage timed on its own (CPU µs per call,
-    median of ``repeat`` interleaved rounds), on records that exist, with the values
+    median of ``repeat`` (at least 5) interleaved rounds), on records that exist, with the values
     they have (as the "set" operation writes them). Runs last: it writes through the
     store directly, past the engine."""
     from octopus.query.compile import compile_record
@@ -287,9 +293,9 @@ def set_stages(engine: Any, n: int, repeat: int) -> dict[str, float]:
         "total": total, "bind": bind, "adapter": adapter, "call": call, "noop": noop,
         "new_total": new_total, "parse": parse, "text": text_only}
     rounds: dict[str, list[float]] = {k: [] for k in [*timed, "prolog"]}
-    for _ in range(repeat):
+    for _ in range(max(repeat, 5)):
         for key, func in timed.items():
-            rounds[key].append(cpu_us(func, 2000))
+            rounds[key].append(cpu_us(func, 1000))
         rev0 = core.revision
         core.revision += len(items)
         rounds["prolog"].append(1e6 * rt.call("octopus_bench", "time_set", module, items,
@@ -334,6 +340,14 @@ def ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}×" if b else "-"
 
 
+def round_ratio(result: dict[str, Any], key: str) -> str:
+    """Octopus / SQLite for operation ``key``: the median of the rounds' ratios (older
+    runs saved only the medians: their ratio)."""
+    if "ratio" in result:
+        return f"{result['ratio'][key]:.2f}×"
+    return ratio(result["us"][key]["octopus"], result["us"][key]["sqlite"])
+
+
 def report(results: list[dict[str, Any]], baseline: dict[int, dict[str, Any]],
            repeat: int) -> str:
     out = []
@@ -346,10 +360,10 @@ def report(results: list[dict[str, Any]], baseline: dict[int, dict[str, Any]],
     rows = []
     for key, what in OPS.items():
         o, q = biggest["us"][key]["octopus"], biggest["us"][key]["sqlite"]
-        row = [what, f"{o:,.1f}", f"{q:,.1f}", ratio(o, q)]
+        row = [what, f"{o:,.1f}", f"{q:,.1f}", round_ratio(biggest, key)]
         if before:
             b = before["us"][key]["octopus"]
-            row += [f"{b:,.1f}", ratio(b, before["us"][key]["sqlite"])]
+            row += [f"{b:,.1f}", round_ratio(before, key)]
         rows.append(row)
     out.append(table(f"Embedded operations, {n:,} records (CPU µs per call, median of "
                      f"{repeat} interleaved rounds)", header, rows))
@@ -405,7 +419,7 @@ def report(results: list[dict[str, Any]], baseline: dict[int, dict[str, Any]],
     for r in results:
         for key in OPS:
             o, q = r["us"][key]["octopus"], r["us"][key]["sqlite"]
-            row = [f"{r['n']:,}", key, f"{o:,.1f}", f"{q:,.1f}", ratio(o, q)]
+            row = [f"{r['n']:,}", key, f"{o:,.1f}", f"{q:,.1f}", round_ratio(r, key)]
             b = baseline.get(r["n"])
             row.append(f"{b['us'][key]['octopus']:,.1f}" if b else "-")
             size_rows.append(row)
