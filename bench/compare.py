@@ -188,7 +188,7 @@ OPS = {
 
 
 def worker(n: int, repeat: int, redis_port: int | None) -> dict[str, Any]:
-    out: dict[str, Any] = {"n": n}
+    out: dict[str, Any] = {"n": n, "load": [os.getloadavg()[0]]}
     engine, out["octopus"] = build_octopus(n)
     db, out["sqlite"] = build_sqlite(n)
     if redis_port:
@@ -223,6 +223,7 @@ def worker(n: int, repeat: int, redis_port: int | None) -> dict[str, Any]:
                       "attribute": len(engine.get_names(
                           "_ { vendor: 0x8086, device_id: 4110 }"))}
     out["stages"] = set_stages(engine, n, repeat)
+    out["load"].append(os.getloadavg()[0])
     engine.close()
     return out
 
@@ -426,6 +427,12 @@ def report(results: list[dict[str, Any]], baseline: dict[int, dict[str, Any]],
     out.append(table("By store size (CPU µs per call; bench/compare.png)",
                      ["records", "operation", "octopus", "sqlite", "ratio", "before: octopus"],
                      size_rows))
+    loads = [f"{r['n']:,} records {r['load'][0]:.1f} → {r['load'][1]:.1f}"
+             for r in results if "load" in r]
+    if loads:
+        out.append("Load average (1 minute) on the 2 cores, at the start and the end of each "
+                   "store size: " + "; ".join(loads) + ". Other work on the machine slows "
+                   "both sides of a round; CPU time leaves most of it out, not all.\n")
     matches = biggest["matches"]
     out.append(f"The range query finds {matches['range']} records at every size; the "
                f"attribute query {matches['attribute']} (in this data set device_id is "
