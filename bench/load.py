@@ -10,31 +10,43 @@ device_id: N, class: 'C', bus: N mod 256, label: 'dev N' }``), in one run:
 - SQLite in memory: ``executemany`` of tuples in one transaction (no index).
 
 Each store loads into a fresh process (the embedded ones in a child of this script);
-seconds are wall clock, records/s = N / seconds. Then where the embedded bulk path's
-time goes, stage by stage over the first 200,000 records (CPU of one thread, µs per
-record; Engine.load's own total counts every thread of the process): reading the file,
-parsing, encoding the batch for Prolog, the Prolog call
-(janus's conversion, the dicts, the asserts), the upkeep of two ordered indexes, and
-the change stream (a Record and a Change per record, when something observes it).
+seconds are wall clock, records/s = N / seconds; CPU seconds are those of the processes
+doing the work (the embedded child; the server and the ``octopus load`` client; the
+redis-server and redis-cli). On a shared machine the wall clock depends on what else
+runs, the CPU seconds much less: compare ratios and CPU per record. ``--baseline REV``
+runs the embedded and server loads of the code at git revision REV as well, in the
+same rounds (its octopus/ and prolog/ extracted to a temporary directory).
 
-Usage: ``python bench/load.py [--records 1000000] [--no-record]``.
+Then where the embedded bulk path's time goes, stage by stage over the first 200,000
+records (CPU of one thread, µs per record; Engine.load's own total counts every thread
+of the process): reading the file, reading the records (RecordReader: the flat form
+the store takes), the Prolog call (janus's conversion, the dicts, the lookups, the
+asserts), the upkeep of two ordered indexes, and the change stream (a Record and a
+Change per record, when something observes it). And the floor: the same asserts of
+the stored form, ``rec(Name, Rev, Dict)``, in pure Prolog from terms already built.
+
+Usage: ``python bench/load.py [--records 1000000] [--baseline REV] [--no-record]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import resource
+import shutil
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from common import record_results, table
-from server import octopus_server, redis_server
+from server import free_port, wait_port
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -98,46 +110,140 @@ def worker(kind: str, path: str, n: int) -> dict[str, float]:
     return {"s": w, "cpu": c}
 
 
-def child(kind: str, path: Path, n: int) -> dict[str, float]:
-    out = subprocess.run([sys.executable, str(HERE / "load.py"), "--worker", kind,
-                          str(path), str(n)], capture_output=True, text=True, cwd=HERE,
-                         check=True)
+def child(kind: str, path: Path, n: int, tree: str | None = None) -> dict[str, float]:
+    command = [sys.executable, str(HERE / "load.py"), "--worker", kind, str(path), str(n)]
+    if tree is not None:
+        command += ["--tree", tree]
+    out = subprocess.run(command, capture_output=True, text=True, cwd=HERE, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def through_server(path: Path, n: int) -> dict[str, float]:
-    with octopus_server() as port:
+#: Runs the ``octopus`` command line of the source tree given as its first argument
+#: (a baseline), not the installed one (an editable install's finder would take
+#: precedence over sys.path, so it is dropped).
+TREE_BOOT = ("import sys; tree = sys.argv.pop(1); "
+             "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f)]; "
+             "sys.path.insert(0, tree); from octopus.cli import main; "
+             "sys.exit(main(sys.argv[1:]))")
+
+
+def use_tree(tree: str) -> None:
+    """Import octopus from ``tree`` from now on (the worker of a baseline)."""
+    sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f)]
+    sys.path.insert(0, tree)
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a running process."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+@contextlib.contextmanager
+def serving(command: list[str]) -> Iterator[tuple[int, int]]:
+    """A server started with ``command`` plus ``--port``: (port, pid)."""
+    port = free_port()
+    proc = subprocess.Popen([*command, "--port", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, cwd=ROOT)
+    try:
+        wait_port(port, proc)
+        yield port, proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def through_server(path: Path, n: int, tree: str | None = None) -> dict[str, float]:
+    serve = [sys.executable, "-m", "octopus", "serve"] if tree is None else \
+        [sys.executable, "-c", TREE_BOOT, tree, "serve"]
+    with serving(serve) as (port, pid):
+        server0, client0 = process_cpu(pid), children_cpu()
         start = time.perf_counter()
         r = subprocess.run([sys.executable, "-m", "octopus", "load", str(path), "--url",
                             f"tcp://127.0.0.1:{port}"], capture_output=True, text=True,
                            cwd=ROOT, timeout=7200)
         took = time.perf_counter() - start
+        server, client = process_cpu(pid) - server0, children_cpu() - client0
         if r.returncode or f"loaded {n} records" not in r.stdout:
             raise RuntimeError(f"octopus load: {r.stdout} {r.stderr}")
-    return {"s": took}
+    return {"s": took, "cpu": server, "client_cpu": client}
 
 
 def through_redis(data: bytes) -> dict[str, float]:
-    with redis_server() as port:
+    with serving(["redis-server", "--save", "", "--appendonly", "no", "--bind",
+                  "127.0.0.1"]) as (port, pid):
+        server0, client0 = process_cpu(pid), children_cpu()
         start = time.perf_counter()
         r = subprocess.run(["redis-cli", "-p", str(port), "--pipe"], input=data,
                            capture_output=True, timeout=3600)
         took = time.perf_counter() - start
+        server, client = process_cpu(pid) - server0, children_cpu() - client0
         if b"errors: 0" not in r.stdout:
             raise RuntimeError(f"redis-cli --pipe: {r.stdout[-300:]!r}")
-    return {"s": took}
+    return {"s": took, "cpu": server, "client_cpu": client}
+
+
+@contextlib.contextmanager
+def baseline_tree(revision: str | None) -> Iterator[tuple[str, str] | None]:
+    """octopus/ and prolog/ as of git ``revision`` in a temporary directory, and the
+    revision's short name; None without a revision."""
+    if revision is None:
+        yield None
+        return
+    short = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", revision],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    directory = Path(tempfile.mkdtemp(prefix="octopus-baseline-"))
+    try:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision, "octopus",
+                                  "prolog"], capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(directory)], input=archive, check=True)
+        yield str(directory), short
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 # --- where the time goes ----------------------------------------------------------------
 
-def stages(path: Path) -> dict[str, float]:
-    """CPU µs per record of each stage of Engine.load over the first STAGE_RECORDS."""
+# The floor: what storing records in the form the store keeps costs in SWI-Prolog
+# alone, from terms already built (a fresh module, the index on the name made first as
+# in a store): the asserts in one transaction, and the lookup of a name not stored.
+FLOOR_PL = """
+:- module(octopus_load_floor, []).
+:- dynamic rec/3.
+record(I, rec(S, I, _{bus: B, class: "C", device_id: I, label: L, vendor: 32902})) :-
+    format(string(S), "hw.pci.device.~d", [I]),
+    format(string(L), "dev ~d", [I]),
+    B is I mod 256.
+floor(N, [Assert, Lookup]) :-
+    numlist(1, N, Is),
+    maplist(record, Is, Terms),
+    ( rec("", _, _) -> true ; true ),
+    statistics(cputime, T0),
+    transaction(forall(member(T, Terms), assertz(T))),
+    statistics(cputime, T1),
+    forall(member(I, Is), ( format(string(S), "absent.~d", [I]), \\+ rec(S, _, _) )),
+    statistics(cputime, T2),
+    forall(member(I, Is), format(string(_), "absent.~d", [I])),
+    statistics(cputime, T3),
+    Assert is (T1 - T0) / N * 1.0e6,
+    Lookup is ((T2 - T1) - (T3 - T2)) / N * 1.0e6.
+"""
+
+
+def stages(path: Path, n: int) -> dict[str, float]:
+    """CPU µs per record of each stage of Engine.load over the first ``n`` records."""
     import octopus
-    from octopus.bulk import encode_batch, read_file, read_records
+    from octopus._prolog import runtime
+    from octopus.bulk import Batch, read_file, read_records
     from octopus.core import Change, ChangeOp
     from octopus.record import Record
 
-    n = STAGE_RECORDS
     batch = 10_000
 
     def cpu(func: Any, clock: Any = time.thread_time) -> tuple[float, Any]:
@@ -154,22 +260,26 @@ def stages(path: Path) -> dict[str, float]:
                     return out
         return out
 
+    def read(lines: list[str]) -> list[Batch]:
+        out = [Batch()]
+        for _, _, row in read_records(lines, 65536):
+            assert row is not None
+            if len(out[-1]) == batch:
+                out.append(Batch())
+            out[-1].add_row(row)
+        return out
+
     out: dict[str, float] = {}
     out["read the file (UTF-8, lines)"], lines = cpu(first_lines)
-    out["parse (parse_record)"], parsed = cpu(
-        lambda: [p for _, _, p in read_records(lines, 65536)])
-    batches = [parsed[i:i + batch] for i in range(0, n, batch)]
-    out["encode the batches for Prolog"], encoded = cpu(
-        lambda: [encode_batch(b) for b in batches])
+    out["read the records (RecordReader, flat form)"], batches = cpu(lambda: read(lines))
     with octopus.Engine() as e:
         store = e._core.store
 
         def prolog() -> None:
-            for i, ((shapes, flat, distinct), b) in enumerate(zip(encoded, batches,
-                                                                  strict=True)):
-                store.bulk(shapes, flat, distinct, i * batch, b)
+            for i, b in enumerate(batches):
+                store.bulk(b.shapes, b.flat, b.distinct, i * batch)
 
-        out["Prolog: janus conversion, dicts, asserts"], _ = cpu(prolog)
+        out["Prolog: janus conversion, dicts, lookups, asserts"], _ = cpu(prolog)
     with octopus.Engine() as plain, octopus.Engine() as indexed:
         indexed.get_names("_ { device_id > 5, vendor: 1 }")     # two ordered indexes
         # Engine.load parses on a helper thread: count the CPU of the whole process.
@@ -177,69 +287,108 @@ def stages(path: Path) -> dict[str, float]:
         b, _ = cpu(lambda: indexed.load(lines), time.process_time)
         out["ordered indexes of device_id and vendor (upkeep)"] = b - a
         out["Engine.load in all, no index"] = a
+    parsed = [r for b in batches for r in b.records()]
     out["change stream: a Record and a Change per record"], _ = cpu(
         lambda: [Change(i, ChangeOp.SET, name, Record._trusted(name, attrs, i), None)
                  for i, (name, attrs) in enumerate(parsed)])
+    with tempfile.NamedTemporaryFile("w", suffix=".pl", prefix="octopus_floor_") as f:
+        f.write(FLOOR_PL)
+        f.flush()
+        janus = runtime().janus
+        janus.consult(f.name)
+    assert_us, lookup_us = janus.apply_once("octopus_load_floor", "floor", n)
+    out["floor: assertz of rec(Name, Rev, Dict), one transaction, pure Prolog"] = assert_us
+    out["floor: looking up a name not stored, pure Prolog"] = lookup_us
     return out
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--records", type=int, default=1_000_000)
+    p.add_argument("--baseline", metavar="REV", help="also load with the code of git REV")
     p.add_argument("--no-record", action="store_true")
     p.add_argument("--worker", nargs=3, metavar=("KIND", "PATH", "N"), help=argparse.SUPPRESS)
+    p.add_argument("--tree", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
+        if args.tree:
+            use_tree(args.tree)
         kind, path, n = args.worker
         print(json.dumps(worker(kind, path, int(n))))
         return
     n = args.records
-    with tempfile.TemporaryDirectory(prefix="octopus-load-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="octopus-load-") as tmp, \
+            baseline_tree(args.baseline) as before:
         path = Path(tmp) / "records.txt"
         write_file(path, n)
         size = path.stat().st_size
         data = redis_pipe(n)
         got: dict[str, dict[str, float]] = {}
-        load = os.getloadavg()[0]
+        loads = [os.getloadavg()[0]]
         got["redis"] = through_redis(data)
         got["sqlite"] = child("sqlite", path, n)
         got["embedded"] = child("embedded", path, n)
+        if before is not None:
+            got["embedded_before"] = child("embedded", path, n, before[0])
         got["server"] = through_server(path, n)
+        if before is not None:
+            got["server_before"] = through_server(path, n, before[0])
         got["set_many"] = child("set_many", path, n)
-        load = max(load, os.getloadavg()[0])
+        if before is not None:
+            got["set_many_before"] = child("set_many", path, n, before[0])
+        loads.append(os.getloadavg()[0])
         print(got, file=sys.stderr, flush=True)
-        stage = stages(path)
+        stage = stages(path, min(n, STAGE_RECORDS))
+        loads.append(os.getloadavg()[0])
     redis_s = got["redis"]["s"]
+    redis_cpu = got["redis"]["cpu"] + got["redis"]["client_cpu"]
     sqlite_s = got["sqlite"]["s"]
 
     def row(label: str, key: str) -> list[str]:
         s = got[key]["s"]
-        cpu = got[key].get("cpu")
+        cpu = got[key]["cpu"]
+        client = got[key].get("client_cpu")
+        both = cpu + (client or 0.0)
         return [label, f"{s:,.1f}", f"{n / s:,.0f}", f"{s / redis_s:.1f}×",
-                f"{s / sqlite_s:.2f}×", "" if cpu is None else f"{cpu:,.1f}",
-                "" if cpu is None else f"{n / cpu:,.0f}"]
+                f"{s / sqlite_s:.2f}×", f"{cpu:,.1f}" + ("" if client is None else
+                                                         f" + {client:,.1f}"),
+                f"{both / n * 1e6:.1f}", f"{both / redis_cpu:.1f}×"]
 
-    rows = [row("octopus embedded: Engine.load(FILE), the bulk path", "embedded"),
-            row("octopus embedded: set_many of (name, dict), batches of 10,000", "set_many"),
-            row("octopus server: `octopus load FILE` (LOAD of 10,000 records)", "server"),
-            row("redis-server: `redis-cli --pipe` of HSETs", "redis"),
-            row("sqlite in memory: executemany, one transaction, no index", "sqlite")]
+    short = "" if before is None else f" (at {before[1]})"
+    rows = [row("octopus embedded: Engine.load(FILE), the bulk path", "embedded")]
+    if before is not None:
+        rows.append(row(f"… the same, before{short}", "embedded_before"))
+    rows.append(row("octopus embedded: set_many of (name, dict), batches of 10,000",
+                    "set_many"))
+    if before is not None:
+        rows.append(row(f"… the same, before{short}", "set_many_before"))
+    rows.append(row("octopus server: `octopus load FILE` (LOAD of 10,000 records)",
+                    "server"))
+    if before is not None:
+        rows.append(row(f"… the same, before{short}", "server_before"))
+    rows += [row("redis-server: `redis-cli --pipe` of HSETs", "redis"),
+             row("sqlite in memory: executemany, one transaction, no index", "sqlite")]
     text = table(f"Loading {n:,} records ({size / n:.0f} bytes of text each)",
-                 ["store", "seconds", "records/s", "× Redis", "× SQLite", "CPU s (own process)",
-                  "records per CPU-second"], rows)
+                 ["store", "seconds", "records/s", "× Redis", "× SQLite",
+                  "CPU s (server + client)", "CPU µs/record", "CPU × Redis"], rows)
     total = stage["Engine.load in all, no index"]
-    stage_rows = [[k, f"{v:.2f}", f"{v / total:.0%}" if "in all" not in k else "100%"]
+    stage_rows = [[k, f"{v:.2f}", "" if "floor" in k else
+                   "100%" if "in all" in k else f"{v / total:.0%}"]
                   for k, v in stage.items()]
-    text += "\n" + table(f"Where Engine.load's time goes ({STAGE_RECORDS:,} records, CPU µs "
-                         "per record)",
+    text += "\n" + table(f"Where Engine.load's time goes ({min(n, STAGE_RECORDS):,} records, "
+                         "CPU µs per record)",
                          ["stage", "µs/record", "share of Engine.load"], stage_rows)
-    text += (f"\nLoad average {load:.1f} on 2 cores during the run (other engineers' test "
-             "suites): wall-clock seconds of octopus and its anchors were measured back to "
-             "back in the same run, so compare ratios. The embedded loads ran in a child "
-             f"process using {got['embedded']['cpu']:.1f} s (load) and "
-             f"{got['set_many']['cpu']:.1f} s (set_many) of CPU. The change stream's Records "
-             "and Changes are built only when something observes them (a trigger, an "
-             "observer, rules, a journal), so the plain load does not pay that stage.\n")
+    text += (f"\nLoad average {min(loads):.1f}-{max(loads):.1f} on 2 cores during the run "
+             "(other engineers' test suites): wall-clock seconds of octopus and its anchors "
+             "were measured back to back in the same run, so compare ratios, and CPU "
+             "seconds, which depend much less on the load. CPU counts the processes doing "
+             "the work: the embedded child; the server and the `octopus load` client; "
+             "redis-server and redis-cli. The embedded load reads and parses on a helper "
+             "thread while Prolog stores the batch before (Prolog runs without the GIL), so "
+             "on an idle machine its wall clock is below its CPU time; a server's LOAD is "
+             "one batch, read then stored. The change stream's Records and Changes are "
+             "built only when something observes them (a trigger, an observer, rules, a "
+             "journal), so the plain load does not pay that stage.\n")
     print(text)
     if not args.no_record:
         record_results(SECTION, text)

@@ -80,6 +80,22 @@ def decode_attributes(d: Mapping[str, Any]) -> dict[str, Value]:
     return attrs
 
 
+#: The Prolog stacks a thread keeps after a bulk batch (prolog/store.pl,
+#: store_trim_above/3): a batch of 10,000 records needs ~10 MiB.
+_BULK_STACKS = 32 << 20
+
+
+class _Pulled:
+    """A value Prolog fetches itself (``py_call(Obj:value, V, [py_string_as(string)])``)
+    rather than receiving it as an argument: janus then makes each Python str a Prolog
+    string, where an argument's strs arrive as atoms (prolog/store.pl, store_bulk/7)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
 def _record(name: str, revision: int, d: Mapping[str, Any]) -> Record:
     return Record._trusted(name, decode_attributes(d), revision)
 
@@ -474,24 +490,48 @@ class PrologStore:
         return int(count)
 
     def bulk(self, shapes: list[list[str]], flat: list[Any], distinct: bool,
-             base_revision: int, attrs: Sequence[tuple[str, Mapping[str, Any]]]) -> int:
+             base_revision: int) -> int:
         """:meth:`load` with the batch encoded flat (the bulk path: prolog/store.pl,
         store_bulk/7): ``shapes`` the sorted key lists, ``flat`` per record its shape's
-        1-based number, its name and its encoded values in key order; ``distinct`` if
-        no name comes twice. ``attrs``: (name, attributes) per record, in order, for
-        the ordered indexes."""
+        1-based number, its name and its values in key order, in stored form (an
+        identifier as ``[text]``); ``distinct`` if no name comes twice."""
         keys = self._keys
-        count, new, olds = self._write("store_bulk", shapes, flat, distinct, base_revision,
-                                       keys)
+        count, new, olds = self._write("store_bulk", shapes, _Pulled(flat), distinct,
+                                       base_revision, keys)
         self._count += new
-        self._call("store_trim")
+        self._call("store_trim_above", _BULK_STACKS)
         if self._count >= self._collected_at:
             self._collect()
         if keys:
-            follow = self._follow
-            for (name, values), old in zip(attrs, olds, strict=True):
-                follow(keys, name, old, values.items(), values)
+            self._follow_flat(keys, shapes, flat, olds)
         return int(count)
+
+    def _follow_flat(self, keys: list[str], shapes: list[list[str]], flat: list[Any],
+                     olds: list[Any]) -> None:
+        """:meth:`_follow` for each record of a bulk batch, read off its flat form: a new
+        record adds its values of the indexed keys (found once per shape), a replaced
+        one goes through :meth:`_follow`."""
+        indexes = self._indexes
+        at: list[list[tuple[KeyIndex, int]]] = [
+            [(indexes[k], i) for i, k in enumerate(shape, 2) if k in indexes]
+            for shape in shapes]
+        i = 0
+        try:
+            for old in olds:
+                shape = flat[i] - 1
+                name = flat[i + 1]
+                if old is None:
+                    for index, offset in at[shape]:
+                        index.add(flat[i + offset], name)
+                    i += 2 + len(shapes[shape])
+                else:
+                    start = i + 2
+                    i = start + len(shapes[shape])
+                    self._follow(keys, name, old, (),
+                                 dict(zip(shapes[shape], flat[start:i], strict=True)))
+        except BaseException:
+            self._drop_indexes()        # as _follow: an index that missed a change
+            raise
 
     def _collect(self) -> None:
         """Free the record index tables Prolog retired as the store grew (see

@@ -12,9 +12,10 @@ before it is whitespace, as in the language).
 Guarantees:
 
 1. :func:`read_records` yields every record with the number of the line it starts on,
-   and the parsed name and attributes when the fast path (:func:`parse_record`, proven
-   equal to PLY by tests/query/test_fast.py) read it; otherwise the caller compiles the
-   text the usual way, which raises PLY's error for bad text.
+   and its name and values when the fast path
+   (:class:`~octopus.query.fast.RecordReader`, proven equal to PLY by
+   tests/query/test_fast.py) read it; otherwise the caller compiles the text the usual
+   way, which raises PLY's error for bad text.
 2. No record text longer than ``max_length`` is ever built: a quote left open
    stops joining lines at that length and the record's first line is handed on alone
    (its error is then the unterminated string, at the right line).
@@ -38,11 +39,11 @@ from typing import Any, BinaryIO, TypeVar, cast
 
 from octopus.errors import OctopusError, ParseError, QueryError
 from octopus.query.compile import compile_record
-from octopus.query.fast import parse_record
+from octopus.query.fast import RecordReader, Row
 from octopus.record import Atom, Value
 
 __all__ = [
-    "Encoded",
+    "Batch",
     "Parsed",
     "batches",
     "chunks",
@@ -69,27 +70,27 @@ _READ = 1 << 20          # bytes read from a file at a time
 MAX_REQUEST_BYTES = 512 << 10
 
 
-def batches(lines: Iterable[str], size: int, max_length: int
-            ) -> Iterator[tuple[list[Parsed], Encoded]]:
-    """The records of ``lines`` in batches of ``size``, each with its encoding for
-    Prolog (:func:`encode_batch`). A record the fast path declines is compiled the usual
-    way; one that cannot be stored raises a :class:`QueryError` naming its line."""
-    chunk: list[Parsed] = []
-    for line, text, parsed in read_records(lines, max_length):
-        if parsed is None:
+def batches(lines: Iterable[str], size: int, max_length: int) -> Iterator[Batch]:
+    """The records of ``lines`` in batches of ``size``, in the form the store takes. A
+    record the fast path declines is compiled the usual way; one that cannot be stored
+    raises a :class:`QueryError` naming its line."""
+    batch = Batch()
+    for line, text, row in read_records(lines, max_length):
+        if row is None:
             try:
                 cr = compile_record(text, max_length=max_length)
                 if cr.conditions:
                     raise QueryError("a loaded record cannot have conditions")
             except QueryError as e:
                 raise located(e, line, 0) from None
-            parsed = (cr.name, cr.attributes)
-        chunk.append(parsed)
-        if len(chunk) >= size:
-            yield chunk, encode_batch(chunk)
-            chunk = []
-    if chunk:
-        yield chunk, encode_batch(chunk)
+            batch.add(cr.name, cr.attributes)
+        else:
+            batch.add_row(row)
+        if len(batch.names) >= size:
+            yield batch
+            batch = Batch()
+    if batch.names:
+        yield batch
 
 
 T = TypeVar("T")
@@ -156,33 +157,80 @@ class _Raised:
         self.error = error
 
 
-#: A batch as store_bulk/7 takes it: shapes, flat values, whether names are distinct.
-Encoded = tuple[list[list[str]], list[Any], bool]
+class Batch:
+    """Records to store in one all-or-nothing call, in the form prolog/store.pl's
+    store_bulk/7 takes (flat lists: what janus converts fastest): :attr:`shapes`, the
+    sorted key lists of its records; :attr:`flat`, per record its shape's 1-based
+    number, its name and its values in key order, in stored form (an identifier as
+    ``[text]``); :attr:`names`, its records' names in order. The records as (name,
+    attributes) are made only when asked for (:meth:`records`: the ordered indexes, the
+    change stream and replication need them, a plain load does not)."""
+
+    __slots__ = ("_ids", "_last", "_records", "flat", "names", "shapes")
+
+    def __init__(self) -> None:
+        self.shapes: list[list[str]] = []
+        self.flat: list[Any] = []
+        self.names: list[str] = []
+        self._ids: dict[tuple[str, ...], int] = {}
+        self._last: tuple[tuple[str, ...] | None, int] = (None, 0)
+        self._records: list[Parsed] | None = None
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def add_row(self, row: Row) -> None:
+        """Add a record as :class:`~octopus.query.fast.RecordReader` reads it."""
+        keys, values = row
+        last_keys, shape = self._last
+        if keys is not last_keys:
+            shape = self._ids.get(keys, 0)
+            if not shape:
+                self.shapes.append(list(keys))
+                shape = self._ids[keys] = len(self.shapes)
+            self._last = (keys, shape)
+        self.flat.append(shape)
+        self.flat.extend(values)
+        self.names.append(values[0])
+        self._records = None
+
+    def add(self, name: str, attrs: dict[str, Value]) -> None:
+        """Add a record given as its name and attributes (sorted by key)."""
+        values: list[Any] = [name]
+        values += attrs.values()
+        if Atom in map(type, attrs.values()):
+            values[1:] = [[str.__str__(v)] if type(v) is Atom else v for v in attrs.values()]
+        self.add_row((tuple(attrs), values))
+
+    @property
+    def distinct(self) -> bool:
+        """Whether no name comes twice."""
+        return len(set(self.names)) == len(self.names)
+
+    def records(self) -> list[Parsed]:
+        """The records as (name, attributes sorted by key)."""
+        if self._records is None:
+            out: list[Parsed] = []
+            flat, shapes = self.flat, self.shapes
+            i = 0
+            while i < len(flat):
+                keys = shapes[flat[i] - 1]
+                start = i + 2
+                i = start + len(keys)
+                values = [Atom(v[0]) if type(v) is list else v for v in flat[start:i]]
+                out.append((flat[start - 1], dict(zip(keys, values, strict=True))))
+            self._records = out
+        return self._records
 
 
-def encode_batch(batch: list[Parsed]) -> Encoded:
-    """A batch as prolog/store.pl's store_bulk/7 takes it (flat lists: what janus
-    converts fastest): the key lists of its shapes; per record its shape's 1-based
-    number, its name and its values in key order (identifiers as ``[text]``); and
-    whether no name comes twice."""
-    shapes: dict[tuple[str, ...], int] = {}
-    flat: list[Any] = []
-    add = flat.append
-    extend = flat.extend
-    for name, attrs in batch:
-        keys = tuple(attrs)
-        shape = shapes.get(keys)
-        if shape is None:
-            shape = shapes[keys] = len(shapes) + 1
-        add(shape)
-        add(name)
-        values = attrs.values()
-        if Atom in map(type, values):
-            extend([[str.__str__(v)] if type(v) is Atom else v for v in values])
-        else:
-            extend(values)
-    distinct = len({name for name, _ in batch}) == len(batch)
-    return [list(keys) for keys in shapes], flat, distinct
+def encode_batch(records: Iterable[Parsed]) -> Batch:
+    """A :class:`Batch` of (name, attributes sorted by key) pairs."""
+    batch = Batch()
+    kept = list(records)
+    for name, attrs in kept:
+        batch.add(name, attrs)
+    batch._records = kept
+    return batch
 
 
 def _quote_open(text: str) -> bool:
@@ -190,9 +238,11 @@ def _quote_open(text: str) -> bool:
 
 
 def read_records(lines: Iterable[str], max_length: int
-                 ) -> Iterator[tuple[int, str, Parsed | None]]:
-    """``(line number, text, parsed or None)`` for every record of ``lines`` (each a
-    line, with or without its ``\\n``), numbered from 1."""
+                 ) -> Iterator[tuple[int, str, Row | None]]:
+    """``(line number, text, row or None)`` for every record of ``lines`` (each a
+    line, with or without its ``\\n``), numbered from 1; the row is what
+    :class:`~octopus.query.fast.RecordReader` reads, None when it declines."""
+    read = RecordReader(max_length).read
     pending: str | None = None      # a record whose quoted string is still open
     start = 0
     first = ""
@@ -201,9 +251,9 @@ def read_records(lines: Iterable[str], max_length: int
         if line.endswith("\n"):
             line = line[:-1]
         if pending is None:
-            parsed = parse_record(line, max_length)
-            if parsed is not None:
-                yield number, line, parsed
+            row = read(line)
+            if row is not None:
+                yield number, line, row
                 continue
             if not line or line.isspace():
                 continue
@@ -217,7 +267,7 @@ def read_records(lines: Iterable[str], max_length: int
             yield start, first, None          # its error: the unterminated string
             pending = None
         elif not _quote_open(pending):
-            yield start, pending, parse_record(pending, max_length)
+            yield start, pending, read(pending)
             pending = None
     if pending is not None:
         yield start, pending, None

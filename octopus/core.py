@@ -70,7 +70,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from octopus.adapter import PrologRules, PrologStore, RuleSpec, encode_attributes
-from octopus.bulk import Encoded, Parsed, batches, encode_batch, prefetched
+from octopus.bulk import Batch, Parsed, batches, encode_batch, prefetched
 from octopus.errors import (
     ConditionFailed,
     EngineClosed,
@@ -806,12 +806,12 @@ class Core:
         for item in records:
             chunk.append(self._bulk_row(item))
             if len(chunk) >= batch:
-                total += self._bulk(sid, chunk)
+                total += self._bulk(sid, encode_batch(chunk))
                 chunk = []
                 if progress is not None:
                     progress(total)
         if chunk:
-            total += self._bulk(sid, chunk)
+            total += self._bulk(sid, encode_batch(chunk))
             if progress is not None:
                 progress(total)
         return total
@@ -829,8 +829,8 @@ class Core:
         total = 0
         try:
             with prefetched(batches(lines, batch, max_length)) as ready:
-                for parsed, encoded in ready:
-                    total += self._bulk(sid, parsed, encoded)
+                for chunk in ready:
+                    total += self._bulk(sid, chunk)
                     if progress is not None:
                         progress(total)
         except OctopusError as e:
@@ -838,14 +838,12 @@ class Core:
             raise
         return total
 
-    def _bulk(self, sid: int, batch: list[Parsed], encoded: Encoded | None = None) -> int:
-        """Store one batch of (name, attributes) in one Prolog call, all or nothing;
-        each record is one change of the change stream, at its own revision.
-        ``encoded``: the batch as :func:`~octopus.bulk.encode_batch` encodes it."""
+    def _bulk(self, sid: int, batch: Batch) -> int:
+        """Store one batch in one Prolog call, all or nothing; each record is one change
+        of the change stream, at its own revision."""
         if self.replicated is not None:
             return self.replicated.load(sid, [(name, encode_attributes(attrs), attrs)
-                                              for name, attrs in batch])
-        shapes, flat, distinct = encode_batch(batch) if encoded is None else encoded
+                                              for name, attrs in batch.records()])
         ticket = 0
         with self.lock:
             self._check_open(sid)
@@ -855,20 +853,20 @@ class Core:
             if wal is not None:
                 if self._checks_invariants():   # refused: nothing logged
                     self.store.trial_load([(name, encode_attributes(attrs))
-                                           for name, attrs in batch], base)
+                                           for name, attrs in batch.records()], base)
                 changes = [Change(base + i, ChangeOp.SET, name,
                                   Record._trusted(name, attrs, base + i), None)
-                           for i, (name, attrs) in enumerate(batch, start=1)]
+                           for i, (name, attrs) in enumerate(batch.records(), start=1)]
                 ticket = wal.log(changes)
             try:
-                count = self.store.bulk(shapes, flat, distinct, base, batch)
+                count = self.store.bulk(batch.shapes, batch.flat, batch.distinct, base)
             except BaseException:
                 if wal is not None:
                     wal.retract(ticket)
                 raise
             self.revision = base + count
             if self._owners:
-                for name, _ in batch:
+                for name in batch.names:
                     if name in self._owners:
                         self._own(name, None)
             # Nobody to tell (no trigger, rule or other observer): no change to build.
@@ -876,7 +874,7 @@ class Core:
                 if changes is None:
                     changes = [Change(base + i, ChangeOp.SET, name,
                                       Record._trusted(name, attrs, base + i), None)
-                               for i, (name, attrs) in enumerate(batch, start=1)]
+                               for i, (name, attrs) in enumerate(batch.records(), start=1)]
                 for change in changes:
                     self._commit(change)
         self._acknowledge(ticket)

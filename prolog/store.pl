@@ -12,11 +12,12 @@
             store_delete/4,           % +Store, +Name, +Constraints, -Reply
             store_expire/3,           % +Store, +Name, -Reply
             store_load/5,             % +Store, +Records, +Rev0, +Keys, -Reply
-            store_bulk/7,             % +Store, +Shapes, +Flat, +Distinct, +Rev0, +Keys, -Reply
+            store_bulk/7,             % +Store, +Shapes, +Values, +Distinct, +Rev0, +Keys, -Reply
             store_key_column/4,       % +Store, +Key, +Generation, -Reply
             store_generation/2,       % +Store, -Generation
             store_count/2,            % +Store, -Count
             store_trim/2,             % +Store, -Reply
+            store_trim_above/3,       % +Store, +Bytes, -Reply
             store_collect/2,          % +Store, -Reply
             store_warm/2,             % +Store, -Reply
             store_plan_set/5,         % +Store, +Name, +Constraints, +Sequential, -Reply
@@ -543,56 +544,106 @@ plan_put(M, Keys, S, Dict, Seen0, Seen1, New0, New1, Replace, Old) :-
     ;   put_assoc(S, Seen0, Dict, Seen1)
     ).
 
-%!  store_bulk(+Store, +Shapes, +Flat, +Distinct, +Rev0, +Keys, -Reply) is det.
+%!  store_bulk(+Store, +Shapes, +Values, +Distinct, +Rev0, +Keys, -Reply) is det.
 %
-%   store_load/5 for a bulk load, with the batch in the form janus converts fastest:
-%   flat lists of plain values rather than a list of pairs of lists (a third of the
-%   conversion's cost, measured in bench/load.py). Shapes is a list of key lists (atoms,
-%   sorted); Flat holds, per record, the 1-based number of its shape, its name, then
-%   its values in the order of the shape's keys, in the form import_value/2 takes.
-%   Distinct is @(true) when the caller knows that no name comes twice in the batch.
-%   Each shape's dict is built once, as a template with a variable per value, and
-%   copied per record. Reply as store_load/5; all or nothing.
+%   store_load/5 for a bulk load, with the batch in the form that costs least to
+%   convert and store (bench/load.py): Shapes is a list of key lists (atoms, sorted);
+%   Values a Python object whose attribute value is a flat list holding, per record,
+%   the 1-based number of its shape, its name, then its values in the order of the
+%   shape's keys, already in stored form (strings, numbers, @(true)/@(false), [Text]
+%   for an identifier). The list is fetched with py_call/3 and py_string_as(string):
+%   a Python str handed to a Prolog call would arrive as an atom, and the atoms of a
+%   million names and strings, made, converted to strings and garbage collected, cost
+%   more than the rest of the load. Distinct is @(true) when the caller knows that no
+%   name comes twice in the batch. Each shape becomes a clause of the thread-local
+%   bulk_shape/4 whose head takes the shape's values off the list and builds its
+%   dict, so a record's dict costs one clause call. Reply as store_load/5; all or
+%   nothing.
 
-store_bulk(M, Shapes, Flat, Distinct, Rev0, Keys, Reply) :-
+store_bulk(M, Shapes, Values, Distinct, Rev0, Keys, Reply) :-
     must_be(list, Shapes),
+    janus:py_call(Values:value, Flat, [py_string_as(string)]),
     must_be(list, Flat),
-    maplist(shape_template, Shapes, Templates),
-    Table =.. [shapes|Templates],
-    (   Distinct == @(true)
-    ->  Seen0 = none
-    ;   empty_assoc(Seen0)
-    ),
-    bulk_plan(Flat, Table, M, Keys, Rev0, Rev, Seen0, 0, New, Plan, Olds0),
-    load_commit(M, Plan, Rev0, Rev, New, Keys, Olds0, Reply).
+    setup_call_cleanup(
+        bulk_shapes(Shapes, 1),
+        bulk_plan(Distinct, Keys, Flat, M, Rev0, Rev, New, Plan, Olds),
+        retractall(bulk_shape(_, _, _, _))),
+    (   Keys == [],
+        \+ M:'$rules'(_)
+    ->  Count is Rev - Rev0,
+        transaction(bulk_apply(Plan, M)),
+        Reply = [Count, New, []]
+    ;   load_commit(M, Plan, Rev0, Rev, New, Keys, Olds, Reply)
+    ).
 
-shape_template(Keys, t(Dict, Values)) :-
+%   bulk_plan(+Distinct, +Keys, +Flat, +Store, +Rev0, -Rev, -New, -Plan, -Olds)
+%
+%   load_plan/10 of a bulk batch. The common case, no name twice and no ordered
+%   index to tell (Keys = []), has a loop of its own that only asks whether each name
+%   is stored.
+
+bulk_plan(Distinct, Keys, Flat, M, Rev0, Rev, New, Plan, Olds) :-
+    (   Distinct == @(true),
+        Keys == []
+    ->  bulk_plan_new(Flat, M, Rev0, Rev, 0, New, Plan),
+        Olds = []
+    ;   (   Distinct == @(true)
+        ->  Seen0 = none
+        ;   empty_assoc(Seen0)
+        ),
+        bulk_plan(Flat, M, Keys, Rev0, Rev, Seen0, 0, New, Plan, Olds)
+    ).
+
+bulk_plan_new([], _, Rev, Rev, New, New, []) :- !.
+bulk_plan_new([Shape, S|Flat0], M, Rev0, Rev, New0, New,
+              [put(Replace, S, Rev1, Dict)|Plan]) :-
+    string(S),
+    bulk_shape(Shape, Flat0, Flat, Dict),
+    !,
+    Rev1 is Rev0 + 1,
+    (   M:rec(S, _, _)
+    ->  Replace = true,
+        New1 = New0
+    ;   Replace = false,
+        New1 is New0 + 1
+    ),
+    bulk_plan_new(Flat, M, Rev1, Rev, New1, New, Plan).
+bulk_plan_new(Flat, _, _, _, _, _, _) :-
+    domain_error(octopus_bulk_batch, Flat).
+
+bulk_apply([], _).
+bulk_apply([put(Replace, S, Rev, Dict)|Plan], M) :-
+    (   Replace == true
+    ->  retract(M:rec(S, _, _))
+    ;   true
+    ),
+    assertz(M:rec(S, Rev, Dict)),
+    bulk_apply(Plan, M).
+
+:- thread_local bulk_shape/4.       % bulk_shape(Number, Flat0, Flat, Dict)
+
+bulk_shapes([], _).
+bulk_shapes([Keys|Shapes], I) :-
     must_be(list(atom), Keys),
     same_length(Keys, Values),
     pairs_keys_values(Pairs, Keys, Values),
-    dict_pairs(Dict, _, Pairs).
+    dict_pairs(Dict, _, Pairs),
+    append(Values, Flat, Flat0),
+    assertz(bulk_shape(I, Flat0, Flat, Dict)),
+    I1 is I + 1,
+    bulk_shapes(Shapes, I1).
 
-bulk_plan([], _, _, _, Rev, Rev, _, New, New, [], []) :- !.
-bulk_plan([Shape, Name|Flat0], Table, M, Keys, Rev0, Rev, Seen0, New0, New,
+bulk_plan([], _, _, Rev, Rev, _, New, New, [], []) :- !.
+bulk_plan([Shape, S|Flat0], M, Keys, Rev0, Rev, Seen0, New0, New,
           [put(Replace, S, Rev1, Dict)|Plan], [Old|Olds]) :-
+    string(S),
+    bulk_shape(Shape, Flat0, Flat, Dict),
     !,
-    arg(Shape, Table, Template),
-    copy_term(Template, t(Dict, Values)),
-    import_values(Values, Flat0, Flat),
-    name_string(Name, S),
     Rev1 is Rev0 + 1,
     plan_put(M, Keys, S, Dict, Seen0, Seen1, New0, New1, Replace, Old),
-    bulk_plan(Flat, Table, M, Keys, Rev1, Rev, Seen1, New1, New, Plan, Olds).
-bulk_plan(Flat, _, _, _, _, _, _, _, _, _, _) :-
+    bulk_plan(Flat, M, Keys, Rev1, Rev, Seen1, New1, New, Plan, Olds).
+bulk_plan(Flat, _, _, _, _, _, _, _, _, _) :-
     domain_error(octopus_bulk_batch, Flat).
-
-import_values([], Flat, Flat).
-import_values([V|Vs], Flat0, Flat) :-
-    (   Flat0 = [V0|Flat1]
-    ->  import_value(V0, V),
-        import_values(Vs, Flat1, Flat)
-    ;   domain_error(octopus_bulk_batch, Flat0)
-    ).
 
 load_apply(M, put(Replace, S, Rev, Dict)) :-
     (   Replace == true
@@ -650,6 +701,21 @@ store_count(_, 0).
 
 store_trim(_, @(true)) :-
     trim_stacks.
+
+%!  store_trim_above(+Store, +Bytes, -Reply) is det.
+%
+%   store_trim/2 when the calling thread's stacks hold more than Bytes, else nothing:
+%   after each batch of a bulk load. Trimming after every batch made the next one grow
+%   the stacks again, which cost more than storing it (measured: 1.5-2 µs of 4 per
+%   record, bench/load.py); the stacks a batch of 10,000 records needs (~10 MiB) are
+%   kept, larger ones given back. Reply is @(true).
+
+store_trim_above(_, Bytes, @(true)) :-
+    statistics(stack, Used),
+    (   Used > Bytes
+    ->  trim_stacks
+    ;   true
+    ).
 
 %!  store_collect(+Store, -Reply) is det.
 %

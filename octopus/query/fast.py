@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from typing import Any
 
 from octopus.query.ast import (
     AnyName,
@@ -48,7 +49,7 @@ from octopus.query.ast import (
 )
 from octopus.record import MAX_NAME_LENGTH, Atom, Value
 
-__all__ = ["parse_fast", "parse_name", "parse_record"]
+__all__ = ["RecordReader", "Row", "parse_fast", "parse_name", "parse_record"]
 
 # Possessive quantifiers: every token below ends where PLY's would, so giving characters
 # back could never help a match; not trying keeps each match linear.
@@ -214,11 +215,34 @@ _PAIRS = re.compile(r"([a-z][A-Za-z0-9._\-]*+)" + _WS + ":" + _WS +
 _NUMBER_START = frozenset("-0123456789.")
 
 
-def parse_record(text: str, max_length: int) -> tuple[str, dict[str, Value]] | None:
-    """The name and attributes (sorted by key) of a record to store, as
-    :func:`octopus.query.compile.compile_record` gives them for ``text``, when every
-    item is ``key: literal``; None to say "compile it the usual way" (conditions,
-    placeholders, errors, a text over ``max_length`` UTF-8 bytes, or anything unsure)."""
+def _value(token: str) -> Value | None:
+    """The value of a literal token that _RECORD matched, or None to decline (an
+    escape the language does not have, a long or non-finite number)."""
+    first = token[0]
+    if first == "'":
+        body = token[1:-1]
+        if "\\" in body:
+            return _unescape(body)
+        return body
+    if first in _NUMBER_START:
+        if len(token) > _MAX_NUMBER_TEXT:
+            return None
+        if "x" in token or "X" in token:
+            return int(token, 16)
+        if "." in token or "e" in token or "E" in token:
+            value = float(token)
+            return value if math.isfinite(value) else None
+        return int(token)
+    if token == "true":
+        return True
+    if token == "false":
+        return False
+    return Atom(token)
+
+
+def _items(text: str, max_length: int) -> tuple[str, list[tuple[str, str]]] | None:
+    """The name and the (key, literal token) items, in text order, of a record text
+    whose every item is ``key: literal``; None to decline."""
     if len(text) > max_length:
         return None
     if not text.isascii():
@@ -233,41 +257,165 @@ def parse_record(text: str, max_length: int) -> tuple[str, dict[str, Value]] | N
     name = m.group(1)
     if name in _KEYWORDS:
         return None
+    return name, _PAIRS.findall(text, m.end(1))
+
+
+def parse_record(text: str, max_length: int) -> tuple[str, dict[str, Value]] | None:
+    """The name and attributes (sorted by key) of a record to store, as
+    :func:`octopus.query.compile.compile_record` gives them for ``text``, when every
+    item is ``key: literal``; None to say "compile it the usual way" (conditions,
+    placeholders, errors, a text over ``max_length`` UTF-8 bytes, or anything unsure)."""
+    items = _items(text, max_length)
+    if items is None:
+        return None
+    name, pairs = items
     attrs: dict[str, Value] = {}
     last = ""
     ordered = True
-    for key, token in _PAIRS.findall(text, m.end(1)):
-        first = token[0]
-        value: Value
-        if first == "'":
-            body = token[1:-1]
-            if "\\" in body:
-                unescaped = _unescape(body)
-                if unescaped is None:
-                    return None
-                body = unescaped
-            value = body
-        elif first in _NUMBER_START:
-            if len(token) > _MAX_NUMBER_TEXT:
-                return None
-            if "x" in token or "X" in token:
-                value = int(token, 16)
-            elif "." in token or "e" in token or "E" in token:
-                value = float(token)
-                if not math.isfinite(value):
-                    return None
-            else:
-                value = int(token)
-        elif token == "true":
-            value = True
-        elif token == "false":
-            value = False
-        else:
-            value = Atom(token)
-        if key in attrs or key in _KEYWORDS:
+    for key, token in pairs:
+        value = _value(token)
+        if value is None or key in attrs or key in _KEYWORDS:
             return None        # PLY's error or the compiler's, with its message
         if key < last:
             ordered = False
         last = key
         attrs[key] = value
     return name, (attrs if ordered else dict(sorted(attrs.items())))
+
+
+# --- records in bulk, shape by shape (octopus.bulk) --------------------------------------
+#
+# A bulk load reads a million records of a few shapes (the same keys, each with values of
+# the same kind: `hw.pci.device.N { bus: N, class: 'C', ... }`). RecordReader reads the
+# first record of a shape with parse_record's expressions, then compiles one expression
+# for the shape: the record pattern above with the keys written out and each value's
+# token narrowed to the kind it had (a decimal integer, a string without escapes, an
+# identifier, true/false, or any literal). One match then checks a whole record and
+# captures its name and values; only integers need a conversion. Every text such an
+# expression matches, _RECORD matches with the same tokens (each narrowed token is one
+# of _LITERAL's spellings, followed by what _RECORD allows after it), so the values are
+# parse_record's; tests/query/test_fast.py checks the reader against PLY as well.
+_INT_TOKEN = r"(-?(?:0|[1-9][0-9]{0,17}+))"                 # fits 64 bits: no range check
+_STRING_TOKEN = r"'([^'\\\n]*+)'"                           # no escape, no line break
+_BOOL_TOKEN = r"(true|false)(?![A-Za-z0-9._\-])"
+_IDENT_TOKEN = r"(?!(?:true|false)(?![A-Za-z0-9._\-]))(" + _NAME + ")"
+_ANY_TOKEN = "(" + _LITERAL + ")"
+_KINDS = {"int": _INT_TOKEN, "str": _STRING_TOKEN, "bool": _BOOL_TOKEN,
+          "ident": _IDENT_TOKEN, "any": _ANY_TOKEN}
+_INT_TEXT = re.compile(_INT_TOKEN)
+_STRING_TEXT = re.compile(_STRING_TOKEN)
+_MAX_SHAPE_KEYS = 64        # a record with more keys is read item by item
+_MAX_SHAPES = 64            # compiled shapes a reader keeps (least recently used go)
+_FREE_COMPILES = 64         # compiles a reader may make at once; then one per 1,000 texts
+
+#: A record read for the bulk path: its keys (sorted) and its name followed by its
+#: values in key order, in stored form (an identifier as ``[text]``).
+Row = tuple[tuple[str, ...], list[Any]]
+
+
+def _kind(token: str) -> str:
+    if _INT_TEXT.fullmatch(token):
+        return "int"
+    if _STRING_TEXT.fullmatch(token):
+        return "str"
+    if token in _KEYWORDS:
+        return "bool"
+    if token[0].isalpha():
+        return "ident"
+    return "any"
+
+
+class _Shape:
+    """One compiled record shape: its keys, its expression and where its values need
+    converting (positions in the match's groups; group 0 is the name)."""
+
+    __slots__ = ("anys", "bools", "idents", "ints", "keys", "match")
+
+    def __init__(self, keys: tuple[str, ...], kinds: tuple[str, ...]) -> None:
+        items = ("," + _WS).join(re.escape(k) + _WS + ":" + _WS + _KINDS[kind] + _WS
+                                 for k, kind in zip(keys, kinds, strict=True))
+        pattern = (_WS + r"(?!(?:true|false)[ \t\r\n{])(" + _NAME + ")" + _WS + r"\{" +
+                   _WS + items + r"\}" + _WS)
+        self.keys = keys
+        self.match = re.compile(pattern).fullmatch
+        at = {kind: tuple(i for i, k in enumerate(kinds, 1) if k == kind) for kind in _KINDS}
+        self.ints, self.bools, self.idents, self.anys = \
+            at["int"], at["bool"], at["ident"], at["any"]
+
+
+class RecordReader:
+    """Reads record texts for the bulk path: :meth:`read` gives what
+    :func:`parse_record` gives, encoded as a :data:`Row`, or None to decline (then
+    the caller compiles the text the usual way). Not thread-safe: one per load.
+
+    Bounded: it keeps at most 64 compiled shapes, and compiles at most 64 plus one
+    per 1,000 texts read (a text of a shape it does not keep is read item by item)."""
+
+    __slots__ = ("_compiles", "_last", "_max_length", "_shapes", "_texts")
+
+    def __init__(self, max_length: int) -> None:
+        self._max_length = max_length
+        self._shapes: dict[tuple[tuple[str, ...], tuple[str, ...]], _Shape] = {}
+        self._last: _Shape | None = None
+        self._compiles = 0
+        self._texts = 0
+
+    def read(self, text: str) -> Row | None:
+        """``(keys, [name, values...])`` of a record text of ``key: literal`` items."""
+        shape = self._last
+        if shape is not None and len(text) <= self._max_length and text.isascii():
+            m = shape.match(text)
+            if m is not None:
+                row: list[Any] = list(m.groups())
+                for i in shape.ints:
+                    row[i] = int(row[i])
+                if shape.bools:
+                    for i in shape.bools:
+                        row[i] = row[i] == "true"
+                if shape.idents:
+                    for i in shape.idents:
+                        row[i] = [row[i]]
+                if shape.anys:
+                    for i in shape.anys:
+                        value = _value(row[i])
+                        if value is None:
+                            return None
+                        row[i] = [str.__str__(value)] if type(value) is Atom else value
+                return shape.keys, row
+        return self._read_items(text)
+
+    def _read_items(self, text: str) -> Row | None:
+        self._texts += 1
+        items = _items(text, self._max_length)
+        if items is None:
+            return None
+        name, pairs = items
+        keys = tuple(k for k, _ in pairs)
+        if len(set(keys)) != len(keys) or not _KEYWORDS.isdisjoint(keys):
+            return None        # PLY's error or the compiler's, with its message
+        row: list[Any] = [name]
+        for _, token in pairs:
+            value = _value(token)
+            if value is None:
+                return None
+            row.append([str.__str__(value)] if type(value) is Atom else value)
+        if list(keys) != sorted(keys):
+            order = sorted(range(len(keys)), key=keys.__getitem__)
+            return tuple(keys[i] for i in order), [name] + [row[i + 1] for i in order]
+        if len(keys) <= _MAX_SHAPE_KEYS:
+            self._learn(keys, tuple(_kind(token) for _, token in pairs))
+        return keys, row
+
+    def _learn(self, keys: tuple[str, ...], kinds: tuple[str, ...]) -> None:
+        """Make the shape of a record just read the one tried first."""
+        signature = (keys, kinds)
+        shape = self._shapes.pop(signature, None)
+        if shape is None:
+            if self._compiles >= _FREE_COMPILES + self._texts // 1000:
+                return
+            self._compiles += 1
+            shape = _Shape(keys, kinds)
+            if len(self._shapes) >= _MAX_SHAPES:
+                del self._shapes[next(iter(self._shapes))]
+        self._shapes[signature] = shape
+        self._last = shape

@@ -20,7 +20,7 @@ from octopus.errors import ParseError, QueryError
 from octopus.query import parser as parser_module
 from octopus.query.ast import Name, Placeholder, Query, Regex
 from octopus.query.compile import compile_record
-from octopus.query.fast import parse_fast, parse_record
+from octopus.query.fast import RecordReader, Row, parse_fast, parse_record
 from octopus.query.parser import parse, parse_ply
 from octopus.record import MAX_INT_DIGITS, Atom, Record, format_string, format_value
 
@@ -417,3 +417,118 @@ def test_parse_record_declines_texts_over_the_limit() -> None:
     assert parse_record("x { a: 'éé' }", 15) == ("x", {"a": "éé"})
     assert parse_record("x { a: 'ab' }", 12) is None
     assert parse_record("x { a: '\udcff' }", 100) is None     # PLY reports it
+
+
+# --- RecordReader: the bulk load's reader, shape by shape ------------------------------
+
+
+def check_read(reader: RecordReader, text: str, max_length: int = 65536) -> Row | None:
+    """The reader gives parse_record's result (itself checked against PLY), encoded as
+    the store takes it, whatever shapes it learned from the texts before."""
+    got = reader.read(text)
+    want = check_record(text, max_length)
+    if want is None:
+        assert got is None, f"read {text!r}"
+        return None
+    assert got is not None, f"declined {text!r}"
+    keys, row = got
+    name, attrs = want
+    assert keys == tuple(attrs), text
+    assert_same(row[0], name)
+    assert len(row) == len(attrs) + 1, text
+    for value, expected in zip(row[1:], attrs.values(), strict=True):
+        if type(expected) is Atom:
+            assert type(value) is list and len(value) == 1, text
+            assert_same(value[0], str.__str__(expected))
+        else:
+            assert_same(value, expected)
+    return got
+
+
+@st.composite
+def same_shape_texts(draw: st.DrawFn) -> list[str]:
+    """Texts with the same keys (mostly in canonical order) and values of any kind,
+    odd ones included: after the first, a reader tries the shape it learned."""
+    keys = draw(st.lists(KEYS, max_size=5, unique=True))
+    if draw(st.integers(0, 3)):
+        keys.sort()
+    value = st.one_of(VALID_SCALARS, ODD_VALUES, st.sampled_from(["true", "false", "x"]))
+    space = st.one_of(st.just(" "), SOME_WS)
+    texts = []
+    for _ in range(draw(st.integers(2, 8))):
+        parts = [draw(st.one_of(st.just(""), WS)), draw(st.one_of(KEYS, ODD_NAME_PATTERNS)),
+                 draw(space), "{"]
+        for i, key in enumerate(keys):
+            parts += ["," if i else "", draw(space), key, draw(st.one_of(st.just(""), WS)),
+                      ":", draw(space), draw(value), draw(st.one_of(st.just(""), WS))]
+        parts += ["}" if draw(st.integers(0, 19)) else "", draw(st.one_of(st.just(""), WS))]
+        texts.append("".join(parts))
+    return texts
+
+
+@settings(max_examples=400)
+@given(same_shape_texts())
+@example(["x { a: 1, b: 'c' }", "true { a: 1, b: 'c' }", "y { a: 0x1, b: 'c' }",
+          "y { a: 1.5, b: 'c' }", "y { a: 01, b: 'c' }", "y { a: 1, b: 'c\\'' }",
+          "y { a: 1, b: 'c' } ", "y{a:-0,b:'é'}", "y { a: 1, b: true }"])
+@example(["x { a: true, b: e }", "x { a: false, b: true }", "x { a: truex, b: e }",
+          "x { a: 1, b: false.1 }", "x { a: true, b: %d }"])
+@example(["x { a: 1 }", "x { a: " + "9" * 18 + " }", "x { a: " + "9" * 19 + " }",
+          "x { a: -" + "9" * 18 + " }"])
+def test_the_reader_is_parse_record_shape_after_shape(texts: list[str]) -> None:
+    reader = RecordReader(65536)
+    for text in texts:
+        check_read(reader, text)
+
+
+@settings(max_examples=150)
+@given(st.lists(records(), min_size=2, max_size=6), st.data())
+def test_the_reader_on_canonical_records_of_one_shape(batch: list[Record],
+                                                      data: st.DataObject) -> None:
+    keys = sorted(batch[0].attributes)
+    reader = RecordReader(65536)
+    for record in batch:
+        values = list(record.attributes.values()) or [1]
+        attrs = {k: data.draw(st.sampled_from(values)) for k in keys}
+        check_read(reader, str(Record(record.name, attrs)))
+
+
+def test_the_reader_matches_a_learned_shape_without_reading_items(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    reader = RecordReader(65536)
+    assert check_read(reader, "a { f: 1.5, i: eth0, n: 1, s: 'x', t: true }") is not None
+    calls: list[str] = []
+    real = RecordReader._read_items
+
+    def counted(self: RecordReader, text: str) -> Row | None:
+        calls.append(text)
+        return real(self, text)
+
+    monkeypatch.setattr(RecordReader, "_read_items", counted)
+    assert reader.read("b { f: -2e3, i: lo, n: -7, s: 'y z', t: false }") == \
+        (("f", "i", "n", "s", "t"), ["b", -2e3, ["lo"], -7, "y z", False])
+    assert calls == []
+    assert reader.read("c { f: 1.0, i: lo, n: 'x', s: 'y', t: false }") is not None
+    assert len(calls) == 1                      # another shape: read item by item
+    assert reader.read("b { a: 1 }\n") == (("a",), ["b", 1])
+
+
+def test_the_reader_keeps_and_compiles_a_bounded_number_of_shapes() -> None:
+    reader = RecordReader(65536)
+    for i in range(300):
+        assert reader.read(f"x {{ k{i}: 1 }}") == ((f"k{i}",), ["x", 1])
+    assert len(reader._shapes) <= 64
+    assert reader._compiles == 64               # 64 at once, then one per 1,000 texts
+    for i in range(2000):
+        reader.read(f"x {{ j{i}: 1 }}")
+    assert reader._compiles == 64 + 2
+    assert len(reader._shapes) <= 64
+
+
+def test_the_reader_declines_texts_over_the_limit() -> None:
+    reader = RecordReader(13)
+    assert reader.read("x { a: 'ab' }") == (("a",), ["x", "ab"])
+    assert reader.read("x { a: 'abc' }") is None            # 14 bytes
+    assert reader.read("x { a: 'é' }") == (("a",), ["x", "é"])
+    assert reader.read("x { a: 'éé' }") is None             # 15 bytes of UTF-8
+    assert reader.read("x { a: '\udcff' }") is None         # PLY reports it

@@ -155,6 +155,26 @@ def test_replacing_records_and_a_name_twice_in_a_batch() -> None:
         assert e.get_names("_ { v: 1 }") == [] and e.get_names("_ { old: _ }") == []
 
 
+def test_indexes_follow_a_load_of_several_shapes_and_kinds() -> None:
+    """The ordered indexes follow a bulk batch read off its flat form: new records of
+    several shapes, replaced ones, identifiers (stored as [text]) and strings."""
+    lines = [f"n{i} {{ k: {i % 7}, t: {'x' if i % 2 else 'y'}.{i % 3} }}" for i in range(60)]
+    lines += [f"m{i} {{ k: 'k{i % 5}', u: true }}" for i in range(20)]
+    lines += [f"n{i} {{ k: {100 + i} }}" for i in range(0, 60, 6)]   # replaced, one key left
+    with octopus.Engine() as e, octopus.Engine() as plain:
+        e.set("n0 { k: -1, t: z }")
+        e.get_names("_ { k > -5 }")
+        e.get_names("_ { t >= a }")
+        assert e.load(lines, batch=7) == len(lines)
+        plain.set("n0 { k: -1, t: z }")
+        for line in lines:
+            plain.set(line)
+        same_store(e, plain)
+        for q in ["_ { k > 3 }", "_ { k <= 2 }", "_ { k >= 'k2' }", "_ { t > x.0 }",
+                  "_ { t < y }", "_ { k: 'k1' }", "_ { t: y.2 }", "_ { k > 99 }"]:
+            assert sorted(e.get_names(q)) == sorted(plain.get_names(q)), q
+
+
 def test_every_loaded_record_is_one_change_in_revision_order() -> None:
     seen: list[tuple[int, str, str]] = []
     events: list[octopus.Event] = []
