@@ -78,12 +78,14 @@ def worker(kind: str, target: str, threads: int, seconds: float, tag: str) -> No
     for t in pool:
         t.start()
     start.wait()
+    cpu0 = time.process_time()
     time.sleep(seconds)
     stop.set()
     for t in pool:
         t.join(30)
+    cpu = time.process_time() - cpu0
     flat = sorted(x for xs in lat for x in xs)
-    print(json.dumps({"ops": sum(counts), "seconds": seconds,
+    print(json.dumps({"ops": sum(counts), "seconds": seconds, "cpu": cpu,
                       "median_ms": 1000 * flat[len(flat) // 2] if flat else 0}), flush=True)
     os._exit(0)
 
@@ -167,8 +169,9 @@ def _keep(etcd: Any, lease: int) -> None:
 
 
 def run_workers(kind: str, target: str, *, processes: int = PROCESSES, threads: int = THREADS,
-                seconds: float = SECONDS) -> tuple[float, float]:
-    """(operations per second, median latency ms) of ``processes`` × ``threads`` clients."""
+                seconds: float = SECONDS) -> tuple[float, float, float]:
+    """(operations per second, median latency ms, the clients' CPU µs per operation) of
+    ``processes`` × ``threads`` clients."""
     tag = str(time.monotonic_ns())
     procs = [subprocess.Popen([sys.executable, __file__, "worker", kind, target, str(threads),
                                str(seconds), tag], stdout=subprocess.PIPE, text=True)
@@ -180,8 +183,9 @@ def run_workers(kind: str, target: str, *, processes: int = PROCESSES, threads: 
         if not lines:
             raise RuntimeError(f"worker {kind} printed nothing")
         results.append(json.loads(lines[-1]))
-    total = sum(r["ops"] for r in results) / seconds
-    return total, statistics.median(r["median_ms"] for r in results)
+    ops = sum(r["ops"] for r in results)
+    return (ops / seconds, statistics.median(r["median_ms"] for r in results),
+            1e6 * sum(r["cpu"] for r in results) / max(ops, 1))
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -195,15 +199,16 @@ def cpu_seconds(pids: list[int]) -> float:
 
 
 def run_measured(kind: str, target: str, etcd_pids: list[int],
-                 node_pids: list[int]) -> tuple[float, float, float, float]:
+                 node_pids: list[int]) -> tuple[float, float, float, float, float]:
     """``run_workers`` and the CPU it cost per operation, in µs: (ops/s, median ms, etcd's
-    CPU, the nodes' CPU). CPU per operation depends far less on the machine's other load
-    than a rate does: on 2 shared cores it is what a rate is made of."""
+    CPU, the nodes' CPU, the clients' CPU). CPU per operation depends far less on the
+    machine's other load than a rate does: on 2 shared cores it is what a rate is made
+    of (the clients' share included: they run on the same cores)."""
     etcd0, nodes0 = cpu_seconds(etcd_pids), cpu_seconds(node_pids)
-    rate, ms = run_workers(kind, target)
+    rate, ms, clients = run_workers(kind, target)
     ops = max(rate * SECONDS, 1.0)
     return (rate, ms, 1e6 * (cpu_seconds(etcd_pids) - etcd0) / ops,
-            1e6 * (cpu_seconds(node_pids) - nodes0) / ops)
+            1e6 * (cpu_seconds(node_pids) - nodes0) / ops, clients)
 
 
 # --- ZooKeeper, when a server is installed ------------------------------------------------
@@ -401,7 +406,7 @@ def main(baseline: str | None = None) -> None:
                 rounds.append(r)
                 print(f"round {len(rounds)} (load {os.getloadavg()[0]:.1f}): " + ", ".join(
                     f"{k} {v[0]:,.0f}/s {v[1]:.2f} ms"
-                    + (f" cpu {v[2]:.0f}+{v[3]:.0f} µs" if len(v) > 2 else "")
+                    + (f" cpu {v[2]:.0f}+{v[3]:.0f}+{v[4]:.0f} µs" if len(v) > 3 else "")
                     for k, v in r.items()), flush=True)
 
             def med(key: str, base: str | None = None,
@@ -418,9 +423,10 @@ def main(baseline: str | None = None) -> None:
                 rate, ms, ratio = med(key, base if key != base else None)
                 etcd_cpu = statistics.median(r[key][2] for r in rounds)
                 node_cpu = statistics.median(r[key][3] for r in rounds)
+                client_cpu = statistics.median(r[key][4] for r in rounds)
                 nodes = "" if key.startswith("etcd") else f"{node_cpu:,.0f}"
                 return [kind, label, f"{rate:,.0f}", f"{ms:.2f}", f"{ratio:.2f}{extra}",
-                        f"{etcd_cpu:,.0f}", nodes]
+                        f"{etcd_cpu:,.0f}", nodes, f"{client_cpu:,.0f}"]
 
             scale = statistics.median(r["r3"][0] / r["r1"][0] for r in rounds)
             rows += [
@@ -445,8 +451,8 @@ def main(baseline: str | None = None) -> None:
             etcd_get = med("etcd-get")[0]
             e_lat = med("etcd-lock")[1]
             # Contended: 6 contenders over the nodes.
-            e_con, _ = run_workers("etcd-lock", etcd.url, processes=2, threads=3)
-            o_con, _ = run_workers("octo-lock", urls3, processes=2, threads=3)
+            e_con = run_workers("etcd-lock", etcd.url, processes=2, threads=3)[0]
+            o_con = run_workers("octo-lock", urls3, processes=2, threads=3)[0]
             o_lat, lat_ratio = med("lock", "etcd-lock", latency=True)[1:]
             lock_rows += [
                 ["etcd lock API (v3lock, lease per client)", f"{e_lat:.2f}", "1.00",
@@ -455,27 +461,27 @@ def main(baseline: str | None = None) -> None:
                  f"{o_con:,.0f}", f"{o_con / e_con:.2f}"],
             ]
             if before:
-                b_con, _ = run_workers("octo-lock", old3, processes=2, threads=3)
+                b_con = run_workers("octo-lock", old3, processes=2, threads=3)[0]
                 b_lat, b_ratio = med("olock", "etcd-lock", latency=True)[1:]
                 lock_rows.append([f"octopus Lock recipe (3 nodes, before: {before[1]})",
                                   f"{b_lat:.2f}", f"{b_ratio:.2f}", f"{b_con:,.0f}",
                                   f"{b_con / e_con:.2f}"])
             with zookeeper() as zk:
                 if zk is not None:
-                    zs, zs_ms = run_workers("zk-set", zk)
-                    zg, zg_ms = run_workers("zk-get", zk)
-                    _, z_lat = run_workers("zk-lock", zk, processes=1, threads=1)
-                    z_con, _ = run_workers("zk-lock", zk, processes=2, threads=3)
+                    zs, zs_ms, _ = run_workers("zk-set", zk)
+                    zg, zg_ms, _ = run_workers("zk-get", zk)
+                    z_lat = run_workers("zk-lock", zk, processes=1, threads=1)[1]
+                    z_con = run_workers("zk-lock", zk, processes=2, threads=3)[0]
                     rows += [["writes", "ZooKeeper set (kazoo, 1 server)", f"{zs:,.0f}",
-                              f"{zs_ms:.2f}", f"{zs / etcd_put:.2f}", "", ""],
+                              f"{zs_ms:.2f}", f"{zs / etcd_put:.2f}", "", "", ""],
                              ["reads", "ZooKeeper get (kazoo, 1 server)", f"{zg:,.0f}",
-                              f"{zg_ms:.2f}", f"{zg / etcd_get:.2f}", "", ""]]
+                              f"{zg_ms:.2f}", f"{zg / etcd_get:.2f}", "", "", ""]]
                     lock_rows.append(["ZooKeeper Lock recipe (kazoo, 1 server)",
                                       f"{z_lat:.2f}", f"{z_lat / e_lat:.2f}", f"{z_con:,.0f}",
                                       f"{z_con / e_con:.2f}"])
                 else:
                     rows.append(["—", "ZooKeeper: not measured (needs apt-get install "
-                                 "zookeeper and pip install kazoo)", "", "", "", "", ""])
+                                 "zookeeper and pip install kazoo)", "", "", "", "", "", ""])
         finally:
             for node in one + three + old_one + old_three:
                 node.stop()
@@ -491,15 +497,17 @@ def main(baseline: str | None = None) -> None:
         f"{SECONDS:g} s per measurement, {ROUNDS} interleaved rounds (medians; each ratio "
         "is taken within a round; the lock latency of one client alone is measured in "
         "each round too). The ratio column divides by etcd's own figure from the "
-        "same client count; the CPU columns are the CPU time etcd's three members and the "
-        "Octopus nodes spent per operation during the measurement (medians over the "
-        f"rounds). Load average: {load:.1f} at the start, {load_end:.1f} at the end, "
+        "same client count; the CPU columns are the CPU time etcd's three members, the "
+        "Octopus nodes and the client processes spent per operation during the measurement "
+        "(medians over the rounds; on 2 shared cores a rate is what they add up to). Load "
+        f"average: {load:.1f} at the start, {load_end:.1f} at the end, "
         f"on {os.cpu_count()} cores (other work shares this machine)."
         + (f" Rows marked *before* are the nodes of commit {before_name}, run in the "
            "same rounds against the same etcd." if before_name else "")
         + "\n\n"
         + table("Throughput", ["kind", "system", "ops/s", "median ms", "× etcd",
-                               "etcd CPU µs/op", "nodes' CPU µs/op"], rows)
+                               "etcd CPU µs/op", "nodes' CPU µs/op", "clients' CPU µs/op"],
+                rows)
         + "\n"
         + table("Locks", ["lock", "acquire+release ms (alone)", "× etcd",
                           "contended grants/s (6 clients)", "× etcd"], lock_rows)

@@ -222,6 +222,8 @@ def _round(server: Callable[[], AbstractContextManager[int]], octopus: bool,
                 hits = (int(after_info["reply_cache_hits"])
                         - int(before_info["reply_cache_hits"]))
                 got[f"cache hits {distribution} %"] = 100 * hits / len(commands)
+        # After every GET: octopus's reply cache holds replies by then (bounded, 64 MiB).
+        got["B/record after GETs"] = (_rss_kib(port) - before) * 1024 / records
     got.update({f"{point} CPU µs/req": 1e6 * seconds for point, seconds in cpu.items()})
     return got
 
@@ -287,9 +289,11 @@ def main() -> None:
         f" (baseline {hit_rate('baseline', d)})" if args.baseline is not None else "")
         for d in DISTRIBUTIONS)
     text += ("\n\nreq/s for GET/SET (higher is better); load seconds and bytes per record "
-             "(lower is better); CPU µs/req: the server process's CPU time (user + "
-             "system) per request, or per record for the load (lower is better; on a "
-             "shared machine the steadiest figure). Redis GET is HGETALL of a 5-field "
+             "(lower is better; `B/record`: the server's resident set after the load, "
+             "`after GETs`: at the end of the round, octopus's reply cache included); "
+             "CPU µs/req: the server process's CPU time (user + system) per request, "
+             "or per record for the load (lower is better; on a shared machine "
+             "the steadiest figure). Redis GET is HGETALL of a 5-field "
              "hash, SET a string. "
              "GET/SET -P 1 and -P 16: redis-benchmark, uniform random keys (`-r`). "
              f"GET uniform/zipf/single: this script's client (`key_load`, {CLIENTS} "

@@ -272,6 +272,7 @@ class Core:
         self._session_names: dict[int, str] = {}       # sessions that were given a name
         self._session_ids = itertools.count(1)
         self._observers: list[Observer] = [self._deliver_triggers]
+        self._name_observers: list[Callable[[str | None], None]] = []
         self._wal: WriteAhead | None = None
         self._deferred = _Deferred()
         self._kb_lock = threading.Lock()
@@ -429,6 +430,22 @@ class Core:
 
         return stop
 
+    def observe_names(self, observer: Callable[[str | None], None]) -> Callable[[], None]:
+        """Hand the record name of every change committed from now on to ``observer``,
+        inside the commit as :meth:`observe` does, or None for a ``set_many`` batch (any
+        number of records: its changes are not built one by one unless an observer of
+        :meth:`observe` needs them). For a cache of what records look like, which needs
+        only the names. Returns a function that stops it."""
+        with self.lock:
+            self._name_observers.append(observer)
+
+        def stop() -> None:
+            with self.lock:
+                if observer in self._name_observers:
+                    self._name_observers.remove(observer)
+
+        return stop
+
     def _checks_invariants(self) -> bool:
         """Whether a write must be asked about before it is journaled (the caller holds
         the lock)."""
@@ -442,6 +459,8 @@ class Core:
     def _commit(self, change: Change) -> None:
         for observer in self._observers:
             observer(change)
+        for named in self._name_observers:
+            named(change.name)
 
     def defer_acknowledgements(self) -> None:
         """On this thread, until :meth:`end_deferral`, a write returns without waiting
@@ -865,6 +884,8 @@ class Core:
                     wal.retract(ticket)
                 raise
             self.revision = base + count
+            for named in self._name_observers:
+                named(None)
             if self._owners:
                 for name in batch.names:
                     if name in self._owners:

@@ -62,6 +62,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from octopus.core import Core, _Row
@@ -103,6 +104,8 @@ MAX_TXN_BYTES = 1 << 20
 MESSAGE_TTL = 5
 #: Group commit: how many transactions of grouped plain sets a node has in flight at once.
 GROUP_IN_FLIGHT = 1
+#: Threads that run server commands waiting for etcd (:meth:`Replica.io`).
+IO_THREADS = 64
 
 
 def _first(names: list[str]) -> str:
@@ -154,10 +157,13 @@ def _own_events(revision: int, ops: list[dict[str, Any]],
 class _Pending:
     """A plain set waiting to be sent in a group (see :meth:`Replica._put_grouped`)."""
 
-    __slots__ = ("deadline", "error", "key", "op", "revision", "sent", "size")
+    __slots__ = ("deadline", "error", "key", "op", "revision", "sent", "size", "woken")
 
-    def __init__(self, op: dict[str, Any], deadline: float) -> None:
+    def __init__(self, op: dict[str, Any], deadline: float, lock: threading.Lock) -> None:
         put = op["request_put"]
+        # Its writer waits on its own condition (on the group lock): a group's commit
+        # wakes its own writers and the next sender, not every writer queued.
+        self.woken = threading.Condition(lock)
         self.op = op
         self.key: str = put["key"]
         self.size = len(put["key"]) + len(put["value"])
@@ -219,7 +225,8 @@ class Replica:
 
         # Group commit of plain sets (guarded by _group_cond's own lock, never held
         # together with the core's): the sets waiting to be sent, the groups in flight.
-        self._group_cond = threading.Condition(threading.Lock())
+        self._group_lock = threading.Lock()
+        self._group_cond = threading.Condition(self._group_lock)
         self._group: list[_Pending] = []
         self._group_sending = 0
         self.groups = 0                     # transactions sent for grouped sets
@@ -241,6 +248,8 @@ class Replica:
         self.resyncs = 0
         self.own_applied = 0        # own transactions applied from their reply (not the watch)
         self._threads: list[threading.Thread] = []
+        self._io: ThreadPoolExecutor | None = None
+        self._io_lock = threading.Lock()
 
     # --- life cycle ----------------------------------------------------------------------
 
@@ -291,6 +300,26 @@ class Replica:
         with self.cond:
             self._wake_locked()
             self.cond.notify_all()
+        with self._io_lock:
+            io, self._io = self._io, None
+        if io is not None:
+            io.shutdown(wait=False)
+
+    def io(self, func: Callable[[], None]) -> None:
+        """Run ``func`` on one of this replica's I/O threads (at most ``IO_THREADS``;
+        RuntimeError once closed).
+
+        They run the server's plain sets (octopus/cluster/server.py): such a call
+        spends milliseconds waiting for a Raft round, and the more of them wait at once,
+        the more sets one transaction carries (group commit). Calls beyond the threads
+        queue; there is at most one per connection."""
+        with self._io_lock:
+            if self._closed:
+                raise RuntimeError("the replica has closed")
+            if self._io is None:
+                self._io = ThreadPoolExecutor(IO_THREADS,
+                                              thread_name_prefix=f"octopus-io-{self.node}")
+            self._io.submit(func)
 
     # --- the write path (point 2) -------------------------------------------------------
 
@@ -343,8 +372,8 @@ class Replica:
         fail alone go in a group (no compare, no lease, no trigger marker), so a group
         fails only as a whole (etcd unavailable, outcome unknown), and then every one
         of its sets fails with that error."""
-        me = _Pending(op, deadline)
         cond = self._group_cond
+        me = _Pending(op, deadline, self._group_lock)
         with cond:
             self._group.append(me)
             while not me.revision and me.error is None:
@@ -354,9 +383,11 @@ class Replica:
                 left = me.deadline - time.monotonic()
                 if left <= 0 and not me.sent:
                     self._group.remove(me)
+                    if self._group and self._group_sending < self.group_in_flight:
+                        self._group[0].woken.notify()   # it may have been the next sender
                     raise Unavailable(f"etcd did not commit the write within "
                                       f"{self.timeout:g} s (it was not sent)")
-                cond.wait(max(left, 0.05))
+                me.woken.wait(max(left, 0.05))
         if me.error is not None:
             try:
                 error = copy.copy(me.error)      # one instance per raising thread
@@ -404,7 +435,9 @@ class Replica:
         for pending in batch:
             pending.revision = revision if error is None else 0
             pending.error = error
-        cond.notify_all()
+            pending.woken.notify()
+        if self._group and self._group_sending < self.group_in_flight:
+            self._group[0].woken.notify()       # the next group's sender
 
     def _wait_applied(self, revision: int, deadline: float) -> None:
         with self.cond:

@@ -4,10 +4,20 @@
 whose commands are :class:`ReplicaCommands`, the server's sans-I/O
 :class:`~octopus.server.commands.CommandLayer` with:
 
-1. **Writes off the event loop** — as every engine call of the server is: on a replica
-   a write waits for etcd (a Raft round and an fsync) and then for its revision to be
-   applied here, on one of the server's engine threads; the connection's later commands
-   wait behind it, so replies keep request order, and other connections go on.
+1. **Plain sets off the event loop, on threads of their own.** On a replica a write
+   waits for etcd (a Raft round and an fsync) and then for its revision to be applied
+   here: milliseconds of waiting, not of work. The server's engine threads are built for
+   short calls (one thread takes the calls of a loop iteration one after another, and
+   the loop waits briefly for them, see :mod:`octopus.server.runner`): there a write
+   held up the connections behind it and the loop itself, so under load few sets were
+   in flight at once and the replica's group commit had little to group. A ``SET``
+   without ``SEQUENTIAL``, ``EPHEMERAL`` or ``TRIGGER`` (the sets a replica commits in
+   groups) therefore runs on the replica's I/O threads (:meth:`Replica.io`), the
+   connection's batch on one thread, its reply handed back to the loop at once. The
+   other writes (a lock's entries and deletions among them) stay on the engine threads:
+   they are not grouped, and on I/O threads they cost contended lock grants 10–15%
+   (docs/cluster.md). Either way the connection's later commands wait behind it, so
+   replies keep request order, and other connections go on.
 2. **Commands**:
 
    | command | reply |
@@ -32,6 +42,13 @@ whose commands are :class:`ReplicaCommands`, the server's sans-I/O
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import threading
+import weakref
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from octopus.errors import QueryError
@@ -42,6 +59,50 @@ from octopus.server.server import Connection
 from .replica import Replica
 
 __all__ = ["ReplicaCommands", "ReplicaConnection"]
+
+
+#: Options that keep a SET off the I/O threads: its write is not grouped (see the module).
+UNGROUPED = frozenset({b"SEQUENTIAL", b"EPHEMERAL", b"TRIGGER"})
+
+
+class _Deliveries:
+    """Outcomes handed back from the I/O threads to one event loop: one wake-up of the
+    loop for all those ready by then (a group commit finishes several writes at once)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.ready: deque[tuple[Callable[[Any, BaseException | None], None], Any,
+                                BaseException | None]] = deque()
+        self.lock = threading.Lock()
+        self.scheduled = False
+
+    def put(self, done: Callable[[Any, BaseException | None], None], result: Any,
+            error: BaseException | None) -> None:
+        """From any thread: run ``done(result, error)`` on the loop soon."""
+        self.ready.append((done, result, error))
+        with self.lock:
+            if self.scheduled:              # the loop has yet to drain: it will see it
+                return
+            self.scheduled = True
+        with contextlib.suppress(RuntimeError):     # the loop has closed
+            self.loop.call_soon_threadsafe(self._run)
+
+    def _run(self) -> None:
+        with self.lock:
+            self.scheduled = False
+        ready = self.ready
+        while ready:
+            done, result, error = ready.popleft()
+            try:
+                done(result, error)
+            except Exception:
+                log.exception("delivering the outcome of a command that waited for etcd")
+
+
+log = logging.getLogger("octopus.cluster")
+
+_deliveries: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Deliveries] = \
+    weakref.WeakKeyDictionary()
 
 
 def _int(raw: bytes, what: str) -> int:
@@ -56,10 +117,22 @@ class ReplicaCommands(CommandLayer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.resumable = False            # SESSION was asked: keep it when the link drops
+        #: The engine call of the last command, if it runs on the I/O threads (the module).
+        self.etcd_call: Call | None = None
 
     def _replica(self) -> Replica | None:
         replica = self.ctx.engine._core.replicated
         return replica if isinstance(replica, Replica) else None
+
+    def handle(self, args: list[bytes]) -> Action:
+        action = super().handle(args)
+        if type(action) is Call and args[0].upper() == b"SET" and \
+                self._replica() is not None and \
+                not any(arg.upper() in UNGROUPED for arg in args[2:]):
+            # Only where the routing is wrong does a parameter spelled like an option
+            # matter: such a set runs on an engine thread, as every write once did.
+            self.etcd_call = action
+        return action
 
     def cmd_get(self, args: list[bytes]) -> Action:
         if len(args) > 2 and args[-1].upper() == b"LINEARIZABLE":
@@ -130,6 +203,36 @@ class ReplicaConnection(Connection):
     """A connection of a server whose engine may be a cluster replica."""
 
     layer_class = ReplicaCommands
+
+    def _start(self, action: Action) -> None:
+        layer = self.layer
+        if type(action) is not Call or not isinstance(layer, ReplicaCommands) or \
+                action is not layer.etcd_call or self.closed:
+            super()._start(action)
+            return
+        layer.etcd_call = None
+        replica = layer._replica()
+        loop = self.loop
+        assert replica is not None and loop is not None
+        deliveries = _deliveries.get(loop)
+        if deliveries is None:
+            deliveries = _deliveries[loop] = _Deliveries(loop)
+        self.busy = True
+        self.held = []
+
+        def run() -> None:
+            # The batch runs here as it would on an engine thread (the commands queued
+            # behind the write included); the loop gets its outcome at once.
+            try:
+                batch, error = self._batch(action), None
+            except BaseException as e:      # as a Round reports it: the connection drops
+                batch, error = None, e
+            deliveries.put(self._batch_done, batch, error)
+
+        try:
+            replica.io(run)
+        except RuntimeError:                # the replica has closed: as the runner does
+            self.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         layer = self.layer

@@ -500,7 +500,7 @@ def _serve(args: argparse.Namespace) -> int:
                            f"--max-session-timeout {args.max_session_timeout:g}", EXIT_USAGE)
     config = ServerConfig(password=password, max_clients=args.max_clients,
                           output_limit=args.output_limit,
-                          reply_cache=0 if args.no_reply_cache else 4096,
+                          reply_cache=0 if args.no_reply_cache else ServerConfig.reply_cache,
                           max_triggers=args.max_triggers,
                           session_timeout=args.session_timeout,
                           max_session_timeout=args.max_session_timeout,
@@ -648,7 +648,7 @@ def add_commands(sub: Any, **parser_args: Any) -> None:
                         "(its etcd lease's TTL, at least 2; default %(default)s)")
     s.add_argument("--no-uvloop", action="store_true", help="use asyncio's own event loop")
     s.add_argument("--no-reply-cache", action="store_true",
-                   help="send every GET to the engine (no revision-checked reply cache)")
+                   help="send every GET to the engine (no reply cache)")
     s.add_argument("--tls-cert", metavar="PEM",
                    help="serve TCP over TLS with this certificate (chain) file; clients "
                         "connect with rediss://")

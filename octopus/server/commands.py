@@ -119,10 +119,11 @@ class Call:
     :meth:`CommandLayer.complete`.
 
     ``name`` is set on a plain ``GET name`` (a bare record name, no options): then
-    ``run()`` returns ``(record or None, revision, revision)``, and the I/O layer may
-    instead read that record together with other connections' GETs in one store call
-    (:meth:`octopus.core.Core.get_named`) and complete the call with the same triple,
-    ``revision`` being the store's revision when it was read."""
+    ``run()`` returns ``(record or None, started, name)``, ``started`` the reply
+    cache's epoch before the read (:meth:`ReplyCache.begin`, None without a cache),
+    and the I/O layer may instead read that record together with other connections'
+    GETs in one store call (:meth:`octopus.core.Core.get_named`) and complete the call
+    with the same triple, ``started`` taken before that store call."""
 
     __slots__ = ("done", "name", "run")
 
@@ -412,7 +413,7 @@ class CommandLayer:
     def _record(self, record: Record, tagged: bool | None = None) -> bytes:
         if self.tagged if tagged is None else tagged:
             return encode(record_tagged(record), self.proto)
-        text = str(record).encode()
+        text = record_text(record)
         return b"$%d\r\n%s\r\n" % (len(text), text)
 
     def _check_room(self) -> None:
@@ -623,10 +624,9 @@ class CommandLayer:
         cache = self.ctx.cache if cached else None
         if cache is not None and sum(map(len, args)) > CACHED_REQUEST_BYTES:
             cache = None
-        engine = self.ctx.engine
         key: tuple[object, ...] = (self.mode, *args[1:])
         if cache is not None:
-            hit = cache.lookup(key, engine.revision)
+            hit = cache.lookup(key)
             if hit is not None:
                 return hit
         if len(args) == 2:
@@ -638,35 +638,34 @@ class CommandLayer:
         redis = self.redis
 
         def get(q: str, params: tuple[object, ...], rest: list[bytes],
-                trigger: Trigger | None) -> tuple[Record | None, int, int]:
-            # A reply may be kept only if no change completed while it was read: a change
-            # bumps the revision before it releases the engine lock, so an unchanged
-            # revision around the call means the reply is the state at that revision.
-            # A reply with options (a trigger) is never kept.
-            before = engine.revision if not rest else -1
+                trigger: Trigger | None) -> tuple[Record | None, int | None, None]:
+            # The cache's epoch before the read (see ReplyCache); a reply with options
+            # (a trigger) is never kept.
+            started = cache.begin() if cache is not None and not rest else None
             try:
                 record: Record | None = session.get(q, *params, trigger=trigger)
             except NotFound:
                 if not redis:
                     raise
                 record = None
-            return record, before, engine.revision
+            return record, started, None
 
-        def reply(result: tuple[Record | None, int, int]) -> bytes:
+        def reply(result: tuple[Record | None, int | None, None]) -> bytes:
             return self._got(result, key, cache, tagged, self.proto)
 
         return self._store_call(args, get, reply)
 
-    def _got(self, result: tuple[Record | None, int, int], key: tuple[object, ...],
-             cache: ReplyCache | None, tagged: bool, proto: int) -> bytes:
-        """A GET's reply: the record (kept in the cache if no change completed while it
-        was read), or nil, Redis's convention, never cached."""
-        record, before, after = result
+    def _got(self, result: tuple[Record | None, int | None, str | None],
+             key: tuple[object, ...], cache: ReplyCache | None, tagged: bool,
+             proto: int) -> bytes:
+        """A GET's reply: the record (kept in the cache unless a change it may not show
+        came while it was read), or nil, Redis's convention, never cached."""
+        record, started, name = result
         if record is None:
             return b"_\r\n" if proto >= 3 else b"$-1\r\n"
         encoded = self._record(record, tagged)
-        if cache is not None and before == after:
-            cache.store(key, before, encoded)
+        if cache is not None and started is not None:
+            cache.store(key, name, started, encoded)
         return encoded
 
     def _get_named(self, name: str, key: tuple[object, ...],
@@ -675,22 +674,21 @@ class CommandLayer:
         (the name is the whole query), as a call the I/O layer may batch (see
         :class:`Call`)."""
         session = self.session
-        engine = self.ctx.engine
         tagged = self.tagged
         redis = self.redis
         proto = self.proto
 
-        def get() -> tuple[Record | None, int, int]:
-            before = engine.revision
+        def get() -> tuple[Record | None, int | None, str]:
+            started = cache.begin() if cache is not None else None
             try:
                 record: Record | None = session.get(name)
             except NotFound:
                 if not redis:
                     raise
                 record = None
-            return record, before, engine.revision
+            return record, started, name
 
-        def reply(result: tuple[Record | None, int, int]) -> bytes:
+        def reply(result: tuple[Record | None, int | None, str]) -> bytes:
             if result[0] is None and not redis:     # (read in a batch: see Call)
                 raise NotFound(f"no record matches {name!r}")
             return self._got(result, key, cache, tagged, proto)

@@ -47,7 +47,7 @@ class ServerConfig:
     output_memory_limit: int = 128 << 20  # all connections together: largest dropped first
 
     # --- commands --------------------------------------------------------------------------
-    reply_cache: int = 4096              # GET replies kept at the current revision (0: off)
+    reply_cache: int = 1 << 18           # GET replies kept until their records change (0: off)
     reply_cache_bytes: int = 64 << 20    # ... and their bytes (keys included), LRU
     max_triggers: int = 10000            # triggers + subscriptions per connection (0: none)
     auth_failure_delay: float = 0.5      # seconds before a failed AUTH is answered ...

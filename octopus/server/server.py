@@ -184,6 +184,11 @@ class Server:
         self.cache: ReplyCache | None = (ReplyCache(c.reply_cache, c.reply_cache_bytes)
                                          if c.reply_cache > 0 and c.reply_cache_bytes > 0
                                          else None)
+        # The cache learns of every change from inside the engine's commit (see
+        # ReplyCache); stopped when the server closes (the engine may outlive it).
+        self._unobserve: Callable[[], None] | None = (
+            engine._core.observe_names(self.cache.changed) if self.cache is not None
+            else None)
         self.output: OutputBudget[Connection] = OutputBudget(
             c.output_memory_limit,
             pubsub=BufferLimit(c.output_limit, c.output_soft_limit, c.output_soft_seconds),
@@ -294,6 +299,11 @@ class Server:
             await asyncio.sleep(0.005)
         if self._runner is not None:
             self._runner.shutdown(wait=False, cancel_futures=True)
+        if self._unobserve is not None:
+            self._unobserve()
+            self._unobserve = None
+            if self.cache is not None:
+                self.cache.clear()
         for p in self._unix_paths:
             with contextlib.suppress(OSError):
                 os.unlink(p)
@@ -321,7 +331,7 @@ class Server:
         runner = self.runner
         self.stats.rounds += 1
         self.stats.round_batches += len(work)
-        rnd = Round(self.engine._core, work, self.stats, runner.progress)
+        rnd = Round(self.engine._core, work, self.stats, runner.progress, self.cache)
         try:
             # One job takes the whole round; the others take over only the connections
             # it has not reached if it is held up by a slow call (the runner wakes
@@ -452,11 +462,11 @@ class Server:
                       ("output_memory_limit_disconnections", s.dropped["memory"]),
                       ("auth_failures", s.auth_failures),
                       ("cross_protocol_disconnections", s.cross_protocol),
-                      ("reply_cache_entries", len(cache) if cache else 0),
-                      ("reply_cache_bytes", cache.size if cache else 0),
-                      ("reply_cache_hits", cache.hits if cache else 0),
-                      ("reply_cache_misses", cache.misses if cache else 0),
-                      ("reply_cache_evictions", cache.evictions if cache else 0)],
+                      ("reply_cache_entries", len(cache) if cache is not None else 0),
+                      ("reply_cache_bytes", cache.size if cache is not None else 0),
+                      ("reply_cache_hits", cache.hits if cache is not None else 0),
+                      ("reply_cache_misses", cache.misses if cache is not None else 0),
+                      ("reply_cache_evictions", cache.evictions if cache is not None else 0)],
             "store": [("revision", self.engine.revision), ("records", self.engine.count())],
             "persistence": [("durable", int(self.engine.path is not None)),
                             *self.engine.persistence().items()],
@@ -499,8 +509,10 @@ class Round:
     """
 
     def __init__(self, core: Core, work: list[tuple[Connection, Call]], stats: _Stats,
-                 progress: Callable[[], None] = lambda: None) -> None:
+                 progress: Callable[[], None] = lambda: None,
+                 cache: ReplyCache | None = None) -> None:
         self._core = core
+        self._cache = cache
         self._stats = stats
         self._progress = progress           # EngineRunner.progress: a step is done
         self._lock = threading.Lock()
@@ -558,11 +570,12 @@ class Round:
             for conn, _, call in reads:
                 assert conn.layer is not None and call.name is not None
                 requests.append((conn.layer.session._sid, call.name))
-            revision, found = self._core.get_named(requests)
+            started = self._cache.begin() if self._cache is not None else None
+            _, found = self._core.get_named(requests)
         except Exception as e:
             return [(None, e)] * len(reads)
-        return [(None, r) if isinstance(r, OctopusError) else ((r, revision, revision), None)
-                for r in found]
+        return [(None, r) if isinstance(r, OctopusError) else ((r, started, call.name), None)
+                for r, (_, _, call) in zip(found, reads, strict=True)]
 
 
 # --- one connection ----------------------------------------------------------------------

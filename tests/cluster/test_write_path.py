@@ -153,3 +153,65 @@ def test_a_group_fails_as_a_whole_and_no_writer_hangs(etcd: EtcdCluster, prefix:
         assert engine.get_names("_") == sorted(
             (unb64(kv["key"]).decode()[len(prefix) + 2:] for kv in kvs), key=natural_key)
         assert engine.set("after { v: 1 }")["v"] == 1
+
+
+def test_writes_waiting_for_etcd_do_not_hold_the_servers_engine_threads(
+        etcd: EtcdCluster, prefix: str, tmp_path: Any) -> None:
+    """A node's commands that wait for etcd run on the replica's I/O threads: with etcd
+    frozen, more hung writes than the server has engine threads leave reads on other
+    connections answering at once (on the engine threads, they took every thread and a
+    read waited for the writes' timeout)."""
+    from octopus.cluster.server import ReplicaConnection
+    from octopus.server.server import ServerConfig, run
+
+    workers, writers = 4, 10
+    with octopus.Engine(etcd=etcd.url, prefix=prefix) as engine:
+        replica = _replica(engine)
+        engine.set("here { v: 1 }")
+        path = str(tmp_path / "s.sock")
+        ready = threading.Event()
+        box: list[Any] = []
+
+        def serve() -> None:
+            run(engine, unix=path, config=ServerConfig(workers=workers), use_uvloop=False,
+                connection_class=ReplicaConnection,
+                ready=lambda server: (box.append(server), ready.set()))
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        assert ready.wait(30)
+        url = f"unix://{path}"
+        reader = octopus.connect(url)
+        clients = [octopus.connect(url) for _ in range(writers)]
+        outcomes: list[object] = []
+        replica.timeout = 4.0
+
+        def write(i: int) -> None:
+            try:
+                outcomes.append(clients[i].set("%n { v: %d }", f"w.{i}", i))
+            except BaseException as e:
+                outcomes.append(e)
+
+        for i in range(etcd.size):
+            etcd.kill(i, signal.SIGSTOP)
+        try:
+            pool = [threading.Thread(target=write, args=(i,)) for i in range(writers)]
+            for p in pool:
+                p.start()
+            time.sleep(0.5)                  # every write is in, waiting for etcd
+            assert len(outcomes) == 0
+            started = time.monotonic()
+            assert reader.get("here")["v"] == 1
+            assert time.monotonic() - started < 1.0
+            for p in pool:
+                p.join(30)
+        finally:
+            for i in range(etcd.size):
+                etcd.kill(i, signal.SIGCONT)
+        assert len(outcomes) == writers
+        assert all(isinstance(o, octopus.Unavailable) for o in outcomes), outcomes
+        for c in [reader, *clients]:
+            c.close()
+        box[0].stop_soon()
+        thread.join(30)
+        etcd.wait_healthy(60)

@@ -36,6 +36,7 @@ class Ctx:
         self.config = config
         self.cache: ReplyCache | None = ReplyCache(config.reply_cache,
                                                    config.reply_cache_bytes)
+        engine._core.observe_names(self.cache.changed)      # as the Server does
         self.max_query_length = config.max_query_length
         self.info_calls = 0
 
@@ -161,16 +162,43 @@ def _raised(call: Call) -> BaseException:
     raise AssertionError("the call did not raise")
 
 
-def test_get_replies_are_cached_until_the_revision_changes(engine: octopus.Engine) -> None:
+def test_get_replies_are_cached_until_their_record_changes(engine: octopus.Engine) -> None:
     d = Driver(engine)
     d.reply("SET", "c { v: 1 }")
     assert d.reply("GET", "c") == b"c { v: 1 }"
     calls = d.calls
     assert d.layer.handle([b"GET", b"c"]) == b"$10\r\nc { v: 1 }\r\n"   # no engine call
     assert d.calls == calls
+    d.reply("SET", "other { v: 9 }")                 # another record: the reply stays
+    assert d.layer.handle([b"GET", b"c"]) == b"$10\r\nc { v: 1 }\r\n"
+    assert d.calls == calls + 1
     d.reply("SET", "c { v: 2 }")
     assert d.reply("GET", "c") == b"c { v: 2 }"
+    assert d.calls == calls + 3
+    d.reply("DEL", "c")
+    assert d.reply("GET", "c") is None               # Redis's nil, asked again
+    assert d.calls == calls + 5
+
+
+def test_query_replies_go_at_any_change(engine: octopus.Engine) -> None:
+    d = Driver(engine)
+    d.reply("SET", "c { v: 1 }")
+    assert d.reply("GET", "_ { v: 1 }") == b"c { v: 1 }"
+    calls = d.calls
+    assert d.layer.handle([b"GET", b"_ { v: 1 }"]) == b"$10\r\nc { v: 1 }\r\n"
+    assert d.calls == calls
+    d.reply("SET", "b { v: 1 }")                     # another record answers it now
+    assert d.reply("GET", "_ { v: 1 }") == b"b { v: 1 }"
     assert d.calls == calls + 2
+
+
+def test_a_bulk_load_drops_every_reply(engine: octopus.Engine) -> None:
+    d = Driver(engine)
+    d.reply("SET", "c { v: 1 }")
+    assert d.reply("GET", "c") == b"c { v: 1 }"
+    engine.session().set_many(["c { v: 2 }", "d { v: 3 }"])
+    assert d.ctx.cache is not None and len(d.ctx.cache) == 0
+    assert d.reply("GET", "c") == b"c { v: 2 }"
 
 
 def test_long_gets_skip_the_cache(engine: octopus.Engine) -> None:
