@@ -717,6 +717,9 @@ class Core:
                     self._own(name, owner)
                 if change is not None:
                     self._commit(change)
+                else:
+                    for named in self._name_observers:    # the names need no Change
+                        named(name)
                 if tq is not None:
                     self._install_locked(sid, trigger, tq.renamed(name) if sequential else tq,
                                          True)
