@@ -4,7 +4,9 @@
             noop/3,               % +A, +B, -Reply
             noop/4,               % +A, +B, +C, -Reply
             const_record/3,       % +Store, +Name, -Reply
-            const_match/4         % +Store, +NamePattern, +Constraints, -Reply
+            const_match/4,        % +Store, +NamePattern, +Constraints, -Reply
+            time_set/5,           % +Store, +Items, +Keys, +Rev0, -SecondsPerCall
+            noop/8                % +A, ..., +G, -Reply
           ]).
 
 /** <module> Helpers for bench/: time store predicates inside Prolog, and no-op
@@ -28,6 +30,24 @@ time_first(M, NP, Cs, N, PerCall) :-
 
 noop(_, _, @(true)).
 noop(_, _, _, @(true)).
+noop(_, _, _, _, _, _, _, @(true)).
+
+%!  time_set(+Store, +Items, +Keys, +Rev0, -PerCall) is det.
+%   Items are [Name, Attrs] lists: each is stored by a plain store_set/8 (the i-th at
+%   revision Rev0 + i), as the adapter calls it; PerCall is the thread's CPU seconds
+%   per call.
+time_set(M, Items, Keys, Rev0, PerCall) :-
+    length(Items, N),
+    statistics(cputime, T0),
+    set_items(Items, M, Keys, Rev0),
+    statistics(cputime, T1),
+    PerCall is (T1 - T0) / N.
+
+set_items([], _, _, _).
+set_items([[Name, Attrs]|Items], M, Keys, Rev0) :-
+    Rev is Rev0 + 1,
+    store_set(M, Name, Attrs, [], @(false), Rev, Keys, _),
+    set_items(Items, M, Keys, Rev).
 
 %!  const_record(+Store, +Name, -Reply) is det.
 %   A reply shaped like store_get's, with no lookup.

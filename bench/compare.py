@@ -12,7 +12,8 @@ in an embedded octopus Engine and in an in-memory SQLite table (primary key on t
 name, an index on device_id and a composite index on (vendor, device_id)), and loads
 them into a redis-server this script starts (one hash per record, redis-py pipelines).
 Then every operation runs on octopus and on SQLite in turn, ``--repeat`` rounds
-interleaved; each figure is the median round. Times are the calling thread's CPU time
+interleaved; each figure is the median round, and each ratio the median of the rounds'
+ratios. Times are the calling thread's CPU time
 (``time.thread_time``: Prolog and SQLite both run on the calling thread), which other
 processes on the shared cores do not inflate. Each operation runs once unmeasured
 first: for octopus that first query on a key builds the key's ordered index, which
@@ -187,7 +188,7 @@ OPS = {
 
 
 def worker(n: int, repeat: int, redis_port: int | None) -> dict[str, Any]:
-    out: dict[str, Any] = {"n": n}
+    out: dict[str, Any] = {"n": n, "load": [os.getloadavg()[0]]}
     engine, out["octopus"] = build_octopus(n)
     db, out["sqlite"] = build_sqlite(n)
     if redis_port:
@@ -213,11 +214,94 @@ def worker(n: int, repeat: int, redis_port: int | None) -> dict[str, Any]:
             rounds[name]["octopus"].append(cpu_us(octo, calls))
             rounds[name]["sqlite"].append(cpu_us(sql, calls))
     out["us"] = {k: {s: statistics.median(v) for s, v in r.items()} for k, r in rounds.items()}
+    # Each round measures octopus and SQLite one after the other: the median of the
+    # rounds' ratios is steadier than the ratio of the medians on a loaded machine.
+    out["ratio"] = {k: statistics.median(o / q for o, q in zip(r["octopus"], r["sqlite"],
+                                                               strict=True))
+                    for k, r in rounds.items()}
     out["matches"] = {"range": len(engine.get_names(f"_ {{ device_id > {n - 1000} }}")),
                       "attribute": len(engine.get_names(
                           "_ { vendor: 0x8086, device_id: 4110 }"))}
+    out["stages"] = set_stages(engine, n, repeat)
+    out["load"].append(os.getloadavg()[0])
     engine.close()
     return out
+
+
+def set_stages(engine: Any, n: int, repeat: int) -> dict[str, float]:
+    """Where the time of a set goes: each stage timed on its own (CPU µs per call,
+    median of ``repeat`` (at least 5) interleaved rounds), on records that exist, with the values
+    they have (as the "set" operation writes them). Runs last: it writes through the
+    store directly, past the engine."""
+    from octopus.query.compile import compile_record
+
+    core = engine._core
+    store = core.store
+    rt = store.rt
+    rt.consult(HERE / "bench.pl")
+    apply_once = rt.janus.apply_once
+    module = store.module
+    rng = random.Random(7)
+    params = [(f"hw.pci.device.{i}", 0x8086, i, "C", i % 256, f"dev {i}")
+              for i in (rng.randrange(n) for _ in range(4096))]
+    compiled = [compile_record(SET_TEXT, p, max_length=core.max_query_length) for p in params]
+    items = [[cr.name, cr.pairs] for cr in compiled]
+    it = iter(range(10**12))
+    fresh = iter(range(10**12))
+
+    def nxt() -> int:
+        return next(it) & 4095
+
+    def revision() -> int:
+        core.revision += 1
+        return int(core.revision)
+
+    def total() -> None:
+        engine.set(SET_TEXT, *params[nxt()])
+
+    def bind() -> None:
+        compile_record(SET_TEXT, params[nxt()], max_length=core.max_query_length)
+
+    def adapter() -> None:
+        cr = compiled[nxt()]
+        store.set(cr.name, cr.pairs, cr.conditions, False, revision(), cr.attributes)
+
+    def call() -> None:
+        cr = compiled[nxt()]
+        apply_once("octopus_store", "store_set", module, cr.name, cr.pairs, cr.conditions,
+                   False, revision(), store.indexed_keys())
+
+    def noop() -> None:
+        cr = compiled[nxt()]
+        apply_once("octopus_bench", "noop", module, cr.name, cr.pairs, cr.conditions,
+                   False, revision(), store.indexed_keys())
+
+    def new_text() -> str:
+        i = params[nxt()][2]
+        return (f"hw.pci.device.{i} {{ vendor: 0x8086, device_id: {i}, class: 'C', "
+                f"bus: {i % 256}, label: 'dev {i} w{next(fresh)}' }}")
+
+    def new_total() -> None:
+        engine.set(new_text())
+
+    def parse() -> None:
+        compile_record(new_text(), max_length=core.max_query_length)
+
+    def text_only() -> None:
+        new_text()
+
+    timed: dict[str, Callable[[], None]] = {
+        "total": total, "bind": bind, "adapter": adapter, "call": call, "noop": noop,
+        "new_total": new_total, "parse": parse, "text": text_only}
+    rounds: dict[str, list[float]] = {k: [] for k in [*timed, "prolog"]}
+    for _ in range(max(repeat, 5)):
+        for key, func in timed.items():
+            rounds[key].append(cpu_us(func, 1000))
+        rev0 = core.revision
+        core.revision += len(items)
+        rounds["prolog"].append(1e6 * rt.call("octopus_bench", "time_set", module, items,
+                                              store.indexed_keys(), rev0))
+    return {k: statistics.median(v) for k, v in rounds.items()}
 
 
 # --- Redis --------------------------------------------------------------------------------
@@ -257,6 +341,14 @@ def ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}×" if b else "-"
 
 
+def round_ratio(result: dict[str, Any], key: str) -> str:
+    """Octopus / SQLite for operation ``key``: the median of the rounds' ratios (older
+    runs saved only the medians: their ratio)."""
+    if "ratio" in result:
+        return f"{result['ratio'][key]:.2f}×"
+    return ratio(result["us"][key]["octopus"], result["us"][key]["sqlite"])
+
+
 def report(results: list[dict[str, Any]], baseline: dict[int, dict[str, Any]],
            repeat: int) -> str:
     out = []
@@ -269,10 +361,10 @@ def report(results: list[dict[str, Any]], baseline: dict[int, dict[str, Any]],
     rows = []
     for key, what in OPS.items():
         o, q = biggest["us"][key]["octopus"], biggest["us"][key]["sqlite"]
-        row = [what, f"{o:,.1f}", f"{q:,.1f}", ratio(o, q)]
+        row = [what, f"{o:,.1f}", f"{q:,.1f}", round_ratio(biggest, key)]
         if before:
             b = before["us"][key]["octopus"]
-            row += [f"{b:,.1f}", ratio(b, before["us"][key]["sqlite"])]
+            row += [f"{b:,.1f}", round_ratio(before, key)]
         rows.append(row)
     out.append(table(f"Embedded operations, {n:,} records (CPU µs per call, median of "
                      f"{repeat} interleaved rounds)", header, rows))
@@ -314,6 +406,9 @@ def report(results: list[dict[str, Any]], baseline: dict[int, dict[str, Any]],
                           f"{n / before['octopus']['load_s']:,.0f}"])
     out.append(table(f"Loading {n:,} records", ["store", "seconds", "records/s"], load_rows))
 
+    if "stages" in biggest:
+        out.append(stages_report(biggest, before))
+
     first = biggest["octopus"]["first_us"]
     out.append(table(
         "The first query on a key builds its ordered index (octopus) — SQLite's indexes "
@@ -325,19 +420,64 @@ def report(results: list[dict[str, Any]], baseline: dict[int, dict[str, Any]],
     for r in results:
         for key in OPS:
             o, q = r["us"][key]["octopus"], r["us"][key]["sqlite"]
-            row = [f"{r['n']:,}", key, f"{o:,.1f}", f"{q:,.1f}", ratio(o, q)]
+            row = [f"{r['n']:,}", key, f"{o:,.1f}", f"{q:,.1f}", round_ratio(r, key)]
             b = baseline.get(r["n"])
             row.append(f"{b['us'][key]['octopus']:,.1f}" if b else "-")
             size_rows.append(row)
     out.append(table("By store size (CPU µs per call; bench/compare.png)",
                      ["records", "operation", "octopus", "sqlite", "ratio", "before: octopus"],
                      size_rows))
+    loads = [f"{r['n']:,} records {r['load'][0]:.1f} → {r['load'][1]:.1f}"
+             for r in results if "load" in r]
+    if loads:
+        out.append("Load average (1 minute) on the 2 cores, at the start and the end of each "
+                   "store size: " + "; ".join(loads) + ". Other work on the machine slows "
+                   "both sides of a round; CPU time leaves most of it out, not all.\n")
     matches = biggest["matches"]
     out.append(f"The range query finds {matches['range']} records at every size; the "
                f"attribute query {matches['attribute']} (in this data set device_id is "
                "unique). SQLite returns the range in index order, octopus in natural name "
                "order.\n")
     return "\n".join(out)
+
+
+def stages_report(result: dict[str, Any], before: dict[str, Any] | None) -> str:
+    """The stage breakdown of a set (set_stages), beside the earlier run's if it has one."""
+    def rows(st: dict[str, float]) -> list[tuple[str, float]]:
+        prolog, noop, call = st["prolog"], st["noop"], st["call"]
+        return [
+            ("binding the parameters (compile_record, template cached)", st["bind"]),
+            ("core: lock, session check, revision, Record, change stream (the rest)",
+             max(st["total"] - st["bind"] - st["adapter"], 0.0)),
+            ("adapter: PrologStore.set around the call (index upkeep, reply)",
+             max(st["adapter"] - call, 0.0)),
+            ("janus: the call and converting its arguments (a no-op predicate)", noop),
+            ("Prolog: store_set/8, timed inside Prolog", prolog),
+            ("janus: converting the reply (the call, less the two above)",
+             max(call - noop - prolog, 0.0)),
+            ("= set with parameters (Engine.set, measured)", st["total"]),
+            ("parsing a text never seen before (compile_record: parse_record, cache)",
+             max(st["parse"] - st["text"], 0.0)),
+            ("the write of that text (as above, the binding aside)",
+             max(st["new_total"] - st["parse"], 0.0)),
+            ("= set of a text never seen before (Engine.set, measured)",
+             max(st["new_total"] - st["text"], 0.0)),
+        ]
+
+    now = rows(result["stages"])
+    old = rows(before["stages"]) if before and "stages" in before else None
+    header = ["stage", "µs", "share of its set"]
+    if old:
+        header.append("before: µs")
+    out = []
+    for i, (label, us) in enumerate(now):
+        whole = now[6][1] if i <= 6 else now[9][1]
+        row = [label, f"{us:.1f}", f"{100 * us / whole:.0f}%" if whole else "-"]
+        if old:
+            row.append(f"{old[i][1]:.1f}")
+        out.append(row)
+    return table(f"Where a set's time goes, {result['n']:,} records (CPU µs per call, each "
+                 "stage timed on its own: the parts need not add up exactly)", header, out)
 
 
 def plot(results: list[dict[str, Any]], baseline: dict[int, dict[str, Any]], path: Path) -> None:

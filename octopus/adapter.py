@@ -185,14 +185,19 @@ class PrologStore:
             self._forget_names()
         reply = self._call(predicate, *args)
         if type(reply) is dict:
-            rows = reply.get("rows")
-            if rows is None:
-                raise _refusal(reply)
-            self.rows = [(rev, qid, kind, [_row_value(v) for v in values]
-                          if kind in ("set", "del") else values)
-                         for rev, qid, kind, values in rows]
-            return reply["value"]
+            return self._rule_reply(reply)
         return reply
+
+    def _rule_reply(self, reply: Mapping[str, Any]) -> Any:
+        """The value of a write's reply with rules (its rows kept in :attr:`rows`), or
+        the invariant's refusal raised."""
+        rows = reply.get("rows")
+        if rows is None:
+            raise _refusal(reply)
+        self.rows = [(rev, qid, kind, [_row_value(v) for v in values]
+                      if kind in ("set", "del") else values)
+                     for rev, qid, kind, values in rows]
+        return reply["value"]
 
     @property
     def rt(self) -> PrologRuntime:
@@ -428,18 +433,28 @@ class PrologStore:
             revision: int, attrs: Mapping[str, Any] | None = None) -> str | None:
         """Store a record at ``revision`` if the stored one meets ``conditions``; the
         final name (a sequential set appends its number), or None if the conditions
-did not hold (nothing changed). ``attrs``: the attributes ``pairs`` encode, as a
+        did not hold (nothing changed). ``attrs``: the attributes ``pairs`` encode, as a
         mapping, if the caller has it (spares building one)."""
+        # _write() inlined: this is the path of every set, and each layer of calls and
+        # argument tuples costs (bench/compare.py --stages).
         keys = self._keys
-        reply = self._write("store_set", name, pairs, conditions, sequential, revision, keys)
-        if reply is False:
-            return None
+        self.rows = []
+        if self._names_at >= 0:
+            self._forget_names()
+        reply = self._rt.call(self._STORE, "store_set", self.module, name, pairs, conditions,
+                              sequential, revision, keys)
+        if reply.__class__ is not list:
+            if reply is False:
+                return None
+            reply = self._rule_reply(reply)
         final, olds = reply
         if olds is None:
             self._count += 1
             if self._count >= self._collected_at:
                 self._collect()
-        if keys:
+            if keys:
+                self._follow(keys, final, None, pairs, attrs)
+        elif olds:                  # [] when no indexed value changed
             self._follow(keys, final, olds, pairs, attrs)
         return str(final)
 
@@ -560,7 +575,9 @@ did not hold (nothing changed). ``attrs``: the attributes ``pairs`` encode, as a
             self._count += 1
             if self._count >= self._collected_at:
                 self._collect()
-        if keys:
+            if keys:
+                self._follow(keys, name, None, pairs)
+        elif olds:                  # [] when no indexed value changed
             self._follow(keys, name, olds, pairs)
 
     def _trial(self, predicate: str, *args: Any) -> None:

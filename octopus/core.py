@@ -682,10 +682,12 @@ class Core:
         tq = self._query(rec, params) if trigger is not None else None
         if self.replicated is not None:
             return self.replicated.set(sid, cr, tq, bool(sequential), bool(ephemeral), trigger)
-        self._claim(trigger)
+        if trigger is not None:
+            self._claim(trigger)
         try:
             with self.lock:
-                self._check_open(sid)
+                if sid not in self._sessions:
+                    self._check_open(sid)
                 revision = self.revision + 1
                 owner = sid if ephemeral else None
                 if self._wal is None:
@@ -704,18 +706,28 @@ class Core:
                         "the stored record does not satisfy the set's conditions")
                 self.revision = revision
                 if change is None:
-                    change = Change(revision, ChangeOp.SET, name,
-                                    Record._trusted(name, cr.attributes, revision), owner)
-                record = change.record
-                if owner is not None or name in self._owners:
+                    record = Record._trusted(name, cr.attributes, revision)
+                    # Nobody to tell (no trigger, rule or other observer): no change to
+                    # build (the durable path built one for its journal).
+                    if len(self._observers) > 1 or len(self.registry):
+                        change = Change(revision, ChangeOp.SET, name, record, owner)
+                else:
+                    record = change.record
+                if owner is not None or (self._owners and name in self._owners):
                     self._own(name, owner)
-                self._commit(change)
+                if change is not None:
+                    self._commit(change)
+                else:
+                    for named in self._name_observers:    # the names need no Change
+                        named(name)
                 if tq is not None:
                     self._install_locked(sid, trigger, tq.renamed(name) if sequential else tq,
                                          True)
         finally:
-            self._unclaim(trigger)
-        self._acknowledge(ticket)
+            if trigger is not None:
+                self._unclaim(trigger)
+        if ticket:
+            self._acknowledge(ticket)
         self._after_write()
         return record
 

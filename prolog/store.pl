@@ -233,7 +233,8 @@ name_ok(NP, Name) :- record_matches(q(NP, []), Name, _{}).
 %   Base<N> for the next free N of that base. Reply is @(false) when the conditions
 %   do not hold (nothing changed then), else [Final, Old]: the final name and
 %   @(none) if there was no record of that name, else the list of the replaced
-%   record's values of Keys (@(none) for a key it did not have).
+%   record's values of Keys (@(none) for a key it did not have), or [] if no value of
+%   Keys changed (the plain set only: no conditions, not sequential, no rules).
 %
 %   With rules (rules_reply/3): _{value: Value, rows: Rows} when watches have rows to
 %   deliver, and _{violation: [Invariant, RowText]} or _{unchecked: [Invariant,
@@ -243,7 +244,11 @@ store_set(M, Name, Attrs, Cs0, Seq, Rev, Keys, Reply) :-
     prepare_constraints(Cs0, Cs),
     import_pairs(Attrs, Pairs),
     dict_pairs(Dict, _, Pairs),
-    (   M:'$rules'(_)
+    (   Cs == [], Seq \== @(true), \+ M:'$rules'(_)
+    ->  name_string(Name, S),         % the common case: a plain replace
+        put_record(M, S, Rev, Dict, Keys, Olds),
+        Reply = [S, Olds]
+    ;   M:'$rules'(_)
     ->  (   catch(transaction(set_rules(M, Name, Dict, Cs, Seq, Rev, Keys, Value, Rows)),
                   Refusal, rules_refusal(Refusal, Refused))
         ->  (   var(Refused)
@@ -338,12 +343,53 @@ old_values([Key|Keys], Dict, [V|Vs]) :-
 import_pairs([], []).
 import_pairs([K-V0|Attrs], [K-V|Pairs]) :-
     (   atom(K) -> true ; must_be(atom, K) ),
-    import_value(V0, V),
+    (   atom(V0)                  % the common kinds inline: import_value/2 is a call
+    ->  atom_string(V0, V)
+    ;   number(V0)
+    ->  V = V0
+    ;   import_value(V0, V)
+    ),
     import_pairs(Attrs, Pairs).
 
 replace_record(M, S, Rev, Dict) :-
     retract(M:rec(S, _, _)),
     assertz(M:rec(S, Rev, Dict)).
+
+%   put_record(+Store, +S, +Rev, +Dict, +Keys, -Olds): store record S unconditionally;
+%   Olds as store_set/8 replies it. A replace looks the name up once: retract/1 finds
+%   the old record and hands back its dict (a lookup before it, as a conditional set
+%   needs, would be a second). A stored name was checked when it was created.
+
+put_record(M, S, Rev, Dict, Keys, Olds) :-
+    (   transaction(swap_record(M, S, Rev, Dict, OldDict))
+    ->  changed_values(Keys, OldDict, Dict, Olds)
+    ;   check_name(S),
+        assertz(M:rec(S, Rev, Dict)),
+        Olds = @(none)
+    ).
+
+swap_record(M, S, Rev, Dict, OldDict) :-
+    retract(M:rec(S, _, OldDict)),
+    assertz(M:rec(S, Rev, Dict)).
+
+%   changed_values(+Keys, +OldDict, +NewDict, -Olds): Olds is [] when every key of Keys
+%   has the same value (==) in both dicts, or none in either: the caller's indexes of
+%   those keys have nothing to change (the usual replace). Otherwise as old_values/3.
+
+changed_values(Keys, Old, New, Olds) :-
+    (   same_values(Keys, Old, New)
+    ->  Olds = []
+    ;   old_values(Keys, Old, Olds)
+    ).
+
+same_values([], _, _).
+same_values([Key|Keys], Old, New) :-
+    (   get_dict(Key, Old, V)
+    ->  get_dict(Key, New, W),
+        V == W
+    ;   \+ get_dict(Key, New, _)
+    ),
+    same_values(Keys, Old, New).
 
 sequential_set(M, Base, Dict, Rev, Name) :-
     next_sequential_name(M, Base, Name),
@@ -740,8 +786,8 @@ store_match(M, Name, Cs0, Reply) :-
 %   Store record Name with Attrs at Rev, unconditionally. Counter is @(none) or
 %   [Base, Next]: the sequence counter of Base becomes at least Next (counters
 %   never go back, so applying a journal entry twice changes nothing more). Reply is
-%   what store_set/8 says of the record replaced: @(none), or its values of Keys;
-%   with rules, as for store_set/8.
+%   what store_set/8 says of the record replaced: @(none), or its values of Keys ([]
+%   when none of them changed and Counter is @(none)); with rules, as for store_set/8.
 
 store_put(M, Name, Attrs, Counter, Rev, Keys, Reply) :-
     name_string(Name, S),
@@ -750,6 +796,8 @@ store_put(M, Name, Attrs, Counter, Rev, Keys, Reply) :-
     (   M:'$rules'(_)
     ->  rules_write(put_rules(M, S, Dict, Counter, Rev, Keys, Old, Rows), Old, Rows, Reply0),
         Reply = Reply0
+    ;   Counter == @(none)
+    ->  put_record(M, S, Rev, Dict, Keys, Reply)
     ;   transaction(put_(M, S, Dict, Counter, Rev, Keys, Reply))
     ).
 

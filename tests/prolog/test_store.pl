@@ -15,6 +15,15 @@ test(replace_reports_old_values_of_keys) :-
     store_set(tstore, y, [b-2], [], @(false), 3, [a, b, c], R1),
     R1 == ["y", [1, "x", @(none)]],
     store_set(tstore, y, [], [], @(false), 4, [], R2), R2 == ["y", []].
+test(replace_with_indexed_values_unchanged) :-
+    store_set(tstore, u, [a-1, b-x, c-2], [], @(false), 50, [a, b], _),
+    % nothing for the indexes of a, b and d to do: []
+    store_set(tstore, u, [a-1, b-x, c-3], [], @(false), 51, [a, b, d], R0), R0 == ["u", []],
+    store_set(tstore, u, [a-1, b-y], [], @(false), 52, [a, b], R1), R1 == ["u", [1, "x"]],
+    % 1.0 is not 1 in Prolog: reported (Python's index then sees them equal)
+    store_set(tstore, u, [a-1.0, b-y], [], @(false), 53, [a], R2), R2 == ["u", [1]],
+    store_set(tstore, u, [b-y], [], @(false), 54, [b, a], R3), R3 == ["u", ["y", 1.0]],
+    store_get(tstore, u, [54, D]), dict_pairs(D, _, Pairs), Pairs == [b-"y"].
 test(condition_failed) :-
     store_set(tstore, z, [v-2], [-(v, eq, 1)], @(false), 4, [], R),
     R == @(false),

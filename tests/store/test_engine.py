@@ -37,6 +37,28 @@ def test_revisions_increase_on_every_change_only(engine: octopus.Engine) -> None
     assert engine.revision == 2
 
 
+def test_changes_nobody_observed_leave_later_observers_the_stream_intact(
+        engine: octopus.Engine) -> None:
+    # Without an observer or a trigger a set builds no Change; one added later sees
+    # every change from then on, in revision order, with the record as stored.
+    engine.set("x { a: 1 }")
+    engine.set("%n { a: %d }", "y", 2)
+    seen: list[tuple[int, str, str]] = []
+    stop = engine.observe(lambda c: seen.append((c.revision, c.op.value, str(c.record))))
+    engine.set("x { a: 3 }")
+    engine.set("%n { a: %d }", "y", 4, ephemeral=True)
+    engine.delete("x")
+    stop()
+    engine.set("x { a: 5 }")
+    assert seen == [(3, "set", "x { a: 3 }"), (4, "set", "y { a: 4 }"),
+                    (5, "delete", "x { a: 3 }")]
+    fired: list[str] = []
+    engine.watch("y", lambda e: fired.append(str(e.record)))
+    engine.set("%n { a: %d }", "y", 6)
+    engine.flush()
+    assert fired == ["y { a: 6 }"]
+
+
 @pytest.mark.parametrize("bad", ["_ { a: 1 }", "r'^x' { a: 1 }", "x { a: _ }",
                                  "x { a: 1, a: 2 }"])
 def test_set_needs_a_plain_name_and_values(engine: octopus.Engine, bad: str) -> None:

@@ -209,6 +209,25 @@ class IndexedStore(RuleBasedStateMachine):
         self.engine.set(str(octopus.Record(name, attrs)))
         self.model[name] = attrs
 
+    @rule(name=st.sampled_from(NAMES), data=st.data())
+    def set_other_key(self, name: str, data: st.DataObject) -> None:
+        # The indexed keys keep their values (the store replies that none changed),
+        # with parameters or as a text; or one of them is dropped.
+        if name not in self.model:
+            return
+        attrs = {k: v for k, v in self.model[name].items() if k in KEYS}
+        if data.draw(st.booleans()) and attrs:
+            del attrs[data.draw(st.sampled_from(sorted(attrs)))]
+        attrs["z"] = data.draw(self.values)
+        if data.draw(st.booleans()):
+            record = octopus.Record(name, attrs)
+            self.engine.set("%n { " + ", ".join(f"{k}: {format_value(v)}"
+                                                for k, v in record.attributes.items()) + " }",
+                            name)
+        else:
+            self.engine.set(str(octopus.Record(name, attrs)))
+        self.model[name] = attrs
+
     @rule(names=st.lists(st.sampled_from(NAMES), max_size=4), data=st.data())
     def load(self, names: list[str], data: st.DataObject) -> None:
         rows = [(n, self.attrs(data)) for n in names]
