@@ -67,7 +67,10 @@ UNGROUPED = frozenset({b"SEQUENTIAL", b"EPHEMERAL", b"TRIGGER"})
 
 class _Deliveries:
     """Outcomes handed back from the I/O threads to one event loop: one wake-up of the
-    loop for all those ready by then (a group commit finishes several writes at once)."""
+    loop for all those ready by then (a group commit finishes several writes at once).
+
+    Bounded by the server's connection limit: a connection has at most one command on
+    the I/O threads (:meth:`Replica.io`), so at most one outcome waiting here."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
