@@ -420,15 +420,7 @@ class Core:
     def observe(self, observer: Observer) -> Callable[[], None]:
         """Hand every change committed from now on to ``observer`` (see point 3 of the
         theory of operation); returns a function that stops it."""
-        with self.lock:
-            self._observers.append(observer)
-
-        def stop() -> None:
-            with self.lock:
-                if observer in self._observers:
-                    self._observers.remove(observer)
-
-        return stop
+        return self._listen(self._observers, observer)
 
     def observe_names(self, observer: Callable[[str | None], None]) -> Callable[[], None]:
         """Hand the record name of every change committed from now on to ``observer``,
@@ -436,13 +428,17 @@ class Core:
         number of records: its changes are not built one by one unless an observer of
         :meth:`observe` needs them). For a cache of what records look like, which needs
         only the names. Returns a function that stops it."""
+        return self._listen(self._name_observers, observer)
+
+    def _listen(self, listeners: list[Any], listener: Any) -> Callable[[], None]:
+        """Add ``listener`` to ``listeners`` under the lock; returns its removal."""
         with self.lock:
-            self._name_observers.append(observer)
+            listeners.append(listener)
 
         def stop() -> None:
             with self.lock:
-                if observer in self._name_observers:
-                    self._name_observers.remove(observer)
+                if listener in listeners:
+                    listeners.remove(listener)
 
         return stop
 
