@@ -87,10 +87,17 @@ def batches(lines: Iterable[str], size: int, max_length: int) -> Iterator[Batch]
         else:
             batch.add_row(row)
         if len(batch.names) >= size:
-            yield batch
+            yield _finished(batch)
             batch = Batch()
     if batch.names:
-        yield batch
+        yield _finished(batch)
+
+
+def _finished(batch: Batch) -> Batch:
+    """``batch`` with :attr:`Batch.distinct` worked out: by the thread that reads, so
+    that the thread that stores (the slower one) does not spend its time on it."""
+    batch._distinct = len(set(batch.names)) == len(batch.names)
+    return batch
 
 
 T = TypeVar("T")
@@ -166,7 +173,7 @@ class Batch:
     attributes) are made only when asked for (:meth:`records`: the ordered indexes, the
     change stream and replication need them, a plain load does not)."""
 
-    __slots__ = ("_ids", "_last", "_records", "flat", "names", "shapes")
+    __slots__ = ("_distinct", "_ids", "_last", "_records", "flat", "names", "shapes")
 
     def __init__(self) -> None:
         self.shapes: list[list[str]] = []
@@ -175,6 +182,7 @@ class Batch:
         self._ids: dict[tuple[str, ...], int] = {}
         self._last: tuple[tuple[str, ...] | None, int] = (None, 0)
         self._records: list[Parsed] | None = None
+        self._distinct: bool | None = None
 
     def __len__(self) -> int:
         return len(self.names)
@@ -193,6 +201,7 @@ class Batch:
         self.flat.extend(values)
         self.names.append(values[0])
         self._records = None
+        self._distinct = None
 
     def add(self, name: str, attrs: dict[str, Value]) -> None:
         """Add a record given as its name and attributes (sorted by key)."""
@@ -205,7 +214,9 @@ class Batch:
     @property
     def distinct(self) -> bool:
         """Whether no name comes twice."""
-        return len(set(self.names)) == len(self.names)
+        if self._distinct is None:
+            self._distinct = len(set(self.names)) == len(self.names)
+        return self._distinct
 
     def records(self) -> list[Parsed]:
         """The records as (name, attributes sorted by key)."""

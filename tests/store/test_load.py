@@ -251,3 +251,34 @@ def test_chunks_end_where_a_record_may_start() -> None:
     assert all(p.count(b"\n") <= 3 or b"one\ntwo" in p for p in pieces)
     assert not any(p.startswith((b"two", b"three")) for p in pieces)
     assert [p for _, p in chunks([b"a {}\nb {}"], 100, 1)] == [b"a {}\n", b"b {}"]
+
+
+def test_a_load_over_stored_records_replaces_them_and_counts_only_new_ones() -> None:
+    """The store's loop for a batch of distinct names (no index, no rules) replaces a
+    stored record of the same name and counts only the new ones."""
+    with octopus.Engine() as e:
+        e.set("a { v: 0 }")
+        e.set("c { v: 0 }")
+        assert e.load(["a { v: 1 }", "b { v: 2 }", "c { w: 'x' }"]) == 3
+        assert e.count() == 3 == e._core.store.recount()
+        assert str(e.get("a")) == "a { v: 1 }" and e.get("a").revision == 3
+        assert str(e.get("c")) == "c { w: 'x' }" and e.get("c").revision == 5
+        assert e.get_names("_ { v: _ }") == ["a", "b"]
+
+
+def test_a_bad_batch_changes_nothing_even_after_records_of_it_were_stored() -> None:
+    """A batch the store finds bad part way through (the flat list does not fit its
+    shapes) is undone whole: the records before the bad one are not kept."""
+    with octopus.Engine() as e:
+        e.set("a { v: 0 }")
+        store = e._core.store
+        shapes = [["v"]]
+        flat = [1, "a", 1, 1, "b", 2, 1, "c", 3, 2, "d", 4]    # shape 2 does not exist
+        with pytest.raises(octopus.OctopusError):
+            store.bulk(shapes, flat, True, e.revision)
+        assert store.recount() == 1 and str(e.get("a")) == "a { v: 0 }"
+        assert not e.exists("b") and not e.exists("c")
+        flat = [1, "b", 1, 1, "c"]                               # cut short
+        with pytest.raises(octopus.OctopusError):
+            store.bulk(shapes, flat, True, e.revision)
+        assert store.recount() == 1 and not e.exists("b")
