@@ -7,17 +7,20 @@ from __future__ import annotations
 
 import io
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import octopus
-from octopus import Atom, Mode, ParseError, QueryError
-from octopus.bulk import chunks, read_records
+from octopus import Atom, Mode, ParseError, QueryError, bulk
+from octopus.bulk import Batch, chunks, located, read_records
 from octopus.core import ChangeOp
 from octopus.durable import tools
+from octopus.query.compile import compile_record
 
 
 def same_store(a: octopus.Engine, b: octopus.Engine) -> None:
@@ -282,3 +285,85 @@ def test_a_bad_batch_changes_nothing_even_after_records_of_it_were_stored() -> N
         with pytest.raises(octopus.OctopusError):
             store.bulk(shapes, flat, True, e.revision)
         assert store.recount() == 1 and not e.exists("b")
+
+
+def one_by_one(lines: list[str], size: int, max_length: int) -> list[Batch]:
+    """batches() as it was before it read blocks of lines: every record read alone."""
+    out = []
+    batch = Batch()
+    for line, text, row in read_records(lines, max_length):
+        if row is None:
+            try:
+                cr = compile_record(text, max_length=max_length)
+                if cr.conditions:
+                    raise QueryError("a loaded record cannot have conditions")
+            except QueryError as e:
+                raise located(e, line, 0) from None
+            batch.add(cr.name, cr.attributes)
+        else:
+            batch.add_row(row)
+        if len(batch) >= size:
+            out.append(batch)
+            batch = Batch()
+    if len(batch):
+        out.append(batch)
+    return out
+
+
+def outcome(read: Callable[[], list[Batch]]) -> object:
+    try:
+        return [(b.shapes, b.flat, b.names, b.distinct) for b in read()]
+    except QueryError as e:
+        return type(e), str(e), getattr(e, "line", None)
+
+
+SHAPED = st.builds(lambda i, s: f"d.{i} {{ bus: {i}, s: '{s}', v: x{i} }}",
+                   st.integers(0, 50), st.sampled_from(["", "a b", "é", "it\\'s", "q\\n"]))
+ODD_LINES = st.sampled_from([
+    "", "  ", "e { s: 'open", "still open' }", "e { v: 007 }", "e { a: 1, a: 2 }", "e {}",
+    "d.1 { bus: 1, s: '', v: x }\r", "d.2 { bus: 2, s: '', v: x }\n", "d.3{bus:3,s:'',v:x}",
+    "d.4 { bus: 4, s: '', v: true }", "d.5 { bus: 5, s: '', v: 1.5 }", "f { b: 1 }"])
+# Runs of records of one shape (what blocks are made of) between odd lines.
+LINES = st.lists(st.one_of(st.lists(SHAPED, min_size=1, max_size=12),
+                           st.lists(st.builds(lambda i: f"d.{i} {{ bus: {i} }}",
+                                              st.integers(0, 50)), min_size=1, max_size=5),
+                           st.lists(ODD_LINES, max_size=2)),
+                 max_size=8).map(lambda runs: [line for run in runs for line in run])
+
+
+@settings(max_examples=200, deadline=None)
+@given(LINES, st.integers(1, 25), st.sampled_from([40, 65536]))
+def test_batches_read_in_blocks_are_the_records_read_one_by_one(
+        lines: list[str], size: int, max_length: int) -> None:
+    with mock.patch.object(bulk, "_BLOCK", 5):
+        assert outcome(lambda: list(bulk.batches(iter(lines), size, max_length))) == \
+            outcome(lambda: one_by_one(lines, size, max_length))
+
+
+def test_batches_read_in_blocks_report_the_first_bad_line(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bulk, "_BLOCK", 4)
+    good = [f"d.{i} {{ v: {i} }}" for i in range(20)]
+    blocks = list(bulk.batches(iter(good), 7, 65536))
+    assert [len(b) for b in blocks] == [7, 7, 6]
+    assert outcome(lambda: blocks) == outcome(lambda: one_by_one(good, 7, 65536))
+
+    def failing() -> Iterator[str]:
+        yield from good[:9]
+        yield "d.9 { v: 09 }"                           # line 10: a ParseError
+        yield good[10]
+        raise QueryError("line 12: the text is not valid UTF-8")
+
+    with pytest.raises(ParseError) as info:
+        list(bulk.batches(failing(), 100, 65536))
+    assert info.value.line == 10
+
+    def failing_later() -> Iterator[str]:
+        yield from good[:10]
+        raise QueryError("line 11: the text is not valid UTF-8")
+
+    got = []
+    with pytest.raises(QueryError, match="line 11"):
+        for b in bulk.batches(failing_later(), 3, 65536):
+            got.append(len(b))
+    assert got == [3, 3, 3]
