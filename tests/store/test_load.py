@@ -367,3 +367,36 @@ def test_batches_read_in_blocks_report_the_first_bad_line(
         for b in bulk.batches(failing_later(), 3, 65536):
             got.append(len(b))
     assert got == [3, 3, 3]
+
+
+def test_a_load_lowers_the_switch_interval_while_it_runs_and_restores_it() -> None:
+    import sys
+    before = sys.getswitchinterval()
+    seen: list[float] = []
+    lines = [f"r{i} {{ v: {i} }}" for i in range(50)]
+    with octopus.Engine() as e:
+        e.load(lines, batch=10, progress=lambda n: seen.append(sys.getswitchinterval()))
+        assert seen and max(seen) <= 0.0005 + 1e-9
+        assert sys.getswitchinterval() == before
+        # Loads overlapping in two threads: restored when the last one ends.
+        inside = threading.Event()
+        release = threading.Event()
+
+        def slow(n: int) -> None:
+            inside.set()
+            release.wait(10)
+
+        other = threading.Thread(target=lambda: e.load(lines, batch=10, progress=slow))
+        other.start()
+        assert inside.wait(10)
+        e.load(lines, batch=10)
+        assert sys.getswitchinterval() <= 0.0005 + 1e-9      # the other load still runs
+        release.set()
+        other.join(10)
+        assert sys.getswitchinterval() == before
+        # A change made by someone else while a load ran is theirs to keep.
+        try:
+            e.load(lines, batch=10, progress=lambda n: sys.setswitchinterval(0.002))
+            assert sys.getswitchinterval() == 0.002
+        finally:
+            sys.setswitchinterval(before)
