@@ -741,10 +741,8 @@ store_trim_above(_, Bytes, @(true)) :-
 %   predicate has erased clauses: a store that only grew kept every old index
 %   (measured: ~55 bytes a record). An assert and an erase in one transaction
 %   (invisible to every other view) make rec/3 dirty, and garbage_collect_clauses/0
-%   frees them. The freed tables leave holes in the C heap that a process would keep
-%   (measured at 100,000 records set one by one through the server: ~80 bytes a
-%   record of resident set), so trim_heap/0 (glibc's malloc_trim()) hands the free
-%   pages back. Costs at 1,000,000 records: ~0.3 s and ~0.25 s, so the caller runs
+%   frees them. The freed tables leave free pages in the C heap that the process
+%   would keep, so trim_heap/0 (glibc's malloc_trim()) hands them back. Costs at 1,000,000 records: ~0.3 s and ~0.25 s, so the caller runs
 %   this only when an index was rebuilt (store_collect/3). Reply is @(true).
 
 store_collect(M, @(true)) :-
