@@ -294,12 +294,16 @@ def main() -> None:
     if args.count_child:
         count_child(args.count_child)
         return
+    load0 = os.getloadavg()[0]
     forms, plotted = forms_table(args.texts, args.repeat)
     png = plot(plotted)
     out = [forms + f"\nPlot: `bench/{png.name}`.\n", lexer_table(args.texts, args.repeat),
            set_table(args.texts, 3)]
     if args.instructions:
         out.append(instructions_table(args.instructions))
+    out.append(f"Load average {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, "
+               "on 2 cores (other engineers' work): compare the interleaved rows' ratios "
+               "and the instruction counts, which the load does not change.\n")
     print("\n".join(out))
     if not args.no_record:
         record_results("Parsing (bench/parse.py)", "\n".join(out))
