@@ -404,7 +404,9 @@ class _Shapes:
     """The compiled shapes a reader keeps, bounded: at most 64 (the least recently
     learned go), and at most 64 compiles plus one per 1,000 texts read item by item.
     Safe to share between threads: lookups read immutable values (a shape, a tuple of
-    shapes) and every change holds the lock."""
+    shapes) and set which shape is tried first (one assignment); every change to the
+    kept shapes holds the lock. The count of texts read item by item is kept without
+    it: an increment lost to a race only delays a compile."""
 
     __slots__ = ("by_first", "compiles", "last", "lock", "shapes", "texts")
 
