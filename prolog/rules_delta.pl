@@ -300,7 +300,10 @@ budget([_-g(_, I, _)|Gs], B0, B) :-
 %   few candidates, or none).
 
 evaluate_batch(Sources, Groups, R, Name, Old, New, Rev, Forced, Rows0, Rows) :-
-    findall(X, candidate(Sources, R, Name, Old, New, X), Found),
+    (   Sources = [s(key(K), _, _)]        % the usual change: one key the rules read
+    ->  findall(X, R:cand_key(K, Name, Old, New, X), Found)
+    ;   findall(X, candidate(Sources, R, Name, Old, New, X), Found)
+    ),
     (   Found == []
     ->  Rows = Rows0
     ;   msort(Found, Sorted),

@@ -244,11 +244,7 @@ store_set(M, Name, Attrs, Cs0, Seq, Rev, Keys, Reply) :-
     prepare_constraints(Cs0, Cs),
     import_pairs(Attrs, Pairs),
     dict_pairs(Dict, _, Pairs),
-    (   Cs == [], Seq \== @(true), \+ M:'$rules'(_)
-    ->  name_string(Name, S),         % the common case: a plain replace
-        put_record(M, S, Rev, Dict, Keys, Olds),
-        Reply = [S, Olds]
-    ;   M:'$rules'(_)
+    (   M:'$rules'(_)                 % (tested first: one lookup on either path)
     ->  (   catch(transaction(set_rules(M, Name, Dict, Cs, Seq, Rev, Keys, Value, Rows)),
                   Refusal, rules_refusal(Refusal, Refused))
         ->  (   var(Refused)
@@ -258,6 +254,10 @@ store_set(M, Name, Attrs, Cs0, Seq, Rev, Keys, Reply) :-
         ;   Reply0 = @(false)         % the conditions failed: the transaction undid all
         ),
         Reply = Reply0
+    ;   Cs == [], Seq \== @(true)
+    ->  name_string(Name, S),         % the common case: a plain replace
+        put_record(M, S, Rev, Dict, Keys, Olds),
+        Reply = [S, Olds]
     ;   Seq == @(true)
     ->  must_be(atom, Name),
         (   Cs == []
