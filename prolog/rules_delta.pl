@@ -32,7 +32,10 @@ the values of those keys only (once: the rules' index is kept by the same
 comparison, for the keys it has: prolog/rules_compile.pl), so a write that no rule
 reads costs two dict lookups per watched key and never evaluates anything; a change
 that some watches read finds the candidates of all of them with one findall/3 and
-one sort (evaluate_batch/10).
+one sort (evaluate_batch/10). When every generator of a key starts by testing values
+of the changed record itself (hot(D, T) :- attr(D, temp, T), T > 90), those tests
+are compiled into a guard (guard_clause/6) that runs first: a change of the key that
+passes none of them (most temperatures) starts no evaluation at all.
 
 D is D' with N as it was: the evaluation runs inside the store's transaction, after
 the write, and reads through the overlay of prolog/rules_view.pl. An invariant whose
@@ -93,6 +96,7 @@ rules_change(M, Name, Old, New, Rev, Forced, Rows0, Rows) :-
 rebuild_dispatch(R) :-
     retractall(R:change(_, _, _, _)),
     retractall(R:cand_key(_, _, _, _, _)),
+    retractall(R:guard_key(_, _, _, _)),
     retractall(R:cand_exists(_, _, _, _)),
     retractall(R:cand_any(_, _, _, _)),
     retractall(R:found(_, _, _, _, _, _, _)),
@@ -114,19 +118,101 @@ key_source(R, K, Source) :-
     findall(Id-G, R:gen_key(K, Id, G), Pairs),
     source(R, key(K), Pairs, Source).
 
-%   source(+R, +Source, +Pairs, -Entry): Entry is s(Source, Groups, Budget) for the
-%   generators Pairs (Id-G) of Source, or none if there are none: Groups as
+%   source(+R, +Source, +Pairs, -Entry): Entry is s(Source, Groups, Budget, Guard)
+%   for the generators Pairs (Id-G) of Source, or none if there are none: Groups as
 %   group_gens/4 makes them, Budget the sum of the limits of their watches. The
-%   clause running them all (cand_key/5, cand_exists/4 or cand_any/4) is asserted.
+%   clause running them all (cand_key/5, cand_exists/4 or cand_any/4) is asserted;
+%   Guard is guard when a key's generators all start by testing values of the changed
+%   record (guard_clause/6: R:guard_key/4 is asserted), else none.
 
 source(_, _, [], none) :- !.
-source(R, Source, Pairs, s(Source, Groups, Budget)) :-
+source(R, Source, Pairs, s(Source, Groups, Budget, Guard)) :-
     group_gens(R, Source, Pairs, Groups, Branches),
     budget(Groups, 0, Budget),
     maplist(branch_goal(Name, Old, New, X), Branches, Goals),
     disjunction(Goals, Body),
     cand_head(Source, Name, Old, New, X, Head),
-    assertz(R:(Head :- Body)).
+    assertz(R:(Head :- Body)),
+    (   Source = key(K),
+        guard_clause(Goals, K, Name, Old, New, GuardClause)
+    ->  assertz(R:GuardClause),
+        Guard = guard
+    ;   Guard = none
+    ).
+
+%   guard_clause(+Goals, +K, +Name, +Old, +New, -Clause): the clause of
+%   guard_key(K, Name, Old, New), true if some branch of Goals gets past its first
+%   goals that read only the changed record's dicts Old and New (safe_prefix/4);
+%   fails to be made unless every branch has such a prefix that filters (tests a
+%   value: a comparison or number/1), as then it is worth running first. A change of
+%   K for which it is false has no candidates: the evaluation is not started (no
+%   findall/3, no inference limit). The prefixes cannot raise, loop or bind anything
+%   outside them (they test the two dicts and values read from them), so running
+%   them outside the limit is safe.
+
+guard_clause(Goals, K, Name, Old, New, (guard_key(K, Name, Old, New) :- Body)) :-
+    maplist(guard_prefix(Old, New), Goals, Prefixes),
+    disjunction(Prefixes, Body).
+
+guard_prefix(Old, New, Goal, Prefix) :-
+    conj_list(Goal, Gs),
+    safe_run(Gs, Old-New, [], [], 0, 0, Last),
+    Last > 0,
+    length(Ps, Last),
+    append(Ps, _, Gs),
+    list_conj(Ps, Prefix).
+
+conj_list(G, Gs) :- conj_list(G, Gs, []).
+
+conj_list(G, L0, L) :-
+    (   nonvar(G), G = (A, B)
+    ->  conj_list(A, L0, L1),
+        conj_list(B, L1, L)
+    ;   L0 = [G|L]
+    ).
+
+list_conj([G], G) :- !.
+list_conj([G|Gs], (G, C)) :- list_conj(Gs, C).
+
+%   safe_run(+Goals, +Old-New, +Checked, +Numbers, +I, +Last0, -Last): Last is the
+%   length of the longest prefix of Goals of safe tests (safe_goal/7) that ends with
+%   a filtering one (0: none). Checked are the dicts known not to be none, Numbers the
+%   variables known to be numbers.
+
+safe_run([G|Gs], ON, C0, N0, I0, Last0, Last) :-
+    nonvar(G),
+    safe_goal(G, ON, C0, C, N0, N, Filters),
+    !,
+    I is I0 + 1,
+    (   Filters == true -> Last1 = I ; Last1 = Last0 ),
+    safe_run(Gs, ON, C, N, I, Last1, Last).
+safe_run(_, _, _, _, _, Last, Last).
+
+safe_goal(true, _, C, C, N, N, false).
+safe_goal(_ = _, _, C, C, N, N, false).
+safe_goal(_ == _, _, C, C, N, N, true).
+safe_goal(G, Old-New, C, [D|C], N, N, false) :-     % (matched without binding G)
+    G = (D \== X),
+    X == none,
+    ( D == Old ; D == New ),
+    !.
+safe_goal(_ \== _, _, C, C, N, N, true).
+safe_goal(get_dict(K, D, _), _, C, C, N, N, false) :- atom(K), memberchk_eq(D, C).
+safe_goal(octopus_rules_view:view_value(_, _), _, C, C, N, N, false).
+safe_goal(number(V), _, C, C, N, [V|N], true) :- var(V).
+safe_goal(G, _, C, C, N, N, true) :-
+    compound(G),
+    G =.. [Op, A, B],
+    (   memberchk(Op, [<, >, =<, >=, =:=, =\=])
+    ->  numeric_arg(A, N),
+        numeric_arg(B, N)
+    ;   memberchk(Op, [@<, @>, @=<, @>=])
+    ).
+
+numeric_arg(A, _) :- number(A), !.
+numeric_arg(A, N) :- var(A), memberchk_eq(A, N).
+
+memberchk_eq(X, [Y|Ys]) :- ( X == Y -> true ; memberchk_eq(X, Ys) ).
 
 branch_goal(Name, Old, New, X, b(Name, Old, New, X, Goal), Goal).
 
@@ -245,12 +331,24 @@ disjunction([G|Gs], (G ; Rest)) :- disjunction(Gs, Rest).
                  *******************************/
 
 evaluate_all(R, Sources, Name, Old, New, Rev, Forced, Rows0, Rows) :-
-    (   Sources = [s(_, Groups, Budget)]
-    ->  true
+    (   Sources = [s(Source, Groups, Budget, Guard)]
+    ->  (   Guard == guard,
+            Source = key(K),
+            \+ R:guard_key(K, Name, Old, New)
+        ->  Skip = true               % no generator gets past its tests of the record
+        ;   true
+        )
     ;   source_groups(Sources, Lists),
         merge_groups(Lists, Groups),
         budget(Groups, 0, Budget)
     ),
+    (   Skip == true
+    ->  Rows = Rows0
+    ;   evaluate_limited(R, Sources, Groups, Budget, Name, Old, New, Rev, Forced, Rows0,
+                         Rows)
+    ).
+
+evaluate_limited(R, Sources, Groups, Budget, Name, Old, New, Rev, Forced, Rows0, Rows) :-
     catch(call_with_inference_limit(
               evaluate_batch(Sources, Groups, R, Name, Old, New, Rev, Forced, Rows0,
                              Rows1),
@@ -264,7 +362,7 @@ evaluate_all(R, Sources, Name, Old, New, Rev, Forced, Rows0, Rows) :-
     ).
 
 source_groups([], []).
-source_groups([s(_, Groups, _)|Ss], [Groups|Gs]) :- source_groups(Ss, Gs).
+source_groups([s(_, Groups, _, _)|Ss], [Groups|Gs]) :- source_groups(Ss, Gs).
 
 %   merge_groups(+Lists, -Groups): the groups of several sources as one list ordered
 %   by Id, a watch in several of them once, with all its sources.
@@ -300,7 +398,7 @@ budget([_-g(_, I, _)|Gs], B0, B) :-
 %   few candidates, or none).
 
 evaluate_batch(Sources, Groups, R, Name, Old, New, Rev, Forced, Rows0, Rows) :-
-    (   Sources = [s(key(K), _, _)]        % the usual change: one key the rules read
+    (   Sources = [s(key(K), _, _, _)]     % the usual change: one key the rules read
     ->  findall(X, R:cand_key(K, Name, Old, New, X), Found)
     ;   findall(X, candidate(Sources, R, Name, Old, New, X), Found)
     ),
@@ -311,7 +409,7 @@ evaluate_batch(Sources, Groups, R, Name, Old, New, Rev, Forced, Rows0, Rows) :-
         outcomes(Candidates, Groups, R, Name, Old, Rev, Forced, Rows0, Rows)
     ).
 
-candidate([s(Source, _, _)|Ss], R, Name, Old, New, X) :-
+candidate([s(Source, _, _, _)|Ss], R, Name, Old, New, X) :-
     (   candidate_of(Source, R, Name, Old, New, X)
     ;   candidate(Ss, R, Name, Old, New, X)
     ).
