@@ -90,7 +90,8 @@ rules_change(M, Name, Old, New, Rev, Forced, Rows0, Rows) :-
 %   The dispatch of R (see the module's comment) from its generators: the clause
 %   R:change/4 and, per source (a key, existence, any key), the clause that runs the
 %   generators of every watch of that source (cand_key/5, cand_exists/4, cand_any/4),
-%   and per watch and source the clause of found/7 (run only when a batch must be
+%   a key's guard when it has one (guard_key/4, guard_clause/6), and per watch and
+%   source the clause of found/7 (run only when a batch must be
 %   evaluated again watch by watch: evaluate_all/9).
 
 rebuild_dispatch(R) :-
@@ -120,7 +121,7 @@ key_source(R, K, Source) :-
 
 %   source(+R, +Source, +Pairs, -Entry): Entry is s(Source, Groups, Budget, Guard)
 %   for the generators Pairs (Id-G) of Source, or none if there are none: Groups as
-%   group_gens/4 makes them, Budget the sum of the limits of their watches. The
+%   group_gens/5 makes them, Budget the sum of the limits of their watches. The
 %   clause running them all (cand_key/5, cand_exists/4 or cand_any/4) is asserted;
 %   Guard is guard when a key's generators all start by testing values of the changed
 %   record (guard_clause/6: R:guard_key/4 is asserted), else none.
@@ -259,7 +260,7 @@ key_tests([K|Ks], [Src|Srcs], Indexed, M, Name, O, N, S0, S, (Test, Tests)) :-
 %   per watch Id with generators Pairs (Id-G) of Source (key(K), any or exists),
 %   ordered by Id: what a change needs of it (need/2) and its inference limit are in
 %   the table, so that evaluating a change looks nothing else up for the watches it
-%   concerns; the clause R:found(Source, Id, ...) of found_clause/6 is asserted, and
+%   concerns; the clause R:found(Source, Id, ...) of found_clause/7 is asserted, and
 %   Branches are the branches of the clause running every watch of Source.
 
 group_gens(R, Source, Pairs, Groups, Branches) :-
@@ -499,7 +500,7 @@ rows_out([Row|Hs], Rev, Id, Kind, Rows0, Rows) :-
 
 %   delta(+R, +Id, +Sources, +Name, +Old, +New, +Need, -Appear, -Disappear)
 %
-%   The candidates of watch Id's generators of Sources (found/7 of found_clause/6)
+%   The candidates of watch Id's generators of Sources (found/7 of found_clause/7)
 %   after the change (gen1: record Name is New) and before it (gen0: Name is Old),
 %   each checked where what found it does not tell
 %   (known/3). So a row found by positive generators in both states (the usual
