@@ -726,6 +726,17 @@ class CommandLayer:
     def cmd_set(self, args: list[bytes]) -> Action:
         session = self.session
         tagged = self.tagged
+        if len(args) == 2 and b"%" not in args[1]:
+            # The plain SET (a record text; no parameters, flags or trigger): what the
+            # general path below does, without parsing options or an outcome object.
+            raw = args[1]
+
+            def run() -> Record:
+                return session.set(_text(raw))
+
+            if self.redis:
+                return Call(run, _ok)
+            return Call(run, lambda record: self._record(record, tagged))
         flags = {"sequential": False, "ephemeral": False}
 
         def options(rest: list[bytes]) -> Trigger | None:
@@ -1315,6 +1326,10 @@ class _Outcome:
     trigger: Trigger | None
     value: Any
     error: OctopusError | None
+
+
+def _ok(_: object) -> bytes:
+    return OK
 
 
 class _ArgumentError(Exception):
