@@ -456,7 +456,7 @@ def stages_report(result: dict[str, Any], before: dict[str, Any] | None) -> str:
             ("janus: converting the reply (the call, less the two above)",
              max(call - noop - prolog, 0.0)),
             ("= set with parameters (Engine.set, measured)", st["total"]),
-            ("parsing a text never seen before (compile_record: parse_record, cache)",
+            ("reading a text never seen before (compile_record: read_record, cache)",
              max(st["parse"] - st["text"], 0.0)),
             ("the write of that text (as above, the binding aside)",
              max(st["new_total"] - st["parse"], 0.0)),

@@ -1,6 +1,7 @@
 """Parsing texts not seen before: the PLY parser against the fast path, per form.
 
-    .venv/bin/python bench/parse.py [--texts 2000] [--repeat 7] [--no-record]
+    .venv/bin/python bench/parse.py [--texts 2000] [--repeat 7] [--instructions 2000]
+        [--no-record]
 
 Prints the tables, writes bench/parse.png and (unless --no-record) the RESULTS.md
 section.
@@ -13,10 +14,15 @@ then ``parse`` again on the same texts (memo hits). Methods are interleaved in e
 a noisy machine; times are the thread's CPU time (``time.thread_time``), which other
 processes on the shared cores do not inflate. A second table splits PLY's time into
 lexing and parsing (the PLY lexer already runs one master regex; what costs is Python
-per token). The last table runs ``Engine.set`` on new texts three ways: as it is
-(``parse_record`` reads a ``key: literal`` record without building a tree), with only
-the tree fast path (``parse_fast``, then the parse memo and the template cache), and
-with PLY alone (the issue's "embedded set of a text not seen before").
+per token). The third runs ``Engine.set`` on new texts of a canonical record (keys in
+order) and of a hand-written one (keys out of order, a hex number) four ways: as it is
+(``read_record``: one compiled expression per record shape), as it was before shapes
+(``parse_record``, item by item, no tree), with only the tree fast path
+(``parse_fast``, then the parse memo and the template cache), and with PLY alone (the
+issue's "embedded set of a text not seen before"). The last counts the instructions
+the calling thread executes for the first three ways (valgrind's callgrind; the
+counts do not depend on the machine's load): ``compile_record`` alone and the whole
+``Engine.set``.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from common import HERE, record_results, table
 
 import octopus
 from octopus.query import parser as parser_module
-from octopus.query.fast import parse_fast
+from octopus.query.fast import parse_fast, parse_record, read_record
 from octopus.query.parser import _get_parser, parse, parse_ply
 from octopus.record import Record
 
@@ -127,43 +133,129 @@ def lexer_table(n: int, repeat: int) -> str:
                                            "lexing share"], rows)
 
 
-def set_table(n: int, repeat: int) -> str:
+# The two record forms of FORMS a program sets, and the ways a set can read a new text:
+# as it does (shapes), as it did before shapes (parse_record, item by item), with the
+# tree fast path only, with PLY only.
+SET_FORMS = [FORMS[1], FORMS[2]]
+SET_MODES = ["shape reader (read_record)", "item by item (parse_record, as before)",
+             "tree fast path (parse_fast, parse memo, template)", "PLY only"]
+
+
+def _item_by_item(text: str, max_length: int) -> Any:
+    from octopus.adapter import encode_attributes
+
+    got = parse_record(text, max_length)
+    if got is None:
+        return None
+    return got[0], got[1], encode_attributes(got[1])
+
+
+def set_mode(mode: str | None) -> None:
+    """Make compile_record read new texts the way ``mode`` says (None: as it does)."""
     from octopus.query import compile as compile_module
 
+    i = SET_MODES.index(mode) if mode is not None else 0
+    compile_module.read_record = [read_record, _item_by_item, _none, _none][i]
+    parser_module.parse_fast = parse_fast if i < 3 else _none
+
+
+def _none(*args: Any) -> None:
+    return None
+
+
+def set_table(n: int, repeat: int) -> str:
     engine = octopus.Engine()
-    form = FORMS[1][1]
-    real_fast = parser_module.parse_fast
-    real_record = compile_module.parse_record
     rows = []
-    modes = ["record fast path (parse_record, no tree)",
-             "tree fast path (parse_fast, parse memo, template)", "PLY only"]
-    rounds: dict[str, float] = dict.fromkeys(modes, float("inf"))
     start = 0
-    for _ in range(repeat):
-        for i, mode in enumerate(modes):
-            compile_module.parse_record = real_record if i == 0 else \
-                (lambda text, max_length: None)
-            parser_module.parse_fast = real_fast if i < 2 else (lambda text: None)
-            texts = [form(k) for k in range(start, start + n)]
-            start += n
-            t0 = time.thread_time()
-            for t in texts:
-                engine.set(t)
-            rounds[mode] = min(rounds[mode], (time.thread_time() - t0) / n * 1e6)
-    parser_module.parse_fast = real_fast
-    compile_module.parse_record = real_record
-    text = form(0)
-    engine.set(text)
-    t0 = time.thread_time()
-    for _ in range(n):
+    for label, form in SET_FORMS:
+        rounds: dict[str, float] = dict.fromkeys(SET_MODES, float("inf"))
+        for _ in range(repeat):
+            for mode in SET_MODES:
+                set_mode(mode)
+                texts = [form(k) for k in range(start, start + n)]
+                start += n
+                t0 = time.thread_time()
+                for t in texts:
+                    engine.set(t)
+                rounds[mode] = min(rounds[mode], (time.thread_time() - t0) / n * 1e6)
+        set_mode(None)
+        text = form(0)
         engine.set(text)
-    cached = (time.thread_time() - t0) / n * 1e6
+        t0 = time.thread_time()
+        for _ in range(n):
+            engine.set(text)
+        cached = (time.thread_time() - t0) / n * 1e6
+        for mode, us in rounds.items():
+            rows.append([label, f"new texts, {mode}", f"{us:.1f}", f"{us / cached:.2f}"])
+        rows.append([label, "the same text again (every cache hit)", f"{cached:.1f}", "1.00"])
     engine.close()
-    for mode, us in rounds.items():
-        rows.append([f"new texts, {mode}", f"{us:.1f}", f"{us / cached:.2f}"])
-    rows.append(["the same text again (every cache hit)", f"{cached:.1f}", "1.00"])
-    return table(f"Embedded Engine.set of a canonical 5-attribute record ({n:,} per round, "
-                 f"store growing)", ["case", "µs per set", "× same text"], rows)
+    return table(f"Embedded Engine.set of a 5-attribute record ({n:,} per round, best of "
+                 f"{repeat} interleaved rounds, store growing)",
+                 ["form", "case", "µs per set", "× same text"], rows)
+
+
+# --- instructions (valgrind's callgrind), which the machine's load does not change -----
+
+def count_child(n: int) -> None:
+    """Run under callgrind: for each form and way of reading, count ``n`` sets of new
+    texts (and, apart, ``n`` compile_record calls), each after 200 unmeasured."""
+    import subprocess
+
+    from octopus.query.compile import compile_record
+
+    engine = octopus.Engine()
+    pid = str(os.getpid())
+    start = 0
+    for f, (_, form) in enumerate(SET_FORMS):
+        for m, mode in enumerate(SET_MODES[:3]):
+            set_mode(mode)
+            for what, run in (("set", engine.set), ("compile", compile_record)):
+                texts = [form(k) for k in range(start, start + n + 200)]
+                start += n + 200
+                for t in texts[:200]:
+                    run(t)
+                subprocess.run(["callgrind_control", "-i", "on", pid], capture_output=True,
+                               check=True)
+                for t in texts[200:]:
+                    run(t)
+                subprocess.run(["callgrind_control", "-i", "off", pid], capture_output=True,
+                               check=True)
+                subprocess.run(["callgrind_control", "-d", f"{what}-{f}-{m}", pid],
+                               capture_output=True, check=True)
+    set_mode(None)
+    engine.close()
+
+
+def instructions_table(n: int) -> str:
+    import re
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "cg.out"
+        env = dict(os.environ, PYTHONHASHSEED="0")
+        subprocess.run(["valgrind", "--tool=callgrind", "--separate-threads=yes",
+                        "--instr-atstart=no", f"--callgrind-out-file={out}",
+                        sys.executable, __file__, "--count-child", str(n)],
+                       env=env, cwd=HERE, capture_output=True, check=True, timeout=3600)
+        counts: dict[str, float] = {}
+        for path in Path(tmp).glob("cg.out.*-01"):      # the calling thread's dumps
+            text = path.read_text(errors="replace")
+            trigger = re.search(r"^desc: Trigger: (?:dump )?(\S+)", text, re.M)
+            total = re.search(r"^totals: (\d+)", text, re.M)
+            if trigger and total:
+                counts[trigger.group(1)] = int(total.group(1)) / n
+    rows = []
+    for f, (label, _) in enumerate(SET_FORMS):
+        before = counts[f"set-{f}-1"]
+        for m, mode in enumerate(SET_MODES[:3]):
+            rows.append([label, mode, f"{counts[f'compile-{f}-{m}']:,.0f}",
+                         f"{counts[f'set-{f}-{m}']:,.0f}",
+                         f"{counts[f'set-{f}-{m}'] / before:.2f}"])
+    return table(f"Instructions per new text (callgrind, the calling thread, {n:,} texts per "
+                 "case): compile_record alone, and Engine.set",
+                 ["form", "way of reading", "compile_record", "Engine.set",
+                  "set ÷ item by item"], rows)
 
 
 def plot(plotted: list[tuple[str, float, float]]) -> Path:
@@ -195,11 +287,24 @@ def main() -> None:
     ap.add_argument("--texts", type=int, default=2000)
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--no-record", action="store_true", help="do not touch RESULTS.md")
+    ap.add_argument("--instructions", type=int, default=2000, metavar="N",
+                    help="texts per case counted under callgrind (0: skip)")
+    ap.add_argument("--count-child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.count_child:
+        count_child(args.count_child)
+        return
+    load0 = os.getloadavg()[0]
     forms, plotted = forms_table(args.texts, args.repeat)
     png = plot(plotted)
     out = [forms + f"\nPlot: `bench/{png.name}`.\n", lexer_table(args.texts, args.repeat),
            set_table(args.texts, 3)]
+    if args.instructions:
+        out.append(instructions_table(args.instructions))
+    out.append(f"Load average {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, "
+               "on 2 cores (other engineers' work): compare the interleaved rows' ratios "
+               "and the instruction counts, which the load does not change.\n")
+    print("\n".join(out))
     if not args.no_record:
         record_results("Parsing (bench/parse.py)", "\n".join(out))
 

@@ -24,6 +24,12 @@ reported. With ``--baseline DIR`` each round also measures the octopus checkout 
 (e.g. ``git worktree add /tmp/base <commit>``) right after, so that before and after
 share the run's conditions. Usage: ``python bench/server_keys.py [--rounds 3]
 [--records 100000] [--requests 100000] [--baseline DIR]``.
+
+``--memory`` measures only the load and the resident set per record after it (issue
+13's row "memory per record (server RSS) vs Redis hashes"), at ``--records`` (the issue
+states it at 1,000,000), with the octopus server's C heap broken down from inside it
+(``INFO``'s used_memory is Redis's; octopus reports none, so the growth of the resident
+set is compared for both, and Redis's used_memory beside it).
 """
 
 from __future__ import annotations
@@ -255,6 +261,64 @@ def first_touch_bound(keys: int, before: int, requests: int) -> float:
     return 100 * (1 - (seen(before + requests) - seen(before)) / requests)
 
 
+def _memory_round(server: Callable[[], AbstractContextManager[int]], octopus: bool,
+                  records: int) -> dict[str, float]:
+    """Load ``records`` records into a fresh server: its resident set per record after
+    the load (and Redis's used_memory per record)."""
+    with server() as port:
+        before = _rss_kib(port)
+        used0 = 0 if octopus else int(_info(port)["used_memory"])
+        took = _load(port, records, octopus)
+        time.sleep(1)       # let the last replies go and the server settle
+        got = {"load s": took, "B/record": (_rss_kib(port) - before) * 1024 / records}
+        if not octopus:
+            got["used_memory B/record"] = (int(_info(port)["used_memory"]) - used0) / records
+    return got
+
+
+def memory_main(args: argparse.Namespace,
+                servers: list[tuple[str, Callable[[], AbstractContextManager[int]], bool]]
+                ) -> None:
+    rounds: list[dict[str, dict[str, float]]] = []
+    for i in range(args.rounds):
+        got = {label: _memory_round(server, octopus, args.records)
+               for label, server, octopus in servers}
+        print(f"round {i + 1}: {got}", file=sys.stderr, flush=True)
+        rounds.append(got)
+
+    def med(label: str, key: str) -> float:
+        return statistics.median(x[label][key] for x in rounds)
+
+    redis_b = med("redis", "B/record")
+    rows = [["redis-server hashes: growth of its resident set", f"{redis_b:,.1f}", "1.00×",
+             ""],
+            ["redis-server hashes: used_memory", f"{med('redis', 'used_memory B/record'):,.1f}",
+             f"{med('redis', 'used_memory B/record') / redis_b:.2f}×", ""]]
+    for label, _, octopus in servers:
+        if not octopus:
+            continue
+        ratios = [x[label]["B/record"] / x["redis"]["B/record"] for x in rounds]
+        name = "octopus serve" if label == "octopus" else f"octopus serve, {label}"
+        rows.append([f"{name}: growth of its resident set", f"{med(label, 'B/record'):,.1f}",
+                     f"{statistics.median(ratios):.2f}×",
+                     ", ".join(f"{r:.2f}" for r in ratios)])
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    text = table(f"Resident set per record after loading {args.records:,} records "
+                 f"(`SET` / `HSET` through redis-cli --pipe), median of {args.rounds} "
+                 "interleaved rounds", ["server", "bytes/record", "× Redis (RSS)",
+                                        "every round"], rows)
+    text += (f"\n\nIssue 13's goal: ≤ 3× Redis. Load average at the end: {load} "
+             "(2 cores, other engineers' runs beside; memory does not depend on it).")
+    if args.baseline is not None:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, cwd=args.baseline).stdout.strip()
+        text += f" Baseline: the checkout at {commit}, in the same rounds."
+    print(text)
+    if not args.no_record:
+        record_results(f"Server memory per record, {args.records:,} records "
+                       "(bench/server_keys.py --memory)", text)
+
+
 def _ratio(a: float, b: float) -> float:
     """a / b; infinite when b is 0 (a CPU time below the clock's tick, in a short run)."""
     return a / b if b else float("inf")
@@ -273,11 +337,16 @@ def main() -> None:
     p.add_argument("--baseline", type=Path, metavar="DIR",
                    help="also measure the octopus checkout in DIR in each round")
     p.add_argument("--no-record", action="store_true")
+    p.add_argument("--memory", action="store_true",
+                   help="only the resident set per record after the load")
     args = p.parse_args()
     servers: list[tuple[str, Callable[[], AbstractContextManager[int]], bool]] = [
         ("redis", redis_server, False), ("octopus", _octopus_at(ROOT), True)]
     if args.baseline is not None:
         servers.append(("baseline", _octopus_at(args.baseline.resolve()), True))
+    if args.memory:
+        memory_main(args, servers)
+        return
     rounds: list[dict[str, dict[str, float]]] = []
     for i in range(args.rounds):
         got = {}

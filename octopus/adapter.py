@@ -172,6 +172,7 @@ class PrologStore:
         self._names: list[str] = []
         self._names_at = -1
         self._collected_at = _COLLECT_FROM  # the count at which to run store_collect
+        self._buckets = 0                   # the size of rec/3's index then
         #: Rows for the derived watches left by the last write (see :data:`RuleRow`):
         #: emptied at the start of every write, read by the rules' observer of the
         #: change stream in the same critical section.
@@ -226,7 +227,7 @@ class PrologStore:
             self._names, self._names_at = names, generation
         index = KeyIndex.from_column(names, values)
         del names, values
-        self._call("store_trim")
+        self._call("store_release")
         if not kept:
             # New name strings (~70 bytes each): hold the ones an index has already.
             donor = max(self._indexes.values(), key=len, default=None)
@@ -533,17 +534,28 @@ class PrologStore:
             self._drop_indexes()        # as _follow: an index that missed a change
             raise
 
-    def _collect(self) -> None:
-        """Free the record index tables Prolog retired as the store grew (see
-        store_collect/2); next time when the store has grown by half again."""
-        self._call("store_collect")
-        self._collected_at = max(_COLLECT_FROM, self._count + self._count // 2)
+    def _collect(self, force: bool = False) -> None:
+        """Free the record index table Prolog retired as the store grew, if it rebuilt
+        one since the last time (always with ``force``), and give the memory back
+        (prolog/store.pl, store_collect/3). SWI-Prolog 9.2 rebuilds the index of names
+        twice as big when it holds more than 1.5 clauses a bucket: the next time
+        is a few records past that point, so a retired table (~55 bytes a record)
+        lives only until then; and at the latest when the store has grown by an
+        eighth, should a rebuild come at another point."""
+        self._buckets = buckets = int(self._call("store_collect",
+                                                 -1 if force else self._buckets))
+        count = self._count
+        at = count + count // 8
+        rebuild = buckets * 3 // 2 + _PAST_REBUILD
+        if count < rebuild < at:
+            at = rebuild
+        self._collected_at = max(_COLLECT_FROM, at)
 
     def warm(self) -> None:
         """Build the clause indexes now rather than on the first query needing them,
         and free the index tables Prolog retired while the store grew."""
         self._call("store_warm")
-        self._collect()
+        self._collect(force=True)
 
     # --- write-ahead: decide, then apply (octopus.durable) -------------------------------
 
@@ -657,6 +669,7 @@ class PrologStore:
         self._drop_indexes()
         self._count = 0
         self._collected_at = _COLLECT_FROM
+        self._buckets = 0
 
     # --- trigger queries -----------------------------------------------------------------
 
@@ -681,6 +694,9 @@ class PrologStore:
 _COMPARISONS = frozenset({"eq", "lt", "le", "gt", "ge"})
 #: Records from which growth frees Prolog's retired record index tables (store_collect).
 _COLLECT_FROM = 4096
+#: How many records past an expected rebuild of the index of names to look for it (the
+#: rebuild comes with the first lookup after the clause that crosses the bound).
+_PAST_REBUILD = 16
 #: Candidates few enough to use without counting the other constraints' spans.
 _SMALL = 16
 

@@ -22,7 +22,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from octopus.adapter import EncodedConstraint, EncodedName, encode_attributes, encode_value
 from octopus.errors import ParameterError, QueryError
@@ -39,7 +39,7 @@ from octopus.query.ast import (
     bind_value,
 )
 from octopus.query.cache import bounded_lru
-from octopus.query.fast import parse_record
+from octopus.query.fast import read_record
 from octopus.query.parser import DEFAULT_MAX_LENGTH, parse
 from octopus.record import Value, is_name
 
@@ -98,9 +98,9 @@ class CompiledQuery:
         return f"<CompiledQuery {self.query}>"
 
 
-@dataclass(frozen=True, slots=True)
-class CompiledRecord:
-    """A record to store or publish: its name, attributes and set preconditions."""
+class CompiledRecord(NamedTuple):
+    """A record to store or publish: its name, attributes and set preconditions. (A
+    named tuple: made for every set, it costs a third of a frozen dataclass.)"""
 
     name: str
     attributes: dict[str, Value]              # sorted by key
@@ -212,6 +212,10 @@ def _cached_query(text: str, max_length: int) -> CompiledQuery:
     return _bind_query(_query_template(text, max_length), ())
 
 
+_short_query: Callable[[str, int], CompiledQuery] = \
+    _cached_query.short  # type: ignore[attr-defined]  # an attribute of a function
+
+
 def compile_query(text: object, params: tuple[object, ...] = (),
                   max_length: int = DEFAULT_MAX_LENGTH) -> CompiledQuery:
     """Parse (memoised), bind and encode a query."""
@@ -219,6 +223,8 @@ def compile_query(text: object, params: tuple[object, ...] = (),
         parse(text)  # raises the QueryError for a non-text query
         raise AssertionError("unreachable")
     if not params:
+        if len(text) <= _SHORT:
+            return _short_query(text, max_length)
         return _cached_query(text, max_length)
     return _bind_query(_query_template(text, max_length), params)
 
@@ -280,13 +286,18 @@ def _bind_record(t: _RecordTemplate, params: tuple[object, ...]) -> CompiledReco
 @_tiered
 def _cached_record(text: str, what: str, max_length: int) -> CompiledRecord:
     # A text of `key: literal` items (the canonical text of every record) needs no tree:
-    # parse_record reads it as PLY would (tests/query/test_fast.py), and a text seen
-    # once does not also fill the parse memo and the template cache.
-    fast = parse_record(text, max_length)
+    # read_record reads it as PLY would (tests/query/test_fast.py), with one expression
+    # per shape of the texts before, and a text seen once does not also fill the parse
+    # memo and the template cache.
+    fast = read_record(text, max_length)
     if fast is not None:
-        name, attrs = fast
-        return CompiledRecord(name, attrs, encode_attributes(attrs), [])
+        name, attrs, pairs = fast
+        return CompiledRecord(name, attrs, pairs, [])
     return _bind_record(_record_template(text, what, max_length), ())
+
+
+_short_record: Callable[[str, str, int], CompiledRecord] = \
+    _cached_record.short  # type: ignore[attr-defined]  # an attribute of a function
 
 
 def compile_record(text: object, params: tuple[object, ...] = (), *, what: str = "set",
@@ -296,5 +307,9 @@ def compile_record(text: object, params: tuple[object, ...] = (), *, what: str =
         parse(text)  # raises the QueryError for a non-text record
         raise AssertionError("unreachable")
     if not params:
+        # The tier chosen here rather than in _tiered's wrapper: one call less for
+        # every set of a text (bench/compare.py, set_new_text).
+        if len(text) <= _SHORT:
+            return _short_record(text, what, max_length)
         return _cached_record(text, what, max_length)
     return _bind_record(_record_template(text, what, max_length), params)

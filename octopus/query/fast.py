@@ -32,7 +32,9 @@ makes a regex match here the same tokenization as PLY's.
 from __future__ import annotations
 
 import math
+import operator
 import re
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -49,7 +51,8 @@ from octopus.query.ast import (
 )
 from octopus.record import MAX_NAME_LENGTH, Atom, Value
 
-__all__ = ["RecordReader", "Row", "parse_fast", "parse_name", "parse_record"]
+__all__ = ["ReadRecord", "RecordReader", "Row", "parse_fast", "parse_name", "parse_record",
+           "read_record"]
 
 # Possessive quantifiers: every token below ends where PLY's would, so giving characters
 # back could never help a match; not trying keeps each match linear.
@@ -283,109 +286,219 @@ def parse_record(text: str, max_length: int) -> tuple[str, dict[str, Value]] | N
     return name, (attrs if ordered else dict(sorted(attrs.items())))
 
 
-# --- records in bulk, shape by shape (octopus.bulk) --------------------------------------
+# --- records shape by shape (octopus.bulk, and a set's new text) -------------------------
 #
 # A bulk load reads a million records of a few shapes (the same keys, each with values of
-# the same kind: `hw.pci.device.N { bus: N, class: 'C', ... }`). RecordReader reads the
-# first record of a shape with parse_record's expressions, then compiles one expression
-# for the shape: the record pattern above with the keys written out and each value's
-# token narrowed to the kind it had (a decimal integer, a string without escapes, an
-# identifier, true/false, or any literal). One match then checks a whole record and
-# captures its name and values; only integers need a conversion. Every text such an
-# expression matches, _RECORD matches with the same tokens (each narrowed token is one
-# of _LITERAL's spellings, followed by what _RECORD allows after it), so the values are
-# parse_record's; tests/query/test_fast.py checks the reader against PLY as well.
+# the same kind: `hw.pci.device.N { bus: N, class: 'C', ... }`), and so does a program
+# that sets records it writes as text (each text new: its values differ). A shape is the
+# keys as written, in the order written, and each value's kind. The first record of a
+# shape is read with parse_record's expressions; then one expression is compiled for the
+# shape: the record pattern above with the keys written out, in the text's order, and
+# each value's token narrowed to the kind it had (a decimal integer of at most 18 digits,
+# a hexadecimal one of at most 16, a string without escapes, an identifier, true/false,
+# or any literal). One match then checks a whole record and captures its name and
+# values; integers need a conversion, and a shape whose keys are not written in order
+# puts its values in key order with one permutation. Every text such an expression
+# matches, _RECORD matches with the same tokens (each narrowed token is one of
+# _LITERAL's spellings, followed by what _RECORD allows after it), so the values are
+# parse_record's; tests/query/test_fast.py checks the readers against PLY as well.
+#
+# Which shape to try: the last one matched, then (when it fails) the few most recent
+# shapes whose first key is the text's; a text no kept shape matches is read item by
+# item, as parse_record reads it, and teaches its shape.
 _INT_TOKEN = r"(-?(?:0|[1-9][0-9]{0,17}+))"                 # fits 64 bits: no range check
+_HEX_TOKEN = r"(-?0[xX][0-9a-fA-F]{1,16}+)"                 # 64 bits too
 _STRING_TOKEN = r"'([^'\\\n]*+)'"                           # no escape, no line break
 _BOOL_TOKEN = r"(true|false)(?![A-Za-z0-9._\-])"
 _IDENT_TOKEN = r"(?!(?:true|false)(?![A-Za-z0-9._\-]))(" + _NAME + ")"
 _ANY_TOKEN = "(" + _LITERAL + ")"
-_KINDS = {"int": _INT_TOKEN, "str": _STRING_TOKEN, "bool": _BOOL_TOKEN,
+_KINDS = {"int": _INT_TOKEN, "hex": _HEX_TOKEN, "str": _STRING_TOKEN, "bool": _BOOL_TOKEN,
           "ident": _IDENT_TOKEN, "any": _ANY_TOKEN}
-_INT_TEXT = re.compile(_INT_TOKEN)
-_STRING_TEXT = re.compile(_STRING_TOKEN)
 _MAX_SHAPE_KEYS = 64        # a record with more keys is read item by item
-_MAX_SHAPES = 64            # compiled shapes a reader keeps (least recently used go)
+_MAX_SHAPES = 64            # compiled shapes a reader keeps (least recently learned go)
 _FREE_COMPILES = 64         # compiles a reader may make at once; then one per 1,000 texts
+_SAME_FIRST_KEY = 4         # shapes tried after the last one, among those of its first key
 
 #: A record read for the bulk path: its keys (sorted) and its name followed by its
 #: values in key order, in stored form (an identifier as ``[text]``).
 Row = tuple[tuple[str, ...], list[Any]]
+#: A record to store: its name, its attributes (sorted by key) and the same attributes
+#: as (key, value) pairs in stored form.
+ReadRecord = tuple[str, dict[str, Value], list[tuple[str, Any]]]
 
 
 def _kind(token: str) -> str:
-    if _INT_TEXT.fullmatch(token):
-        return "int"
-    if _STRING_TEXT.fullmatch(token):
-        return "str"
-    if token in _KEYWORDS:
-        return "bool"
-    if token[0].isalpha():
-        return "ident"
+    """The narrowest kind whose token pattern matches ``token``, a literal that _RECORD
+    matched (so a number is one of _NUMBER's spellings, a name one of _NAME's)."""
+    first = token[0]
+    if first == "'":
+        return "any" if "\\" in token or "\n" in token else "str"
+    if first.isalpha():
+        return "bool" if token in _KEYWORDS else "ident"
+    digits = token[1:] if first == "-" else token
+    if digits.isdigit():
+        return "int" if len(digits) <= 18 else "any"
+    if digits[1:2] in ("x", "X"):
+        return "hex" if len(digits) <= 18 else "any"
     return "any"
 
 
+def _first_key(text: str) -> str:
+    """The first key of a record text, for choosing shapes to try (for a text of no
+    shape it may be anything: a shape's expression decides)."""
+    start = text.find("{") + 1
+    return text[start:text.find(":", start)].strip()
+
+
 class _Shape:
-    """One compiled record shape: its keys, its expression and where its values need
-    converting (positions in the match's groups; group 0 is the name)."""
+    """One compiled record shape: its keys (sorted), its expression, where its values
+    need converting (positions in the match's groups; group 0 is the name), and the
+    permutation to key order (None when written in order)."""
 
-    __slots__ = ("anys", "bools", "idents", "ints", "keys", "match")
+    __slots__ = ("anys", "atoms", "bools", "first", "hexes", "idents", "ints", "keys",
+                 "match", "order")
 
-    def __init__(self, keys: tuple[str, ...], kinds: tuple[str, ...]) -> None:
+    def __init__(self, written: tuple[str, ...], kinds: tuple[str, ...]) -> None:
         items = ("," + _WS).join(re.escape(k) + _WS + ":" + _WS + _KINDS[kind] + _WS
-                                 for k, kind in zip(keys, kinds, strict=True))
+                                 for k, kind in zip(written, kinds, strict=True))
         pattern = (_WS + r"(?!(?:true|false)[ \t\r\n{])(" + _NAME + ")" + _WS + r"\{" +
                    _WS + items + r"\}" + _WS)
-        self.keys = keys
+        self.keys = tuple(sorted(written))
+        self.first = written[0] if written else ""
         self.match = re.compile(pattern).fullmatch
         at = {kind: tuple(i for i, k in enumerate(kinds, 1) if k == kind) for kind in _KINDS}
-        self.ints, self.bools, self.idents, self.anys = \
-            at["int"], at["bool"], at["ident"], at["any"]
+        self.ints, self.hexes, self.bools, self.idents, self.anys = \
+            at["int"], at["hex"], at["bool"], at["ident"], at["any"]
+        self.atoms = bool(self.idents or self.anys)     # values that may be identifiers
+        order = sorted(range(1, len(written) + 1), key=lambda i: written[i - 1])
+        self.order: Callable[[list[Any]], tuple[Any, ...]] | None = \
+            None if order == sorted(order) else operator.itemgetter(0, *order)
+
+    def row(self, m: re.Match[str]) -> list[Any] | None:
+        """The name and values (in key order, stored form) of a text this shape
+        matched; None to decline (a value parse_record declines)."""
+        row: list[Any] = list(m.groups())
+        for i in self.ints:
+            row[i] = int(row[i])
+        if self.hexes:
+            for i in self.hexes:
+                row[i] = int(row[i], 16)
+        if self.bools:
+            for i in self.bools:
+                row[i] = row[i] == "true"
+        if self.idents:
+            for i in self.idents:
+                row[i] = [row[i]]
+        if self.anys:
+            for i in self.anys:
+                value = _value(row[i])
+                if value is None:
+                    return None
+                row[i] = [str.__str__(value)] if type(value) is Atom else value
+        if self.order is not None:
+            return list(self.order(row))
+        return row
+
+
+class _Shapes:
+    """The compiled shapes a reader keeps, bounded: at most 64 (the least recently
+    learned go), and at most 64 compiles plus one per 1,000 texts read item by item.
+    Safe to share between threads: lookups read immutable values (a shape, a tuple of
+    shapes) and set which shape is tried first (one assignment); every change to the
+    kept shapes holds the lock. The count of texts read item by item is kept without
+    it: an increment lost to a race only delays a compile."""
+
+    __slots__ = ("by_first", "compiles", "last", "lock", "shapes", "texts")
+
+    def __init__(self) -> None:
+        self.shapes: dict[tuple[tuple[str, ...], tuple[str, ...]], _Shape] = {}
+        self.by_first: dict[str, tuple[_Shape, ...]] = {}   # most recent first
+        self.last: _Shape | None = None
+        self.lock = threading.Lock()
+        self.compiles = 0
+        self.texts = 0
+
+    def find(self, text: str) -> tuple[_Shape, re.Match[str]] | None:
+        """A kept shape that matches ``text`` (now the one tried first), and its match."""
+        for shape in self.by_first.get(_first_key(text), ()):
+            m = shape.match(text)
+            if m is not None:
+                self.last = shape
+                return shape, m
+        return None
+
+    def may_learn(self) -> bool:
+        """Whether a shape not kept may be compiled now (checked before working out a
+        text's kinds, which only learning needs)."""
+        return self.compiles < _FREE_COMPILES + self.texts // 1000
+
+    def learn(self, written: tuple[str, ...], kinds: tuple[str, ...]) -> None:
+        """Make the shape of a record just read item by item the one tried first."""
+        signature = (written, kinds)
+        shape = self.shapes.get(signature)
+        if shape is None:
+            if not self.may_learn():
+                return
+            shape = _Shape(written, kinds)     # outside the lock: compiling takes a while
+        with self.lock:
+            kept = self.shapes.pop(signature, None)
+            if kept is not None:
+                shape = kept
+            else:
+                if not self.may_learn():
+                    return
+                self.compiles += 1
+                if len(self.shapes) >= _MAX_SHAPES:
+                    self._drop(self.shapes.pop(next(iter(self.shapes))))
+            self.shapes[signature] = shape
+            same = self.by_first.get(shape.first, ())
+            self.by_first[shape.first] = \
+                (shape, *[s for s in same if s is not shape])[:_SAME_FIRST_KEY]
+            self.last = shape
+
+    def _drop(self, shape: _Shape) -> None:
+        same = tuple(s for s in self.by_first.get(shape.first, ()) if s is not shape)
+        if same:
+            self.by_first[shape.first] = same
+        else:
+            self.by_first.pop(shape.first, None)
+        if self.last is shape:
+            self.last = None
 
 
 class RecordReader:
     """Reads record texts for the bulk path: :meth:`read` gives what
     :func:`parse_record` gives, encoded as a :data:`Row`, or None to decline (then
-    the caller compiles the text the usual way). Not thread-safe: one per load.
+    the caller compiles the text the usual way). One per load (its shapes are the
+    load's).
 
     Bounded: it keeps at most 64 compiled shapes, and compiles at most 64 plus one
     per 1,000 texts read (a text of a shape it does not keep is read item by item)."""
 
-    __slots__ = ("_compiles", "_last", "_max_length", "_shapes", "_texts")
+    __slots__ = ("_book", "_max_length")
 
     def __init__(self, max_length: int) -> None:
         self._max_length = max_length
-        self._shapes: dict[tuple[tuple[str, ...], tuple[str, ...]], _Shape] = {}
-        self._last: _Shape | None = None
-        self._compiles = 0
-        self._texts = 0
+        self._book = _Shapes()
 
     def read(self, text: str) -> Row | None:
         """``(keys, [name, values...])`` of a record text of ``key: literal`` items."""
-        shape = self._last
+        book = self._book
+        shape = book.last
         if shape is not None and len(text) <= self._max_length and text.isascii():
             m = shape.match(text)
+            if m is None:
+                found = book.find(text)
+                if found is not None:
+                    shape, m = found
             if m is not None:
-                row: list[Any] = list(m.groups())
-                for i in shape.ints:
-                    row[i] = int(row[i])
-                if shape.bools:
-                    for i in shape.bools:
-                        row[i] = row[i] == "true"
-                if shape.idents:
-                    for i in shape.idents:
-                        row[i] = [row[i]]
-                if shape.anys:
-                    for i in shape.anys:
-                        value = _value(row[i])
-                        if value is None:
-                            return None
-                        row[i] = [str.__str__(value)] if type(value) is Atom else value
-                return shape.keys, row
+                row = shape.row(m)
+                return None if row is None else (shape.keys, row)
         return self._read_items(text)
 
     def _read_items(self, text: str) -> Row | None:
-        self._texts += 1
+        book = self._book
+        book.texts += 1
         items = _items(text, self._max_length)
         if items is None:
             return None
@@ -399,23 +512,62 @@ class RecordReader:
             if value is None:
                 return None
             row.append([str.__str__(value)] if type(value) is Atom else value)
+        if len(keys) <= _MAX_SHAPE_KEYS and book.may_learn():
+            book.learn(keys, tuple(_kind(token) for _, token in pairs))
         if list(keys) != sorted(keys):
             order = sorted(range(len(keys)), key=keys.__getitem__)
             return tuple(keys[i] for i in order), [name] + [row[i + 1] for i in order]
-        if len(keys) <= _MAX_SHAPE_KEYS:
-            self._learn(keys, tuple(_kind(token) for _, token in pairs))
         return keys, row
 
-    def _learn(self, keys: tuple[str, ...], kinds: tuple[str, ...]) -> None:
-        """Make the shape of a record just read the one tried first."""
-        signature = (keys, kinds)
-        shape = self._shapes.pop(signature, None)
-        if shape is None:
-            if self._compiles >= _FREE_COMPILES + self._texts // 1000:
-                return
-            self._compiles += 1
-            shape = _Shape(keys, kinds)
-            if len(self._shapes) >= _MAX_SHAPES:
-                del self._shapes[next(iter(self._shapes))]
-        self._shapes[signature] = shape
-        self._last = shape
+
+# --- one record to store, from a text not seen before (Engine.set) ----------------------
+
+_SHARED = _Shapes()     # the shapes of the texts sets have read, shared by every thread
+
+
+def read_record(text: str, max_length: int) -> ReadRecord | None:
+    """What :func:`parse_record` gives for ``text``, with the attributes also as pairs in
+    stored form (an identifier as ``[text]``); None to say "compile it the usual way".
+    Reads with the shapes of the texts read before (module docstring's guarantee 3
+    holds: the shapes are shared by all threads, safely)."""
+    book = _SHARED
+    if len(text) <= max_length and text.isascii():
+        shape = book.last
+        m = None if shape is None else shape.match(text)
+        if m is None:
+            found = book.find(text)
+            if found is not None:
+                shape, m = found
+        if m is not None:
+            assert shape is not None
+            row = shape.row(m)
+            if row is None:
+                return None
+            # Equal lengths by construction; zip(strict=True) costs a third more here.
+            pairs = list(zip(shape.keys, row[1:]))  # noqa: B905
+            if shape.atoms:
+                return row[0], {k: Atom(v[0]) if type(v) is list else v
+                                for k, v in pairs}, pairs
+            return row[0], dict(pairs), pairs
+    book.texts += 1
+    items = _items(text, max_length)
+    if items is None:
+        return None
+    name, tokens = items
+    attrs: dict[str, Value] = {}
+    last = ""
+    ordered = True
+    for key, token in tokens:
+        value = _value(token)
+        if value is None or key in attrs or key in _KEYWORDS:
+            return None        # PLY's error or the compiler's, with its message
+        if key < last:
+            ordered = False
+        last = key
+        attrs[key] = value
+    if len(tokens) <= _MAX_SHAPE_KEYS and book.may_learn():
+        book.learn(tuple(attrs), tuple(_kind(token) for _, token in tokens))
+    if not ordered:
+        attrs = dict(sorted(attrs.items()))
+    return name, attrs, [(k, [str.__str__(v)] if type(v) is Atom else v)
+                         for k, v in attrs.items()]

@@ -470,6 +470,7 @@ def _serve(args: argparse.Namespace) -> int:
     from octopus.engine import Engine
     from octopus.query.parser import DEFAULT_MAX_LENGTH
 
+    from .memory import tune_allocator
     from .server import Server, ServerConfig, exposure_error, run
 
     host = args.host if args.host is not None or args.unix is not None else "127.0.0.1"
@@ -505,6 +506,7 @@ def _serve(args: argparse.Namespace) -> int:
                           session_timeout=args.session_timeout,
                           max_session_timeout=args.max_session_timeout,
                           session_replay_bytes=args.session_replay_bytes)
+    tune_allocator()                    # before the engine allocates (see .memory)
     connection_class = None
     if args.etcd and args.data:
         raise CommandError("--data and --etcd do not go together: a replica's state is in "

@@ -89,4 +89,12 @@ test(collect_leaves_the_records_alone) :-
     aggregate_all(count, tstore:rec(_, _, _), N0),
     \+ tstore:rec("", _, _).
 
+test(collect_answers_the_index_size) :-
+    store_set(tstore, gc2, [a-2], [], @(false), 41, [], _),
+    store_collect(tstore, -1, B),         % always collects: -1 is no size
+    integer(B), B >= 0,
+    store_collect(tstore, B, B2),         % unchanged: nothing to collect
+    B2 == B,
+    store_get(tstore, gc2, [41, _]).
+
 :- end_tests(store).

@@ -10,17 +10,22 @@ None or equal to PLY's tree node for node, type for type, position for position;
 from __future__ import annotations
 
 import dataclasses
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+from unittest import mock
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from octopus.errors import ParseError, QueryError
+from octopus.query import fast
 from octopus.query import parser as parser_module
 from octopus.query.ast import Name, Placeholder, Query, Regex
 from octopus.query.compile import compile_record
-from octopus.query.fast import RecordReader, Row, parse_fast, parse_record
+from octopus.query.fast import RecordReader, Row, parse_fast, parse_record, read_record
 from octopus.query.parser import parse, parse_ply
 from octopus.record import MAX_INT_DIGITS, Atom, Record, format_string, format_value
 
@@ -517,12 +522,12 @@ def test_the_reader_keeps_and_compiles_a_bounded_number_of_shapes() -> None:
     reader = RecordReader(65536)
     for i in range(300):
         assert reader.read(f"x {{ k{i}: 1 }}") == ((f"k{i}",), ["x", 1])
-    assert len(reader._shapes) <= 64
-    assert reader._compiles == 64               # 64 at once, then one per 1,000 texts
+    assert len(reader._book.shapes) <= 64
+    assert reader._book.compiles == 64               # 64 at once, then one per 1,000 texts
     for i in range(2000):
         reader.read(f"x {{ j{i}: 1 }}")
-    assert reader._compiles == 64 + 2
-    assert len(reader._shapes) <= 64
+    assert reader._book.compiles == 64 + 2
+    assert len(reader._book.shapes) <= 64
 
 
 def test_the_reader_declines_texts_over_the_limit() -> None:
@@ -532,3 +537,203 @@ def test_the_reader_declines_texts_over_the_limit() -> None:
     assert reader.read("x { a: 'é' }") == (("a",), ["x", "é"])
     assert reader.read("x { a: 'éé' }") is None             # 15 bytes of UTF-8
     assert reader.read("x { a: '\udcff' }") is None         # PLY reports it
+
+
+@settings(max_examples=100)
+@given(st.lists(same_shape_texts(), min_size=2, max_size=4))
+def test_the_reader_is_parse_record_with_shapes_interleaved(groups: list[list[str]]) -> None:
+    reader = RecordReader(65536)
+    for i in range(max(map(len, groups))):
+        for texts in groups:
+            if i < len(texts):
+                check_read(reader, texts[i])
+
+
+def test_the_reader_learns_shapes_of_keys_out_of_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    reader = RecordReader(65536)
+    assert reader.read("a { s: 'x', n: 0x10, f: 1.5, i: eth0, t: true, m: -3 }") == \
+        (("f", "i", "m", "n", "s", "t"), ["a", 1.5, ["eth0"], -3, 16, "x", True])
+    calls = count_item_reads(monkeypatch)
+    assert reader.read("b {s:'y z',n:-0XfF, f: -2e3,i: lo,t: false,m: 7}") == \
+        (("f", "i", "m", "n", "s", "t"), ["b", -2e3, ["lo"], 7, -255, "y z", False])
+    assert reader.read("c { n: 1 }") == (("n",), ["c", 1])
+    assert reader.read("d { s: 'x', n: 0x10, f: 1.5, i: eth0, t: true, m: -3 }") is not None
+    assert calls == ["c { n: 1 }"]   # the other shape was found again by its first key
+
+
+def count_item_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The texts read item by item from now on (by a reader or read_record)."""
+    calls: list[str] = []
+    real = fast._items
+
+    def counted(text: str, max_length: int) -> Any:
+        calls.append(text)
+        return real(text, max_length)
+
+    monkeypatch.setattr(fast, "_items", counted)
+    return calls
+
+
+# --- read_record: a set's new text, with the shapes of the texts before ----------------
+
+
+@contextmanager
+def fresh_shapes() -> Iterator[fast._Shapes]:
+    """read_record (and compile_record) with no shape learned yet."""
+    book = fast._Shapes()
+    with mock.patch.object(fast, "_SHARED", book):
+        yield book
+
+
+def check_read_record(text: str, max_length: int = 65536) -> fast.ReadRecord | None:
+    """read_record gives parse_record's result (itself checked against PLY) and the
+    attributes as stored pairs, whatever shapes it learned from the texts before."""
+    got = read_record(text, max_length)
+    want = check_record(text, max_length)
+    if want is None:
+        assert got is None, f"read {text!r}"
+        return None
+    assert got is not None, f"declined {text!r}"
+    name, attrs, pairs = got
+    assert_same(name, want[0])
+    assert list(attrs) == list(want[1]), text
+    assert_same(tuple(attrs.values()), tuple(want[1].values()))
+    assert [k for k, _ in pairs] == list(attrs), text
+    for (_, stored), value in zip(pairs, attrs.values(), strict=True):
+        if type(value) is Atom:
+            assert type(stored) is list and len(stored) == 1, text
+            assert_same(stored[0], str.__str__(value))
+        else:
+            assert_same(stored, value)
+    return got
+
+
+@settings(max_examples=150)
+@given(st.lists(same_shape_texts(), min_size=1, max_size=4))
+@example([["x { b: 1, a: 'c' }", "y { b: 2, a: 'd' }", "y { b: 0x2, a: 'd' }",
+           "y { b: 2, a: e }", "y { a: 'd', b: 2 }", "y { b: 2, a: 'd', }"]])
+@example([["x { a: 0x" + "f" * 16 + " }", "x { a: 0x" + "f" * 17 + " }",
+           "x { a: -0x" + "F" * 16 + " }", "x { a: 0x" + "0" * 17 + " }"]])
+@example([["x { b: 1, a: 2 }", "x { b: 1 , a: 2 }"], ["x { b: true, c: 2 }"],
+          ["x { b: 'z', a: 2 }"], ["x { b: 1.5, a: 2 }"], ["x { b: %d, a: 2 }"]])
+def test_read_record_is_ply_with_shapes_interleaved(groups: list[list[str]]) -> None:
+    with fresh_shapes():
+        for i in range(max(map(len, groups))):
+            for texts in groups:
+                if i < len(texts):
+                    check_read_record(texts[i])
+
+
+@st.composite
+def near_a_learned_text(draw: st.DrawFn) -> list[str]:
+    """A valid record text (keys in any order), then texts one edit away from it: each
+    meets the shape the first taught where it differs least."""
+    keys = draw(st.lists(KEYS, min_size=1, max_size=5, unique=True))
+    text = draw(NAMES) + " { " + ", ".join(
+        f"{k}: {draw(st.one_of(VALID_SCALARS, st.sampled_from(['true', 'x'])))}"
+        for k in keys) + " }"
+    texts = [text]
+    for _ in range(draw(st.integers(1, 6))):
+        i = draw(st.integers(0, len(text)))
+        action = draw(st.integers(0, 3))
+        if action == 0:
+            edited = text[:i] + text[i + 1:]
+        elif action == 1:
+            edited = text[:i] + draw(st.sampled_from(ALPHABET + "'")) + text[i:]
+        elif action == 2:
+            edited = text[:i] + draw(st.one_of(VALID_SCALARS, ODD_VALUES, ODD_KEYS)) + text[i:]
+        else:
+            edited = text[:i] + text[i + 1:i + 2] + text[i:i + 1] + text[i + 2:]
+        texts.append(edited)
+    return texts
+
+
+@settings(max_examples=400)
+@given(near_a_learned_text())
+def test_read_record_on_texts_near_a_learned_shape(texts: list[str]) -> None:
+    with fresh_shapes():
+        for text in texts:
+            check_read_record(text)
+
+
+@settings(max_examples=300)
+@given(st.one_of(grammar_texts(), near_valid_texts(), mutated(),
+                 records().map(str)))
+@example("x { a: " + "9" * 18 + ", b: -" + "9" * 18 + ", c: 0x" + "f" * 16 + " }")
+@example("x { a: " + "9" * 19 + ", b: -" + "9" * 19 + ", c: -0X" + "F" * 17 + " }")
+@example("x { c: 'it\\'s', b: '', a: -.5e3, d: eth0, e: false, f: 'a\nb' }")
+def test_a_text_read_once_is_matched_by_its_shape_after(text: str) -> None:
+    with fresh_shapes():
+        first = check_read_record(text)
+        if first is None or not text.isascii() or len(first[1]) > 64:
+            return
+        with mock.patch.object(fast, "_items", side_effect=AssertionError(text)):
+            again = read_record(text, 65536)
+        assert again is not None
+        assert_same(tuple(again[1].items()), tuple(first[1].items()))
+
+
+def test_a_set_of_a_new_text_of_a_known_shape_is_not_read_item_by_item(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    with fresh_shapes():
+        first = compile_record("dev.1 { vendor: 0x8086, device_id: 1, label: 'dev 1' }")
+        calls = count_item_reads(monkeypatch)
+        cr = compile_record("dev.2 { vendor: 0x10de, device_id: 2, label: 'dev 2' }")
+        assert calls == []
+        assert cr.name == "dev.2" and not cr.conditions
+        assert list(cr.attributes.items()) == [("device_id", 2), ("label", "dev 2"),
+                                               ("vendor", 0x10DE)]
+        assert cr.pairs == list(cr.attributes.items())
+        assert list(first.attributes) == list(cr.attributes)
+
+
+def test_read_record_keeps_and_compiles_a_bounded_number_of_shapes() -> None:
+    with fresh_shapes() as book:
+        for i in range(300):
+            assert read_record(f"x {{ k{i % 7}: 1, j{i}: 2 }}", 65536) is not None
+        assert len(book.shapes) <= 64
+        assert book.compiles == 64                  # 64 at once, then one per 1,000 texts
+        for i in range(2000):
+            read_record(f"x {{ k{i % 7}: 1, i{i}: 2 }}", 65536)
+        assert book.compiles == 64 + 2
+        assert len(book.shapes) <= 64
+        kept = set(map(id, book.shapes.values()))
+        assert all(0 < len(same) <= 4 and kept.issuperset(map(id, same))
+                   for same in book.by_first.values())
+        assert book.last is None or id(book.last) in kept
+
+
+def test_read_record_declines_texts_over_the_limit() -> None:
+    with fresh_shapes():
+        assert read_record("x { a: 'ab' }", 13) == ("x", {"a": "ab"}, [("a", "ab")])
+        assert read_record("x { a: 'abc' }", 13) is None           # 14 bytes
+        assert read_record("x { a: 'é' }", 13) == ("x", {"a": "é"}, [("a", "é")])
+        assert read_record("x { a: 'éé' }", 13) is None            # 15 bytes of UTF-8
+        assert read_record("x { a: '\udcff' }", 100) is None      # PLY reports it
+
+
+def test_read_record_is_safe_from_many_threads() -> None:
+    """Threads reading texts of 100 shapes at once (so shapes are learned and dropped
+    while others match) all get parse_record's result."""
+    texts = [f"t{s}.{i} {{ k{s % 10}: {i}, v: 'x{i}', s{s}: 0x{i:x}, b: true }}"
+             for i in range(40) for s in range(100)]
+    expected = [parse_record(t, 65536) for t in texts]
+    failures: list[str] = []
+
+    def work(offset: int) -> None:
+        for j in range(len(texts)):
+            k = (j * 7 + offset) % len(texts)
+            got = read_record(texts[k], 65536)
+            if got is None or (got[0], got[1]) != expected[k] or \
+                    [type(v) for v in got[1].values()] != \
+                    [type(v) for v in expected[k][1].values()]:  # type: ignore[index]
+                failures.append(texts[k])
+
+    with fresh_shapes() as book:
+        threads = [threading.Thread(target=work, args=(o,)) for o in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert failures == []
+        assert len(book.shapes) <= 64
