@@ -1,6 +1,6 @@
 """What rules over live records cost a write (docs/rules.md).
 
-    .venv/bin/python bench/rules.py [--quick]
+    .venv/bin/python bench/rules.py [--quick] [--baseline CHECKOUT]
 
 Side by side in one run, over 100,000 records (40,000 devices, 36,000 drivers, 20,000
 services, 4,000 records no rule reads):
@@ -18,10 +18,18 @@ services, 4,000 records no rule reads):
 
 Engines are measured in interleaved rounds (best of each), so that the drift of this
 shared machine does not masquerade as rule cost.
+
+``--baseline CHECKOUT`` (another source checkout, e.g. ``git worktree add --detach
+/tmp/base REV``) measures only the sets of 1. and 2., on that checkout's octopus and on
+this one, in child processes taking turns (each builds its engines and runs the
+rounds; best of each over the turns), and puts them side by side.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
 import random
 import subprocess
 import sys
@@ -249,12 +257,9 @@ main :- load,
     ]
 
 
-def main() -> None:
-    quick = "--quick" in sys.argv
-    sets = 300 if quick else 1500
-    rounds = 3 if quick else 5
-    out: list[str] = []
-
+def build_engines() -> dict[str, octopus.Engine]:
+    """The four engines of the set measurements: no rules, a firing record trigger, the
+    10 watches, the 10 invariants."""
     engines = {"none": build("no rules"), "trigger": build("1 trigger"),
                "watches": build("10 watches"), "invariants": build("10 invariants")}
     # The cost of delivering events at all, for comparison: one record trigger that
@@ -265,8 +270,13 @@ def main() -> None:
         engines["watches"].watch_rule(goal, lambda ev: None)
     for name, text in INVARIANTS.items():
         engines["invariants"].invariant(name, text)
-    workloads = {k: Workload(e) for k, e in engines.items()}
+    return engines
 
+
+def measure_sets(engines: dict[str, octopus.Engine], sets: int, rounds: int
+                 ) -> tuple[dict[tuple[str, str], float], dict[tuple[str, str], float]]:
+    """(best wall seconds, best writer CPU seconds) per set, by (engine, kind)."""
+    workloads = {k: Workload(e) for k, e in engines.items()}
     best: dict[tuple[str, str], float] = {}
     cpu: dict[tuple[str, str], float] = {}
     for r in range(rounds):
@@ -277,6 +287,90 @@ def main() -> None:
                 best[key] = min(best.get(key, t), t)
                 cpu[key] = min(cpu.get(key, c), c)
         print(f"round {r + 1}/{rounds}", file=sys.stderr)
+    return best, cpu
+
+
+def sets_child(sets: int, rounds: int) -> None:
+    """--sets-child: measure_sets() of the octopus on PYTHONPATH, as JSON."""
+    engines = build_engines()
+    best, cpu = measure_sets(engines, sets, rounds)
+    for e in engines.values():
+        e.close()
+    print(json.dumps({"best": {"|".join(k): v for k, v in best.items()},
+                      "cpu": {"|".join(k): v for k, v in cpu.items()},
+                      "load": os.getloadavg()[0]}))
+
+
+def compare(baseline: Path, sets: int, rounds: int, turns: int) -> str:
+    """The sets of 1. and 2. on ``baseline``'s octopus and this one, in child processes
+    taking turns."""
+    here = Path(__file__).resolve().parent.parent
+    checkouts = {"before": baseline.resolve(), "after": here}
+    got: dict[str, dict[str, dict[str, float]]] = {n: {"best": {}, "cpu": {}}
+                                                   for n in checkouts}
+    loads: list[float] = []
+    for turn in range(turns):
+        for name, root in checkouts.items():
+            print(f"turn {turn + 1}/{turns}: {name} ({root})", file=sys.stderr)
+            env = dict(os.environ, PYTHONPATH=str(root))
+            reply = subprocess.run([sys.executable, __file__, "--sets-child", str(sets),
+                                    str(rounds)], env=env, capture_output=True, text=True,
+                                   check=True)
+            data = json.loads(reply.stdout.splitlines()[-1])
+            loads.append(data["load"])
+            for what in ("best", "cpu"):
+                for key, value in data[what].items():
+                    old = got[name][what].get(key, value)
+                    got[name][what][key] = min(old, value)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=baseline,
+                            capture_output=True, text=True).stdout.strip() or baseline.name
+    out = []
+    for what, title in (("cpu", "CPU of the writing thread"), ("best", "wall-clock")):
+        rows = []
+        for kind_name in KINDS:
+            for rules in ("watches", "invariants"):
+                cells = [kind_name, f"10 {rules}"]
+                for name in checkouts:
+                    none = got[name][what][f"none|{kind_name}"]
+                    with_rules = got[name][what][f"{rules}|{kind_name}"]
+                    cells += [f"{none * 1e6:.1f}", f"{with_rules * 1e6:.1f}",
+                              f"{with_rules / none:.2f}×"]
+                cells.append("≤ 2×" if rules == "watches" else "≤ 1.5×")
+                rows.append(cells)
+        out.append(table(
+            f"{title}, µs per set: before (commit {commit}) and after, in child processes "
+            f"taking turns ({turns} each, {rounds} rounds of {sets} sets, best of each; "
+            f"load average {min(loads):.1f}-{max(loads):.1f})",
+            ["set", "rules", "before: no rules", "before: with rules", "ratio",
+             "after: no rules", "after: with rules", "ratio", "goal"], rows))
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--baseline", type=Path,
+                        help="a source checkout to measure the sets against")
+    parser.add_argument("--turns", type=int, default=2)
+    parser.add_argument("--sets-child", nargs=2, type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.sets_child:
+        sets_child(*args.sets_child)
+        return
+    quick = args.quick
+    sets = 300 if quick else 1500
+    rounds = 3 if quick else 5
+    if args.baseline is not None:
+        text = compare(args.baseline, sets, rounds, args.turns)
+        print(text)
+        if not quick:
+            record_results("Rules over live records, before and after (bench/rules.py "
+                           "--baseline)", text)
+        return
+    out: list[str] = []
+
+    engines = build_engines()
+    best, cpu = measure_sets(engines, sets, rounds)
     scratch = min(from_scratch(engines["watches"]) for _ in range(2 if quick else 3))
 
     rows = []

@@ -58,8 +58,8 @@ rules_create(R, M, @(true)) :-
     retractall(R:store(_)),
     dynamic([ R:watch/3, R:gen0/6, R:gen1/6, R:check0/4, R:check1/2, R:scan/2,
               R:gen_key/3, R:watched_key/1, R:gen_anykey/2, R:store/1,
-              R:gen_exists/2, R:limit/2, R:relation/3, R:changed_keys/3, R:on_key/2,
-              R:on_any/1, R:on_exists/1, R:found/7, R:index_key/2, M:'$rules'/1 ]),
+              R:gen_exists/2, R:limit/2, R:relation/3, R:change/4, R:cand_key/5, R:guard_key/4,
+              R:cand_exists/4, R:cand_any/4, R:found/7, R:index_key/2, M:'$rules'/1 ]),
     assertz(R:store(M)),
     rebuild_dispatch(R).
 

@@ -21,15 +21,21 @@ only in D' appear, rows true only in D disappear.
 
 Dispatch. A generator runs only if its literal could have changed: attr(N, K, _) when
 N's K changed, record(N) when N came or went. rebuild_dispatch/1 keeps, whenever a
-watch or invariant comes or goes, a clause comparing the keys the generators read
-(changed_keys/3, compiled for those keys) and, for each key and for existence, the
-watches to evaluate with what each needs and may spend (on_key/2, on_any/1,
-on_exists/1), and one clause per watch and source running that watch's generators of
-it (found/7: their bodies in one disjunction). A change compares the values of those
-keys only (once: the rules' index is kept from the same comparison, for the keys it
-has: prolog/rules_compile.pl), so a write that no rule reads costs two dict lookups per
-watched key and never evaluates anything; a change that some watches read finds the
-candidates of all of them with one findall/3 and one sort (evaluate_batch/9).
+watch or invariant comes or goes, one clause comparing the keys the generators read
+(change/4, compiled for those keys) whose answer is the sources a change concerns,
+each with the watches to evaluate, what each needs and may spend; per source (a key,
+existence, any key) one clause running the generators of every watch of it
+(cand_key/5, cand_exists/4, cand_any/4: their bodies in one disjunction, their heads
+bound when compiling); and per watch and source the same for that watch alone
+(found/7, for the evaluation watch by watch after a batch failed). A change compares
+the values of those keys only (once: the rules' index is kept by the same
+comparison, for the keys it has: prolog/rules_compile.pl), so a write that no rule
+reads costs two dict lookups per watched key and never evaluates anything; a change
+that some watches read finds the candidates of all of them with one findall/3 and
+one sort (evaluate_batch/10). When every generator of a key starts by testing values
+of the changed record itself (hot(D, T) :- attr(D, temp, T), T > 90), those tests
+are compiled into a guard (guard_clause/6) that runs first: a change of the key that
+passes none of them (most temperatures) starts no evaluation at all.
 
 D is D' with N as it was: the evaluation runs inside the store's transaction, after
 the write, and reads through the overlay of prolog/rules_view.pl. An invariant whose
@@ -45,9 +51,10 @@ the write (it cannot be checked, so it is not given up silently).
 
 :- use_module(library(apply)).
 :- use_module(library(lists)).
+:- use_module(library(ordsets)).
 :- use_module(library(pairs)).
 :- use_module(errors).
-:- use_module(rules_view, [index_update/3, index_drop/2]).
+:- use_module(rules_view, [index_drop/2]).
 
 :- meta_predicate limited(0, +, -).
 
@@ -70,57 +77,297 @@ the write (it cannot be checked, so it is not given up silently).
 rules_change(M, Name, Old, New, Rev, Forced, Rows0, Rows) :-
     (   M:'$rules'(R),
         Old \== New
-    ->  R:changed_keys(Old, New, Changed),
-        (   Changed == []
-        ->  true
-        ;   index_update(Changed, M, Name)
-        ),
-        affected(R, Changed, Old, New, Groups),
-        (   Groups == []
+    ->  R:change(Name, Old, New, Sources),
+        (   Sources == []
         ->  Rows = Rows0
-        ;   evaluate_all(R, Name, Old, New, Rev, Forced, Groups, Rows0, Rows)
+        ;   evaluate_all(R, Sources, Name, Old, New, Rev, Forced, Rows0, Rows)
         )
     ;   Rows = Rows0
     ).
 
-%   changed_keys(+Keys, -Clause): the clause of R:changed_keys(+Old, +New, -Changed),
-%   Changed being Key-V0-V1 for each of Keys whose value differs between the dicts
-%   (or none) Old and New (none: absent). Compiled for the keys (one get_dict/3 per
-%   key and state, the tests inline), as it runs on every write.
+%!  rebuild_dispatch(+R) is det.
+%
+%   The dispatch of R (see the module's comment) from its generators: the clause
+%   R:change/4 and, per source (a key, existence, any key), the clause that runs the
+%   generators of every watch of that source (cand_key/5, cand_exists/4, cand_any/4),
+%   a key's guard when it has one (guard_key/4, guard_clause/6), and per watch and
+%   source the clause of found/7 (run only when a batch must be
+%   evaluated again watch by watch: evaluate_all/9).
 
-changed_keys(Keys, (changed_keys(Old, New, Changed) :- Body)) :-
-    key_tests(Keys, Old, New, Changed, Body).
+rebuild_dispatch(R) :-
+    retractall(R:change(_, _, _, _)),
+    retractall(R:cand_key(_, _, _, _, _)),
+    retractall(R:guard_key(_, _, _, _)),
+    retractall(R:cand_exists(_, _, _, _)),
+    retractall(R:cand_any(_, _, _, _)),
+    retractall(R:found(_, _, _, _, _, _, _)),
+    R:store(M),
+    findall(K, R:watched_key(K), Ks0),
+    findall(K, M:'$rx_key'(K), Ix0),
+    append(Ks0, Ix0, All0),
+    sort(All0, All),
+    sort(Ix0, Indexed),
+    maplist(key_source(R), All, KeySources),
+    findall(Id-G, R:gen_exists(Id, G), Exists),
+    source(R, exists, Exists, ExistsSource),
+    findall(Id-G, R:gen_anykey(Id, G), Any),
+    source(R, any, Any, AnySource),
+    change_clause(M, All, Indexed, KeySources, ExistsSource, AnySource, Clause),
+    assertz(R:Clause).
 
-key_tests([], _, _, [], true).
-key_tests([K|Ks], Old, New, C0, (Test, Body)) :-
-    Test = ( ( Old == none -> V0 = none ; get_dict(K, Old, V0) -> true ; V0 = none ),
-             ( New == none -> V1 = none ; get_dict(K, New, V1) -> true ; V1 = none ),
-             ( V0 == V1 -> C0 = C1 ; C0 = [K-V0-V1|C1] ) ),
-    key_tests(Ks, Old, New, C1, Body).
+key_source(R, K, Source) :-
+    findall(Id-G, R:gen_key(K, Id, G), Pairs),
+    source(R, key(K), Pairs, Source).
 
-%   affected(+R, +Changed, +Old, +New, -Groups): Id-Generators of every watch with a
-%   generator the change concerns, ordered by Id.
+%   source(+R, +Source, +Pairs, -Entry): Entry is s(Source, Groups, Budget, Guard)
+%   for the generators Pairs (Id-G) of Source, or none if there are none: Groups as
+%   group_gens/5 makes them, Budget the sum of the limits of their watches. The
+%   clause running them all (cand_key/5, cand_exists/4 or cand_any/4) is asserted;
+%   Guard is guard when a key's generators all start by testing values of the changed
+%   record (guard_clause/6: R:guard_key/4 is asserted), else none.
 
-affected(R, Changed, Old, New, Groups) :-
-    key_groups(Changed, R, Lists0),
-    (   R:on_any(Any) -> Lists1 = [Any|Lists0] ; Lists1 = Lists0 ),
-    (   ( Old == none ; New == none ),
-        R:on_exists(Exists)
-    ->  Lists = [Exists|Lists1]
-    ;   Lists = Lists1
+source(_, _, [], none) :- !.
+source(R, Source, Pairs, s(Source, Groups, Budget, Guard)) :-
+    group_gens(R, Source, Pairs, Groups, Branches),
+    budget(Groups, 0, Budget),
+    maplist(branch_goal(Name, Old, New, X), Branches, Goals),
+    disjunction(Goals, Body),
+    cand_head(Source, Name, Old, New, X, Head),
+    assertz(R:(Head :- Body)),
+    (   Source = key(K),
+        guard_clause(Goals, K, Name, Old, New, GuardClause)
+    ->  assertz(R:GuardClause),
+        Guard = guard
+    ;   Guard = none
+    ).
+
+%   guard_clause(+Goals, +K, +Name, +Old, +New, -Clause): the clause of
+%   guard_key(K, Name, Old, New), true if some branch of Goals gets past its first
+%   goals that read only the changed record's dicts Old and New (safe_prefix/4);
+%   fails to be made unless every branch has such a prefix that filters (tests a
+%   value: a comparison or number/1), as then it is worth running first. A change of
+%   K for which it is false has no candidates: the evaluation is not started (no
+%   findall/3, no inference limit). The prefixes cannot raise, loop or bind anything
+%   outside them (they test the two dicts and values read from them), so running
+%   them outside the limit is safe.
+
+guard_clause(Goals, K, Name, Old, New, (guard_key(K, Name, Old, New) :- Body)) :-
+    maplist(guard_prefix(Old, New), Goals, Prefixes),
+    disjunction(Prefixes, Body).
+
+guard_prefix(Old, New, Goal, Prefix) :-
+    conj_list(Goal, Gs),
+    safe_run(Gs, Old-New, [], [], 0, 0, Last),
+    Last > 0,
+    length(Ps, Last),
+    append(Ps, _, Gs),
+    list_conj(Ps, Prefix).
+
+conj_list(G, Gs) :- conj_list(G, Gs, []).
+
+conj_list(G, L0, L) :-
+    (   nonvar(G), G = (A, B)
+    ->  conj_list(A, L0, L1),
+        conj_list(B, L1, L)
+    ;   L0 = [G|L]
+    ).
+
+list_conj([G], G) :- !.
+list_conj([G|Gs], (G, C)) :- list_conj(Gs, C).
+
+%   safe_run(+Goals, +Old-New, +Checked, +Numbers, +I, +Last0, -Last): Last is the
+%   length of the longest prefix of Goals of safe tests (safe_goal/7) that ends with
+%   a filtering one (0: none). Checked are the dicts known not to be none, Numbers the
+%   variables known to be numbers.
+
+safe_run([G|Gs], ON, C0, N0, I0, Last0, Last) :-
+    nonvar(G),
+    safe_goal(G, ON, C0, C, N0, N, Filters),
+    !,
+    I is I0 + 1,
+    (   Filters == true -> Last1 = I ; Last1 = Last0 ),
+    safe_run(Gs, ON, C, N, I, Last1, Last).
+safe_run(_, _, _, _, _, Last, Last).
+
+safe_goal(true, _, C, C, N, N, false).
+safe_goal(_ = _, _, C, C, N, N, false).
+safe_goal(_ == _, _, C, C, N, N, true).
+safe_goal(G, Old-New, C, [D|C], N, N, false) :-     % (matched without binding G)
+    G = (D \== X),
+    X == none,
+    ( D == Old ; D == New ),
+    !.
+safe_goal(_ \== _, _, C, C, N, N, true).
+safe_goal(get_dict(K, D, _), _, C, C, N, N, false) :- atom(K), memberchk_eq(D, C).
+safe_goal(octopus_rules_view:view_value(_, _), _, C, C, N, N, false).
+safe_goal(number(V), _, C, C, N, [V|N], true) :- var(V).
+safe_goal(G, _, C, C, N, N, true) :-
+    compound(G),
+    G =.. [Op, A, B],
+    (   memberchk(Op, [<, >, =<, >=, =:=, =\=])
+    ->  numeric_arg(A, N),
+        numeric_arg(B, N)
+    ;   memberchk(Op, [@<, @>, @=<, @>=])
+    ).
+
+numeric_arg(A, _) :- number(A), !.
+numeric_arg(A, N) :- var(A), memberchk_eq(A, N).
+
+memberchk_eq(X, [Y|Ys]) :- ( X == Y -> true ; memberchk_eq(X, Ys) ).
+
+branch_goal(Name, Old, New, X, b(Name, Old, New, X, Goal), Goal).
+
+cand_head(key(K), Name, Old, New, X, cand_key(K, Name, Old, New, X)).
+cand_head(exists, Name, Old, New, X, cand_exists(Name, Old, New, X)).
+cand_head(any, Name, Old, New, X, cand_any(Name, Old, New, X)).
+
+%   change_clause(+M, +Keys, +Indexed, +KeySources, +Exists, +Any, -Clause): the clause
+%   of R:change(+Name, +Old, +New, -Sources), Sources being the entries (source/4) of
+%   the keys among Keys whose value differs between the dicts (or none) Old and New,
+%   of existence when Old or New is none, and of any key; the rules' index of the
+%   keys Indexed kept by the same comparison. Compiled for the keys (one get_dict/3
+%   per key and state, the tests inline), as it runs on every write.
+
+change_clause(M, Keys, Indexed, KeySources, Exists, Any,
+              (change(Name, Old, New, Sources) :- Body)) :-
+    Prelude = ( ( Old == none -> O = _{}, E = true ; O = Old ),
+                ( New == none -> N = _{}, E = true ; N = New ) ),
+    key_tests(Keys, KeySources, Indexed, M, Name, O, N, Sources, Rest, Tests),
+    (   Exists == none
+    ->  Rest = Rest1,
+        ExistsTest = true
+    ;   ExistsTest = ( E == true -> Rest = [Exists|Rest1] ; Rest = Rest1 )
     ),
-    merge_groups(Lists, Groups).
+    (   Any == none -> Rest1 = [] ; Rest1 = [Any] ),
+    Body = ( Prelude, Tests, ExistsTest ).
 
-key_groups([], _, []).
-key_groups([K-_-_|Cs], R, Lists) :-
-    (   R:on_key(K, Groups)
-    ->  Lists = [Groups|Lists1]
-    ;   Lists = Lists1
+key_tests([], [], _, _, _, _, _, S, S, true).
+key_tests([K|Ks], [Src|Srcs], Indexed, M, Name, O, N, S0, S, (Test, Tests)) :-
+    (   Src == none
+    ->  Add = ( S0 = S1 )
+    ;   Add = ( S0 = [Src|S1] )
     ),
-    key_groups(Cs, R, Lists1).
+    (   ord_memberchk(K, Indexed)
+    ->  Changed = ( Add, octopus_rules_view:index_move(M, K, Name, V0, V1) )
+    ;   Changed = Add
+    ),
+    Test = ( ( get_dict(K, O, V0) -> true ; V0 = none ),
+             ( get_dict(K, N, V1) -> true ; V1 = none ),
+             ( V0 == V1 -> S0 = S1 ; Changed ) ),
+    key_tests(Ks, Srcs, Indexed, M, Name, O, N, S1, S, Tests).
 
-merge_groups([], []) :- !.
-merge_groups([Groups], Groups) :- !.
+%   group_gens(+R, +Source, +Pairs, -Groups, -Branches): Id-g(Need, Limit, [Source])
+%   per watch Id with generators Pairs (Id-G) of Source (key(K), any or exists),
+%   ordered by Id: what a change needs of it (need/2) and its inference limit are in
+%   the table, so that evaluating a change looks nothing else up for the watches it
+%   concerns; the clause R:found(Source, Id, ...) of found_clause/7 is asserted, and
+%   Branches are the branches of the clause running every watch of Source.
+
+group_gens(R, Source, Pairs, Groups, Branches) :-
+    sort(Pairs, Sorted),
+    group_pairs_by_key(Sorted, Groups0),
+    maplist(group_entry(R, Source), Groups0, Groups, Branches0),
+    append(Branches0, Branches).
+
+group_entry(R, Source, Id-Gs, Id-g(Need, Limit, [Source]), Branches) :-
+    R:watch(Id, Kind, _),
+    R:limit(Id, Limit),
+    need(Kind, Need),
+    found_clause(R, Source, Id, Need, Gs, Clause, Branches),
+    assertz(R:Clause).
+
+%   found_clause(+R, +Source, +Id, +Need, +Gens, -Clause, -Branches): the clause of
+%   found(Source, Id, Name, Old, New, Head, Known): the candidates of watch Id's
+%   generators Gens (those of Source) with what finding each tells (known/3): one
+%   disjunction of the generators' bodies (gen0/6 before the change, gen1/6 after
+%   it, each with its head unified in its branch), so that a change calls one clause
+%   per watch and source instead of each generator in turn. Need appear (an
+%   invariant) keeps only what a row that appears needs (see delta/9). Branches are
+%   the same bodies as b(Name, Old, New, Id-Head-Known, Goal), their heads bound
+%   when compiling, for the clause of all watches of Source (source/4).
+
+found_clause(R, Source, Id, Need, Gs, (Head :- Body), Branches) :-
+    Head = found(Source, Id, Name, Old, New, H, Known),
+    findall(b(State, N0, D0, H0, K0, B),
+            ( member(G, Gs),
+              (   State = 0, clause(R:gen0(Id, G, N0, D0, H0, Kind), B)
+              ;   State = 1, clause(R:gen1(Id, G, N0, D0, H0, Kind), B)
+              ),
+              gen_known(Need, State, Kind, K0)
+            ),
+            Branches0),
+    maplist(branch(Name, Old, New, H, Known), Branches0, Goals),
+    disjunction(Goals, Body),
+    maplist(cand_branch(Id), Branches0, Branches).
+
+gen_known(both, State, Kind, Known) :- known(Kind, State, Known).
+gen_known(appear, 1, pos, t1).
+gen_known(appear, 0, negx, f0).
+gen_known(appear, 0, neg, none).
+
+branch(Name, Old, New, H, Known, b(State, N0, D0, H0, K0, B),
+       (Name = N0, D = D0, H = H0, Known = K0, B)) :-
+    (   State == 0 -> D = Old ; D = New ).
+
+%   cand_branch(+Id, +Branch, -b(Name, Old, New, X, Goal)): Branch with its head
+%   bound now (Name, Old, New shared by every branch of the clause; a record name
+%   known when compiling is tested), Goal ending with X = Id-Head-Known.
+
+cand_branch(Id, b(State, N0, D0, H0, K0, B0), b(Name, Old, New, X, Goal)) :-
+    copy_term(b(N0, D0, H0, K0, B0), b(N, D, H, K, B)),
+    (   var(N) -> N = Name, Test = true ; Test = (Name == N) ),
+    (   State == 0 -> D = Old ; D = New ),
+    conj_goals([Test, B, X = Id-H-K], Goal).
+
+conj_goals([G], G) :- !.
+conj_goals([true|Gs], G) :- !, conj_goals(Gs, G).
+conj_goals([G0|Gs], (G0, G)) :- conj_goals(Gs, G).
+
+disjunction([], fail).
+disjunction([G], G) :- !.
+disjunction([G|Gs], (G ; Rest)) :- disjunction(Gs, Rest).
+
+                 /*******************************
+                 *          EVALUATION         *
+                 *******************************/
+
+evaluate_all(R, Sources, Name, Old, New, Rev, Forced, Rows0, Rows) :-
+    (   Sources = [s(Source, Groups, Budget, Guard)]
+    ->  (   Guard == guard,
+            Source = key(K),
+            \+ R:guard_key(K, Name, Old, New)
+        ->  Skip = true               % no generator gets past its tests of the record
+        ;   true
+        )
+    ;   source_groups(Sources, Lists),
+        merge_groups(Lists, Groups),
+        budget(Groups, 0, Budget)
+    ),
+    (   Skip == true
+    ->  Rows = Rows0
+    ;   evaluate_limited(R, Sources, Groups, Budget, Name, Old, New, Rev, Forced, Rows0,
+                         Rows)
+    ).
+
+evaluate_limited(R, Sources, Groups, Budget, Name, Old, New, Rev, Forced, Rows0, Rows) :-
+    catch(call_with_inference_limit(
+              evaluate_batch(Sources, Groups, R, Name, Old, New, Rev, Forced, Rows0,
+                             Rows1),
+              Budget, Result),
+          E, true),
+    (   var(E), Result \== inference_limit_exceeded
+    ->  Rows = Rows1
+    ;   nonvar(E), E = octopus_violation(_, _)
+    ->  throw(E)
+    ;   foldl(evaluate(R, Name, Old, New, Rev, Forced), Groups, Rows0, Rows)
+    ).
+
+source_groups([], []).
+source_groups([s(_, Groups, _, _)|Ss], [Groups|Gs]) :- source_groups(Ss, Gs).
+
+%   merge_groups(+Lists, -Groups): the groups of several sources as one list ordered
+%   by Id, a watch in several of them once, with all its sources.
+
 merge_groups(Lists, Groups) :-
     append(Lists, All),
     keysort(All, Sorted),
@@ -139,130 +386,38 @@ same_id([Id1-g(_, _, Gs1)|T0], Id, g(Need, Limit, Gs0), Gs, T) :-
 same_id(T, _, g(Need, Limit, Gs0), g(Need, Limit, Gs), T) :-
     sort(Gs0, Gs).
 
-%!  rebuild_dispatch(+R) is det.
-%
-%   The dispatch tables of R (see the module's comment) from its generators.
-
-rebuild_dispatch(R) :-
-    retractall(R:changed_keys(_, _, _)),
-    retractall(R:on_key(_, _)),
-    retractall(R:on_any(_)),
-    retractall(R:on_exists(_)),
-    retractall(R:found(_, _, _, _, _, _, _)),
-    findall(K, R:watched_key(K), Ks0),
-    sort(Ks0, Ks),
-    changed_keys(Ks, Clause),
-    assertz(R:Clause),
-    forall(member(K, Ks),
-           ( findall(Id-G, R:gen_key(K, Id, G), Pairs),
-             group_gens(R, key(K), Pairs, Groups),
-             assertz(R:on_key(K, Groups)) )),
-    findall(Id-G, R:gen_anykey(Id, G), Any),
-    (   Any == []
-    ->  true
-    ;   group_gens(R, any, Any, AnyGroups),
-        assertz(R:on_any(AnyGroups))
-    ),
-    findall(Id-G, R:gen_exists(Id, G), Exists),
-    (   Exists == []
-    ->  true
-    ;   group_gens(R, exists, Exists, ExistsGroups),
-        assertz(R:on_exists(ExistsGroups))
-    ).
-
-%   group_gens(+R, +Source, +Pairs, -Groups): Id-g(Need, Limit, [Source]) per watch
-%   Id with generators Pairs (Id-G) of Source (key(K), any or exists), ordered by Id:
-%   what a change needs of it (need/2) and its inference limit are in the table, so
-%   that evaluating a change looks nothing else up for the watches it concerns; and
-%   the clause R:found(Source, Id, ...) of found_clause/6.
-
-group_gens(R, Source, Pairs, Groups) :-
-    sort(Pairs, Sorted),
-    group_pairs_by_key(Sorted, Groups0),
-    maplist(group_entry(R, Source), Groups0, Groups).
-
-group_entry(R, Source, Id-Gs, Id-g(Need, Limit, [Source])) :-
-    R:watch(Id, Kind, _),
-    R:limit(Id, Limit),
-    need(Kind, Need),
-    found_clause(R, Source, Id, Need, Gs, Clause),
-    assertz(R:Clause).
-
-%   found_clause(+R, +Source, +Id, +Need, +Gens, -Clause): the clause of
-%   found(Source, Id, Name, Old, New, Head, Known): the candidates of watch Id's
-%   generators Gens (those of Source) with what finding each tells (known/3): one
-%   disjunction of the generators' bodies (gen0/6 before the change, gen1/6 after
-%   it, each with its head unified in its branch), so that a change calls one clause
-%   per watch and source instead of each generator in turn. Need appear (an
-%   invariant) keeps only what a row that appears needs (see delta/9).
-
-found_clause(R, Source, Id, Need, Gs, (Head :- Body)) :-
-    Head = found(Source, Id, Name, Old, New, H, Known),
-    findall(b(State, N0, D0, H0, K0, B),
-            ( member(G, Gs),
-              (   State = 0, clause(R:gen0(Id, G, N0, D0, H0, Kind), B)
-              ;   State = 1, clause(R:gen1(Id, G, N0, D0, H0, Kind), B)
-              ),
-              gen_known(Need, State, Kind, K0)
-            ),
-            Branches),
-    maplist(branch(Name, Old, New, H, Known), Branches, Goals),
-    disjunction(Goals, Body).
-
-gen_known(both, State, Kind, Known) :- known(Kind, State, Known).
-gen_known(appear, 1, pos, t1).
-gen_known(appear, 0, negx, f0).
-gen_known(appear, 0, neg, none).
-
-branch(Name, Old, New, H, Known, b(State, N0, D0, H0, K0, B),
-       (Name = N0, D = D0, H = H0, Known = K0, B)) :-
-    (   State == 0 -> D = Old ; D = New ).
-
-disjunction([], fail).
-disjunction([G], G) :- !.
-disjunction([G|Gs], (G ; Rest)) :- disjunction(Gs, Rest).
-
-                 /*******************************
-                 *          EVALUATION         *
-                 *******************************/
-
-evaluate_all(R, Name, Old, New, Rev, Forced, Groups, Rows0, Rows) :-
-    budget(Groups, 0, Budget),
-    catch(call_with_inference_limit(
-              evaluate_batch(Groups, R, Name, Old, New, Rev, Forced, Rows0, Rows1),
-              Budget, Result),
-          E, true),
-    (   var(E), Result \== inference_limit_exceeded
-    ->  Rows = Rows1
-    ;   nonvar(E), E = octopus_violation(_, _)
-    ->  throw(E)
-    ;   foldl(evaluate(R, Name, Old, New, Rev, Forced), Groups, Rows0, Rows)
-    ).
-
 budget([], B, B).
 budget([_-g(_, I, _)|Gs], B0, B) :-
     B1 is B0 + I,
     budget(Gs, B1, B).
 
-%   evaluate_batch(+Groups, +R, +Name, +Old, +New, +Rev, +Forced, +Rows0, -Rows): the
-%   rows of every watch Id-g(Need, Limit, Sources) of Groups (no limit of its own:
-%   evaluate_all/9 has one), as delta/9 and outcome/9 would find them watch by watch,
-%   but with the candidates of all of them found at once (one findall/3 and one sort
-%   per change, not per watch: most changes find few candidates, or none).
+%   evaluate_batch(+Sources, +Groups, +R, +Name, +Old, +New, +Rev, +Forced, +Rows0,
+%   -Rows): the rows of every watch Id-g(Need, Limit, Sources) of Groups (no limit of
+%   its own: evaluate_all/9 has one), as delta/9 and outcome/9 would find them watch
+%   by watch, but with the candidates of all of them found at once (one clause per
+%   source, one findall/3 and one sort per change, not per watch: most changes find
+%   few candidates, or none).
 
-evaluate_batch(Groups, R, Name, Old, New, Rev, Forced, Rows0, Rows) :-
-    findall(Id-H-Known,
-            ( member(Id-g(_, _, Sources), Groups),
-              member(Source, Sources),
-              R:found(Source, Id, Name, Old, New, H, Known)
-            ),
-            Found),
+evaluate_batch(Sources, Groups, R, Name, Old, New, Rev, Forced, Rows0, Rows) :-
+    (   Sources = [s(key(K), _, _, _)]     % the usual change: one key the rules read
+    ->  findall(X, R:cand_key(K, Name, Old, New, X), Found)
+    ;   findall(X, candidate(Sources, R, Name, Old, New, X), Found)
+    ),
     (   Found == []
     ->  Rows = Rows0
     ;   msort(Found, Sorted),
         group_pairs_by_key(Sorted, Candidates),
         outcomes(Candidates, Groups, R, Name, Old, Rev, Forced, Rows0, Rows)
     ).
+
+candidate([s(Source, _, _, _)|Ss], R, Name, Old, New, X) :-
+    (   candidate_of(Source, R, Name, Old, New, X)
+    ;   candidate(Ss, R, Name, Old, New, X)
+    ).
+
+candidate_of(key(K), R, Name, Old, New, X) :- R:cand_key(K, Name, Old, New, X).
+candidate_of(exists, R, Name, Old, New, X) :- R:cand_exists(Name, Old, New, X).
+candidate_of(any, R, Name, Old, New, X) :- R:cand_any(Name, Old, New, X).
 
 %   outcomes(+Candidates, +Groups, ...): Candidates, (Id-Head)-Knowns ordered by Id,
 %   taken watch by watch.
@@ -345,7 +500,7 @@ rows_out([Row|Hs], Rev, Id, Kind, Rows0, Rows) :-
 
 %   delta(+R, +Id, +Sources, +Name, +Old, +New, +Need, -Appear, -Disappear)
 %
-%   The candidates of watch Id's generators of Sources (found/7 of found_clause/6)
+%   The candidates of watch Id's generators of Sources (found/7 of found_clause/7)
 %   after the change (gen1: record Name is New) and before it (gen0: Name is Old),
 %   each checked where what found it does not tell
 %   (known/3). So a row found by positive generators in both states (the usual

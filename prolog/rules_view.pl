@@ -7,7 +7,7 @@
             table_entry/4,            % +Store, +Key, ?Hash, -Name
             index_build/2,            % +Store, +Key
             index_drop/2,             % +Store, +Key
-            index_update/3,           % +Changed, +Store, +Name
+            index_move/5,             % +Store, +Key, +Name, +Old, +New
             arith/1                   % +Goal
           ]).
 
@@ -33,7 +33,7 @@ The rules' index: lookups by value (attr(N, class, C) with N unbound) go through
 '$rx'(Hash, Key, Name) facts in the store module, kept only for the keys installed
 watches and invariants look up that way ('$rx_key'(Key), prolog/rules_compile.pl):
 built when the first rule needing it is installed (index_build/2), kept exact by every
-write inside its transaction (index_update/3), dropped with the last rule needing it
+write inside its transaction (index_move/5), dropped with the last rule needing it
 (index_drop/2). A store without rules pays nothing for it.
 */
 
@@ -204,7 +204,7 @@ table_entry(M, K, H, X) :-
 
 %   index_build(+M, +K): the index of key K, when the first installed rule reads it:
 %   '$rx'(Hash, K, Name) for every record that has K (Hash that of its value), kept
-%   by index_update/3 in the transaction of every write from then on.
+%   by index_move/5 in the transaction of every write from then on.
 
 index_build(M, K) :-
     (   M:'$rx_key'(K)
@@ -223,26 +223,22 @@ index_drop(M, K) :-
     retractall(M:'$rx_key'(K)),
     retractall(M:'$rx'(_, K, _)).
 
-%   index_update(+Changed, +M, +Name): the index after record Name changed the values
-%   Changed, a list of Key-Old-New (each a stored value, or none) for the keys the
-%   installed rules read, as rules_change/8 found them (those indexed are a subset).
+%   index_move(+M, +K, +Name, +Old, +New): the index after the value of key K of record
+%   Name changed from Old to New (stored values, or none: absent), as the rules'
+%   compiled comparison of the keys they read finds it (prolog/rules_delta.pl,
+%   change/4): called only for a key that is indexed and whose value changed.
 
-index_update([], _, _).
-index_update([K-V0-V1|Cs], M, Name) :-
-    (   M:'$rx_key'(K)
-    ->  (   V0 == none
-        ->  true
-        ;   index_hash(V0, H0),
-            ignore(retract(M:'$rx'(H0, K, Name)))
-        ),
-        (   V1 == none
-        ->  true
-        ;   index_hash(V1, H1),
-            assertz(M:'$rx'(H1, K, Name))
-        )
-    ;   true
+index_move(M, K, Name, V0, V1) :-
+    (   V0 == none
+    ->  true
+    ;   index_hash(V0, H0),
+        ignore(retract(M:'$rx'(H0, K, Name)))
     ),
-    index_update(Cs, M, Name).
+    (   V1 == none
+    ->  true
+    ;   index_hash(V1, H1),
+        assertz(M:'$rx'(H1, K, Name))
+    ).
 
 %   arith(+Goal): an arithmetic comparison or is/2, false (not an error) when an
 %   argument is not a number.

@@ -239,7 +239,7 @@ name_ok(NP, Name) :- record_matches(q(NP, []), Name, _{}).
 %   do not hold (nothing changed then), else [Final, Old]: the final name and
 %   @(none) if there was no record of that name, else the list of the replaced
 %   record's values of Keys (@(none) for a key it did not have), or [] if no value of
-%   Keys changed (the plain set only: no conditions, not sequential, no rules).
+%   Keys changed (the plain set only: no conditions, not sequential).
 %
 %   With rules (rules_reply/3): _{value: Value, rows: Rows} when watches have rows to
 %   deliver, and _{violation: [Invariant, RowText]} or _{unchecked: [Invariant,
@@ -249,11 +249,7 @@ store_set(M, Name, Attrs, Cs0, Seq, Rev, Keys, Reply) :-
     prepare_constraints(Cs0, Cs),
     import_pairs(Attrs, Pairs),
     dict_pairs(Dict, _, Pairs),
-    (   Cs == [], Seq \== @(true), \+ M:'$rules'(_)
-    ->  name_string(Name, S),         % the common case: a plain replace
-        put_record(M, S, Rev, Dict, Keys, Olds),
-        Reply = [S, Olds]
-    ;   M:'$rules'(_)
+    (   M:'$rules'(_)                 % (tested first: one lookup on either path)
     ->  (   catch(transaction(set_rules(M, Name, Dict, Cs, Seq, Rev, Keys, Value, Rows)),
                   Refusal, rules_refusal(Refusal, Refused))
         ->  (   var(Refused)
@@ -263,6 +259,10 @@ store_set(M, Name, Attrs, Cs0, Seq, Rev, Keys, Reply) :-
         ;   Reply0 = @(false)         % the conditions failed: the transaction undid all
         ),
         Reply = Reply0
+    ;   Cs == [], Seq \== @(true)
+    ->  name_string(Name, S),         % the common case: a plain replace
+        put_record(M, S, Rev, Dict, Keys, Olds),
+        Reply = [S, Olds]
     ;   Seq == @(true)
     ->  must_be(atom, Name),
         (   Cs == []
@@ -290,6 +290,22 @@ store_set(M, Name, Attrs, Cs0, Seq, Rev, Keys, Reply) :-
 %   change inside its transaction, handed to the rules; fails if the conditions do not
 %   hold.
 
+set_rules(M, Name, Dict, [], Seq, Rev, Keys, [S, Olds], Rows) :-
+    Seq \== @(true),
+    !,
+    % the plain replace, as put_record/6: retract/1 finds the old record (no lookup
+    % before it), and a stored name was checked when it was created
+    name_string(Name, S),
+    (   retract(M:rec(S, _, OldDict))
+    ->  assertz(M:rec(S, Rev, Dict)),
+        changed_values(Keys, OldDict, Dict, Olds)
+    ;   check_name(S),
+        assertz(M:rec(S, Rev, Dict)),
+        OldDict = none,
+        Olds = @(none)
+    ),
+    (   atom(Name) -> A = Name ; atom_string(A, S) ),
+    rules_change(M, A, OldDict, Dict, Rev, @(false), [], Rows).
 set_rules(M, Name, Dict, Cs, Seq, Rev, Keys, [S, Olds], Rows) :-
     (   Seq == @(true)
     ->  must_be(atom, Name),

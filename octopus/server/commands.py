@@ -49,7 +49,7 @@ from octopus.query.fast import parse_name
 from octopus.record import Record
 from octopus.rules import RowEvent, RuleWatch
 
-from .cache import ReplyCache
+from .cache import Key, ReplyCache
 from .config import ServerConfig
 from .params import FLOAT_RE, typed_params
 from .params import text as _text
@@ -624,7 +624,7 @@ class CommandLayer:
         cache = self.ctx.cache if cached else None
         if cache is not None and sum(map(len, args)) > CACHED_REQUEST_BYTES:
             cache = None
-        key: tuple[object, ...] = (self.mode, *args[1:])
+        key = ReplyCache.key(self.mode, args[1:])
         if cache is not None:
             hit = cache.lookup(key)
             if hit is not None:
@@ -656,7 +656,7 @@ class CommandLayer:
         return self._store_call(args, get, reply)
 
     def _got(self, result: tuple[Record | None, int | None, str | None],
-             key: tuple[object, ...], cache: ReplyCache | None, tagged: bool,
+             key: Key, cache: ReplyCache | None, tagged: bool,
              proto: int) -> bytes:
         """A GET's reply: the record (kept in the cache unless a change it may not show
         came while it was read), or nil, Redis's convention, never cached."""
@@ -668,7 +668,7 @@ class CommandLayer:
             cache.store(key, name, started, encoded)
         return encoded
 
-    def _get_named(self, name: str, key: tuple[object, ...],
+    def _get_named(self, name: str, key: Key,
                    cache: ReplyCache | None) -> Call:
         """``GET name`` of a bare name: what :meth:`_get` does, without parsing a query
         (the name is the whole query), as a call the I/O layer may batch (see
@@ -726,6 +726,17 @@ class CommandLayer:
     def cmd_set(self, args: list[bytes]) -> Action:
         session = self.session
         tagged = self.tagged
+        if len(args) == 2 and b"%" not in args[1]:
+            # The plain SET (a record text; no parameters, flags or trigger): what the
+            # general path below does, without parsing options or an outcome object.
+            raw = args[1]
+
+            def run() -> Record:
+                return session.set(_text(raw))
+
+            if self.redis:
+                return Call(run, _ok)
+            return Call(run, lambda record: self._record(record, tagged))
         flags = {"sequential": False, "ephemeral": False}
 
         def options(rest: list[bytes]) -> Trigger | None:
@@ -1315,6 +1326,10 @@ class _Outcome:
     trigger: Trigger | None
     value: Any
     error: OctopusError | None
+
+
+def _ok(_: object) -> bytes:
+    return OK
 
 
 class _ArgumentError(Exception):

@@ -753,18 +753,24 @@ class Connection(asyncio.Protocol):
         queue = self.queue
         action: Action | None = None
         metrics = self.metrics
+        # The parser holds no complete command beyond those it gave (it gave fewer than
+        # asked): no need to ask again once they are handled.
+        parsed_all = False
         try:
             while not self.write_paused:
                 if not queue:
+                    if parsed_all:
+                        break
                     # Before AUTH one command at a time, so that the commands after a
                     # successful AUTH are parsed with the larger limits (as Redis does).
                     if not self._authed_limits:
                         self._apply_limits(layer.limits)
                         self._authed_limits = layer.authed
-                    commands = self.parser.commands(
-                        self.config.max_pipeline if layer.authed else 1)
+                    limit = self.config.max_pipeline if layer.authed else 1
+                    commands = self.parser.commands(limit)
                     if not commands:
                         break
+                    parsed_all = len(commands) < limit
                     queue.extend(commands)
                 command = queue.popleft()
                 if metrics is not None:
@@ -790,7 +796,8 @@ class Connection(asyncio.Protocol):
             self._write(b"".join(out))
         if action is not None:
             self._start(action)
-        self._flow_control()
+        if self.read_paused or self.busy or self.write_paused or self.queue:
+            self._flow_control()            # (else reading goes on: nothing to change)
 
     def _start(self, action: Action) -> None:
         """Begin what the layer asked for (anything but a reply)."""

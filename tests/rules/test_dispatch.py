@@ -110,3 +110,67 @@ def test_a_negation_in_one_of_two_variants(engine: octopus.Engine) -> None:
     assert _rows(e, events) == [(Mode.ON_SET, (Atom("d0"),)),
                                 (Mode.ON_SET, (Atom("d1"),)),
                                 (Mode.ON_DEL, (Atom("d1"),))]
+
+
+def _guarded_keys(engine: octopus.Engine) -> list[str]:
+    """The keys whose change is first tested by a guard (prolog/rules_delta.pl,
+    guard_clause/6) before any evaluation starts."""
+    from typing import Any
+
+    from octopus._prolog import runtime
+
+    rules = engine._core._rules
+    assert rules is not None
+    reply: Any = runtime().janus.query_once(
+        "atom_string(_R, R), findall(_K, (_G = guard_key(_K, _, _, _), "
+        "catch(clause(_R:_G, _), _, fail)), _L0), msort(_L0, L)",
+        {"R": rules.prolog.module})
+    return [str(k) for k in reply["L"]]
+
+
+def test_a_guard_tests_the_changed_record_first_and_finds_every_row(
+        engine: octopus.Engine) -> None:
+    # hot/2 starts by testing the changed record's temperature: a change that is cool
+    # before and after it starts no evaluation; one that crosses the threshold either
+    # way, or removes the key, or gives it a value that is no number, is still seen.
+    e = engine
+    e.rules(JOINS)
+    e.set_many([("dev0", {"temp": 40}), ("drv0", {"device": Atom("dev0")})])
+    events: list[RowEvent] = []
+    e.watch_rule("hot(D, T)", events.append, on=Mode.ON_SET | Mode.ON_DEL)
+    e.watch_rule("orphan(D)", events.append)
+    assert _guarded_keys(e) == ["temp"]        # device is read through a join: no guard
+    e.set("dev0 { temp: 41 }")                 # cool before and after
+    e.set("dev0 { temp: 95 }")                 # appears: the guard passes after
+    e.set("dev0 { temp: 97 }")
+    e.set("dev0 { temp: 50 }")                 # disappears: the guard passes before
+    e.set("dev0 { temp: 'hot' }")              # no number: no row, no error
+    e.set("dev0 { temp: 99 }")
+    e.set("dev0 { label: x }")                 # the key removed
+    e.set("dev1 { temp: 91 }")                 # a new record
+    e.delete("dev1")
+    assert _rows(e, events) == [
+        (Mode.ON_SET, (Atom("dev0"), 95)),
+        (Mode.ON_DEL, (Atom("dev0"), 95)), (Mode.ON_SET, (Atom("dev0"), 97)),
+        (Mode.ON_DEL, (Atom("dev0"), 97)),
+        (Mode.ON_SET, (Atom("dev0"), 99)),
+        (Mode.ON_DEL, (Atom("dev0"), 99)),
+        (Mode.ON_SET, (Atom("dev1"), 91)),
+        (Mode.ON_DEL, (Atom("dev1"), 91))]
+
+
+def test_a_guarded_invariant_refuses(engine: octopus.Engine) -> None:
+    e = engine
+    e.set_many([("dev0", {"temp": 40, "name": "b"})])
+    e.invariant("cool", "v(D, T) :- attr(D, temp, T), T > 120.")
+    e.invariant("names", 'v(D) :- attr(D, name, N), N @< "a".')
+    assert _guarded_keys(e) == ["name", "temp"]
+    e.set("dev0 { temp: 119, name: 'b' }")
+    with pytest.raises(InvariantViolated, match="T = 121"):
+        e.set("dev0 { temp: 121, name: 'b' }")
+    with pytest.raises(InvariantViolated, match="cool"):
+        e.set("dev1 { temp: 200 }")            # a new record
+    with pytest.raises(InvariantViolated, match="names"):
+        e.set("dev0 { temp: 1, name: 'A' }")
+    assert e.get("dev0").attributes == {"temp": 119, "name": "b"}
+    assert not e.exists("dev1")

@@ -6,7 +6,10 @@ that interleaves reads, their fills and writes (test_commands.py: the layer's us
 
 from __future__ import annotations
 
+import gc
+import sys
 import threading
+import tracemalloc
 from typing import Any
 
 import hypothesis.strategies as st
@@ -14,15 +17,15 @@ from hypothesis import settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 import octopus
-from octopus.server.cache import ENTRY_OVERHEAD, STAMP_SLOTS, ReplyCache
+from octopus.server.cache import ENTRY_OVERHEAD, STAMP_SLOTS, Key, ReplyCache
 from octopus.server.client import connect
 from octopus.server.commands import Call, CommandLayer
 from octopus.server.testing import serve_in_thread
 from tests.server.test_commands import Driver, decode
 
 
-def key(i: int) -> tuple[object, ...]:
-    return (1, f"rec{i:05d}".encode())
+def key(i: int) -> Key:
+    return ReplyCache.key(1, [f"rec{i:05d}".encode()])
 
 
 def name(i: int) -> str:
@@ -36,7 +39,7 @@ def fill(cache: ReplyCache, i: int, reply: bytes) -> None:
 def test_past_the_byte_limit_the_least_recently_used_go() -> None:
     reply = b"x" * 1000
     cost = ReplyCache.cost(key(0), reply)
-    assert cost == ENTRY_OVERHEAD + 1000 + 8
+    assert cost == ENTRY_OVERHEAD + 1000 + 9           # the key: the format's byte, the name
     cache = ReplyCache(max_entries=10_000, max_bytes=cost * 10)
     for i in range(10):
         fill(cache, i, reply)
@@ -52,6 +55,27 @@ def test_past_the_byte_limit_the_least_recently_used_go() -> None:
     for i in range(15, 40):
         fill(cache, i, reply)
     assert len(cache) == 10 and cache.size == cost * 10 and cache.evictions == 30
+
+
+def test_an_entry_costs_no_more_memory_than_it_counts() -> None:
+    """The byte bound bounds memory: what 20,000 entries of a record's size really take
+    (tracemalloc: the keys made as a GET makes them, the dict's slots and nodes) is
+    within what they count against ``max_bytes``."""
+    names = [name(i).encode() for i in range(20_000)]
+    replies = [b"$90\r\n" + b"x" * 88 + b"%05d\r\n" % i for i in range(20_000)]
+    cache = ReplyCache(max_entries=1 << 20, max_bytes=1 << 30)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        for raw, reply in zip(names, replies, strict=True):
+            cache.store(ReplyCache.key(1, [raw]), raw.decode(), cache.begin(), reply)
+        used, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(cache) == len(names)
+    # The replies existed before (the encoder made them): add their size.
+    used += sum(sys.getsizeof(r) for r in replies)
+    assert used <= cache.size, (used / len(names), cache.size / len(names))
 
 
 def test_entries_are_bounded_too() -> None:
@@ -74,9 +98,9 @@ def test_a_change_drops_its_record_in_every_format_and_leaves_the_others() -> No
     for i in range(50):
         fill(cache, i, b"old")
     for mode in range(4):
-        cache.store((mode, b"rec00007"), "rec00007", cache.begin(), b"fmt")
+        cache.store(ReplyCache.key(mode, [b"rec00007"]), "rec00007", cache.begin(), b"fmt")
     cache.changed("rec00007")
-    assert all(cache.lookup((mode, b"rec00007")) is None for mode in range(4))
+    assert all(cache.lookup(ReplyCache.key(mode, [b"rec00007"])) is None for mode in range(4))
     assert len(cache) == 49 and cache.size == 49 * ReplyCache.cost(key(0), b"old")
     assert cache.lookup(key(8)) == b"old"
 
@@ -97,7 +121,7 @@ def test_a_fill_that_raced_a_change_of_its_record_is_refused() -> None:
 
 def test_query_replies_go_at_any_change_and_fill_only_without_one() -> None:
     cache = ReplyCache(max_entries=100, max_bytes=1 << 20)
-    q = (1, b"_ { v > 1 }")
+    q = ReplyCache.key(1, [b"_ { v > %d }", b"1"])        # a query with a parameter
     cache.store(q, None, cache.begin(), b"answer")
     fill(cache, 1, b"one")
     assert cache.lookup(q) == b"answer"
@@ -144,7 +168,7 @@ def test_threads_storing_changing_and_looking_up_keep_the_bounds() -> None:
                     started = cache.begin()
                     cache.store(key(n), name(n), started, b"v" * (i % 300))
                     if i % 50 == 0:
-                        cache.store((1, b"q%d" % n), None, started, b"q")
+                        cache.store(ReplyCache.key(1, [b"q%d" % n]), None, started, b"q")
         except BaseException as e:
             errors.append(e)
 
@@ -155,7 +179,7 @@ def test_threads_storing_changing_and_looking_up_keep_the_bounds() -> None:
         t.join()
     assert not errors
     assert len(cache) <= 500 and cache.size <= 200_000
-    assert cache.size == sum(ReplyCache.cost(k, v) for k, (v, _) in cache._entries.items())
+    assert cache.size == sum(ReplyCache.cost(k, v) for k, v in cache._entries.items())
     assert cache._queries <= set(cache._entries)
 
 
@@ -298,9 +322,9 @@ class CacheMachine(RuleBasedStateMachine):
         cache = self.ctx.cache
         assert cache is not None
         for n in NAMES:
-            hit = cache._entries.get((1, n.encode()))
+            hit = cache._entries.get(ReplyCache.key(1, [n.encode()]))
             if hit is not None:
-                assert self._value(hit[0]) == self.model[n]
+                assert self._value(hit) == self.model[n]
 
 
 TestCacheMachine = CacheMachine.TestCase

@@ -154,6 +154,20 @@ def test_parsing_happens_inside_the_engine_call(engine: octopus.Engine) -> None:
     assert decode(reply).startswith("ParameterError")
 
 
+def test_a_plain_set_parses_in_its_call_and_answers_its_errors(engine: octopus.Engine) -> None:
+    d = Driver(engine)
+    for fmt in ("REDIS", "OCTOPUS"):
+        assert d.reply("CLIENT", "FORMAT", "TEXT", fmt) == "OK"
+        action = d.layer.handle([b"SET", b"\xff { x: 1 }"])
+        assert type(action) is Call                # handle() did not decode it
+        reply = decode(d.layer.complete(action, None, _raised(action)))
+        assert reply.startswith("QueryError") and "UTF-8" in reply
+        assert str(d.reply("SET", "c { v: 2, v == 1 }")).startswith("ConditionFailed")
+        assert str(d.reply("SET", "c {")).startswith("ParseError")
+        assert not engine.exists("c")
+    assert d.reply("SET", "c { v: 2 }") == b"c { v: 2 }"     # (OCTOPUS: the record)
+
+
 def _raised(call: Call) -> BaseException:
     try:
         call.run()
