@@ -33,6 +33,7 @@ import itertools
 import os
 import queue
 import re
+import sys
 import threading
 from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO, TypeVar, cast
@@ -73,24 +74,80 @@ MAX_REQUEST_BYTES = 512 << 10
 def batches(lines: Iterable[str], size: int, max_length: int) -> Iterator[Batch]:
     """The records of ``lines`` in batches of ``size``, in the form the store takes. A
     record the fast path declines is compiled the usual way; one that cannot be stored
-    raises a :class:`QueryError` naming its line."""
+    raises a :class:`QueryError` naming its line.
+
+    Lines are taken :data:`_BLOCK` at a time: when every one of them is a record of
+    the shape read last (what a bulk load is made of), one expression reads them all
+    (:meth:`~octopus.query.fast.RecordReader.read_lines`); otherwise they are read
+    one by one as :func:`read_records` reads them. An error of ``lines`` itself (a
+    file's line too long, not UTF-8) is raised after the lines before it were read, so
+    the first bad line is the one reported."""
+    reader = RecordReader(max_length)
+    state = _Lines(reader, max_length)
     batch = Batch()
-    for line, text, row in read_records(lines, max_length):
-        if row is None:
-            try:
-                cr = compile_record(text, max_length=max_length)
-                if cr.conditions:
-                    raise QueryError("a loaded record cannot have conditions")
-            except QueryError as e:
-                raise located(e, line, 0) from None
-            batch.add(cr.name, cr.attributes)
+    source = iter(lines)
+    number = 0
+    while True:
+        chunk: list[str] = []
+        failed: BaseException | None = None
+        try:
+            chunk.extend(itertools.islice(source, min(_BLOCK, size - len(batch))))
+        except BaseException as e:      # raised once the lines before it are read
+            failed = e
+        if not chunk and failed is None:
+            break
+        got = None
+        if failed is None and state.pending is None:
+            got = reader.read_lines(chunk if not chunk[0].endswith("\n") else
+                                    [line[:-1] if line.endswith("\n") else line
+                                     for line in chunk])
+        if got is not None:
+            batch.add_columns(*got)
+            number += len(chunk)
         else:
-            batch.add_row(row)
-        if len(batch.names) >= size:
-            yield batch
+            for line in chunk:
+                number += 1
+                record = state.line(number, line)
+                if record is not None:
+                    _add(batch, record, max_length)
+        if failed is not None:
+            raise failed
+        if len(batch) >= size:
+            yield _finished(batch)
             batch = Batch()
+    record = state.end()
+    if record is not None:
+        _add(batch, record, max_length)
     if batch.names:
-        yield batch
+        yield _finished(batch)
+
+
+#: Lines read at once by :func:`batches` (a few hundred microseconds of work with the
+#: GIL held, so the thread storing the batch before is not kept waiting long).
+_BLOCK = 512
+
+
+def _add(batch: Batch, record: tuple[int, str, Row | None], max_length: int) -> None:
+    """Add a record of :func:`read_records` to ``batch``, compiling it the usual way if
+    the fast path declined it."""
+    line, text, row = record
+    if row is None:
+        try:
+            cr = compile_record(text, max_length=max_length)
+            if cr.conditions:
+                raise QueryError("a loaded record cannot have conditions")
+        except QueryError as e:
+            raise located(e, line, 0) from None
+        batch.add(cr.name, cr.attributes)
+    else:
+        batch.add_row(row)
+
+
+def _finished(batch: Batch) -> Batch:
+    """``batch`` with :attr:`Batch.distinct` worked out: by the thread that reads, so
+    that the thread that stores (the slower one) does not spend its time on it."""
+    batch._distinct = len(set(batch.names)) == len(batch.names)
+    return batch
 
 
 T = TypeVar("T")
@@ -142,12 +199,48 @@ def prefetched(items: Iterator[T], ahead: int = 1) -> Iterator[Iterator[T]]:
             yield item
 
     helper = threading.Thread(target=produce, name="octopus-load-reader", daemon=True)
-    helper.start()
+    with _quick_switches():
+        helper.start()
+        try:
+            yield consume()
+        finally:
+            stop.set()
+            helper.join()
+
+
+#: The interpreter's switch interval while a load's reader runs (see _quick_switches).
+_SWITCH_INTERVAL = 0.0005
+_switch_lock = threading.Lock()
+_switch_users = 0
+_switch_saved = 0.0
+
+
+@contextlib.contextmanager
+def _quick_switches() -> Iterator[None]:
+    """Run the block with the interpreter's switch interval at most 0.5 ms (restored
+    when the last such block ends, unless someone else changed it meanwhile).
+
+    The thread that stores runs in Prolog without the GIL, but needs it at three
+    moments of each batch (Prolog fetching the batch, the call's return, the trim
+    after it). Each time the reader thread holds it, and gives it up only when the
+    switch interval (5 ms by default) has passed: up to 15 ms of waiting per batch of
+    10,000 records on the thread that sets the pace, 1.5 µs a record, about a third
+    of the time storing takes (bench/load.py). With a 0.5 ms interval the wait is a
+    tenth; the reader, which is faster, absorbs the extra switches."""
+    global _switch_users, _switch_saved
+    with _switch_lock:
+        if _switch_users == 0:
+            _switch_saved = sys.getswitchinterval()
+            sys.setswitchinterval(min(_switch_saved, _SWITCH_INTERVAL))
+        _switch_users += 1
     try:
-        yield consume()
+        yield
     finally:
-        stop.set()
-        helper.join()
+        with _switch_lock:
+            _switch_users -= 1
+            if _switch_users == 0 and \
+                    sys.getswitchinterval() == min(_switch_saved, _SWITCH_INTERVAL):
+                sys.setswitchinterval(_switch_saved)
 
 
 class _Raised:
@@ -166,7 +259,7 @@ class Batch:
     attributes) are made only when asked for (:meth:`records`: the ordered indexes, the
     change stream and replication need them, a plain load does not)."""
 
-    __slots__ = ("_ids", "_last", "_records", "flat", "names", "shapes")
+    __slots__ = ("_distinct", "_ids", "_last", "_records", "flat", "names", "shapes")
 
     def __init__(self) -> None:
         self.shapes: list[list[str]] = []
@@ -175,6 +268,7 @@ class Batch:
         self._ids: dict[tuple[str, ...], int] = {}
         self._last: tuple[tuple[str, ...] | None, int] = (None, 0)
         self._records: list[Parsed] | None = None
+        self._distinct: bool | None = None
 
     def __len__(self) -> int:
         return len(self.names)
@@ -193,6 +287,28 @@ class Batch:
         self.flat.extend(values)
         self.names.append(values[0])
         self._records = None
+        self._distinct = None
+
+    def add_columns(self, keys: tuple[str, ...], columns: list[list[Any]]) -> None:
+        """Add records of one shape as
+        :meth:`~octopus.query.fast.RecordReader.read_lines` reads them: ``columns[0]``
+        their names, then the values of each key (the flat list is filled a column at
+        a time, by slices)."""
+        shape = self._ids.get(keys, 0)
+        if not shape:
+            self.shapes.append(list(keys))
+            shape = self._ids[keys] = len(self.shapes)
+        self._last = (keys, shape)
+        count = len(columns[0])
+        width = len(keys) + 2
+        flat = self.flat
+        start = len(flat)
+        flat += itertools.repeat(shape, count * width)
+        for offset, column in enumerate(columns, start + 1):
+            flat[offset::width] = column
+        self.names += columns[0]
+        self._records = None
+        self._distinct = None
 
     def add(self, name: str, attrs: dict[str, Value]) -> None:
         """Add a record given as its name and attributes (sorted by key)."""
@@ -205,7 +321,9 @@ class Batch:
     @property
     def distinct(self) -> bool:
         """Whether no name comes twice."""
-        return len(set(self.names)) == len(self.names)
+        if self._distinct is None:
+            self._distinct = len(set(self.names)) == len(self.names)
+        return self._distinct
 
     def records(self) -> list[Parsed]:
         """The records as (name, attributes sorted by key)."""
@@ -242,35 +360,60 @@ def read_records(lines: Iterable[str], max_length: int
     """``(line number, text, row or None)`` for every record of ``lines`` (each a
     line, with or without its ``\\n``), numbered from 1; the row is what
     :class:`~octopus.query.fast.RecordReader` reads, None when it declines."""
-    read = RecordReader(max_length).read
-    pending: str | None = None      # a record whose quoted string is still open
-    start = 0
-    first = ""
-    number = 0
+    state = _Lines(RecordReader(max_length), max_length)
     for number, line in enumerate(lines, 1):
+        record = state.line(number, line)
+        if record is not None:
+            yield record
+    record = state.end()
+    if record is not None:
+        yield record
+
+
+class _Lines:
+    """Lines to records, one line at a time: a record whose quoted string is still
+    open at the end of its line goes on over the next lines (:attr:`pending`)."""
+
+    __slots__ = ("_first", "_max_length", "_read", "_start", "pending")
+
+    def __init__(self, reader: RecordReader, max_length: int) -> None:
+        self._read = reader.read
+        self._max_length = max_length
+        self.pending: str | None = None
+        self._start = 0
+        self._first = ""
+
+    def line(self, number: int, line: str) -> tuple[int, str, Row | None] | None:
+        """The record that ends with line ``number``, if one does."""
         if line.endswith("\n"):
             line = line[:-1]
+        pending = self.pending
         if pending is None:
-            row = read(line)
+            row = self._read(line)
             if row is not None:
-                yield number, line, row
-                continue
+                return number, line, row
             if not line or line.isspace():
-                continue
-            if _quote_open(line) and len(line) < max_length:
-                pending, start, first = line, number, line
-                continue
-            yield number, line, None
-            continue
+                return None
+            if _quote_open(line) and len(line) < self._max_length:
+                self.pending, self._start, self._first = line, number, line
+                return None
+            return number, line, None
         pending += "\n" + line
-        if len(pending) > max_length:
-            yield start, first, None          # its error: the unterminated string
-            pending = None
-        elif not _quote_open(pending):
-            yield start, pending, read(pending)
-            pending = None
-    if pending is not None:
-        yield start, pending, None
+        if len(pending) > self._max_length:
+            self.pending = None
+            return self._start, self._first, None    # its error: the unterminated string
+        if not _quote_open(pending):
+            self.pending = None
+            return self._start, pending, self._read(pending)
+        self.pending = pending
+        return None
+
+    def end(self) -> tuple[int, str, Row | None] | None:
+        """The record left open at the end of the lines, if any."""
+        if self.pending is None:
+            return None
+        pending, self.pending = self.pending, None
+        return self._start, pending, None
 
 
 def split_text(text: str) -> list[str]:

@@ -350,22 +350,34 @@ def _first_key(text: str) -> str:
     return text[start:text.find(":", start)].strip()
 
 
+# Whitespace inside one line: the shape's expression for a block of lines (each record
+# on a line of its own, see RecordReader.read_lines).
+_LINE_WS = r"[ \t\r]*+"
+
+
+def _shape_pattern(written: tuple[str, ...], kinds: tuple[str, ...], ws: str) -> str:
+    items = ("," + ws).join(re.escape(k) + ws + ":" + ws + _KINDS[kind] + ws
+                            for k, kind in zip(written, kinds, strict=True))
+    return (ws + r"(?!(?:true|false)[ \t\r\n{])(" + _NAME + ")" + ws + r"\{" +
+            ws + items + r"\}" + ws)
+
+
 class _Shape:
     """One compiled record shape: its keys (sorted), its expression, where its values
     need converting (positions in the match's groups; group 0 is the name), and the
-    permutation to key order (None when written in order)."""
+    permutation to key order (None when written in order); the expression for a block
+    of lines is compiled when first asked for."""
 
-    __slots__ = ("anys", "atoms", "bools", "first", "hexes", "idents", "ints", "keys",
-                 "match", "order")
+    __slots__ = ("_lines", "anys", "atoms", "bools", "first", "hexes", "idents", "ints",
+                 "keys", "kinds", "match", "order", "written")
 
     def __init__(self, written: tuple[str, ...], kinds: tuple[str, ...]) -> None:
-        items = ("," + _WS).join(re.escape(k) + _WS + ":" + _WS + _KINDS[kind] + _WS
-                                 for k, kind in zip(written, kinds, strict=True))
-        pattern = (_WS + r"(?!(?:true|false)[ \t\r\n{])(" + _NAME + ")" + _WS + r"\{" +
-                   _WS + items + r"\}" + _WS)
+        self.written = written
+        self.kinds = kinds
         self.keys = tuple(sorted(written))
         self.first = written[0] if written else ""
-        self.match = re.compile(pattern).fullmatch
+        self.match = re.compile(_shape_pattern(written, kinds, _WS)).fullmatch
+        self._lines: Callable[[str], list[Any]] | None = None
         at = {kind: tuple(i for i, k in enumerate(kinds, 1) if k == kind) for kind in _KINDS}
         self.ints, self.hexes, self.bools, self.idents, self.anys = \
             at["int"], at["hex"], at["bool"], at["ident"], at["any"]
@@ -373,6 +385,15 @@ class _Shape:
         order = sorted(range(1, len(written) + 1), key=lambda i: written[i - 1])
         self.order: Callable[[list[Any]], tuple[Any, ...]] | None = \
             None if order == sorted(order) else operator.itemgetter(0, *order)
+
+    def lines(self, block: str) -> list[Any]:
+        """Every match of the shape that is a whole line of ``block``, in order (the
+        groups of each, or the name alone for a shape without keys)."""
+        if self._lines is None:
+            self._lines = re.compile(
+                "^" + _shape_pattern(self.written, self.kinds, _LINE_WS) + "$",
+                re.M).findall
+        return self._lines(block)
 
     def row(self, m: re.Match[str]) -> list[Any] | None:
         """The name and values (in key order, stored form) of a text this shape
@@ -495,6 +516,48 @@ class RecordReader:
                 row = shape.row(m)
                 return None if row is None else (shape.keys, row)
         return self._read_items(text)
+
+    def read_lines(self, lines: list[str]) -> tuple[tuple[str, ...], list[list[Any]]] | None:
+        """What :meth:`read` gives for each of ``lines`` (texts without line breaks), as
+        columns, when every one is a record of the shape read last: ``(keys, columns)``,
+        ``columns[0]`` the names and then the values of each key (in key order), in
+        stored form. None to decline (then read them one by one: some of them are not
+        of that shape, or have a line break).
+
+        One expression finds the records of all the lines: anchored at line starts
+        and ends (``re.M``) and with whitespace that does not cross a line break, each
+        of its matches is one whole line, so as many matches as lines means every line
+        is a record of the shape, matched as :meth:`read` matches it."""
+        shape = self._book.last
+        if shape is None or not lines:
+            return None
+        block = "\n".join(lines)
+        if not block.isascii() or block.count("\n") != len(lines) - 1:
+            return None
+        if len(block) > self._max_length and max(map(len, lines)) > self._max_length:
+            return None
+        rows = shape.lines(block)
+        if len(rows) != len(lines):
+            return None
+        if not shape.keys:
+            return shape.keys, [rows]
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        for i in shape.ints:
+            columns[i] = list(map(int, columns[i]))
+        for i in shape.hexes:
+            columns[i] = [int(token, 16) for token in columns[i]]
+        for i in shape.bools:
+            columns[i] = [token == "true" for token in columns[i]]
+        for i in shape.idents:
+            columns[i] = [[token] for token in columns[i]]
+        for i in shape.anys:
+            values = list(map(_value, columns[i]))
+            if None in values:
+                return None
+            columns[i] = [[str.__str__(v)] if type(v) is Atom else v for v in values]
+        if shape.order is not None:
+            columns = list(shape.order(columns))
+        return shape.keys, columns
 
     def _read_items(self, text: str) -> Row | None:
         book = self._book

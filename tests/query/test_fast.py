@@ -539,6 +539,72 @@ def test_the_reader_declines_texts_over_the_limit() -> None:
     assert reader.read("x { a: '\udcff' }") is None         # PLY reports it
 
 
+def check_read_lines(texts: list[str]) -> bool:
+    """RecordReader.read_lines, after the first text taught a reader its shape, gives
+    for the other texts exactly what read() gives for each (every value of the same
+    type), or declines; whether it read them."""
+    reader, one_by_one = RecordReader(65536), RecordReader(65536)
+    reader.read(texts[0])
+    one_by_one.read(texts[0])
+    got = reader.read_lines(texts[1:])
+    if got is None:
+        return False
+    keys, columns = got
+    assert len(columns) == len(keys) + 1
+    for i, text in enumerate(texts[1:]):
+        want = one_by_one.read(text)
+        assert want is not None, f"read_lines read {text!r}, read() declines it"
+        assert want[0] == keys
+        for value, expected in zip((column[i] for column in columns), want[1],
+                                   strict=True):
+            assert_same(value, expected)
+    return True
+
+
+@settings(max_examples=400)
+@given(same_shape_texts())
+@example(["x { a: 1, b: 'c' }", "y { a: 2, b: 'd' }", "z { a: -3, b: '' }"])
+@example(["x { a: 1 }", "y { a: 2 }\nz { a: 3 }"])         # a line break: declined
+@example(["x { a: 1 }", "y { a: 2 }\n garbage"])
+@example(["x { a: 1 }", "y { a: 2 }\n", "z { a: 3 }"])
+@example(["x { a: 'p' }", "y { a: 'q\n' }"])
+@example(["x { a: 1 }", "y { a: 2 }", ""])
+@example(["x { a: 1, b: 2.5 }", "y { a: 2, b: 1e400 }"])   # not finite: declined
+def test_read_lines_is_read_line_by_line(texts: list[str]) -> None:
+    check_read_lines(texts)
+
+
+@settings(max_examples=150)
+@given(st.lists(records(), min_size=2, max_size=6), st.data())
+def test_read_lines_reads_canonical_records_of_one_shape(batch: list[Record],
+                                                         data: st.DataObject) -> None:
+    keys = sorted(batch[0].attributes)
+    texts = []
+    for record in batch:
+        values = list(record.attributes.values()) or [1]
+        attrs = {k: data.draw(st.sampled_from(values)) for k in keys}
+        texts.append(str(Record(record.name, attrs)))
+    check_read_lines(texts)
+
+
+def test_read_lines_reads_a_block_of_one_shape_and_declines_the_rest() -> None:
+    texts = [f"d.{i} {{ bus: {i}, c: 'C', id: x{i}, ok: true, v: 0x1{i} }}" for i in range(5)]
+    assert check_read_lines(texts)
+    reader = RecordReader(65536)
+    reader.read(texts[0])
+    assert reader.read_lines(texts[1:3]) == (
+        ("bus", "c", "id", "ok", "v"),
+        [["d.1", "d.2"], [1, 2], ["C", "C"], [["x1"], ["x2"]], [True, True], [17, 18]])
+    assert reader.read_lines(["d.9 { bus: 1 }"]) is None             # another shape
+    assert reader.read_lines([texts[1], "  "]) is None               # a blank line
+    assert reader.read_lines([texts[1] + "\n" + texts[2]]) is None   # two in one line
+    assert reader.read_lines(["d.1 { bus: 1, c: 'é', id: x, ok: true, v: 1 }"]) is None
+    assert RecordReader(65536).read_lines(texts) is None            # no shape yet
+    short = RecordReader(40)
+    short.read("a { s: 'x' }")
+    assert short.read_lines(["b { s: 'y' }", "c { s: '" + "z" * 40 + "' }"]) is None
+
+
 @settings(max_examples=100)
 @given(st.lists(same_shape_texts(), min_size=2, max_size=4))
 def test_the_reader_is_parse_record_with_shapes_interleaved(groups: list[list[str]]) -> None:

@@ -7,17 +7,20 @@ from __future__ import annotations
 
 import io
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import octopus
-from octopus import Atom, Mode, ParseError, QueryError
-from octopus.bulk import chunks, read_records
+from octopus import Atom, Mode, ParseError, QueryError, bulk
+from octopus.bulk import Batch, chunks, located, read_records
 from octopus.core import ChangeOp
 from octopus.durable import tools
+from octopus.query.compile import compile_record
 
 
 def same_store(a: octopus.Engine, b: octopus.Engine) -> None:
@@ -251,3 +254,149 @@ def test_chunks_end_where_a_record_may_start() -> None:
     assert all(p.count(b"\n") <= 3 or b"one\ntwo" in p for p in pieces)
     assert not any(p.startswith((b"two", b"three")) for p in pieces)
     assert [p for _, p in chunks([b"a {}\nb {}"], 100, 1)] == [b"a {}\n", b"b {}"]
+
+
+def test_a_load_over_stored_records_replaces_them_and_counts_only_new_ones() -> None:
+    """The store's loop for a batch of distinct names (no index, no rules) replaces a
+    stored record of the same name and counts only the new ones."""
+    with octopus.Engine() as e:
+        e.set("a { v: 0 }")
+        e.set("c { v: 0 }")
+        assert e.load(["a { v: 1 }", "b { v: 2 }", "c { w: 'x' }"]) == 3
+        assert e.count() == 3 == e._core.store.recount()
+        assert str(e.get("a")) == "a { v: 1 }" and e.get("a").revision == 3
+        assert str(e.get("c")) == "c { w: 'x' }" and e.get("c").revision == 5
+        assert e.get_names("_ { v: _ }") == ["a", "b"]
+
+
+def test_a_bad_batch_changes_nothing_even_after_records_of_it_were_stored() -> None:
+    """A batch the store finds bad part way through (the flat list does not fit its
+    shapes) is undone whole: the records before the bad one are not kept."""
+    with octopus.Engine() as e:
+        e.set("a { v: 0 }")
+        store = e._core.store
+        shapes = [["v"]]
+        flat = [1, "a", 1, 1, "b", 2, 1, "c", 3, 2, "d", 4]    # shape 2 does not exist
+        with pytest.raises(octopus.OctopusError):
+            store.bulk(shapes, flat, True, e.revision)
+        assert store.recount() == 1 and str(e.get("a")) == "a { v: 0 }"
+        assert not e.exists("b") and not e.exists("c")
+        flat = [1, "b", 1, 1, "c"]                               # cut short
+        with pytest.raises(octopus.OctopusError):
+            store.bulk(shapes, flat, True, e.revision)
+        assert store.recount() == 1 and not e.exists("b")
+
+
+def one_by_one(lines: list[str], size: int, max_length: int) -> list[Batch]:
+    """batches() as it was before it read blocks of lines: every record read alone."""
+    out = []
+    batch = Batch()
+    for line, text, row in read_records(lines, max_length):
+        if row is None:
+            try:
+                cr = compile_record(text, max_length=max_length)
+                if cr.conditions:
+                    raise QueryError("a loaded record cannot have conditions")
+            except QueryError as e:
+                raise located(e, line, 0) from None
+            batch.add(cr.name, cr.attributes)
+        else:
+            batch.add_row(row)
+        if len(batch) >= size:
+            out.append(batch)
+            batch = Batch()
+    if len(batch):
+        out.append(batch)
+    return out
+
+
+def outcome(read: Callable[[], list[Batch]]) -> object:
+    try:
+        return [(b.shapes, b.flat, b.names, b.distinct) for b in read()]
+    except QueryError as e:
+        return type(e), str(e), getattr(e, "line", None)
+
+
+SHAPED = st.builds(lambda i, s: f"d.{i} {{ bus: {i}, s: '{s}', v: x{i} }}",
+                   st.integers(0, 50), st.sampled_from(["", "a b", "é", "it\\'s", "q\\n"]))
+ODD_LINES = st.sampled_from([
+    "", "  ", "e { s: 'open", "still open' }", "e { v: 007 }", "e { a: 1, a: 2 }", "e {}",
+    "d.1 { bus: 1, s: '', v: x }\r", "d.2 { bus: 2, s: '', v: x }\n", "d.3{bus:3,s:'',v:x}",
+    "d.4 { bus: 4, s: '', v: true }", "d.5 { bus: 5, s: '', v: 1.5 }", "f { b: 1 }"])
+# Runs of records of one shape (what blocks are made of) between odd lines.
+LINES = st.lists(st.one_of(st.lists(SHAPED, min_size=1, max_size=12),
+                           st.lists(st.builds(lambda i: f"d.{i} {{ bus: {i} }}",
+                                              st.integers(0, 50)), min_size=1, max_size=5),
+                           st.lists(ODD_LINES, max_size=2)),
+                 max_size=8).map(lambda runs: [line for run in runs for line in run])
+
+
+@settings(max_examples=200, deadline=None)
+@given(LINES, st.integers(1, 25), st.sampled_from([40, 65536]))
+def test_batches_read_in_blocks_are_the_records_read_one_by_one(
+        lines: list[str], size: int, max_length: int) -> None:
+    with mock.patch.object(bulk, "_BLOCK", 5):
+        assert outcome(lambda: list(bulk.batches(iter(lines), size, max_length))) == \
+            outcome(lambda: one_by_one(lines, size, max_length))
+
+
+def test_batches_read_in_blocks_report_the_first_bad_line(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bulk, "_BLOCK", 4)
+    good = [f"d.{i} {{ v: {i} }}" for i in range(20)]
+    blocks = list(bulk.batches(iter(good), 7, 65536))
+    assert [len(b) for b in blocks] == [7, 7, 6]
+    assert outcome(lambda: blocks) == outcome(lambda: one_by_one(good, 7, 65536))
+
+    def failing() -> Iterator[str]:
+        yield from good[:9]
+        yield "d.9 { v: 09 }"                           # line 10: a ParseError
+        yield good[10]
+        raise QueryError("line 12: the text is not valid UTF-8")
+
+    with pytest.raises(ParseError) as info:
+        list(bulk.batches(failing(), 100, 65536))
+    assert info.value.line == 10
+
+    def failing_later() -> Iterator[str]:
+        yield from good[:10]
+        raise QueryError("line 11: the text is not valid UTF-8")
+
+    got = []
+    with pytest.raises(QueryError, match="line 11"):
+        for b in bulk.batches(failing_later(), 3, 65536):
+            got.append(len(b))
+    assert got == [3, 3, 3]
+
+
+def test_a_load_lowers_the_switch_interval_while_it_runs_and_restores_it() -> None:
+    import sys
+    before = sys.getswitchinterval()
+    seen: list[float] = []
+    lines = [f"r{i} {{ v: {i} }}" for i in range(50)]
+    with octopus.Engine() as e:
+        e.load(lines, batch=10, progress=lambda n: seen.append(sys.getswitchinterval()))
+        assert seen and max(seen) <= 0.0005 + 1e-9
+        assert sys.getswitchinterval() == before
+        # Loads overlapping in two threads: restored when the last one ends.
+        inside = threading.Event()
+        release = threading.Event()
+
+        def slow(n: int) -> None:
+            inside.set()
+            release.wait(10)
+
+        other = threading.Thread(target=lambda: e.load(lines, batch=10, progress=slow))
+        other.start()
+        assert inside.wait(10)
+        e.load(lines, batch=10)
+        assert sys.getswitchinterval() <= 0.0005 + 1e-9      # the other load still runs
+        release.set()
+        other.join(10)
+        assert sys.getswitchinterval() == before
+        # A change made by someone else while a load ran is theirs to keep.
+        try:
+            e.load(lines, batch=10, progress=lambda n: sys.setswitchinterval(0.002))
+            assert sys.getswitchinterval() == 0.002
+        finally:
+            sys.setswitchinterval(before)
