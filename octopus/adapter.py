@@ -314,6 +314,8 @@ class PrologStore:
             shape = _Shape(self._token, name, constraints)
             if memo is not None:
                 memo.plan = shape
+        if shape.eqs is not None:
+            return self._plan_eqs(shape, shape.eqs)
         indexes = self._indexes
         keyed: dict[str, KeyIndex] = {}
         for key in shape.keys:
@@ -358,6 +360,48 @@ class PrologStore:
         if 2 * best_count > total:
             return _SCAN              # most records: one pass in Prolog is cheaper
         return _Plan(best, None)
+
+    def _plan_eqs(self, shape: _Shape, eqs: list[tuple[str, Any]]) -> _Plan:
+        """:meth:`_plan` for the commonest query: no name, one equality a key. The same
+        plan, in fewer steps: each key's span is located once, the driver's counted
+        first, and the other keys become checks only when their value is not everyone's.
+        """
+        indexes = self._indexes
+        total = self._count
+        found: list[tuple[KeyIndex, Any]] = []
+        for key, operand in eqs:
+            index = indexes.get(key)
+            if index is None:
+                index = self._index(key)
+            else:
+                indexes.move_to_end(key)
+            found.append((index, operand))
+        at = shape.driver_at
+        if at < 0:  # no hint yet: the key whose value spans the fewest chunks first
+            narrowest = -1
+            for i, (index, operand) in enumerate(found):
+                estimate = index.estimate("eq", operand)
+                if narrowest < 0 or estimate < narrowest:
+                    at, narrowest = i, estimate
+        index, operand = found[at]
+        best = index.eq_span(operand)
+        best_count = best.count(total)
+        # A driver this small is cheaper to use than to compare with the others.
+        if best_count > _SMALL and len(found) > 1:
+            for i, (index, operand) in enumerate(found):
+                if i != at:
+                    span = index.eq_span(operand)
+                    count = span.count(best_count)
+                    if count < best_count:
+                        at, best, best_count = i, span, count
+        shape.driver_at = at
+        if best_count == 0:
+            return _NOTHING
+        checks = []
+        for i, (index, operand) in enumerate(found):
+            if i != at and not index.everyone_has(operand, total):
+                checks.append((index, operand))
+        return _Plan([best], checks)
 
     # --- reads ---------------------------------------------------------------------------
 
@@ -707,7 +751,7 @@ class _Shape:
     drove it last time (its spans are counted first). Valid for one store while its
     set of indexes stays the same (``store`` is that store's token)."""
 
-    __slots__ = ("by_key", "driver", "exact", "keys", "store")
+    __slots__ = ("by_key", "driver", "driver_at", "eqs", "exact", "keys", "store")
 
     def __init__(self, store: object, name: EncodedName,
                  constraints: Sequence[EncodedConstraint]) -> None:
@@ -721,6 +765,13 @@ class _Shape:
         self.exact = exact
         self.keys = list(self.by_key)
         self.driver: str | None = None
+        #: (key, operand) of each key, when the query is only equalities, one a key, and
+        #: no name (:meth:`PrologStore._plan_eqs`); else None.
+        self.eqs: list[tuple[str, Any]] | None = None
+        self.driver_at = -1     # the hint of _plan_eqs: the position in eqs of the driver
+        if exact and all(len(items) == 1 and items[0][0] == "eq"
+                         for items in self.by_key.values()):
+            self.eqs = [(key, items[0][1]) for key, items in self.by_key.items()]
 
     def eq_only_besides(self, key: str) -> bool:
         """Whether every constraint on another key than ``key`` is an equality."""

@@ -471,6 +471,18 @@ class KeyIndex:
         c0 = bisect_left(maxv, v)
         if c0 == n:
             return Span(run, (n, 0), (n, 0))
+        if maxv[c0] != v:
+            # Chunk c0 ends with a greater value: every pair of v is in it. A value
+            # most often has one pair (an id), found without a second bisection.
+            vals = run._vals[c0]
+            lo = bisect_left(vals, v)
+            if vals[lo] != v:
+                hi = lo
+            elif vals[lo + 1] != v:
+                hi = lo + 1
+            else:
+                hi = bisect_right(vals, v, lo)
+            return Span(run, (c0, lo), (c0, hi))
         c1 = bisect_right(maxv, v, c0)
         return Span(run, (c0, bisect_left(run._vals[c0], v)),
                     (c1, bisect_right(run._vals[c1], v)) if c1 < n else (n, 0))

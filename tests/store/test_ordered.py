@@ -7,6 +7,7 @@ sets, replaces, deletes, bulk loads, mixed kinds, ints and floats, missing keys.
 from __future__ import annotations
 
 import math
+import random
 import re
 import threading
 from collections.abc import Iterator
@@ -164,6 +165,29 @@ def test_key_index_answers_equal_brute_force(entries: list[tuple[Any, str]], op:
     for v, n in entries:
         assert index.remove(encode_value(v), n)
     assert len(index) == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32), st.sampled_from([3, 40, 700, 5000]))
+def test_eq_spans_over_many_chunks_equal_brute_force(seed: int, distinct: int) -> None:
+    # Thousands of pairs: values with one pair (an id), with a few, and with runs
+    # longer than a chunk, so that spans start, end and cross chunk boundaries, and
+    # an index grown pair by pair has split chunks as well.
+    rng = random.Random(seed)
+    entries = [(rng.randrange(distinct) * 2, f"n{i}") for i in range(rng.randrange(1, 2500))]
+    built = KeyIndex.build([v for v, _ in entries], [n for _, n in entries])
+    grown = KeyIndex()
+    for v, n in entries:
+        grown.add(v, n)
+    by_value: dict[int, list[str]] = {}
+    for v, n in entries:
+        by_value.setdefault(v, []).append(n)
+    probes = {*by_value, -1, 1, distinct * 2 + 1, max(by_value) + 2}
+    for idx in (built, grown):
+        for v in probes:
+            span = idx.eq_span(v)
+            assert sorted(span.name_list()) == sorted(by_value.get(v, []))
+            assert span.count(len(entries)) == len(by_value.get(v, []))
 
 
 # --- the engine against a model -------------------------------------------------------------
