@@ -272,18 +272,29 @@ def parse_record(text: str, max_length: int) -> tuple[str, dict[str, Value]] | N
     if items is None:
         return None
     name, pairs = items
+    read = _literals(pairs)
+    if read is None:
+        return None
+    attrs, ordered = read
+    return name, (attrs if ordered else dict(sorted(attrs.items())))
+
+
+def _literals(pairs: list[tuple[str, str]]) -> tuple[dict[str, Value], bool] | None:
+    """The attributes of ``key: token`` items (in the order written) and whether their
+    keys were in order; None when PLY or the compiler must decide (a token that is not
+    a plain literal, a key twice, a keyword as a key: their errors carry the message)."""
     attrs: dict[str, Value] = {}
     last = ""
     ordered = True
     for key, token in pairs:
         value = _value(token)
         if value is None or key in attrs or key in _KEYWORDS:
-            return None        # PLY's error or the compiler's, with its message
+            return None
         if key < last:
             ordered = False
         last = key
         attrs[key] = value
-    return name, (attrs if ordered else dict(sorted(attrs.items())))
+    return attrs, ordered
 
 
 # --- records shape by shape (octopus.bulk, and a set's new text) -------------------------
@@ -617,17 +628,10 @@ def read_record(text: str, max_length: int) -> ReadRecord | None:
     if items is None:
         return None
     name, tokens = items
-    attrs: dict[str, Value] = {}
-    last = ""
-    ordered = True
-    for key, token in tokens:
-        value = _value(token)
-        if value is None or key in attrs or key in _KEYWORDS:
-            return None        # PLY's error or the compiler's, with its message
-        if key < last:
-            ordered = False
-        last = key
-        attrs[key] = value
+    read = _literals(tokens)
+    if read is None:
+        return None
+    attrs, ordered = read
     if len(tokens) <= _MAX_SHAPE_KEYS and book.may_learn():
         book.learn(tuple(attrs), tuple(_kind(token) for _, token in tokens))
     if not ordered:

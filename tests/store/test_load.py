@@ -17,10 +17,9 @@ from hypothesis import strategies as st
 
 import octopus
 from octopus import Atom, Mode, ParseError, QueryError, bulk
-from octopus.bulk import Batch, chunks, located, read_records
+from octopus.bulk import Batch, chunks, read_records
 from octopus.core import ChangeOp
 from octopus.durable import tools
-from octopus.query.compile import compile_record
 
 
 def same_store(a: octopus.Engine, b: octopus.Engine) -> None:
@@ -291,17 +290,8 @@ def one_by_one(lines: list[str], size: int, max_length: int) -> list[Batch]:
     """batches() as it was before it read blocks of lines: every record read alone."""
     out = []
     batch = Batch()
-    for line, text, row in read_records(lines, max_length):
-        if row is None:
-            try:
-                cr = compile_record(text, max_length=max_length)
-                if cr.conditions:
-                    raise QueryError("a loaded record cannot have conditions")
-            except QueryError as e:
-                raise located(e, line, 0) from None
-            batch.add(cr.name, cr.attributes)
-        else:
-            batch.add_row(row)
+    for record in read_records(lines, max_length):
+        bulk._add(batch, record, max_length)
         if len(batch) >= size:
             out.append(batch)
             batch = Batch()
