@@ -6,6 +6,7 @@ import datetime
 import os
 import platform
 import random
+import re
 import subprocess
 import sys
 import time
@@ -156,3 +157,17 @@ def pci_records(n: int, seed: int = 1) -> Iterator[tuple[str, dict[str, Any]]]:
         yield (f"hw.pci.device.{i}",
                {"bus": i // 256 % 256, "device": i % 32, "vendor": vendor,
                 "device_id": device_id, "class": "C" if i % 3 else "X"})
+
+
+def callgrind_dumps(directory: Path) -> dict[str, int]:
+    """The instructions of each dump of the calling thread in ``directory`` (valgrind's
+    callgrind with ``--separate-threads=yes``, dumps made by ``callgrind_control -d
+    NAME``), by NAME."""
+    counts: dict[str, int] = {}
+    for path in directory.glob("cg.out.*-01"):
+        text = path.read_text(errors="replace")
+        trigger = re.search(r"^desc: Trigger: (?:dump )?(\S+)", text, re.M)
+        total = re.search(r"^totals: (\d+)", text, re.M)
+        if trigger and total:
+            counts[trigger.group(1)] = int(total.group(1))
+    return counts

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from common import HERE, record_results, table
+from common import HERE, callgrind_dumps, record_results, table
 
 import octopus
 from octopus.query import parser as parser_module
@@ -227,7 +227,6 @@ def count_child(n: int) -> None:
 
 
 def instructions_table(n: int) -> str:
-    import re
     import subprocess
     import tempfile
 
@@ -238,13 +237,7 @@ def instructions_table(n: int) -> str:
                         "--instr-atstart=no", f"--callgrind-out-file={out}",
                         sys.executable, __file__, "--count-child", str(n)],
                        env=env, cwd=HERE, capture_output=True, check=True, timeout=3600)
-        counts: dict[str, float] = {}
-        for path in Path(tmp).glob("cg.out.*-01"):      # the calling thread's dumps
-            text = path.read_text(errors="replace")
-            trigger = re.search(r"^desc: Trigger: (?:dump )?(\S+)", text, re.M)
-            total = re.search(r"^totals: (\d+)", text, re.M)
-            if trigger and total:
-                counts[trigger.group(1)] = int(total.group(1)) / n
+        counts = {what: total / n for what, total in callgrind_dumps(Path(tmp)).items()}
     rows = []
     for f, (label, _) in enumerate(SET_FORMS):
         before = counts[f"set-{f}-1"]

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sqlite3
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from common import record_results, table
+from common import callgrind_dumps, record_results, table
 
 HERE = Path(__file__).resolve().parent
 SECTION = "Attribute query, instructions (bench/query_instructions.py)"
@@ -79,13 +78,7 @@ def count(tree: Path | None, records: int, calls: int) -> dict[str, float]:
                         "--instr-atstart=no", f"--callgrind-out-file={out}", sys.executable,
                         __file__, "--child", str(records), str(calls)],
                        env=env, cwd=HERE, capture_output=True, check=True, timeout=3600)
-        counts: dict[str, float] = {}
-        for path in Path(tmp).glob("cg.out.*-01"):      # the calling thread's dumps
-            text = path.read_text(errors="replace")
-            trigger = re.search(r"^desc: Trigger: (?:dump )?(\S+)", text, re.M)
-            total = re.search(r"^totals: (\d+)", text, re.M)
-            if trigger and total:
-                counts[trigger.group(1)] = int(total.group(1)) / calls
+        counts = {what: total / calls for what, total in callgrind_dumps(Path(tmp)).items()}
         return counts
 
 
