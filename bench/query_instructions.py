@@ -98,7 +98,9 @@ def main() -> None:
              f"{now['octopus'] / now['sqlite']:.2f}×"]]
     if args.baseline:
         old = count(args.baseline.resolve(), args.records, args.calls)
-        rows.append([f"before: octopus ({args.baseline.name})", f"{old['octopus']:,.0f}",
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=args.baseline,
+                             capture_output=True, text=True).stdout.strip()
+        rows.append([f"before: octopus ({rev or args.baseline.name})", f"{old['octopus']:,.0f}",
                      f"{old['octopus'] / old['sqlite']:.2f}×"])
     rows.append(["sqlite3, composite index (vendor, device_id)", f"{now['sqlite']:,.0f}",
                  "1.00×"])
