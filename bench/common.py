@@ -113,15 +113,20 @@ def progress(total: int, label: str) -> Callable[[int], None]:
     return update
 
 
+def commit_of(directory: Path) -> str:
+    """The short commit checked out in ``directory`` ("" if it is not a git checkout)."""
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, cwd=directory).stdout.strip()
+    except OSError:
+        return ""
+
+
 def record_results(name: str, text: str) -> None:
     """Replace the section ``name`` of bench/RESULTS.md with ``text``."""
     path = HERE / "RESULTS.md"
     stamp = datetime.date.today().isoformat()
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, cwd=HERE).stdout.strip()
-    except OSError:
-        commit = "?"
+    commit = commit_of(HERE) or "?"
     section = (f"<!-- {name} -->\n## {name}\n\n{stamp}, commit {commit}; {machine()}; "
                f"{swipl_version()}.\n\n{text.strip()}\n<!-- /{name} -->\n")
     old = path.read_text() if path.exists() else "# Benchmark results\n\nLatest numbers of " \

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from common import callgrind_dumps, record_results, table
+from common import callgrind_dumps, commit_of, record_results, table
 
 HERE = Path(__file__).resolve().parent
 SECTION = "Attribute query, instructions (bench/query_instructions.py)"
@@ -98,9 +98,8 @@ def main() -> None:
              f"{now['octopus'] / now['sqlite']:.2f}×"]]
     if args.baseline:
         old = count(args.baseline.resolve(), args.records, args.calls)
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=args.baseline,
-                             capture_output=True, text=True).stdout.strip()
-        rows.append([f"before: octopus ({rev or args.baseline.name})", f"{old['octopus']:,.0f}",
+        rev = commit_of(args.baseline) or args.baseline.name
+        rows.append([f"before: octopus ({rev})", f"{old['octopus']:,.0f}",
                      f"{old['octopus'] / old['sqlite']:.2f}×"])
     rows.append(["sqlite3, composite index (vendor, device_id)", f"{now['sqlite']:,.0f}",
                  "1.00×"])

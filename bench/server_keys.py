@@ -50,7 +50,7 @@ from pathlib import Path
 
 import hiredis
 import numpy as np
-from common import record_results, table
+from common import commit_of, record_results, table
 from server import ROOT, benchmark, octopus_server, redis_server
 
 KEYS = 100_000
@@ -310,8 +310,7 @@ def memory_main(args: argparse.Namespace,
     text += (f"\n\nIssue 13's goal: ≤ 3× Redis. Load average at the end: {load} "
              "(2 cores, other engineers' runs beside; memory does not depend on it).")
     if args.baseline is not None:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, cwd=args.baseline).stdout.strip()
+        commit = commit_of(args.baseline)
         text += f" Baseline: the checkout at {commit}, in the same rounds."
     print(text)
     if not args.no_record:
@@ -412,8 +411,7 @@ def main() -> None:
              f"{cache_at('GET -P 16')} (limits: 262,144 entries, 64 MiB). "
              f"Load average at the end: {load} (2 cores, other engineers' runs beside).")
     if args.baseline is not None:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, cwd=args.baseline).stdout.strip()
+        commit = commit_of(args.baseline)
         text += f" Baseline: the checkout at {commit}, interleaved in each round."
     print(text)
     if not args.no_record:

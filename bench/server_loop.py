@@ -26,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import HERE, record_results, table
+from common import HERE, commit_of, record_results, table
 
 RECORDS = 200
 
@@ -127,8 +127,7 @@ def main() -> None:
     rows = [["this checkout", f"{here:,.0f}", ""]]
     if args.baseline is not None:
         base = per_request(args.baseline.resolve())
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, cwd=args.baseline).stdout.strip()
+        commit = commit_of(args.baseline)
         rows.append([f"baseline ({commit})", f"{base:,.0f}", ""])
         rows[0][2] = f"{here / base:.2f}"
     text = table("Instructions of the loop's thread per cached GET plus a PING (valgrind)",
