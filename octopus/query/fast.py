@@ -268,21 +268,23 @@ def parse_record(text: str, max_length: int) -> tuple[str, dict[str, Value]] | N
     :func:`octopus.query.compile.compile_record` gives them for ``text``, when every
     item is ``key: literal``; None to say "compile it the usual way" (conditions,
     placeholders, errors, a text over ``max_length`` UTF-8 bytes, or anything unsure)."""
+    read = _literals(text, max_length)
+    if read is None:
+        return None
+    name, _, attrs, ordered = read
+    return name, (attrs if ordered else dict(sorted(attrs.items())))
+
+
+def _literals(text: str, max_length: int) -> tuple[
+        str, list[tuple[str, str]], dict[str, Value], bool] | None:
+    """The name, the (key, token) items and the attributes (in the order written) of a
+    record text whose every item is ``key: literal``, and whether its keys were in
+    order; None when PLY or the compiler must decide (a token that is not a plain
+    literal, a key twice, a keyword as a key: their errors carry the message)."""
     items = _items(text, max_length)
     if items is None:
         return None
     name, pairs = items
-    read = _literals(pairs)
-    if read is None:
-        return None
-    attrs, ordered = read
-    return name, (attrs if ordered else dict(sorted(attrs.items())))
-
-
-def _literals(pairs: list[tuple[str, str]]) -> tuple[dict[str, Value], bool] | None:
-    """The attributes of ``key: token`` items (in the order written) and whether their
-    keys were in order; None when PLY or the compiler must decide (a token that is not
-    a plain literal, a key twice, a keyword as a key: their errors carry the message)."""
     attrs: dict[str, Value] = {}
     last = ""
     ordered = True
@@ -294,7 +296,7 @@ def _literals(pairs: list[tuple[str, str]]) -> tuple[dict[str, Value], bool] | N
             ordered = False
         last = key
         attrs[key] = value
-    return attrs, ordered
+    return name, pairs, attrs, ordered
 
 
 # --- records shape by shape (octopus.bulk, and a set's new text) -------------------------
@@ -624,14 +626,10 @@ def read_record(text: str, max_length: int) -> ReadRecord | None:
                                 for k, v in pairs}, pairs
             return row[0], dict(pairs), pairs
     book.texts += 1
-    items = _items(text, max_length)
-    if items is None:
-        return None
-    name, tokens = items
-    read = _literals(tokens)
+    read = _literals(text, max_length)
     if read is None:
         return None
-    attrs, ordered = read
+    name, tokens, attrs, ordered = read
     if len(tokens) <= _MAX_SHAPE_KEYS and book.may_learn():
         book.learn(tuple(attrs), tuple(_kind(token) for _, token in tokens))
     if not ordered:

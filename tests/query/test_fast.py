@@ -442,12 +442,17 @@ def check_read(reader: RecordReader, text: str, max_length: int = 65536) -> Row 
     assert_same(row[0], name)
     assert len(row) == len(attrs) + 1, text
     for value, expected in zip(row[1:], attrs.values(), strict=True):
-        if type(expected) is Atom:
-            assert type(value) is list and len(value) == 1, text
-            assert_same(value[0], str.__str__(expected))
-        else:
-            assert_same(value, expected)
+        assert_stored(value, expected, text)
     return got
+
+
+def assert_stored(stored: Any, value: Any, text: str) -> None:
+    """``stored`` is ``value`` in the form the store takes (an identifier as [text])."""
+    if type(value) is Atom:
+        assert type(stored) is list and len(stored) == 1, text
+        assert_same(stored[0], str.__str__(value))
+    else:
+        assert_same(stored, value)
 
 
 @st.composite
@@ -666,11 +671,7 @@ def check_read_record(text: str, max_length: int = 65536) -> fast.ReadRecord | N
     assert_same(tuple(attrs.values()), tuple(want[1].values()))
     assert [k for k, _ in pairs] == list(attrs), text
     for (_, stored), value in zip(pairs, attrs.values(), strict=True):
-        if type(value) is Atom:
-            assert type(stored) is list and len(stored) == 1, text
-            assert_same(stored[0], str.__str__(value))
-        else:
-            assert_same(stored, value)
+        assert_stored(stored, value, text)
     return got
 
 
