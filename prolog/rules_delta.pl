@@ -26,7 +26,7 @@ watch or invariant comes or goes, one clause comparing the keys the generators r
 each with the watches to evaluate, what each needs and may spend; per source (a key,
 existence, any key) one clause running the generators of every watch of it
 (cand_key/5, cand_exists/4, cand_any/4: their bodies in one disjunction, their heads
-bound when compiling); and per watch and source the same for that watch alone
+bound when compiling, the goals that branches start alike run once: factored/3); and per watch and source the same for that watch alone
 (found/7, for the evaluation watch by watch after a batch failed). A change compares
 the values of those keys only (once: the rules' index is kept by the same
 comparison, for the keys it has: prolog/rules_compile.pl), so a write that no rule
@@ -131,14 +131,86 @@ source(R, Source, Pairs, s(Source, Groups, Budget, Guard)) :-
     group_gens(R, Source, Pairs, Groups, Branches),
     budget(Groups, 0, Budget),
     maplist(branch_goal(Name, Old, New, X), Branches, Goals),
-    disjunction(Goals, Body),
-    cand_head(Source, Name, Old, New, X, Head),
-    assertz(R:(Head :- Body)),
     (   Source = key(K),
         guard_clause(Goals, K, Name, Old, New, GuardClause)
     ->  assertz(R:GuardClause),
         Guard = guard
     ;   Guard = none
+    ),
+    cand_head(Source, Name, Old, New, X, Head),
+    factored(Goals, [Name, Old, New, X], Body),
+    assertz(R:(Head :- Body)).
+
+%   factored(+Goals, +Shared, -Body): the disjunction of Goals (conjunctions), with
+%   the goals that branches start alike taken out once: (P, A ; P, B ; C) becomes
+%   (P, (A ; B) ; C). The generators of one source mostly begin the same way (the
+%   changed record's value of the key, the record it names, the index entries of
+%   that value), and a change runs every branch, so each of those steps runs once
+%   instead of once per watch. It keeps the rows found: (P, A ; P, B) and
+%   (P, (A ; B)) have the same solutions, only their order differs, and the
+%   candidates are sorted (evaluate_batch/10); nothing in a generator has side
+%   effects or cuts out of its branch. Two goals are alike when they are variants
+%   that map the Shared variables (the clause's arguments) to themselves; the
+%   other branch's own variables are then bound to the first one's. Goals is bound
+%   by this (its branches' own variables), so it is called last.
+
+factored(Goals, Shared, Body) :-
+    maplist(conj_list, Goals, Lists),
+    factor_lists(Lists, Shared, Body).
+
+factor_lists(Lists, Shared, Body) :-
+    first_groups(Lists, Shared, Groups),
+    maplist(group_goal(Shared), Groups, Alternatives),
+    disjunction(Alternatives, Body).
+
+group_goal(_, end, true) :- !.
+group_goal(Shared, First-Rests, Goal) :-
+    factor_lists(Rests, Shared, Rest),
+    conj_goals([First, Rest], Goal).
+
+%   first_groups(+Lists, +Shared, -Groups): Lists grouped by their first goal, in the
+%   order of first appearance: First-Rests, or end (once) for lists with no goal
+%   left.
+
+first_groups([], _, []).
+first_groups([[]|Ls], Shared, [end|Groups]) :-
+    exclude(==([]), Ls, Ls1),           % the same branch twice: the same rows
+    first_groups(Ls1, Shared, Groups).
+first_groups([[G|Gs]|Ls], Shared, [G-[Gs|Rests]|Groups]) :-
+    same_first(Ls, G, Shared, Rests, Others),
+    first_groups(Others, Shared, Groups).
+
+same_first([], _, _, [], []).
+same_first([L|Ls], G, Shared, Rests, Others) :-
+    (   L = [G1|Gs1],
+        alike(G, G1, Shared)
+    ->  Rests = [Gs1|Rests1],
+        Others = Others1
+    ;   Rests = Rests1,
+        Others = [L|Others1]
+    ),
+    same_first(Ls, G, Shared, Rests1, Others1).
+
+%   alike(+G, +G1, +Shared): G1 is a variant of G whose variables are G's where they
+%   are Shared, and G1's own otherwise; those are bound to G's (G1 becomes G).
+
+alike(G, G1, Shared) :-
+    G =@= G1,
+    term_variables(G, Vs),
+    term_variables(G1, Vs1),
+    maplist(same_var(Shared, Vs, Vs1), Vs, Vs1),
+    Vs = Vs1.
+
+%   (A variable of one goal that the other has elsewhere would, once bound, make
+%   two of G's variables one.)
+
+same_var(Shared, Vs, Vs1, V, V1) :-
+    (   V == V1
+    ->  true
+    ;   \+ memberchk_eq(V, Shared),
+        \+ memberchk_eq(V1, Shared),
+        \+ memberchk_eq(V1, Vs),
+        \+ memberchk_eq(V, Vs1)
     ).
 
 %   guard_clause(+Goals, +K, +Name, +Old, +New, -Clause): the clause of
@@ -321,6 +393,7 @@ cand_branch(Id, b(State, N0, D0, H0, K0, B0), b(Name, Old, New, X, Goal)) :-
 
 conj_goals([G], G) :- !.
 conj_goals([true|Gs], G) :- !, conj_goals(Gs, G).
+conj_goals([G, true], G) :- !.
 conj_goals([G0|Gs], (G0, G)) :- conj_goals(Gs, G).
 
 disjunction([], fail).
