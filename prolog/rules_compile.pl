@@ -186,8 +186,17 @@ lit_name(attr(X, _, _), X).
 plan(Lits, Bound, Head, KB, S, Body) :-
     plan(Lits, Bound, [], Head, KB, S, Body).
 
-plan([], _, _, _, _, _, true) :- !.
 plan(Lits, Bound, Dicts, Head, KB, S, Body) :-
+    plan(Lits, Bound, Dicts, Head, Head, KB, S, Body).
+
+%   plan(+Lits, +Bound, +Dicts, +Head, +Out, +KB, +S, -Body): Out holds the variables
+%   the code must leave bound to view values when it ends (the head; nothing in a
+%   negation): a value read from a record stays in its stored form until a goal needs
+%   the view's (view_needed/4).
+
+plan([], _, Dicts, _, Out, _, _, Body) :- !,
+    view_needed(Out, Dicts, _, Body).
+plan(Lits, Bound, Dicts, Head, Out, KB, S, Body) :-
     pick(Lits, Bound, Head, L, Rest),
     !,
     literal_goal(L, Bound, Dicts, Dicts1, KB, S, G),
@@ -196,9 +205,9 @@ plan(Lits, Bound, Dicts, Head, KB, S, Body) :-
     ;   term_variables(L, Vs),
         append(Vs, Bound, Bound1)
     ),
-    plan(Rest, Bound1, Dicts1, Head, KB, S, Body0),
+    plan(Rest, Bound1, Dicts1, Head, Out, KB, S, Body0),
     conj(G, Body0, Body).
-plan([L|_], _, _, _, _, _, _) :-
+plan([L|_], _, _, _, _, _, _, _) :-
     literal_text(L, Text),
     octopus_error(kb, "unsafe rule: ~s cannot run: its arguments are never bound", [Text]).
 
@@ -232,25 +241,91 @@ bound_term(T, Bound) :-
     term_variables(T, Vs),
     forall(member(V, Vs), bound_var(V, Bound)).
 
-%   literal_goal(+Lit, +Bound, +KB, +S, -Goal): the code of one literal on its own.
+%   literal_goal(+Lit, +Bound, +KB, +S, -Goal): the code of one literal on its own,
+%   leaving its variables bound to view values.
 
 literal_goal(L, Bound, KB, S, Goal) :-
-    literal_goal(L, Bound, [], _, KB, S, Goal).
+    literal_goal(L, Bound, [], Dicts, KB, S, Goal0),
+    view_needed(L, Dicts, _, Convert),
+    conj(Goal0, Convert, Goal).
 
-literal_goal(bi(G), _, Dicts, Dicts, _, _, Goal) :- !,
-    (   arithmetic(G), G \= (_ is _), simple_comparison(G, Tests)
-    ->  conj_list(Tests, G, Goal)             % number(V) tests, then the comparison
-    ;   arithmetic(G)
-    ->  Goal = octopus_rules_view:arith(G)
-    ;   G = '$link'(A, B)
-    ->  Goal = (A = B)
-    ;   Goal = G
+literal_goal(bi(G), _, Dicts0, Dicts, _, _, Goal) :- !,
+    (   arithmetic(G), G \= (_ is _),
+        stored_numbers(G, Dicts0, G1),          % (a number is stored as itself)
+        simple_comparison(G1, Tests)
+    ->  conj_list(Tests, G1, Goal),           % number(V) tests, then the comparison
+        Dicts = Dicts0
+    ;   view_needed(G, Dicts0, Dicts, Convert),
+        (   arithmetic(G)
+        ->  Goal0 = octopus_rules_view:arith(G)
+        ;   G = '$link'(A, B)
+        ->  Goal0 = (A = B)
+        ;   Goal0 = G
+        ),
+        pre(Convert, Goal0, Goal)
     ).
-literal_goal(kb(G), _, Dicts, Dicts, KB, _, KB:G) :- !.
+literal_goal(kb(G), _, Dicts0, Dicts, KB, _, Goal) :- !,
+    view_needed(G, Dicts0, Dicts, Convert),
+    pre(Convert, KB:G, Goal).
 literal_goal(view(L), Bound, Dicts0, Dicts, _, S, Goal) :- !,
     view_goal(L, S, Bound, Dicts0, Dicts, Goal).
 literal_goal(neg(Lits), Bound, Dicts, Dicts, KB, S, \+ Body) :-
-    plan(Lits, Bound, Dicts, Lits, KB, S, Body).   % what it fetches stays inside
+    plan(Lits, Bound, Dicts, Lits, [], KB, S, Body).  % what it fetches stays inside
+
+%   Values in their stored form. A value read from a record is bound in the code to
+%   its stored form only (lazy(V, Stored) in Dicts), not to the view's value, until a
+%   goal needs that: a knowledge-base goal, a builtin, the head. Most values read by
+%   rules are never needed in the view's form: they name a record to fetch, or are
+%   compared with values read from other records, which the stored forms do (the view
+%   shows stored values one to one, view_value/2), or are numbers (stored as
+%   themselves). An identifier's conversion to an atom is a lookup in the atom table:
+%   the most frequent step of an evaluation before.
+
+%   view_needed(+Term, +Dicts0, -Dicts, -Code): Code binds the variables of Term still
+%   in their stored form to their view values (true if none is).
+
+view_needed(Term, Dicts0, Dicts, Code) :-
+    term_variables(Term, Vs),
+    view_needed_(Vs, Dicts0, Dicts, Goals),
+    (   Goals == []
+    ->  Code = true
+    ;   list_conj(Goals, Code)
+    ).
+
+view_needed_([], Dicts, Dicts, []).
+view_needed_([V|Vs], Dicts0, Dicts, Goals) :-
+    (   lazy_raw(V, Dicts0, Raw)
+    ->  exclude(is_lazy(V), Dicts0, Dicts1),
+        Goals = [octopus_rules_view:view_value(Raw, V)|Goals1]
+    ;   Dicts1 = Dicts0,
+        Goals = Goals1
+    ),
+    view_needed_(Vs, Dicts1, Dicts, Goals1).
+
+lazy_raw(V, Dicts, Raw) :-
+    member(Entry, Dicts),
+    nonvar(Entry),
+    Entry = lazy(V0, Raw0),
+    V0 == V,
+    !,
+    Raw = Raw0.
+
+is_lazy(V, Entry) :- nonvar(Entry), Entry = lazy(V0, _), V0 == V.
+
+%   stored_numbers(+G, +Dicts, -G1): G with each variable in its stored form replaced
+%   by that form (a comparison of numbers reads them as stored: number/1 holds of a
+%   stored value exactly when it holds of its view value, and they are equal then).
+
+stored_numbers(G, Dicts, G1) :-
+    G =.. [Op|Args],
+    maplist(stored_arg(Dicts), Args, Args1),
+    G1 =.. [Op|Args1].
+
+stored_arg(Dicts, A, A1) :-
+    (   var(A), lazy_raw(A, Dicts, Raw) -> A1 = Raw ; A1 = A ).
+
+list_conj([G], G) :- !.
+list_conj([G|Gs], (G, C)) :- list_conj(Gs, C).
 
 %   view_goal(+Literal, +State, +Bound, +Dicts0, -Dicts, -Code)
 %
@@ -266,9 +341,14 @@ view_goal(record(X), _, _, Dicts, Dicts, true) :-
 view_goal(record(X), S, Bound, Dicts0, Dicts, Code) :- !,
     fetch(X, S, Bound, Dicts0, Dicts1, D, Code),
     remember(X, D, Dicts1, Dicts).
-view_goal(attr(X, K, V), S, Bound, Dicts0, Dicts, Code) :-
+view_goal(attr(X, K, V), S, Bound, Dicts00, Dicts, Code) :-
     atom(K), !,
     (   S = plain(M) -> true ; S = over(M, _, _) ),
+    (   nonvar(V)
+    ->  view_needed(V, Dicts00, Dicts0, Convert)
+    ;   Dicts0 = Dicts00,
+        Convert = true
+    ),
     (   nonvar(V), \+ compound_value(V)
     ->  (   stored_form(V, Stored, Hash)
         ->  Match = get_dict(K, D, Stored),
@@ -281,6 +361,11 @@ view_goal(attr(X, K, V), S, Bound, Dicts0, Dicts, Code) :-
     ->  raw_form(V, Dicts0, Raw, Pre, Dicts1),  % compared in the stored form
         Match = ( get_dict(K, D, Value), Value == Raw ),
         Index = raw(Raw)
+    ;   var(V), X \== V
+    ->  Match = get_dict(K, D, Value),          % V: the stored Value (view_needed/4)
+        Pre = true,
+        Index = _,
+        Dicts1 = [lazy(V, Value), raw(V, Value)|Dicts0]
     ;   Match = ( get_dict(K, D, Value), octopus_rules_view:view_value(Value, V) ),
         Pre = true,
         (   bound_term(V, Bound)
@@ -311,11 +396,14 @@ view_goal(attr(X, K, V), S, Bound, Dicts0, Dicts, Code) :-
                     )
         )
     ),
-    pre(Pre, Code0, Code).
-view_goal(attr(X, K, V), plain(M), _, Dicts, Dicts,
-          octopus_rules_view:v_attr(s(M, [], none), X, K, V)).
-view_goal(attr(X, K, V), over(M, On, Od), _, Dicts, Dicts,
-          octopus_rules_view:v_attr(s(M, On, Od), X, K, V)).
+    pre(Pre, Code0, Code1),
+    pre(Convert, Code1, Code).
+view_goal(attr(X, K, V), plain(M), _, Dicts0, Dicts, Code) :-
+    view_needed(X-K-V, Dicts0, Dicts, Convert),
+    pre(Convert, octopus_rules_view:v_attr(s(M, [], none), X, K, V), Code).
+view_goal(attr(X, K, V), over(M, On, Od), _, Dicts0, Dicts, Code) :-
+    view_needed(X-K-V, Dicts0, Dicts, Convert),
+    pre(Convert, octopus_rules_view:v_attr(s(M, On, Od), X, K, V), Code).
 
 %   raw_form(+V, +Dicts0, -Raw, -Code, -Dicts): Raw is the stored form of the value of
 %   the bound variable V: known if V was read from a record (Code true), else computed
@@ -339,7 +427,12 @@ raw_form(V, Dicts0, Raw, Code, Dicts) :-
 %   name read from an attribute value needs no conversion to an atom and back; a
 %   name known when compiling is converted then.
 
-fetch(X, S, Bound, Dicts0, Dicts, D, Code) :-
+fetch(X, S, Bound, Dicts00, Dicts, D, Code) :-
+    (   S = over(_, _, _), var(X)             % (compared with the overlay's name)
+    ->  view_needed(X, Dicts00, Dicts0, Convert)
+    ;   Dicts0 = Dicts00,
+        Convert = true
+    ),
     (   S = plain(M) -> true ; S = over(M, On, Od) ),
     (   atom(X)
     ->  atom_string(X, Text),
@@ -367,7 +460,8 @@ fetch(X, S, Bound, Dicts0, Dicts, D, Code) :-
                 ; Od \== none, X = On, D = Od )
     ;   Code0 = ( X == On -> Od \== none, D = Od ; Lookup )
     ),
-    pre(Pre, Code0, Code).
+    pre(Pre, Code0, Code1),
+    pre(Convert, Code1, Code).
 
 known_raw(V, Dicts, Raw) :-
     member(Entry, Dicts),
