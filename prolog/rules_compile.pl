@@ -1,5 +1,6 @@
 :- module(octopus_rules_compile,
           [ compile_watch/8,          % +R, +KB, +Id, +Kind, +Names, +Head, +Variants, +Inf
+            direct_index/2,           % +Body0, -Body
             plan/6,                   % +Lits, +Bound, +Head, +KB, +S, -Body
             literal_goal/5,           % +Lit, +Bound, +KB, +S, -Goal
             literal_text/2            % +Lit, -Text
@@ -69,9 +70,7 @@ compile_variant(R, KB, Id, Single, H, Pos, Negs) :-
     assertz(R:(scan(Id, H) :- ScanBody)),
     term_variables(H, HVs),
     plan(All, HVs, H, KB, plain(M), Check1),        % one row: the row bound
-    assertz(R:(check1(Id, H) :- Check1)),
     plan(All, HVs, H, KB, over(M, On, Od), Check0),
-    assertz(R:(check0(Id, On, Od, H) :- Check0)),
     findall(Body, ( generator(Pos, Negs, Kind0, Lit, Rest),
                     gen_kind(Kind0, Single, H, Pos, Negs, Kind),
                     compile_generator(R, KB, M, Id, H, Kind, Lit, Rest, Body) ),
@@ -83,7 +82,35 @@ compile_variant(R, KB, Id, Single, H, Pos, Negs) :-
              T = octopus_rules_view:table_entry(_, K, _, _),
              atom(K)
            ),
-           index_key(R, M, Id, K)).
+           index_key(R, M, Id, K)),
+    direct_index(Check1, Check1D),
+    assertz(R:(check1(Id, H) :- Check1D)),
+    direct_index(Check0, Check0D),
+    assertz(R:(check0(Id, On, Od, H) :- Check0D)).
+
+%!  direct_index(+Body0, -Body) is det.
+%
+%   Body0 with its lookups in the rules' index of a key (table_entry/4) made direct
+%   calls of the index's facts: once the watch whose code it is has registered its
+%   keys (index_key/4), they stay indexed as long as it is installed, so the test of
+%   table_entry/4 (is the key indexed?) is known. Only the scan of a watch, run when
+%   it is installed, keeps table_entry/4 for its first step (drop_first/2).
+
+direct_index(G0, G) :-
+    (   var(G0)
+    ->  G = G0
+    ;   G0 = (A0, B0)
+    ->  G = (A, B), direct_index(A0, A), direct_index(B0, B)
+    ;   G0 = (A0 ; B0)
+    ->  G = (A ; B), direct_index(A0, A), direct_index(B0, B)
+    ;   G0 = (A0 -> B0)
+    ->  G = (A -> B), direct_index(A0, A), direct_index(B0, B)
+    ;   G0 = (\+ A0)
+    ->  G = (\+ A), direct_index(A0, A)
+    ;   G0 = octopus_rules_view:table_entry(M, K, H, X), atom(K)
+    ->  G = M:'$rx'(H, K, X)
+    ;   G = G0
+    ).
 
 %   The rules' index (prolog/rules_view.pl) is kept for the keys that compiled code
 %   looks up by value, or by key inside a join or a check: index_key(Key, Id) for

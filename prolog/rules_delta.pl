@@ -55,6 +55,7 @@ the write (it cannot be checked, so it is not given up silently).
 :- use_module(library(pairs)).
 :- use_module(errors).
 :- use_module(rules_view, [index_drop/2]).
+:- use_module(rules_compile, [direct_index/2]).
 
 :- meta_predicate limited(0, +, -).
 
@@ -138,7 +139,8 @@ source(R, Source, Pairs, s(Source, Groups, Budget, Guard)) :-
     ;   Guard = none
     ),
     cand_head(Source, Name, Old, New, X, Head),
-    factored(Goals, [Name, Old, New, X], Body),
+    factored(Goals, [Name, Old, New, X], Body0),
+    direct_index(Body0, Body),
     assertz(R:(Head :- Body)).
 
 %   factored(+Goals, +Shared, -Body): the disjunction of Goals (conjunctions), with
@@ -369,7 +371,8 @@ found_clause(R, Source, Id, Need, Gs, (Head :- Body), Branches) :-
             ),
             Branches0),
     maplist(branch(Name, Old, New, H, Known), Branches0, Goals),
-    disjunction(Goals, Body),
+    disjunction(Goals, Body0),
+    direct_index(Body0, Body),
     maplist(cand_branch(Id), Branches0, Branches).
 
 gen_known(both, State, Kind, Known) :- known(Kind, State, Known).
