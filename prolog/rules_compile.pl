@@ -323,7 +323,8 @@ view_needed_([], Dicts, Dicts, []).
 view_needed_([V|Vs], Dicts0, Dicts, Goals) :-
     (   lazy_raw(V, Dicts0, Raw)
     ->  exclude(is_lazy(V), Dicts0, Dicts1),
-        Goals = [octopus_rules_view:view_value(Raw, V)|Goals1]
+        view_code(Raw, V, Convert),
+        Goals = [Convert|Goals1]
     ;   Dicts1 = Dicts0,
         Goals = Goals1
     ),
@@ -338,6 +339,19 @@ lazy_raw(V, Dicts, Raw) :-
     Raw = Raw0.
 
 is_lazy(V, Entry) :- nonvar(Entry), Entry = lazy(V0, _), V0 == V.
+
+%   view_code(?Stored, ?V, -Code): Code binds V to the view value of the stored value
+%   Stored: view_value/2 inlined (an identifier [Text] is an atom, any other stored
+%   value is itself), as it runs for most values a rule reads.
+%   hash_code(?Stored, ?Hash, -Code): Code binds Hash to Stored's index hash:
+%   index_hash/2 inlined for identifiers and the values that are their own hash form.
+
+view_code(Stored, V, ( Stored = [S] -> atom_string(V, S) ; V = Stored )).
+
+hash_code(Stored, H, ( Stored = [S] -> term_hash(S, H)
+                     ; float(Stored) -> octopus_match:index_hash(Stored, H)
+                     ; term_hash(Stored, H)
+                     )).
 
 %   stored_numbers(+G, +Dicts, -G1): G with each variable in its stored form replaced
 %   by that form (a comparison of numbers reads them as stored: number/1 holds of a
@@ -393,7 +407,8 @@ view_goal(attr(X, K, V), S, Bound, Dicts00, Dicts, Code) :-
         Pre = true,
         Index = _,
         Dicts1 = [lazy(V, Value), raw(V, Value)|Dicts0]
-    ;   Match = ( get_dict(K, D, Value), octopus_rules_view:view_value(Value, V) ),
+    ;   view_code(Value, V, Convert0),
+        Match = ( get_dict(K, D, Value), Convert0 ),
         Pre = true,
         (   bound_term(V, Bound)
         ->  Index = hash(V),
@@ -520,7 +535,8 @@ index_code(Index, M, K, X, Code) :-
     ->  Code = ( octopus_rules_view:view_hash(V, H),
                  octopus_rules_view:table_entry(M, K, H, X) )
     ;   Index = raw(Raw)
-    ->  Code = ( octopus_match:index_hash(Raw, H),
+    ->  hash_code(Raw, H, Hash),
+        Code = ( Hash,
                  octopus_rules_view:table_entry(M, K, H, X) )
     ;   Code = octopus_rules_view:table_entry(M, K, Index, X)
     ).

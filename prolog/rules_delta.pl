@@ -226,8 +226,9 @@ same_var(Shared, Vs, Vs1, V, V1) :-
 %   them outside the limit is safe.
 
 guard_clause(Goals, K, Name, Old, New, (guard_key(K, Name, Old, New) :- Body)) :-
-    maplist(guard_prefix(Old, New), Goals, Prefixes),
-    disjunction(Prefixes, Body).
+    maplist(guard_prefix(Old, New), Goals, Prefixes0),
+    copy_term(Name-Old-New-Prefixes0, Name-Old-New-Prefixes),    % (Goals stay as they are)
+    factored(Prefixes, [Name, Old, New], Body).
 
 guard_prefix(Old, New, Goal, Prefix) :-
     conj_list(Goal, Gs),
@@ -274,6 +275,9 @@ safe_goal(G, Old-New, C, [D|C], N, N, false) :-     % (matched without binding G
 safe_goal(_ \== _, _, C, C, N, N, true).
 safe_goal(get_dict(K, D, _), _, C, C, N, N, false) :- atom(K), memberchk_eq(D, C).
 safe_goal(octopus_rules_view:view_value(_, _), _, C, C, N, N, false).
+safe_goal(G, _, C, C, N, N, false) :-                 % view_code/3's
+    G = (Test -> atom_string(_, S) ; _ = _),
+    nonvar(Test), Test = (_ = [S0]), S0 == S.
 safe_goal(number(V), _, C, C, N, [V|N], true) :- var(V).
 safe_goal(G, _, C, C, N, N, true) :-
     compound(G),
@@ -611,15 +615,14 @@ known(neg, _, none).
 
 partition_rows([], _, _, _, _, _, [], []).
 partition_rows([H-Known|Hs], R, Id, Name, Old, Need, Appear, Disappear) :-
-    (   memberchk(t1, Known) -> In1 = true
-    ;   memberchk(f1, Known) -> In1 = false
+    known_states(Known, u, K1, u, K0),
+    (   K1 \== u -> In1 = K1
     ;   \+ \+ R:check1(Id, H) -> In1 = true
     ;   In1 = false
     ),
     (   In1 == false, Need == appear
     ->  In0 = unknown                       % cannot appear: no need to know
-    ;   memberchk(t0, Known) -> In0 = true
-    ;   memberchk(f0, Known) -> In0 = false
+    ;   K0 \== u -> In0 = K0
     ;   \+ \+ R:check0(Id, Name, Old, H) -> In0 = true
     ;   In0 = false
     ),
@@ -630,6 +633,20 @@ partition_rows([H-Known|Hs], R, Id, Name, Old, Need, Appear, Disappear) :-
     ;   Appear = Appear1, Disappear = Disappear1
     ),
     partition_rows(Hs, R, Id, Name, Old, Need, Appear1, Disappear1).
+
+%   known_states(+Known, +K10, -K1, +K00, -K0): what Known (known/3's) tells of the
+%   row after the change (K1) and before it (K0): true, false, or u (unknown: checked).
+
+known_states([], K1, K1, K0, K0).
+known_states([T|Ts], K10, K1, K00, K0) :-
+    known_state(T, K10, K11, K00, K01),
+    known_states(Ts, K11, K1, K01, K0).
+
+known_state(t1, _, true, K0, K0).              % (found true wins, as it did)
+known_state(f1, K1, K1f, K0, K0) :- ( K1 == u -> K1f = false ; K1f = K1 ).
+known_state(t0, K1, K1, _, true).
+known_state(f0, K1, K1, K0, K0f) :- ( K0 == u -> K0f = false ; K0f = K0 ).
+known_state(none, K1, K1, K0, K0).
 
 %   limited(:Goal, +Inferences, -Outcome): Goal once; Outcome is done, exceeded
 %   when it took more than Inferences (or ran out of stack), or error(E) when it
