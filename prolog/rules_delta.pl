@@ -26,8 +26,9 @@ watch or invariant comes or goes, one clause comparing the keys the generators r
 each with the watches to evaluate, what each needs and may spend; per source (a key,
 existence, any key) one clause running the generators of every watch of it
 (cand_key/5, cand_exists/4, cand_any/4: their bodies in one disjunction, their heads
-bound when compiling, the goals that branches start alike run once: factored/3); and per watch and source the same for that watch alone
-(found/7, for the evaluation watch by watch after a batch failed). A change compares
+bound when compiling, the goals that branches begin with alike run once: factored/3);
+and per watch and source the same for that watch alone (found/7, for the evaluation
+watch by watch after a batch failed). A change compares
 the values of those keys only (once: the rules' index is kept by the same
 comparison, for the keys it has: prolog/rules_compile.pl), so a write that no rule
 reads costs two dict lookups per watched key and never evaluates anything; a change
