@@ -50,6 +50,7 @@ __all__ = [
     "decode_attributes",
     "encode_attributes",
     "encode_value",
+    "row_values",
 ]
 
 #: A name pattern as Prolog takes it: a name, None for ``_``, or ("re", pattern).
@@ -100,11 +101,18 @@ def _record(name: str, revision: int, d: Mapping[str, Any]) -> Record:
     return Record._trusted(name, decode_attributes(d), revision)
 
 
-#: One row a write left for the derived watches (prolog/rules.pl, rules_change/8):
-#: ``(revision or None for a delete, watch id, kind, values)``; kind is ``"set"`` or
-#: ``"del"`` (values: the row), ``"removed"`` (the watch exceeded its limit; values:
-#: the reason) or ``"violated"`` (a session's end broke an invariant; the row's text).
-RuleRow = tuple[int | None, int, str, Any]
+#: One row a write left for the derived watches (prolog/rules.pl, rules_change/8), as
+#: janus gives it: ``[revision or None for a delete, watch id, kind, values]``; kind is
+#: ``"set"`` or ``"del"`` (values: the row, still encoded: :func:`row_values` decodes
+#: them, on the dispatcher thread), ``"removed"`` (the watch exceeded its limit;
+#: values: the reason) or ``"violated"`` (a session's end broke an invariant; the
+#: row's text).
+RuleRow = list[Any]
+
+
+def row_values(values: list[Any]) -> tuple[Any, ...]:
+    """The values of a ``set`` or ``del`` :data:`RuleRow` as a row holds them."""
+    return tuple([_row_value(v) for v in values])
 
 
 def _row_value(value: Any) -> Any:
@@ -195,9 +203,7 @@ class PrologStore:
         rows = reply.get("rows")
         if rows is None:
             raise _refusal(reply)
-        self.rows = [(rev, qid, kind, [_row_value(v) for v in values]
-                      if kind in ("set", "del") else values)
-                     for rev, qid, kind, values in rows]
+        self.rows = rows                # decoded by the dispatcher (row_values)
         return reply["value"]
 
     @property

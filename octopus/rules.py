@@ -52,7 +52,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, final
 
-from octopus.adapter import PrologKnowledgeBase, PrologRules, PrologStore, RuleSpec
+from octopus.adapter import (
+    PrologKnowledgeBase,
+    PrologRules,
+    PrologStore,
+    RuleSpec,
+    row_values,
+)
 from octopus.errors import QueryError, RuleError, TriggerNotFound
 from octopus.events import Mode
 
@@ -104,10 +110,11 @@ RowHandler = Callable[[RowEvent], Any]
 
 class _Row(tuple[Any, ...]):
     """A row's delivery as queued by the writer: ``(handler, kind, values, names,
-    trigger_id, revision)``, kind ``"set"`` or ``"del"``. A tuple, so that queueing it
-    costs the writer no Python-level construction; :func:`_deliver` makes the
-    :class:`RowEvent` on the dispatcher thread (as the dispatcher makes record
-    triggers' events). ``trigger_id`` and ``mode`` name it if the handler raises."""
+    trigger_id, revision)``, kind ``"set"`` or ``"del"``, values as the write left them
+    (encoded). A tuple, so that queueing it costs the writer no Python-level
+    construction; :func:`_deliver` decodes the values and makes the :class:`RowEvent`
+    on the dispatcher thread (as the dispatcher makes record triggers' events).
+    ``trigger_id`` and ``mode`` name it if the handler raises."""
 
     __slots__ = ()
 
@@ -122,8 +129,8 @@ class _Row(tuple[Any, ...]):
 
 def _deliver(row: _Row) -> Any:
     handler, kind, values, names, qid, revision = row
-    return handler(RowEvent(Mode.ON_SET if kind == "set" else Mode.ON_DEL, tuple(values),
-                            names, qid, revision))
+    return handler(RowEvent(Mode.ON_SET if kind == "set" else Mode.ON_DEL,
+                            row_values(values), names, qid, revision))
 
 
 @dataclass(frozen=True)
