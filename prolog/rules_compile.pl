@@ -330,13 +330,7 @@ view_needed_([V|Vs], Dicts0, Dicts, Goals) :-
     ),
     view_needed_(Vs, Dicts1, Dicts, Goals1).
 
-lazy_raw(V, Dicts, Raw) :-
-    member(Entry, Dicts),
-    nonvar(Entry),
-    Entry = lazy(V0, Raw0),
-    V0 == V,
-    !,
-    Raw = Raw0.
+lazy_raw(V, Dicts, Raw) :- entry(lazy, V, Dicts, Raw).
 
 is_lazy(V, Entry) :- nonvar(Entry), Entry = lazy(V0, _), V0 == V.
 
@@ -505,21 +499,21 @@ fetch(X, S, Bound, Dicts00, Dicts, D, Code) :-
     pre(Pre, Code0, Code1),
     pre(Convert, Code1, Code).
 
-known_raw(V, Dicts, Raw) :-
-    member(Entry, Dicts),
-    nonvar(Entry),
-    Entry = raw(V0, Raw0),
-    V0 == V,
-    !,
-    Raw = Raw0.
+known_raw(V, Dicts, Raw) :- entry(raw, V, Dicts, Raw).
 
-known_dict(X, Dicts, D) :-
+known_dict(X, Dicts, D) :- entry(-, X, Dicts, D).
+
+%   entry(+Tag, +X, +Dicts, -Value): the Value of the first entry Tag(X, Value) of
+%   Dicts (X compared with ==: Dicts is about the variables of the clause compiled).
+
+entry(Tag, X, Dicts, Value) :-
     member(Entry, Dicts),
     nonvar(Entry),
-    Entry = X0-D0,
+    functor(Entry, Tag, 2),
+    arg(1, Entry, X0),
     X0 == X,
     !,
-    D = D0.
+    arg(2, Entry, Value).
 
 remember(X, D, Dicts, [X-D|Dicts]) :- ( var(X) ; atom(X) ), !.
 remember(_, _, Dicts, Dicts).
